@@ -1,0 +1,20 @@
+"""weightkit: convert, inspect, diff, verify and edit TensorFlow/Keras model weights.
+
+    import weightkit
+    with weightkit.load("model.h5") as store:
+        weightkit.save(store, "model.safetensors")
+
+Importing weightkit never imports TensorFlow or Keras.
+"""
+from .converters.errors import (CorruptFileError, LossyConversionError, MissingDependencyError,
+                                UnknownFormatError, UnsafeFileError, UsageError, WeightsError)
+from .converters.registry import FORMATS, detect, load, losses, save
+from .converters.store import Store, Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FORMATS", "Store", "Tensor", "detect", "load", "losses", "save",
+    "WeightsError", "UnknownFormatError", "CorruptFileError", "UnsafeFileError",
+    "LossyConversionError", "MissingDependencyError", "UsageError",
+]

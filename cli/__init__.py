@@ -1,0 +1,1 @@
+"""The command line: `weightkit COMMAND ...` and `wdiff A B`. Thin wrappers over the library."""

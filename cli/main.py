@@ -1,0 +1,96 @@
+"""Entry points: `weightkit COMMAND ...` and `wdiff A B` (the same as `weightkit diff A B`).
+
+Each command lives in its own module in this package with `HELP`, `add_arguments(parser)` and
+`run(args) -> int`. Errors from files become one line on stderr and exit status 2; `--debug`
+shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import traceback
+from enum import IntEnum
+
+from ..converters.errors import WeightsError
+from .text import safe
+
+COMMANDS = ("show", "convert")
+
+
+class Exit(IntEnum):
+    OK = 0
+    DIFFERENT = 1
+    ERROR = 2
+
+
+def _command_name(module: str) -> str:
+    return module.replace("_", "-")
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Convert, inspect, diff, verify and edit TensorFlow/Keras weights.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMANDS:
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        command = sub.add_parser(_command_name(module_name), help=module.HELP,
+                                 description=module.HELP)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks on errors")
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+    return f"weightkit {__version__}"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through atomic writers, which remove their temporaries
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return int(args.run(args))
+    except WeightsError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{parser.prog}: error: {safe(exc)}", file=sys.stderr)
+        return Exit.ERROR
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return Exit.OK
+    except Exception as exc:  # a bug, or a library error a reader failed to translate
+        if args.debug:
+            traceback.print_exc()
+        print(f"{parser.prog}: error: unexpected {type(exc).__name__}: {safe(exc)} "
+              "(--debug shows the traceback)", file=sys.stderr)
+        return Exit.ERROR
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def wdiff(argv: list[str] | None = None) -> int:
+    """`wdiff A B ...`: the same as `weightkit diff A B ...`."""
+    argv = sys.argv[1:] if argv is None else argv
+    return main(["diff", *argv])
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+def wdiff_entry() -> None:
+    sys.exit(wdiff())

@@ -1,0 +1,122 @@
+"""Atomic output: every file or directory is written under a temporary name in its destination
+directory, fsynced, and renamed into place only when the whole write succeeded.
+
+    with atomic_output() as out:
+        write_data(out.path("model.data-00000-of-00001"))
+        write_index(out.path("model.index"))
+
+On any exception (including KeyboardInterrupt and the SIGTERM the CLI turns into one) every
+temporary is removed and existing destinations stay untouched. Renames run in registration order.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class AtomicOutput:
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, str]] = []  # (temporary, final)
+
+    def path(self, final: str | os.PathLike, directory: bool = False) -> str:
+        """A temporary path next to `final` (an empty directory if `directory`)."""
+        final = os.path.abspath(os.fspath(final))
+        parent, base = os.path.split(final)
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(f"output directory does not exist: {parent}")
+        prefix = f".{base[:100]}.wk-tmp-"
+        if directory:
+            temp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+        else:
+            fd, temp = tempfile.mkstemp(prefix=prefix, dir=parent)
+            os.close(fd)
+        self._pending.append((temp, final))
+        return temp
+
+    def _commit(self) -> None:
+        for temp, _ in self._pending:
+            _fsync_tree(temp)
+        for temp, final in self._pending:
+            if os.path.isdir(temp):
+                _replace_dir(temp, final)
+            else:
+                os.replace(temp, final)
+        for parent in {os.path.dirname(final) for _, final in self._pending}:
+            _fsync_dir(parent)
+        self._pending.clear()
+
+    def _abort(self) -> None:
+        for temp, _ in self._pending:
+            _remove(temp)
+        self._pending.clear()
+
+
+@contextmanager
+def atomic_output() -> Iterator[AtomicOutput]:
+    """Collect temporary outputs; rename them into place on success, remove them on failure."""
+    out = AtomicOutput()
+    try:
+        yield out
+        out._commit()
+    except BaseException:
+        out._abort()
+        raise
+
+
+def _replace_dir(temp: str, final: str) -> None:
+    if not os.path.lexists(final):
+        os.rename(temp, final)
+        return
+    aside = f"{final}.wk-old-{uuid.uuid4().hex[:8]}"
+    os.rename(final, aside)
+    try:
+        os.rename(temp, final)
+    except BaseException:
+        os.rename(aside, final)
+        raise
+    _remove(aside)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync_tree(path: str) -> None:
+    if os.path.isdir(path):
+        for root, _, files in os.walk(path):
+            for name in files:
+                _fsync_file(os.path.join(root, name))
+            _fsync_dir(root)
+    else:
+        _fsync_file(path)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,37 @@
+"""The errors weightkit raises. Each also derives from the built-in type a caller would expect."""
+from __future__ import annotations
+
+import os
+
+
+class WeightsError(Exception):
+    """Base class: a problem with a weights file or a request, reported in one line."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        self.message = message
+        self.path = os.fspath(path) if path is not None else None
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class UnknownFormatError(WeightsError, ValueError):
+    """The file is not in any supported format (or not in the one asked for)."""
+
+
+class CorruptFileError(WeightsError, ValueError):
+    """The file claims a format but its content is inconsistent, truncated or fails a checksum."""
+
+
+class UnsafeFileError(WeightsError, ValueError):
+    """The file would make us read outside it, execute code, or allocate far more than it holds."""
+
+
+class LossyConversionError(WeightsError, ValueError):
+    """The target format cannot hold everything in the source; `allow_lossy=True` accepts the loss."""
+
+
+class MissingDependencyError(WeightsError, ImportError):
+    """An optional package is needed for this format or operation."""
+
+
+class UsageError(WeightsError, ValueError):
+    """The request itself is wrong (bad option, name not found, output equals input)."""

@@ -1,0 +1,55 @@
+"""Checks on input paths: only regular files and directories are read, and nothing a directory
+input refers to may lie outside it."""
+from __future__ import annotations
+
+import os
+import stat
+
+from .errors import UnsafeFileError, UsageError
+
+
+def check_input(path: str) -> os.stat_result:
+    """Stat an input, refusing what is missing, a FIFO, a socket or a device."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError("no such file or directory", path) from None
+    except OSError as exc:
+        raise UsageError(exc.strerror or str(exc), path) from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise UnsafeFileError("not a regular file or directory (FIFO, socket or device)", path)
+    return st
+
+
+def inside(directory: str, name: str) -> str:
+    """`directory/name`, refusing a name (or a symlink on the way) that leads outside `directory`."""
+    if os.path.isabs(name) or "\\" in name or "\x00" in name:
+        raise UnsafeFileError(f"refusing path {name!r}: it must be relative", directory)
+    root = os.path.realpath(directory)
+    target = os.path.realpath(os.path.join(root, name))
+    if target != root and not target.startswith(root + os.sep):
+        raise UnsafeFileError(f"refusing path {name!r}: it leads outside the directory", directory)
+    return target
+
+
+def check_tree(directory: str) -> None:
+    """Refuse a directory input containing a symlink that leaves it, or a special file."""
+    root = os.path.realpath(directory)
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(parent, name)
+            rel = os.path.relpath(full, root)
+            if os.path.islink(full):
+                inside(root, rel)
+            if name in files:
+                mode = os.stat(full).st_mode if os.path.exists(full) else 0
+                if not stat.S_ISREG(mode):
+                    raise UnsafeFileError(f"{rel!r} is not a regular file", directory)
+
+
+def same_file(a: str, b: str) -> bool:
+    """True if both paths exist and are the same file or directory."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

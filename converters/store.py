@@ -1,0 +1,175 @@
+"""The canonical store: a read-only mapping from canonical names to lazily read tensors.
+
+Every format module reads a file into a `Store` and writes a `Store` back. A `Tensor` knows its
+shape and dtype from metadata and reads bytes only when asked: whole (`read()`), by basic
+indexing (`tensor[i:j]`), or as bounded C-order blocks (`iter_chunks()`).
+
+Metadata is plain JSON-able data, so that any format able to carry text (safetensors
+`__metadata__`, for one) can carry what another format needs to be written back exactly:
+- `Store.meta` holds store-level facts in one namespace per format (`meta["keras_h5"]`, ...);
+- `Tensor.meta` holds per-variable facts: `key` (the name in the source file), `role`
+  (`weight`, `optimizer` or `counter`), and format namespaces of its own.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from .dtypes import dtype_name, is_string
+
+CHUNK_BYTES = 16 << 20
+ROLES = ("weight", "optimizer", "counter")
+
+Index = tuple  # a tuple of ints and slices: numpy basic indexing
+
+
+class Tensor:
+    """A lazily read array: `shape`, `dtype` and `meta` are free; data is read on demand.
+
+    `get(index)` must return the numpy array for a basic-indexing tuple (the empty tuple means
+    the whole array) in `dtype`.
+    """
+
+    __slots__ = ("shape", "dtype", "meta", "_get")
+
+    def __init__(self, shape: Iterable[int], dtype: np.dtype, get: Callable[[Index], Any],
+                 meta: Mapping[str, Any] | None = None):
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self.meta = dict(meta or {})
+        self._get = get
+
+    @classmethod
+    def from_array(cls, array: Any, meta: Mapping[str, Any] | None = None) -> "Tensor":
+        """Wrap an in-memory (or memory-mapped) array."""
+        array = np.asarray(array)
+        return cls(array.shape, array.dtype, array.__getitem__, meta)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the data (for strings: of the pointers; see `read()` for lengths)."""
+        return self.size * self.dtype.itemsize
+
+    @property
+    def role(self) -> str:
+        return self.meta.get("role", "weight")
+
+    @property
+    def dtype_name(self) -> str:
+        return dtype_name(self.dtype)
+
+    def read(self) -> np.ndarray:
+        """The whole array."""
+        return self[()]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        return np.asarray(self._get(index), dtype=self.dtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self.read()
+        return array if dtype is None else array.astype(dtype)
+
+    def iter_chunks(self, max_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
+        """Flat blocks that together are the array in C order, each of at most about `max_bytes`.
+
+        A zero-size tensor yields nothing; a scalar yields one block of one element.
+        """
+        itemsize = 8 if is_string(self.dtype) else self.dtype.itemsize
+        for index in block_indices(self.shape, itemsize, max_bytes):
+            yield self[index].reshape(-1)
+
+    def with_meta(self, **updates: Any) -> "Tensor":
+        """The same data with some meta entries replaced."""
+        return Tensor(self.shape, self.dtype, self._get, {**self.meta, **updates})
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray], dtype: np.dtype | None = None,
+            meta: Mapping[str, Any] | None = None) -> "Tensor":
+        """A lazy elementwise transform: `fn` is applied to whatever part is read."""
+        return Tensor(self.shape, self.dtype if dtype is None else dtype,
+                      lambda index: fn(self[index]), self.meta if meta is None else meta)
+
+    def __repr__(self) -> str:
+        return f"<Tensor shape={self.shape} dtype={self.dtype_name} role={self.role}>"
+
+
+def block_indices(shape: tuple[int, ...], itemsize: int, max_bytes: int) -> Iterator[Index]:
+    """Index tuples that cover `shape` in C order, each selecting a contiguous block of at
+    most about `max_bytes` (at least one element)."""
+    if not shape:
+        yield ()
+        return
+    if math.prod(shape) == 0:
+        return
+    row_bytes = itemsize * math.prod(shape[1:])
+    if len(shape) == 1 or row_bytes <= max_bytes:
+        step = max(1, max_bytes // max(row_bytes, 1))
+        for start in range(0, shape[0], step):
+            yield (slice(start, min(start + step, shape[0])),)
+        return
+    for i in range(shape[0]):
+        for rest in block_indices(shape[1:], itemsize, max_bytes):
+            yield (i, *rest)
+
+
+class Store(Mapping[str, Tensor]):
+    """A read-only mapping of canonical names to tensors, in file order, with metadata.
+
+    Use as a context manager (or call `close()`) to release files a reader keeps open.
+    """
+
+    def __init__(self, tensors: Mapping[str, Tensor] | None = None, *, format: str = "memory",
+                 meta: Mapping[str, Any] | None = None, path: str | None = None,
+                 on_close: Callable[[], None] | None = None):
+        self._tensors = dict(tensors or {})
+        self.format = format
+        self.meta = dict(meta or {})
+        self.path = path
+        self._on_close = on_close
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any], **kwargs: Any) -> "Store":
+        """An in-memory store from a mapping of names to arrays."""
+        return cls({name: Tensor.from_array(a) for name, a in arrays.items()}, **kwargs)
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self._tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def replace(self, tensors: Mapping[str, Tensor] | None = None, **kwargs: Any) -> "Store":
+        """A new store sharing this one's files, with other tensors or attributes."""
+        fields = {"format": self.format, "meta": self.meta, "path": self.path,
+                  "on_close": self._on_close}
+        fields.update(kwargs)
+        return Store(self._tensors if tensors is None else tensors, **fields)
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = f" path={self.path!r}" if self.path else ""
+        return f"<Store format={self.format!r}{where} tensors={len(self)}>"

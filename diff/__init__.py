@@ -1,0 +1,1 @@
+"""Comparing and summarising stores: plain data out, rendering elsewhere."""
