@@ -26,6 +26,6 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, input: bytes | Non
     """Run `python -m weightkit.cli ...` in a subprocess; returns CompletedProcess (text)."""
     import subprocess
 
-    code = "import sys; from weightkit.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from weightkit.cli.main import main; sys.exit(main(sys.argv[1:], prog='weightkit'))"
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
