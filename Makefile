@@ -2,28 +2,38 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HASH := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+BASE := $(VENV)/.base-$(HASH)
+FULL := $(VENV)/.full-$(HASH)
 
-.PHONY: setup demo test test-fast bench fuzz fixtures clean
+.PHONY: setup demo test test-fast fixtures clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+# weightkit alone: what a user installs (no TensorFlow).
+$(BASE): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+# weightkit with the test tools and the framework oracles (TensorFlow, tf_keras, Keras 3).
+$(FULL): $(BASE)
 	$(BIN)/python -m pip install -q -e '.[test,tensorflow]'
 	touch $@
 
-setup: $(STAMP)
+setup: $(FULL)
 
-demo: $(STAMP)
-	bash fixtures/demo.sh
+demo: $(BASE)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash fixtures/demo.sh
 
-test: $(STAMP)
+test: $(FULL)
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(FULL)
 	$(BIN)/python -m pytest -q -m "not tensorflow"
 
-fixtures: $(STAMP)
+fixtures: $(FULL)
 	$(BIN)/python fixtures/make_fixtures.py
 
 clean:
