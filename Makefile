@@ -6,7 +6,7 @@ HASH := $(shell cksum < pyproject.toml | cut -d' ' -f1)
 BASE := $(VENV)/.base-$(HASH)
 FULL := $(VENV)/.full-$(HASH)
 
-.PHONY: setup demo test test-fast fixtures clean
+.PHONY: setup demo test test-fast fixtures bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ test-fast: $(FULL)
 
 fixtures: $(FULL)
 	$(BIN)/python fixtures/make_fixtures.py
+
+# Speed and memory against the peers, same run (bench/run.py). `make bench SIZE=64` is a quick run.
+SIZE ?= 1024
+bench: $(FULL)
+	command -v h5diff >/dev/null || apt-get install -y hdf5-tools || true
+	$(BIN)/python bench/run.py --size $(SIZE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
