@@ -9,12 +9,13 @@ Importing weightkit never imports TensorFlow or Keras.
 from .converters.errors import (CorruptFileError, LossyConversionError, MissingDependencyError,
                                 UnknownFormatError, UnsafeFileError, UsageError, WeightsError)
 from .converters.registry import FORMATS, detect, load, losses, save
+from .converters.edit import EditedStore, edit
 from .converters.store import Store, Tensor
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FORMATS", "Store", "Tensor", "detect", "load", "losses", "save",
+    "FORMATS", "Store", "Tensor", "EditedStore", "detect", "edit", "load", "losses", "save",
     "WeightsError", "UnknownFormatError", "CorruptFileError", "UnsafeFileError",
     "LossyConversionError", "MissingDependencyError", "UsageError",
 ]

@@ -1,0 +1,324 @@
+"""Edits of a store: lazy, chainable operations that each return a new store.
+
+    import weightkit
+    with weightkit.load("model.h5") as store:
+        edited = (weightkit.edit(store)
+                  .rename(r"^dense/", "fc/")
+                  .drop("*/bias")
+                  .cast("fc/*", "float16")
+                  .prune("fc/kernel", 0.5))
+        weightkit.save(edited, "model.safetensors")
+        for e in edited.edits:
+            print(e.op, e.name, e.detail, e.measure())
+
+Nothing is read when an operation is chained: a transformed tensor reads its source only when
+its own data is read (a prune reads its tensor once more to find the threshold), so editing one
+variable of a large file never reads the others. Every tensor keeps its `meta` (original key,
+role, format namespaces) and the store keeps its format and metadata, so a writer of the source
+format puts each variable back where it came from. A rename changes the canonical name (what
+safetensors, npz, `diff` and `--like` templates see); the original key moves with it only where
+the key was the name itself (npz, safetensors).
+
+Names are matched with shell globs (`fnmatch`, case-sensitive) or, for `rename`, a Python regular
+expression applied with `re.sub`. An operation that matches nothing is an error, so that a typo
+never passes silently. Numeric operations (`cast`, `scale`, `prune`) change floating-point
+tensors and leave the other matches (integer counters, strings) as they are.
+"""
+from __future__ import annotations
+
+import fnmatch
+import functools
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .dtypes import dtype_from_name, dtype_name, is_floating
+from .errors import UsageError
+from .store import Store, Tensor
+
+Measure = Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """What one operation did to one variable.
+
+    `op` is the operation, `arg` its argument as given (`"dense/*=float16"`), `name` the
+    variable (its new name after a rename), `detail` a short description of the change.
+    `measure()` returns numbers that need the data (a cast's rounding error); it reads the
+    source tensor on first call and caches the result.
+    """
+
+    op: str
+    arg: str
+    name: str
+    detail: str
+    measure: Measure = field(default=lambda: {}, compare=False, repr=False)
+
+
+class EditedStore(Store):
+    """A store with the log of edits that made it; every operation returns a new one."""
+
+    def __init__(self, tensors: Mapping[str, Tensor], *, edits: Iterable[Edit] = (),
+                 **kwargs: Any):
+        super().__init__(tensors, **kwargs)
+        self.edits: tuple[Edit, ...] = tuple(edits)
+
+    def _then(self, tensors: Mapping[str, Tensor], edits: Iterable[Edit]) -> "EditedStore":
+        return EditedStore(tensors, edits=(*self.edits, *edits), format=self.format,
+                           meta=self.meta, path=self.path, on_close=self._on_close)
+
+    def _match(self, op: str, pattern: str) -> list[str]:
+        names = [name for name in self if fnmatch.fnmatchcase(name, pattern)]
+        if not names:
+            raise UsageError(f"{op} {pattern!r}: expected a glob matching some variable, "
+                             f"matched none of {len(self)} (e.g. {_examples(self)})")
+        return names
+
+    def _floating(self, op: str, pattern: str) -> list[str]:
+        names = self._match(op, pattern)
+        chosen = [name for name in names if is_floating(self[name].dtype)]
+        if not chosen:
+            found = sorted({self[name].dtype_name for name in names})
+            raise UsageError(f"{op} {pattern!r}: expected floating-point variables, "
+                             f"matched only {', '.join(found)}")
+        return chosen
+
+    def rename(self, pattern: str, repl: str) -> "EditedStore":
+        """Rename with `re.sub(pattern, repl, name)`; refuses names that would collide."""
+        arg = f"{pattern}={repl}"
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise UsageError(f"rename: invalid regular expression {pattern!r}: {exc}") from None
+        tensors: dict[str, Tensor] = {}
+        origin: dict[str, str] = {}
+        edits = []
+        for name, tensor in self.items():
+            try:
+                new = regex.sub(repl, name)
+            except (re.error, IndexError) as exc:
+                raise UsageError(f"rename: invalid replacement {repl!r}: {exc}") from None
+            if not new:
+                raise UsageError(f"rename {arg!r}: {name!r} would get an empty name")
+            if new in origin:
+                raise UsageError(f"rename {arg!r}: {origin[new]!r} and {name!r} would both be "
+                                 f"named {new!r}")
+            origin[new] = name
+            if new != name:
+                if tensor.meta.get("key") == name:
+                    tensor = tensor.with_meta(key=new)
+                edits.append(Edit("rename", arg, new, f"renamed from {name}"))
+            tensors[new] = tensor
+        if not edits:
+            raise UsageError(f"rename {pattern!r}: expected a pattern matching some variable, "
+                             f"matched none of {len(self)} (e.g. {_examples(self)})")
+        return self._then(tensors, edits)
+
+    def drop(self, pattern: str) -> "EditedStore":
+        """Remove the variables matching `pattern`."""
+        gone = set(self._match("drop", pattern))
+        return self._then({n: t for n, t in self.items() if n not in gone},
+                          [Edit("drop", pattern, n, "dropped") for n in self if n in gone])
+
+    def keep(self, pattern: str) -> "EditedStore":
+        """Keep only the variables matching `pattern`."""
+        kept = set(self._match("keep", pattern))
+        return self._then({n: t for n, t in self.items() if n in kept},
+                          [Edit("keep", pattern, n, "dropped (not kept)")
+                           for n in self if n not in kept])
+
+    def cast(self, pattern: str, dtype: str | np.dtype) -> "EditedStore":
+        """Cast floating-point variables to another floating dtype (rounding to nearest)."""
+        target = dtype_from_name(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+        name_of_target = dtype_name(target)
+        arg = f"{pattern}={name_of_target}"
+        if not is_floating(target):
+            raise UsageError(f"cast {arg!r}: expected a floating-point dtype, "
+                             f"received {name_of_target}")
+        tensors = dict(self)
+        edits = []
+        for name in self._floating("cast", pattern):
+            source = self[name]
+            if source.dtype == target:
+                continue
+            tensors[name] = source.map(functools.partial(_cast, dtype=target), dtype=target)
+            edits.append(Edit("cast", arg, name, f"{source.dtype_name} -> {name_of_target}",
+                              functools.cache(functools.partial(cast_error, source, target))))
+        return self._then(tensors, edits)
+
+    def scale(self, pattern: str, factor: float) -> "EditedStore":
+        """Multiply floating-point variables by `factor` (computed in float64, rounded once)."""
+        factor = float(factor)
+        if not math.isfinite(factor):
+            raise UsageError(f"scale {pattern!r}: expected a finite factor, received {factor}")
+        tensors = dict(self)
+        names = self._floating("scale", pattern)
+        for name in names:
+            dtype = self[name].dtype
+            tensors[name] = self[name].map(
+                lambda a, d=dtype: (a.astype(np.float64) * factor).astype(d))
+        return self._then(tensors, [Edit("scale", f"{pattern}={factor:g}", n,
+                                         f"multiplied by {factor:g}") for n in names])
+
+    def prune(self, pattern: str, fraction: float) -> "EditedStore":
+        """Zero the `round(fraction * size)` smallest-magnitude values of each matching
+        floating-point tensor (ties broken by position: earlier elements first; NaN counts
+        as the largest magnitude)."""
+        fraction = float(fraction)
+        if not 0.0 <= fraction <= 1.0:
+            raise UsageError(f"prune {pattern!r}: expected a fraction between 0 and 1, "
+                             f"received {fraction:g}")
+        tensors = dict(self)
+        edits = []
+        for name in self._floating("prune", pattern):
+            tensor = self[name]
+            count = round(fraction * tensor.size)
+            if count == 0:
+                continue
+            tensors[name] = pruned(tensor, count)
+            edits.append(Edit("prune", f"{pattern}={fraction:g}", name,
+                              f"zeroed the {count:,} smallest of {tensor.size:,} values "
+                              f"({100 * count / tensor.size:.1f}%)"))
+        return self._then(tensors, edits)
+
+    def set(self, name: str, array: Any) -> "EditedStore":
+        """Replace the data of variable `name`; the shape and dtype must be the same."""
+        if name not in self:
+            raise UsageError(f"set {name!r}: no such variable (use add for a new one; "
+                             f"e.g. {_examples(self)})")
+        old = self[name]
+        array = _as_array("set", name, array)
+        if array.shape != old.shape or dtype_name(array.dtype) != old.dtype_name:
+            raise UsageError(f"set {name!r}: expected shape {old.shape} {old.dtype_name}, "
+                             f"received shape {array.shape} {dtype_name(array.dtype)}")
+        tensors = dict(self)
+        tensors[name] = Tensor(old.shape, old.dtype, array.__getitem__, old.meta)
+        return self._then(tensors, [Edit("set", name, name,
+                                         f"replaced {_describe(old)}")])
+
+    def add(self, name: str, array: Any) -> "EditedStore":
+        """Add a new variable (role `weight`, no original key) at the end."""
+        if name in self:
+            raise UsageError(f"add {name!r}: a variable of that name exists "
+                             f"({_describe(self[name])}); use set to replace it")
+        if not name:
+            raise UsageError("add: expected a variable name, received an empty one")
+        array = _as_array("add", name, array)
+        tensors = dict(self)
+        tensors[name] = Tensor(array.shape, dtype_from_name(dtype_name(array.dtype)),
+                               array.__getitem__, {"role": "weight"})
+        return self._then(tensors, [Edit("add", name, name,
+                                         f"added {_describe(tensors[name])}")])
+
+
+def edit(store: Store) -> EditedStore:
+    """Start a chain of edits on `store` (nothing is read or copied)."""
+    if isinstance(store, EditedStore):
+        return store
+    return EditedStore(dict(store.items()), format=store.format, meta=store.meta,
+                       path=store.path, on_close=store.close)
+
+
+def cast_error(source: Tensor, target: np.dtype) -> dict[str, Any]:
+    """Largest absolute rounding error of casting `source` to `target`, over values that stay
+    finite, and how many finite values overflowed (to ±inf, or NaN in formats without inf)."""
+    worst, overflow = 0.0, 0
+    if np.can_cast(source.dtype, target, "safe"):
+        return {"max_abs_error": worst, "overflow": overflow}
+    for chunk in source.iter_chunks():
+        before = chunk.astype(np.float64)
+        after = _cast(chunk, target).astype(np.float64)
+        finite = np.isfinite(before)
+        lost = finite & ~np.isfinite(after)
+        overflow += int(np.count_nonzero(lost))
+        kept = finite & ~lost
+        if kept.any():
+            worst = max(worst, float(np.max(np.abs(after[kept] - before[kept]))))
+    return {"max_abs_error": worst, "overflow": overflow}
+
+
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return values.astype(dtype)
+
+
+def pruned(tensor: Tensor, count: int) -> Tensor:
+    """`tensor` with its `count` smallest-magnitude values set to zero, computed lazily.
+
+    On first read the whole tensor is read once to find the threshold magnitude (np.partition)
+    and, among values equal to it, the position of the last one to zero; every later read
+    zeroes by comparison alone, part by part.
+    """
+    plan: dict[str, Any] = {}
+
+    def threshold() -> dict[str, Any]:
+        if not plan:
+            magnitudes = _magnitude(tensor.read().reshape(-1))
+            limit = np.partition(magnitudes, count - 1)[count - 1]
+            below = int(np.count_nonzero(magnitudes < limit))
+            ties = np.flatnonzero(magnitudes == limit)
+            plan.update(limit=limit, last=int(ties[count - below - 1]),
+                        all_ties=count - below == ties.size)
+        return plan
+
+    def get(index: tuple) -> np.ndarray:
+        values = np.array(tensor[index], copy=True)
+        p = threshold()
+        magnitudes = _magnitude(values)
+        zero = magnitudes < p["limit"]
+        tie = magnitudes == p["limit"]
+        if p["all_ties"]:
+            zero |= tie
+        elif tie.any():
+            zero |= tie & (flat_positions(tensor.shape, index) <= p["last"])
+        values[zero] = 0
+        return values
+
+    return Tensor(tensor.shape, tensor.dtype, get, tensor.meta)
+
+
+def _magnitude(values: np.ndarray) -> np.ndarray:
+    work = np.float64 if values.dtype.itemsize > 4 else np.float32
+    magnitudes = np.abs(np.asarray(values).astype(work))
+    magnitudes[np.isnan(magnitudes)] = np.inf
+    return magnitudes
+
+
+def flat_positions(shape: tuple[int, ...], index: tuple) -> np.ndarray:
+    """C-order positions, in an array of `shape`, of the elements `array[index]` selects
+    (basic indexing), allocated only at the size of the selection."""
+    positions: Any = np.int64(0)
+    step = 1
+    for axis in reversed(range(len(shape))):
+        coords = np.lib.stride_tricks.as_strided(
+            np.arange(shape[axis], dtype=np.int64), shape=shape,
+            strides=tuple(8 if a == axis else 0 for a in range(len(shape))), writeable=False)
+        positions = positions + coords[index] * step
+        step *= shape[axis]
+    return np.asarray(positions)
+
+
+def _as_array(op: str, name: str, array: Any) -> np.ndarray:
+    if isinstance(array, Tensor):
+        array = array.read()
+    array = np.asarray(array)
+    try:
+        dtype_name(array.dtype)
+    except UsageError:
+        raise UsageError(f"{op} {name!r}: expected an array of a dtype weightkit knows, "
+                         f"received {array.dtype}") from None
+    return array
+
+
+def _describe(tensor: Tensor) -> str:
+    return f"shape {tensor.shape} {tensor.dtype_name}"
+
+
+def _examples(store: Mapping[str, Tensor]) -> str:
+    names = list(store)[:3]
+    return ", ".join(repr(n) for n in names) + (", ..." if len(store) > 3 else "") or "none"

@@ -1,0 +1,227 @@
+"""Edits on stores: values against numpy, laziness, chain order, and the errors of issue 5."""
+from __future__ import annotations
+
+from collections import Counter
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from weightkit import Store, Tensor, UsageError
+from weightkit.converters.edit import edit, flat_positions
+
+
+def counting_store(arrays: dict[str, np.ndarray]) -> tuple[Store, Counter]:
+    """A store whose tensors count how often their data is read."""
+    reads: Counter = Counter()
+
+    def tensor(name: str, array: np.ndarray) -> Tensor:
+        def get(index: tuple) -> np.ndarray:
+            reads[name] += 1
+            return array[index]
+        return Tensor(array.shape, array.dtype, get, {"key": f"orig/{name}:0", "role": "weight"})
+
+    return Store({n: tensor(n, a) for n, a in arrays.items()}, format="memory",
+                 meta={"fmt": {"x": 1}}), reads
+
+
+@pytest.fixture
+def arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "dense/kernel": rng.normal(size=(64, 32)).astype(np.float32),
+        "dense/bias": rng.normal(size=(32,)).astype(np.float32),
+        "conv/kernel": rng.normal(size=(3, 3, 4, 8)).astype(np.float32),
+        "iteration": np.array(7, dtype=np.int64),
+    }
+
+
+def test_chaining_reads_nothing(arrays):
+    store, reads = counting_store(arrays)
+    edited = (edit(store).rename("^dense/", "fc/").drop("conv/*").cast("fc/*", "float16")
+              .scale("fc/bias", 2.0).prune("fc/kernel", 0.25))
+    assert list(edited) == ["fc/kernel", "fc/bias", "iteration"]
+    assert edited["fc/kernel"].dtype == np.float16 and edited["fc/kernel"].shape == (64, 32)
+    assert reads == Counter()
+
+
+def test_editing_one_tensor_reads_no_other(arrays):
+    store, reads = counting_store(arrays)
+    edited = edit(store).scale("dense/bias", 3.0).cast("dense/bias", "bfloat16")
+    edited["dense/bias"].read()
+    assert set(reads) == {"dense/bias"}
+
+
+def test_meta_and_store_metadata_are_kept(arrays):
+    store, _ = counting_store(arrays)
+    edited = edit(store).cast("*", "float16").prune("dense/kernel", 0.5).scale("conv/*", 0.5)
+    for name in arrays:
+        assert edited[name].meta == store[name].meta
+    assert edited.format == store.format and edited.meta == store.meta
+
+
+def test_cast_values_and_rounding_error(arrays):
+    store, _ = counting_store(arrays)
+    edited = edit(store).cast("dense/*", "float16").cast("conv/kernel", "bfloat16")
+    for name, dtype in [("dense/kernel", np.float16), ("conv/kernel", ml_dtypes.bfloat16)]:
+        got = edited[name].read()
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, arrays[name].astype(dtype))
+        expected = np.max(np.abs(arrays[name].astype(dtype).astype(np.float64)
+                                 - arrays[name].astype(np.float64)))
+        (record,) = [e for e in edited.edits if e.name == name]
+        assert record.measure() == {"max_abs_error": expected, "overflow": 0}
+        assert expected > 0
+    assert "iteration" not in {e.name for e in edited.edits}  # integers are left alone
+    assert edited["iteration"].dtype == np.int64
+
+
+def test_cast_counts_overflow_and_upcast_is_exact():
+    store = Store.from_arrays({"w": np.array([1.0, 70000.0, -1e6, np.inf, np.nan], np.float32)})
+    (record,) = edit(store).cast("w", "float16").edits
+    assert record.measure() == {"max_abs_error": 0.0, "overflow": 2}
+    back = edit(edit(store).cast("w", "float16")).cast("w", "float32")
+    assert back.edits[-1].measure() == {"max_abs_error": 0.0, "overflow": 0}
+    with np.errstate(over="ignore"):
+        expected = store["w"].read().astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(back["w"].read(), expected)
+
+
+def test_scale_matches_numpy(arrays):
+    store, _ = counting_store(arrays)
+    edited = edit(store).scale("dense/*", 0.1)
+    np.testing.assert_array_equal(edited["dense/kernel"].read(),
+                                  (arrays["dense/kernel"].astype(np.float64) * 0.1)
+                                  .astype(np.float32))
+    np.testing.assert_array_equal(edited["conv/kernel"].read(), arrays["conv/kernel"])
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.5, 0.999, 1.0])
+def test_prune_zeroes_exactly_the_smallest_fraction(arrays, fraction):
+    store, _ = counting_store(arrays)
+    original = arrays["dense/kernel"]
+    got = edit(store).prune("dense/kernel", fraction)["dense/kernel"].read()
+    count = round(fraction * original.size)
+    order = np.argsort(np.abs(original), axis=None, kind="stable")
+    expected = original.copy().reshape(-1)
+    expected[order[:count]] = 0
+    np.testing.assert_array_equal(got, expected.reshape(original.shape))
+    assert np.count_nonzero(got == 0) == count
+
+
+def test_prune_ties_are_broken_by_position_even_when_read_in_parts():
+    values = np.array([[3, -1, 1, 2], [1, -1, 5, 1], [0, 1, -2, 4]], dtype=np.float32)
+    store = Store.from_arrays({"w": values})
+    pruned = edit(store).prune("w", 0.5)["w"]  # 6 of 12: the 0, then five of the six ±1
+    expected = values.copy()
+    expected[expected == 0] = 0
+    for position in [1, 2, 4, 5, 7]:
+        expected.reshape(-1)[position] = 0
+    np.testing.assert_array_equal(pruned.read(), expected)
+    rows = np.concatenate([pruned[i] for i in range(3)])
+    np.testing.assert_array_equal(rows, expected.reshape(-1))
+    np.testing.assert_array_equal(pruned[:, 1:3], expected[:, 1:3])
+    np.testing.assert_array_equal(np.concatenate(list(pruned.iter_chunks(8))),
+                                  expected.reshape(-1))
+
+
+def test_prune_treats_nan_as_largest_and_keeps_dtype():
+    values = np.array([np.nan, 0.5, -0.25, 2.0], dtype=ml_dtypes.bfloat16)
+    got = edit(Store.from_arrays({"w": values})).prune("w", 0.75)["w"].read()
+    assert got.dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(got.astype(np.float32), [np.nan, 0, 0, 0])
+
+
+def test_flat_positions_match_numpy_indexing():
+    grid = np.arange(60).reshape(3, 4, 5)
+    for index in [(), (1,), (slice(None), 2), (2, slice(1, 3), -1), (Ellipsis, 4),
+                  (slice(None, None, -1),), (0, 0, 0)]:
+        np.testing.assert_array_equal(flat_positions(grid.shape, index), grid[index])
+
+
+def test_chain_order_matters(arrays):
+    store, _ = counting_store(arrays)
+    renamed_then_dropped = edit(store).rename("^dense/", "fc/").drop("fc/*")
+    assert list(renamed_then_dropped) == ["conv/kernel", "iteration"]
+    with pytest.raises(UsageError, match="matched none"):
+        edit(store).drop("fc/*").rename("^dense/", "fc/")
+    kept_then_dropped = edit(store).keep("*kernel").drop("conv/*")
+    assert list(kept_then_dropped) == ["dense/kernel"]
+
+
+def test_rename_moves_key_only_when_it_was_the_name():
+    store = Store({"a": Tensor.from_array(np.zeros(2), {"key": "a"}),
+                   "b": Tensor.from_array(np.ones(2), {"key": "model_weights/b/b:0"})})
+    edited = edit(store).rename("^(.)$", r"layer_\1")
+    assert list(edited) == ["layer_a", "layer_b"]
+    assert edited["layer_a"].meta["key"] == "layer_a"
+    assert edited["layer_b"].meta["key"] == "model_weights/b/b:0"
+    assert [e.detail for e in edited.edits] == ["renamed from a", "renamed from b"]
+
+
+@pytest.mark.parametrize("pattern, repl, message", [
+    ("/(kernel|bias)$", "/w", "would both be named 'dense/w'"),
+    ("^conv/", "dense/", "would both be named 'dense/kernel'"),
+    ("^iteration$", "", "empty name"),
+    ("(", "x", "invalid regular expression"),
+    ("dense", r"\2", "invalid replacement"),
+    ("^nothing", "x", "matched none"),
+])
+def test_rename_errors(arrays, pattern, repl, message):
+    store, _ = counting_store(arrays)
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        edit(store).rename(pattern, repl)
+
+
+def test_set_and_add(arrays):
+    store, reads = counting_store(arrays)
+    new = np.full((32,), 0.5, np.float32)
+    edited = edit(store).set("dense/bias", new).add("extra/scale", np.arange(4, dtype=np.int8))
+    np.testing.assert_array_equal(edited["dense/bias"].read(), new)
+    assert edited["dense/bias"].meta == store["dense/bias"].meta
+    assert list(edited)[-1] == "extra/scale"
+    assert edited["extra/scale"].meta == {"role": "weight"}
+    np.testing.assert_array_equal(edited["extra/scale"].read(), np.arange(4))
+    assert reads == Counter()
+    big_endian = edit(store).set("dense/bias", new.astype(">f4"))
+    assert big_endian["dense/bias"].dtype == np.float32
+    np.testing.assert_array_equal(big_endian["dense/bias"].read(), new)
+
+
+@pytest.mark.parametrize("op, name, array, message", [
+    ("set", "dense/bias", np.zeros((31,), np.float32),
+     r"expected shape \(32,\) float32, received shape \(31,\) float32"),
+    ("set", "dense/bias", np.zeros((32,), np.float64),
+     r"expected shape \(32,\) float32, received shape \(32,\) float64"),
+    ("set", "nope", np.zeros(3), "no such variable"),
+    ("add", "dense/bias", np.zeros(3), "exists"),
+    ("add", "x", np.array(["text"]), "dtype weightkit knows"),
+])
+def test_set_add_errors(arrays, op, name, array, message):
+    store, _ = counting_store(arrays)
+    with pytest.raises(UsageError, match=message):
+        getattr(edit(store), op)(name, array)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda e: e.cast("dense/*", "int8"), "expected a floating-point dtype"),
+    (lambda e: e.cast("dense/*", "float13"), "unknown dtype"),
+    (lambda e: e.cast("iteration", "float16"), "matched only int64"),
+    (lambda e: e.scale("dense/*", float("inf")), "finite factor"),
+    (lambda e: e.prune("dense/*", 1.5), "between 0 and 1"),
+    (lambda e: e.keep("nothing*"), "matched none"),
+])
+def test_operation_errors(arrays, call, message):
+    store, _ = counting_store(arrays)
+    with pytest.raises(UsageError, match=message):
+        call(edit(store))
+
+
+def test_edit_log_accumulates_and_originals_stay(arrays):
+    store, _ = counting_store(arrays)
+    first = edit(store).drop("conv/*")
+    second = first.scale("dense/*", 2.0)
+    assert [e.op for e in first.edits] == ["drop"]
+    assert [e.op for e in second.edits] == ["drop", "scale", "scale"]
+    assert "conv/kernel" in store and "conv/kernel" in edit(store)
+    np.testing.assert_array_equal(first["dense/bias"].read(), arrays["dense/bias"])
