@@ -1,0 +1,217 @@
+"""What container formats without weightkit's metadata (safetensors, npz) store so that a store
+written through them comes back exactly: one JSON document, the *carry*.
+
+    {"version": 1,
+     "source_format": "keras-h5",          # store.meta["source_format"], else the source's format
+     "meta": {...},                         # store.meta (minus what the container holds natively)
+     "order": ["b", "a"],                   # store order, only when it differs from the file's
+     "tensors": {"a": {"meta": {...},       # tensor.meta, when not empty
+                       "dtype": "string",   # the original dtype, when the file holds an encoding
+                       "shape": [2],        # the original shape, when the encoding changes it
+                       "lengths": [3, 0]}}} # byte length of each string, if the encoding needs it
+
+The reader puts `source_format` back into `store.meta["source_format"]`; `store.format` stays
+the container's own format. Every field is validated: the carry comes from an untrusted file.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .dtypes import dtype_from_name, is_string
+from .errors import CorruptFileError, UsageError, WeightsError
+from .store import Store, Tensor
+
+VERSION = 1
+SOURCE_FORMAT = "source_format"
+PLAIN_SOURCES = ("memory",)  # sources not worth recording
+
+
+def source_format(store: Store, container: str) -> str | None:
+    """The format the data originally came from, if it is worth recording."""
+    source = store.meta.get(SOURCE_FORMAT, store.format)
+    return None if source in (container, *PLAIN_SOURCES) else source
+
+
+def json_losses(store: Store) -> list[str]:
+    """Metadata that cannot be written as JSON (the carry would lose it)."""
+    lost = []
+    try:
+        json.dumps(store.meta, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        lost.append(f"store metadata that is not JSON ({exc})")
+    for name, tensor in store.items():
+        try:
+            json.dumps(tensor.meta, allow_nan=False)
+        except (TypeError, ValueError):
+            lost.append(f"metadata of {name!r} that is not JSON")
+    return lost
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` if JSON can hold it, else None (dropped: only reached with allow_lossy)."""
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        return None
+
+
+def build(store: Store, container: str, *, native_namespace: str | None,
+          encodings: dict[str, dict], file_order: list[str]) -> dict | None:
+    """The carry document for writing `store` into `container`, or None if nothing needs it.
+
+    `encodings` maps names of encoded tensors to their record (`dtype`, `shape`, `lengths`);
+    `file_order` is the order the container will list the tensors in.
+    """
+    doc: dict[str, Any] = {"version": VERSION}
+    source = source_format(store, container)
+    if source is not None:
+        doc[SOURCE_FORMAT] = source
+    meta = {k: v for k, v in store.meta.items() if k not in (SOURCE_FORMAT, native_namespace)}
+    meta = {k: v for k, v in meta.items() if _jsonable({k: v}) is not None}
+    if meta:
+        doc["meta"] = meta
+    if list(store) != file_order:
+        doc["order"] = list(store)
+    tensors = {}
+    for name, tensor in store.items():
+        record = dict(encodings.get(name, {}))
+        tensor_meta = _jsonable(tensor.meta)
+        if tensor_meta:
+            record["meta"] = tensor_meta
+        if record:
+            tensors[name] = record
+    if tensors:
+        doc["tensors"] = tensors
+    return doc if len(doc) > 1 else None
+
+
+def dumps(doc: dict) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+class Carry:
+    """A parsed and validated carry document."""
+
+    def __init__(self, doc: dict | None, names: Iterable[str], path: str):
+        self.path = path
+        names = list(names)
+        doc = {} if doc is None else doc
+        self._check(isinstance(doc, dict), "the weightkit metadata is not a JSON object")
+        self._check(doc.get("version", VERSION) == VERSION,
+                    f"weightkit metadata version {VERSION} expected, got {doc.get('version')!r}")
+        unknown = set(doc) - {"version", SOURCE_FORMAT, "meta", "order", "tensors"}
+        self._check(not unknown, f"unknown weightkit metadata fields {sorted(unknown)}")
+        self.source = doc.get(SOURCE_FORMAT)
+        self._check(self.source is None or isinstance(self.source, str),
+                    "weightkit metadata source_format is not a string")
+        self.meta = doc.get("meta", {})
+        self._check(isinstance(self.meta, dict), "weightkit metadata 'meta' is not an object")
+        self.order = doc.get("order", names)
+        self._check(isinstance(self.order, list) and sorted(self.order) == sorted(names)
+                    and len(set(self.order)) == len(names),
+                    "weightkit metadata 'order' does not list the file's tensors")
+        self.tensors = doc.get("tensors", {})
+        self._check(isinstance(self.tensors, dict) and set(self.tensors) <= set(names),
+                    "weightkit metadata 'tensors' names tensors that are not in the file")
+        for name, record in self.tensors.items():
+            self._check(isinstance(record, dict)
+                        and set(record) <= {"meta", "dtype", "shape", "lengths"}
+                        and isinstance(record.get("meta", {}), dict),
+                        f"weightkit metadata for {name!r} is malformed")
+
+    def _check(self, ok: bool, message: str) -> None:
+        if not ok:
+            raise CorruptFileError(message, self.path)
+
+    def store_meta(self, native: dict[str, Any]) -> dict[str, Any]:
+        """store.meta for the reader: carried meta, native namespace(s), source format."""
+        meta = {**self.meta, **native}
+        if self.source is not None:
+            meta[SOURCE_FORMAT] = self.source
+        return meta
+
+    def tensor_meta(self, name: str) -> dict:
+        return dict(self.tensors.get(name, {}).get("meta", {}))
+
+    def encoding(self, name: str, stored_shape: tuple[int, ...]) -> dict | None:
+        """The encoding record of `name`: {dtype, shape (default `stored_shape`), lengths}."""
+        record = self.tensors.get(name, {})
+        if "dtype" not in record:
+            self._check("shape" not in record and "lengths" not in record,
+                        f"weightkit metadata for {name!r} has a shape but no dtype")
+            return None
+        try:
+            dtype = dtype_from_name(record["dtype"]) if isinstance(record["dtype"], str) else None
+        except UsageError:
+            dtype = None
+        self._check(dtype is not None, f"weightkit metadata for {name!r} names an unknown dtype")
+        shape = record.get("shape", list(stored_shape))
+        self._check(valid_shape(shape), f"weightkit metadata for {name!r} has a bad shape")
+        lengths = record.get("lengths")
+        if is_string(dtype):
+            self._check(lengths is None or (valid_shape(lengths)
+                                            and len(lengths) == math.prod(shape)),
+                        f"weightkit metadata for {name!r} has bad string lengths")
+        else:
+            self._check(lengths is None, f"weightkit metadata for {name!r} has stray lengths")
+        return {"dtype": dtype, "shape": tuple(shape), "lengths": lengths}
+
+
+def valid_shape(shape: Any) -> bool:
+    """A list of non-negative ints (not bools)."""
+    return isinstance(shape, list) and all(
+        type(d) is int and d >= 0 for d in shape)
+
+
+def parse_json(text: str | bytes, path: str, what: str) -> Any:
+    """JSON from an untrusted file: duplicate keys and non-finite numbers are refused."""
+    def pairs(items: list[tuple[str, Any]]) -> dict:
+        result = {}
+        for key, value in items:
+            if key in result:
+                raise CorruptFileError(f"{what} has the key {key!r} twice", path)
+            result[key] = value
+        return result
+
+    def constant(value: str) -> Any:
+        raise CorruptFileError(f"{what} contains {value}, which is not JSON", path)
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except WeightsError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise CorruptFileError(f"{what} is not valid JSON ({exc})", path) from None
+
+
+def encode_strings(tensor: Tensor) -> tuple[np.ndarray, list[int]]:
+    """A string tensor as its concatenated bytes (uint8) and the byte length of each element."""
+    values = tensor.read().reshape(-1)
+    items = [_as_bytes(v) for v in values]
+    data = np.frombuffer(b"".join(items), dtype=np.uint8)
+    return data, [len(b) for b in items]
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise UsageError(f"string tensors hold bytes; got {type(value).__name__}")
+
+
+def decode_strings(data: np.ndarray, lengths: list[int], shape: tuple[int, ...]) -> np.ndarray:
+    """The object array of bytes that `encode_strings` encoded."""
+    raw = bytes(np.asarray(data, dtype=np.uint8))
+    out = np.empty(len(lengths), dtype=object)
+    start = 0
+    for i, length in enumerate(lengths):
+        out[i] = raw[start:start + length]
+        start += length
+    return out.reshape(shape)

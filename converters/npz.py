@@ -1,0 +1,541 @@
+"""NumPy .npz archives: read with zipfile and a safe .npy header parser (never pickle), lazily;
+write a zip of .npy members, streamed.
+
+Reading: a member stored without compression (`np.savez`) is a zero-copy view over an mmap of
+the archive at its data offset (taken from the member's local header); a deflated member
+(`np.savez_compressed`) is decompressed on demand, only as far as the rows asked for. Before any
+data is read every member is checked: names (no `..`, absolute, backslash or duplicate names),
+no encryption, stored or deflated only, sizes inside the file and a declared size no larger than
+deflate can produce from the stored bytes (a bomb is refused before anything is allocated),
+a .npy header that parses as a literal, and shape x itemsize == data size. Object arrays
+(which need pickle) are refused. Fortran-order arrays are read correctly.
+
+Writing: one `NAME.npy` member per tensor (canonical names, `/` allowed), ZIP_STORED, with fixed
+timestamps so that equal stores give equal bytes; `np.load` reads every member. Dtypes .npy lacks
+are stored as plain integers and recorded in a JSON member `__weightkit__.json` (the *carry*,
+see `carry.py`, which `np.load` users can ignore), along with the source format, `store.meta`
+and every tensor's `meta`:
+
+    bfloat16, float8_*, float4_e2m1fn   their bits as uint16 / uint8
+    int4 / uint4                        int8 / uint8, by value
+    string                              fixed-width bytes `S<w>`; numpy drops trailing NUL bytes,
+                                        so when an element ends with NUL the byte length of every
+                                        element is recorded and the reader restores them exactly
+
+Foreign `S` and `U` arrays read as strings (UTF-8 for `U`); their descr is kept in
+`tensor.meta["npz"]["descr"]` and used again when writing.
+"""
+from __future__ import annotations
+
+import ast
+import io
+import math
+import mmap
+import os
+import struct
+import threading
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import ml_dtypes
+import numpy as np
+
+from . import carry
+from .atomic import atomic_output
+from .dtypes import STRING, dtype_name, is_string
+from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError, WeightsError
+from .store import Index, Store, Tensor
+
+NAME = "npz"
+CARRY_MEMBER = "__weightkit__.json"
+NPY = ".npy"
+MAX_NPY_HEADER = 1 << 20
+MAX_CARRY = 256 << 20
+DEFLATE_MAX_RATIO = 1032  # deflate cannot expand data more than this
+KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
+DATE = (1980, 1, 1, 0, 0, 0)
+
+_LOCAL_HEADER = struct.Struct("<4s5H3I2H")
+_NATIVE_KINDS = "biufc"
+
+# Dtypes .npy cannot hold: (stored dtype, to file, from file)
+_ENCODINGS: dict[str, tuple[np.dtype, Callable[[np.ndarray], np.ndarray],
+                            Callable[[np.ndarray], np.ndarray]]] = {}
+for _name, _bits in (("bfloat16", np.uint16), ("float8_e4m3fn", np.uint8),
+                     ("float8_e5m2", np.uint8), ("float8_e4m3fnuz", np.uint8),
+                     ("float8_e5m2fnuz", np.uint8), ("float8_e8m0fnu", np.uint8),
+                     ("float4_e2m1fn", np.uint8)):
+    _dtype = np.dtype(getattr(ml_dtypes, _name))
+    _ENCODINGS[_name] = (np.dtype(_bits), lambda a, b=_bits: a.view(b),
+                         lambda a, d=_dtype: a.view(d))
+for _name, _int in (("int4", np.int8), ("uint4", np.uint8)):
+    _dtype = np.dtype(getattr(ml_dtypes, _name))
+    _ENCODINGS[_name] = (np.dtype(_int), lambda a, i=_int: a.astype(i),
+                         lambda a, d=_dtype: a.astype(d))
+
+
+# ---------------------------------------------------------------------------------------------
+# detection
+
+def sniff(path: str, head: bytes) -> bool:
+    """A zip whose members are .npy arrays (and not a Keras archive)."""
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        return False
+    if KERAS_MEMBERS & set(names):
+        return False
+    if not names:
+        return path.lower().endswith(".npz")
+    return all(n.endswith(NPY) or n == CARRY_MEMBER for n in names)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+def check_member_name(name: str, path: str) -> None:
+    """Refuse member names that could mean a path outside the archive."""
+    parts = name.split("/")
+    if (not name or name.startswith("/") or "\\" in name or "\x00" in name
+            or (len(name) > 1 and name[1] == ":")
+            or any(p in ("", ".", "..") for p in parts[:-1] + [parts[-1] or "x"])):
+        raise UnsafeFileError(f"refusing zip member name {name!r}", path)
+
+
+@dataclass
+class _Member:
+    info: zipfile.ZipInfo
+    data_start: int  # offset of the member's data in the archive
+
+
+def _members(zf: zipfile.ZipFile, mm: mmap.mmap, size: int, path: str) -> list[_Member]:
+    members, seen = [], set()
+    for info in zf.infolist():
+        name = info.filename
+        check_member_name(name, path)
+        if name in seen:
+            raise UnsafeFileError(f"zip member {name!r} appears twice", path)
+        seen.add(name)
+        if name.endswith("/"):
+            continue
+        if info.flag_bits & 0x1:
+            raise UnsafeFileError(f"zip member {name!r} is encrypted", path)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise UnsafeFileError(f"zip member {name!r}: compression {info.compress_type}; "
+                                  "expected stored or deflated", path)
+        if not (name.endswith(NPY) or name == CARRY_MEMBER):
+            raise UnknownFormatError(f"zip member {name!r} is not a .npy array", path)
+        start = _data_start(mm, size, info, path)
+        if start + info.compress_size > size:
+            raise CorruptFileError(f"zip member {name!r} runs past the end of the file", path)
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            raise CorruptFileError(f"stored zip member {name!r} declares {info.file_size} bytes "
+                                   f"but stores {info.compress_size}", path)
+        if info.file_size > info.compress_size * DEFLATE_MAX_RATIO + 1024:
+            raise UnsafeFileError(f"zip member {name!r} declares {info.file_size} bytes from "
+                                  f"{info.compress_size} compressed (a decompression bomb)", path)
+        members.append(_Member(info, start))
+    return members
+
+
+def _data_start(mm: mmap.mmap, size: int, info: zipfile.ZipInfo, path: str) -> int:
+    offset = info.header_offset
+    if offset + _LOCAL_HEADER.size > size:
+        raise CorruptFileError(f"zip member {info.filename!r}: local header outside the file", path)
+    fields = _LOCAL_HEADER.unpack_from(mm, offset)
+    if fields[0] != b"PK\x03\x04":
+        raise CorruptFileError(f"zip member {info.filename!r}: bad local header", path)
+    name_len, extra_len = fields[-2], fields[-1]
+    raw_name = mm[offset + _LOCAL_HEADER.size:offset + _LOCAL_HEADER.size + name_len]
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    if raw_name.decode(encoding, "replace") != info.filename:
+        raise UnsafeFileError(f"zip member {info.filename!r}: local header names "
+                              f"{raw_name!r}", path)
+    return offset + _LOCAL_HEADER.size + name_len + extra_len
+
+
+@dataclass
+class _Npy:
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype  # as stored (may be big-endian, S or U)
+    header_len: int
+
+
+def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str) -> _Npy:
+    """The .npy header from `fp`, checked against `data_size` (bytes in the member)."""
+    magic = fp.read(8)
+    if len(magic) < 8 or magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2, 3):
+        raise CorruptFileError(f"{where} is not a .npy array (bad magic)", path)
+    major = magic[6]
+    size_format = "<H" if major == 1 else "<I"
+    raw = fp.read(struct.calcsize(size_format))
+    if len(raw) != struct.calcsize(size_format):
+        raise CorruptFileError(f"{where}: truncated .npy header", path)
+    (hlen,) = struct.unpack(size_format, raw)
+    if hlen > MAX_NPY_HEADER:
+        raise UnsafeFileError(f"{where}: .npy header of {hlen} bytes", path)
+    text = fp.read(hlen)
+    if len(text) != hlen:
+        raise CorruptFileError(f"{where}: truncated .npy header", path)
+    try:
+        header = ast.literal_eval(text.decode("utf-8" if major == 3 else "latin1"))
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        raise CorruptFileError(f"{where}: .npy header is not a Python literal", path) from None
+    if not (isinstance(header, dict) and set(header) == {"descr", "fortran_order", "shape"}
+            and isinstance(header["fortran_order"], bool) and isinstance(header["shape"], tuple)
+            and carry.valid_shape(list(header["shape"]))):
+        raise CorruptFileError(f"{where}: malformed .npy header {_short(header)}", path)
+    try:
+        dtype = np.lib.format.descr_to_dtype(header["descr"])
+    except (TypeError, ValueError, KeyError, IndexError):
+        raise CorruptFileError(f"{where}: unknown dtype {_short(header['descr'])}", path) from None
+    if dtype.hasobject:
+        raise UnsafeFileError(f"{where} is an object array (it needs pickle; refused)", path)
+    if dtype.kind not in _NATIVE_KINDS + "SU" or dtype.fields is not None or dtype.subdtype:
+        raise UnknownFormatError(f"{where}: unsupported dtype {dtype.str}", path)
+    if dtype.kind in _NATIVE_KINDS:
+        try:
+            dtype_name(dtype)
+        except UsageError:
+            raise UnknownFormatError(f"{where}: unsupported dtype {dtype.str}", path) from None
+    header_len = 8 + len(raw) + hlen
+    shape = tuple(header["shape"])
+    need = math.prod(shape) * dtype.itemsize
+    if need != data_size - header_len:
+        raise CorruptFileError(f"{where}: shape {list(shape)} of {dtype.str} needs {need} bytes, "
+                               f"the member holds {data_size - header_len}", path)
+    return _Npy(shape, header["fortran_order"], dtype, header_len)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Archive:
+    """The open archive: an mmap for stored members, a zipfile for deflated ones."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.file = open(path, "rb")
+        try:
+            self.size = os.fstat(self.file.fileno()).st_size
+            if self.size == 0:
+                raise CorruptFileError("empty file; expected a zip archive", path)
+            self.mm = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
+            self.zip = zipfile.ZipFile(self.file)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+            self.close()
+            raise CorruptFileError(f"not a valid zip archive ({exc})", path) from None
+        except BaseException:
+            self.close()
+            raise
+        self.lock = threading.Lock()
+        self._stream: tuple[str, Any] | None = None
+
+    def open_member(self, info: zipfile.ZipInfo) -> Any:
+        """The (cached) decompressing stream of a member; call with `lock` held."""
+        if self._stream is None or self._stream[0] != info.filename:
+            self._close_stream()
+            self._stream = (info.filename, self.zip.open(info))
+        return self._stream[1]
+
+    def read_range(self, member: _Member, start: int, stop: int) -> bytes:
+        """Bytes [start, stop) of a member's uncompressed content."""
+        if member.info.compress_type == zipfile.ZIP_STORED:
+            return self.mm[member.data_start + start:member.data_start + stop]
+        with self.lock:
+            try:
+                stream = self.open_member(member.info)
+                stream.seek(start)
+                data = stream.read(stop - start)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                self._close_stream()
+                raise CorruptFileError(f"zip member {member.info.filename!r}: {exc}",
+                                       self.path) from None
+            except ValueError:
+                raise UsageError("the store is closed", self.path) from None
+        if len(data) != stop - start:
+            raise CorruptFileError(f"zip member {member.info.filename!r} is truncated", self.path)
+        return data
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            self._stream[1].close()
+            self._stream = None
+
+    def close(self) -> None:
+        self._close_stream()
+        for thing in ("zip", "mm", "file"):
+            obj = getattr(self, thing, None)
+            if obj is not None:
+                try:
+                    obj.close()
+                except BufferError:
+                    pass  # arrays still view the map; it goes with the last of them
+
+
+def read(path: str) -> Store:
+    """Open an .npz lazily: stored members are mmap views, deflated ones decompress on demand."""
+    path = os.fspath(path)
+    try:
+        archive = _Archive(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read: {exc.strerror or exc}", path) from None
+    try:
+        return _read(archive, path)
+    except WeightsError:
+        archive.close()
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        archive.close()
+        raise CorruptFileError(f"unreadable zip archive ({exc})", path) from None
+    except BaseException:
+        archive.close()
+        raise
+
+
+def _read(archive: _Archive, path: str) -> Store:
+    members = _members(archive.zip, archive.mm, archive.size, path)
+    arrays: dict[str, tuple[_Member, _Npy]] = {}
+    doc = None
+    for member in members:
+        name = member.info.filename
+        if name == CARRY_MEMBER:
+            if member.info.file_size > MAX_CARRY:
+                raise UnsafeFileError(f"{CARRY_MEMBER} of {member.info.file_size} bytes", path)
+            doc = carry.parse_json(archive.read_range(member, 0, member.info.file_size), path,
+                                   CARRY_MEMBER)
+            continue
+        head = _HeadReader(archive, member)
+        arrays[name[:-len(NPY)]] = (member, parse_npy_header(
+            head, member.info.file_size, f"member {name!r}", path))
+    carried = carry.Carry(doc, list(arrays), path)
+    tensors = {name: _tensor(archive, name, *arrays[name], carried, path) for name in carried.order}
+    return Store(tensors, format=NAME, meta=carried.store_meta({}), path=path,
+                 on_close=archive.close)
+
+
+class _HeadReader(io.RawIOBase):
+    """A file-like over the start of a member, for the .npy header parser."""
+
+    def __init__(self, archive: _Archive, member: _Member):
+        self.archive, self.member, self.pos = archive, member, 0
+
+    def read(self, n: int = -1) -> bytes:
+        stop = min(self.member.info.file_size, self.pos + max(n, 0))
+        data = self.archive.read_range(self.member, self.pos, stop) if stop > self.pos else b""
+        self.pos = stop
+        return data
+
+
+def _tensor(archive: _Archive, name: str, member: _Member, npy: _Npy, carried: carry.Carry,
+            path: str) -> Tensor:
+    meta = carried.tensor_meta(name)
+    encoding = carried.encoding(name, npy.shape)
+    raw = _raw_getter(archive, member, npy)
+    stored = npy.dtype
+    what = f"weightkit metadata for {name!r} does not match the stored array"
+    if encoding is None:
+        if stored.kind in "SU":
+            meta.setdefault("npz", {"descr": stored.str})
+            return Tensor(npy.shape, STRING, lambda i: _strings(raw(i), None), meta)
+        return Tensor(npy.shape, stored.newbyteorder("="), raw, meta)
+    dtype = encoding["dtype"]
+    if encoding["shape"] != npy.shape:
+        raise CorruptFileError(what, path)
+    if is_string(dtype):
+        lengths = encoding["lengths"]
+        if stored.kind != "S" or any(n > stored.itemsize for n in lengths or ()):
+            raise CorruptFileError(what, path)
+        if lengths is None:
+            return Tensor(npy.shape, dtype, lambda i: _strings(raw(i), None), meta)
+        positions = np.arange(len(lengths)).reshape(npy.shape)
+        return Tensor(npy.shape, dtype, lambda i: _strings(
+            raw(i), [lengths[k] for k in positions[i].reshape(-1)]), meta)
+    kind = dtype_name(dtype)
+    if kind not in _ENCODINGS or _ENCODINGS[kind][0] != stored.newbyteorder("="):
+        raise CorruptFileError(what, path)
+    decode = _ENCODINGS[kind][2]
+    return Tensor(npy.shape, dtype, lambda i: decode(np.asarray(raw(i), dtype=_ENCODINGS[kind][0])),
+                  meta)
+
+
+def _strings(array: np.ndarray, lengths: list[int] | None) -> np.ndarray:
+    """An S or U array as an object array of bytes (exact lengths when given)."""
+    out = np.empty(array.shape, dtype=object)
+    flat = out.reshape(-1)
+    values = array.reshape(-1)
+    if array.dtype.kind == "U":
+        for i, v in enumerate(values):
+            flat[i] = str(v).encode("utf-8")
+    elif lengths is None:
+        for i, v in enumerate(values):
+            flat[i] = bytes(v)
+    else:
+        raw = np.ascontiguousarray(values).view(np.uint8).reshape(len(values), -1) \
+            if values.size else np.zeros((0, 0), np.uint8)
+        for i, length in enumerate(lengths):
+            flat[i] = raw[i, :length].tobytes()
+    return out
+
+
+def _raw_getter(archive: _Archive, member: _Member, npy: _Npy) -> Callable[[Index], np.ndarray]:
+    """get(index) for the array as stored (its own dtype and order)."""
+    count = math.prod(npy.shape)
+    itemsize = npy.dtype.itemsize
+    begin = npy.header_len
+
+    def whole(start: int, shape: tuple[int, ...]) -> np.ndarray:
+        n = math.prod(shape)
+        if n == 0:
+            return np.empty(shape, npy.dtype)
+        if member.info.compress_type == zipfile.ZIP_STORED:
+            try:
+                flat = np.frombuffer(archive.mm, npy.dtype, n,
+                                     member.data_start + begin + start)
+            except ValueError:
+                raise UsageError("the store is closed", archive.path) from None
+        else:
+            flat = np.frombuffer(archive.read_range(member, begin + start,
+                                                    begin + start + n * itemsize), npy.dtype)
+        if npy.fortran:
+            return flat.reshape(shape[::-1]).T
+        return flat.reshape(shape)
+
+    def get(index: Index) -> np.ndarray:
+        if count == 0 or npy.fortran or not npy.shape or not index or \
+                member.info.compress_type == zipfile.ZIP_STORED:
+            return np.asarray(whole(0, npy.shape)[index])
+        first, rest = index[0], index[1:]
+        rows = npy.shape[0]
+        row_bytes = itemsize * math.prod(npy.shape[1:])
+        if isinstance(first, (int, np.integer)) and -rows <= first < rows:
+            r0 = int(first) % rows
+            r1, local = r0 + 1, (0, *rest)
+        elif isinstance(first, slice) and first.step in (None, 1):
+            r0, r1, _ = first.indices(rows)
+            r1 = max(r0, r1)
+            local = (slice(0, r1 - r0), *rest)
+        else:
+            return np.asarray(whole(0, npy.shape)[index])
+        return np.asarray(whole(r0 * row_bytes, (r1 - r0, *npy.shape[1:]))[local])
+    return get
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+def losses(store: Store) -> list[str]:
+    """Nothing is lost unless metadata is not JSON: every dtype has an encoding."""
+    return carry.json_losses(store)
+
+
+def check_tensor_name(name: str, path: str) -> None:
+    """Refuse names that would make unsafe or ambiguous zip members."""
+    try:
+        check_member_name(name + NPY, path)
+    except UnsafeFileError:
+        raise UsageError(f"the name {name!r} cannot be an npz member (empty, absolute, "
+                         "backslash, '.' or '..' parts)", path) from None
+
+
+@dataclass
+class _Planned:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    chunks: Callable[[], Iterator[np.ndarray]]
+
+
+def _plan(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
+    """How `tensor` is stored, and its carry record ({} when .npy holds it as it is)."""
+    if is_string(tensor.dtype):
+        return _plan_strings(name, tensor)
+    kind = dtype_name(tensor.dtype)
+    if kind in _ENCODINGS:
+        stored, to_file, _ = _ENCODINGS[kind]
+        return (_Planned(name, stored, tensor.shape,
+                         lambda: (to_file(c) for c in tensor.iter_chunks())), {"dtype": kind})
+    return _Planned(name, tensor.dtype, tensor.shape, tensor.iter_chunks), {}
+
+
+def _plan_strings(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
+    data, lengths = carry.encode_strings(tensor)
+    items = np.empty(len(lengths), dtype=object)
+    start = 0
+    for i, n in enumerate(lengths):
+        items[i] = data[start:start + n].tobytes()
+        start += n
+    width = max([1, *lengths])
+    descr = tensor.meta.get("npz", {}).get("descr") if isinstance(tensor.meta.get("npz"), dict) \
+        else None
+    record: dict[str, Any] = {"dtype": "string"}
+    array = None
+    if isinstance(descr, str) and descr[1:2] == "U" and not any(b.endswith(b"\x00") for b in items):
+        try:
+            text = [b.decode("utf-8") for b in items]
+            if int(descr[2:] or 0) >= max([0, *map(len, text)]):
+                array = np.array(text, dtype=descr).reshape(tensor.shape)
+        except (UnicodeDecodeError, TypeError, ValueError):
+            array = None
+    if array is None:
+        if isinstance(descr, str) and descr[1:2] == "S" and descr[2:].isdigit():
+            width = max(width, int(descr[2:]))
+        array = np.array(list(items), dtype=f"S{width}").reshape(tensor.shape)
+        if any(b.endswith(b"\x00") for b in items):
+            record["lengths"] = lengths
+    return _Planned(name, array.dtype, tensor.shape, lambda: iter([array.reshape(-1)])), record
+
+
+def write(store: Store, path: str, *, allow_lossy: bool = False,
+          like: Store | None = None) -> None:
+    """Write `store` as an .npz of .npy members, atomically, streaming tensor by tensor.
+
+    `like` is accepted for the common interface; npz needs nothing from a template.
+    """
+    path = os.fspath(path)
+    for name in store:
+        check_tensor_name(name, path)
+    planned, encodings = [], {}
+    for name, tensor in store.items():
+        plan, record = _plan(name, tensor)
+        planned.append(plan)
+        if record:
+            encodings[name] = record
+    doc = carry.build(store, NAME, native_namespace=None, encodings=encodings,
+                      file_order=list(store))
+    with atomic_output() as out:
+        with zipfile.ZipFile(out.path(path), "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for plan in planned:
+                _write_member(zf, plan, path)
+            if doc is not None:
+                zf.writestr(zipfile.ZipInfo(CARRY_MEMBER, DATE), carry.dumps(doc).encode("utf-8"))
+
+
+def _write_member(zf: zipfile.ZipFile, plan: _Planned, path: str) -> None:
+    header = {"descr": np.lib.format.dtype_to_descr(plan.dtype), "fortran_order": False,
+              "shape": plan.shape}
+    nbytes = math.prod(plan.shape) * plan.dtype.itemsize
+    info = zipfile.ZipInfo(plan.name + NPY, DATE)
+    info.compress_type = zipfile.ZIP_STORED
+    with zf.open(info, "w", force_zip64=nbytes > (1 << 31)) as member:
+        try:
+            np.lib.format.write_array_header_1_0(member, header)
+        except ValueError:
+            np.lib.format.write_array_header_2_0(member, header)
+        written = 0
+        for chunk in plan.chunks():
+            chunk = np.ascontiguousarray(chunk, dtype=plan.dtype).reshape(-1)
+            member.write(chunk.view(np.uint8).data)
+            written += chunk.nbytes
+    if written != nbytes:
+        raise UsageError(f"tensor {plan.name!r} gave {written} bytes of data, its shape "
+                         f"{list(plan.shape)} needs {nbytes}", path)

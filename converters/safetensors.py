@@ -1,0 +1,374 @@
+"""safetensors: read by decoding the format over an mmap (zero-copy views), write by streaming.
+
+File layout: 8-byte little-endian header length N, N bytes of JSON header
+`{"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}`
+padded with spaces to a multiple of 8, then the data: every tensor's C-order little-endian bytes,
+back to back, with no holes. Like the reference writer, tensors are laid out by descending dtype
+alignment, then by name, so that every mmap view is aligned; the header lists them in that order.
+Writing a store in that order with no metadata gives the bytes `safetensors.numpy.save_file` gives.
+
+What safetensors lacks travels in `__metadata__["weightkit"]`, one JSON string (the *carry*,
+see `carry.py`): the source format, `store.meta`, every tensor's `meta`, the store's order when it
+differs from the layout order, and the encoding of each tensor whose dtype safetensors lacks:
+
+    string        U8 of the elements' bytes concatenated, shape [total]; the carry holds the
+                  original shape and the byte length of every element
+    complex128    F64 with a trailing axis of 2 (real, imaginary)
+    int4 / uint4  I8 / U8, one element per byte, by value
+    float4_e2m1fn U8, one element per byte, its 4-bit code in the low bits
+
+The reader restores dtype, shape, names, order, `tensor.meta` and `store.meta` (with the source
+format in `store.meta["source_format"]`; `store.format` stays "safetensors"). Other tools'
+`__metadata__` entries are kept in `store.meta["safetensors"]["metadata"]` and written back.
+So X -> safetensors -> X loses nothing, and `losses()` is empty for JSON-able metadata.
+
+Files are validated before any data is touched: header size (at most 100 MB, inside the file),
+UTF-8 JSON without duplicate keys, known dtypes, offsets that tile the data section exactly,
+shape x itemsize == byte length. F4 and F6 (packed sub-byte floats) are refused: safetensors does
+not define how two values share a byte.
+"""
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from . import carry
+from .atomic import atomic_output
+from .dtypes import dtype_name, is_string
+from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError
+from .store import Index, Store, Tensor
+
+NAME = "safetensors"
+METADATA = "__metadata__"
+CARRY_KEY = "weightkit"
+MAX_HEADER = 100_000_000  # the reference's limit
+
+# Every safetensors dtype, in the reference's alignment order (its `Dtype` enum order).
+_RANK = ("BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0",
+         "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "I32", "U32", "F32",
+         "C64", "F64", "I64", "U64")
+_TYPES: dict[str, np.dtype] = {code: np.dtype(t).newbyteorder("<") for code, t in {
+    "BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "U16": np.uint16, "I16": np.int16,
+    "U32": np.uint32, "I32": np.int32, "U64": np.uint64, "I64": np.int64,
+    "F16": np.float16, "F32": np.float32, "F64": np.float64, "C64": np.complex64,
+    "BF16": ml_dtypes.bfloat16, "F8_E4M3": ml_dtypes.float8_e4m3fn,
+    "F8_E5M2": ml_dtypes.float8_e5m2, "F8_E4M3FNUZ": ml_dtypes.float8_e4m3fnuz,
+    "F8_E5M2FNUZ": ml_dtypes.float8_e5m2fnuz, "F8_E8M0": ml_dtypes.float8_e8m0fnu,
+}.items()}
+_UNREADABLE = {code: "packed sub-byte floats, whose order inside a byte safetensors does not define"
+               for code in ("F4", "F6_E2M3", "F6_E3M2")}
+_CODES: dict[str, str] = {dtype_name(dt.newbyteorder("=")): code for code, dt in _TYPES.items()}
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    """How a dtype safetensors lacks is stored: as `code`, with `trailing` axes appended."""
+    code: str
+    trailing: tuple[int, ...]
+    to_file: Callable[[np.ndarray], np.ndarray]
+    from_file: Callable[[np.ndarray], np.ndarray]
+
+
+_ENCODINGS: dict[str, _Encoding] = {
+    "complex128": _Encoding("F64", (2,), lambda a: a.view(np.float64),
+                            lambda a: a.view(np.complex128).reshape(a.shape[:-1])),
+    "int4": _Encoding("I8", (), lambda a: a.astype(np.int8), lambda a: a.astype(ml_dtypes.int4)),
+    "uint4": _Encoding("U8", (), lambda a: a.astype(np.uint8),
+                       lambda a: a.astype(ml_dtypes.uint4)),
+    "float4_e2m1fn": _Encoding("U8", (), lambda a: a.view(np.uint8),
+                               lambda a: a.view(ml_dtypes.float4_e2m1fn)),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# detection and reading
+
+def sniff(path: str, head: bytes) -> bool:
+    """A plausible header length followed by `{`."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return False
+    return 2 <= n <= MAX_HEADER and 8 + n <= size
+
+
+def _header(mm: mmap.mmap | bytes, size: int, path: str) -> tuple[int, dict]:
+    if size < 8:
+        raise CorruptFileError(f"expected at least 8 bytes (the header length), got {size}", path)
+    (n,) = struct.unpack("<Q", mm[:8])
+    if n > MAX_HEADER:
+        raise UnsafeFileError(f"header of {n} bytes; at most {MAX_HEADER} accepted", path)
+    if 8 + n > size:
+        raise CorruptFileError(f"header of {n} bytes runs past the end of the file "
+                               f"({size} bytes)", path)
+    raw = mm[8:8 + n]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptFileError("header is not UTF-8", path) from None
+    if not text.startswith("{"):
+        raise CorruptFileError("header does not start with '{'", path)
+    header = carry.parse_json(text, path, "header")
+    if not isinstance(header, dict):
+        raise CorruptFileError("header is not a JSON object", path)
+    return n, header
+
+
+@dataclass
+class _Entry:
+    name: str
+    code: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
+    """Validated entries in header order; their offsets tile [0, data_size) exactly."""
+    entries = []
+    for name, info in header.items():
+        if not (isinstance(info, dict) and set(info) == {"dtype", "shape", "data_offsets"}):
+            raise CorruptFileError(f"entry {name!r}: expected an object with dtype, shape and "
+                                   f"data_offsets, got {_short(info)}", path)
+        code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if code in _UNREADABLE:
+            raise UnknownFormatError(f"tensor {name!r} has dtype {code} ({_UNREADABLE[code]}); "
+                                     "weightkit does not read it", path)
+        if code not in _TYPES:
+            raise CorruptFileError(f"tensor {name!r}: unknown dtype {_short(code)}; expected one "
+                                   f"of {', '.join(c for c in _RANK if c in _TYPES)}", path)
+        if not carry.valid_shape(shape):
+            raise CorruptFileError(f"tensor {name!r}: bad shape {_short(shape)}", path)
+        if not (isinstance(offsets, list) and len(offsets) == 2 and carry.valid_shape(offsets)
+                and offsets[0] <= offsets[1]):
+            raise CorruptFileError(f"tensor {name!r}: bad data_offsets {_short(offsets)}", path)
+        nbytes = math.prod(shape) * _TYPES[code].itemsize
+        if nbytes != offsets[1] - offsets[0]:
+            raise CorruptFileError(f"tensor {name!r}: shape {shape} of {code} needs {nbytes} "
+                                   f"bytes, data_offsets give {offsets[1] - offsets[0]}", path)
+        entries.append(_Entry(name, code, tuple(shape), offsets[0], offsets[1]))
+    position = 0
+    for entry in sorted(entries, key=lambda e: (e.begin, e.end)):
+        if entry.begin != position:
+            what = "overlaps another" if entry.begin < position else "leaves a hole before it"
+            raise CorruptFileError(f"tensor {entry.name!r}: data at {entry.begin} {what} "
+                                   f"(expected offset {position})", path)
+        position = entry.end
+    if position != data_size:
+        raise CorruptFileError(f"tensors cover {position} bytes of data, the file has "
+                               f"{data_size}", path)
+    return entries
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _view(mm: mmap.mmap, offset: int, dtype: np.dtype, shape: tuple[int, ...],
+          path: str) -> np.ndarray:
+    count = math.prod(shape)
+    if count == 0:
+        return np.empty(shape, dtype)
+    try:
+        return np.frombuffer(mm, dtype=dtype, count=count, offset=offset).reshape(shape)
+    except ValueError:
+        raise UsageError("the store is closed", path) from None
+
+
+def _plain_getter(mm: mmap.mmap, offset: int, entry: _Entry, path: str,
+                  decode: Callable[[np.ndarray], np.ndarray] | None = None
+                  ) -> Callable[[Index], np.ndarray]:
+    dtype = _TYPES[entry.code]
+
+    def get(index: Index) -> np.ndarray:
+        array = _view(mm, offset, dtype, entry.shape, path)
+        if decode is not None:
+            array = decode(array)
+        return array[index]
+    return get
+
+
+def _string_getter(mm: mmap.mmap, offset: int, entry: _Entry, path: str, lengths: list[int],
+                   shape: tuple[int, ...]) -> Callable[[Index], np.ndarray]:
+    def get(index: Index) -> np.ndarray:
+        data = _view(mm, offset, np.dtype(np.uint8), entry.shape, path)
+        return carry.decode_strings(data, lengths, shape)[index]
+    return get
+
+
+def read(path: str) -> Store:
+    """Open a safetensors file lazily: tensors are views over an mmap of the file."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 8:
+                raise CorruptFileError(f"expected at least 8 bytes (the header length), "
+                                       f"got {size}", path)
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise UsageError(f"cannot read: {exc.strerror or exc}", path) from None
+    try:
+        return _read(mm, size, path)
+    except BaseException:
+        _close(mm)
+        raise
+
+
+def _read(mm: mmap.mmap, size: int, path: str) -> Store:
+    n, header = _header(mm, size, path)
+    metadata = header.pop(METADATA, None)
+    if metadata is not None and not (isinstance(metadata, dict) and all(
+            isinstance(v, str) for v in metadata.values())):
+        raise CorruptFileError("__metadata__ must map strings to strings", path)
+    entries = _entries(header, size - 8 - n, path)
+    native = dict(metadata or {})
+    doc = native.pop(CARRY_KEY, None)
+    carried = carry.Carry(None if doc is None else carry.parse_json(doc, path, "weightkit metadata"),
+                          [e.name for e in entries], path)
+    base = 8 + n
+    tensors: dict[str, Tensor] = {}
+    by_name = {e.name: e for e in entries}
+    for name in carried.order:
+        entry = by_name[name]
+        tensors[name] = _tensor(mm, base + entry.begin, entry, carried, path)
+    namespace = ({NAME: {"metadata": native}}
+                 if native or (metadata is not None and doc is None) else {})
+    return Store(tensors, format=NAME, meta=carried.store_meta(namespace), path=path,
+                 on_close=lambda: _close(mm))
+
+
+def _tensor(mm: mmap.mmap, offset: int, entry: _Entry, carried: carry.Carry,
+            path: str) -> Tensor:
+    meta = carried.tensor_meta(entry.name)
+    encoding = carried.encoding(entry.name, entry.shape)
+    stored = _TYPES[entry.code]
+    if encoding is None:
+        return Tensor(entry.shape, stored.newbyteorder("="),
+                      _plain_getter(mm, offset, entry, path), meta)
+    dtype = encoding["dtype"]
+    what = f"weightkit metadata for {entry.name!r} does not match the stored tensor"
+    if is_string(dtype):
+        if encoding["lengths"] is None or entry.code != "U8" \
+                or entry.shape != (sum(encoding["lengths"]),):
+            raise CorruptFileError(what, path)
+        return Tensor(encoding["shape"], dtype, _string_getter(
+            mm, offset, entry, path, encoding["lengths"], encoding["shape"]), meta)
+    spec = _ENCODINGS.get(dtype_name(dtype))
+    shape = encoding["shape"]
+    if spec is None or spec.code != entry.code or entry.shape != shape + spec.trailing:
+        raise CorruptFileError(what, path)
+    return Tensor(shape, dtype, _plain_getter(mm, offset, entry, path, spec.from_file), meta)
+
+
+def _close(mm: mmap.mmap) -> None:
+    try:
+        mm.close()
+    except BufferError:
+        pass  # arrays still view the map; it is released when the last one goes
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+def losses(store: Store) -> list[str]:
+    """Nothing is lost unless metadata is not JSON: every dtype has an encoding."""
+    return carry.json_losses(store)
+
+
+@dataclass
+class _Planned:
+    name: str
+    code: str
+    shape: tuple[int, ...]
+    nbytes: int
+    chunks: Callable[[], Iterator[np.ndarray]]
+
+
+def _plan(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
+    """How `tensor` is stored, and its encoding record for the carry ({} if native)."""
+    kind = dtype_name(tensor.dtype)
+    if is_string(tensor.dtype):
+        data, lengths = carry.encode_strings(tensor)
+        return (_Planned(name, "U8", (data.size,), data.size, lambda: iter([data])),
+                {"dtype": "string", "shape": list(tensor.shape), "lengths": lengths})
+    if kind in _CODES:
+        code = _CODES[kind]
+        return _Planned(name, code, tensor.shape, tensor.nbytes, tensor.iter_chunks), {}
+    spec = _ENCODINGS[kind]
+    code = spec.code
+    shape = tensor.shape + spec.trailing
+    nbytes = math.prod(shape) * _TYPES[code].itemsize
+    record: dict[str, Any] = {"dtype": kind}
+    if spec.trailing:
+        record["shape"] = list(tensor.shape)
+    return (_Planned(name, code, shape, nbytes,
+                     lambda: (spec.to_file(c) for c in tensor.iter_chunks())), record)
+
+
+def write(store: Store, path: str, *, allow_lossy: bool = False,
+          like: Store | None = None) -> None:
+    """Write `store` as safetensors, atomically, streaming tensor by tensor.
+
+    `like` is accepted for the common interface; safetensors needs nothing from a template.
+    """
+    path = os.fspath(path)
+    if METADATA in store:
+        raise UsageError(f"a tensor cannot be named {METADATA!r} in safetensors", path)
+    planned, encodings = [], {}
+    for name, tensor in store.items():
+        plan, record = _plan(name, tensor)
+        planned.append(plan)
+        if record:
+            encodings[name] = record
+    rank = {code: i for i, code in enumerate(_RANK)}
+    planned.sort(key=lambda p: (-rank[p.code], p.name))
+    doc = carry.build(store, NAME, native_namespace=NAME, encodings=encodings,
+                      file_order=[p.name for p in planned])
+    header_bytes = _header_bytes(store, planned, doc)
+    with atomic_output() as out:
+        with open(out.path(path), "wb") as f:
+            f.write(struct.pack("<Q", len(header_bytes)))
+            f.write(header_bytes)
+            for plan in planned:
+                _write_data(f, plan, path)
+
+
+def _header_bytes(store: Store, planned: list[_Planned], doc: dict | None) -> bytes:
+    namespace = store.meta.get(NAME)
+    native = namespace.get("metadata") if isinstance(namespace, dict) else None
+    metadata = None if not isinstance(native, dict) else {str(k): str(v) for k, v in native.items()}
+    if doc is not None:
+        metadata = {**(metadata or {}), CARRY_KEY: carry.dumps(doc)}
+    header: dict[str, Any] = {} if metadata is None else {METADATA: metadata}
+    offset = 0
+    for plan in planned:
+        header[plan.name] = {"dtype": plan.code, "shape": list(plan.shape),
+                             "data_offsets": [offset, offset + plan.nbytes]}
+        offset += plan.nbytes
+    text = carry.dumps(header).encode("utf-8")
+    return text + b" " * (-len(text) % 8)
+
+
+def _write_data(f: Any, plan: _Planned, path: str) -> None:
+    stored = _TYPES[plan.code]
+    written = 0
+    for chunk in plan.chunks():
+        chunk = np.ascontiguousarray(chunk, dtype=stored).reshape(-1)
+        f.write(chunk.view(np.uint8).data)
+        written += chunk.nbytes
+    if written != plan.nbytes:
+        raise UsageError(f"tensor {plan.name!r} gave {written} bytes of data, its shape "
+                         f"{list(plan.shape)} needs {plan.nbytes}", path)
