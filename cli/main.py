@@ -16,7 +16,7 @@ from enum import IntEnum
 from ..converters.errors import WeightsError
 from .text import safe
 
-COMMANDS = ("show", "convert")
+COMMANDS = ("show", "convert", "verify", "edit", "diff")
 
 
 class Exit(IntEnum):

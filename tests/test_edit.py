@@ -7,7 +7,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+import weightkit
 from weightkit import Store, Tensor, UsageError
+from weightkit.cli.main import main
 from weightkit.converters.edit import edit, flat_positions
 
 
@@ -225,3 +227,78 @@ def test_edit_log_accumulates_and_originals_stay(arrays):
     assert [e.op for e in second.edits] == ["drop", "scale", "scale"]
     assert "conv/kernel" in store and "conv/kernel" in edit(store)
     np.testing.assert_array_equal(first["dense/bias"].read(), arrays["dense/bias"])
+
+
+# --- the command line -------------------------------------------------------------------------
+
+@pytest.fixture
+def source(tmp_path, arrays):
+    path = tmp_path / "in.safetensors"
+    weightkit.save(Store.from_arrays(arrays), path, "safetensors")
+    return path
+
+
+def edit_cli(source, dst, *ops: str) -> int:
+    return main(["edit", str(source), str(dst), "--from", "safetensors", *ops])
+
+
+def test_cli_applies_operations_in_order(source, tmp_path, arrays, capsys):
+    bias = np.linspace(-1, 1, 32).astype(np.float32)
+    np.save(tmp_path / "bias.npy", bias)
+    np.save(tmp_path / "extra.npy", np.arange(3, dtype=np.int32))
+    dst = tmp_path / "out.safetensors"
+    assert edit_cli(source, dst, "--rename", "^dense/=fc/", "--drop", "conv/*",
+                    "--set", f"fc/bias={tmp_path / 'bias.npy'}", "--scale", "fc/bias=0.5",
+                    "--cast", "fc/*=bfloat16", "--prune", "fc/kernel=0.75",
+                    "--add", f"extra={tmp_path / 'extra.npy'}") == 0
+    out = capsys.readouterr().out
+    assert "max rounding error" in out and "--prune fc/kernel=0.75" in out
+    with weightkit.load(dst, "safetensors") as result:
+        assert list(result) == ["fc/kernel", "fc/bias", "iteration", "extra"]
+        np.testing.assert_array_equal(
+            result["fc/bias"].read(),
+            (bias.astype(np.float64) * 0.5).astype(np.float32).astype(ml_dtypes.bfloat16))
+        kernel = result["fc/kernel"].read()
+        assert kernel.dtype == ml_dtypes.bfloat16
+        assert np.count_nonzero(kernel == 0) == round(0.75 * kernel.size)
+        np.testing.assert_array_equal(result["extra"].read(), [0, 1, 2])
+
+
+@pytest.mark.parametrize("ops, message", [
+    (["--drop", "fc/*", "--rename", "^dense/=fc/"], "drop 'fc/*': expected a glob"),
+    (["--rename", "/(kernel|bias)$=/w"], "would both be named 'dense/w'"),
+    (["--set", "dense/bias=SHAPE"], r"expected shape (32,) float32, received shape (31,) float32"),
+    (["--set", "dense/bias=DTYPE"], r"expected shape (32,) float32, received shape (32,) float64"),
+    (["--set", "dense/bias=PICKLE"], "without pickled objects"),
+    (["--scale", "dense/*=big"], "expected FACTOR as a number"),
+    (["--cast", "dense/kernel"], "expected GLOB=DTYPE"),
+    ([], "expected at least one operation"),
+])
+def test_cli_errors_exit_2_and_write_nothing(source, tmp_path, ops, message, capsys):
+    np.save(tmp_path / "SHAPE.npy", np.zeros(31, np.float32))
+    np.save(tmp_path / "DTYPE.npy", np.zeros(32, np.float64))
+    np.save(tmp_path / "PICKLE.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    ops = [op.replace("=SHAPE", f"={tmp_path}/SHAPE.npy").replace(
+        "=DTYPE", f"={tmp_path}/DTYPE.npy").replace("=PICKLE", f"={tmp_path}/PICKLE.npy")
+        for op in ops]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert edit_cli(source, tmp_path / "out.safetensors", *ops) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_cli_dry_run_prints_a_diff_and_writes_nothing(source, tmp_path, capsys):
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert edit_cli(source, tmp_path / "out.safetensors", "--scale", "dense/bias=2",
+                    "--drop", "conv/*", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert "dry run: nothing written" in out
+    lines = {line.split()[1]: line.split()[0] for line in out.splitlines()
+             if line.split()[:1] in (["changed"], ["removed"], ["same"])}
+    assert lines == {"dense/bias": "changed", "conv/kernel": "removed"}
+
+
+def test_cli_never_writes_over_its_input(source, capsys):
+    assert edit_cli(source, source, "--drop", "conv/*") == 2
+    assert "refusing to overwrite the input" in capsys.readouterr().err

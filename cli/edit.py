@@ -1,0 +1,182 @@
+"""`weightkit edit SRC DST`: chained edits applied in command-line order, written atomically."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..converters.edit import Edit, EditedStore, edit
+from ..converters.errors import UsageError
+from ..converters.paths import check_input
+from ..converters.registry import FORMATS, format_for_output, load, losses, save
+from ..converters.store import Store
+from .convert import check_output
+from .text import safe
+
+HELP = "edit weights (rename, drop, keep, cast, scale, prune, set, add) and write a new file"
+
+
+def _split(option: str, value: str, what: str, last: bool = True) -> tuple[str, str]:
+    """`LEFT=RIGHT` split at the last `=` (or the first when `last` is False)."""
+    left, sep, right = value.rpartition("=") if last else value.partition("=")
+    if not sep or not left:
+        raise UsageError(f"{option}: expected {what}, received {value!r}")
+    return left, right
+
+
+def _number(option: str, text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"{option}: expected {what} as a number, received {text!r}") from None
+
+
+def _load_npy(option: str, path: str) -> np.ndarray:
+    """A `.npy` file, memory-mapped when possible; never unpickles."""
+    check_input(path)
+    try:
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError:  # empty arrays cannot be mapped; object arrays fail again below
+            array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UsageError(f"{option}: expected a .npy file without pickled objects, "
+                         f"received {path!r} ({exc})") from None
+    if not isinstance(array, np.ndarray):
+        raise UsageError(f"{option}: expected a .npy file, received an archive {path!r}")
+    return array
+
+
+Apply = Callable[[EditedStore, str, str], EditedStore]
+
+
+def _rename(store: EditedStore, option: str, value: str) -> EditedStore:
+    return store.rename(*_split(option, value, "REGEX=REPL"))
+
+
+def _cast(store: EditedStore, option: str, value: str) -> EditedStore:
+    return store.cast(*_split(option, value, "GLOB=DTYPE"))
+
+
+def _scale(store: EditedStore, option: str, value: str) -> EditedStore:
+    pattern, factor = _split(option, value, "GLOB=FACTOR")
+    return store.scale(pattern, _number(option, factor, "FACTOR"))
+
+
+def _prune(store: EditedStore, option: str, value: str) -> EditedStore:
+    pattern, fraction = _split(option, value, "GLOB=FRACTION")
+    return store.prune(pattern, _number(option, fraction, "FRACTION"))
+
+
+def _set(store: EditedStore, option: str, value: str) -> EditedStore:
+    name, path = _split(option, value, "NAME=FILE.npy", last=False)
+    return store.set(name, _load_npy(option, path))
+
+
+def _add(store: EditedStore, option: str, value: str) -> EditedStore:
+    name, path = _split(option, value, "NAME=FILE.npy", last=False)
+    return store.add(name, _load_npy(option, path))
+
+
+# option: (metavar, help, how to apply it)
+OPERATIONS: dict[str, tuple[str, str, Apply]] = {
+    "rename": ("REGEX=REPL", "rename variables with re.sub (collisions are refused)", _rename),
+    "drop": ("GLOB", "remove matching variables", lambda s, o, v: s.drop(v)),
+    "keep": ("GLOB", "keep only matching variables", lambda s, o, v: s.keep(v)),
+    "cast": ("GLOB=DTYPE", "cast floating variables (float32, float16, bfloat16, ...)", _cast),
+    "scale": ("GLOB=FACTOR", "multiply floating variables by FACTOR", _scale),
+    "prune": ("GLOB=FRACTION", "zero the smallest-magnitude FRACTION of each matching variable",
+              _prune),
+    "set": ("NAME=FILE.npy", "replace a variable (same shape and dtype)", _set),
+    "add": ("NAME=FILE.npy", "add a new variable", _add),
+}
+
+
+class _Append(argparse.Action):
+    """Append `(operation, value)` to one shared list so operations keep their order."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        namespace.ops = [*getattr(namespace, "ops", []), (self.const, values)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="input weights file, checkpoint prefix or directory")
+    parser.add_argument("dst", help="output path (its suffix names the format unless --to)")
+    parser.add_argument("--to", choices=sorted(FORMATS), help="output format")
+    parser.add_argument("--from", dest="src_format", choices=sorted(FORMATS), help="input format")
+    parser.add_argument("--allow-lossy", action="store_true",
+                        help="write even if the output cannot hold everything (what is lost is listed)")
+    parser.add_argument("--like", metavar="TEMPLATE",
+                        help="take what the weights lack (config, object graph) from TEMPLATE")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would change (a diff table) and write nothing")
+    group = parser.add_argument_group("operations (applied in the order given, repeatable)")
+    for op, (metavar, text, _) in OPERATIONS.items():
+        group.add_argument(f"--{op}", metavar=metavar, help=text, action=_Append, const=op,
+                           dest="ops", default=[])
+
+
+def apply(store: Store, ops: Sequence[tuple[str, str]]) -> EditedStore:
+    """Apply `(operation, value)` pairs as given on the command line."""
+    edited = edit(store)
+    for op, value in ops:
+        edited = OPERATIONS[op][2](edited, f"--{op}", value)
+    return edited
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.ops:
+        raise UsageError("expected at least one operation (--rename, --drop, --keep, --cast, "
+                         "--scale, --prune, --set, --add); to only convert, use convert")
+    npy = [value.partition("=")[2] for op, value in args.ops if op in ("set", "add")]
+    check_output(args.src, args.dst, args.like or "", *npy)
+    fmt = args.to or format_for_output(args.dst)
+    with load(args.src, args.src_format) as store:
+        edited = apply(store, args.ops)
+        if args.dry_run:
+            _print_dry_run(store, edited, args, fmt)
+            return 0
+        if args.like:
+            with load(args.like) as template:
+                save(edited, args.dst, fmt, allow_lossy=args.allow_lossy, like=template)
+        else:
+            save(edited, args.dst, fmt, allow_lossy=args.allow_lossy)
+        _print_edits(edited.edits, f"wrote {args.dst} ({fmt})")
+    return 0
+
+
+def _measured(record: Edit) -> str:
+    numbers = record.measure()
+    if not numbers:
+        return ""
+    text = f"max rounding error {numbers['max_abs_error']:.3g}"
+    return text + (f", {numbers['overflow']:,} overflowed" if numbers["overflow"] else "")
+
+
+def _print_edits(edits: Sequence[Edit], heading: str) -> None:
+    from tabulate import tabulate
+
+    rows = [[f"--{e.op} {safe(e.arg)}", safe(e.name), e.detail, _measured(e)] for e in edits]
+    print(safe(heading))
+    print(tabulate(rows, headers=["operation", "variable", "change", "measured"],
+                   tablefmt="simple", disable_numparse=True))
+
+
+def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
+                   fmt: str) -> None:
+    """The edits, what the output format would lose, and the diff of input and edited store."""
+    from ..diff.engine import diff_stores
+    from ..diff.render import Target, render_table
+
+    _print_edits(edited.edits, f"dry run: nothing written to {args.dst} ({fmt})")
+    lost = losses(edited, fmt)
+    if lost:
+        print(safe(f"writing {fmt} would lose: {'; '.join(lost)}"
+                   + ("" if args.allow_lossy else " (refused without --allow-lossy)")))
+    print()
+    render_table(diff_stores(store, edited), Target(sys.stdout),
+                 f"{args.src} ({store.format})", f"{args.dst} (edited)")

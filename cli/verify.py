@@ -1,0 +1,124 @@
+"""`weightkit verify FILE`: round-trip FILE through other formats and back, compared bit for bit.
+
+Exit status: 0 every pair identical, 1 something lossy or different, 2 a conversion failed (or
+the request itself was wrong).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from ..converters.deps import require
+from ..converters.errors import UsageError
+from ..converters.registry import FORMATS, load
+from ..converters.store import Store
+from ..diff.oracle import FRAMEWORK_FORMATS
+from ..diff.verify import Trip, candidates, verify
+from .main import Exit
+from .text import safe
+
+HELP = "round-trip a weights file through other formats and back, and compare bit for bit"
+LOAD_TIMEOUT = 1800
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="weights file, checkpoint prefix or directory")
+    parser.add_argument("--from", dest="src_format", choices=sorted(FORMATS), help="input format")
+    parser.add_argument("--via", metavar="FORMAT", action="append", choices=sorted(FORMATS),
+                        help="round-trip through FORMAT (repeatable; default: every format "
+                             "that can hold the file without loss)")
+    parser.add_argument("--load", action="store_true",
+                        help="also load the original and the round-tripped file with the "
+                             "framework (needs the tensorflow extra)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    with load(args.file, args.src_format) as store:
+        vias = args.via or candidates(store)
+        if not vias:
+            raise UsageError("no format can hold this file without loss; name one with --via")
+        check = None
+        if args.load:
+            if store.format not in FRAMEWORK_FORMATS:
+                raise UsageError(f"--load: expected a framework format "
+                                 f"({', '.join(FRAMEWORK_FORMATS)}), received {store.format}")
+            _need_framework()
+            check = lambda s, trips: _framework_check(args.file, s, trips)  # noqa: E731
+        trips = verify(store, vias, check)
+        status = exit_status(trips)
+        if args.json:
+            json.dump({"file": args.file, "format": store.format, "status": status.name.lower(),
+                       "trips": [t.as_dict() for t in trips]}, sys.stdout, indent=1)
+            print()
+        else:
+            _print_table(args.file, store, trips)
+    return status
+
+
+def exit_status(trips: list[Trip]) -> Exit:
+    """2 if any conversion failed, 1 if anything was lost or differs, else 0."""
+    if any(t.status == "failed" for t in trips):
+        return Exit.ERROR
+    if any(t.status != "identical" or (t.load or {}).get("status") in ("different", "failed")
+           for t in trips):
+        return Exit.DIFFERENT
+    return Exit.OK
+
+
+def _need_framework() -> None:
+    if importlib.util.find_spec("tensorflow") is None:
+        require("tensorflow")  # raises MissingDependencyError with the install command
+
+
+def _framework_check(original: str, store: Store, trips: list[Trip]) -> None:
+    """Have the framework load the original and every round-tripped file, in a child process
+    (so that this process never imports TensorFlow)."""
+    checked = [t for t in trips if t.files and t.status != "failed"]
+    if not checked:
+        return
+    jobs = [{"format": store.format, "original": os.path.abspath(original),
+             "copy": t.files[-1]} for t in checked]
+    with tempfile.TemporaryDirectory(prefix="weightkit-load-") as work:
+        jobs_path, results_path = os.path.join(work, "jobs.json"), os.path.join(work, "results.json")
+        with open(jobs_path, "w", encoding="utf-8") as f:
+            json.dump(jobs, f)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env.setdefault("KERAS_BACKEND", "tensorflow")
+        done = subprocess.run([sys.executable, "-m", "weightkit.diff.oracle", jobs_path,
+                               results_path], env=env, capture_output=True, text=True,
+                              timeout=LOAD_TIMEOUT)
+        if done.returncode != 0 or not os.path.exists(results_path):
+            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise UsageError(f"--load: the framework check failed: {tail[0]}")
+        with open(results_path, encoding="utf-8") as f:
+            results = json.load(f)
+    for trip, result in zip(checked, results):
+        trip.load = result
+
+
+def _detail(trip: Trip) -> str:
+    parts = trip.lost + trip.differences + ([trip.error] if trip.error else [])
+    return "; ".join(parts)
+
+
+def _print_table(path: str, store: Store, trips: list[Trip]) -> None:
+    from tabulate import tabulate
+
+    with_load = any(t.load for t in trips)
+    headers = ["via", "round trip", "details"] + (["framework load"] if with_load else [])
+    rows = []
+    for t in trips:
+        row = [f"{store.format} -> {t.via} -> {store.format}" if t.via != store.format
+               else f"{store.format} -> {t.via}", t.status, safe(_detail(t))]
+        if with_load:
+            row.append(safe(f"{t.load['status']}: {t.load['detail']}") if t.load else "")
+        rows.append(row)
+    print(f"{safe(path)}: {store.format}, {len(store)} tensors")
+    print(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True,
+                   maxcolwidths=[None, None, 60] + ([50] if with_load else [])))

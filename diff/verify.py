@@ -1,0 +1,191 @@
+"""Round-trip verification: FILE -> each target format -> back, compared bit for bit.
+
+For every target format ("via"), the source store is written in that format in a temporary
+directory, read back, written again in the source format, read back, and compared with the
+original at the store level: names and their order, dtypes, shapes, every byte of every tensor
+(NaN payloads and -0.0 included), each tensor's role and original key, and the store metadata.
+When the target is the source format itself there is one hop instead of two.
+
+Each pair ends as one of:
+    identical  nothing differs
+    lossy      the registry declared a loss (`losses()`); what was lost is listed
+    different  something differs that no format declared: a bug in a reader or writer
+    failed     a conversion raised; the error is kept
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..converters.dtypes import is_string
+from ..converters.registry import FORMATS, load, losses, save
+from ..converters.store import CHUNK_BYTES, Store, Tensor, block_indices
+
+STATUSES = ("identical", "lossy", "different", "failed")
+MAX_LISTED = 20
+
+
+@dataclass
+class Trip:
+    """One round trip through format `via`."""
+    via: str
+    status: str = "identical"
+    lost: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    error: str | None = None
+    files: list[str] = field(default_factory=list)  # intermediate and final paths (temporary)
+    load: dict[str, Any] | None = None  # the framework check, when asked for
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "files"}
+
+
+def candidates(store: Store) -> list[str]:
+    """Formats that declare they can hold `store` without loss (the source format first)."""
+    ordered = [store.format] if store.format in FORMATS else []
+    ordered += [name for name in FORMATS if name != store.format]
+    return [name for name in ordered if _holds(store, name)]
+
+
+def _holds(store: Store, name: str) -> bool:
+    try:
+        return not losses(store, name)
+    except Exception:  # a writer that cannot even judge the store cannot hold it
+        return False
+
+
+def _suffix(name: str) -> str:
+    suffixes = FORMATS[name].suffixes
+    return suffixes[0] if suffixes else ""
+
+
+def round_trip(store: Store, via: str, workdir: str) -> Iterator[Trip]:
+    """Run one round trip; yields the Trip while its files still exist, then cleans up."""
+    trip = Trip(via)
+    source = store.format
+    with ExitStack() as stack:
+        try:
+            trip.lost = [f"{via}: {text}" for text in losses(store, via)]
+            middle = os.path.join(workdir, f"via-{via}{_suffix(via)}")
+            save(store, middle, via, allow_lossy=True)
+            trip.files.append(middle)
+            result = stack.enter_context(load(middle, via))
+            if via != source:
+                trip.lost += [f"back to {source}: {text}" for text in losses(result, source)]
+                back = os.path.join(workdir, f"back-{via}{_suffix(source)}")
+                save(result, back, source, allow_lossy=True)
+                trip.files.append(back)
+                result = stack.enter_context(load(back, source))
+            trip.differences = compare(store, result)
+        except Exception as exc:  # every failure is reported, not raised: it is the finding
+            trip.status = "failed"
+            trip.error = f"{type(exc).__name__}: {exc}"
+        else:
+            trip.status = ("lossy" if trip.lost else
+                           "different" if trip.differences else "identical")
+        yield trip
+
+
+def verify(store: Store, vias: Sequence[str] | None = None,
+           check: Callable[[Store, list[Trip]], None] | None = None) -> list[Trip]:
+    """Round-trip `store` through each of `vias` (default: `candidates(store)`).
+
+    `check(store, trips)` runs while the round-tripped files exist (the framework check).
+    """
+    vias = list(vias) if vias else candidates(store)
+    trips: list[Trip] = []
+    with tempfile.TemporaryDirectory(prefix="weightkit-verify-") as workdir, ExitStack() as stack:
+        for via in vias:
+            path = os.path.join(workdir, via)
+            os.mkdir(path)
+            trips.append(stack.enter_context(_entered(round_trip(store, via, path))))
+        if check is not None:
+            check(store, trips)
+    return trips
+
+
+class _entered:
+    """Keep a one-item generator suspended (its files alive) until the context exits."""
+
+    def __init__(self, generator: Iterator[Trip]):
+        self._generator = generator
+
+    def __enter__(self) -> Trip:
+        return next(self._generator)
+
+    def __exit__(self, *exc: object) -> None:
+        self._generator.close()
+
+
+def compare(a: Store, b: Store) -> list[str]:
+    """Every store-level difference between `a` and `b` (empty when identical)."""
+    found: list[str] = []
+    names_a, names_b = list(a), list(b)
+    missing = [n for n in names_a if n not in b]
+    extra = [n for n in names_b if n not in a]
+    if missing:
+        found.append(f"missing: {_listed(missing)}")
+    if extra:
+        found.append(f"unexpected: {_listed(extra)}")
+    common = [n for n in names_a if n in b]
+    if [n for n in names_b if n in a] != common:
+        found.append("order differs")
+    for name in common:
+        found += [f"{name}: {text}" for text in compare_tensors(a[name], b[name])]
+    if _plain(a.meta) != _plain(b.meta):
+        keys = sorted(set(a.meta) | set(b.meta), key=str)
+        changed = [k for k in keys if _plain(a.meta.get(k)) != _plain(b.meta.get(k))]
+        found.append(f"store metadata differs: {_listed(changed)}")
+    return found
+
+
+def compare_tensors(a: Tensor, b: Tensor) -> list[str]:
+    """Differences of dtype, shape, role, key, other meta and bytes of two tensors."""
+    found = []
+    if a.dtype != b.dtype:
+        found.append(f"dtype {a.dtype_name} became {b.dtype_name}")
+    if a.shape != b.shape:
+        found.append(f"shape {a.shape} became {b.shape}")
+    if _plain(a.meta) != _plain(b.meta):
+        keys = sorted(set(a.meta) | set(b.meta))
+        changed = [k for k in keys if _plain(a.meta.get(k)) != _plain(b.meta.get(k))]
+        found.append(f"meta differs: {', '.join(changed)}")
+    if not found:
+        unequal = unequal_elements(a, b)
+        if unequal:
+            found.append(f"{unequal:,} of {a.size:,} elements differ in their bytes")
+    return found
+
+
+def unequal_elements(a: Tensor, b: Tensor, max_bytes: int = CHUNK_BYTES) -> int:
+    """How many elements of two same-shape, same-dtype tensors differ in their bytes."""
+    strings = is_string(a.dtype)
+    unequal = 0
+    for index in block_indices(a.shape, 8 if strings else a.dtype.itemsize, max_bytes):
+        x, y = np.asarray(a[index]).reshape(-1), np.asarray(b[index]).reshape(-1)
+        if strings:
+            unequal += sum(1 for p, q in zip(x.tolist(), y.tolist())
+                           if bytes(p) != bytes(q))
+            continue
+        width = a.dtype.itemsize
+        xb = np.ascontiguousarray(x).view(np.uint8).reshape(-1, width)
+        yb = np.ascontiguousarray(y).view(np.uint8).reshape(-1, width)
+        unequal += int(np.count_nonzero((xb != yb).any(axis=1)))
+    return unequal
+
+
+def _plain(value: Any) -> str:
+    """A canonical JSON text of metadata, so that tuples and lists compare equal."""
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _listed(items: Sequence[str]) -> str:
+    shown = ", ".join(map(str, items[:MAX_LISTED]))
+    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")

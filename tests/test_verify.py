@@ -1,0 +1,134 @@
+"""verify: bitwise store comparison, round-trip statuses and exit codes (issue 5 item 1)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import weightkit
+from weightkit import Store, Tensor
+from weightkit.cli.main import main
+from weightkit.diff import verify as verify_module
+from weightkit.diff.verify import compare, unequal_elements, verify
+
+
+def sample_store() -> Store:
+    rng = np.random.default_rng(5)
+    return Store({
+        "dense/kernel": Tensor.from_array(rng.normal(size=(8, 4)).astype(np.float32),
+                                          {"key": "dense/kernel", "role": "weight"}),
+        "dense/bias": Tensor.from_array(np.array([np.nan, -0.0, 1.0, np.inf], np.float32)),
+        "bf": Tensor.from_array(rng.normal(size=(3,)).astype(ml_dtypes.bfloat16)),
+        "empty": Tensor.from_array(np.zeros((0, 3), np.int8)),
+        "step": Tensor.from_array(np.int64(9), {"role": "counter"}),
+    }, format="memory", meta={"origin": {"a": [1, 2]}})
+
+
+@pytest.fixture
+def safetensors_file(tmp_path):
+    path = tmp_path / "w.safetensors"
+    weightkit.save(sample_store(), path, "safetensors")
+    return path
+
+
+def test_compare_identical_and_every_kind_of_difference():
+    a = sample_store()
+    assert compare(a, sample_store()) == []
+    b = dict(a.items())
+    nan_payload = np.array([np.nan, 0.0, 1.0, np.inf], np.float32)
+    nan_payload.view(np.uint32)[0] |= 1  # another NaN
+    b["dense/bias"] = Tensor.from_array(nan_payload)  # and +0.0 where A has -0.0
+    b["bf"] = Tensor.from_array(a["bf"].read().astype(np.float32))
+    b["step"] = a["step"].with_meta(role="optimizer")
+    del b["empty"]
+    b["new"] = Tensor.from_array(np.ones(2))
+    reordered = {"dense/bias": b.pop("dense/bias"), **b}
+    found = compare(a, Store(reordered, meta={"origin": {"a": [1, 3]}}))
+    assert found == ["missing: empty", "unexpected: new", "order differs",
+                     "dense/bias: 2 of 4 elements differ in their bytes",
+                     "bf: dtype bfloat16 became float32", "step: meta differs: role",
+                     "store metadata differs: origin"]
+
+
+def test_unequal_elements_counts_bytes_in_chunks():
+    x = np.arange(1000, dtype=np.float64)
+    y = x.copy()
+    y[[3, 500, 999]] = -1
+    assert unequal_elements(Tensor.from_array(x), Tensor.from_array(y), max_bytes=64) == 3
+    s = np.array([b"ab", b"", b"c"], dtype=object)
+    t = np.array([b"ab", b"x", b"c"], dtype=object)
+    assert unequal_elements(Tensor.from_array(s), Tensor.from_array(t)) == 1
+
+
+def test_round_trip_through_safetensors_is_identical(safetensors_file):
+    with weightkit.load(safetensors_file, "safetensors") as store:
+        (trip,) = verify(store, ["safetensors"])
+    assert (trip.status, trip.lost, trip.differences, trip.error) == (
+        "identical", [], [], None)
+
+
+def test_a_writer_bug_is_reported_as_different(safetensors_file, monkeypatch):
+    real_load = verify_module.load
+
+    def corrupting_load(path, format=None):
+        store = real_load(path, format)
+        tensors = dict(store.items())
+        tensors["dense/kernel"] = store["dense/kernel"].map(lambda a: a + np.float32(1e-6))
+        return store.replace(tensors)
+
+    monkeypatch.setattr(verify_module, "load", corrupting_load)
+    with weightkit.load(safetensors_file, "safetensors") as store:
+        (trip,) = verify(store, ["safetensors"])
+    assert trip.status == "different"
+    assert trip.differences == ["dense/kernel: 32 of 32 elements differ in their bytes"]
+
+
+def test_a_failing_conversion_is_reported_with_its_error(safetensors_file, monkeypatch, capsys):
+    def failing_save(*args, **kwargs):
+        raise weightkit.CorruptFileError("the writer broke")
+
+    monkeypatch.setattr(verify_module, "save", failing_save)
+    assert main(["verify", str(safetensors_file), "--from", "safetensors", "--via", "safetensors", "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "error"
+    assert report["trips"][0]["status"] == "failed"
+    assert report["trips"][0]["error"] == "CorruptFileError: the writer broke"
+
+
+def test_declared_losses_make_a_pair_lossy(safetensors_file, monkeypatch, capsys):
+    monkeypatch.setattr(verify_module, "losses", lambda store, fmt: ["the moon"])
+    assert main(["verify", str(safetensors_file), "--from", "safetensors", "--via", "safetensors"]) == 1
+    out = capsys.readouterr().out
+    assert "lossy" in out and "safetensors: the moon" in out
+
+
+def test_cli_exit_zero_and_table(safetensors_file, capsys):
+    assert main(["verify", str(safetensors_file), "--from", "safetensors", "--via", "safetensors"]) == 0
+    out = capsys.readouterr().out
+    assert "safetensors -> safetensors" in out and "identical" in out
+
+
+def test_default_vias_are_the_formats_that_hold_the_store(safetensors_file):
+    with weightkit.load(safetensors_file, "safetensors") as store:
+        vias = verify_module.candidates(store)
+    assert vias[0] == "safetensors"
+    for name in vias:
+        assert weightkit.losses(store, name) == []
+
+
+def test_verify_leaves_no_temporary_files(safetensors_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with weightkit.load(safetensors_file, "safetensors") as store:
+        verify(store, ["safetensors"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+
+def test_load_refuses_non_framework_formats(safetensors_file, capsys):
+    assert main(["verify", str(safetensors_file), "--from", "safetensors", "--load"]) == 2
+    assert "expected a framework format" in capsys.readouterr().err
+    assert "tensorflow" not in sys.modules
