@@ -1,0 +1,773 @@
+"""Generate the crafted corpus of hostile and broken weights files (issue 7).
+
+    python tests/make_crafted.py OUT_DIR     # writes the corpus and OUT_DIR/MANIFEST.json
+
+`make_corpus(root)` returns a `Corpus`: one valid base file per format, the crafted cases that
+weightkit must refuse (each naming the format it targets, the path to give weightkit and the
+error types acceptable for it), files with hostile tensor names that must be shown escaped, and
+valid files under a wrong suffix that must be read by content. Everything is built from bytes,
+numpy, zipfile and h5py: no TensorFlow and no weightkit writer, so a broken writer cannot hide a
+broken reader. Files far bigger than they look (bombs, huge headers) are sparse.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+import zipfile
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CORRUPT = ("CorruptFileError",)  # the format is certain, the content is not
+UNSAFE = ("UnsafeFileError",)
+BROKEN = ("CorruptFileError", "UnknownFormatError")  # a reader may not even recognise it
+REFUSED = ("CorruptFileError", "UnsafeFileError", "UnknownFormatError")  # a bomb or a big lie
+NOT_INPUT = ("UsageError", "UnsafeFileError", "CorruptFileError", "UnknownFormatError")
+
+HOSTILE_NAMES = ("evil\nname", "\x1b[31mred\x1b[0m", "::error::pwned", "rtl\u202eevil")
+KERNEL = (np.arange(12, dtype=np.float32).reshape(4, 3) / 10).astype(np.float32)
+BIAS = np.array([0.5, -0.5, 1.0], dtype=np.float32)
+BOMB_ELEMENTS = 1 << 32  # float32: 16 GiB declared, a few bytes stored
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # "<format>/<case>"
+    format: str  # registry format name the case targets
+    path: str  # relative to the corpus root: what weightkit is given
+    errors: tuple[str, ...]  # acceptable weightkit error class names
+    about: str
+
+
+@dataclass
+class Corpus:
+    root: Path
+    bases: dict[str, str] = field(default_factory=dict)  # format -> valid file
+    cases: list[Case] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # format -> file with HOSTILE_NAMES
+    suffixes: list[tuple[str, str]] = field(default_factory=list)  # (format, misnamed valid file)
+    sentinels: list[str] = field(default_factory=list)  # files a payload would create
+
+    def add(self, fmt: str, case: str, path: str, errors: tuple[str, ...], about: str) -> None:
+        self.cases.append(Case(f"{fmt}/{case}", fmt, path, errors, about))
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def manifest(self) -> dict:
+        return {"bases": self.bases, "cases": [asdict(c) for c in self.cases],
+                "names": self.names, "suffixes": self.suffixes, "sentinels": self.sentinels,
+                "hostile_names": list(HOSTILE_NAMES)}
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _sparse(path: Path, head: bytes, size: int) -> Path:
+    """A file of `size` bytes that starts with `head` and occupies almost no disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size)
+    return path
+
+
+def _flip(data: bytes, offset: int, bit: int = 0) -> bytes:
+    out = bytearray(data)
+    out[offset] ^= 1 << bit
+    return bytes(out)
+
+
+def _common(c: Corpus, fmt: str, suffix: str, valid: bytes) -> None:
+    """Cases that apply to every single-file format."""
+    d = fmt
+    c.add(fmt, "empty", str(_write(c.path(f"{d}/empty{suffix}"), b"").relative_to(c.root)),
+          BROKEN, "an empty file")
+    c.add(fmt, "garbage", str(_write(c.path(f"{d}/garbage{suffix}"),
+                                     bytes(range(256)) * 8).relative_to(c.root)),
+          BROKEN, "bytes of no format")
+    for name, size in (("truncated-half", len(valid) // 2), ("truncated-head", 16),
+                       ("truncated-tail", len(valid) - 7)):
+        c.add(fmt, name, str(_write(c.path(f"{d}/{name}{suffix}"), valid[:size])
+                             .relative_to(c.root)), BROKEN, f"the first {size} of {len(valid)} bytes")
+    c.path(f"{d}/directory{suffix}").mkdir(parents=True)
+    c.add(fmt, "directory", f"{d}/directory{suffix}", NOT_INPUT, "a directory named like a file")
+    os.mkfifo(c.path(f"{d}/fifo{suffix}"))
+    c.add(fmt, "fifo", f"{d}/fifo{suffix}", NOT_INPUT, "a FIFO (reading it would block)")
+    os.symlink("/dev/zero", c.path(f"{d}/device{suffix}"))
+    c.add(fmt, "device", f"{d}/device{suffix}", NOT_INPUT, "a symlink to /dev/zero")
+
+
+# ---------------------------------------------------------------------------------------------
+# safetensors
+
+def safetensors_bytes(header: dict | bytes, data: bytes, length: int | None = None) -> bytes:
+    """A safetensors file from a header (dict, or raw JSON bytes) and data; `length` may lie."""
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw) if length is None else length) + raw + data
+
+
+def _st_header() -> dict:
+    return {"__metadata__": {"source": "make_crafted"},
+            "dense/bias": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]},
+            "dense/kernel": {"dtype": "F32", "shape": [4, 3], "data_offsets": [12, 60]}}
+
+
+ST_DATA = BIAS.tobytes() + KERNEL.tobytes()
+
+
+def _safetensors(c: Corpus) -> None:
+    fmt, d = "safetensors", "safetensors"
+    valid = safetensors_bytes(_st_header(), ST_DATA)
+    c.bases[fmt] = str(_write(c.path(f"{d}/valid.safetensors"), valid).relative_to(c.root))
+    _common(c, fmt, ".safetensors", valid)
+
+    def case(name: str, data: bytes, errors: tuple[str, ...], about: str) -> None:
+        c.add(fmt, name, str(_write(c.path(f"{d}/{name}.safetensors"), data).relative_to(c.root)),
+              errors, about)
+
+    raw = json.dumps(_st_header()).encode()
+    case("header-longer-than-file", safetensors_bytes(raw, ST_DATA, len(raw) + len(ST_DATA) + 100),
+         BROKEN, "header length runs past the end of the file")
+    case("header-length-2^63", safetensors_bytes(raw, ST_DATA, 1 << 63), REFUSED,
+         "header length 2**63")
+    _sparse(c.path(f"{d}/header-huge.safetensors"), struct.pack("<Q", 1 << 31) + b"{", 8 + (1 << 31))
+    c.add(fmt, "header-huge", f"{d}/header-huge.safetensors", REFUSED,
+          "a 2 GiB header that is really there (sparse): refuse before reading it")
+    case("header-not-json", safetensors_bytes(b"{not json", ST_DATA), BROKEN, "header is not JSON")
+    case("header-not-object", safetensors_bytes(b"[1, 2, 3]", ST_DATA), BROKEN,
+         "header is a JSON list")
+    case("header-not-utf8", safetensors_bytes(b'{"\xff\xfe": 1}', ST_DATA), BROKEN,
+         "header is not UTF-8")
+    case("header-nan", safetensors_bytes(
+        raw.replace(b'"shape": [3]', b'"shape": [NaN]'), ST_DATA), BROKEN, "a NaN in a shape")
+    dup = raw.replace(b'"dense/kernel"', b'"dense/bias": {"dtype": "F32", "shape": [3], '
+                      b'"data_offsets": [0, 12]}, "dense/kernel"')
+    case("duplicate-keys", safetensors_bytes(dup, ST_DATA), BROKEN, "the same tensor name twice")
+    lies = {
+        "offsets-past-end": ({"dense/kernel": {"data_offsets": [12, 1000]}}, BROKEN,
+                             "data offsets run past the end of the file"),
+        "offsets-overlap": ({"dense/kernel": {"data_offsets": [8, 56]}}, BROKEN,
+                            "two tensors share bytes"),
+        "offsets-reversed": ({"dense/kernel": {"data_offsets": [60, 12]}}, BROKEN,
+                             "end offset before begin"),
+        "offsets-negative": ({"dense/kernel": {"data_offsets": [-12, 36]}}, BROKEN,
+                             "negative offset"),
+        "offsets-missing": ({"dense/kernel": {"data_offsets": None}}, BROKEN,
+                            "data_offsets is null"),
+        "offsets-not-pair": ({"dense/kernel": {"data_offsets": [12]}}, BROKEN,
+                             "data_offsets has one number"),
+        "shape-bytes-mismatch": ({"dense/kernel": {"shape": [4, 4]}}, BROKEN,
+                                 "shape x dtype = 64 bytes, offsets give 48"),
+        "shape-negative": ({"dense/kernel": {"shape": [-4, -3]}}, BROKEN, "negative dimensions"),
+        "shape-not-int": ({"dense/kernel": {"shape": [4.5, 3]}}, BROKEN, "a fractional dimension"),
+        "shape-not-list": ({"dense/kernel": {"shape": "4x3"}}, BROKEN, "shape is a string"),
+        "shape-bomb": ({"dense/kernel": {"shape": [1 << 40, 1 << 40]}}, REFUSED,
+                       "shape of 2**80 elements over 48 bytes"),
+        "dtype-unknown": ({"dense/kernel": {"dtype": "F7"}}, BROKEN, "dtype F7"),
+        "dtype-not-string": ({"dense/kernel": {"dtype": 32}}, BROKEN, "dtype is a number"),
+        "entry-not-object": ({"dense/kernel": None}, BROKEN, "a tensor entry that is null"),
+        "metadata-not-strings": ({"__metadata__": {"n": 1}}, BROKEN,
+                                 "__metadata__ values must be strings"),
+    }
+    for name, (changes, errors, about) in lies.items():
+        header = _st_header()
+        for key, entry in changes.items():
+            header[key] = None if entry is None else {**header[key], **entry}
+        case(name, safetensors_bytes(header, ST_DATA), errors, about)
+    case("data-truncated", safetensors_bytes(_st_header(), ST_DATA[:-8]), BROKEN,
+         "data shorter than the offsets say")
+
+    names = {"__metadata__": {}}
+    data = b""
+    for name in HOSTILE_NAMES:
+        names[name] = {"dtype": "F32", "shape": [3], "data_offsets": [len(data), len(data) + 12]}
+        data += BIAS.tobytes()
+    c.names[fmt] = str(_write(c.path(f"{d}/names.safetensors"), safetensors_bytes(names, data))
+                       .relative_to(c.root))
+    c.suffixes.append((fmt, str(_write(c.path(f"{d}/really-safetensors.h5"), valid)
+                                .relative_to(c.root))))
+
+
+# ---------------------------------------------------------------------------------------------
+# zip archives (npz, .keras)
+
+def npy_bytes(array: np.ndarray | None = None, *, header: str | None = None, data: bytes = b"",
+              version: tuple[int, int] = (1, 0)) -> bytes:
+    """An .npy member: numpy's own bytes for `array`, or a hand-made `header` over `data`."""
+    if array is not None:
+        import io
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, array, allow_pickle=False)
+        return buf.getvalue()
+    text = header.encode("latin1")
+    text += b" " * ((-(len(text) + 11)) % 64) + b"\n"
+    size = struct.pack("<H" if version[0] == 1 else "<I", len(text))
+    return b"\x93NUMPY" + bytes(version) + size + text + data
+
+
+def zip_bytes(members: list[tuple[str, bytes]], deflate: bool = False) -> bytes:
+    """A zip of `members` in order (names as given, duplicates allowed)."""
+    import io
+    import warnings
+    buf = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicate names
+        with zipfile.ZipFile(buf, "w", method) as z:
+            for name, data in members:
+                info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+                info.compress_type = method
+                z.writestr(info, data)
+    return buf.getvalue()
+
+
+def _zip_patch(data: bytes, member: str, *, flags: int | None = None,
+               file_size: int | None = None) -> bytes:
+    """Set the general-purpose flags or the declared size of `member` in both its local and
+    central headers (the CRC stays: a reader that believes them gets garbage)."""
+    out = bytearray(data)
+    name = member.encode()
+    for sig, flag_at, size_at, name_len_at, name_at in ((b"PK\x03\x04", 6, 22, 26, 30),
+                                                        (b"PK\x01\x02", 8, 24, 28, 46)):
+        pos = out.find(sig)
+        while pos >= 0:
+            n = struct.unpack_from("<H", out, pos + name_len_at)[0]
+            if out[pos + name_at:pos + name_at + n] == name:
+                if flags is not None:
+                    struct.pack_into("<H", out, pos + flag_at, flags)
+                if file_size is not None:
+                    struct.pack_into("<I", out, pos + size_at, file_size)
+            pos = out.find(sig, pos + 4)
+    return bytes(out)
+
+
+class _Payload:
+    """Pickles to a call of os.system: what an object array in an .npy would run if unpickled."""
+
+    def __init__(self, sentinel: str):
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.sentinel}",))
+
+
+def _npz(c: Corpus) -> None:
+    import pickle
+    fmt, d = "npz", "npz"
+    members = [("dense/kernel.npy", npy_bytes(KERNEL)), ("dense/bias.npy", npy_bytes(BIAS))]
+    valid = zip_bytes(members)
+    c.bases[fmt] = str(_write(c.path(f"{d}/valid.npz"), valid).relative_to(c.root))
+    _common(c, fmt, ".npz", valid)
+
+    def case(name: str, data: bytes, errors: tuple[str, ...], about: str) -> None:
+        c.add(fmt, name, str(_write(c.path(f"{d}/{name}.npz"), data).relative_to(c.root)),
+              errors, about)
+
+    sentinel = str(c.path(f"{d}/SENTINEL-pickle"))
+    c.sentinels.append(sentinel)
+    payload = pickle.dumps(np.array([_Payload(sentinel)], dtype=object), protocol=2)
+    obj = npy_bytes(header="{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
+                    data=payload)
+    case("pickle", zip_bytes(members + [("obj.npy", obj)]), UNSAFE,
+         "an object array whose pickle would run os.system")
+    case("member-dotdot", zip_bytes(members + [("../evil.npy", npy_bytes(BIAS))]), UNSAFE,
+         "a member named ../evil.npy")
+    case("member-absolute", zip_bytes(members + [("/tmp/evil.npy", npy_bytes(BIAS))]), UNSAFE,
+         "a member with an absolute name")
+    case("member-backslash", zip_bytes(members + [("..\\evil.npy", npy_bytes(BIAS))]), UNSAFE,
+         "a member named ..\\evil.npy")
+    case("member-duplicate", zip_bytes(members + [("dense/kernel.npy", npy_bytes(KERNEL * 2))]),
+         REFUSED, "two members with the same name")
+    case("member-encrypted", _zip_patch(valid, "dense/kernel.npy", flags=1), REFUSED,
+         "a member flagged as encrypted")
+    case("member-oversized", _zip_patch(valid, "dense/kernel.npy", file_size=0xFFFFFFF0), REFUSED,
+         "a stored member declaring 4 GiB")
+    case("member-not-npy", zip_bytes([("dense/kernel.npy", b"not an npy file at all" * 4)]),
+         CORRUPT, "a member without the .npy magic")
+    case("member-crc", _flip(valid, valid.find(KERNEL.tobytes()) + 5), CORRUPT,
+         "a flipped bit in a member (zip CRC mismatch)")
+    fmt_header = "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}"
+    case("npy-shape-mismatch",
+         zip_bytes([("dense/kernel.npy", npy_bytes(header=fmt_header.format("<f4", "(4, 4)"),
+                                                   data=KERNEL.tobytes()))]),
+         CORRUPT, "an .npy header declaring 64 bytes over 48")
+    case("npy-dtype-unknown",
+         zip_bytes([("dense/kernel.npy", npy_bytes(header=fmt_header.format("<q7", "(4, 3)"),
+                                                   data=KERNEL.tobytes()))]),
+         BROKEN, "an .npy with dtype <q7")
+    case("npy-dtype-structured",
+         zip_bytes([("dense/kernel.npy", npy_bytes(
+             header="{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (4, 3), }",
+             data=KERNEL.tobytes()))]),
+         BROKEN, "an .npy with a structured dtype")
+    case("npy-header-not-dict",
+         zip_bytes([("dense/kernel.npy", npy_bytes(header="__import__('os').system('true')",
+                                                   data=KERNEL.tobytes()))]),
+         CORRUPT, "an .npy header that is an expression, not a literal")
+    bomb = npy_bytes(header=fmt_header.format("<f4", f"({BOMB_ELEMENTS},)"), data=b"\0" * 64)
+    case("npy-shape-bomb", zip_bytes([("dense/kernel.npy", bomb)], deflate=True), REFUSED,
+         "an .npy declaring 16 GiB in a member of a few bytes")
+    big_header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }" + " " * (64 << 20)
+    case("npy-header-huge",
+         zip_bytes([("dense/kernel.npy", npy_bytes(header=big_header, data=KERNEL.tobytes(),
+                                                   version=(2, 0)))], deflate=True),
+         REFUSED, "a 64 MiB .npy header (deflated to a few KiB)")
+    names = zip_bytes([(f"{n}.npy", npy_bytes(BIAS)) for n in HOSTILE_NAMES])
+    c.names[fmt] = str(_write(c.path(f"{d}/names.npz"), names).relative_to(c.root))
+    c.suffixes.append((fmt, str(_write(c.path(f"{d}/really-npz.safetensors"), valid)
+                                .relative_to(c.root))))
+
+
+# ---------------------------------------------------------------------------------------------
+# HDF5 (Keras layouts)
+
+def _h5():
+    import h5py
+    return h5py
+
+
+def _outside(c: Corpus) -> Path:
+    """A directory beside the inputs holding what a hostile file points at."""
+    out = c.path("outside")
+    if not out.exists():
+        h5py = _h5()
+        out.mkdir()
+        with h5py.File(out / "secret.h5", "w") as f:
+            f["data"] = KERNEL
+        _write(out / "secret.bin", KERNEL.tobytes())
+    return out
+
+
+def _tf_keras_weights(f, names: tuple[str, ...] = ("dense",)) -> None:
+    """tf.keras save_weights layout (FORMATS.md 3b) at the root of `f`."""
+    f.attrs["backend"] = "tensorflow"
+    f.attrs["keras_version"] = "2.21.0"
+    f.attrs["layer_names"] = [n.encode() for n in names]
+    for n in names:
+        g = f.create_group(n)
+        g.attrs["weight_names"] = [f"{n}/kernel:0".encode(), f"{n}/bias:0".encode()]
+        g[f"{n}/kernel:0"] = KERNEL
+        g[f"{n}/bias:0"] = BIAS
+
+
+def _keras3_weights(f) -> None:
+    """Keras 3 .weights.h5 layout (FORMATS.md 3c)."""
+    g = f.create_group("layers/dense/vars")
+    g.attrs["name"] = "dense"
+    g["0"] = KERNEL
+    g["1"] = BIAS
+    f.create_group("optimizer/vars")
+
+
+H5_LAYOUTS = {  # format -> (suffix, builder, path of the kernel dataset)
+    "keras-h5": (".h5", _tf_keras_weights, "dense/dense/kernel:0"),
+    "keras-weights-h5": (".weights.h5", _keras3_weights, "layers/dense/vars/0"),
+}
+
+
+def _h5_attacks(c: Corpus, fmt: str) -> None:
+    h5py = _h5()
+    suffix, build, kernel = H5_LAYOUTS[fmt]
+    d = fmt
+    outside = _outside(c)
+    c.path(d).mkdir(parents=True, exist_ok=True)
+    valid_path = c.path(f"{d}/valid{suffix}")
+    with h5py.File(valid_path, "w") as f:
+        build(f)
+    c.bases[fmt] = str(valid_path.relative_to(c.root))
+    valid = valid_path.read_bytes()
+    _common(c, fmt, suffix, valid)
+    c.add(fmt, "bitflip-superblock", str(_write(c.path(f"{d}/bitflip-superblock{suffix}"),
+                                                _flip(valid, 9)).relative_to(c.root)),
+          BROKEN, "a flipped bit in the HDF5 superblock version")
+    _write(c.path(f"{d}/signature-then-garbage{suffix}"), b"\x89HDF\r\n\x1a\n" + b"\xa5" * 4096)
+    c.add(fmt, "signature-then-garbage", f"{d}/signature-then-garbage{suffix}", BROKEN,
+          "the HDF5 signature followed by garbage")
+
+    def attack(name: str, errors: tuple[str, ...], about: str, replace) -> None:
+        path = c.path(f"{d}/{name}{suffix}")
+        with h5py.File(path, "w") as f:
+            build(f)
+            del f[kernel]
+            replace(f, kernel)
+        c.add(fmt, name, str(path.relative_to(c.root)), errors, about)
+
+    secret_h5, secret_bin = str(outside / "secret.h5"), str(outside / "secret.bin")
+    attack("external-link", UNSAFE, "the kernel is an external link to another file",
+           lambda f, k: f.__setitem__(k, h5py.ExternalLink(secret_h5, "/data")))
+    attack("external-link-relative", UNSAFE, "an external link with a relative ../ path",
+           lambda f, k: f.__setitem__(k, h5py.ExternalLink("../outside/secret.h5", "/data")))
+
+    def soft_to_external(f, k):
+        f["escape"] = h5py.ExternalLink(secret_h5, "/data")
+        f[k] = h5py.SoftLink("/escape")
+    attack("soft-link-to-external", UNSAFE, "a soft link to an external link", soft_to_external)
+    attack("soft-link-dangling", REFUSED, "a soft link to nothing",
+           lambda f, k: f.__setitem__(k, h5py.SoftLink("/nowhere/at/all")))
+    attack("external-storage", UNSAFE, "raw data stored in a file outside (h5py external=)",
+           lambda f, k: f.create_dataset(k, shape=(4, 3), dtype="<f4",
+                                         external=[(secret_bin, 0, 48)]))
+
+    def virtual(f, k):
+        layout = h5py.VirtualLayout(shape=(4, 3), dtype="<f4")
+        layout[:] = h5py.VirtualSource(secret_h5, "data", shape=(4, 3))
+        f.create_virtual_dataset(k, layout)
+    attack("virtual-dataset", UNSAFE, "a virtual dataset mapping a file outside", virtual)
+
+    def unknown_filter(f, k):
+        from h5py import h5d, h5p, h5s, h5t, h5z
+        dcpl = h5p.create(h5p.DATASET_CREATE)
+        dcpl.set_chunk((2, 3))
+        dcpl.set_filter(32001, h5z.FLAG_OPTIONAL, ())
+        h5d.create(f.id, k.encode(), h5t.IEEE_F32LE, h5s.create_simple((4, 3)), dcpl=dcpl)
+        f[k][...] = KERNEL
+    attack("unknown-filter", UNSAFE, "a dataset in filter 32001 (a dynamic plugin)",
+           unknown_filter)
+    attack("shape-bomb", REFUSED, "a chunked gzip dataset declaring 16 GiB, storing nothing",
+           lambda f, k: f.create_dataset(k, shape=(BOMB_ELEMENTS,), dtype="<f4",
+                                         chunks=(1 << 20,), compression="gzip"))
+    attack("dtype-reference", BROKEN, "a dataset of object references",
+           lambda f, k: f.create_dataset(k, shape=(2,), dtype=h5py.ref_dtype))
+    attack("dtype-compound", BROKEN, "a dataset of a compound type with three fields",
+           lambda f, k: f.create_dataset(k, shape=(2,), dtype=np.dtype(
+               [("a", "<i4"), ("b", "<f8"), ("c", "u1")])))
+    if fmt == "keras-h5":
+        attack("missing-dataset", CORRUPT, "weight_names lists a dataset that is gone",
+               lambda f, k: None)
+
+    names_path = c.path(f"{d}/names{suffix}")
+    with h5py.File(names_path, "w") as f:
+        if fmt == "keras-h5":
+            _tf_keras_weights(f, HOSTILE_NAMES)
+        else:
+            for i, n in enumerate(HOSTILE_NAMES):
+                g = f.create_group(f"layers/{n}/vars")
+                g["0"] = BIAS * i
+    c.names[fmt] = str(names_path.relative_to(c.root))
+
+
+def _keras_h5_extra(c: Corpus) -> None:
+    h5py = _h5()
+    path = c.path("keras-h5/layer-missing.h5")
+    with h5py.File(path, "w") as f:
+        _tf_keras_weights(f)
+        f.attrs["layer_names"] = [b"dense", b"dense_1"]
+    c.add("keras-h5", "layer-missing", str(path.relative_to(c.root)), CORRUPT,
+          "layer_names lists a layer that has no group")
+    c.suffixes.append(("keras-h5", str(_write(c.path("keras-h5/really-h5.npz"),
+                                              c.path(c.bases["keras-h5"]).read_bytes())
+                                       .relative_to(c.root))))
+
+
+def _sharded(c: Corpus) -> None:
+    """Keras 3 sharded weights: x.weights.json (weight_map) + x_00000.weights.h5."""
+    fmt, d = "keras-weights-h5", "keras-weights-h5/sharded"
+    c.path(d).mkdir(parents=True)
+    shard = c.path(f"{d}/model_00000.weights.h5")
+    with _h5().File(shard, "w") as f:
+        _keras3_weights(f)
+
+    def index(name: str, target, errors: tuple[str, ...] | None, about: str = "") -> None:
+        meta = {"metadata": {"total_size": 60}, "weight_map": {"/layers/dense/vars": target}}
+        path = _write(c.path(f"{d}/{name}.weights.json"), json.dumps(meta).encode())
+        if errors is None:
+            c.bases["keras-weights-json"] = str(path.relative_to(c.root))
+        else:
+            c.add(fmt, f"sharded-{name}", str(path.relative_to(c.root)), errors, about)
+
+    index("valid", "model_00000.weights.h5", None)
+    index("shard-missing", "model_00001.weights.h5", CORRUPT, "the weight map names a missing shard")
+    index("shard-dotdot", "../../outside/secret.h5", UNSAFE, "a shard path with ../")
+    index("shard-absolute", str(_outside(c) / "secret.h5"), UNSAFE, "an absolute shard path")
+    os.symlink(_outside(c) / "secret.h5", c.path(f"{d}/linked_00000.weights.h5"))
+    index("shard-symlink-out", "linked_00000.weights.h5", UNSAFE,
+          "a shard that is a symlink leading outside the directory")
+    index("shard-fifo", "fifo_00000.weights.h5", NOT_INPUT, "a shard that is a FIFO")
+    os.mkfifo(c.path(f"{d}/fifo_00000.weights.h5"))
+    _write(c.path(f"{d}/not-json.weights.json"), b"{\"weight_map\": ")
+    c.add(fmt, "sharded-not-json", f"{d}/not-json.weights.json", BROKEN, "a truncated weight map")
+
+
+KERAS_CONFIG = {"module": "keras", "class_name": "Sequential", "config": {
+    "name": "sequential", "layers": [
+        {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [None, 4]}},
+        {"module": "keras.layers", "class_name": "Dense", "config": {"name": "dense", "units": 3}}]}}
+KERAS_METADATA = {"keras_version": "3.15.0", "date_saved": "2026-01-01@00:00:00"}
+
+
+def _keras_zip(c: Corpus) -> None:
+    fmt, d = "keras", "keras"
+    c.path(d).mkdir(parents=True)
+    weights = c.path(c.bases["keras-weights-h5"]).read_bytes()
+    base = [("metadata.json", json.dumps(KERAS_METADATA).encode()),
+            ("config.json", json.dumps(KERAS_CONFIG).encode()), ("model.weights.h5", weights)]
+    valid = zip_bytes(base)
+    c.bases[fmt] = str(_write(c.path(f"{d}/valid.keras"), valid).relative_to(c.root))
+    _common(c, fmt, ".keras", valid)
+
+    def case(name: str, data: bytes, errors: tuple[str, ...], about: str) -> None:
+        c.add(fmt, name, str(_write(c.path(f"{d}/{name}.keras"), data).relative_to(c.root)),
+              errors, about)
+
+    case("member-dotdot", zip_bytes(base + [("../evil.txt", b"x")]), UNSAFE, "a member ../evil.txt")
+    case("member-absolute", zip_bytes(base + [("/etc/evil.txt", b"x")]), UNSAFE,
+         "a member /etc/evil.txt")
+    case("member-backslash", zip_bytes(base + [("assets\\..\\..\\evil.txt", b"x")]), UNSAFE,
+         "a member with backslashes")
+    case("member-duplicate", zip_bytes(base + [("model.weights.h5", weights)]), REFUSED,
+         "model.weights.h5 twice")
+    case("member-encrypted", _zip_patch(valid, "model.weights.h5", flags=1), REFUSED,
+         "model.weights.h5 flagged as encrypted")
+    case("member-oversized", _zip_patch(valid, "model.weights.h5", file_size=0xFFFFFFF0), REFUSED,
+         "a stored model.weights.h5 declaring 4 GiB")
+    case("weights-missing", zip_bytes(base[:2]), CORRUPT, "no model.weights.h5")
+    case("weights-garbage", zip_bytes(base[:2] + [("model.weights.h5", b"\x89HDF" + b"\0" * 200)]),
+         CORRUPT, "model.weights.h5 is not HDF5")
+    inner = c.path("keras-weights-h5/external-link.weights.h5").read_bytes()
+    case("weights-external-link", zip_bytes(base[:2] + [("model.weights.h5", inner)]), UNSAFE,
+         "model.weights.h5 holds an external link")
+    inner = c.path("keras-weights-h5/shape-bomb.weights.h5").read_bytes()
+    case("weights-shape-bomb", zip_bytes(base[:2] + [("model.weights.h5", inner)]), REFUSED,
+         "model.weights.h5 holds a 16 GiB dataset that stores nothing")
+    c.names[fmt] = str(_write(c.path(f"{d}/names.keras"), zip_bytes(
+        base[:2] + [("model.weights.h5", c.path(c.names["keras-weights-h5"]).read_bytes())]))
+        .relative_to(c.root))
+
+
+# ---------------------------------------------------------------------------------------------
+# TF checkpoints (TensorBundle) and SavedModel
+
+DT = {"float32": 1, "float64": 2, "int32": 3, "uint8": 4, "int8": 6, "string": 7, "int64": 9,
+      "bool": 10, "bfloat16": 14, "float16": 19}
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, value: int | bytes) -> bytes:
+    if isinstance(value, bytes):
+        return _varint(number << 3 | 2) + _varint(len(value)) + value
+    return _varint(number << 3) + _varint(value & 0xFFFFFFFFFFFFFFFF)
+
+
+def masked_crc(data: bytes) -> int:
+    import google_crc32c
+    c = google_crc32c.value(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def bundle_header(num_shards: int = 1) -> bytes:
+    return _field(1, num_shards) + _field(3, _field(1, 1))
+
+
+def bundle_entry(dtype: int, shape: tuple[int, ...], offset: int, size: int, crc: int,
+                 shard: int = 0) -> bytes:
+    dims = b"".join(_field(2, _field(1, d)) for d in shape)
+    out = _field(1, dtype) + _varint(2 << 3 | 2) + _varint(len(dims)) + dims
+    if shard:
+        out += _field(3, shard)
+    if offset:
+        out += _field(4, offset)
+    return out + _field(5, size) + _varint(6 << 3 | 5) + struct.pack("<I", crc)
+
+
+def _block(entries: list[tuple[bytes, bytes]]) -> bytes:
+    """An SSTable block with a restart point at every entry."""
+    body, restarts = bytearray(), []
+    for key, value in entries:
+        restarts.append(len(body))
+        body += _varint(0) + _varint(len(key)) + _varint(len(value)) + key + value
+    restarts = restarts or [0]
+    return bytes(body) + b"".join(struct.pack("<I", r) for r in restarts) + \
+        struct.pack("<I", len(restarts))
+
+
+def sstable(entries: list[tuple[bytes, bytes]]) -> bytes:
+    """A TensorBundle .index: one data block, an empty metaindex, the index block, the footer."""
+    out = bytearray()
+
+    def put(block: bytes) -> bytes:
+        handle = _varint(len(out)) + _varint(len(block))
+        out.extend(block + b"\0" + struct.pack("<I", masked_crc(block + b"\0")))
+        return handle
+
+    data = put(_block(sorted(entries)))
+    meta = put(_block([]))
+    index = put(_block([(max(k for k, _ in entries) + b"\xff", data)]))
+    footer = (meta + index).ljust(40, b"\0") + struct.pack("<Q", 0xDB4775248B80FB57)
+    return bytes(out + footer)
+
+
+def checkpoint_files(prefix: Path, tensors: dict[str, np.ndarray], **lie) -> None:
+    """Write `prefix.index` and `prefix.data-00000-of-00001` for name-based `tensors`.
+
+    `lie` overrides entry fields of tensor `lie["target"]`: dtype, shape, offset, size, crc, shard;
+    `num_shards` overrides the header.
+    """
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    data, entries = bytearray(), [(b"", bundle_header(lie.get("num_shards", 1)))]
+    for name, array in tensors.items():
+        raw = np.ascontiguousarray(array).tobytes()
+        fields = {"dtype": DT[array.dtype.name], "shape": array.shape, "offset": len(data),
+                  "size": len(raw), "crc": masked_crc(raw), "shard": 0}
+        if lie.get("target") == name:
+            fields.update({k: v for k, v in lie.items() if k in fields})
+        entries.append((name.encode("utf-8", "surrogateescape"), bundle_entry(**fields)))
+        data += raw
+    _write(Path(f"{prefix}.index"), sstable(entries))
+    _write(Path(f"{prefix}.data-00000-of-00001"), bytes(data))
+
+
+CKPT_TENSORS = {"dense/kernel": KERNEL, "dense/bias": BIAS}
+
+
+def _checkpoint(c: Corpus) -> None:
+    fmt, d = "tf-checkpoint", "tf-checkpoint"
+    checkpoint_files(c.path(f"{d}/valid/model"), CKPT_TENSORS)
+    c.bases[fmt] = f"{d}/valid/model"
+    checkpoint_files(c.path("outside/ckpt/model"), CKPT_TENSORS)
+    index = c.path(f"{d}/valid/model.index").read_bytes()
+    data = c.path(f"{d}/valid/model.data-00000-of-00001").read_bytes()
+
+    def case(name: str, errors: tuple[str, ...], about: str, *, index_bytes: bytes | None = None,
+             data_bytes: bytes | None = None, **lie) -> None:
+        prefix = c.path(f"{d}/{name}/model")
+        checkpoint_files(prefix, CKPT_TENSORS, **lie)
+        if index_bytes is not None:
+            _write(Path(f"{prefix}.index"), index_bytes)
+        if data_bytes is not None:
+            _write(Path(f"{prefix}.data-00000-of-00001"), data_bytes)
+        c.add(fmt, name, f"{d}/{name}/model", errors, about)
+
+    case("index-empty", BROKEN, "an empty .index", index_bytes=b"")
+    case("index-garbage", BROKEN, "an .index of garbage", index_bytes=bytes(range(256)) * 4)
+    case("index-truncated", BROKEN, "half an .index", index_bytes=index[:len(index) // 2])
+    case("index-footer-only", BROKEN, "an .index cut to its footer", index_bytes=index[-48:])
+    case("index-bitflip", CORRUPT, "a flipped bit in a data block (block crc mismatch)",
+         index_bytes=_flip(index, 20))
+    case("index-bad-magic", BROKEN, "the footer magic is wrong", index_bytes=_flip(index, len(index) - 1))
+    bad_handle = index[:-48] + (_varint(0) + _varint(8) + _varint(len(index) * 1000) +
+                                _varint(1 << 40)).ljust(40, b"\0") + index[-8:]
+    case("index-handle-past-end", CORRUPT, "the index block handle points past the file",
+         index_bytes=bad_handle)
+    case("data-bitflip", CORRUPT, "a flipped bit in the data (entry crc mismatch)",
+         data_bytes=_flip(data, 30))
+    case("data-truncated", CORRUPT, "the data file is shorter than the entries",
+         data_bytes=data[:20])
+    prefix = c.path(f"{d}/data-missing/model")
+    checkpoint_files(prefix, CKPT_TENSORS)
+    os.unlink(f"{prefix}.data-00000-of-00001")
+    c.add(fmt, "data-missing", f"{d}/data-missing/model", CORRUPT, "the data shard is missing")
+    case("entry-past-end", CORRUPT, "an entry whose offset+size runs past the data file",
+         target="dense/kernel", offset=1 << 20)
+    case("entry-size-mismatch", CORRUPT, "entry size 40 for a (4, 3) float32",
+         target="dense/kernel", size=40)
+    case("entry-dtype-unknown", BROKEN, "entry dtype 99", target="dense/kernel", dtype=99)
+    case("entry-shape-bomb", REFUSED, "an entry declaring 16 GiB", target="dense/kernel",
+         shape=(BOMB_ELEMENTS,), size=BOMB_ELEMENTS * 4)
+    case("entry-shape-negative", CORRUPT, "a dimension of -4", target="dense/kernel", shape=(-4, 3))
+    case("entry-shard-out-of-range", CORRUPT, "shard_id 5 of 1", target="dense/kernel", shard=5)
+    case("header-two-shards", CORRUPT, "the header says 2 shards, one exists", num_shards=2)
+
+    def state(name: str, target: str, about: str) -> None:
+        directory = c.path(f"{d}/{name}")
+        checkpoint_files(directory / "model", CKPT_TENSORS)
+        _write(directory / "checkpoint", f'model_checkpoint_path: "{target}"\n'
+               f'all_model_checkpoint_paths: "{target}"\n'.encode())
+        c.add(fmt, name, f"{d}/{name}", UNSAFE, about)
+
+    state("state-dotdot", "../../outside/ckpt/model",
+          "a `checkpoint` state file pointing at a real checkpoint outside its directory")
+    state("state-dotdot-etc", "../../etc/x", "a `checkpoint` state file pointing at ../../etc/x")
+    state("state-absolute", str(c.path("outside/ckpt/model")),
+          "a `checkpoint` state file with an absolute path")
+    prefix = c.path(f"{d}/data-symlink-out/model")
+    checkpoint_files(prefix, CKPT_TENSORS)
+    os.unlink(f"{prefix}.data-00000-of-00001")
+    os.symlink(c.path("outside/ckpt/model.data-00000-of-00001"), f"{prefix}.data-00000-of-00001")
+    c.add(fmt, "data-symlink-out", f"{d}/data-symlink-out/model", UNSAFE,
+          "the data file is a symlink leading outside the checkpoint directory")
+    prefix = c.path(f"{d}/data-fifo/model")
+    checkpoint_files(prefix, CKPT_TENSORS)
+    os.unlink(f"{prefix}.data-00000-of-00001")
+    os.mkfifo(f"{prefix}.data-00000-of-00001")
+    c.add(fmt, "data-fifo", f"{d}/data-fifo/model", NOT_INPUT, "the data file is a FIFO")
+    checkpoint_files(c.path(f"{d}/names/model"), {n: BIAS for n in HOSTILE_NAMES})
+    c.names[fmt] = f"{d}/names/model"
+
+
+def _saved_model(c: Corpus) -> None:
+    fmt, d = "saved-model", "saved-model"
+
+    def model(name: str) -> Path:
+        directory = c.path(f"{d}/{name}")
+        _write(directory / "saved_model.pb", _field(1, 1))  # SavedModel{schema_version: 1}
+        checkpoint_files(directory / "variables" / "variables", CKPT_TENSORS)
+        return directory
+
+    c.bases[fmt] = str(model("valid").relative_to(c.root))
+    variables = model("variables-missing") / "variables"
+    for p in variables.iterdir():
+        p.unlink()
+    variables.rmdir()
+    c.add(fmt, "variables-missing", f"{d}/variables-missing", CORRUPT, "no variables/ directory")
+    data = model("data-symlink-out") / "variables" / "variables.data-00000-of-00001"
+    data.unlink()
+    os.symlink(c.path("outside/ckpt/model.data-00000-of-00001"), data)
+    c.add(fmt, "data-symlink-out", f"{d}/data-symlink-out", UNSAFE,
+          "variables data is a symlink leading outside the SavedModel")
+    variables = model("variables-symlink-out") / "variables"
+    for p in variables.iterdir():
+        p.unlink()
+    variables.rmdir()
+    (c.path("outside/variables")).mkdir(exist_ok=True)
+    checkpoint_files(c.path("outside/variables/variables"), CKPT_TENSORS)
+    os.symlink(c.path("outside/variables"), variables)
+    c.add(fmt, "variables-symlink-out", f"{d}/variables-symlink-out", UNSAFE,
+          "variables/ is a symlink to a directory outside")
+    index = model("index-bitflip") / "variables" / "variables.index"
+    index.write_bytes(_flip(index.read_bytes(), 20))
+    c.add(fmt, "index-bitflip", f"{d}/index-bitflip", CORRUPT, "a flipped bit in variables.index")
+    os.mkfifo(model("fifo-inside") / "assets.fifo")
+    c.add(fmt, "fifo-inside", f"{d}/fifo-inside", NOT_INPUT, "a FIFO inside the SavedModel")
+
+
+def make_corpus(root: str | os.PathLike) -> Corpus:
+    """Write the whole crafted corpus under `root` (which must not exist or be empty)."""
+    c = Corpus(Path(root))
+    c.root.mkdir(parents=True, exist_ok=True)
+    _safetensors(c)
+    _npz(c)
+    for fmt in H5_LAYOUTS:
+        _h5_attacks(c, fmt)
+    _keras_h5_extra(c)
+    _sharded(c)
+    _keras_zip(c)
+    _checkpoint(c)
+    _saved_model(c)
+    _write(c.root / "MANIFEST.json", json.dumps(c.manifest(), indent=1).encode())
+    return c
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: {sys.argv[0]} OUT_DIR")
+    corpus = make_corpus(sys.argv[1])
+    for case in corpus.cases:
+        print(f"{case.name:50} {case.path}")
+    print(f"{len(corpus.cases)} crafted cases, {len(corpus.names)} hostile-name files, "
+          f"{len(corpus.suffixes)} wrong-suffix files in {corpus.root}")
