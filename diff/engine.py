@@ -1,0 +1,398 @@
+"""The diff engine: compare two stores and return plain data (never prints).
+
+`diff_stores(a, b)` matches the variables of both stores (see `match.py`), compares every
+matched pair in one chunked pass with bounded memory, and returns a `DiffResult`: one `Entry`
+per variable and a summary.
+
+Semantics (shared by every statistic):
+- Tolerance as numpy's `isclose(a, b)`: a pair is close when |a−b| ≤ atol + rtol·|b|, evaluated
+  in float64 (complex128 for complex). Exact (atol = rtol = 0) by default. Tolerances apply to
+  floating and complex tensors; integers, booleans and strings are always compared exactly.
+- NaN equals NaN unless `nan_equal=False`; -0.0 equals 0.0; an infinity equals only itself.
+- Value statistics (max/mean/RMS of |a−b|, max relative diff, relative L2, cosine) are taken
+  over the pairs where both values are finite; NaN/Inf are counted on each side and pairs that
+  disagree in them count as mismatched.
+- max_rel_diff is max |a−b|/|b| as numpy reports it: 0 where both are 0, inf where only b is 0.
+- rel_l2 is ‖a−b‖/‖a‖ (inf if ‖a‖ = 0 < ‖a−b‖, 0 if both are 0); cosine is a·b/(‖a‖‖b‖)
+  (None when a norm is 0). max_abs_index is the C-order first index of the largest |a−b|
+  (None when that is 0).
+- Integers: |a−b| is exact (no overflow, no wraparound) and reported as an int.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import math
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..converters.dtypes import is_string
+from ..converters.store import Store, Tensor, block_indices
+from .match import Var, match
+
+CHUNK_BYTES = 4 << 20  # per operand; the float64 working buffers are a few times this
+STATUSES = ("same", "changed", "added", "removed", "renamed", "shape_changed", "dtype_changed")
+MATCH_MODES = ("auto", "name", "structure")
+
+
+@dataclass
+class Options:
+    """What counts as a difference and how variables are paired."""
+    atol: float = 0.0
+    rtol: float = 0.0
+    nan_equal: bool = True
+    match: str = "auto"
+    include: tuple[str, ...] = ()  # globs on canonical names; empty: everything
+    exclude: tuple[str, ...] = ()
+    no_optimizer: bool = False  # leave out optimizer slots and counters
+    max_bytes: int = CHUNK_BYTES
+    workers: int = 0  # 0: one thread per core, at most 4
+
+    def __post_init__(self) -> None:
+        if not (self.atol >= 0 and self.rtol >= 0):  # also refuses NaN
+            raise ValueError(f"tolerances must be >= 0; received atol={self.atol}, rtol={self.rtol}")
+        if self.match not in MATCH_MODES:
+            raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}; received {self.match!r}")
+
+
+@dataclass
+class PairStats:
+    """Statistics of one compared pair of equally shaped tensors."""
+    size: int = 0
+    mismatched: int = 0
+    max_abs_diff: float | int | None = None
+    max_abs_index: list[int] | None = None
+    max_rel_diff: float | None = None
+    mean_abs_diff: float | None = None
+    rms_diff: float | None = None
+    rel_l2: float | None = None
+    cosine: float | None = None
+    nan_a: int = 0
+    nan_b: int = 0
+    inf_a: int = 0
+    inf_b: int = 0
+
+
+@dataclass
+class Entry:
+    """One variable of the diff. `name` is the name in A (in B for added entries)."""
+    name: str
+    status: str
+    name_a: str | None
+    name_b: str | None
+    role: str
+    shape_a: list[int] | None
+    shape_b: list[int] | None
+    dtype_a: str | None
+    dtype_b: str | None
+    size: int
+    matched_by: str | None
+    mismatched: int | None = None
+    mismatch_fraction: float | None = None
+    max_abs_diff: float | int | None = None
+    max_abs_index: list[int] | None = None
+    max_rel_diff: float | None = None
+    mean_abs_diff: float | None = None
+    rms_diff: float | None = None
+    rel_l2: float | None = None
+    cosine: float | None = None
+    nan_a: int | None = None
+    nan_b: int | None = None
+    inf_a: int | None = None
+    inf_b: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DiffResult:
+    entries: list[Entry]
+    summary: dict[str, Any]
+    options: Options = field(default_factory=Options)
+
+    @property
+    def identical(self) -> bool:
+        """True when nothing differs beyond the tolerance (exit status 0)."""
+        return all(e.status == "same" for e in self.entries)
+
+    def as_dict(self) -> dict[str, Any]:
+        opts = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.options).items()
+                if k not in ("max_bytes", "workers")}
+        return {"options": opts, "summary": self.summary,
+                "entries": [e.as_dict() for e in self.entries]}
+
+
+# --- one pair -------------------------------------------------------------------------------
+
+class _Accumulator:
+    """Running sums over chunks; `stats()` turns them into a PairStats."""
+
+    def __init__(self, shape: tuple[int, ...], integer: bool):
+        self.shape = shape
+        self.integer = integer
+        self.size = 0
+        self.mismatched = 0
+        self.finite = 0  # pairs where both values are finite
+        self.chunk_offset = 0  # flat index of the current chunk's first element
+        self.max_abs: float | int = 0
+        self.max_at = -1  # flat index
+        self.max_rel = 0.0
+        self.sum_abs = 0.0
+        self.sum_sq = 0.0
+        self.aa = 0.0
+        self.bb = 0.0
+        self.ab = 0.0
+        self.nan_a = self.nan_b = self.inf_a = self.inf_b = 0
+
+    def take_max(self, value: float | int, flat_index: int) -> None:
+        if value > self.max_abs:
+            self.max_abs, self.max_at = value, flat_index
+
+    def stats(self) -> PairStats:
+        out = PairStats(size=self.size, mismatched=self.mismatched, nan_a=self.nan_a,
+                        nan_b=self.nan_b, inf_a=self.inf_a, inf_b=self.inf_b)
+        if self.finite == 0:
+            return out
+        out.max_abs_diff = int(self.max_abs) if self.integer else float(self.max_abs)
+        if self.max_abs > 0:
+            out.max_abs_index = [int(i) for i in np.unravel_index(self.max_at, self.shape)]
+        out.max_rel_diff = float(self.max_rel)
+        out.mean_abs_diff = self.sum_abs / self.finite
+        out.rms_diff = math.sqrt(self.sum_sq / self.finite)
+        norm_a, norm_b = math.sqrt(self.aa), math.sqrt(self.bb)
+        norm_d = math.sqrt(self.sum_sq)
+        out.rel_l2 = norm_d / norm_a if norm_a else (0.0 if norm_d == 0 else math.inf)
+        if norm_a and norm_b:
+            out.cosine = self.ab / (norm_a * norm_b)
+        return out
+
+
+def _wide(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.complex128) if dtype.kind == "c" else np.dtype(np.float64)
+
+
+def _float_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options) -> None:
+    """Float/complex chunk: everything from one float64 (complex128) difference."""
+    wide = np.result_type(_wide(a.dtype), _wide(b.dtype))
+    a = a.astype(wide, copy=False)
+    b = b.astype(wide, copy=False)
+    aa = float(np.vdot(a, a).real)
+    bb = float(np.vdot(b, b).real)
+    if math.isfinite(aa) and math.isfinite(bb):
+        _finite_pairs(acc, a, b, None, aa, bb, opts)
+    else:
+        fa, fb = np.isfinite(a), np.isfinite(b)
+        na, nb = np.isnan(a), np.isnan(b)
+        acc.nan_a += int(np.count_nonzero(na))
+        acc.nan_b += int(np.count_nonzero(nb))
+        acc.inf_a += int(a.size - np.count_nonzero(fa) - np.count_nonzero(na))
+        acc.inf_b += int(b.size - np.count_nonzero(fb) - np.count_nonzero(nb))
+        both = fa & fb
+        either_nan = na | nb
+        equal_nonfinite = ~both & ~either_nan & (a == b)  # the same infinity
+        if opts.nan_equal:
+            equal_nonfinite |= na & nb
+        acc.mismatched += int(np.count_nonzero(~both & ~equal_nonfinite))
+        where = np.flatnonzero(both)
+        a, b = a[where], b[where]
+        _finite_pairs(acc, a, b, where, float(np.vdot(a, a).real), float(np.vdot(b, b).real), opts)
+
+
+def _finite_pairs(acc: _Accumulator, a: np.ndarray, b: np.ndarray, where: np.ndarray | None,
+                  aa: float, bb: float, opts: Options) -> None:
+    """Accumulate statistics of pairs that are all finite; `where` maps them to chunk indices."""
+    acc.finite += a.size
+    acc.aa += aa
+    acc.bb += bb
+    if a.size == 0:
+        return
+    acc.ab += float(np.vdot(a, b).real)
+    d = a - b
+    acc.sum_sq += float(np.vdot(d, d).real)
+    ad = np.abs(d)
+    del d
+    acc.sum_abs += float(ad.sum())
+    i = int(ad.argmax())
+    peak = float(ad[i])
+    acc.take_max(peak, acc.chunk_offset + (i if where is None else int(where[i])))
+    if peak == 0:
+        return
+    absb = np.abs(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if opts.atol or opts.rtol:
+            acc.mismatched += int(np.count_nonzero(ad > opts.atol + opts.rtol * absb))
+        else:
+            acc.mismatched += int(np.count_nonzero(ad))
+        # 0/0 gives NaN where both are 0: fmax skips it; x/0 gives inf as numpy reports
+        np.divide(ad, absb, out=absb)
+        acc.max_rel = max(acc.max_rel, float(np.fmax.reduce(absb)))
+
+
+def _int_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options) -> None:
+    """Integers and booleans: exact |a−b| through unsigned 64-bit arithmetic."""
+    signed = a.dtype.kind == "i" or b.dtype.kind == "i"
+    work = np.int64 if signed else np.uint64
+    a = a.astype(work, copy=False)
+    b = b.astype(work, copy=False)
+    ge = a >= b
+    au, bu = a.view(np.uint64), b.view(np.uint64)
+    ad = np.where(ge, au - bu, bu - au)  # modulo 2**64: exact since the true value is < 2**64
+    del ge, au, bu
+    af, bf = a.astype(np.float64), b.astype(np.float64)
+    acc.finite += a.size
+    acc.aa += float(np.dot(af, af))
+    acc.bb += float(np.dot(bf, bf))
+    acc.ab += float(np.dot(af, bf))
+    del af
+    adf = ad.astype(np.float64)
+    acc.sum_abs += float(adf.sum())
+    acc.sum_sq += float(np.dot(adf, adf))
+    if a.size == 0:
+        return
+    i = int(ad.argmax())
+    peak = int(ad[i])
+    acc.take_max(peak, acc.chunk_offset + i)
+    if peak == 0:
+        return
+    acc.mismatched += int(np.count_nonzero(ad))
+    np.abs(bf, out=bf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(adf, bf, out=bf)
+    acc.max_rel = max(acc.max_rel, float(np.fmax.reduce(bf)))
+
+
+def _string_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options) -> None:
+    acc.mismatched += sum(1 for x, y in zip(a.tolist(), b.tolist()) if x != y)
+
+
+def compare_tensors(ta: Tensor, tb: Tensor, opts: Options | None = None) -> PairStats:
+    """Compare two tensors of the same shape chunk by chunk; every statistic in one pass."""
+    opts = opts or Options()
+    if ta.shape != tb.shape:
+        raise ValueError(f"shapes differ: {ta.shape} and {tb.shape}")
+    strings = is_string(ta.dtype) or is_string(tb.dtype)
+    integer = not strings and all(t.dtype.kind in "biu" for t in (ta, tb))
+    acc = _Accumulator(ta.shape, integer)
+    if strings and not (is_string(ta.dtype) and is_string(tb.dtype)):
+        acc.size = acc.mismatched = ta.size  # strings against numbers: nothing is equal
+        return acc.stats()
+    kernel = _string_chunk if strings else _int_chunk if integer else _float_chunk
+    itemsize = max(8 if strings else t.dtype.itemsize for t in (ta, tb))
+    for index in block_indices(ta.shape, itemsize, opts.max_bytes):
+        a = np.asarray(ta[index]).reshape(-1)
+        b = np.asarray(tb[index]).reshape(-1)
+        kernel(acc, a, b, opts)
+        acc.chunk_offset += a.size
+    acc.size = ta.size
+    return acc.stats()
+
+
+# --- two stores -----------------------------------------------------------------------------
+
+def select(store: Store, opts: Options) -> list[str]:
+    """The names of `store` that the include/exclude globs and --no-optimizer let through."""
+    return [name for name in store
+            if (not opts.include or any(fnmatch.fnmatchcase(name, p) for p in opts.include))
+            and not any(fnmatch.fnmatchcase(name, p) for p in opts.exclude)
+            and not (opts.no_optimizer and store[name].role != "weight")]
+
+
+def fingerprint(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> bytes:
+    """A content hash of the tensor's values (strings hashed element by element)."""
+    h = hashlib.blake2b(digest_size=16)
+    for chunk in tensor.iter_chunks(max_bytes):
+        if is_string(tensor.dtype):
+            for item in chunk.tolist():
+                data = item if isinstance(item, bytes) else str(item).encode()
+                h.update(len(data).to_bytes(8, "little"))
+                h.update(data)
+        else:
+            h.update(np.ascontiguousarray(chunk).view(np.uint8))
+    return h.digest()
+
+
+def _var(store: Store, name: str) -> Var:
+    t = store[name]
+    return Var(name, t.role, t.shape, t.dtype_name)
+
+
+def _entry(name_a: str | None, name_b: str | None, ta: Tensor | None, tb: Tensor | None,
+           matched_by: str | None) -> Entry:
+    status = ("added" if ta is None else "removed" if tb is None
+              else "shape_changed" if ta.shape != tb.shape
+              else "dtype_changed" if ta.dtype != tb.dtype else "same")
+    return Entry(
+        name=name_a if name_a is not None else name_b, status=status, name_a=name_a,
+        name_b=name_b, role=(ta or tb).role,
+        shape_a=None if ta is None else list(ta.shape), shape_b=None if tb is None else list(tb.shape),
+        dtype_a=None if ta is None else ta.dtype_name, dtype_b=None if tb is None else tb.dtype_name,
+        size=(ta or tb).size, matched_by=matched_by)
+
+
+def _fill(entry: Entry, stats: PairStats) -> None:
+    for key, value in asdict(stats).items():
+        setattr(entry, key, value)
+    entry.mismatch_fraction = stats.mismatched / stats.size if stats.size else None
+    if entry.status == "same" and stats.mismatched:
+        entry.status = "changed"
+    elif entry.matched_by == "values" and not stats.mismatched:
+        entry.status = "renamed"
+
+
+def diff_stores(a: Store, b: Store, opts: Options | None = None) -> DiffResult:
+    """Compare store A with store B: one entry per variable, and a summary."""
+    opts = opts or Options()
+    vars_a = [_var(a, n) for n in select(a, opts)]
+    vars_b = [_var(b, n) for n in select(b, opts)]
+    hashes: dict[tuple[str, str], bytes] = {}
+
+    def content(side: str, name: str) -> bytes:
+        if (side, name) not in hashes:
+            hashes[side, name] = fingerprint((a if side == "a" else b)[name], opts.max_bytes)
+        return hashes[side, name]
+
+    matching = match(vars_a, vars_b, opts.match, content)
+    entries = [_entry(p.a, p.b, a[p.a], b[p.b], p.matched_by) for p in matching.pairs]
+    compared = [e for e in entries if e.status != "shape_changed"]
+    workers = opts.workers or min(4, os.cpu_count() or 1)
+
+    def run(entry: Entry) -> PairStats:
+        return compare_tensors(a[entry.name_a], b[entry.name_b], opts)
+
+    if workers > 1 and len(compared) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(run, compared))
+    else:
+        results = [run(e) for e in compared]
+    for entry, stats in zip(compared, results):
+        _fill(entry, stats)
+    order = {n: i for i, n in enumerate(v.name for v in vars_a)}
+    entries += [_entry(n, None, a[n], None, None) for n in matching.only_a]
+    entries.sort(key=lambda e: order[e.name_a])
+    entries += [_entry(None, n, None, b[n], None) for n in matching.only_b]
+    return DiffResult(entries, _summary(entries, vars_a, vars_b, matching), opts)
+
+
+def _summary(entries: list[Entry], vars_a: list[Var], vars_b: list[Var], matching: Any) -> dict:
+    counts = {s: 0 for s in STATUSES}
+    for e in entries:
+        counts[e.status] += 1
+    peaks = [e.max_abs_diff for e in entries if e.max_abs_diff is not None]
+    return {
+        "identical": all(e.status == "same" for e in entries),
+        "tensors_a": len(vars_a), "tensors_b": len(vars_b),
+        "counts": counts,
+        "matched_by": dict(Counter(p.matched_by for p in matching.pairs)),
+        "elements_a": sum(math.prod(v.shape) for v in vars_a),
+        "elements_b": sum(math.prod(v.shape) for v in vars_b),
+        "compared_elements": sum(e.size for e in entries if e.mismatched is not None),
+        "mismatched_elements": sum(e.mismatched or 0 for e in entries),
+        "max_abs_diff": max(peaks) if peaks else None,
+        "unmatched_a": list(matching.only_a), "unmatched_b": list(matching.only_b),
+    }

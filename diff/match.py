@@ -1,0 +1,150 @@
+"""Pairing the variables of two stores, across formats and naming schemes.
+
+Stages, each working only on what the previous ones left unmatched:
+1. `name`: identical canonical names;
+2. `normalized`: names equal after `normalize()` (`:0`, checkpoint attribute suffixes, Keras 3
+   `vars/` groups, model-scope prefixes, case), when the normalized name is unique on both sides;
+   a first path component shared by all weights of one side (a model name) may be dropped too,
+   whichever way pairs the most;
+3. `values`: a leftover in A and a leftover in B with the same shape, dtype and content hash
+   (a rename; the engine verifies the values before calling it one);
+4. `structure`: leftovers aligned by order and (shape, dtype), longest common subsequence first.
+
+`--match name` runs 1–3, `--match structure` runs 4 on everything (names ignored) then 3,
+`--match auto` runs 1–4.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+_SUFFIXES = re.compile(r"(/\.ATTRIBUTES/VARIABLE_VALUE|:\d+)$")
+_SCOPE = re.compile(r"^(model|sequential|functional|model_weights|layers|_functional)(_\d+)?$")
+
+
+@dataclass(frozen=True)
+class Var:
+    """What matching may look at: the name, its role and its signature."""
+    name: str
+    role: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def signature(self) -> tuple:
+        return (self.shape, self.dtype)
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: str
+    b: str
+    matched_by: str  # name | normalized | values | structure
+
+
+@dataclass
+class Matching:
+    pairs: list[Pair]
+    only_a: list[str]
+    only_b: list[str]
+
+
+def normalize(name: str) -> str:
+    """A name with format decorations removed, for matching across formats.
+
+    `model/dense/kernel:0` → `dense/kernel`; `sequential/dense/vars/0` → `dense/0`;
+    `dense/kernel/.ATTRIBUTES/VARIABLE_VALUE` → `dense/kernel`.
+    """
+    name = _SUFFIXES.sub("", name)
+    parts = [p for i, p in enumerate(name.split("/"))
+             if not (p == "vars" and i + 1 < len(name.split("/")))]
+    while len(parts) > 1 and _SCOPE.match(parts[0]):
+        parts.pop(0)
+    return "/".join(parts).lower()
+
+
+def _common_scope(names: Sequence[str]) -> str | None:
+    """The first path component shared by every name (with at least two names), if any."""
+    firsts = {n.split("/", 1)[0] for n in names if "/" in n}
+    if len(names) > 1 and len(firsts) == 1 and all("/" in n for n in names):
+        return firsts.pop() + "/"
+    return None
+
+
+def _scope_variants(vars_: Sequence[Var]) -> list[dict[str, str]]:
+    """name → normalized key, as is and (if all weights share one) without the model scope."""
+    keys = {v.name: normalize(v.name) for v in vars_}
+    scope = _common_scope([keys[v.name] for v in vars_ if v.role == "weight"])
+    if not scope:
+        return [keys]
+    return [keys, {n: k[len(scope):] if k.startswith(scope) else k for n, k in keys.items()}]
+
+
+def _pair_by_key(left_a: list[Var], left_b: list[Var], key_a: Callable[[Var], Hashable | None],
+                 key_b: Callable[[Var], Hashable | None], how: str) -> list[Pair]:
+    """Pairs whose keys are equal and unique on both sides (a None key never matches)."""
+    ka = {v.name: key_a(v) for v in left_a}
+    kb = {v.name: key_b(v) for v in left_b}
+    count_a, count_b = Counter(ka.values()), Counter(kb.values())
+    by_key = {k: name for name, k in kb.items() if k is not None and count_b[k] == 1}
+    return [Pair(v.name, by_key[ka[v.name]], how) for v in left_a
+            if ka[v.name] is not None and count_a[ka[v.name]] == 1 and ka[v.name] in by_key]
+
+
+def _align(left_a: list[Var], left_b: list[Var]) -> list[Pair]:
+    """Pairs from a longest-common-subsequence alignment of (shape, dtype) in order, per role."""
+    pairs = []
+    for role in dict.fromkeys(v.role for v in left_a + left_b):
+        sa = [v for v in left_a if v.role == role]
+        sb = [v for v in left_b if v.role == role]
+        matcher = SequenceMatcher(None, [v.signature for v in sa], [v.signature for v in sb],
+                                  autojunk=False)
+        for block in matcher.get_matching_blocks():
+            pairs += [Pair(sa[block.a + k].name, sb[block.b + k].name, "structure")
+                      for k in range(block.size)]
+    return pairs
+
+
+def match(a: Sequence[Var], b: Sequence[Var], mode: str = "auto",
+          fingerprint: Callable[[str, str], Hashable] | None = None) -> Matching:
+    """Pair the variables of A and B. `fingerprint(side, name)` ("a" or "b") gives a content
+    hash for rename detection; without it renames are not looked for."""
+    left_a, left_b = list(a), list(b)
+    pairs: list[Pair] = []
+
+    def take(new: list[Pair]) -> None:
+        nonlocal left_a, left_b
+        pairs.extend(new)
+        used_a, used_b = {p.a for p in new}, {p.b for p in new}
+        left_a = [v for v in left_a if v.name not in used_a]
+        left_b = [v for v in left_b if v.name not in used_b]
+
+    def by_values() -> list[Pair]:
+        if fingerprint is None:
+            return []
+        shared = {v.signature for v in left_a} & {v.signature for v in left_b}
+        return _pair_by_key(
+            left_a, left_b,
+            lambda v: (v.signature, fingerprint("a", v.name)) if v.signature in shared else None,
+            lambda v: (v.signature, fingerprint("b", v.name)) if v.signature in shared else None,
+            "values")
+
+    if mode == "structure":
+        take(_align(left_a, left_b))
+        take(by_values())
+    else:
+        take(_pair_by_key(left_a, left_b, lambda v: v.name, lambda v: v.name, "name"))
+        candidates = [
+            _pair_by_key(left_a, left_b, lambda v, ka=ka: ka[v.name], lambda v, kb=kb: kb[v.name],
+                         "normalized")
+            for ka in _scope_variants(left_a) for kb in _scope_variants(left_b)]
+        take(max(candidates, key=len))
+        take(by_values())
+        if mode == "auto":
+            take(_align(left_a, left_b))
+    order_a = {v.name: i for i, v in enumerate(a)}
+    pairs.sort(key=lambda p: order_a[p.a])
+    return Matching(pairs, [v.name for v in left_a], [v.name for v in left_b])
