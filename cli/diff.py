@@ -1,0 +1,80 @@
+"""`weightkit diff A B` (also `wdiff A B`): compare two weights files of any supported formats.
+
+Exit status as diff(1) and h5diff: 0 nothing differs beyond the tolerance, 1 something differs,
+2 trouble (a bad or unknown file, a bad option), reported in one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..converters.errors import UsageError
+from ..converters.registry import load
+from ..diff.engine import MATCH_MODES, Options, diff_stores
+from ..diff.render import Target, colour, render_json, render_markdown, render_table
+from .main import Exit
+
+HELP = "compare two weights files (any formats): exit 0 same, 1 different, 2 trouble"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The diff options, shared with the git diff driver."""
+    parser.add_argument("a", help="first weights file, checkpoint prefix or directory")
+    parser.add_argument("b", help="second weights file, checkpoint prefix or directory")
+    add_diff_options(parser)
+
+
+def add_diff_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--atol", type=float, default=0.0,
+                        help="absolute tolerance: a, b differ when |a-b| > atol + rtol*|b| (default 0)")
+    parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
+    parser.add_argument("--include", metavar="GLOB", action="append", default=[],
+                        help="only variables whose name matches GLOB (repeatable)")
+    parser.add_argument("--exclude", metavar="GLOB", action="append", default=[],
+                        help="leave out variables whose name matches GLOB (repeatable)")
+    parser.add_argument("--no-optimizer", action="store_true",
+                        help="leave out optimizer slots and counters")
+    parser.add_argument("--match", choices=MATCH_MODES, default="auto",
+                        help="pair variables by name, by structure (order and shape), or auto: "
+                             "names, normalized names, equal values, then structure (default)")
+    parser.add_argument("--nan-unequal", action="store_true",
+                        help="count NaN as different from NaN (default: NaN equals NaN)")
+    parser.add_argument("--format", dest="output", choices=("table", "json", "markdown"),
+                        default="table", help="report format (default: table)")
+    parser.add_argument("--all", action="store_true", help="list every variable, not only changes")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="print nothing; report only through the exit status")
+
+
+def options(args: argparse.Namespace) -> Options:
+    """Engine options from parsed arguments."""
+    try:
+        return Options(atol=args.atol, rtol=args.rtol, nan_equal=not args.nan_unequal,
+                       match=args.match, include=tuple(args.include),
+                       exclude=tuple(args.exclude), no_optimizer=args.no_optimizer)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def report(result, args: argparse.Namespace, label_a: str, label_b: str,
+           format_a: str, format_b: str, stream=None) -> None:
+    """Print `result` as asked by `args` (nothing with --quiet)."""
+    stream = stream or sys.stdout
+    if args.quiet:
+        return
+    target = Target(stream, colour=colour(stream), all=args.all)
+    if args.output == "json":
+        render_json(result, target, {"path": label_a, "format": format_a},
+                    {"path": label_b, "format": format_b})
+    elif args.output == "markdown":
+        render_markdown(result, target, label_a, label_b)
+    else:
+        render_table(result, target, f"{label_a} ({format_a})", f"{label_b} ({format_b})")
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = options(args)
+    with load(args.a) as store_a, load(args.b) as store_b:
+        result = diff_stores(store_a, store_b, opts)
+        report(result, args, args.a, args.b, store_a.format, store_b.format)
+    return Exit.OK if result.identical else Exit.DIFFERENT
