@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 130
     except BrokenPipeError:
         return Exit.OK
+    except OSError as exc:  # the system, not the data: a full disk, a file size limit, permissions
+        if args.debug:
+            traceback.print_exc()
+        where = f"{safe(exc.filename)}: " if exc.filename else ""
+        print(f"{parser.prog}: error: {where}{safe(exc.strerror or exc)}", file=sys.stderr)
+        return Exit.ERROR
     except Exception as exc:  # a bug, or a library error a reader failed to translate
         if args.debug:
             traceback.print_exc()

@@ -10,6 +10,7 @@ temporary is removed and existing destinations stay untouched. Renames run in re
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -62,9 +63,15 @@ def atomic_output() -> Iterator[AtomicOutput]:
     try:
         yield out
         out._commit()
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE and not exc.filename \
+                and out._pending:
+            exc.filename = out._pending[0][1]  # name the destination that did not fit
         out._abort()
         raise
+
+
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 def _replace_dir(temp: str, final: str) -> None:
