@@ -224,6 +224,8 @@ class _Archive:
 
     def __init__(self, path: str):
         self.path = path
+        self.lock = threading.Lock()
+        self._stream: tuple[str, Any] | None = None
         self.file = open(path, "rb")
         try:
             self.size = os.fstat(self.file.fileno()).st_size
@@ -237,8 +239,6 @@ class _Archive:
         except BaseException:
             self.close()
             raise
-        self.lock = threading.Lock()
-        self._stream: tuple[str, Any] | None = None
 
     def open_member(self, info: zipfile.ZipInfo) -> Any:
         """The (cached) decompressing stream of a member; call with `lock` held."""
@@ -441,10 +441,12 @@ def losses(store: Store) -> list[str]:
 def check_tensor_name(name: str, path: str) -> None:
     """Refuse names that would make unsafe or ambiguous zip members."""
     try:
+        if not name or name.endswith("/"):
+            raise UnsafeFileError("empty", path)
         check_member_name(name + NPY, path)
     except UnsafeFileError:
         raise UsageError(f"the name {name!r} cannot be an npz member (empty, absolute, "
-                         "backslash, '.' or '..' parts)", path) from None
+                         "backslash, empty, '.' or '..' parts)", path) from None
 
 
 @dataclass
