@@ -132,3 +132,62 @@ def test_load_refuses_non_framework_formats(safetensors_file, capsys):
     assert main(["verify", str(safetensors_file), "--from", "safetensors", "--load"]) == 2
     assert "expected a framework format" in capsys.readouterr().err
     assert "tensorflow" not in sys.modules
+
+
+# --- the framework check (verify --load) ------------------------------------------------------
+
+def _oracle(tmp_path, jobs: list[dict]) -> list[dict]:
+    import subprocess
+
+    jobs_path, results_path = tmp_path / "jobs.json", tmp_path / "results.json"
+    jobs_path.write_text(json.dumps(jobs))
+    subprocess.run([sys.executable, "-m", "weightkit.diff.oracle", str(jobs_path),
+                    str(results_path)], check=True, timeout=600)
+    return json.loads(results_path.read_text())
+
+
+@pytest.mark.tensorflow
+def test_oracle_tells_identical_from_different_files(tmp_path):
+    """The framework loads pairs of files written by itself: the same weights, then one
+    weight changed; the oracle must tell them apart for every kind it checks."""
+    import keras
+    import tensorflow as tf
+    import tf_keras
+
+    def nudge(model):
+        weights = model.get_weights()
+        weights[0].reshape(-1)[0] += np.float32(0.5)
+        model.set_weights(weights)
+
+    keras.utils.set_random_seed(0)
+    tf_keras.utils.set_random_seed(0)
+    k3 = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    tk = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(3, name="d")])
+    module = tf.Module()
+    module.v = tf.Variable(np.arange(4, dtype=np.float32))
+    module.f = tf.function(lambda x: x * module.v,
+                           input_signature=[tf.TensorSpec([4], tf.float32)])
+    paths = {}
+    for variant in ("a", "b", "c"):
+        if variant == "c":
+            nudge(k3), nudge(tk), module.v.assign_add(np.float32([1, 0, 0, 0]))
+        paths["keras", variant] = str(tmp_path / f"k3-{variant}.keras")
+        k3.save(paths["keras", variant])
+        paths["keras-h5", variant] = str(tmp_path / f"tk-{variant}.h5")
+        tk.save(paths["keras-h5", variant])
+        paths["tf-checkpoint", variant] = tf.train.Checkpoint(v=module.v).write(
+            str(tmp_path / f"ck-{variant}"))
+        paths["saved-model", variant] = str(tmp_path / f"sm-{variant}")
+        tf.saved_model.save(module, paths["saved-model", variant],
+                            signatures={"serving_default": module.f})
+    k3.save_weights(str(tmp_path / "w.weights.h5"))
+    kinds = ["keras", "keras-h5", "tf-checkpoint", "saved-model"]
+    jobs = [{"format": kind, "original": paths[kind, "a"], "copy": paths[kind, other]}
+            for other in ("b", "c") for kind in kinds]
+    jobs.append({"format": "keras-weights-h5", "original": str(tmp_path / "w.weights.h5"),
+                 "copy": str(tmp_path / "w.weights.h5")})
+    results = _oracle(tmp_path, jobs)
+    statuses = [r["status"] for r in results]
+    assert statuses == ["identical"] * 4 + ["different"] * 4 + ["skipped"], results
+    assert "weight" in results[4]["detail"] and "output" in results[4]["detail"]
+    assert "output" in results[7]["detail"]
