@@ -1,0 +1,61 @@
+"""The benchmark harness measures what it says (bench/run.py), and weightkit keeps BLAS single-threaded."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_child_peak_rss_and_status_are_the_childs(bench):
+    grab = "import sys; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); sys.exit(3)"
+    run = bench.run_child([sys.executable, "-c", grab], capture=True, timeout=60)
+    assert run.status == 3
+    assert 200 <= run.rss_mib < 300
+    small = bench.run_child([sys.executable, "-c", "pass"], capture=True, timeout=60)
+    assert small.rss_mib < 100
+    assert 0 < small.wall_s < run.wall_s + 5
+
+
+def test_timeout_kills_the_child(bench):
+    run = bench.run_child([sys.executable, "-c", "import time; time.sleep(30)"], capture=False,
+                          timeout=0.5)
+    assert run.status < 0 and run.wall_s < 10
+
+
+def test_ratio_and_target(bench):
+    def measure(wall, rss, status=0):
+        m = bench.Measure("x", ["x"])
+        m.runs = [bench.Run(wall + 1, 0, rss, status), bench.Run(wall, 0, rss - 1, status)]
+        return m
+    row = bench.compare("t", measure(1.0, 100), measure(4.0, 900), 0.25)
+    assert row["ratio"] == 0.25 and row["met"] is True
+    assert bench.compare("t", measure(1.0, 300), measure(4.0, 10), 0.25)["met"] is False
+    assert bench.compare("t", measure(2.0, 100), measure(4.0, 10), 0.25)["met"] is False
+    failed = bench.compare("t", measure(1.0, 100, status=2), measure(4.0, 10), 1.0)
+    assert failed["ratio"] is None and failed["met"] is None and failed["ours"]["error"]
+
+
+def test_default_sizes_are_a_quarter_and_the_size(bench):
+    assert bench.parse_args(["--size", "64"]).sizes == [16, 64]
+    assert bench.parse_args(["--sizes", "256,1024,4096"]).sizes == [256, 1024, 4096]
+
+
+def test_import_keeps_openblas_single_threaded():
+    code = "import os, weightkit; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"})
+    assert out.stdout.strip() == "1"
