@@ -119,6 +119,20 @@ def test_default_vias_are_the_formats_that_hold_the_store(safetensors_file):
         assert weightkit.losses(store, name) == []
 
 
+@pytest.mark.parametrize("fmt", ["npz", "safetensors"])
+def test_every_default_round_trip_is_identical(tmp_path, fmt, capsys):
+    """Strings, bfloat16, NaN and -0.0, zero-size and scalar through each container and back."""
+    store = sample_store()
+    tensors = dict(store.items())
+    tensors["text"] = Tensor.from_array(np.array([b"a", b"", b"\xff\x00"], dtype=object))
+    path = tmp_path / f"w.{fmt}"
+    weightkit.save(store.replace(tensors), path, fmt)
+    assert main(["verify", str(path), "--from", fmt, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {t["via"] for t in report["trips"]} >= {"npz", "safetensors"}
+    assert [t["status"] for t in report["trips"]] == ["identical"] * len(report["trips"])
+
+
 def test_verify_leaves_no_temporary_files(safetensors_file, tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
