@@ -53,7 +53,7 @@ NAME = "npz"
 CARRY_MEMBER = "__weightkit__.json"
 NPY = ".npy"
 MAX_NPY_HEADER = 1 << 20
-MAX_CARRY = 256 << 20
+MAX_CARRY = 100_000_000  # as the safetensors header limit
 DEFLATE_MAX_RATIO = 1032  # deflate cannot expand data more than this
 KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
 DATE = (1980, 1, 1, 0, 0, 0)
@@ -124,7 +124,7 @@ def _members(zf: zipfile.ZipFile, mm: mmap.mmap, size: int, path: str) -> list[_
         seen.add(name)
         if name.endswith("/"):
             continue
-        if info.flag_bits & 0x1:
+        if info.flag_bits & 0x41:  # traditional or strong encryption
             raise UnsafeFileError(f"zip member {name!r} is encrypted", path)
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise UnsafeFileError(f"zip member {name!r}: compression {info.compress_type}; "
@@ -146,7 +146,7 @@ def _members(zf: zipfile.ZipFile, mm: mmap.mmap, size: int, path: str) -> list[_
 
 def _data_start(mm: mmap.mmap, size: int, info: zipfile.ZipInfo, path: str) -> int:
     offset = info.header_offset
-    if offset + _LOCAL_HEADER.size > size:
+    if offset < 0 or offset + _LOCAL_HEADER.size > size:
         raise CorruptFileError(f"zip member {info.filename!r}: local header outside the file", path)
     fields = _LOCAL_HEADER.unpack_from(mm, offset)
     if fields[0] != b"PK\x03\x04":
@@ -233,7 +233,8 @@ class _Archive:
                 raise CorruptFileError("empty file; expected a zip archive", path)
             self.mm = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
             self.zip = zipfile.ZipFile(self.file)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError,
+                NotImplementedError) as exc:
             self.close()
             raise CorruptFileError(f"not a valid zip archive ({exc})", path) from None
         except BaseException:
@@ -256,7 +257,7 @@ class _Archive:
                 stream = self.open_member(member.info)
                 stream.seek(start)
                 data = stream.read(stop - start)
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
                 self._close_stream()
                 raise CorruptFileError(f"zip member {member.info.filename!r}: {exc}",
                                        self.path) from None
@@ -294,7 +295,8 @@ def read(path: str) -> Store:
     except WeightsError:
         archive.close()
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+            NotImplementedError) as exc:
         archive.close()
         raise CorruptFileError(f"unreadable zip archive ({exc})", path) from None
     except BaseException:
