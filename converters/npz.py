@@ -8,7 +8,9 @@ data is read every member is checked: names (no `..`, absolute, backslash or dup
 no encryption, stored or deflated only, sizes inside the file and a declared size no larger than
 deflate can produce from the stored bytes (a bomb is refused before anything is allocated),
 a .npy header that parses as a literal, and shape x itemsize == data size. Object arrays
-(which need pickle) are refused. Fortran-order arrays are read correctly.
+(which need pickle) are refused. Fortran-order arrays are read correctly. A stored member's CRC-32
+is checked on its first read (one pass over its bytes); a deflated member's is checked by zipfile
+when it is read to the end.
 
 Writing: one `NAME.npy` member per tensor (canonical names, `/` allowed), ZIP_STORED, with fixed
 timestamps so that equal stores give equal bytes; `np.load` reads every member. Dtypes .npy lacks
@@ -54,6 +56,7 @@ CARRY_MEMBER = "__weightkit__.json"
 NPY = ".npy"
 MAX_NPY_HEADER = 1 << 20
 MAX_CARRY = 100_000_000  # as the safetensors header limit
+CRC_BLOCK = 16 << 20
 DEFLATE_MAX_RATIO = 1032  # deflate cannot expand data more than this
 KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
 DATE = (1980, 1, 1, 0, 0, 0)
@@ -103,7 +106,7 @@ def check_member_name(name: str, path: str) -> None:
     """Refuse member names that could mean a path outside the archive."""
     parts = name.split("/")
     if (not name or name.startswith("/") or "\\" in name or "\x00" in name
-            or (len(name) > 1 and name[1] == ":")
+            or (len(name) > 1 and name[0].isalpha() and name[1] == ":")
             or any(p in ("", ".", "..") for p in parts[:-1] + [parts[-1] or "x"])):
         raise UnsafeFileError(f"refusing zip member name {name!r}", path)
 
@@ -226,6 +229,7 @@ class _Archive:
         self.path = path
         self.lock = threading.Lock()
         self._stream: tuple[str, Any] | None = None
+        self._verified: set[str] = set()
         self.file = open(path, "rb")
         try:
             self.size = os.fstat(self.file.fileno()).st_size
@@ -247,6 +251,26 @@ class _Archive:
             self._close_stream()
             self._stream = (info.filename, self.zip.open(info))
         return self._stream[1]
+
+    def verify(self, member: _Member) -> None:
+        """Check a stored member's CRC-32 once, on its first read (deflated members are checked
+        by zipfile when read to the end)."""
+        name = member.info.filename
+        if name in self._verified:
+            return
+        crc = 0
+        try:
+            with memoryview(self.mm) as view:
+                for start in range(0, member.info.file_size, CRC_BLOCK):
+                    stop = min(start + CRC_BLOCK, member.info.file_size)
+                    with view[member.data_start + start:member.data_start + stop] as block:
+                        crc = zlib.crc32(block, crc)
+        except ValueError:
+            raise UsageError("the store is closed", self.path) from None
+        if crc != member.info.CRC:
+            raise CorruptFileError(f"zip member {name!r}: CRC-32 mismatch (the data is damaged)",
+                                   self.path)
+        self._verified.add(name)
 
     def read_range(self, member: _Member, start: int, stop: int) -> bytes:
         """Bytes [start, stop) of a member's uncompressed content."""
@@ -313,6 +337,8 @@ def _read(archive: _Archive, path: str) -> Store:
         if name == CARRY_MEMBER:
             if member.info.file_size > MAX_CARRY:
                 raise UnsafeFileError(f"{CARRY_MEMBER} of {member.info.file_size} bytes", path)
+            if member.info.compress_type == zipfile.ZIP_STORED:
+                archive.verify(member)
             doc = carry.parse_json(archive.read_range(member, 0, member.info.file_size), path,
                                    CARRY_MEMBER)
             continue
@@ -400,6 +426,7 @@ def _raw_getter(archive: _Archive, member: _Member, npy: _Npy) -> Callable[[Inde
         if n == 0:
             return np.empty(shape, npy.dtype)
         if member.info.compress_type == zipfile.ZIP_STORED:
+            archive.verify(member)
             try:
                 flat = np.frombuffer(archive.mm, npy.dtype, n,
                                      member.data_start + begin + start)

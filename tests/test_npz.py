@@ -257,3 +257,22 @@ def test_corrupted_compressed_data_raises_a_weightkit_error(tmp_path: Path) -> N
     with pytest.raises(CorruptFileError):
         with npz.read(str(path)) as store:
             store["a"].read()
+
+
+def test_a_flipped_bit_in_a_stored_member_fails_its_crc(tmp_path: Path) -> None:
+    array = np.arange(64, dtype=np.float32)
+    path = tmp_path / "x.npz"
+    np.savez(path, a=array)
+    data = bytearray(path.read_bytes())
+    data[data.find(array.tobytes()) + 5] ^= 0x10
+    path.write_bytes(bytes(data))
+    with npz.read(str(path)) as store:
+        assert store["a"].shape == (64,)  # metadata is still readable
+        with pytest.raises(CorruptFileError, match="CRC"):
+            store["a"][:2]
+
+
+def test_names_with_colons_are_fine(tmp_path: Path) -> None:
+    path = make_zip(tmp_path / "x.npz", [("::error::x.npy", npy_bytes(np.zeros(2)))])
+    with npz.read(str(path)) as store:
+        assert list(store) == ["::error::x"]
