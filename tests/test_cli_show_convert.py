@@ -1,0 +1,264 @@
+"""`weightkit show` and `weightkit convert` on safetensors and npz files: the table, JSON and
+statistics (checked against numpy), values, filters, roles; atomic conversions that never
+overwrite an input; exit 2 with one line on stderr for bad input; and no TensorFlow or Keras
+imported along the way."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+from conftest import run_cli
+
+import weightkit
+from weightkit.cli.main import main
+from weightkit.converters import npz
+from weightkit.converters.registry import FORMATS
+from weightkit.converters.store import Store, Tensor
+
+FORMAT_OF = {".safetensors": "safetensors", ".npz": "npz"}
+SUFFIXES = tuple(FORMAT_OF)
+# Detection imports every format module in turn; until all have landed, name the format.
+DETECT = all(importlib.util.find_spec(f"weightkit.converters.{f.module}") for f in FORMATS.values())
+
+
+def fmt_args(path: Path, option: str = "--format") -> list[str]:
+    return [] if DETECT else [option, FORMAT_OF[path.suffix]]
+
+
+def model_store() -> Store:
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(4, 3)).astype(np.float32)
+    kernel[0, 0] = 0.0
+    bias = np.array([0.0, np.nan, np.inf], np.float32)
+    tensors = {
+        "dense/kernel": Tensor.from_array(kernel, {"role": "weight", "key": "dense/kernel:0"}),
+        "dense/bias": Tensor.from_array(bias),
+        "dense/embedding": Tensor.from_array(np.arange(2000, dtype=np.float16).reshape(40, 50)),
+        "adam/dense_kernel_momentum": Tensor.from_array(np.ones((4, 3), ml_dtypes.bfloat16),
+                                                        {"role": "optimizer"}),
+        "adam/iteration": Tensor.from_array(np.array(7, np.int64), {"role": "counter"}),
+    }
+    return Store(tensors)
+
+
+@pytest.fixture(params=SUFFIXES)
+def model(request, tmp_path: Path) -> Path:
+    path = tmp_path / f"model{request.param}"
+    weightkit.save(model_store(), path, FORMAT_OF[request.param])
+    return path
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args], prog="weightkit")
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- show -------------------------------------------------------------------------------------
+
+def test_show_table_lists_every_tensor_with_roles_and_totals(capsys, model: Path) -> None:
+    code, out, err = cli(capsys, "show", model, *fmt_args(model))
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == f"{model}: {FORMAT_OF[model.suffix]}"
+    assert lines[1].split() == ["name", "shape", "dtype", "params", "min", "max", "mean", "std",
+                                "zeros", "%", "nan/inf"]
+    rows = {line.split()[0]: line for line in lines[3:-1]}
+    assert list(rows) == list(model_store())
+    assert rows["dense/kernel"].split()[1:4] == ["(4,", "3)", "float32"]
+    assert "[optimizer]" in rows["adam/dense_kernel_momentum"]
+    assert "bfloat16" in rows["adam/dense_kernel_momentum"]
+    assert "[counter]" in rows["adam/iteration"] and "()" in rows["adam/iteration"]
+    assert rows["dense/bias"].split()[-1] == "1/1"
+    assert lines[-1].startswith("5 tensors, 2,028 parameters,")
+
+
+def test_show_json_statistics_match_numpy(capsys, model: Path) -> None:
+    code, out, _ = cli(capsys, "show", model, "--json", *fmt_args(model))
+    assert code == 0
+    report = json.loads(out)
+    assert report["format"] == FORMAT_OF[model.suffix]
+    rows = {r["name"]: r for r in report["tensors"]}
+    store = model_store()
+    assert list(rows) == list(store)
+    for name, tensor in store.items():
+        row, values = rows[name], tensor.read().astype(np.float64)
+        finite = values[np.isfinite(values)]
+        assert row["shape"] == list(tensor.shape) and row["dtype"] == tensor.dtype_name
+        assert row["role"] == tensor.role and row["parameters"] == tensor.size
+        assert row["min"] == pytest.approx(finite.min()) and row["max"] == pytest.approx(finite.max())
+        assert row["mean"] == pytest.approx(finite.mean(), rel=1e-9, abs=1e-12)
+        assert row["std"] == pytest.approx(finite.std(), rel=1e-9, abs=1e-12)
+        assert row["zero_fraction"] == pytest.approx(np.mean(values == 0))
+        assert (row["nan"], row["inf"]) == (int(np.isnan(values).sum()), int(np.isinf(values).sum()))
+    assert rows["dense/kernel"]["key"] == "dense/kernel:0"
+    assert report["totals"] == {"tensors": 5, "parameters": 2028,
+                                "bytes": sum(t.nbytes for t in store.values())}
+
+
+def test_show_filter_and_no_optimizer(capsys, model: Path) -> None:
+    _, out, _ = cli(capsys, "show", model, "--json", "--no-optimizer", *fmt_args(model))
+    assert [r["name"] for r in json.loads(out)["tensors"]] == [
+        "dense/kernel", "dense/bias", "dense/embedding"]
+    _, out, _ = cli(capsys, "show", model, "--json", "--filter", "*/bias", "--filter", "adam/*",
+                    *fmt_args(model))
+    assert [r["name"] for r in json.loads(out)["tensors"]] == [
+        "dense/bias", "adam/dense_kernel_momentum", "adam/iteration"]
+    _, out, _ = cli(capsys, "show", model, "--filter", "nothing*", *fmt_args(model))
+    assert out.splitlines()[-1].startswith("0 tensors, 0 parameters")
+
+
+def numbers_in(text: str) -> list[float]:
+    body = text.split("\n", 1)[1]
+    return [float(x) for x in body.translate(str.maketrans("[],", "   ")).split() if x != "..."]
+
+
+def test_show_values_summarises_unless_full(capsys, model: Path) -> None:
+    code, out, _ = cli(capsys, "show", model, "--values", "dense/embedding", *fmt_args(model))
+    assert code == 0
+    assert out.splitlines()[0] == "dense/embedding: shape (40, 50) float16"
+    assert "..." in out and len(numbers_in(out)) < 2000
+    _, full, _ = cli(capsys, "show", model, "--values", "dense/embedding", "--full",
+                     *fmt_args(model))
+    assert "..." not in full and numbers_in(full) == list(range(2000))
+    code, _, err = cli(capsys, "show", model, "--values", "no/such", *fmt_args(model))
+    assert code == 2 and "no variable named 'no/such'" in err
+
+
+def test_show_escapes_hostile_names(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "evil.safetensors"
+    name = "a\nb\x1b[31m::error::x"
+    weightkit.save(Store.from_arrays({name: np.zeros(2, np.float32)}), path)
+    _, out, _ = cli(capsys, "show", path, *fmt_args(path))
+    assert "\x1b" not in out and "::error::" not in out and "a\nb" not in out
+    assert "a\\x0ab\\x1b[31m" in out
+
+
+# -- convert ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", SUFFIXES)
+def test_convert_round_trips_exactly(capsys, model: Path, target: str) -> None:
+    out = model.parent / f"converted{target}"
+    code, stdout, err = cli(capsys, "convert", model, out, *fmt_args(model, "--from"))
+    assert (code, err) == (0, "")
+    back = model.parent / f"back{model.suffix}"
+    assert cli(capsys, "convert", out, back, *fmt_args(out, "--from"))[0] == 0
+    assert back.read_bytes() == model.read_bytes()
+    with weightkit.load(out, FORMAT_OF[target]) as store:
+        want = model_store()
+        assert list(store) == list(want)
+        for name in want:
+            assert store[name].read().tobytes() == want[name].read().tobytes()
+            assert store[name].meta == want[name].meta
+
+
+def test_convert_to_names_the_format(capsys, model: Path) -> None:
+    out = model.parent / "weights.bin"
+    code, _, err = cli(capsys, "convert", model, out, *fmt_args(model, "--from"))
+    assert code == 2 and "--to FORMAT" in err and not out.exists()
+    assert cli(capsys, "convert", model, out, "--to", "npz", *fmt_args(model, "--from"))[0] == 0
+    assert npz.sniff(str(out), out.read_bytes()[:4096])
+
+
+def test_convert_refuses_to_overwrite_its_input(capsys, model: Path) -> None:
+    before = model.read_bytes()
+    link = model.parent / f"link{model.suffix}"
+    os.link(model, link)
+    for target in (model, link, model.parent / "." / model.name):
+        code, _, err = cli(capsys, "convert", model, target, "--to", FORMAT_OF[model.suffix],
+                           *fmt_args(model, "--from"))
+        assert code == 2 and "refusing to overwrite the input" in err
+    assert model.read_bytes() == before
+
+
+def test_convert_refuses_lossy_output_unless_allowed(capsys, monkeypatch, model: Path) -> None:
+    monkeypatch.setattr(npz, "losses", lambda store: ["the colour of 'dense/kernel'"])
+    out = model.parent / "lossy.npz"
+    code, _, err = cli(capsys, "convert", model, out, *fmt_args(model, "--from"))
+    assert code == 2 and "would lose: the colour of 'dense/kernel'" in err
+    assert "--allow-lossy" in err and not out.exists()
+    code, _, err = cli(capsys, "convert", model, out, "--allow-lossy", *fmt_args(model, "--from"))
+    assert (code, err) == (0, "") and out.exists()
+
+
+def test_failed_convert_leaves_the_destination_untouched(capsys, model: Path) -> None:
+    broken = model.parent / f"broken{model.suffix}"
+    broken.write_bytes(model.read_bytes()[:len(model.read_bytes()) // 2])
+    dest = model.parent / "dest.safetensors"
+    dest.write_bytes(b"precious")
+    code, _, err = cli(capsys, "convert", broken, dest, *fmt_args(model, "--from"))
+    assert code == 2 and err.count("\n") == 1 and str(broken) in err
+    assert dest.read_bytes() == b"precious"
+    assert sorted(p.name for p in model.parent.iterdir()) == sorted(
+        [model.name, broken.name, dest.name])
+
+
+# -- bad input, in a real process -------------------------------------------------------------
+
+BAD_INPUTS = {
+    "empty": b"",
+    "garbage": b"\x00garbage" * 50,
+    "truncated safetensors": b"\x40\x00\x00\x00\x00\x00\x00\x00{\"a\":",
+    "lying header": b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":{}}        ",
+    "truncated zip": b"PK\x03\x04" + b"\x00" * 40,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str, suffix: str) -> None:
+    path = tmp_path / f"bad{suffix}"
+    path.write_bytes(BAD_INPUTS[case])
+    for args in (["show", path], ["convert", path, tmp_path / "out.safetensors"]):
+        result = run_cli(*args, *([] if DETECT else
+                                  ["--format" if args[0] == "show" else "--from", FORMAT_OF[suffix]]))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("weightkit: error: ") and str(path) in result.stderr
+        assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+@pytest.mark.parametrize("target", ["missing.safetensors", "."])
+def test_missing_files_and_directories_are_one_line(tmp_path: Path, target: str) -> None:
+    result = run_cli("show", tmp_path / target, "--format", "safetensors")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not DETECT, reason="detection needs every format module of the registry")
+def test_detection_by_content_not_suffix(capsys, model: Path) -> None:
+    disguised = model.parent / "weights.bin"
+    disguised.write_bytes(model.read_bytes())
+    code, out, _ = cli(capsys, "show", disguised)
+    assert code == 0 and out.splitlines()[0].endswith(FORMAT_OF[model.suffix])
+
+
+FRAMEWORKS = ("tensorflow", "keras", "tf_keras", "jax", "torch")
+PROBE = """
+import sys
+from weightkit.cli.main import main
+code = main(sys.argv[1:], prog="weightkit")
+loaded = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+print("IMPORTED:" + ",".join(loaded))
+sys.exit(code)
+""" % (FRAMEWORKS,)
+
+
+def test_show_and_convert_never_import_a_framework(model: Path) -> None:
+    out = model.parent / "out.npz"
+    for args in (["show", model, *fmt_args(model)],
+                 ["show", model, "--json", "--values", "dense/kernel", *fmt_args(model)],
+                 ["convert", model, out, *fmt_args(model, "--from")],
+                 ["convert", out, model.parent / "again.safetensors", *fmt_args(out, "--from")]):
+        result = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == "IMPORTED:", (args, result.stdout[-200:])
