@@ -35,7 +35,7 @@ from ..converters.dtypes import is_string
 from ..converters.store import Store, Tensor, block_indices
 from .match import Var, match
 
-CHUNK_BYTES = 4 << 20  # per operand; the float64 working buffers are a few times this
+CHUNK_BYTES = 1 << 20  # per operand; each worker keeps about 6x this in float64 buffers
 STATUSES = ("same", "changed", "added", "removed", "renamed", "shape_changed", "dtype_changed")
 MATCH_MODES = ("auto", "name", "structure")
 
@@ -149,6 +149,15 @@ class _Accumulator:
         self.bb = 0.0
         self.ab = 0.0
         self.nan_a = self.nan_b = self.inf_a = self.inf_b = 0
+        self._buffers: dict[tuple[str, np.dtype], np.ndarray] = {}
+
+    def buffer(self, slot: str, n: int, dtype: Any) -> np.ndarray:
+        """A reusable working array of `n` elements (no allocation, no page faults per chunk)."""
+        dtype = np.dtype(dtype)
+        buf = self._buffers.get((slot, dtype))
+        if buf is None or buf.size < n:
+            buf = self._buffers[slot, dtype] = np.empty(n, dtype)
+        return buf[:n]
 
     def take_max(self, value: float | int, flat_index: int) -> None:
         if value > self.max_abs:
@@ -177,31 +186,58 @@ def _wide(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.complex128) if dtype.kind == "c" else np.dtype(np.float64)
 
 
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """Re(Σ conj(x)·y) in float64 without BLAS (whose threads stall on a busy machine)."""
+    if x.dtype.kind == "c":
+        return _dot(x.real, y.real) + _dot(x.imag, y.imag)
+    return float(np.einsum("i,i->", x, y))
+
+
 def _float_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options) -> None:
     """Float/complex chunk: everything from one float64 (complex128) difference."""
+    same_bytes = a.dtype == b.dtype and np.array_equal(_raw(a), _raw(b))
     wide = np.result_type(_wide(a.dtype), _wide(b.dtype))
-    a = a.astype(wide, copy=False)
-    b = b.astype(wide, copy=False)
-    aa = float(np.vdot(a, a).real)
-    bb = float(np.vdot(b, b).real)
+    a = _widen(acc, "a", a, wide)
+    aa = _dot(a, a)
+    if same_bytes and math.isfinite(aa):  # identical and finite: nothing else to learn
+        acc.finite += a.size
+        acc.aa += aa
+        acc.bb += aa
+        acc.ab += aa
+        return
+    b = _widen(acc, "b", b, wide)
+    bb = _dot(b, b)
     if math.isfinite(aa) and math.isfinite(bb):
         _finite_pairs(acc, a, b, None, aa, bb, opts)
-    else:
-        fa, fb = np.isfinite(a), np.isfinite(b)
-        na, nb = np.isnan(a), np.isnan(b)
-        acc.nan_a += int(np.count_nonzero(na))
-        acc.nan_b += int(np.count_nonzero(nb))
-        acc.inf_a += int(a.size - np.count_nonzero(fa) - np.count_nonzero(na))
-        acc.inf_b += int(b.size - np.count_nonzero(fb) - np.count_nonzero(nb))
-        both = fa & fb
-        either_nan = na | nb
-        equal_nonfinite = ~both & ~either_nan & (a == b)  # the same infinity
-        if opts.nan_equal:
-            equal_nonfinite |= na & nb
-        acc.mismatched += int(np.count_nonzero(~both & ~equal_nonfinite))
-        where = np.flatnonzero(both)
-        a, b = a[where], b[where]
-        _finite_pairs(acc, a, b, where, float(np.vdot(a, a).real), float(np.vdot(b, b).real), opts)
+        return
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    na, nb = np.isnan(a), np.isnan(b)
+    acc.nan_a += int(np.count_nonzero(na))
+    acc.nan_b += int(np.count_nonzero(nb))
+    acc.inf_a += int(a.size - np.count_nonzero(fa) - np.count_nonzero(na))
+    acc.inf_b += int(b.size - np.count_nonzero(fb) - np.count_nonzero(nb))
+    both = fa & fb
+    equal_nonfinite = ~both & ~(na | nb) & (a == b)  # the same infinity
+    if opts.nan_equal:
+        equal_nonfinite |= na & nb
+    acc.mismatched += int(np.count_nonzero(~both & ~equal_nonfinite))
+    where = np.flatnonzero(both)
+    a, b = a[where], b[where]
+    _finite_pairs(acc, a, b, where, _dot(a, a), _dot(b, b), opts)
+
+
+def _widen(acc: _Accumulator, slot: str, x: np.ndarray, wide: np.dtype) -> np.ndarray:
+    if x.dtype == wide:
+        return x
+    out = acc.buffer(slot, x.size, wide)
+    np.copyto(out, x, casting="unsafe")
+    return out
+
+
+def _raw(x: np.ndarray) -> np.ndarray:
+    """The bytes of a contiguous array as unsigned integers (bitwise comparison)."""
+    x = np.ascontiguousarray(x)
+    return x.view(f"u{x.dtype.itemsize}") if x.dtype.itemsize in (1, 2, 4, 8) else x.view(np.uint8)
 
 
 def _finite_pairs(acc: _Accumulator, a: np.ndarray, b: np.ndarray, where: np.ndarray | None,
@@ -212,21 +248,27 @@ def _finite_pairs(acc: _Accumulator, a: np.ndarray, b: np.ndarray, where: np.nda
     acc.bb += bb
     if a.size == 0:
         return
-    acc.ab += float(np.vdot(a, b).real)
-    d = a - b
-    acc.sum_sq += float(np.vdot(d, d).real)
-    ad = np.abs(d)
-    del d
+    acc.ab += _dot(a, b)
+    ad = acc.buffer("d", a.size, np.float64)
+    if a.dtype.kind == "c":
+        np.abs(a - b, out=ad)
+    else:
+        np.subtract(a, b, out=ad)
+        np.abs(ad, out=ad)
+    acc.sum_sq += _dot(ad, ad)
     acc.sum_abs += float(ad.sum())
     i = int(ad.argmax())
     peak = float(ad[i])
     acc.take_max(peak, acc.chunk_offset + (i if where is None else int(where[i])))
     if peak == 0:
         return
-    absb = np.abs(b)
+    absb = np.abs(b, out=acc.buffer("r", b.size, np.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
         if opts.atol or opts.rtol:
-            acc.mismatched += int(np.count_nonzero(ad > opts.atol + opts.rtol * absb))
+            tol = np.multiply(absb, opts.rtol, out=acc.buffer("t", b.size, np.float64))
+            tol += opts.atol
+            far = np.greater(ad, tol, out=acc.buffer("m", b.size, np.bool_))
+            acc.mismatched += int(np.count_nonzero(far))
         else:
             acc.mismatched += int(np.count_nonzero(ad))
         # 0/0 gives NaN where both are 0: fmax skips it; x/0 gives inf as numpy reports
@@ -246,13 +288,13 @@ def _int_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options) -
     del ge, au, bu
     af, bf = a.astype(np.float64), b.astype(np.float64)
     acc.finite += a.size
-    acc.aa += float(np.dot(af, af))
-    acc.bb += float(np.dot(bf, bf))
-    acc.ab += float(np.dot(af, bf))
+    acc.aa += _dot(af, af)
+    acc.bb += _dot(bf, bf)
+    acc.ab += _dot(af, bf)
     del af
     adf = ad.astype(np.float64)
     acc.sum_abs += float(adf.sum())
-    acc.sum_sq += float(np.dot(adf, adf))
+    acc.sum_sq += _dot(adf, adf)
     if a.size == 0:
         return
     i = int(ad.argmax())
