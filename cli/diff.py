@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TextIO
 
 from ..converters.errors import UsageError
 from ..converters.registry import load
-from ..diff.engine import MATCH_MODES, Options, diff_stores
+from ..diff.engine import MATCH_MODES, DiffResult, Options, diff_stores
 from ..diff.render import Target, colour, render_json, render_markdown, render_table
 from .main import Exit
 
@@ -56,8 +57,8 @@ def options(args: argparse.Namespace) -> Options:
         raise UsageError(str(exc)) from None
 
 
-def report(result, args: argparse.Namespace, label_a: str, label_b: str,
-           format_a: str, format_b: str, stream=None) -> None:
+def report(result: DiffResult, args: argparse.Namespace, label_a: str, label_b: str,
+           format_a: str, format_b: str, stream: TextIO | None = None) -> None:
     """Print `result` as asked by `args` (nothing with --quiet)."""
     stream = stream or sys.stdout
     if args.quiet:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TextIO
 
 from ..converters.errors import UsageError, WeightsError
 from ..converters.registry import load
@@ -45,8 +46,9 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
-def textconv(path: str, out=sys.stdout) -> None:
+def textconv(path: str, out: TextIO | None = None) -> None:
     """One line per variable; a change anywhere in a tensor changes its line."""
+    out = out or sys.stdout
     with load(path) as store:
         print(f"# weightkit: {store.format}, {len(store)} variables", file=out)
         for name, tensor in store.items():
@@ -60,8 +62,9 @@ def textconv(path: str, out=sys.stdout) -> None:
 
 
 def diff_files(args: argparse.Namespace, path: str, old: str, new: str,
-               new_path: str | None = None, out=sys.stdout) -> None:
+               new_path: str | None = None, out: TextIO | None = None) -> None:
     """The weight table of OLD against NEW, under a git-style header."""
+    out = out or sys.stdout
     label_a = NULL if old == NULL else f"a/{path}"
     label_b = NULL if new == NULL else f"b/{new_path or path}"
     print(f"diff --weightkit a/{safe(path)} b/{safe(new_path or path)}", file=out)
