@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,11 +29,7 @@ class AtomicOutput:
         if not os.path.isdir(parent):
             raise FileNotFoundError(f"output directory does not exist: {parent}")
         prefix = f".{base[:100]}.wk-tmp-"
-        if directory:
-            temp = tempfile.mkdtemp(prefix=prefix, dir=parent)
-        else:
-            fd, temp = tempfile.mkstemp(prefix=prefix, dir=parent)
-            os.close(fd)
+        temp = _create(os.path.join(parent, prefix), directory)
         self._pending.append((temp, final))
         return temp
 
@@ -72,6 +67,21 @@ def atomic_output() -> Iterator[AtomicOutput]:
 
 
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _create(prefix: str, directory: bool) -> str:
+    """A new file or directory `prefix<random>` with the permissions an ordinary creation gets
+    (0666 / 0777 less the umask; tempfile's 0600 / 0700 would carry over to the output)."""
+    while True:
+        temp = prefix + uuid.uuid4().hex[:12]
+        try:
+            if directory:
+                os.mkdir(temp, 0o777)
+            else:
+                os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return temp
+        except FileExistsError:
+            continue
 
 
 def _replace_dir(temp: str, final: str) -> None:

@@ -1,0 +1,269 @@
+"""The core: Tensor and Store (store.py), the registry, atomic output, dtypes, input paths and
+the escaping of untrusted text (cli/text.py)."""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import stat
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import weightkit
+from weightkit.cli.text import safe
+from weightkit.converters import registry
+from weightkit.converters.atomic import atomic_output
+from weightkit.converters.dtypes import (STRING, dtype_from_name, dtype_name, is_floating,
+                                         is_string)
+from weightkit.converters.errors import (LossyConversionError, UnknownFormatError,
+                                         UnsafeFileError, UsageError)
+from weightkit.converters.paths import check_input, check_tree, inside, same_file
+from weightkit.converters.store import Store, Tensor, block_indices
+
+# -- Tensor -----------------------------------------------------------------------------------
+
+def test_tensor_reports_shape_and_dtype_without_reading() -> None:
+    reads = []
+    tensor = Tensor((3, 4), np.float16, lambda index: reads.append(index) or np.zeros((3, 4))[index])
+    assert (tensor.shape, tensor.dtype, tensor.size, tensor.nbytes, tensor.ndim) == (
+        (3, 4), np.dtype(np.float16), 12, 24, 2)
+    assert (tensor.role, tensor.dtype_name, reads) == ("weight", "float16", [])
+    assert tensor[1].dtype == np.float16 and reads == [(1,)]
+    assert np.asarray(tensor, dtype=np.float64).dtype == np.float64
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=st.lists(st.integers(0, 6), max_size=4).map(tuple),
+       max_bytes=st.integers(1, 300),
+       dtype=st.sampled_from(["float32", "int8", "bfloat16", "complex128", "bool"]))
+def test_iter_chunks_cover_the_array_in_order_within_the_budget(shape, max_bytes, dtype) -> None:
+    array = np.arange(math.prod(shape)).astype(dtype_from_name(dtype)).reshape(shape)
+    chunks = list(Tensor.from_array(array).iter_chunks(max_bytes))
+    itemsize = array.dtype.itemsize
+    assert all(c.ndim == 1 and c.nbytes <= max(max_bytes, itemsize) for c in chunks)
+    flat = np.concatenate(chunks) if chunks else np.empty(0, array.dtype)
+    assert flat.tobytes() == array.tobytes()
+    assert (len(chunks) == 0) == (array.size == 0)
+
+
+def test_block_indices_of_a_scalar_and_of_empty_shapes() -> None:
+    assert list(block_indices((), 4, 10)) == [()]
+    assert list(block_indices((0, 5), 4, 10)) == []
+    assert list(block_indices((5, 0), 4, 10)) == []
+
+
+def test_string_tensors_chunk_by_element_count() -> None:
+    values = np.array([b"a", b"bb", b"", b"ccc"], dtype=object)
+    tensor = Tensor.from_array(values)
+    assert is_string(tensor.dtype) and tensor.dtype_name == "string"
+    assert [c.tolist() for c in tensor.iter_chunks(16)] == [[b"a", b"bb"], [b"", b"ccc"]]
+
+
+def test_with_meta_and_map_are_lazy_and_keep_the_original() -> None:
+    calls = []
+    base = Tensor((4,), np.float32, lambda i: calls.append(i) or np.arange(4, dtype=np.float32)[i],
+                  {"role": "optimizer", "key": "k"})
+    renamed = base.with_meta(key="other")
+    assert (base.meta["key"], renamed.meta, renamed.role) == (
+        "k", {"role": "optimizer", "key": "other"}, "optimizer")
+    doubled = base.map(lambda a: a * 2, dtype=np.float64)
+    assert calls == []
+    assert doubled[1:3].tolist() == [2.0, 4.0] and doubled.dtype == np.float64
+    assert calls == [(slice(1, 3),)]
+
+
+# -- Store ------------------------------------------------------------------------------------
+
+def test_store_is_an_ordered_read_only_mapping_that_closes_once() -> None:
+    closed = []
+    store = Store.from_arrays({"b": np.zeros(1), "a": np.ones(2)}, format="npz",
+                              meta={"x": 1}, on_close=lambda: closed.append(1))
+    assert list(store) == ["b", "a"] and len(store) == 2 and "a" in store
+    with pytest.raises(TypeError):
+        store["c"] = store["a"]  # type: ignore[index]
+    other = store.replace({"a": store["a"]}, meta={})
+    assert (list(other), other.format, other.meta, store.meta) == (["a"], "npz", {}, {"x": 1})
+    with store:
+        pass
+    store.close()
+    assert closed == [1]
+    assert "npz" in repr(store)
+
+
+# -- dtypes -----------------------------------------------------------------------------------
+
+NAMES = ["bool", "int4", "uint4", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+         "int64", "uint64", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
+         "float8_e8m0fnu", "float4_e2m1fn", "bfloat16", "float16", "float32", "float64",
+         "complex64", "complex128", "string"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dtype_names_round_trip(name: str) -> None:
+    assert dtype_name(dtype_from_name(name)) == name
+    floating = name.startswith(("float", "bfloat"))
+    assert is_floating(dtype_from_name(name)) == floating
+
+
+def test_dtype_names_ignore_byte_order_and_refuse_the_unknown() -> None:
+    assert dtype_name(np.dtype(">f4")) == "float32" and dtype_name(np.dtype("<i8")) == "int64"
+    assert dtype_from_name("string") == STRING
+    with pytest.raises(UsageError, match="unsupported dtype"):
+        dtype_name(np.dtype("S3"))
+    with pytest.raises(UsageError, match="known: bool"):
+        dtype_from_name("float128")
+
+
+# -- registry ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, fmt", [
+    ("m.safetensors", "safetensors"), ("M.SAFETENSORS", "safetensors"), ("a/b.npz", "npz"),
+    ("m.weights.h5", "keras-weights-h5"), ("m.weights.json", "keras-weights-h5"),
+    ("m.h5", "keras-h5"), ("m.hdf5", "keras-h5"), ("m.keras", "keras"),
+    ("ckpt.index", "tf-checkpoint"), ("model.ckpt", "tf-checkpoint")])
+def test_output_format_from_the_suffix(path: str, fmt: str) -> None:
+    assert registry.format_for_output(path) == fmt
+
+
+def test_output_format_of_a_saved_model_directory_and_of_nothing(tmp_path) -> None:
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    assert registry.format_for_output(tmp_path) == "saved-model"
+    with pytest.raises(UsageError, match="--to FORMAT"):
+        registry.format_for_output(tmp_path / "weights.bin")
+    with pytest.raises(UsageError, match="unknown format 'onnx'"):
+        registry.format_module("onnx")
+
+
+def test_load_with_a_format_checks_the_content(tmp_path) -> None:
+    np.savez(tmp_path / "x.npz", a=np.zeros(2))
+    with pytest.raises(UnknownFormatError, match="not a safetensors file"):
+        weightkit.load(tmp_path / "x.npz", "safetensors")
+
+
+def test_save_refuses_what_the_format_would_lose(tmp_path, monkeypatch) -> None:
+    from weightkit.converters import npz
+    monkeypatch.setattr(npz, "losses", lambda store: ["everything"])
+    store = Store.from_arrays({"a": np.zeros(1)})
+    with pytest.raises(LossyConversionError, match="would lose: everything"):
+        weightkit.save(store, tmp_path / "x.npz")
+    assert not any(tmp_path.iterdir())
+    weightkit.save(store, tmp_path / "x.npz", allow_lossy=True)
+    assert weightkit.losses(store, "npz") == ["everything"]
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(f"weightkit.converters.{f.module}")
+                            for f in registry.FORMATS.values()),
+                    reason="detection imports every format module of the registry")
+def test_detection_reads_content_and_names_the_formats(tmp_path) -> None:
+    weightkit.save(Store.from_arrays({"a": np.zeros(2)}), tmp_path / "a.safetensors")
+    os.replace(tmp_path / "a.safetensors", tmp_path / "a.npz")
+    assert registry.detect(tmp_path / "a.npz") == "safetensors"
+    (tmp_path / "junk").write_bytes(b"junk")
+    with pytest.raises(UnknownFormatError, match="supported formats: saved-model"):
+        registry.detect(tmp_path / "junk")
+
+
+# -- atomic output ----------------------------------------------------------------------------
+
+def test_atomic_output_renames_on_success_with_ordinary_permissions(tmp_path) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with atomic_output() as out:
+        temp = out.path(tmp_path / "f.bin")
+        with open(temp, "wb") as f:
+            f.write(b"new")
+        directory = out.path(tmp_path / "d", directory=True)
+        (tmp_path / directory / "inner").write_bytes(b"x")
+        assert not (tmp_path / "f.bin").exists()
+    assert (tmp_path / "f.bin").read_bytes() == b"new"
+    assert (tmp_path / "d" / "inner").read_bytes() == b"x"
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.bin"]
+
+
+def test_atomic_output_keeps_old_files_and_removes_temporaries_on_error(tmp_path) -> None:
+    (tmp_path / "f.bin").write_bytes(b"old")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "old").write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output() as out:
+            with open(out.path(tmp_path / "f.bin"), "wb") as f:
+                f.write(b"new")
+            out.path(tmp_path / "d", directory=True)
+            raise KeyboardInterrupt
+    assert (tmp_path / "f.bin").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.bin"]
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["old"]
+    with atomic_output() as out:
+        (tmp_path / out.path(tmp_path / "d", directory=True) / "new").write_bytes(b"new")
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.bin"]
+
+
+def test_atomic_output_needs_an_existing_directory(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        with atomic_output() as out:
+            out.path(tmp_path / "missing" / "f.bin")
+
+
+# -- input paths ------------------------------------------------------------------------------
+
+def test_check_input_refuses_missing_files_and_fifos(tmp_path) -> None:
+    with pytest.raises(UsageError, match="no such file"):
+        check_input(str(tmp_path / "missing"))
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(UnsafeFileError, match="FIFO"):
+        check_input(str(tmp_path / "fifo"))
+    assert stat.S_ISDIR(check_input(str(tmp_path)).st_mode)
+
+
+def test_inside_refuses_names_and_links_that_leave_the_directory(tmp_path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    assert inside(str(root), "sub/x") == str(root / "sub" / "x")
+    for name in ("../x", "/etc/passwd", "a\\b", "a\x00b", "sub/../../x"):
+        with pytest.raises(UnsafeFileError):
+            inside(str(root), name)
+    (root / "out").symlink_to(tmp_path)
+    with pytest.raises(UnsafeFileError, match="outside"):
+        inside(str(root), "out/x")
+    with pytest.raises(UnsafeFileError, match="outside"):
+        check_tree(str(root))
+    (root / "out").unlink()
+    (root / "fine").symlink_to(root / "sub")
+    check_tree(str(root))
+    os.mkfifo(root / "sub" / "fifo")
+    with pytest.raises(UnsafeFileError, match="not a regular file"):
+        check_tree(str(root))
+
+
+def test_same_file_follows_links(tmp_path) -> None:
+    (tmp_path / "a").write_bytes(b"")
+    os.link(tmp_path / "a", tmp_path / "b")
+    assert same_file(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert not same_file(str(tmp_path / "a"), str(tmp_path / "missing"))
+
+
+# -- escaping ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, want", [
+    ("dense/kernel:0", "dense/kernel:0"),
+    ("a\nb", "a\\x0ab"), ("\x1b[31mred", "\\x1b[31mred"), ("tab\there", "tab\\x09here"),
+    ("back\\slash", "back\\\\slash"), ("::error::x", ":\\x3aerror:\\x3ax"),
+    (":::", ":\\x3a:"), ("\u202eevil", "\\u202eevil"), ("zero\u200bwidth", "zero\\u200bwidth"),
+    ("line\u2028sep", "line\\u2028sep"), ("\x85c1", "\\x85c1"), ("é漢字", "é漢字")])
+def test_safe_escapes_what_could_reach_a_terminal_or_ci_log(text: str, want: str) -> None:
+    assert safe(text) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_safe_never_lets_controls_or_workflow_commands_through(text: str) -> None:
+    out = safe(text)
+    assert "::" not in out and "\n" not in out and "\x1b" not in out and "\r" not in out
+    assert all(ord(c) >= 0x20 and not 0x7f <= ord(c) <= 0x9f for c in out)
