@@ -163,6 +163,12 @@ class FormatConformance:
             assert back.format == self.format
             assert_same_store(back, store, meta=False)
 
+    def test_empty_store_round_trip(self, tmp_path: Path) -> None:
+        path = self.path(tmp_path, "empty")
+        self.write(Store({}), path)
+        with self.load(path) as back:
+            assert list(back) == []
+
     def test_metadata_round_trip(self, tmp_path: Path) -> None:
         if not self.carries_metadata:
             pytest.skip(f"{self.format} does not carry arbitrary metadata")
