@@ -119,8 +119,12 @@ def _serve() -> None:
     import numpy  # noqa: F401
 
     import weightkit  # noqa: F401
-    from weightkit.cli import main  # noqa: F401
+    from weightkit.cli.main import build_parser
     from weightkit.converters.registry import FORMATS, format_module
+    try:
+        build_parser()  # imports every command module once, not in every child
+    except Exception:  # noqa: BLE001 - a command being written; the children will say
+        pass
     for name in FORMATS:
         try:
             format_module(name)

@@ -33,11 +33,12 @@ CORPUS = make_corpus(_ROOT / "corpus")
 # Cases that expose a bug in a module still being written: case name -> the fix suggested.
 # Strict: the test fails as soon as the bug is fixed, so that the entry is removed.
 KNOWN: dict[str, str] = {
-    "npz": "npz.check_member_name takes '::error::pwned.npy' for a drive letter (name[1] == ':'); "
-           "suggested: test `len(name) > 1 and name[0].isalpha() and name[1] == ':'`",
-    "npz/member-crc": "stored members are memory-mapped and their zip CRC-32 is never checked, so "
-                      "a flipped bit reads as data; suggested: check zlib.crc32 over the member "
-                      "when a tensor is read whole (CorruptFileError on mismatch)",
+    "tf-checkpoint/entry-dtype-unknown": "the message does not name the file ('tensor ... unsupported "
+                                         "TensorFlow dtype enum 99'); suggested: CorruptFileError(..., path)",
+    "tf-checkpoint/entry-shape-negative": "the message does not name the file ('invalid shape [-4, 3]'); "
+                                          "suggested: CorruptFileError(..., path)",
+    "tf-checkpoint/data-symlink-out": "a data shard that is a symlink out of the checkpoint directory "
+                                      "is read; suggested: open shards through paths.inside(directory, name)",
 }
 
 

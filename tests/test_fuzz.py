@@ -1,0 +1,288 @@
+"""Fuzzing every reader (issue 7.6): only weightkit's own errors may escape.
+
+Two kinds:
+- byte mutation: valid small files (from make_crafted) get bit flips, interesting integers,
+  truncations, inserted, deleted and duplicated bytes; each mutant is loaded and every tensor read
+  in full. Each format is fuzzed in a subprocess (this file run as a script) with an address
+  space limit and a per-input alarm, so that a crash in a C library, a hang or a huge allocation
+  is a finding rather than a dead test run. Findings are saved for reproduction.
+- property tests (hypothesis): random safetensors headers and .npy headers over random data.
+
+Bounded for CI (about 4 s per format plus the property tests). For a longer run:
+`make fuzz` or `WEIGHTKIT_FUZZ_SECONDS=300 pytest tests/test_fuzz.py` (seconds per format; the
+property tests then run 20x more examples).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FUZZ_SECONDS = float(os.environ.get("WEIGHTKIT_FUZZ_SECONDS", "4"))
+LONG = FUZZ_SECONDS > 30
+EXAMPLES = 3000 if LONG else 150
+PER_INPUT_SECONDS = 5
+ADDRESS_SPACE = 3 << 30
+INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 1 << 31, 1 << 32,
+               1 << 40, (1 << 63) - 1, 1 << 63, (1 << 64) - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# seeds: (format, {file name: bytes}, the file to mutate, the path to load)
+
+def _h5_bytes(build) -> bytes:
+    import h5py
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "x.h5")
+        with h5py.File(path, "w") as f:
+            build(f)
+        return Path(path).read_bytes()
+
+
+def seeds() -> dict[str, tuple[str, dict[str, bytes], list[str], str]]:
+    """Per target: (format, files, names worth mutating, what to load)."""
+    import make_crafted as mc
+    out = {}
+    out["safetensors"] = ("safetensors", {"x.safetensors": mc.safetensors_bytes(
+        mc._st_header(), mc.ST_DATA)}, ["x.safetensors"], "x.safetensors")
+    members = [("dense/kernel.npy", mc.npy_bytes(mc.KERNEL)), ("dense/bias.npy", mc.npy_bytes(mc.BIAS))]
+    out["npz"] = ("npz", {"x.npz": mc.zip_bytes(members)}, ["x.npz"], "x.npz")
+    out["npz-deflated"] = ("npz", {"x.npz": mc.zip_bytes(members, deflate=True)}, ["x.npz"], "x.npz")
+    tf_keras = _h5_bytes(mc._tf_keras_weights)
+    keras3 = _h5_bytes(mc._keras3_weights)
+    out["keras-h5"] = ("keras-h5", {"x.h5": tf_keras}, ["x.h5"], "x.h5")
+    out["keras-weights-h5"] = ("keras-weights-h5", {"x.weights.h5": keras3}, ["x.weights.h5"],
+                               "x.weights.h5")
+    out["keras"] = ("keras", {"x.keras": mc.zip_bytes([
+        ("metadata.json", json.dumps(mc.KERAS_METADATA).encode()),
+        ("config.json", json.dumps(mc.KERAS_CONFIG).encode()),
+        ("model.weights.h5", keras3)])}, ["x.keras"], "x.keras")
+    with tempfile.TemporaryDirectory() as tmp:
+        mc.checkpoint_files(Path(tmp) / "model", mc.CKPT_TENSORS)
+        files = {p.name: p.read_bytes() for p in Path(tmp).iterdir()}
+    out["tf-checkpoint"] = ("tf-checkpoint", files, ["model.index", "model.index",
+                                                     "model.data-00000-of-00001"], "model")
+    return out
+
+
+def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """One to three random mutations; returns the mutant and what was done."""
+    out = bytearray(data)
+    done = []
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        n = len(out)
+        kind = rng.choice(("flip", "flip", "byte", "int", "truncate", "insert", "delete", "dup"))
+        at = rng.randrange(n) if n else 0
+        if kind == "flip" and n:
+            out[at] ^= 1 << rng.randrange(8)
+        elif kind == "byte" and n:
+            out[at] = rng.choice((0, 0xFF, 0x7F, 0x80, rng.randrange(256)))
+        elif kind == "int" and n >= 8:
+            size, fmt = rng.choice(((1, "<B"), (2, "<H"), (4, "<I"), (8, "<Q")))
+            at = min(at, n - size)
+            value = rng.choice(INTERESTING + (n, n - 1, n + 1, rng.randrange(1 << 64)))
+            struct.pack_into(fmt, out, at, value & ((1 << (8 * size)) - 1))
+        elif kind == "truncate":
+            del out[at:]
+        elif kind == "insert":
+            out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+        elif kind == "delete":
+            del out[at:at + rng.randint(1, 16)]
+        elif kind == "dup" and n:
+            span = out[at:at + rng.randint(1, 64)]
+            where = rng.randrange(n)
+            out[where:where] = span
+        done.append(f"{kind}@{at}")
+    return bytes(out), " ".join(done)
+
+
+class _Hang(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Hang(f"no answer within {PER_INPUT_SECONDS} s")
+
+
+def read_everything(path: str, fmt: str) -> None:
+    import weightkit
+    with weightkit.load(path, fmt) as store:
+        for name in store:
+            tensor = store[name]
+            for chunk in tensor.iter_chunks():
+                assert chunk.dtype == tensor.dtype
+            _ = tensor.meta, tensor.shape, tensor.role
+
+
+def worker(target: str, seed: int, seconds: float, out_dir: str) -> None:
+    """Fuzz one target for `seconds`; print a JSON report; save findings under out_dir."""
+    import resource
+
+    from weightkit import WeightsError
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+    signal.signal(signal.SIGALRM, _on_alarm)
+    fmt, files, mutable, load = seeds()[target]
+    rng = random.Random(seed)
+    work = Path(out_dir) / f"work-{target}"
+    work.mkdir(parents=True, exist_ok=True)
+    findings, signatures, runs = [], set(), 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        victim = rng.choice(mutable)
+        mutant, how = mutate(files[victim], rng)
+        for name, data in files.items():
+            (work / name).write_bytes(mutant if name == victim else data)
+        (Path(out_dir) / f"last-{target}-{victim}").write_bytes(mutant)  # survives a crash
+        runs += 1
+        signal.alarm(PER_INPUT_SECONDS)
+        try:
+            read_everything(str(work / load), fmt)
+        except WeightsError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - every other type is a finding
+            signal.alarm(0)
+            frames = traceback.extract_tb(exc.__traceback__)
+            ours = [f for f in frames if "weightkit" in f.filename or "/main/" in f.filename]
+            where = f"{(ours or frames)[-1].filename}:{(ours or frames)[-1].lineno}" if frames else "?"
+            signature = (type(exc).__name__, where)
+            if signature not in signatures and len(findings) < 20:
+                signatures.add(signature)
+                saved = Path(out_dir) / f"finding-{target}-{len(findings)}-{victim}"
+                saved.write_bytes(mutant)
+                findings.append({"mutation": how, "file": str(saved), "where": where,
+                                 "error": f"{type(exc).__qualname__}: {str(exc)[:300]}"})
+        finally:
+            signal.alarm(0)
+    print(json.dumps({"target": target, "runs": runs, "findings": findings}))
+
+
+# ---------------------------------------------------------------------------------------------
+# tests
+
+TARGETS = ("safetensors", "npz", "npz-deflated", "keras-h5", "keras-weights-h5", "keras",
+           "tf-checkpoint")
+
+
+# Findings in modules still being written: target -> the fix suggested. Not strict: a bounded
+# random run may miss the bug; remove the entry when the module is fixed.
+KNOWN = {
+    target: "npz.sniff/read: zipfile.ZipFile raises NotImplementedError for a member whose "
+            "'version needed to extract' byte is above 63 ('zip file version 14.8'); suggested: "
+            "catch NotImplementedError with BadZipFile"
+    for target in ("npz", "npz-deflated")
+}
+
+
+def landed(fmt: str) -> bool:
+    from weightkit.converters.registry import FORMATS
+    return importlib.util.find_spec(f"weightkit.converters.{FORMATS[fmt].module}") is not None
+
+
+@pytest.mark.parametrize("target", [
+    pytest.param(t, marks=[pytest.mark.xfail(reason=KNOWN[t], strict=False)] if t in KNOWN else [])
+    for t in TARGETS])
+def test_byte_mutations_raise_only_weightkit_errors(target, tmp_path):
+    fmt = {"npz-deflated": "npz"}.get(target, target)
+    if not landed(fmt):
+        pytest.skip(f"the {fmt} reader has not landed yet")
+    seed = int(os.environ.get("WEIGHTKIT_FUZZ_SEED", "0")) or random.SystemRandom().randrange(1 << 30)
+    done = subprocess.run([sys.executable, __file__, target, str(seed), str(FUZZ_SECONDS),
+                           str(tmp_path)], capture_output=True, text=True,
+                          timeout=FUZZ_SECONDS + 120, cwd=Path(__file__).parent)
+    last = sorted(p.name for p in tmp_path.glob("last-*"))
+    assert done.returncode == 0, (f"the fuzzer died (seed {seed}, signal/exit {done.returncode}); "
+                                  f"last inputs {last} in {tmp_path}:\n{done.stderr[-3000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["runs"] > 10
+    assert not report["findings"], (
+        f"seed {seed} (WEIGHTKIT_FUZZ_SEED={seed} reproduces): "
+        + json.dumps(report["findings"], indent=1))
+
+
+# Property tests --------------------------------------------------------------------------------
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
+
+ST_DTYPES = ("F32", "F16", "BF16", "F64", "I8", "U8", "I16", "I32", "I64", "BOOL", "F8_E4M3",
+             "F8_E5M2", "C64", "F4", "F6_E2M3", "X", "", "f32")
+dims = st.one_of(st.integers(0, 8), st.integers(-3, 1 << 70))
+entries = st.fixed_dictionaries({
+    "dtype": st.one_of(st.sampled_from(ST_DTYPES), st.integers(), st.none()),
+    "shape": st.one_of(st.lists(dims, max_size=4), st.text(max_size=3), st.none()),
+    "data_offsets": st.one_of(st.tuples(st.integers(-8, 80), st.integers(-8, 80)).map(list),
+                              st.lists(st.integers(0, 80), max_size=3), st.none()),
+}, optional={"extra": st.integers()})
+names = st.text(min_size=0, max_size=12)
+headers = st.dictionaries(names, entries, max_size=4).flatmap(
+    lambda h: st.one_of(st.just(h), st.dictionaries(st.text(max_size=5), st.one_of(
+        st.text(max_size=5), st.integers()), max_size=2).map(lambda m: {**h, "__metadata__": m})))
+
+
+def _assert_reads_or_refuses(path: Path, fmt: str) -> None:
+    from weightkit import WeightsError
+    try:
+        read_everything(str(path), fmt)
+    except WeightsError:
+        return
+    size = path.stat().st_size
+    import weightkit
+    with weightkit.load(str(path), fmt) as store:
+        declared = sum(store[n].nbytes for n in store)
+    assert declared <= size, f"accepted {declared} bytes of tensors from a {size}-byte file"
+
+
+@SETTINGS
+@given(header=headers, data=st.binary(max_size=96), pad=st.integers(0, 9))
+def test_random_safetensors_headers(header, data, pad, tmp_path_factory):
+    if not landed("safetensors"):
+        pytest.skip("the safetensors reader has not landed yet")
+    raw = json.dumps(header).encode() + b" " * pad
+    path = tmp_path_factory.mktemp("st") / "x.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    _assert_reads_or_refuses(path, "safetensors")
+
+
+NPY_DESCRS = ("<f4", ">f4", "<f2", "|b1", "|u1", "<i8", "<c8", "|O", "|V2", "<U3", "|S4", "<M8",
+              "<m8[s]", "bogus", "<f16")
+npy_headers = st.fixed_dictionaries({
+    "descr": st.one_of(st.sampled_from(NPY_DESCRS), st.integers()),
+    "fortran_order": st.one_of(st.booleans(), st.integers(0, 2)),
+    "shape": st.one_of(st.lists(dims, max_size=3).map(tuple), st.integers(-2, 5)),
+})
+
+
+@SETTINGS
+@given(header=npy_headers, data=st.binary(max_size=96), version=st.sampled_from([(1, 0), (2, 0), (3, 0)]),
+       deflate=st.booleans())
+def test_random_npy_headers(header, data, version, deflate, tmp_path_factory):
+    if not landed("npz"):
+        pytest.skip("the npz reader has not landed yet")
+    import make_crafted as mc
+    member = mc.npy_bytes(header=repr(header), data=data, version=version)
+    path = tmp_path_factory.mktemp("npz") / "x.npz"
+    path.write_bytes(mc.zip_bytes([("a.npy", member), ("b.npy", mc.npy_bytes(mc.BIAS))],
+                                  deflate=deflate))
+    _assert_reads_or_refuses(path, "npz")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    worker(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
