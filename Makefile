@@ -6,7 +6,7 @@ HASH := $(shell cksum < pyproject.toml | cut -d' ' -f1)
 BASE := $(VENV)/.base-$(HASH)
 FULL := $(VENV)/.full-$(HASH)
 
-.PHONY: setup demo test test-fast fixtures bench clean
+.PHONY: setup demo test test-fast fuzz fixtures bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(FULL)
 
 test-fast: $(FULL)
 	$(BIN)/python -m pytest -q -m "not tensorflow"
+
+# The long fuzz run: WEIGHTKIT_FUZZ_SECONDS per format (CI runs 4 s each inside `make test`).
+fuzz: $(FULL)
+	WEIGHTKIT_FUZZ_SECONDS=$${WEIGHTKIT_FUZZ_SECONDS:-300} $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 fixtures: $(FULL)
 	$(BIN)/python fixtures/make_fixtures.py
