@@ -346,3 +346,33 @@ def test_structure_mode_reports_changes():
     result = diff_stores(a, b, Options(match="structure"))
     assert [(e.name_a, e.name_b, e.status) for e in result.entries] == [
         ("dense/kernel", "layers/dense/vars/0", "changed"), ("dense/bias", "layers/dense/vars/1", "same")]
+
+
+# --- properties -----------------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+
+@st.composite
+def array_pairs(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.float16, np.int8, np.uint8, np.int64]))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6))
+    width = np.dtype(dtype).itemsize * 8
+    # float64 beyond 1e150 would overflow the sums of squares (norms): out of scope
+    elements = (None if np.dtype(dtype).kind != "f"
+                else st.floats(width=width) if width < 64
+                else st.one_of(st.floats(-1e150, 1e150), st.sampled_from([np.nan, np.inf, -np.inf])))
+    a = draw(hnp.arrays(dtype, shape, elements=elements))
+    mask = draw(hnp.arrays(np.bool_, shape))
+    b = np.where(mask, draw(hnp.arrays(dtype, shape, elements=elements)), a).astype(dtype)
+    return a, b
+
+
+@settings(max_examples=150, deadline=None)
+@given(pair=array_pairs(), max_bytes=st.integers(1, 64), atol=st.sampled_from([0.0, 1e-3, 1.0]),
+       nan_equal=st.booleans())
+def test_any_arrays_any_chunking(pair, max_bytes, atol, nan_equal):
+    a, b = pair
+    with np.errstate(all="ignore"):
+        check(a, b, max_bytes=max_bytes, atol=atol, nan_equal=nan_equal)
