@@ -1,7 +1,7 @@
 """`weightkit verify FILE`: round-trip FILE through other formats and back, compared bit for bit.
 
-Exit status: 0 every pair identical, 1 something lossy or different, 2 a conversion failed (or
-the request itself was wrong).
+Exit status: 0 every pair identical (or skipped), 1 something lossy or different (a framework
+load included), 2 a conversion failed (or the request itself was wrong).
 """
 from __future__ import annotations
 
@@ -40,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with load(args.file, args.src_format) as store:
-        vias = args.via or candidates(store)
-        if not vias:
+        if not (args.via or candidates(store)):
             raise UsageError("no format can hold this file without loss; name one with --via")
         check = None
         if args.load:
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                                  f"({', '.join(FRAMEWORK_FORMATS)}), received {store.format}")
             _need_framework()
             check = lambda s, trips: _framework_check(args.file, s, trips)  # noqa: E731
-        trips = verify(store, vias, check)
+        trips = verify(store, args.via, check)
         status = exit_status(trips)
         if args.json:
             json.dump({"file": args.file, "format": store.format, "status": status.name.lower(),
@@ -65,7 +64,8 @@ def exit_status(trips: list[Trip]) -> Exit:
     """2 if any conversion failed, 1 if anything was lost or differs, else 0."""
     if any(t.status == "failed" for t in trips):
         return Exit.ERROR
-    if any(t.status != "identical" or (t.load or {}).get("status") in ("different", "failed")
+    if any(t.status not in ("identical", "skipped")
+           or (t.load or {}).get("status") in ("different", "failed")
            for t in trips):
         return Exit.DIFFERENT
     return Exit.OK
@@ -79,7 +79,7 @@ def _need_framework() -> None:
 def _framework_check(original: str, store: Store, trips: list[Trip]) -> None:
     """Have the framework load the original and every round-tripped file, in a child process
     (so that this process never imports TensorFlow)."""
-    checked = [t for t in trips if t.files and t.status != "failed"]
+    checked = [t for t in trips if t.files and t.status not in ("failed", "skipped")]
     if not checked:
         return
     jobs = [{"format": store.format, "original": os.path.abspath(original),
@@ -103,7 +103,7 @@ def _framework_check(original: str, store: Store, trips: list[Trip]) -> None:
 
 
 def _detail(trip: Trip) -> str:
-    parts = trip.lost + trip.differences + ([trip.error] if trip.error else [])
+    parts = trip.lost + trip.differences + ([trip.error] if trip.error else []) + trip.notes
     return "; ".join(parts)
 
 

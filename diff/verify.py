@@ -3,7 +3,9 @@
 For every target format ("via"), the source store is written in that format in a temporary
 directory, read back, written again in the source format, read back, and compared with the
 original at the store level: names and their order, dtypes, shapes, every byte of every tensor
-(NaN payloads and -0.0 included), each tensor's role and original key, and the store metadata.
+(NaN payloads and -0.0 included), each tensor's role, and every metadata entry of the original
+(tensor and store metadata: the original key, format namespaces; entries a reader adds are not
+differences).
 When the target is the source format itself there is one hop instead of two.
 
 Each pair ends as one of:
@@ -11,6 +13,11 @@ Each pair ends as one of:
     lossy      the registry declared a loss (`losses()`); what was lost is listed
     different  something differs that no format declared: a bug in a reader or writer
     failed     a conversion raised; the error is kept
+    skipped    a format chosen by default refused the store as a request it cannot take
+               (a SavedModel needs a graph to write into): not a finding, the reason is kept
+
+A writer that refuses the way back without a template (`like`) is given the original store as
+its template, as a user would give `--like ORIGINAL`; the trip notes it.
 """
 from __future__ import annotations
 
@@ -25,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from ..converters.dtypes import is_string
+from ..converters.errors import UsageError
 from ..converters.registry import FORMATS, load, losses, save
 from ..converters.store import CHUNK_BYTES, Store, Tensor, block_indices
 
-STATUSES = ("identical", "lossy", "different", "failed")
+STATUSES = ("identical", "lossy", "different", "failed", "skipped")
 MAX_LISTED = 20
 
 
@@ -40,6 +48,7 @@ class Trip:
     lost: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # intermediate and final paths (temporary)
     load: dict[str, Any] | None = None  # the framework check, when asked for
 
@@ -66,21 +75,35 @@ def _suffix(name: str) -> str:
     return suffixes[0] if suffixes else ""
 
 
-def round_trip(store: Store, via: str, workdir: str) -> Iterator[Trip]:
-    """Run one round trip; yields the Trip while its files still exist, then cleans up."""
+def round_trip(store: Store, via: str, workdir: str, optional: bool = False
+               ) -> Iterator[Trip]:
+    """Run one round trip; yields the Trip while its files still exist, then cleans up.
+
+    `optional`: the format was chosen by default, so its refusing the store is a skip."""
     trip = Trip(via)
     source = store.format
     with ExitStack() as stack:
         try:
             trip.lost = [f"{via}: {text}" for text in losses(store, via)]
             middle = os.path.join(workdir, f"via-{via}{_suffix(via)}")
-            save(store, middle, via, allow_lossy=True)
+            try:
+                save(store, middle, via, allow_lossy=True)
+            except UsageError as exc:
+                if not optional:
+                    raise
+                trip.status, trip.error = "skipped", f"{type(exc).__name__}: {exc}"
+                yield trip
+                return
             trip.files.append(middle)
             result = stack.enter_context(load(middle, via))
             if via != source:
                 trip.lost += [f"back to {source}: {text}" for text in losses(result, source)]
                 back = os.path.join(workdir, f"back-{via}{_suffix(source)}")
-                save(result, back, source, allow_lossy=True)
+                try:
+                    save(result, back, source, allow_lossy=True)
+                except UsageError:
+                    save(result, back, source, allow_lossy=True, like=store)
+                    trip.notes.append(f"written back to {source} with the original as template")
                 trip.files.append(back)
                 result = stack.enter_context(load(back, source))
             trip.differences = compare(store, result)
@@ -99,13 +122,14 @@ def verify(store: Store, vias: Sequence[str] | None = None,
 
     `check(store, trips)` runs while the round-tripped files exist (the framework check).
     """
+    optional = not vias
     vias = list(vias) if vias else candidates(store)
     trips: list[Trip] = []
     with tempfile.TemporaryDirectory(prefix="weightkit-verify-") as workdir, ExitStack() as stack:
         for via in vias:
             path = os.path.join(workdir, via)
             os.mkdir(path)
-            trips.append(stack.enter_context(_entered(round_trip(store, via, path))))
+            trips.append(stack.enter_context(_entered(round_trip(store, via, path, optional))))
         if check is not None:
             check(store, trips)
     return trips
@@ -139,23 +163,23 @@ def compare(a: Store, b: Store) -> list[str]:
         found.append("order differs")
     for name in common:
         found += [f"{name}: {text}" for text in compare_tensors(a[name], b[name])]
-    if _plain(a.meta) != _plain(b.meta):
-        keys = sorted(set(a.meta) | set(b.meta), key=str)
-        changed = [k for k in keys if _plain(a.meta.get(k)) != _plain(b.meta.get(k))]
+    changed = _changed_meta(a.meta, b.meta)
+    if changed:
         found.append(f"store metadata differs: {_listed(changed)}")
     return found
 
 
 def compare_tensors(a: Tensor, b: Tensor) -> list[str]:
-    """Differences of dtype, shape, role, key, other meta and bytes of two tensors."""
+    """Differences of dtype, shape, role, original meta entries and bytes of two tensors."""
     found = []
     if a.dtype != b.dtype:
         found.append(f"dtype {a.dtype_name} became {b.dtype_name}")
     if a.shape != b.shape:
         found.append(f"shape {a.shape} became {b.shape}")
-    if _plain(a.meta) != _plain(b.meta):
-        keys = sorted(set(a.meta) | set(b.meta))
-        changed = [k for k in keys if _plain(a.meta.get(k)) != _plain(b.meta.get(k))]
+    if a.role != b.role:
+        found.append(f"role {a.role} became {b.role}")
+    changed = _changed_meta({k: v for k, v in a.meta.items() if k != "role"}, b.meta)
+    if changed:
         found.append(f"meta differs: {', '.join(changed)}")
     if not found:
         unequal = unequal_elements(a, b)
@@ -179,6 +203,12 @@ def unequal_elements(a: Tensor, b: Tensor, max_bytes: int = CHUNK_BYTES) -> int:
         yb = np.ascontiguousarray(y).view(np.uint8).reshape(-1, width)
         unequal += int(np.count_nonzero((xb != yb).any(axis=1)))
     return unequal
+
+
+def _changed_meta(original: dict, result: dict) -> list[str]:
+    """Entries of `original` metadata that `result` lost or changed (a reader adding entries of
+    its own, such as its format namespace, changes nothing that was there)."""
+    return [str(k) for k in original if _plain(original[k]) != _plain(result.get(k))]
 
 
 def _plain(value: Any) -> str:

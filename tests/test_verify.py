@@ -42,14 +42,16 @@ def test_compare_identical_and_every_kind_of_difference():
     nan_payload.view(np.uint32)[0] |= 1  # another NaN
     b["dense/bias"] = Tensor.from_array(nan_payload)  # and +0.0 where A has -0.0
     b["bf"] = Tensor.from_array(a["bf"].read().astype(np.float32))
-    b["step"] = a["step"].with_meta(role="optimizer")
+    b["step"] = a["step"].with_meta(role="optimizer", added="by a reader")
+    b["dense/kernel"] = a["dense/kernel"].with_meta(key="other")
     del b["empty"]
     b["new"] = Tensor.from_array(np.ones(2))
     reordered = {"dense/bias": b.pop("dense/bias"), **b}
-    found = compare(a, Store(reordered, meta={"origin": {"a": [1, 3]}}))
+    found = compare(a, Store(reordered, meta={"origin": {"a": [1, 3]}, "reader": 1}))
     assert found == ["missing: empty", "unexpected: new", "order differs",
+                     "dense/kernel: meta differs: key",
                      "dense/bias: 2 of 4 elements differ in their bytes",
-                     "bf: dtype bfloat16 became float32", "step: meta differs: role",
+                     "bf: dtype bfloat16 became float32", "step: role counter became optimizer",
                      "store metadata differs: origin"]
 
 
@@ -98,6 +100,44 @@ def test_a_failing_conversion_is_reported_with_its_error(safetensors_file, monke
     assert report["trips"][0]["error"] == "CorruptFileError: the writer broke"
 
 
+def test_a_default_format_refusing_the_store_is_skipped(safetensors_file, monkeypatch, capsys):
+    """A default target whose writer refuses the store as a request (UsageError: a SavedModel
+    needs a graph) is skipped; named with --via, the same refusal is a failure."""
+    real_save = verify_module.save
+
+    def picky_save(store, path, format=None, **kwargs):
+        if format == "npz":
+            raise weightkit.UsageError("npz needs a template here")
+        return real_save(store, path, format, **kwargs)
+
+    monkeypatch.setattr(verify_module, "save", picky_save)
+    monkeypatch.setattr(verify_module, "candidates", lambda store: ["safetensors", "npz"])
+    assert main(["verify", str(safetensors_file), "--from", "safetensors", "--json"]) == 0
+    trips = {t["via"]: t for t in json.loads(capsys.readouterr().out)["trips"]}
+    assert trips["npz"]["status"] == "skipped"
+    assert trips["npz"]["error"] == "UsageError: npz needs a template here"
+    assert trips["safetensors"]["status"] == "identical"
+    assert main(["verify", str(safetensors_file), "--from", "safetensors", "--via", "npz"]) == 2
+
+
+def test_the_way_back_may_take_the_original_as_template(safetensors_file, monkeypatch):
+    real_save = verify_module.save
+    templates = []
+
+    def needs_template(store, path, format=None, *, like=None, **kwargs):
+        if format == "safetensors" and like is None and str(path).endswith("back-npz.safetensors"):
+            raise weightkit.UsageError("give --like")
+        templates.append(like)
+        return real_save(store, path, format, like=like, **kwargs)
+
+    monkeypatch.setattr(verify_module, "save", needs_template)
+    with weightkit.load(safetensors_file, "safetensors") as store:
+        (trip,) = verify(store, ["npz"])
+        assert templates == [None, store]
+    assert trip.status == "identical"
+    assert trip.notes == ["written back to safetensors with the original as template"]
+
+
 def test_declared_losses_make_a_pair_lossy(safetensors_file, monkeypatch, capsys):
     monkeypatch.setattr(verify_module, "losses", lambda store, fmt: ["the moon"])
     assert main(["verify", str(safetensors_file), "--from", "safetensors", "--via", "safetensors"]) == 1
@@ -127,9 +167,10 @@ def test_every_default_round_trip_is_identical(tmp_path, fmt, capsys):
     tensors["text"] = Tensor.from_array(np.array([b"a", b"", b"\xff\x00"], dtype=object))
     path = tmp_path / f"w.{fmt}"
     weightkit.save(store.replace(tensors), path, fmt)
-    assert main(["verify", str(path), "--from", fmt, "--json"]) == 0
+    assert main(["verify", str(path), "--from", fmt, "--via", "npz", "--via", "safetensors",
+                 "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert {t["via"] for t in report["trips"]} >= {"npz", "safetensors"}
+    assert {t["via"] for t in report["trips"]} == {"npz", "safetensors"}
     assert [t["status"] for t in report["trips"]] == ["identical"] * len(report["trips"])
 
 
