@@ -1,0 +1,71 @@
+"""Access to the committed fixtures for tests: the manifest, paths, and `fixtures/models.py`.
+
+    from fixtures_lib import models, manifest, fixture, select
+
+    entry = manifest()["mlp--keras3.weights.h5"]
+    path = fixture(entry)                       # the path to hand to weightkit
+    model = models.build(entry["case"], entry["framework"], optimizer=entry["optimizer"])
+
+Importing this module imports no framework (models.py imports one only when a builder runs).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+MANIFEST = FIXTURES / "manifest.json"
+
+
+def _load_models() -> Any:
+    spec = importlib.util.spec_from_file_location("weightkit_fixture_models", FIXTURES / "models.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+models = _load_models()
+
+
+@cache
+def _manifest() -> dict[str, Any]:
+    return json.loads(MANIFEST.read_text())
+
+
+def manifest() -> dict[str, dict[str, Any]]:
+    """{fixture name: entry} from fixtures/manifest.json."""
+    return _manifest()["fixtures"]
+
+
+def fixture(entry_or_name: dict[str, Any] | str) -> Path:
+    """The path of a fixture (a file, a checkpoint prefix or a directory) by entry or name."""
+    name = entry_or_name if isinstance(entry_or_name, str) else entry_or_name["path"]
+    return FIXTURES / name
+
+
+def select(**fields: Any) -> list[dict[str, Any]]:
+    """The entries whose fields equal every given value, e.g. `select(format="keras-h5")`."""
+    return [e for e in manifest().values() if all(e.get(k) == v for k, v in fields.items())]
+
+
+def diff_pairs() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(before, after) entries of the same format: real pairs for wdiff tests."""
+    pairs = []
+    for before in select(side="before"):
+        for after in select(side="after", diff_pair=before["diff_pair"], layout=before["layout"]):
+            pairs.append((before, after))
+    return pairs
+
+
+def same_weights() -> dict[str, list[dict[str, Any]]]:
+    """{weights_id: entries} for groups of two or more fixtures holding the same model weights
+    (e.g. a tf_keras model as .h5 and as a checkpoint): cross-format identity cases."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entry in manifest().values():
+        groups.setdefault(entry["weights_id"], []).append(entry)
+    return {k: v for k, v in groups.items() if len(v) > 1}

@@ -1,0 +1,107 @@
+"""The committed fixtures match their manifest, stay small, and cover what the other tests need.
+No TensorFlow here: only the files, the manifest and h5py."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+
+from fixtures_lib import FIXTURES, diff_pairs, fixture, manifest, models, same_weights, select
+
+SOURCES = {"make_fixtures.py", "models.py", "demo.sh", "manifest.json"}
+BUDGET = 2 * 1024 * 1024
+NAME = re.compile(r"^(?P<case>[a-z0-9]+)--(?P<variant>[a-z0-9-]+?)(?P<ext>\.[a-z0-9.]+)?$")
+FIELDS = {"path", "files", "case", "builder", "framework", "framework_version", "layout", "format",
+          "optimizer", "weights_id"}
+FORMATS = {"saved-model", "tf-checkpoint", "keras", "keras-weights-h5", "keras-h5"}
+
+
+def _on_disk() -> set[str]:
+    return {str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def test_every_listed_file_exists_and_every_file_is_listed_once():
+    listed = [f for e in manifest().values() for f in e["files"]]
+    assert len(listed) == len(set(listed)), "a file belongs to two fixtures"
+    assert set(listed) <= _on_disk(), sorted(set(listed) - _on_disk())
+    assert _on_disk() - set(listed) <= SOURCES, sorted(_on_disk() - set(listed) - SOURCES)
+
+
+def test_total_size_under_budget():
+    total = sum((FIXTURES / f).stat().st_size for f in _on_disk())
+    assert total < BUDGET, f"fixtures take {total} bytes, budget {BUDGET}"
+
+
+@pytest.mark.parametrize("name", sorted(manifest()))
+def test_entry_is_complete_and_named_by_case(name):
+    entry = manifest()[name]
+    assert FIELDS <= set(entry), FIELDS - set(entry)
+    assert entry["path"] == name
+    match = NAME.match(Path(name).name)
+    assert match and match["case"] == entry["case"], name
+    assert entry["format"] in FORMATS
+    path = fixture(entry)
+    assert path.exists() or Path(f"{path}.index").exists()
+    if entry["builder"] is not None:
+        assert models.BUILDERS[entry["case"]].__name__ == entry["builder"]
+        assert entry["variables"], "a Keras fixture lists its model variables"
+        assert bool(entry["optimizer_variables"]) == entry["optimizer"]
+    if entry["format"] in {"tf-checkpoint", "saved-model"}:
+        assert entry["checkpoint_keys"]
+
+
+def test_models_and_lib_import_no_framework():
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import fixtures_lib; "
+            "fixtures_lib.models.sample_data('lstm'); "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_diff_pairs_cover_both_frameworks_in_hdf5_and_checkpoint():
+    kinds = {(b["framework"], b["format"]) for b, a in diff_pairs()}
+    assert {("keras3", "keras-weights-h5"), ("keras3", "tf-checkpoint"),
+            ("tf_keras", "keras-h5"), ("tf_keras", "tf-checkpoint")} <= kinds
+    for before, after in diff_pairs():
+        assert after["train_steps"] == before["train_steps"] + 1
+
+
+def test_cross_format_identity_groups():
+    formats = {wid: {e["format"] for e in group} for wid, group in same_weights().items()}
+    assert {"keras-h5", "tf-checkpoint"} <= formats["mlp-tf_keras-2"]
+    assert {"keras-weights-h5", "keras"} <= formats["mlp-keras3-2"]
+
+
+def test_tf_keras_chunked_attributes():
+    with h5py.File(fixture("deep--tfkeras-full.h5"), "r") as f:
+        assert {"layer_names0", "layer_names1"} <= set(f["model_weights"].attrs)
+        assert "layer_names" not in f["model_weights"].attrs
+        assert {"weight_names0", "weight_names1"} <= set(f["optimizer_weights"].attrs)
+
+
+def test_bfloat16_stored_as_bfloat16():
+    with h5py.File(fixture("bf16--keras3.weights.h5"), "r") as f:
+        ds = f["layers/dense/vars/0"]
+        assert ds.attrs["dtype"] == "bfloat16" and ds.dtype.itemsize == 2
+    assert {v["dtype"] for v in manifest()["bf16--keras3.ckpt"]["variables"]} == {"bfloat16"}
+    assert {v["dtype"] for v in manifest()["bf16mixed--keras3.weights.h5"]["variables"]} == {"float32"}
+
+
+def test_sharded_layouts_have_several_shards():
+    assert len(manifest()["mlp--keras3-sharded.weights.json"]["files"]) > 2
+    data = [f for f in manifest()["sharded--tf2.ckpt"]["files"] if ".data-" in f]
+    assert len(data) > 1
+
+
+def test_checkpoint_dtypes_cover_the_matrix():
+    dtypes = {k["dtype"] for k in select(case="dtypes")[0]["checkpoint_keys"]}
+    assert {"float32", "float64", "float16", "bfloat16", "int8", "int64", "bool", "complex64",
+            "string"} <= dtypes
+    shapes = [k["shape"] for k in select(case="dtypes")[0]["checkpoint_keys"]]
+    assert [] in shapes and [0, 3] in shapes
