@@ -1,0 +1,469 @@
+"""Safe HDF5 access shared by the Keras formats: checks before any data read, lazy tensors, and
+an exact JSON description of the file (groups, attributes, dataset properties) for writing back.
+
+Every object is visited through its link first: external and soft links, external raw storage,
+virtual datasets, filters that are not built into HDF5, objects linked twice (cycles) and
+datasets declaring more bytes than they store are refused before a byte of data is read. Dynamic
+filter plugins are never loaded (the plugin search path is emptied on first use).
+
+The description (`describe()`) is a tree of plain data:
+
+    group   = {"attrs": [[name, attr], ...], "children": [[name, node], ...]}
+    dataset = {"attrs": [...], "dataset": {"type": type, "shape": [...], ...creation options}}
+    attr    = {"type": type, "shape": [...] | None, "value": [...] | "b64": "..."}
+    type    = numpy dtype string ("<f4") | "bool" | {"str": "vlen" | n, "cset": "utf-8" | "ascii"}
+              | {"opaque": n}
+
+Attribute values are exact: strings as text (or base64 when not UTF-8), numbers as base64 of
+their raw bytes. `write_tree()` recreates the same tree, taking dataset contents from tensors.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from .deps import require
+from .dtypes import STRING
+from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
+from .store import Tensor
+
+# HDF5 built-in filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset) and h5py's lzf.
+SAFE_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
+                32000: "lzf"}
+# A compressed dataset may expand at most this much (plus a small allowance): bombs are refused.
+MAX_EXPANSION = 1024
+SMALL_BYTES = 1 << 20
+# Opaque types tagged by Keras with a `dtype` attribute (bfloat16) and their float8 siblings.
+OPAQUE_TAGS = {name: np.dtype(getattr(ml_dtypes, name)) for name in (
+    "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
+    "float8_e8m0fnu")}
+H5_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError,
+             UnicodeError, OverflowError, MemoryError)
+
+
+def h5py_module():
+    """h5py, with the filter-plugin search path emptied so that no plugin is ever loaded."""
+    h5py = require("h5py")
+    if not getattr(h5py_module, "_done", False):
+        while h5py.h5pl.size():
+            h5py.h5pl.remove(0)
+        h5py_module._done = True
+    return h5py
+
+
+@contextlib.contextmanager
+def h5_errors(path: str | None, what: str = "HDF5 file") -> Iterator[None]:
+    """Turn h5py/numpy failures inside the block into a one-line CorruptFileError."""
+    try:
+        yield
+    except WeightsError:
+        raise
+    except H5_ERRORS as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CorruptFileError(f"unreadable {what}: {text}", path) from None
+
+
+def open_file(source: str | Any, path: str | None = None):
+    """Open an HDF5 file (a path or a seekable binary file object) read-only."""
+    h5py = h5py_module()
+    where = path if path is not None else source
+    with h5_errors(where):
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                if f.read(8) != b"\x89HDF\r\n\x1a\n":
+                    raise CorruptFileError("expected an HDF5 file (signature \\x89HDF); "
+                                           "received other bytes", where)
+            return h5py.File(source, "r", locking=False)
+        return h5py.File(source, "r")
+
+
+def is_hdf5(head: bytes) -> bool:
+    return head.startswith(b"\x89HDF\r\n\x1a\n")
+
+
+# -- attributes ----------------------------------------------------------------------------------
+
+def _type_spec(dtype: np.dtype, h5py) -> Any:
+    info = h5py.check_string_dtype(dtype)
+    if info is not None:
+        return {"str": "vlen" if info.length is None else info.length, "cset": info.encoding}
+    if dtype == np.bool_:
+        return "bool"
+    if dtype.kind == "V" and dtype.fields is None and dtype.subdtype is None:
+        return {"opaque": dtype.itemsize}
+    if dtype.kind in "iufc" and dtype.fields is None:
+        return dtype.str
+    raise CorruptFileError(f"unsupported HDF5 type {dtype!r}: expected numbers, bool, "
+                           "strings or opaque")
+
+
+def _numpy_type(spec: Any, h5py) -> np.dtype:
+    if isinstance(spec, dict) and "str" in spec:
+        length = None if spec["str"] == "vlen" else int(spec["str"])
+        return h5py.string_dtype(spec["cset"], length)
+    if isinstance(spec, dict) and "opaque" in spec:
+        return np.dtype(f"V{int(spec['opaque'])}")
+    return np.dtype(np.bool_) if spec == "bool" else np.dtype(spec)
+
+
+def _to_bytes(item: Any) -> bytes:
+    return item.encode("utf-8", "surrogateescape") if isinstance(item, str) else bytes(item)
+
+
+def encode_attr(attrs, name: str) -> dict:
+    """The exact JSON-able description of attribute `name`."""
+    h5py = h5py_module()
+    aid = attrs.get_id(name)
+    spec = _type_spec(aid.dtype, h5py)
+    value = attrs[name]
+    if isinstance(value, h5py.Empty):
+        return {"type": spec, "shape": None}
+    array = np.asarray(value)
+    out: dict[str, Any] = {"type": spec, "shape": list(array.shape)}
+    if isinstance(spec, dict) and "str" in spec:
+        items = [_to_bytes(x) for x in array.reshape(-1).tolist()]
+        try:
+            out["value"] = [x.decode("utf-8") for x in items]
+        except UnicodeDecodeError:
+            out["b64"] = [base64.b64encode(x).decode("ascii") for x in items]
+        return out
+    out["b64"] = base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+    return out
+
+
+def decode_attr(attr: Mapping[str, Any]) -> tuple[Any, np.dtype, tuple | None]:
+    """(data, dtype, shape) to recreate an attribute described by `encode_attr`."""
+    h5py = h5py_module()
+    dtype = _numpy_type(attr["type"], h5py)
+    if attr.get("shape") is None:
+        return h5py.Empty(dtype), dtype, None
+    shape = tuple(attr["shape"])
+    if "value" in attr or isinstance(attr["type"], dict) and "str" in attr["type"]:
+        items = ([x.encode("utf-8") for x in attr["value"]] if "value" in attr
+                 else [base64.b64decode(x) for x in attr["b64"]])
+        if h5py.check_string_dtype(dtype).length is None:
+            enc = h5py.check_string_dtype(dtype).encoding
+            data = np.array([x.decode(enc, "surrogateescape") for x in items] or [""],
+                            dtype=object)[:len(items)]
+        else:
+            data = np.array(items, dtype=f"S{max(1, dtype.itemsize)}")
+        return data.reshape(shape), dtype, shape
+    raw = base64.b64decode(attr["b64"])
+    store_dtype = np.dtype(np.bool_) if attr["type"] == "bool" else dtype
+    return np.frombuffer(raw, dtype=store_dtype).reshape(shape).copy(), dtype, shape
+
+
+def attr_value(attr: Mapping[str, Any]) -> Any:
+    """A described attribute as Python data: str or list of str for strings, else lists."""
+    data, _, shape = decode_attr(attr)
+    if shape is None:
+        return None
+    if isinstance(attr["type"], dict) and "str" in attr["type"]:
+        flat = [x if isinstance(x, str) else x.decode("utf-8", "replace")
+                for x in np.asarray(data).reshape(-1).tolist()]
+        return flat[0] if shape == () else flat
+    return np.asarray(data).tolist()
+
+
+def write_attrs(obj, attrs: list) -> None:
+    for name, attr in attrs:
+        data, dtype, shape = decode_attr(attr)
+        if shape is None:
+            obj.attrs.create(name, data)
+        else:
+            obj.attrs.create(name, data, shape=shape, dtype=dtype)
+
+
+def attrs_dict(node: Mapping[str, Any]) -> dict[str, Any]:
+    """A node's attributes as plain values, by name."""
+    return {name: attr_value(attr) for name, attr in node.get("attrs", [])}
+
+
+def chunked_attr(node: Mapping[str, Any], name: str) -> list[str] | None:
+    """A Keras list attribute that may be split into `name0`, `name1`, ... chunks."""
+    values = attrs_dict(node)
+    if name in values:
+        value = values[name]
+        return [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
+    chunks, i = [], 0
+    while f"{name}{i}" in values:
+        value = values[f"{name}{i}"]
+        chunks.extend([value] if isinstance(value, str) else value)
+        i += 1
+    return chunks if i else None
+
+
+# -- the tree ------------------------------------------------------------------------------------
+
+def _check_dataset(ds, where: str, file_size: int | None, h5py) -> dict:
+    """Refuse unsafe storage; return the dataset's creation description."""
+    if ds.is_virtual:
+        raise UnsafeFileError(f"dataset {where!r} is virtual (refers to other files); refused")
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_external_count():
+        raise UnsafeFileError(f"dataset {where!r} keeps its data in external files; refused")
+    filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
+    unknown = [f for f in filters if f not in SAFE_FILTERS]
+    if unknown:
+        raise UnsafeFileError(f"dataset {where!r} needs filter plugin(s) {unknown}; only the "
+                              f"built-in filters ({', '.join(SAFE_FILTERS.values())}) are read")
+    spec = _type_spec(ds.dtype, h5py)
+    shape = ds.shape
+    if shape is None:
+        raise CorruptFileError(f"dataset {where!r} has an empty (null) dataspace")
+    desc: dict[str, Any] = {"type": spec, "shape": list(shape)}
+    if not (isinstance(spec, dict) and spec.get("str") == "vlen"):
+        declared = int(np.prod(shape, dtype=np.int64)) * ds.dtype.itemsize
+        stored = ds.id.get_storage_size()
+        if filters:
+            if declared > stored * MAX_EXPANSION + SMALL_BYTES:
+                raise UnsafeFileError(f"dataset {where!r} declares {declared} bytes but stores "
+                                      f"{stored} compressed (a decompression bomb); refused")
+        elif declared > stored + SMALL_BYTES or (file_size is not None and stored > file_size):
+            raise CorruptFileError(f"dataset {where!r} declares {declared} bytes but the file "
+                                   f"stores {stored}")
+    if ds.chunks is not None:
+        desc["chunks"] = list(ds.chunks)
+        if ds.maxshape != ds.shape:
+            desc["maxshape"] = [m for m in ds.maxshape]
+    for key in ("compression", "compression_opts"):
+        if getattr(ds, key) is not None:
+            desc[key] = getattr(ds, key)
+    for key in ("shuffle", "fletcher32"):
+        if getattr(ds, key):
+            desc[key] = True
+    if ds.scaleoffset is not None:
+        desc["scaleoffset"] = ds.scaleoffset
+    return desc
+
+
+def describe(f, path: str | None = None, file_size: int | None = None
+             ) -> tuple[dict, list[tuple[str, Any]]]:
+    """Walk an open file: (tree, [(dataset path, h5py dataset), ...] in file order).
+
+    Raises UnsafeFileError / CorruptFileError before any dataset data is read.
+    """
+    h5py = h5py_module()
+    seen: set = set()
+    datasets: list[tuple[str, Any]] = []
+
+    def node_attrs(obj) -> list:
+        return [[name, encode_attr(obj.attrs, name)] for name in obj.attrs]
+
+    def visit(group, prefix: str) -> dict:
+        children = []
+        for name in group:
+            where = f"{prefix}{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise UnsafeFileError(f"{where!r} is an external link to "
+                                      f"{link.filename!r}; refused")
+            if isinstance(link, h5py.SoftLink):
+                raise UnsafeFileError(f"{where!r} is a soft link to {link.path!r}; refused")
+            obj = group[name]
+            token = h5py.h5o.get_info(obj.id).addr
+            if token in seen:
+                raise UnsafeFileError(f"{where!r} links an object already seen (a cycle or "
+                                      "shared object); refused")
+            seen.add(token)
+            if isinstance(obj, h5py.Dataset):
+                node = {"attrs": node_attrs(obj),
+                        "dataset": _check_dataset(obj, where, file_size, h5py)}
+                datasets.append((where, obj))
+            elif isinstance(obj, h5py.Group):
+                node = visit(obj, where + "/")
+            else:
+                raise CorruptFileError(f"{where!r} is a committed datatype; expected groups "
+                                       "and datasets only")
+            children.append([name, node])
+        return {"attrs": node_attrs(group), "children": children}
+
+    with h5_errors(path):
+        seen.add(h5py.h5o.get_info(f.id).addr)
+        tree = visit(f, "")
+    return tree, datasets
+
+
+def tensor_dtype(ds, attrs: Mapping[str, Any], where: str) -> np.dtype:
+    """The canonical dtype of a dataset: opaque types need a known `dtype` tag."""
+    dt = ds.dtype
+    h5py = h5py_module()
+    if h5py.check_string_dtype(dt) is not None:
+        return STRING
+    if dt.kind == "V":
+        tag = attrs.get("dtype")
+        if tag in OPAQUE_TAGS and OPAQUE_TAGS[tag].itemsize == dt.itemsize:
+            return OPAQUE_TAGS[tag]
+        raise CorruptFileError(f"dataset {where!r} is opaque {dt.itemsize}-byte data without a "
+                               f"known dtype tag (received {tag!r})")
+    return dt.newbyteorder("=") if dt.byteorder not in "=|" else dt
+
+
+def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) -> Tensor:
+    """A Tensor reading `ds` on demand, with errors turned into CorruptFileError."""
+    def get(index: tuple) -> np.ndarray:
+        with h5_errors(path, f"dataset {meta.get('key')!r}"):
+            data = np.asarray(ds[index] if index else ds[()])
+            if dtype == STRING:
+                return data.astype(object)
+            if data.dtype.kind == "V":
+                return data.view(dtype)
+            return data
+    return Tensor(ds.shape, dtype, get, meta)
+
+
+def walk(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, dict]]:
+    """(path, node) for every node under `tree` (depth first, file order)."""
+    for name, node in tree.get("children", []):
+        where = f"{prefix}{name}"
+        yield where, node
+        if "children" in node:
+            yield from walk(node, where + "/")
+
+
+def find(tree: Mapping[str, Any], path: str) -> dict | None:
+    node: Any = tree
+    for part in [p for p in path.split("/") if p]:
+        node = dict((n, c) for n, c in node.get("children", [])).get(part)
+        if node is None:
+            return None
+    return node
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+def dataset_type(tensor: Tensor, recorded: Any = None) -> tuple[np.dtype, list]:
+    """The HDF5 dtype for a tensor and the attrs that tag it (Keras' bfloat16 convention)."""
+    h5py = h5py_module()
+    if recorded is not None:
+        return _numpy_type(recorded, h5py), []
+    if tensor.dtype == STRING:
+        return h5py.string_dtype("utf-8"), []
+    for name, dt in OPAQUE_TAGS.items():
+        if tensor.dtype == dt:
+            return np.dtype(f"V{dt.itemsize}"), [["dtype", {"type": {"str": "vlen", "cset": "utf-8"},
+                                                             "shape": [], "value": [name]}]]
+    if tensor.dtype.kind in "biufc":
+        return tensor.dtype, []
+    raise UsageError(f"HDF5 cannot hold dtype {tensor.dtype_name}")
+
+
+def write_dataset(group, name: str, tensor: Tensor, spec: Mapping[str, Any] | None,
+                  attrs: list) -> None:
+    """Create dataset `name` holding `tensor`, with the creation options of `spec` if given."""
+    spec = dict(spec or {})
+    recorded = spec.get("type") if spec and _same_kind(spec.get("type"), tensor) else None
+    dtype, tags = dataset_type(tensor, recorded)
+    options = {k: spec[k] for k in ("compression", "compression_opts", "shuffle", "fletcher32",
+                                    "scaleoffset") if k in spec}
+    if "chunks" in spec and len(spec["chunks"]) == tensor.ndim:
+        options["chunks"] = tuple(spec["chunks"])
+        if "maxshape" in spec:
+            options["maxshape"] = tuple(spec["maxshape"])
+    ds = group.create_dataset(name, shape=tensor.shape, dtype=dtype, **options)
+    if recorded is None:  # converted since read: the old dtype tag no longer applies
+        attrs = [a for a in attrs if a[0] != "dtype"] + tags
+    write_attrs(ds, attrs)
+    from .store import block_indices
+    itemsize = 8 if tensor.dtype == STRING else tensor.dtype.itemsize
+    for index in block_indices(tensor.shape, itemsize, 16 << 20):
+        block = np.asarray(tensor[index])
+        if dtype.kind == "V":
+            block = np.ascontiguousarray(block).view(dtype)
+        elif tensor.dtype == STRING and h5py_module().check_string_dtype(dtype).length is None:
+            block = np.array([_to_bytes(x).decode("utf-8", "surrogateescape")
+                              for x in block.reshape(-1).tolist()], dtype=object
+                             ).reshape(block.shape) if block.size else block
+        ds[index if index else ()] = block
+
+
+def _same_kind(spec: Any, tensor: Tensor) -> bool:
+    """Whether a recorded HDF5 type still fits the tensor (it may have been converted)."""
+    if spec is None:
+        return False
+    if isinstance(spec, dict) and "str" in spec:
+        return tensor.dtype == STRING
+    if isinstance(spec, dict) and "opaque" in spec:
+        return (tensor.dtype.kind == "V" or tensor.dtype in OPAQUE_TAGS.values()) \
+            and tensor.dtype.itemsize == spec["opaque"]
+    if spec == "bool":
+        return tensor.dtype == np.bool_
+    return np.dtype(spec).newbyteorder("=") == tensor.dtype.newbyteorder("=")
+
+
+def write_tree(f, tree: Mapping[str, Any], tensor_for: Callable[[str], Tensor]) -> None:
+    """Recreate `tree` in the open file `f`; dataset contents come from `tensor_for(path)`."""
+    write_attrs(f, tree.get("attrs", []))
+
+    def build(group, node: Mapping[str, Any], prefix: str) -> None:
+        for name, child in node.get("children", []):
+            where = f"{prefix}{name}"
+            if "dataset" in child:
+                write_dataset(group, name, tensor_for(where), child["dataset"], child["attrs"])
+            else:
+                sub = group.create_group(name)
+                write_attrs(sub, child.get("attrs", []))
+                build(sub, child, where + "/")
+    build(f, tree, "")
+
+
+def create_file(path: str):
+    return h5py_module().File(path, "w")
+
+
+def str_attr(value: str | list[str]) -> dict:
+    """An attribute description for a vlen UTF-8 string (scalar) or list of strings."""
+    if isinstance(value, str):
+        return {"type": {"str": "vlen", "cset": "utf-8"}, "shape": [], "value": [value]}
+    return {"type": {"str": "vlen", "cset": "utf-8"}, "shape": [len(value)], "value": list(value)}
+
+
+def empty_list_attr() -> dict:
+    """Keras' attribute for an empty name list: a float64 array of shape (0,)."""
+    return {"type": "<f8", "shape": [0], "b64": ""}
+
+
+# -- choosing what to write ----------------------------------------------------------------------
+
+def template(store, like, namespace: str) -> tuple[dict | None, Callable[[str], Tensor] | None]:
+    """The recorded meta of `namespace` to write back, and a lookup from dataset path to tensor.
+
+    The store's own meta wins (tensors matched by their `key`); else a `like` template's meta,
+    with tensors matched by the template's canonical names. (None, None) if neither has it.
+    """
+    if namespace in store.meta:
+        by_key = {t.meta.get("key"): t for t in store.values()}
+        names = {t.meta.get("key"): n for n, t in store.items()}
+        return store.meta[namespace], _lookup(by_key, names, "key")
+    if like is not None and namespace in like.meta:
+        key_to_name = {t.meta.get("key"): n for n, t in like.items()}
+        by_key = {k: store[n] for k, n in key_to_name.items() if n in store}
+        return like.meta[namespace], _lookup(by_key, key_to_name, "name")
+    return None, None
+
+
+def _lookup(by_key: Mapping[str, Tensor], names: Mapping[str, str], how: str
+            ) -> Callable[[str], Tensor]:
+    def tensor_for(path: str) -> Tensor:
+        try:
+            return by_key[path]
+        except KeyError:
+            wanted = f" (tensor {names[path]!r})" if path in names else ""
+            raise UsageError(f"the store has no tensor for dataset {path!r}{wanted} "
+                             f"(matched by {how})") from None
+    return tensor_for
+
+
+def check_covered(store, tree_paths: list[str], lookup: Callable[[str], Tensor]) -> None:
+    """Refuse a write-back that would silently drop tensors the template does not place."""
+    placed = {id(lookup(p)) for p in tree_paths}
+    extra = [n for n, t in store.items() if id(t) not in placed]
+    if extra:
+        raise UsageError(f"the recorded file layout has no place for {len(extra)} tensor(s) "
+                         f"(e.g. {extra[0]!r}); write without the recorded layout or a template")

@@ -1,0 +1,209 @@
+"""Keras HDF5 files (format "keras-h5"): tf.keras `model.save('m.h5')`, tf.keras
+`save_weights('w.h5')`, Keras 3 legacy `model.save('m.h5')`, and any other HDF5 file of datasets.
+
+Layouts (FORMATS.md §3):
+- "model": root attrs `backend`, `keras_version`, `model_config`, `training_config`; groups
+  `model_weights/` (attr `layer_names`; a group per layer with attr `weight_names`) and
+  `optimizer_weights/` (attr `weight_names`).
+- "weights": the content of `model_weights/` at the root (tf.keras `save_weights`).
+- "hdf5": anything else; every dataset is a tensor named by its path.
+
+Canonical names are the Keras weight names without `:0` (`c1/kernel`, `lstm1/lstm_cell/bias`;
+Keras 3 legacy: `sequential/c1/kernel`), in layer order. Optimizer weights keep their names
+(`Adam/m/c1/kernel`, `adam/sequential_c1_kernel_momentum`) with role "optimizer"; the iteration
+counter has role "counter". A name that would collide gets the layer (or `optimizer`) prefix.
+`meta["keras_h5"]` holds the layout and the whole group/attribute tree for an exact write-back.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from . import hdf5
+from .atomic import atomic_output
+from .errors import CorruptFileError, UsageError
+from .store import Store, Tensor
+
+NAME = "keras-h5"
+NAMESPACE = "keras_h5"
+# What tf_keras itself writes; a loader needs keras_version (without it: Keras 1 conversions).
+DEFAULT_ROOT_ATTRS = {"backend": "tensorflow", "keras_version": "2.21.0"}
+_COUNTERS = re.compile(r"(^|/)iter(ation)?s?(:0)?$")
+
+
+def sniff(path: str, head: bytes) -> bool:
+    return os.path.isfile(path) and hdf5.is_hdf5(head) \
+        and not path.lower().endswith(".weights.h5")
+
+
+def canonical(weight_name: str) -> str:
+    """A Keras weight name without the TensorFlow output suffix `:0`."""
+    return weight_name[:-2] if weight_name.endswith(":0") else weight_name
+
+
+def layout_of(tree: dict) -> str:
+    if hdf5.chunked_attr(tree, "layer_names") is not None:
+        return "weights"
+    model = hdf5.find(tree, "model_weights")
+    if model is not None and "children" in model and \
+            hdf5.chunked_attr(model, "layer_names") is not None:
+        return "model"
+    return "hdf5"
+
+
+def named_datasets(tree: dict) -> list[tuple[str, str, str]]:
+    """(dataset path, canonical name, role) for every weight named by the Keras attributes, in
+    layer order, then optimizer weights, then any other dataset under its path."""
+    layout = layout_of(tree)
+    out: list[tuple[str, str, str]] = []
+    if layout != "hdf5":
+        prefix = "model_weights/" if layout == "model" else ""
+        weights_node = hdf5.find(tree, prefix) if prefix else tree
+        for layer in hdf5.chunked_attr(weights_node, "layer_names") or []:
+            node = hdf5.find(weights_node, layer)
+            if node is None or "children" not in node:
+                raise CorruptFileError(f"layer_names lists {layer!r} but there is no such group")
+            for weight in hdf5.chunked_attr(node, "weight_names") or []:
+                out.append((f"{prefix}{layer}/{weight}", canonical(weight), "weight"))
+        optimizer = hdf5.find(tree, "optimizer_weights") if layout == "model" else None
+        if optimizer is not None and "children" in optimizer:
+            for weight in hdf5.chunked_attr(optimizer, "weight_names") or []:
+                role = "counter" if _COUNTERS.search(weight) else "optimizer"
+                out.append((f"optimizer_weights/{weight}", canonical(weight), role))
+    return out
+
+
+def read(path: str) -> Store:
+    f = hdf5.open_file(path)
+    try:
+        tree, datasets = hdf5.describe(f, path, os.path.getsize(path))
+        store = Store(_tensors(tree, datasets, path), format=NAME, path=path,
+                      meta={NAMESPACE: {"layout": layout_of(tree), "tree": tree}},
+                      on_close=f.close)
+    except BaseException:
+        f.close()
+        raise
+    return store
+
+
+def _tensors(tree: dict, datasets: list[tuple[str, Any]], path: str) -> dict[str, Tensor]:
+    by_path = dict(datasets)
+    names: dict[str, Tensor] = {}
+    placed = set()
+
+    def add(where: str, name: str, role: str, fallbacks: list[str]) -> None:
+        if where not in by_path:
+            raise CorruptFileError(f"weight {where!r} is named in the attributes but missing")
+        if where in placed:
+            raise CorruptFileError(f"weight {where!r} is named twice in the attributes")
+        for candidate in [name, *fallbacks, where]:
+            if candidate not in names:
+                break
+        else:
+            raise CorruptFileError(f"cannot give {where!r} a unique name")
+        node = hdf5.find(tree, where)
+        with hdf5.h5_errors(path):
+            dtype = hdf5.tensor_dtype(by_path[where], hdf5.attrs_dict(node), where)
+        names[candidate] = hdf5.lazy_tensor(by_path[where], dtype, {"key": where, "role": role},
+                                            path)
+        placed.add(where)
+
+    for where, name, role in named_datasets(tree):
+        layer = where.split("/")[-2] if role == "weight" else "optimizer"
+        first = where.split("/")[1 if where.startswith("model_weights/") else 0]
+        add(where, name, role, [f"{first}/{name}" if role == "weight" else f"{layer}/{name}"])
+    for where, _ in datasets:
+        if where not in placed:
+            role = "optimizer" if where.startswith("optimizer_weights/") else "weight"
+            add(where, where, role, [])
+    return names
+
+
+def losses(store: Store) -> list[str]:
+    """HDF5 holds every weightkit dtype but 4-bit ones; other formats' file structure (a
+    checkpoint's object graph, a SavedModel's graph) is not weight data and is not counted."""
+    lost = [f"{name!r} ({t.dtype_name}: HDF5 has no 4-bit type)" for name, t in store.items()
+            if t.dtype_name in ("int4", "uint4", "float4_e2m1fn")]
+    return [f"{len(lost)} tensor(s) of a dtype HDF5 lacks: {', '.join(lost[:3])}"] if lost else []
+
+
+def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
+    """Write the recorded tree back exactly, or build the tf.keras weights layout from names."""
+    recorded, lookup = hdf5.template(store, like, NAMESPACE)
+    if recorded is not None:
+        tree = recorded["tree"]
+        paths = [p for p, node in hdf5.walk(tree) if "dataset" in node]
+        if like is None or NAMESPACE in store.meta:
+            hdf5.check_covered(store, paths, lookup)
+    else:
+        tree, tensors = build_tree(store)
+        lookup = tensors.__getitem__
+    with atomic_output() as out:
+        temp = out.path(path)
+        with hdf5.h5_errors(path, "HDF5 output"), hdf5.create_file(temp) as f:
+            hdf5.write_tree(f, tree, (lambda p: _widen(lookup(p))) if allow_lossy else lookup)
+
+
+def _widen(t: Tensor) -> Tensor:
+    from .dtypes import dtype_from_name
+    wide = {"int4": "int8", "uint4": "uint8", "float4_e2m1fn": "float32"}.get(t.dtype_name)
+    return t if wide is None else t.map(lambda a: a.astype(dtype_from_name(wide)),
+                                        dtype_from_name(wide))
+
+
+def layer_of(names: list[str]) -> dict[str, str]:
+    """The layer group for each canonical weight name: its first component, or the second when
+    every name shares one model prefix (Keras 3 paths: `sequential/c1/kernel`)."""
+    parts = {n: n.split("/") for n in names}
+    firsts = {p[0] for p in parts.values()}
+    nested = len(firsts) == 1 and all(len(p) >= 3 for p in parts.values())
+    return {n: (p[1] if nested else p[0]) if len(p) > 1 else n for n, p in parts.items()}
+
+
+def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
+    """A tf.keras layout from canonical names: `save_weights` when there are only weights, the
+    `model.save` weight groups (no model_config) when optimizer weights come along."""
+    weights = [(n, t) for n, t in store.items() if t.role == "weight"]
+    optimizer = [(n, t) for n, t in store.items() if t.role != "weight"]
+    layers = layer_of([n for n, _ in weights])
+    groups: dict[str, list[tuple[str, Tensor]]] = {}
+    for name, tensor in weights:
+        groups.setdefault(layers[name], []).append((name, tensor))
+    tensors: dict[str, Tensor] = {}
+    prefix = "model_weights/" if optimizer else ""
+    weights_root = {"attrs": [[k, hdf5.str_attr(v)] for k, v in DEFAULT_ROOT_ATTRS.items()]
+                    + [["layer_names", hdf5.str_attr(list(groups))]], "children": []}
+    for layer, members in groups.items():
+        node = {"attrs": [["weight_names", hdf5.str_attr([f"{n}:0" for n, _ in members])]],
+                "children": []}
+        for name, tensor in members:
+            _place(node, f"{name}:0", tensor, tensors, f"{prefix}{layer}/")
+        weights_root["children"].append([layer, node])
+    if not optimizer:
+        return weights_root, tensors
+    opt = {"attrs": [["weight_names", hdf5.str_attr([f"{n}:0" for n, _ in optimizer])]],
+           "children": []}
+    for name, tensor in optimizer:
+        _place(opt, f"{name}:0", tensor, tensors, "optimizer_weights/")
+    root = {"attrs": [[k, hdf5.str_attr(v)] for k, v in DEFAULT_ROOT_ATTRS.items()],
+            "children": [["model_weights", weights_root], ["optimizer_weights", opt]]}
+    return root, tensors
+
+
+def _place(node: dict, relpath: str, tensor: Tensor, tensors: dict, prefix: str) -> None:
+    parts = relpath.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise UsageError(f"cannot store {relpath!r} in HDF5: empty or dot path component")
+    for i, part in enumerate(parts):
+        children = node["children"]
+        existing = dict((n, c) for n, c in children).get(part)
+        last = i == len(parts) - 1
+        if existing is None:
+            existing = {"attrs": [], "dataset": {}} if last else {"attrs": [], "children": []}
+            children.append([part, existing])
+        elif last or "dataset" in existing:
+            raise UsageError(f"cannot store {prefix}{relpath!r} in HDF5: the path is taken by "
+                             "another tensor or group")
+        node = existing
+    tensors[prefix + relpath] = tensor
