@@ -1,0 +1,287 @@
+"""Keras 3 `.weights.h5` (format "keras-weights-h5") and its sharded form, `x.weights.json`
+(a `weight_map` from `/path/vars` groups to shard files) plus `x_00000.weights.h5`, ...
+
+Layout (FORMATS.md §3c): `layers/<snake_case class>[_N]/vars/<i>` in `layer.weights` order,
+nested saveables below their layer (`layers/lstm/cell/vars/1`), `optimizer/vars/<i>`, and a
+root `vars` group. Each `vars` group has an informational attr `name` (the layer's name);
+bfloat16 is opaque 2-byte data with the dataset attr `dtype='bfloat16'`.
+
+Canonical names put the layer names (from the `name` attrs) in place of the class-based groups
+and drop the `layers`/`vars` containers: `layers/dense/vars/0` of layer `c1` -> `c1/0`,
+`layers/lstm/cell/vars/1` -> `lstm1/lstm_cell/1`. Without a `name` attr the group name stays
+(`dense/0`). `optimizer/vars/<i>` -> `optimizer/<i>`, role "optimizer"; `optimizer/vars/0`, the
+iteration counter, has role "counter". On a collision the class-path name is used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import hdf5
+from .atomic import atomic_output
+from .errors import CorruptFileError, UnsafeFileError, UsageError
+from .paths import check_input, inside
+from .store import Store, Tensor
+
+NAME = "keras-weights-h5"
+NAMESPACE = "keras_weights_h5"
+MAX_INDEX_BYTES = 16 << 20
+_VAR = re.compile(r"^(?:(.*)/)?vars/(\d+)$")
+
+
+def sniff(path: str, head: bytes) -> bool:
+    lowered = path.lower()
+    if lowered.endswith(".weights.json") and os.path.isfile(path):
+        return head.lstrip().startswith(b"{") and b"weight_map" in head
+    return os.path.isfile(path) and hdf5.is_hdf5(head) and lowered.endswith(".weights.h5")
+
+
+# -- names -------------------------------------------------------------------------------------
+
+def natural_key(path: str) -> list:
+    """Sort key putting `vars/2` before `vars/10` (HDF5 lists names bytewise)."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.split("/")]
+
+
+def keras3_names(tree: Mapping[str, Any], layer_names: Mapping[str, str] | None = None
+                 ) -> dict[str, tuple[str, str]]:
+    """{dataset path: (canonical name, role)} for a Keras 3 weights tree, in file order.
+
+    `layer_names` may give names for groups whose `vars` lack the `name` attr (from a
+    `.keras` config.json).
+    """
+    nodes = dict(hdf5.walk(tree))
+    paths = sorted((p for p, node in nodes.items() if "dataset" in node), key=natural_key)
+
+    def group_name(group: str) -> str | None:
+        vars_node = nodes.get(f"{group}/vars") if group else hdf5.find(tree, "vars")
+        name = hdf5.attrs_dict(vars_node).get("name") if vars_node else None
+        return name if isinstance(name, str) and name else (layer_names or {}).get(group)
+
+    def pretty(group: str) -> str:
+        parts, out = group.split("/") if group else [], []
+        for i, part in enumerate(parts):
+            if part == "layers":
+                continue
+            out.append(group_name("/".join(parts[:i + 1])) or part)
+        return "/".join(out)
+
+    def plain(group: str) -> str:
+        return "/".join(p for p in group.split("/") if p and p != "layers")
+
+    result: dict[str, tuple[str, str]] = {}
+    candidates: dict[str, list[str]] = {}
+    for path in paths:
+        match = _VAR.match(path)
+        if match is None:
+            candidates[path] = [path]
+            result[path] = (path, "weight")
+            continue
+        group, index = match.group(1) or "", match.group(2)
+        top = group.split("/")[0]
+        role = "optimizer" if top == "optimizer" else "weight"
+        if role == "optimizer" and group == "optimizer" and index == "0":
+            role = "counter"
+        if top == "optimizer":
+            names = [f"{plain(group)}/{index}"]
+        else:
+            root = group_name("") or "model"
+            names = [f"{pretty(group) or root}/{index}", f"{plain(group) or root}/{index}"]
+        candidates[path] = names + [path]
+        result[path] = (names[0], role)
+    used: dict[str, str] = {}
+    for path in paths:
+        for name in candidates[path]:
+            if name not in used:
+                used[name] = path
+                result[path] = (name, result[path][1])
+                break
+        else:
+            raise CorruptFileError(f"cannot give {path!r} a unique name")
+    return result
+
+
+def tensors_from(tree: Mapping[str, Any], datasets: list[tuple[str, Any]], path: str,
+                 names: Mapping[str, tuple[str, str]], prefix: str = "") -> dict[str, Tensor]:
+    """Lazy tensors for `datasets`, keyed by canonical name (meta key: `prefix` + path)."""
+    out = {}
+    with hdf5.h5_errors(path):
+        for where, ds in sorted(datasets, key=lambda item: natural_key(item[0])):
+            name, role = names[where]
+            dtype = hdf5.tensor_dtype(ds, hdf5.attrs_dict(hdf5.find(tree, where)), where)
+            out[name] = hdf5.lazy_tensor(ds, dtype, {"key": prefix + where, "role": role}, path)
+    return out
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+def read(path: str) -> Store:
+    if path.lower().endswith(".json"):
+        return _read_sharded(path)
+    f = hdf5.open_file(path)
+    try:
+        tree, datasets = hdf5.describe(f, path, os.path.getsize(path))
+        tensors = tensors_from(tree, datasets, path, keras3_names(tree))
+        return Store(tensors, format=NAME, path=path, meta={NAMESPACE: {"tree": tree}},
+                     on_close=f.close)
+    except BaseException:
+        f.close()
+        raise
+
+
+def _strict_json(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise CorruptFileError("duplicate keys in JSON")
+    return dict(pairs)
+
+
+def load_json(raw: bytes, path: str, what: str) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_strict_json)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CorruptFileError(f"{what} is not valid JSON: {str(exc).splitlines()[0]}",
+                               path) from None
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"{what}: {exc.message}", path) from None
+
+
+def _shard_files(index: Any, path: str) -> list[str]:
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise CorruptFileError("expected a JSON object with a 'weight_map' object", path)
+    shards: list[str] = []
+    for group, files in weight_map.items():
+        files = [files] if isinstance(files, str) else files
+        if not isinstance(files, list) or not all(isinstance(x, str) for x in files):
+            raise CorruptFileError(f"weight_map[{group!r}]: expected a list of shard file names",
+                                   path)
+        for name in files:
+            if "/" in name or "\\" in name or name in ("", ".", ".."):
+                raise UnsafeFileError(f"shard name {name!r} must be a plain file name", path)
+            if name not in shards:
+                shards.append(name)
+    return shards
+
+
+def _read_sharded(path: str) -> Store:
+    if os.path.getsize(path) > MAX_INDEX_BYTES:
+        raise UnsafeFileError(f"index larger than {MAX_INDEX_BYTES} bytes; refused", path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    index = load_json(raw, path, "sharded weights index")
+    directory = os.path.dirname(os.path.abspath(path))
+    files, shards, tensors = [], [], {}
+    try:
+        for name in _shard_files(index, path):
+            shard_path = inside(directory, name)
+            if not os.path.exists(shard_path):
+                raise CorruptFileError(f"missing shard {name!r}", path)
+            check_input(shard_path)
+            f = hdf5.open_file(shard_path)
+            files.append(f)
+            tree, datasets = hdf5.describe(f, shard_path, os.path.getsize(shard_path))
+            shards.append({"file": name, "tree": tree})
+            for key, tensor in tensors_from(tree, datasets, shard_path, keras3_names(tree),
+                                            f"{name}:").items():
+                if key in tensors:
+                    raise CorruptFileError(f"{key!r} appears in two shards", path)
+                tensors[key] = tensor
+    except BaseException:
+        for f in files:
+            f.close()
+        raise
+    meta = {NAMESPACE: {"index": raw.decode("utf-8"), "shards": shards}}
+    return Store(tensors, format=NAME, path=path, meta=meta,
+                 on_close=lambda: [f.close() for f in files])
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+def losses(store: Store) -> list[str]:
+    """Only 4-bit dtypes cannot be held; names become `layers/<layer>/vars/<i>` groups."""
+    from .keras_h5 import losses as h5_losses
+    return h5_losses(store)
+
+
+def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
+    """Write the recorded tree(s) back exactly, or build `layers/<layer>/vars/<i>` from names."""
+    from .keras_h5 import _widen
+    recorded, lookup = hdf5.template(store, like, NAMESPACE)
+    if recorded is None:
+        tree, tensors = build_tree(store)
+        recorded, lookup = {"tree": tree}, tensors.__getitem__
+    elif like is None or NAMESPACE in store.meta:
+        paths = _recorded_paths(recorded)
+        hdf5.check_covered(store, paths, lookup)
+    get = (lambda p: _widen(lookup(p))) if allow_lossy else lookup
+    with atomic_output() as out:
+        if "shards" in recorded:
+            _write_sharded(recorded, path, get, out)
+        else:
+            if path.lower().endswith(".json"):
+                raise UsageError("a sharded .weights.json needs a store read from one; "
+                                 "write a .weights.h5")
+            write_h5(out.path(path), recorded["tree"], get, path)
+
+
+def _recorded_paths(recorded: Mapping[str, Any]) -> list[str]:
+    if "shards" in recorded:
+        return [f"{s['file']}:{p}" for s in recorded["shards"]
+                for p, node in hdf5.walk(s["tree"]) if "dataset" in node]
+    return [p for p, node in hdf5.walk(recorded["tree"]) if "dataset" in node]
+
+
+def write_h5(target: str | Any, tree: Mapping[str, Any], get: Callable[[str], Tensor],
+             path: str) -> None:
+    with hdf5.h5_errors(path, "HDF5 output"), hdf5.create_file(target) as f:
+        hdf5.write_tree(f, tree, get)
+
+
+def _write_sharded(recorded: Mapping[str, Any], path: str, get: Callable[[str], Tensor],
+                   out) -> None:
+    """Shards are renamed after the output (`y.weights.json` -> `y_00000.weights.h5`, as Keras
+    names them) and the index's weight_map follows; the index is kept verbatim otherwise."""
+    if not path.lower().endswith(".weights.json"):
+        raise UsageError("a sharded Keras 3 store is written as NAME.weights.json", path)
+    stem = os.path.basename(path)[:-len(".weights.json")]
+    renames = {s["file"]: f"{stem}_{i:05d}.weights.h5" for i, s in enumerate(recorded["shards"])}
+    index_text = recorded["index"]
+    if any(old != new for old, new in renames.items()):
+        index = json.loads(index_text)
+        index["weight_map"] = {g: [renames.get(f, f) for f in ([fs] if isinstance(fs, str)
+                                                                 else fs)]
+                               for g, fs in index["weight_map"].items()}
+        index_text = json.dumps(index, indent=4)
+    directory = os.path.dirname(os.path.abspath(path))
+    for shard in recorded["shards"]:
+        write_h5(out.path(os.path.join(directory, renames[shard["file"]])), shard["tree"],
+                 lambda p, s=shard["file"]: get(f"{s}:{p}"), path)
+    with open(out.path(path), "w", encoding="utf-8") as f:
+        f.write(index_text)
+
+
+def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
+    """A Keras 3 layout from canonical names `<layer path>/<i>` (or a `.../vars/<i>` key)."""
+    from .keras_h5 import _place
+    root: dict = {"attrs": [], "children": []}
+    tensors: dict[str, Tensor] = {}
+    counters: dict[str, int] = {}
+    for name, tensor in store.items():
+        key = tensor.meta.get("key", "")
+        key = key.split(":", 1)[1] if re.match(r"^[^/:]+\.weights\.h5:", key or "") else key
+        match = _VAR.match(key) if isinstance(key, str) else None
+        if match is not None and match.group(1):
+            group, index = match.group(1), match.group(2)
+        else:
+            parts = name.rsplit("/", 1)
+            has_index = len(parts) == 2 and parts[1].isdigit()
+            layer = parts[0] if has_index else (name.split("/")[0] if "/" in name else name)
+            group = "optimizer" if tensor.role != "weight" else f"layers/{layer}"
+            index = parts[1] if has_index else str(counters.get(group, 0))
+        counters[group] = max(counters.get(group, 0), int(index) + 1)
+        _place(root, f"{group}/vars/{index}", tensor, tensors, "")
+    return root, tensors
