@@ -41,6 +41,7 @@ class Case:
     path: str  # relative to the corpus root: what weightkit is given
     errors: tuple[str, ...]  # acceptable weightkit error class names
     about: str
+    in_strings: bool = False  # the damage is in string data, which `show` lists without reading
 
 
 @dataclass
@@ -52,8 +53,9 @@ class Corpus:
     suffixes: list[tuple[str, str]] = field(default_factory=list)  # (format, misnamed valid file)
     sentinels: list[str] = field(default_factory=list)  # files a payload would create
 
-    def add(self, fmt: str, case: str, path: str, errors: tuple[str, ...], about: str) -> None:
-        self.cases.append(Case(f"{fmt}/{case}", fmt, path, errors, about))
+    def add(self, fmt: str, case: str, path: str, errors: tuple[str, ...], about: str,
+            in_strings: bool = False) -> None:
+        self.cases.append(Case(f"{fmt}/{case}", fmt, path, errors, about, in_strings))
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -585,18 +587,19 @@ def bundle_entry(dtype: int, shape: tuple[int, ...], offset: int, size: int, crc
     return out + _field(5, size) + _varint(6 << 3 | 5) + struct.pack("<I", crc)
 
 
-def _block(entries: list[tuple[bytes, bytes]]) -> bytes:
-    """An SSTable block with a restart point at every entry."""
+def _block(entries: list[tuple[bytes, bytes]], declared: dict[bytes, int] | None = None) -> bytes:
+    """An SSTable block with a restart point at every entry; `declared` lies about value lengths."""
     body, restarts = bytearray(), []
     for key, value in entries:
         restarts.append(len(body))
-        body += _varint(0) + _varint(len(key)) + _varint(len(value)) + key + value
+        length = (declared or {}).get(key, len(value))
+        body += _varint(0) + _varint(len(key)) + _varint(length) + key + value
     restarts = restarts or [0]
     return bytes(body) + b"".join(struct.pack("<I", r) for r in restarts) + \
         struct.pack("<I", len(restarts))
 
 
-def sstable(entries: list[tuple[bytes, bytes]]) -> bytes:
+def sstable(entries: list[tuple[bytes, bytes]], declared: dict[bytes, int] | None = None) -> bytes:
     """A TensorBundle .index: one data block, an empty metaindex, the index block, the footer."""
     out = bytearray()
 
@@ -605,7 +608,7 @@ def sstable(entries: list[tuple[bytes, bytes]]) -> bytes:
         out.extend(block + b"\0" + struct.pack("<I", masked_crc(block + b"\0")))
         return handle
 
-    data = put(_block(sorted(entries)))
+    data = put(_block(sorted(entries), declared))
     meta = put(_block([]))
     index = put(_block([(max(k for k, _ in entries) + b"\xff", data)]))
     footer = (meta + index).ljust(40, b"\0") + struct.pack("<Q", 0xDB4775248B80FB57)
@@ -615,21 +618,38 @@ def sstable(entries: list[tuple[bytes, bytes]]) -> bytes:
 def checkpoint_files(prefix: Path, tensors: dict[str, np.ndarray], **lie) -> None:
     """Write `prefix.index` and `prefix.data-00000-of-00001` for name-based `tensors`.
 
-    `lie` overrides entry fields of tensor `lie["target"]`: dtype, shape, offset, size, crc, shard;
-    `num_shards` overrides the header.
+    `lie` overrides entry fields of tensor `lie["target"]`: dtype, shape, offset, size, crc, shard,
+    and `value_len` (the length of its entry in the index block, whose crc stays valid);
+    `num_shards` overrides the header. Object arrays are string tensors (lengths, crc, bytes).
     """
     prefix.parent.mkdir(parents=True, exist_ok=True)
     data, entries = bytearray(), [(b"", bundle_header(lie.get("num_shards", 1)))]
     for name, array in tensors.items():
-        raw = np.ascontiguousarray(array).tobytes()
-        fields = {"dtype": DT[array.dtype.name], "shape": array.shape, "offset": len(data),
-                  "size": len(raw), "crc": masked_crc(raw), "shard": 0}
+        if array.dtype == object:
+            raw, crc, dtype = *_string_bytes(array), "string"
+        else:
+            raw = np.ascontiguousarray(array).tobytes()
+            crc, dtype = masked_crc(raw), array.dtype.name
+        fields = {"dtype": DT[dtype], "shape": array.shape, "offset": len(data),
+                  "size": len(raw), "crc": crc, "shard": 0}
         if lie.get("target") == name:
             fields.update({k: v for k, v in lie.items() if k in fields})
         entries.append((name.encode("utf-8", "surrogateescape"), bundle_entry(**fields)))
         data += raw
-    _write(Path(f"{prefix}.index"), sstable(entries))
+    declared = {lie["target"].encode(): lie["value_len"]} if "value_len" in lie else None
+    _write(Path(f"{prefix}.index"), sstable(entries, declared))
     _write(Path(f"{prefix}.data-00000-of-00001"), bytes(data))
+
+
+def _string_bytes(array: np.ndarray) -> tuple[bytes, int]:
+    """TensorBundle string data (varint64 lengths, masked crc32c of the lengths, the bytes) and
+    its entry crc. An element that is an int instead of bytes declares that length over nothing."""
+    lengths = [e if isinstance(e, int) else len(e) for e in array.flat]
+    hashed = b"".join(struct.pack("<I" if n < 1 << 32 else "<Q", n) for n in lengths)
+    length_crc = struct.pack("<I", masked_crc(hashed))
+    strings = b"".join(e for e in array.flat if isinstance(e, bytes))
+    return (b"".join(_varint(n) for n in lengths) + length_crc + strings,
+            masked_crc(hashed + length_crc + strings))
 
 
 CKPT_TENSORS = {"dense/kernel": KERNEL, "dense/bias": BIAS}
@@ -682,6 +702,12 @@ def _checkpoint(c: Corpus) -> None:
     case("entry-shape-negative", CORRUPT, "a dimension of -4", target="dense/kernel", shape=(-4, 3))
     case("entry-shard-out-of-range", CORRUPT, "shard_id 5 of 1", target="dense/kernel", shard=5)
     case("header-two-shards", CORRUPT, "the header says 2 shards, one exists", num_shards=2)
+    case("index-value-length-lie", CORRUPT, "an index entry declaring a 2 GiB value (block crc valid)",
+         target="dense/kernel", value_len=1 << 31)
+    strings = {"dense/kernel": KERNEL, "vocab": np.array([b"a", b"bc", 1 << 40], dtype=object)}
+    checkpoint_files(c.path(f"{d}/string-length-bomb/model"), strings)
+    c.add(fmt, "string-length-bomb", f"{d}/string-length-bomb/model", REFUSED,
+          "a string tensor whose third element declares 1 TiB", in_strings=True)
 
     def state(name: str, target: str, about: str) -> None:
         directory = c.path(f"{d}/{name}")
