@@ -1,0 +1,271 @@
+"""Keras 3 `.keras` archives (format "keras"): a zip of `metadata.json`, `config.json`,
+`model.weights.h5` (the `.weights.h5` layout) and optional `assets/`.
+
+`config.json` and `metadata.json` are parsed as JSON only (never deserialized into a model) and,
+with `assets/` and any other member, kept verbatim in `meta["keras"]` for writing back. The
+weights are read inside the zip, never extracted: a stored member is read through a window on
+the archive file; a deflated one is decompressed into memory only below `MAX_INFLATE_BYTES`.
+Canonical names are those of `keras_v3_weights` (layer names from the `vars` `name` attrs, or
+from `config.json` for files that lack them).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import struct
+import tempfile
+import zipfile
+from typing import Any
+
+from . import hdf5
+from .atomic import atomic_output
+from .errors import CorruptFileError, UnsafeFileError, UsageError
+from .keras_v3_weights import keras3_names, load_json, tensors_from, write_h5
+from .store import Store
+
+NAME = "keras"
+NAMESPACE = "keras"
+WEIGHTS = "model.weights.h5"
+MAX_MEMBER_BYTES = 64 << 20      # config, metadata, each asset (kept in memory and in meta)
+MAX_KEPT_BYTES = 256 << 20       # all kept members together
+MAX_INFLATE_BYTES = 512 << 20    # a deflated model.weights.h5 is decompressed in memory
+MAX_RATIO = 1000                 # compression ratio above which a member is a bomb
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+
+
+def sniff(path: str, head: bytes) -> bool:
+    if not (os.path.isfile(path) and head.startswith(b"PK\x03\x04")):
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return path.lower().endswith(".keras")
+    return WEIGHTS in names or "config.json" in names
+
+
+class _Window(io.RawIOBase):
+    """A read-only, seekable view of `size` bytes at `offset` in an open binary file."""
+
+    def __init__(self, raw, offset: int, size: int):
+        self._raw, self._offset, self._size, self._pos = raw, offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        n = max(0, min(len(buffer), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._raw.seek(self._offset + self._pos)
+        data = self._raw.read(n)
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def check_members(zf: zipfile.ZipFile, path: str) -> list[zipfile.ZipInfo]:
+    """The members, refusing unsafe names, duplicates, encryption and zip bombs."""
+    infos = zf.infolist()
+    seen: set[str] = set()
+    for info in infos:
+        name = info.filename
+        parts = name.split("/")
+        if name.startswith("/") or "\\" in name or ".." in parts or re.match(r"^[A-Za-z]:", name) \
+                or "\x00" in name:
+            raise UnsafeFileError(f"zip member {name!r}: expected a relative path inside the "
+                                  "archive", path)
+        if name in seen:
+            raise UnsafeFileError(f"zip member {name!r} appears twice", path)
+        seen.add(name)
+        if info.flag_bits & 0x1:
+            raise UnsafeFileError(f"zip member {name!r} is encrypted", path)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise CorruptFileError(f"zip member {name!r}: unsupported compression "
+                                   f"{info.compress_type}", path)
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            raise CorruptFileError(f"zip member {name!r} is stored but its sizes differ", path)
+        if info.file_size > max(info.compress_size, 1) * MAX_RATIO and info.file_size > 1 << 20:
+            raise UnsafeFileError(f"zip member {name!r} expands {info.compress_size} bytes to "
+                                  f"{info.file_size} (a zip bomb); refused", path)
+        if info.header_offset + info.compress_size > os.path.getsize(path):
+            raise CorruptFileError(f"zip member {name!r} runs past the end of the file", path)
+    return infos
+
+
+def _open_weights(raw, zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str):
+    if info.compress_type == zipfile.ZIP_STORED:
+        raw.seek(info.header_offset)
+        header = raw.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise CorruptFileError(f"zip member {info.filename!r}: bad local header", path)
+        fields = _LOCAL_HEADER.unpack(header)
+        start = info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1]
+        if start + info.file_size > os.path.getsize(path):
+            raise CorruptFileError(f"zip member {info.filename!r} runs past the end", path)
+        return io.BufferedReader(_Window(raw, start, info.file_size), 1 << 16)
+    if info.file_size > MAX_INFLATE_BYTES:
+        raise UnsafeFileError(f"{info.filename!r} is compressed and larger than "
+                              f"{MAX_INFLATE_BYTES} bytes; store it uncompressed", path)
+    return io.BytesIO(zf.read(info))
+
+
+def read(path: str) -> Store:
+    raw = open(path, "rb")
+    h5file = None
+    try:
+        try:
+            with zipfile.ZipFile(raw) as zf:
+                infos = check_members(zf, path)
+                kept, members, total = {}, [], 0
+                weights_info = None
+                for info in infos:
+                    members.append({"name": info.filename, "compress_type": info.compress_type,
+                                    "date_time": list(info.date_time),
+                                    "external_attr": info.external_attr})
+                    if info.filename == WEIGHTS:
+                        weights_info = info
+                        continue
+                    if info.is_dir():
+                        continue
+                    total += info.file_size
+                    if info.file_size > MAX_MEMBER_BYTES or total > MAX_KEPT_BYTES:
+                        raise UnsafeFileError(f"zip member {info.filename!r} is too large to "
+                                              "keep (over "
+                                              f"{MAX_MEMBER_BYTES >> 20} MiB each, "
+                                              f"{MAX_KEPT_BYTES >> 20} MiB in all)", path)
+                    kept[info.filename] = _keep(zf.read(info))
+                if weights_info is None:
+                    raise CorruptFileError(f"expected a {WEIGHTS} member in the archive", path)
+                config = _config(kept, path)
+                h5file = _open_weights(raw, zf, weights_info, path)
+        except zipfile.BadZipFile as exc:
+            raise CorruptFileError(f"not a valid zip archive: {exc}", path) from None
+        except (OSError, EOFError, ValueError, struct.error) as exc:
+            if isinstance(exc, (CorruptFileError, UnsafeFileError)):
+                raise
+            raise CorruptFileError(f"unreadable zip archive: {exc}", path) from None
+        f = hdf5.open_file(h5file, f"{path}:{WEIGHTS}")
+    except BaseException:
+        raw.close()
+        raise
+    try:
+        tree, datasets = hdf5.describe(f, f"{path}:{WEIGHTS}", weights_info.file_size)
+        names = keras3_names(tree, layer_names_from_config(config, tree))
+        tensors = tensors_from(tree, datasets, path, names)
+    except BaseException:
+        f.close()
+        raw.close()
+        raise
+
+    def close() -> None:
+        f.close()
+        raw.close()
+    meta = {NAMESPACE: {"members": members, "files": kept, "tree": tree}}
+    return Store(tensors, format=NAME, path=path, meta=meta, on_close=close)
+
+
+def _keep(data: bytes) -> dict:
+    try:
+        return {"text": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def _unkeep(entry: dict) -> bytes:
+    return entry["text"].encode("utf-8") if "text" in entry else base64.b64decode(entry["b64"])
+
+
+def _config(kept: dict, path: str) -> Any:
+    for name in ("metadata.json", "config.json"):
+        if name in kept:
+            load_json(_unkeep(kept[name]), path, name)
+    return load_json(_unkeep(kept["config.json"]), path, "config.json") \
+        if "config.json" in kept else None
+
+
+def to_snake_case(name: str) -> str:
+    """Keras' `naming.to_snake_case`: the group name of a layer class."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def layer_names_from_config(config: Any, tree: dict) -> dict[str, str]:
+    """{`layers/<group>`: layer name} for top-level layers, when the config's layer classes,
+    named as Keras names their groups (snake_case class, `_1`, `_2` ...), give exactly the
+    tree's groups; {} when they cannot be matched reliably."""
+    layers = config.get("config", {}).get("layers") if isinstance(config, dict) and \
+        isinstance(config.get("config"), dict) else None
+    group = hdf5.find(tree, "layers")
+    if not isinstance(layers, list) or group is None or "children" not in group:
+        return {}
+    present = [name for name, _ in group["children"]]
+    for skip_inputs in (False, True):
+        used: dict[str, int] = {}
+        mapping = {}
+        for layer in layers:
+            if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
+                return {}
+            if skip_inputs and layer.get("class_name") == "InputLayer":
+                continue
+            base = to_snake_case(str(layer.get("class_name", "")))
+            count = used.get(base, 0)
+            used[base] = count + 1
+            mapping[f"layers/{base}" + (f"_{count}" if count else "")] = \
+                str(layer["config"].get("name", ""))
+        if sorted(k.split("/", 1)[1] for k in mapping) == sorted(present):
+            return {k: v for k, v in mapping.items() if v}
+    return {}
+
+
+def losses(store: Store) -> list[str]:
+    from .keras_h5 import losses as h5_losses
+    return h5_losses(store)
+
+
+def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
+    """Write the archive back: kept members verbatim, in order, and the weights rebuilt."""
+    from .keras_h5 import _widen
+    recorded, lookup = hdf5.template(store, like, NAMESPACE)
+    if recorded is None:
+        raise UsageError("a .keras archive needs the model's config.json, which this store "
+                         "lacks; give a .keras template (--like) or write a .weights.h5", path)
+    if like is None or NAMESPACE in store.meta:
+        hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
+                           lookup)
+    get = (lambda p: _widen(lookup(p))) if allow_lossy else lookup
+    directory = os.path.dirname(os.path.abspath(path))
+    with atomic_output() as out, tempfile.TemporaryDirectory(dir=directory,
+                                                              prefix=".wk-keras-") as scratch:
+        weights_path = os.path.join(scratch, WEIGHTS)
+        write_h5(weights_path, recorded["tree"], get, path)
+        with zipfile.ZipFile(out.path(path), "w") as zf:
+            for member in recorded["members"]:
+                info = zipfile.ZipInfo(member["name"], tuple(member["date_time"]))
+                info.compress_type = member["compress_type"]
+                info.external_attr = member["external_attr"]
+                if member["name"] == WEIGHTS:
+                    info.file_size = os.path.getsize(weights_path)
+                    big = info.file_size > zipfile.ZIP64_LIMIT
+                    with open(weights_path, "rb") as src, zf.open(info, "w",
+                                                                  force_zip64=big) as dst:
+                        while chunk := src.read(1 << 20):
+                            dst.write(chunk)
+                elif member["name"] in recorded["files"]:
+                    zf.writestr(info, _unkeep(recorded["files"][member["name"]]))
+                else:
+                    zf.writestr(info, b"")
