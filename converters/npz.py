@@ -1,8 +1,8 @@
 """NumPy .npz archives: read with zipfile and a safe .npy header parser (never pickle), lazily;
 write a zip of .npy members, streamed.
 
-Reading: a member stored without compression (`np.savez`) is a zero-copy view over an mmap of
-the archive at its data offset (taken from the member's local header); a deflated member
+Reading: a member stored without compression (`np.savez`) is a zero-copy view of a memory map
+of its bytes (at the data offset its local header gives; see `mapped.py`); a deflated member
 (`np.savez_compressed`) is decompressed on demand, only as far as the rows asked for. Before any
 data is read every member is checked: names (no `..`, absolute, backslash or duplicate names),
 no encryption, stored or deflated only, sizes inside the file and a declared size no larger than
@@ -32,7 +32,6 @@ from __future__ import annotations
 import ast
 import io
 import math
-import mmap
 import os
 import struct
 import threading
@@ -49,6 +48,7 @@ from . import carry
 from .atomic import atomic_output
 from .dtypes import STRING, dtype_name, is_string
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError, WeightsError
+from .mapped import MappedFile, rows
 from .store import Index, Store, Tensor
 
 NAME = "npz"
@@ -117,7 +117,7 @@ class _Member:
     data_start: int  # offset of the member's data in the archive
 
 
-def _members(zf: zipfile.ZipFile, mm: mmap.mmap, size: int, path: str) -> list[_Member]:
+def _members(zf: zipfile.ZipFile, data: MappedFile, path: str) -> list[_Member]:
     members, seen = [], set()
     for info in zf.infolist():
         name = info.filename
@@ -134,8 +134,8 @@ def _members(zf: zipfile.ZipFile, mm: mmap.mmap, size: int, path: str) -> list[_
                                   "expected stored or deflated", path)
         if not (name.endswith(NPY) or name == CARRY_MEMBER):
             raise UnknownFormatError(f"zip member {name!r} is not a .npy array", path)
-        start = _data_start(mm, size, info, path)
-        if start + info.compress_size > size:
+        start = _data_start(data, info, path)
+        if start + info.compress_size > data.size:
             raise CorruptFileError(f"zip member {name!r} runs past the end of the file", path)
         if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
             raise CorruptFileError(f"stored zip member {name!r} declares {info.file_size} bytes "
@@ -147,15 +147,16 @@ def _members(zf: zipfile.ZipFile, mm: mmap.mmap, size: int, path: str) -> list[_
     return members
 
 
-def _data_start(mm: mmap.mmap, size: int, info: zipfile.ZipInfo, path: str) -> int:
+def _data_start(data: MappedFile, info: zipfile.ZipInfo, path: str) -> int:
     offset = info.header_offset
-    if offset < 0 or offset + _LOCAL_HEADER.size > size:
+    raw = data.pread(offset, _LOCAL_HEADER.size) if offset >= 0 else b""
+    if len(raw) != _LOCAL_HEADER.size:
         raise CorruptFileError(f"zip member {info.filename!r}: local header outside the file", path)
-    fields = _LOCAL_HEADER.unpack_from(mm, offset)
+    fields = _LOCAL_HEADER.unpack(raw)
     if fields[0] != b"PK\x03\x04":
         raise CorruptFileError(f"zip member {info.filename!r}: bad local header", path)
     name_len, extra_len = fields[-2], fields[-1]
-    raw_name = mm[offset + _LOCAL_HEADER.size:offset + _LOCAL_HEADER.size + name_len]
+    raw_name = data.pread(offset + _LOCAL_HEADER.size, name_len)
     encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
     if raw_name.decode(encoding, "replace") != info.filename:
         raise UnsafeFileError(f"zip member {info.filename!r}: local header names "
@@ -223,19 +224,18 @@ def _short(value: Any) -> str:
 
 
 class _Archive:
-    """The open archive: an mmap for stored members, a zipfile for deflated ones."""
+    """The open archive: maps of stored members' bytes, a zipfile for deflated ones."""
 
     def __init__(self, path: str):
         self.path = path
         self.lock = threading.Lock()
         self._stream: tuple[str, Any] | None = None
         self._verified: set[str] = set()
-        self.file = open(path, "rb")
+        self.data = MappedFile(path)
         try:
-            self.size = os.fstat(self.file.fileno()).st_size
-            if self.size == 0:
+            if self.data.size == 0:
                 raise CorruptFileError("empty file; expected a zip archive", path)
-            self.mm = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
+            self.file = open(path, "rb")
             self.zip = zipfile.ZipFile(self.file)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError,
                 NotImplementedError) as exc:
@@ -259,14 +259,10 @@ class _Archive:
         if name in self._verified:
             return
         crc = 0
-        try:
-            with memoryview(self.mm) as view:
-                for start in range(0, member.info.file_size, CRC_BLOCK):
-                    stop = min(start + CRC_BLOCK, member.info.file_size)
-                    with view[member.data_start + start:member.data_start + stop] as block:
-                        crc = zlib.crc32(block, crc)
-        except ValueError:
-            raise UsageError("the store is closed", self.path) from None
+        for start in range(0, member.info.file_size, CRC_BLOCK):
+            n = min(CRC_BLOCK, member.info.file_size - start)
+            crc = zlib.crc32(self.data.array(member.data_start + start, np.dtype(np.uint8), (n,)),
+                             crc)
         if crc != member.info.CRC:
             raise CorruptFileError(f"zip member {name!r}: CRC-32 mismatch (the data is damaged)",
                                    self.path)
@@ -275,7 +271,11 @@ class _Archive:
     def read_range(self, member: _Member, start: int, stop: int) -> bytes:
         """Bytes [start, stop) of a member's uncompressed content."""
         if member.info.compress_type == zipfile.ZIP_STORED:
-            return self.mm[member.data_start + start:member.data_start + stop]
+            data = self.data.pread(member.data_start + start, stop - start)
+            if len(data) != stop - start:
+                raise CorruptFileError(f"zip member {member.info.filename!r} is truncated",
+                                       self.path)
+            return data
         with self.lock:
             try:
                 stream = self.open_member(member.info)
@@ -298,13 +298,10 @@ class _Archive:
 
     def close(self) -> None:
         self._close_stream()
-        for thing in ("zip", "mm", "file"):
+        for thing in ("zip", "file", "data"):
             obj = getattr(self, thing, None)
             if obj is not None:
-                try:
-                    obj.close()
-                except BufferError:
-                    pass  # arrays still view the map; it goes with the last of them
+                obj.close()
 
 
 def read(path: str) -> Store:
@@ -329,7 +326,7 @@ def read(path: str) -> Store:
 
 
 def _read(archive: _Archive, path: str) -> Store:
-    members = _members(archive.zip, archive.mm, archive.size, path)
+    members = _members(archive.zip, archive.data, path)
     arrays: dict[str, tuple[_Member, _Npy]] = {}
     doc = None
     for member in members:
@@ -416,46 +413,32 @@ def _strings(array: np.ndarray, lengths: list[int] | None) -> np.ndarray:
 
 
 def _raw_getter(archive: _Archive, member: _Member, npy: _Npy) -> Callable[[Index], np.ndarray]:
-    """get(index) for the array as stored (its own dtype and order)."""
-    count = math.prod(npy.shape)
+    """get(index) for the array as stored (its own dtype and order), reading only the rows of
+    a C-order array that the index needs."""
     itemsize = npy.dtype.itemsize
-    begin = npy.header_len
+    row_bytes = itemsize * math.prod(npy.shape[1:])
+    stored = member.info.compress_type == zipfile.ZIP_STORED
 
-    def whole(start: int, shape: tuple[int, ...]) -> np.ndarray:
+    def block(start: int, shape: tuple[int, ...]) -> np.ndarray:
+        """The elements from byte `start` of the data, in `shape` (the array's order)."""
         n = math.prod(shape)
         if n == 0:
             return np.empty(shape, npy.dtype)
-        if member.info.compress_type == zipfile.ZIP_STORED:
+        offset = npy.header_len + start
+        if stored:
             archive.verify(member)
-            try:
-                flat = np.frombuffer(archive.mm, npy.dtype, n,
-                                     member.data_start + begin + start)
-            except ValueError:
-                raise UsageError("the store is closed", archive.path) from None
+            flat = archive.data.array(member.data_start + offset, npy.dtype, (n,))
         else:
-            flat = np.frombuffer(archive.read_range(member, begin + start,
-                                                    begin + start + n * itemsize), npy.dtype)
-        if npy.fortran:
-            return flat.reshape(shape[::-1]).T
-        return flat.reshape(shape)
+            flat = np.frombuffer(archive.read_range(member, offset, offset + n * itemsize),
+                                 npy.dtype)
+        return flat.reshape(shape[::-1]).T if npy.fortran else flat.reshape(shape)
 
     def get(index: Index) -> np.ndarray:
-        if count == 0 or npy.fortran or not npy.shape or not index or \
-                member.info.compress_type == zipfile.ZIP_STORED:
-            return np.asarray(whole(0, npy.shape)[index])
-        first, rest = index[0], index[1:]
-        rows = npy.shape[0]
-        row_bytes = itemsize * math.prod(npy.shape[1:])
-        if isinstance(first, (int, np.integer)) and -rows <= first < rows:
-            r0 = int(first) % rows
-            r1, local = r0 + 1, (0, *rest)
-        elif isinstance(first, slice) and first.step in (None, 1):
-            r0, r1, _ = first.indices(rows)
-            r1 = max(r0, r1)
-            local = (slice(0, r1 - r0), *rest)
-        else:
-            return np.asarray(whole(0, npy.shape)[index])
-        return np.asarray(whole(r0 * row_bytes, (r1 - r0, *npy.shape[1:]))[local])
+        run = None if npy.fortran else rows(index, npy.shape)
+        if run is None:
+            return np.asarray(block(0, npy.shape)[index])
+        r0, r1, local = run
+        return np.asarray(block(r0 * row_bytes, (r1 - r0, *npy.shape[1:]))[local])
     return get
 
 

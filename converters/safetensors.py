@@ -1,4 +1,5 @@
-"""safetensors: read by decoding the format over an mmap (zero-copy views), write by streaming.
+"""safetensors: read by decoding the format, write by streaming. Tensors are zero-copy views of
+memory maps of their bytes, mapped per read so that memory stays bounded (see `mapped.py`).
 
 File layout: 8-byte little-endian header length N, N bytes of JSON header
 `{"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}`
@@ -30,7 +31,6 @@ not define how two values share a byte.
 from __future__ import annotations
 
 import math
-import mmap
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -44,6 +44,7 @@ from . import carry
 from .atomic import atomic_output
 from .dtypes import dtype_name, is_string
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError
+from .mapped import MappedFile, rows
 from .store import Index, Store, Tensor
 
 NAME = "safetensors"
@@ -103,16 +104,19 @@ def sniff(path: str, head: bytes) -> bool:
     return 2 <= n <= MAX_HEADER and 8 + n <= size
 
 
-def _header(mm: mmap.mmap | bytes, size: int, path: str) -> tuple[int, dict]:
+def _header(file: MappedFile, path: str) -> tuple[int, dict]:
+    size = file.size
     if size < 8:
         raise CorruptFileError(f"expected at least 8 bytes (the header length), got {size}", path)
-    (n,) = struct.unpack("<Q", mm[:8])
+    (n,) = struct.unpack("<Q", file.pread(0, 8))
     if n > MAX_HEADER:
         raise UnsafeFileError(f"header of {n} bytes; at most {MAX_HEADER} accepted", path)
     if 8 + n > size:
         raise CorruptFileError(f"header of {n} bytes runs past the end of the file "
                                f"({size} bytes)", path)
-    raw = mm[8:8 + n]
+    raw = file.pread(8, n)
+    if len(raw) != n:
+        raise CorruptFileError("the file became shorter while it was read", path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -176,64 +180,50 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _view(mm: mmap.mmap, offset: int, dtype: np.dtype, shape: tuple[int, ...],
-          path: str) -> np.ndarray:
-    count = math.prod(shape)
-    if count == 0:
-        return np.empty(shape, dtype)
-    try:
-        return np.frombuffer(mm, dtype=dtype, count=count, offset=offset).reshape(shape)
-    except ValueError:
-        raise UsageError("the store is closed", path) from None
-
-
-def _plain_getter(mm: mmap.mmap, offset: int, entry: _Entry, path: str,
-                  decode: Callable[[np.ndarray], np.ndarray] | None = None
-                  ) -> Callable[[Index], np.ndarray]:
+def _getter(file: MappedFile, offset: int, entry: _Entry,
+            decode: Callable[[np.ndarray], np.ndarray] | None = None
+            ) -> Callable[[Index], np.ndarray]:
+    """get(index) mapping only the rows the index needs (the whole tensor otherwise)."""
     dtype = _TYPES[entry.code]
+    row_bytes = dtype.itemsize * math.prod(entry.shape[1:])
 
     def get(index: Index) -> np.ndarray:
-        array = _view(mm, offset, dtype, entry.shape, path)
-        if decode is not None:
-            array = decode(array)
-        return array[index]
+        run = rows(index, entry.shape)
+        if run is None:
+            array = file.array(offset, dtype, entry.shape)
+        else:
+            r0, r1, index = run
+            array = file.array(offset + r0 * row_bytes, dtype, (r1 - r0, *entry.shape[1:]))
+        return (array if decode is None else decode(array))[index]
     return get
 
 
-def _string_getter(mm: mmap.mmap, offset: int, entry: _Entry, path: str, lengths: list[int],
+def _string_getter(file: MappedFile, offset: int, entry: _Entry, lengths: list[int],
                    shape: tuple[int, ...]) -> Callable[[Index], np.ndarray]:
     def get(index: Index) -> np.ndarray:
-        data = _view(mm, offset, np.dtype(np.uint8), entry.shape, path)
+        data = file.array(offset, np.dtype(np.uint8), entry.shape)
         return carry.decode_strings(data, lengths, shape)[index]
     return get
 
 
 def read(path: str) -> Store:
-    """Open a safetensors file lazily: tensors are views over an mmap of the file."""
+    """Open a safetensors file lazily: tensors are read-only views of maps of their bytes."""
     path = os.fspath(path)
+    file = MappedFile(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < 8:
-                raise CorruptFileError(f"expected at least 8 bytes (the header length), "
-                                       f"got {size}", path)
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as exc:
-        raise UsageError(f"cannot read: {exc.strerror or exc}", path) from None
-    try:
-        return _read(mm, size, path)
+        return _read(file, path)
     except BaseException:
-        _close(mm)
+        file.close()
         raise
 
 
-def _read(mm: mmap.mmap, size: int, path: str) -> Store:
-    n, header = _header(mm, size, path)
+def _read(file: MappedFile, path: str) -> Store:
+    n, header = _header(file, path)
     metadata = header.pop(METADATA, None)
     if metadata is not None and not (isinstance(metadata, dict) and all(
             isinstance(v, str) for v in metadata.values())):
         raise CorruptFileError("__metadata__ must map strings to strings", path)
-    entries = _entries(header, size - 8 - n, path)
+    entries = _entries(header, file.size - 8 - n, path)
     native = dict(metadata or {})
     doc = native.pop(CARRY_KEY, None)
     carried = carry.Carry(None if doc is None else carry.parse_json(doc, path, "weightkit metadata"),
@@ -243,21 +233,20 @@ def _read(mm: mmap.mmap, size: int, path: str) -> Store:
     by_name = {e.name: e for e in entries}
     for name in carried.order:
         entry = by_name[name]
-        tensors[name] = _tensor(mm, base + entry.begin, entry, carried, path)
+        tensors[name] = _tensor(file, base + entry.begin, entry, carried, path)
     namespace = ({NAME: {"metadata": native}}
                  if native or (metadata is not None and doc is None) else {})
     return Store(tensors, format=NAME, meta=carried.store_meta(namespace), path=path,
-                 on_close=lambda: _close(mm))
+                 on_close=file.close)
 
 
-def _tensor(mm: mmap.mmap, offset: int, entry: _Entry, carried: carry.Carry,
+def _tensor(file: MappedFile, offset: int, entry: _Entry, carried: carry.Carry,
             path: str) -> Tensor:
     meta = carried.tensor_meta(entry.name)
     encoding = carried.encoding(entry.name, entry.shape)
     stored = _TYPES[entry.code]
     if encoding is None:
-        return Tensor(entry.shape, stored.newbyteorder("="),
-                      _plain_getter(mm, offset, entry, path), meta)
+        return Tensor(entry.shape, stored.newbyteorder("="), _getter(file, offset, entry), meta)
     dtype = encoding["dtype"]
     what = f"weightkit metadata for {entry.name!r} does not match the stored tensor"
     if is_string(dtype):
@@ -265,19 +254,12 @@ def _tensor(mm: mmap.mmap, offset: int, entry: _Entry, carried: carry.Carry,
                 or entry.shape != (sum(encoding["lengths"]),):
             raise CorruptFileError(what, path)
         return Tensor(encoding["shape"], dtype, _string_getter(
-            mm, offset, entry, path, encoding["lengths"], encoding["shape"]), meta)
+            file, offset, entry, encoding["lengths"], encoding["shape"]), meta)
     spec = _ENCODINGS.get(dtype_name(dtype))
     shape = encoding["shape"]
     if spec is None or spec.code != entry.code or entry.shape != shape + spec.trailing:
         raise CorruptFileError(what, path)
-    return Tensor(shape, dtype, _plain_getter(mm, offset, entry, path, spec.from_file), meta)
-
-
-def _close(mm: mmap.mmap) -> None:
-    try:
-        mm.close()
-    except BufferError:
-        pass  # arrays still view the map; it is released when the last one goes
+    return Tensor(shape, dtype, _getter(file, offset, entry, spec.from_file), meta)
 
 
 # ---------------------------------------------------------------------------------------------

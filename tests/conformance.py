@@ -29,7 +29,8 @@ files raising only weightkit's own errors.
 """
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,24 @@ def assert_same_store(got: Store, want: Store, *, meta: bool = True) -> None:
         assert same_array(g.read(), w.read()), name
         if meta:
             assert {k: g.meta.get(k) for k in w.meta} == w.meta, name
+
+
+RSS_PROBE = """
+import sys
+import weightkit
+
+def peak():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) << 10 for line in f if line.startswith("VmHWM"))
+
+path, fmt, name = sys.argv[1:]
+with weightkit.load(path, fmt) as store:
+    tensor = store[name]
+    before, count = peak(), 0
+    for chunk in tensor.iter_chunks(4 << 20):
+        count += int(chunk.sum())
+    print(count, peak() - before)
+"""
 
 
 def _failing(shape: tuple[int, ...]) -> Tensor:
@@ -202,6 +221,18 @@ class FormatConformance:
         assert (count, last) == (n, float(n - 1))
         assert opened < (1 << 20), f"opening allocated {opened} bytes"
         assert chunked < (4 << 20), f"1 MiB chunks peaked at {chunked} bytes"
+
+    def test_chunked_pass_keeps_resident_memory_bounded(self, tmp_path: Path) -> None:
+        """Memory maps count in RSS too: a chunked pass over 64 MiB must not keep 64 MiB."""
+        name = self.names(1)[0]
+        path = self.path(tmp_path, "rss")
+        self.write(Store.from_arrays({name: np.ones((256, 65536), np.float32)}), path)
+        result = subprocess.run([sys.executable, "-c", RSS_PROBE, str(path), self.format, name],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        count, grown = map(int, result.stdout.split())
+        assert count == 256 * 65536
+        assert grown < 24 << 20, f"resident memory grew by {grown >> 20} MiB over a 64 MiB pass"
 
     def test_iter_chunks_and_indexing_agree_with_read(self, tmp_path: Path) -> None:
         array = np.arange(5 * 7 * 3, dtype=np.float32).reshape(5, 7, 3)

@@ -7,7 +7,6 @@ import math
 import os
 import stat
 
-import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import given, settings
