@@ -384,18 +384,23 @@ def _entry(name_a: str | None, name_b: str | None, ta: Tensor | None, tb: Tensor
         size=(ta or tb).size, matched_by=matched_by)
 
 
-def _fill(entry: Entry, stats: PairStats) -> None:
+def _fill(entry: Entry, stats: PairStats, renames: bool) -> None:
     for key, value in asdict(stats).items():
         setattr(entry, key, value)
     entry.mismatch_fraction = stats.mismatched / stats.size if stats.size else None
     if entry.status == "same" and stats.mismatched:
         entry.status = "changed"
-    elif entry.matched_by == "values" and not stats.mismatched:
+    elif renames and entry.matched_by == "values" and not stats.mismatched:
         entry.status = "renamed"
 
 
 def diff_stores(a: Store, b: Store, opts: Options | None = None) -> DiffResult:
-    """Compare store A with store B: one entry per variable, and a summary."""
+    """Compare store A with store B: one entry per variable, and a summary.
+
+    A pair found by equal values under different names is `renamed` when both stores have the
+    same format; across formats different names are the formats' naming schemes (a Keras 3
+    `.keras` says `dense/0` where its checkpoint says `dense/kernel`), so the pair is `same`,
+    matched by values."""
     opts = opts or Options()
     vars_a = [_var(a, n) for n in select(a, opts)]
     vars_b = [_var(b, n) for n in select(b, opts)]
@@ -420,7 +425,7 @@ def diff_stores(a: Store, b: Store, opts: Options | None = None) -> DiffResult:
     else:
         results = [run(e) for e in compared]
     for entry, stats in zip(compared, results):
-        _fill(entry, stats)
+        _fill(entry, stats, renames=a.format == b.format)
     order = {n: i for i, n in enumerate(v.name for v in vars_a)}
     entries += [_entry(n, None, a[n], None, None) for n in matching.only_a]
     entries.sort(key=lambda e: order[e.name_a])

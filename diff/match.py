@@ -8,7 +8,9 @@ Stages, each working only on what the previous ones left unmatched:
    whichever way pairs the most;
 3. `values`: a leftover in A and a leftover in B with the same shape, dtype and content hash
    (a rename; the engine verifies the values before calling it one);
-4. `structure`: leftovers aligned by order and (shape, dtype), longest common subsequence first.
+4. `structure`: with `auto`, first Keras 3 positional names against named ones of the same layer
+   (`bn/0` ↔ `bn/gamma`, by the creation order of `WEIGHT_ORDER`); then leftovers aligned by
+   order and (shape, dtype), longest common subsequence first.
 
 `--match name` runs 1–3, `--match structure` runs 4 on everything (names ignored) then 3,
 `--match auto` runs 1–4.
@@ -22,6 +24,10 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 _SUFFIXES = re.compile(r"(/\.ATTRIBUTES/VARIABLE_VALUE|:\d+)$")
+# The order in which Keras layers create their variables (what `vars/N` counts).
+WEIGHT_ORDER = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "bias",
+                "embeddings", "gamma", "beta", "moving_mean", "moving_variance")
+_RANK = {name: i for i, name in enumerate(WEIGHT_ORDER)}
 _SCOPE = re.compile(r"^(model|sequential|functional|model_weights|layers|_functional)(_\d+)?$")
 
 
@@ -94,6 +100,38 @@ def _pair_by_key(left_a: list[Var], left_b: list[Var], key_a: Callable[[Var], Ha
             if ka[v.name] is not None and count_a[ka[v.name]] == 1 and ka[v.name] in by_key]
 
 
+def _parent(name: str) -> tuple[str, str]:
+    parent, _, last = normalize(name).rpartition("/")
+    return parent, last
+
+
+def _positional(positional: list[Var], named: list[Var], swap: bool = False) -> list[Pair]:
+    """Keras 3 positional names (`bn/0`, `bn/1`, ...) against named ones (`bn/gamma`, ...) of
+    the same layer: the named ones put in Keras' creation order (`WEIGHT_ORDER`), then paired
+    in order when every shape and dtype agrees."""
+    groups: dict[str, list[Var]] = {}
+    for v in positional:
+        parent, last = _parent(v.name)
+        if last.isdigit():
+            groups.setdefault(parent, []).append(v)
+    by_parent: dict[str, list[Var]] = {}
+    for v in named:
+        parent, last = _parent(v.name)
+        if not last.isdigit():
+            by_parent.setdefault(parent, []).append(v)
+    pairs = []
+    for parent, group in groups.items():
+        others = by_parent.get(parent, [])
+        if len(others) != len(group) or any(_parent(v.name)[1] not in _RANK for v in others):
+            continue
+        group = sorted(group, key=lambda v: int(_parent(v.name)[1]))
+        others = sorted(others, key=lambda v: _RANK[_parent(v.name)[1]])
+        if [v.signature for v in group] == [v.signature for v in others]:
+            pairs += [Pair(o.name, g.name, "structure") if swap else Pair(g.name, o.name, "structure")
+                      for g, o in zip(group, others)]
+    return pairs
+
+
 def _align(left_a: list[Var], left_b: list[Var]) -> list[Pair]:
     """Pairs from a longest-common-subsequence alignment of (shape, dtype) in order, per role."""
     pairs = []
@@ -144,6 +182,7 @@ def match(a: Sequence[Var], b: Sequence[Var], mode: str = "auto",
         take(max(candidates, key=len))
         take(by_values())
         if mode == "auto":
+            take(_positional(left_a, left_b) + _positional(left_b, left_a, swap=True))
             take(_align(left_a, left_b))
     order_a = {v.name: i for i, v in enumerate(a)}
     pairs.sort(key=lambda p: order_a[p.a])

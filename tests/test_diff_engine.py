@@ -376,3 +376,28 @@ def test_any_arrays_any_chunking(pair, max_bytes, atol, nan_equal):
     a, b = pair
     with np.errstate(all="ignore"):
         check(a, b, max_bytes=max_bytes, atol=atol, nan_equal=nan_equal)
+
+
+def test_keras3_positional_names_pair_with_named_ones():
+    a = _vars(["bn/0", "bn/1", "bn/2", "bn/3", "dense/vars/0", "dense/vars/1"],
+              [(4,), (4,), (4,), (4,), (4, 2), (2,)])
+    b = _vars(["model/bn/moving_mean", "model/bn/moving_variance", "model/bn/gamma",
+               "model/bn/beta", "dense/bias", "dense/kernel"],
+              [(4,), (4,), (4,), (4,), (2,), (4, 2)])
+    got = match(a, b, "auto")
+    assert {p.a: p.b for p in got.pairs} == {
+        "bn/0": "model/bn/gamma", "bn/1": "model/bn/beta", "bn/2": "model/bn/moving_mean",
+        "bn/3": "model/bn/moving_variance", "dense/vars/0": "dense/kernel",
+        "dense/vars/1": "dense/bias"}
+    swapped = match(b, a, "auto")
+    assert {p.b: p.a for p in swapped.pairs} == {p.a: p.b for p in got.pairs}
+    assert not got.only_a and not got.only_b
+
+
+def test_renamed_only_within_one_format():
+    a = Store.from_arrays({"d/0": np.arange(3.0)}, format="keras")
+    b = Store.from_arrays({"d/kernel": np.arange(3.0)}, format="tf-checkpoint")
+    entry, = diff_stores(a, b).entries
+    assert (entry.status, entry.matched_by) == ("same", "values")
+    same_format = diff_stores(a, b.replace(format="keras")).entries[0]
+    assert same_format.status == "renamed"
