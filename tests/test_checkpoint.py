@@ -1,0 +1,420 @@
+"""TF checkpoints (TensorBundle) read and written without TensorFlow; TensorFlow is the oracle.
+
+The TensorFlow-written cases come from `tf_cases.py`, run in subprocesses once per session.
+"""
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import io
+import os
+import shutil
+import struct
+import sys
+from collections import Counter
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import weightkit
+from conformance import FormatConformance
+from conftest import run_cli
+from tf_cases import run as tf_run
+from weightkit.converters import checkpoint, protowire as pw, sstable
+from weightkit.converters.errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
+from weightkit.converters.store import Store, Tensor
+
+CKPT = "tf-checkpoint"
+
+
+def digest(array) -> str:
+    array = np.asarray(array)
+    if array.dtype == object:
+        return hashlib.sha256(b"\x00".join(bytes(v) for v in array.reshape(-1))).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def files_of(prefix: str) -> list[str]:
+    d, base = os.path.split(prefix)
+    return sorted(n[len(base):] for n in os.listdir(d)
+                  if n.startswith(base + ".") and not n.endswith(".meta"))
+
+
+def assert_same_files(a: str, b: str) -> None:
+    assert files_of(a) == files_of(b)
+    for suffix in files_of(a):
+        assert filecmp.cmp(a + suffix, b + suffix, shallow=False), suffix
+
+
+def copy_checkpoint(prefix: str, directory: Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    for suffix in files_of(prefix):
+        shutil.copy(prefix + suffix, directory / (os.path.basename(prefix) + suffix))
+    return str(directory / os.path.basename(prefix))
+
+
+# --- TensorFlow-written cases -------------------------------------------------------------------
+
+GROUPS = {  # one process per framework: Keras 3 and tf_keras do not mix
+    "tf": ["dtypes", "tf1-partitioned", "sharded", "tf-savedmodel"],
+    "keras3": ["keras3-ckpt", "keras3-ckpt-noopt", "keras3-export"],
+    "tf_keras": ["tfkeras-ckpt", "tfkeras-lstm-ckpt", "tfkeras-savedmodel"],
+}
+CHECKPOINT_CASES = ["dtypes", "tf1-partitioned", "sharded", "keras3-ckpt", "keras3-ckpt-noopt",
+                    "tfkeras-ckpt", "tfkeras-lstm-ckpt"]
+SAVED_MODEL_CASES = ["tf-savedmodel", "keras3-export", "tfkeras-savedmodel"]
+
+
+@pytest.fixture(scope="session")
+def tf_made(tmp_path_factory) -> dict[str, str]:
+    """{case: path} of every case, written by TensorFlow (three processes in parallel)."""
+    from concurrent.futures import ThreadPoolExecutor
+    root = tmp_path_factory.mktemp("tf_made")
+
+    def make(cases):
+        return tf_run([["make", case, str(root / case)] for case in cases])
+
+    with ThreadPoolExecutor(3) as pool:
+        results = dict(zip(GROUPS, pool.map(make, GROUPS.values())))
+    return {case: result["path"] for group, cases in GROUPS.items()
+            for case, result in zip(cases, results[group])}
+
+
+def tf_dump(paths: list[str]) -> list[dict]:
+    return tf_run([["dump", p] for p in paths])
+
+
+def our_dump(path: str, fmt: str = CKPT) -> dict:
+    """{key: sha256} of every checkpoint key as weightkit reads it."""
+    out = {}
+    with weightkit.load(path, fmt) as store:
+        for tensor in store.values():
+            info = tensor.meta["tf_checkpoint"]
+            value = tensor.read()
+            for key in info["keys"]:
+                out[key] = digest(value)
+    return out
+
+
+@pytest.mark.tensorflow
+def test_tensorflow_reads_what_we_read(tf_made):
+    paths = [tf_made[c] for c in CHECKPOINT_CASES]
+    for case, path, theirs in zip(CHECKPOINT_CASES, paths, tf_dump(paths)):
+        ours = our_dump(path)
+        theirs.pop(checkpoint.GRAPH_KEY, None)
+        assert ours == {k: v[2] for k, v in theirs.items()}, case
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("case", CHECKPOINT_CASES)
+def test_unchanged_rewrite_is_byte_identical(tf_made, case, tmp_path):
+    path = tf_made[case]
+    with weightkit.load(path, CKPT) as store:
+        weightkit.save(store, tmp_path / "out", CKPT)
+    assert_same_files(path, str(tmp_path / "out"))
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("case", CHECKPOINT_CASES)
+def test_through_safetensors_is_byte_identical(tf_made, case, tmp_path):
+    path = tf_made[case]
+    with weightkit.load(path, CKPT) as store:
+        weightkit.save(store, tmp_path / "x.safetensors")
+    with weightkit.load(tmp_path / "x.safetensors", "safetensors") as store:
+        weightkit.save(store, tmp_path / "back", CKPT)
+    assert_same_files(path, str(tmp_path / "back"))
+
+
+@pytest.mark.tensorflow
+def test_dtypes_strings_and_bfloat16(tf_made):
+    with weightkit.load(tf_made["dtypes"], CKPT) as store:
+        assert store["bf16"].dtype == np.dtype(ml_dtypes.bfloat16)
+        assert store["i4"].read().tolist() == [-8, -1, 0, 7]
+        assert store["words"].read().tolist() == [[b"alpha", b""], [b"\x00\xff", "é".encode()]]
+        assert store["word"].read()[()] == b"scalar string"
+        assert store["empty"].shape == (0, 3) and store["scalar"].read()[()] == 2.5
+        assert store["u64"].read().tolist() == [0, 2**64 - 1]
+
+
+@pytest.mark.tensorflow
+def test_names_and_roles(tf_made):
+    with weightkit.load(tf_made["keras3-ckpt"], CKPT) as store:
+        kernel = store["c1/kernel"]
+        assert kernel.meta["key"] == "optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE"
+        assert kernel.role == "weight" and store["bn/moving_mean"].role == "weight"
+        assert store["adam/c1_kernel_momentum"].role == "optimizer"
+        assert store["adam/iteration"].role == store["save_counter"].role == "counter"
+    with weightkit.load(tf_made["tfkeras-ckpt"], CKPT) as store:
+        assert store["c1/kernel"].meta["key"] == "layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE"
+        slots = [t for t in store.values() if "/_variables/" in t.meta["key"]]
+        assert len(slots) == 12 and {t.role for t in slots} == {"optimizer"}
+        assert store["iteration"].role == "counter"
+    with weightkit.load(tf_made["tf1-partitioned"], CKPT) as store:
+        assert store["part"].shape == (10, 3)
+        assert len(store.meta["tf_checkpoint"]["slices"]["part"]["extents"]) == 3
+        roles = {name: store[name].role for name in store}
+        assert roles["part/Adam_1"] == roles["beta1_power"] == "optimizer"
+        assert roles["global_step"] == "counter" and roles["dense/kernel"] == "weight"
+    with weightkit.load(tf_made["sharded"], CKPT) as store:
+        assert store.meta["tf_checkpoint"]["header"]
+        assert len(store.meta["tf_checkpoint"]["shards"]) > 1
+
+
+@pytest.mark.tensorflow
+def test_edited_values_are_what_tensorflow_reads(tf_made, tmp_path):
+    """Every dtype and the partitioned and sharded layouts, edited, read back by TensorFlow."""
+    outputs = []
+    expected = []
+    for case in ("dtypes", "tf1-partitioned", "sharded"):
+        with weightkit.load(tf_made[case], CKPT) as store:
+            edited = {}
+            for name, tensor in store.items():
+                value = tensor.read()
+                if value.dtype == object:
+                    value = np.vectorize(lambda b: b + b"!", otypes=[object])(value) \
+                        if value.size else value
+                elif value.dtype == np.bool_:
+                    value = ~value
+                elif value.size:
+                    value = value.copy()
+                    value.reshape(-1)[0] = value.reshape(-1)[-1]
+                    value = np.flip(value)
+                edited[name] = Tensor.from_array(value, tensor.meta)
+            out = str(tmp_path / case / "ckpt")
+            os.makedirs(os.path.dirname(out))
+            weightkit.save(store.replace(edited), out, CKPT)
+            outputs.append(out)
+            expected.append({k: digest(edited[n].read()) for n in edited
+                             for k in edited[n].meta["tf_checkpoint"]["keys"]})
+    for want, theirs in zip(expected, tf_dump(outputs)):
+        theirs.pop(checkpoint.GRAPH_KEY, None)
+        assert {k: v[2] for k, v in theirs.items()} == want
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("case", ["keras3-ckpt", "keras3-ckpt-noopt", "tfkeras-ckpt",
+                                  "tfkeras-lstm-ckpt"])
+def test_model_restores_our_checkpoint_and_trains(tf_made, case, tmp_path):
+    """Double every weight (and through safetensors); the model restores it with
+    assert_consumed(), holds exactly our values, and trains on."""
+    with weightkit.load(tf_made[case], CKPT) as store:
+        doubled = {n: Tensor.from_array(t.read() * 2 if t.role == "weight" else t.read(), t.meta)
+                   for n, t in store.items()}
+        want = {n: digest(t.read()) for n, t in doubled.items()}
+        weights = {n for n, t in store.items() if t.role == "weight"}
+        weightkit.save(store.replace(doubled), tmp_path / "mid.safetensors")
+    with weightkit.load(tmp_path / "mid.safetensors", "safetensors") as mid:
+        weightkit.save(mid, tmp_path / "out", CKPT)
+    (restored,) = tf_run([["restore", case, str(tmp_path / "out")]])
+    assert_restored(restored, want, weights)
+
+
+def assert_restored(restored: dict, want: dict, weights: set) -> None:
+    """Every variable the model restored holds one of our values, and every weight of ours is
+    among them (framework names differ from canonical ones, so values are matched)."""
+    ours = Counter(want.values())
+    got = Counter(restored.values())
+    assert not got - ours, "the model holds values we did not write"
+    assert not Counter(want[n] for n in weights) - got, "some of our weights were not restored"
+
+
+@pytest.mark.tensorflow
+def test_template_rebuilds_the_object_graph(tf_made, tmp_path):
+    """A store from elsewhere (plain arrays, canonical names) written `like=` a checkpoint is
+    restored by the model with assert_consumed()."""
+    case = "tfkeras-ckpt"
+    with weightkit.load(tf_made[case], CKPT) as template:
+        plain = Store.from_arrays({n: t.read() + (1 if t.role == "weight" else 0)
+                                   for n, t in template.items()})
+        want = {n: digest(plain[n].read()) for n in plain}
+        weightkit.save(plain, tmp_path / "out", CKPT, like=template)
+        with pytest.raises(UsageError, match="template does not fit"):
+            weightkit.save(Store.from_arrays({"other": np.zeros(2)}), tmp_path / "bad", CKPT,
+                           like=template)
+        weights = {n for n, t in template.items() if t.role == "weight"}
+    (restored,) = tf_run([["restore", case, str(tmp_path / "out")]])
+    assert_restored(restored, want, weights)
+
+
+# --- without TensorFlow --------------------------------------------------------------------------
+
+def test_name_based_checkpoint_round_trip(tmp_path):
+    arrays = {"dense/kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
+              "dense/bias": np.zeros(3, ml_dtypes.bfloat16),
+              "words": np.array([b"a", b"", b"\xff"], dtype=object),
+              "global_step": np.int64(7)}
+    weightkit.save(Store.from_arrays(arrays), tmp_path / "m.ckpt", CKPT)
+    assert sorted(os.listdir(tmp_path)) == ["m.ckpt.data-00000-of-00001", "m.ckpt.index"]
+    for given in ("m.ckpt", "m.ckpt.index", "m.ckpt.data-00000-of-00001"):
+        with weightkit.load(tmp_path / given) as store:
+            assert store.format == CKPT and sorted(store) == sorted(arrays)
+            for name, value in arrays.items():
+                assert digest(store[name].read()) == digest(value)
+            assert store["global_step"].role == "counter"
+
+
+def test_directory_with_state_file(tmp_path):
+    weightkit.save(Store.from_arrays({"w": np.ones(2, np.float32)}), tmp_path / "ckpt-3", CKPT)
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "ckpt-3"\n'
+                                         'all_model_checkpoint_paths: "ckpt-3"\n')
+    with weightkit.load(tmp_path) as store:
+        assert store.format == CKPT and list(store) == ["w"]
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "../elsewhere/ckpt"\n')
+    with pytest.raises(UnsafeFileError):
+        weightkit.load(tmp_path)
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "/etc/ckpt"\n')
+    with pytest.raises(UnsafeFileError):
+        weightkit.load(tmp_path)
+
+
+def test_table_round_trip_over_many_blocks():
+    items = sorted((f"key/{i:06d}/{'x' * (i % 50)}".encode(), os.urandom(i % 300))
+                   for i in range(5000))
+    out = io.BytesIO()
+    sstable.write_table(out, items)
+    assert sstable.read_table(out.getvalue()) == items
+    assert len(out.getvalue()) > 3 * sstable.BLOCK_SIZE
+
+
+def test_snappy_blocks_are_read():
+    # "abcd" literal, then a 1-byte-offset copy of length 8 at offset 4: "abcdabcdabcd"
+    compressed = bytes([12, 3 << 2]) + b"abcd" + bytes([1 | (8 - 4) << 2, 4])
+    assert sstable.snappy_decompress(compressed) == b"abcd" * 3
+    block = sstable._BlockBuilder(16)
+    block.add(b"k", b"value")
+    contents = block.finish()
+    literal = sstable.put_varint(len(contents)) + bytes([(len(contents) - 1) << 2]) + contents
+    trailer = b"\x01" + struct.pack("<I", sstable.mask_crc(sstable.crc32c(b"\x01",
+                                                                          sstable.crc32c(literal))))
+    index = sstable._BlockBuilder(1)
+    index.add(b"l", sstable.put_varint(0) + sstable.put_varint(len(literal)))
+    index_contents = index.finish()
+    index_at = len(literal) + 5
+    data = literal + trailer + index_contents + b"\x00" + struct.pack(
+        "<I", sstable.mask_crc(sstable.crc32c(b"\x00", sstable.crc32c(index_contents))))
+    footer = (sstable.put_varint(0) + sstable.put_varint(0) + sstable.put_varint(index_at)
+              + sstable.put_varint(len(index_contents))).ljust(40, b"\x00")
+    data += footer + struct.pack("<Q", sstable.MAGIC)
+    assert sstable.read_table(data) == [(b"k", b"value")]
+    with pytest.raises(CorruptFileError):
+        sstable.snappy_decompress(bytes([100, 1 | 4 << 2, 9]))
+
+
+def test_protowire_keeps_unknown_fields():
+    entry = {"dtype": 1, "shape": {"dim": [{"size": 3}, {}]}, "offset": 5, "crc32c": 7,
+             "slices": [{"extent": [{"start": 0, "length": 0}, {}]}]}
+    raw = pw.encode(entry, pw.BUNDLE_ENTRY) + b"\xa0\x06\x05"  # field 100, varint 5
+    decoded = pw.decode(raw, pw.BUNDLE_ENTRY)
+    assert decoded["_unknown"] == b"\xa0\x06\x05" and decoded["slices"][0]["extent"][0] == \
+        {"length": 0}
+    assert pw.encode(decoded, pw.BUNDLE_ENTRY) == raw
+    with pytest.raises(CorruptFileError):
+        pw.decode(b"\x0a\x05ab", pw.BUNDLE_ENTRY)
+
+
+def _small(tmp_path: Path) -> str:
+    prefix = str(tmp_path / "small")
+    weightkit.save(Store.from_arrays({"a": np.arange(1000, dtype=np.float32),
+                                      "s": np.array([b"xy"], dtype=object)}), prefix, CKPT)
+    return prefix
+
+
+def test_bit_flips_raise_corrupt_file_error(tmp_path):
+    prefix = _small(tmp_path)
+    data = prefix + ".data-00000-of-00001"
+    blob = bytearray(open(data, "rb").read())
+    blob[100] ^= 1
+    open(data, "wb").write(bytes(blob))
+    with weightkit.load(prefix) as store:
+        with pytest.raises(CorruptFileError, match="checksum"):
+            store["a"].read()
+        with pytest.raises(CorruptFileError, match="checksum"):
+            for _ in store["a"].iter_chunks(256):
+                pass
+        assert store["s"].read().tolist() == [b"xy"]
+    index = bytearray(open(prefix + ".index", "rb").read())
+    index[5] ^= 0x10
+    open(prefix + ".index", "wb").write(bytes(index))
+    with pytest.raises(CorruptFileError, match="checksum"):
+        weightkit.load(prefix)
+
+
+def test_broken_checkpoints_raise_only_weightkit_errors(tmp_path):
+    prefix = _small(tmp_path)
+    index = open(prefix + ".index", "rb").read()
+    data = open(prefix + ".data-00000-of-00001", "rb").read()
+    cases = {"empty": (b"", data), "truncated-index": (index[:-10], data),
+             "garbage": (os.urandom(500), data), "truncated-data": (index, data[:100])}
+    for name, (i, d) in cases.items():
+        bad = tmp_path / name
+        bad.mkdir()
+        (bad / "c.index").write_bytes(i)
+        (bad / "c.data-00000-of-00001").write_bytes(d)
+        with pytest.raises(WeightsError):
+            with weightkit.load(bad / "c", CKPT) as store:
+                for tensor in store.values():
+                    tensor.read()
+    os.remove(prefix + ".data-00000-of-00001")
+    with pytest.raises(CorruptFileError, match="missing data shard"):
+        weightkit.load(prefix)
+
+
+def test_lying_entry_sizes_are_refused(tmp_path):
+    """An entry claiming a huge shape, or bytes past its data file, is refused before reading."""
+    prefix = str(tmp_path / "lie")
+    entries = {"big": {"dtype": 1, "shape": {"dim": [{"size": 1 << 40}]}, "size": 8},
+               "past": {"dtype": 1, "shape": {"dim": [{"size": 4}]}, "offset": 4, "size": 16}}
+    for key, entry in entries.items():
+        header = pw.encode({"num_shards": 1, "version": {"producer": 1}}, pw.BUNDLE_HEADER)
+        with open(prefix + ".index", "wb") as f:
+            sstable.write_table(f, [(b"", header), (key.encode(), pw.encode(entry, pw.BUNDLE_ENTRY))])
+        open(prefix + ".data-00000-of-00001", "wb").write(b"\x00" * 16)
+        with pytest.raises(CorruptFileError):
+            weightkit.load(prefix)
+
+
+def test_unknown_dtype_is_refused(tmp_path):
+    prefix = str(tmp_path / "odd")
+    header = pw.encode({"num_shards": 1, "version": {"producer": 1}}, pw.BUNDLE_HEADER)
+    entry = pw.encode({"dtype": 20, "shape": {}}, pw.BUNDLE_ENTRY)  # DT_RESOURCE
+    with open(prefix + ".index", "wb") as f:
+        sstable.write_table(f, [(b"", header), (b"r", entry)])
+    open(prefix + ".data-00000-of-00001", "wb").close()
+    with pytest.raises(WeightsError, match="dtype enum 20"):
+        weightkit.load(prefix)
+
+
+def test_show_does_not_import_tensorflow(tmp_path):
+    prefix = _small(tmp_path)
+    code = ("import sys; from weightkit.cli.main import main; rc = main(['show', sys.argv[1]]); "
+            "assert not [m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras', 'tf_keras')], 'framework imported'; sys.exit(rc)")
+    import subprocess
+    done = subprocess.run([sys.executable, "-c", code, prefix], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "a" in done.stdout and "1,000" in done.stdout or "1000" in done.stdout
+
+
+def test_cli_reports_corruption_in_one_line(tmp_path):
+    prefix = _small(tmp_path)
+    data = prefix + ".data-00000-of-00001"
+    blob = bytearray(open(data, "rb").read())
+    blob[10] ^= 4
+    open(data, "wb").write(bytes(blob))
+    done = run_cli("show", prefix)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "checksum" in done.stderr
+
+
+class TestCheckpointConformance(FormatConformance):
+    format = CKPT
+    suffix = ""
+    extra_dtypes = ("string", "complex64", "complex128", "float8_e4m3fn", "float8_e5m2",
+                    "int4", "uint64", "float64")
+    lossy_dtypes = ("float8_e8m0fnu",)
+    carries_metadata = False
+
+    def path(self, directory: Path, stem: str) -> Path:
+        return directory / f"{stem}.index"

@@ -1,0 +1,143 @@
+"""SavedModel variables read and rewritten without TensorFlow; TensorFlow serves the result."""
+from __future__ import annotations
+
+import filecmp
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import weightkit
+from tf_cases import run as tf_run
+from weightkit.converters.errors import UnsafeFileError, UsageError
+from weightkit.converters.store import Store, Tensor
+
+SM = "saved-model"
+GROUPS = {"tf": ["tf-savedmodel"], "keras3": ["keras3-export"], "tf_keras": ["tfkeras-savedmodel"]}
+BIAS = {"tf-savedmodel": "b", "keras3-export": "d2/bias", "tfkeras-savedmodel": "d2/bias"}
+OUTPUT = {"tf-savedmodel": "y"}
+
+
+@pytest.fixture(scope="session")
+def made(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("sm_made")
+
+    def make(cases):
+        return tf_run([["make", case, str(root / case)] for case in cases])
+
+    with ThreadPoolExecutor(3) as pool:
+        results = dict(zip(GROUPS, pool.map(make, GROUPS.values())))
+    return {case: result["path"] for group, cases in GROUPS.items()
+            for case, result in zip(cases, results[group])}
+
+
+def same_tree(a: str, b: str) -> bool:
+    compare = filecmp.dircmp(a, b)
+    if compare.left_only or compare.right_only or compare.funny_files:
+        return False
+    if filecmp.cmpfiles(a, b, compare.common_files, shallow=False)[1:] != ([], []):
+        return False
+    return all(same_tree(os.path.join(a, d), os.path.join(b, d)) for d in compare.common_dirs)
+
+
+@pytest.mark.tensorflow
+def test_edited_bias_is_served(made, tmp_path):
+    """Adding 1 to the last bias adds 1 to every output served by serving_default; in a Keras 3
+    export every key sharing the full_name (variables/N and _all_variables/N) is updated."""
+    jobs = {}
+    for case, path in made.items():
+        with weightkit.load(path) as store:
+            assert store.format == SM
+            bias = store[BIAS[case]]
+            edited = store.replace({**store, BIAS[case]: Tensor.from_array(bias.read() + 1,
+                                                                          bias.meta)})
+            out = tmp_path / case
+            weightkit.save(edited, out, SM)
+            if case == "keras3-export":
+                assert len(bias.meta["tf_checkpoint"]["keys"]) == 2
+        jobs[case] = [["serve", path], ["serve", str(out)]]
+    for case in made:
+        before, after = tf_run(jobs[case])
+        for name in before:
+            assert np.allclose(np.asarray(after[name]), np.asarray(before[name]) + 1), case
+        assert same_tree(os.path.join(made[case], "assets"), str(tmp_path / case / "assets"))
+        for name in os.listdir(made[case]):
+            if name != "variables" and os.path.isfile(os.path.join(made[case], name)):
+                assert filecmp.cmp(os.path.join(made[case], name), tmp_path / case / name, False)
+    dumped = tf_run([["dump", str(tmp_path / "keras3-export" / "variables" / "variables")]])[0]
+    values = {key: v[2] for key, v in dumped.items()}
+    with weightkit.load(tmp_path / "keras3-export") as store:
+        keys = store["d2/bias"].meta["tf_checkpoint"]["keys"]
+        assert len({values[k] for k in keys}) == 1
+
+
+@pytest.mark.tensorflow
+def test_unchanged_and_through_safetensors_are_identical(made, tmp_path):
+    for case, path in made.items():
+        with weightkit.load(path) as store:
+            weightkit.save(store, tmp_path / f"{case}-same", SM)
+            weightkit.save(store, tmp_path / f"{case}.safetensors")
+        with weightkit.load(tmp_path / f"{case}.safetensors", "safetensors") as carried:
+            weightkit.save(carried, tmp_path / f"{case}-back", SM)
+        assert same_tree(path, str(tmp_path / f"{case}-same")), case
+        assert same_tree(path, str(tmp_path / f"{case}-back")), case
+
+
+@pytest.mark.tensorflow
+def test_a_store_without_the_graph_needs_a_template(made, tmp_path):
+    path = made["tf-savedmodel"]
+    with weightkit.load(path) as template:
+        plain = Store.from_arrays({n: t.read() * 3 for n, t in template.items()})
+        with pytest.raises(UsageError, match="--like"):
+            weightkit.save(plain, tmp_path / "nope", SM)
+        assert not (tmp_path / "nope").exists()
+        weightkit.save(plain, tmp_path / "out", SM, like=template)
+    before, after = tf_run([["serve", path], ["serve", str(tmp_path / "out")]])
+    assert np.allclose(np.asarray(after["y"]), np.asarray(before["y"]) * 3)
+
+
+def _tiny_saved_model(directory: Path) -> Path:
+    """A SavedModel-shaped directory (weightkit never parses saved_model.pb)."""
+    directory.mkdir()
+    (directory / "saved_model.pb").write_bytes(b"\x08\x01graph")
+    (directory / "variables").mkdir()
+    (directory / "assets").mkdir()
+    weightkit.save(Store.from_arrays({"w": np.arange(4, dtype=np.float32)}),
+                   directory / "variables" / "variables", "tf-checkpoint")
+    return directory
+
+
+def test_read_and_rewrite_without_tensorflow(tmp_path):
+    sm = _tiny_saved_model(tmp_path / "sm")
+    with weightkit.load(sm) as store:
+        assert store.format == SM and list(store) == ["w"]
+        weightkit.save(store.replace({"w": Tensor.from_array(store["w"].read() + 1,
+                                                             store["w"].meta)}), tmp_path / "out",
+                       SM)
+    assert (tmp_path / "out" / "saved_model.pb").read_bytes() == b"\x08\x01graph"
+    assert (tmp_path / "out" / "assets").is_dir()
+    with weightkit.load(tmp_path / "out") as back:
+        assert back["w"].read().tolist() == [1, 2, 3, 4]
+
+
+def test_symlink_leaving_the_directory_is_refused(tmp_path):
+    sm = _tiny_saved_model(tmp_path / "sm")
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"x")
+    os.symlink(outside, sm / "assets" / "link")
+    with pytest.raises(UnsafeFileError):
+        weightkit.load(sm)
+
+
+def test_show_does_not_import_tensorflow(tmp_path):
+    sm = _tiny_saved_model(tmp_path / "sm")
+    code = ("import sys; from weightkit.cli.main import main; rc = main(['show', sys.argv[1]]); "
+            "assert not [m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras', 'tf_keras')], 'framework imported'; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(sm)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "w" in done.stdout

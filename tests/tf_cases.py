@@ -1,0 +1,187 @@
+"""TensorFlow-written checkpoints and SavedModels for the checkpoint tests, and TensorFlow as the
+oracle on what weightkit writes. Run as a script in a subprocess (Keras 3 and tf_keras do not
+mix in one process) with a JSON list of jobs; prints `@@RESULT@@` and a JSON list of results:
+
+    ["make", CASE, DIR]      -> {"path": ...} of the checkpoint or SavedModel TensorFlow wrote
+    ["dump", PATH]           -> {key: [dtype, shape, sha256]} read by tf.train.load_checkpoint
+    ["restore", CASE, PATH]  -> rebuilds CASE's model, restores PATH with assert_consumed(),
+                                trains one step; {name: sha256} of the restored variables
+    ["serve", DIR]           -> outputs of serving_default on a fixed input
+
+`run(jobs)` does this from a test.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+
+import numpy as np  # noqa: E402
+
+import models  # noqa: E402
+
+MODEL_CASES = {  # case -> (framework, model, how it is saved)
+    "keras3-ckpt": ("keras3", "conv", "checkpoint"),
+    "keras3-ckpt-noopt": ("keras3", "mlp", "checkpoint-model-only"),
+    "tfkeras-ckpt": ("tf_keras", "conv", "save_weights"),
+    "tfkeras-lstm-ckpt": ("tf_keras", "lstm", "save_weights"),
+    "keras3-export": ("keras3", "mlp", "export"),
+    "tfkeras-savedmodel": ("tf_keras", "mlp", "savedmodel"),
+}
+
+
+def digest(value) -> str:
+    array = np.asarray(value)
+    if array.dtype == object:
+        return hashlib.sha256(b"\x00".join(bytes(v) for v in array.reshape(-1))).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _keras_model(case: str):
+    framework, model_case, how = MODEL_CASES[case]
+    return models.build(model_case, framework, optimizer=how not in ("checkpoint-model-only",
+                                                                      "export")), framework, \
+        model_case, how
+
+
+def _tf_checkpoint(model, how: str):
+    import tensorflow as tf
+    if how == "checkpoint":
+        return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    return tf.train.Checkpoint(model=model)
+
+
+def make(case: str, directory: str) -> dict:
+    import tensorflow as tf
+    os.makedirs(directory, exist_ok=True)
+    if case in MODEL_CASES:
+        model, framework, model_case, how = _keras_model(case)
+        if getattr(model, "optimizer", None) is not None:
+            models.train(model, model_case, 2)
+        if how in ("checkpoint", "checkpoint-model-only"):
+            return {"path": _tf_checkpoint(model, how).save(os.path.join(directory, "ckpt"))}
+        if how == "save_weights":
+            path = os.path.join(directory, "w.ckpt")
+            model.save_weights(path)
+            return {"path": path}
+        if how == "export":
+            path = os.path.join(directory, "exported")
+            model.export(path, verbose=False)
+            return {"path": path}
+        path = os.path.join(directory, "saved")
+        model.save(path)
+        return {"path": path}
+    if case == "dtypes":
+        import ml_dtypes
+        rng = np.random.default_rng(0)
+        values = {
+            "bf16": tf.constant(rng.standard_normal((3, 5)).astype(ml_dtypes.bfloat16)),
+            "f16": tf.constant(rng.standard_normal((4,)).astype(np.float16)),
+            "i8": tf.constant(np.arange(-5, 5, dtype=np.int8)),
+            "flag": tf.constant([True, False, True]),
+            "c64": tf.constant(np.array([1 + 2j, 3 - 4j], np.complex64)),
+            "c128": tf.constant(np.array([[1 + 2j]], np.complex128)),
+            "words": tf.constant([[b"alpha", b""], [b"\x00\xff", "é".encode()]]),
+            "word": tf.constant(b"scalar string"),
+            "f8": tf.constant(rng.standard_normal(6).astype(ml_dtypes.float8_e4m3fn)),
+            "u64": tf.constant(np.array([0, 2**64 - 1], np.uint64)),
+            "i4": tf.constant(np.array([-8, -1, 0, 7], ml_dtypes.int4)),
+            "empty": tf.zeros((0, 3)),
+            "scalar": tf.constant(2.5, tf.float64),
+        }
+        ckpt = tf.train.Checkpoint(**{k: tf.Variable(v, name=k) for k, v in values.items()})
+        return {"path": ckpt.write(os.path.join(directory, "ckpt"))}
+    if case == "tf1-partitioned":
+        g = tf.Graph()
+        with g.as_default():
+            v1 = tf.compat.v1
+            part = v1.get_variable("part", shape=(10, 3), partitioner=v1.fixed_size_partitioner(3),
+                                   initializer=v1.random_normal_initializer(seed=1))
+            dense = v1.get_variable("dense/kernel", shape=(3, 2),
+                                    initializer=v1.random_normal_initializer(seed=2))
+            loss = tf.reduce_sum(tf.matmul(part, dense))
+            step = v1.train.get_or_create_global_step()
+            train = v1.train.AdamOptimizer(0.1).minimize(loss, global_step=step)
+            saver = v1.train.Saver()
+            with v1.Session(graph=g) as sess:
+                sess.run(v1.global_variables_initializer())
+                sess.run(train)
+                path = saver.save(sess, os.path.join(directory, "model.ckpt"), global_step=step)
+        return {"path": path}
+    if case == "sharded":
+        rng = np.random.default_rng(1)
+        variables = {f"v{i}": tf.Variable(rng.standard_normal((64, 50)).astype(np.float32),
+                                          name=f"v{i}") for i in range(6)}
+        ckpt = tf.train.Checkpoint(**variables)
+        policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=20000)
+        options = tf.train.CheckpointOptions(experimental_sharding_callback=policy)
+        return {"path": ckpt.write(os.path.join(directory, "ckpt"), options=options)}
+    if case == "tf-savedmodel":
+        module = tf.Module()
+        module.w = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="w")
+        module.b = tf.Variable(np.ones(3, np.float32), name="b")
+        module.f = tf.function(lambda x: {"y": tf.matmul(x, module.w) + module.b},
+                               input_signature=[tf.TensorSpec((None, 2), tf.float32)])
+        path = os.path.join(directory, "module")
+        tf.saved_model.save(module, path, signatures={"serving_default": module.f})
+        return {"path": path}
+    raise SystemExit(f"unknown case {case!r}")
+
+
+def dump(path: str) -> dict:
+    import tensorflow as tf
+    reader = tf.train.load_checkpoint(path)
+    out = {}
+    for key, shape in reader.get_variable_to_shape_map().items():
+        value = reader.get_tensor(key)
+        dtype = reader.get_variable_to_dtype_map()[key].name
+        out[key] = [dtype, list(shape), digest(value)]
+    return out
+
+
+def restore(case: str, path: str) -> dict:
+    model, framework, model_case, how = _keras_model(case)
+    if how == "save_weights":
+        model.load_weights(path).assert_consumed()
+    else:
+        _tf_checkpoint(model, how).restore(path).assert_consumed()
+    restored = models.weights_of(model, framework, include_optimizer=True)
+    if getattr(model, "optimizer", None) is not None:
+        models.train(model, model_case, 1)
+    return {name: digest(value) for name, value in restored.items()}
+
+
+def serve(path: str) -> dict:
+    import tensorflow as tf
+    loaded = tf.saved_model.load(path)
+    fn = loaded.signatures["serving_default"]
+    spec = list(fn.structured_input_signature[1].values())[0]
+    shape = [2 if d is None else d for d in spec.shape]
+    x = tf.constant(np.linspace(-1, 1, int(np.prod(shape)), dtype=np.float32).reshape(shape))
+    return {k: np.asarray(v).tolist() for k, v in fn(x).items()}
+
+
+COMMANDS = {"make": make, "dump": dump, "restore": restore, "serve": serve}
+MARK = "@@RESULT@@"
+
+
+def run(jobs: list[list[str]]) -> list:
+    """Run `jobs` in a fresh Python process; returns their results in order."""
+    import subprocess
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), json.dumps(jobs)],
+                          capture_output=True, text=True, timeout=600)
+    for line in done.stdout.splitlines():
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    raise AssertionError(f"TensorFlow jobs {jobs} failed:\n{done.stderr[-3000:]}")
+
+
+if __name__ == "__main__":
+    results = [COMMANDS[command](*args) for command, *args in json.loads(sys.argv[1])]
+    print(MARK + json.dumps(results))
