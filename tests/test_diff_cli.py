@@ -215,3 +215,76 @@ def test_markdown_render_direct():
     out = io.StringIO()
     render_markdown(result, Target(out), "x.h5", "y.h5")
     assert "`a\\|b`" in out.getvalue() and "**different: 1 changed" in out.getvalue()
+
+
+# --- the same model in two formats, and before/after pairs (framework-written fixtures) -----
+
+KERAS3_SAME = [("mlp--keras3.weights.h5", "mlp--keras3.keras"),
+               ("conv--keras3-before.weights.h5", "conv--keras3-before.keras"),
+               ("mha--keras3.weights.h5", "mha--keras3.keras"),
+               ("bf16--keras3.weights.h5", "bf16--keras3.keras"),
+               ("bf16mixed--keras3.weights.h5", "bf16mixed--keras3.keras"),
+               ("mlp--keras3-legacy.h5", "mlp--keras3.keras"),
+               ("mlp--keras3-sharded.weights.json", "mlp--keras3.weights.h5"),
+               ("mlp--keras3.keras", "mlp--keras3.ckpt"),
+               ("conv--keras3-before.keras", "conv--keras3-before.ckpt"),
+               ("bf16--keras3.weights.h5", "bf16--keras3.ckpt")]
+TFKERAS_H5_CKPT = [("mlp--tfkeras-full.h5", "mlp--tfkeras.ckpt"),
+                   ("mlp--tfkeras-full.h5", "mlp--tfkeras-tf2.ckpt"),
+                   ("conv--tfkeras-before-full.h5", "conv--tfkeras-before.ckpt")]
+
+
+def _json_diff(capsys, fixtures_dir, a, b, *options):
+    code, out, err = cli(capsys, fixtures_dir / a, fixtures_dir / b, "--format", "json", *options)
+    assert err == ""
+    doc = json.loads(out)
+    jsonschema.validate(doc, SCHEMA)
+    return code, doc
+
+
+@pytest.mark.parametrize("a,b", KERAS3_SAME, ids=lambda p: p.split("--")[0] + ":" + p.split(".", 1)[1])
+def test_same_keras3_model_in_two_formats_is_identical(capsys, fixtures_dir, a, b):
+    code, doc = _json_diff(capsys, fixtures_dir, a, b)
+    assert code == 0 and doc["summary"]["identical"]
+    assert not doc["summary"]["unmatched_a"] and not doc["summary"]["unmatched_b"]
+    assert doc["summary"]["tensors_a"] == doc["summary"]["tensors_b"] == len(doc["entries"])
+    assert all(e["status"] == "same" and e["matched_by"] for e in doc["entries"])
+    assert {e["role"] for e in doc["entries"]} >= {"weight", "optimizer", "counter"}
+
+
+@pytest.mark.parametrize("a,b", TFKERAS_H5_CKPT, ids=lambda p: p)
+def test_tf_keras_h5_and_its_checkpoint(capsys, fixtures_dir, a, b):
+    code, doc = _json_diff(capsys, fixtures_dir, a, b)
+    # every variable of the .h5 is matched, by name, to an equal one in the checkpoint; the
+    # checkpoint also holds the optimizer's learning_rate, which a tf.keras .h5 does not store
+    assert not doc["summary"]["unmatched_a"]
+    assert doc["summary"]["unmatched_b"] == ["learning_rate"]
+    matched = [e for e in doc["entries"] if e["status"] != "added"]
+    assert len(matched) == doc["summary"]["tensors_a"]
+    assert all(e["status"] == "same" and e["matched_by"] == "name" for e in matched)
+    assert code == 1
+    code, doc = _json_diff(capsys, fixtures_dir, a, b, "--no-optimizer")
+    assert code == 0 and doc["summary"]["identical"]
+    assert doc["summary"]["counts"]["same"] == doc["summary"]["tensors_a"] == doc["summary"]["tensors_b"]
+
+
+@pytest.mark.parametrize("before,after", [
+    ("conv--keras3-before.weights.h5", "conv--keras3-after.weights.h5"),
+    ("conv--tfkeras-before-full.h5", "conv--tfkeras-after-full.h5"),
+    ("conv--tfkeras-before.ckpt", "conv--tfkeras-after.ckpt"),
+    ("conv--keras3-before.ckpt", "conv--keras3-after.ckpt"),
+    ("conv--keras3-before.keras", "conv--keras3-after.weights.h5"),
+], ids=lambda p: p)
+def test_one_training_step_changes_every_trained_variable(capsys, fixtures_dir, before, after):
+    code, doc = _json_diff(capsys, fixtures_dir, before, after)
+    assert code == 1
+    assert not doc["summary"]["unmatched_a"] and not doc["summary"]["unmatched_b"]
+    entries = {e["name"]: e for e in doc["entries"]}
+    changed = [e for e in entries.values() if e["status"] == "changed"]
+    assert all(e["matched_by"] == "name" for e in entries.values())
+    assert len(changed) >= len(entries) - 1  # all but the learning rate moved
+    assert all(e["mismatched"] > 0 and e["max_abs_diff"] > 0 for e in changed)
+    counters = [e for e in entries.values() if e["role"] == "counter"]
+    assert [(e["status"], e["max_abs_diff"]) for e in counters] == [("changed", 1)]
+    _, out, _ = cli(capsys, fixtures_dir / before, fixtures_dir / after)
+    assert out.splitlines()[-1].startswith("different:")
