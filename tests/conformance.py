@@ -20,9 +20,10 @@ arbitrary store/tensor metadata cannot round-trip), `byte_identical` (False if w
 store twice may give different bytes), `lazy_tensor_mib` (size of the laziness probe).
 
 What every format must pass: a round trip of the whole dtype matrix (values bit for bit, shapes,
-dtypes, names in order; zero-size and scalar tensors included); metadata round trip; laziness
-(opening and listing a file allocates almost nothing; chunks stay bounded); `iter_chunks` and
-indexing agree with `read()`; losses named and refused; atomic writes (a tensor failing mid-write
+dtypes, names in order; zero-size and scalar tensors included); an empty store; metadata round
+trip; laziness (opening and listing a file allocates almost nothing; chunks stay bounded; a
+chunked pass over 64 MiB grows resident memory, memory maps included, by < 24 MiB);
+`iter_chunks` and indexing agree with `read()`; losses named and refused; atomic writes (a tensor failing mid-write
 leaves no output and no temporary, and an existing destination untouched); X -> safetensors -> X
 and X -> npz -> X giving back the same store (and the same bytes); truncated and bit-flipped
 files raising only weightkit's own errors.
