@@ -31,6 +31,7 @@ from . import protowire as pw
 from .atomic import atomic_output
 from .dtypes import dtype_from_name
 from .errors import CorruptFileError, UnknownFormatError, UnsafeFileError, UsageError
+from .mapped import MappedFile, rows
 from .paths import check_input, inside
 from .sstable import FOOTER_SIZE, MAGIC, crc32c, get_varint, mask_crc, put_varint, read_table, \
     write_table
@@ -316,8 +317,7 @@ class _Bundle:
 
     def __init__(self, prefix: str, root: str | None):
         self.prefix = prefix
-        self.maps: dict[int, Any] = {}
-        self.files: list[Any] = []
+        self.files: dict[int, MappedFile] = {}
         self.verified: set[str] = set()
         index_path = inside(root, os.path.relpath(prefix + ".index", root)) if root else \
             prefix + ".index"
@@ -405,33 +405,56 @@ class _Bundle:
 
     # data access
 
-    def _map(self, shard: int) -> Any:
-        if shard not in self.maps:
-            if self.sizes[shard] == 0:
-                self.maps[shard] = b""
-            else:
-                f = open(data_path(self.prefix, shard, self.num_shards), "rb")
-                self.files.append(f)
-                self.maps[shard] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        return self.maps[shard]
+    def _file(self, shard: int) -> MappedFile:
+        if shard not in self.files:
+            self.files[shard] = MappedFile(data_path(self.prefix, shard, self.num_shards))
+        return self.files[shard]
 
     def _bytes(self, e: _Entry) -> bytes:
-        return bytes(self._map(e.shard)[e.offset:e.offset + e.size])
+        data = self._file(e.shard).pread(e.offset, e.size)
+        if len(data) != e.size:
+            raise CorruptFileError("the file became shorter while it was open", self.prefix)
+        return data
 
     def crc_range(self, e: _Entry, start: int, stop: int, crc: int) -> int:
-        data = self._map(e.shard)
+        """Extend `crc` over bytes [start, stop) of the entry, read in bounded pieces."""
+        f = self._file(e.shard)
         for pos in range(e.offset + start, e.offset + stop, _CRC_STEP):
-            crc = crc32c(data[pos:min(pos + _CRC_STEP, e.offset + stop)], crc)
+            n = min(_CRC_STEP, e.offset + stop - pos)
+            data = f.pread(pos, n)
+            if len(data) != n:
+                raise CorruptFileError("the file became shorter while it was open", self.prefix)
+            crc = crc32c(data, crc)
         return crc
 
     def fail_crc(self, e: _Entry) -> None:
         raise CorruptFileError(f"tensor {e.key!r}: checksum does not match (data loss)",
                                data_path(self.prefix, e.shard, self.num_shards))
 
-    def raw(self, e: _Entry, dtype: np.dtype) -> np.ndarray:
-        """The tensor's bytes viewed as `dtype`, unverified (zero-copy)."""
-        count = e.size // dtype.itemsize if dtype.itemsize else 0
-        return np.frombuffer(self._map(e.shard), dtype=dtype, count=count, offset=e.offset)
+    def raw(self, e: _Entry, dtype: np.dtype, start: int = 0, count: int | None = None) -> np.ndarray:
+        """`count` items of `dtype` from item `start` of the entry, unverified: a read-only view
+        of a mapping of just that range."""
+        count = e.size // dtype.itemsize - start if count is None else count
+        return self._file(e.shard).array(e.offset + start * dtype.itemsize, dtype, (count,))
+
+    def verify(self, e: _Entry) -> None:
+        if e.key not in self.verified:
+            if mask_crc(self.crc_range(e, 0, e.size, 0)) != e.crc:
+                self.fail_crc(e)
+            self.verified.add(e.key)
+
+    def get(self, e: _Entry, index: tuple) -> np.ndarray:
+        """`index` of the tensor, crc verified; for a run of rows only those rows are mapped."""
+        if e.slices or e.dtype in (DT_STRING, DT_VARIANT):
+            return self.array(e)[index]
+        self.verify(e)
+        dtype = dtype_from_name(_DTYPES[e.dtype])
+        run = rows(index, e.shape)
+        if run is None:
+            return self.raw(e, dtype).reshape(e.shape)[index]
+        r0, r1, rest = run
+        row = math.prod(e.shape[1:])
+        return self.raw(e, dtype, r0 * row, (r1 - r0) * row).reshape(r1 - r0, *e.shape[1:])[rest]
 
     def array(self, e: _Entry) -> np.ndarray:
         """The whole tensor, crc verified (a read-only view of the mapped file when possible)."""
@@ -449,10 +472,7 @@ class _Bundle:
             if exc.path:
                 raise
             raise CorruptFileError(f"tensor {e.key!r}: {exc.message}", self.prefix) from None
-        if e.key not in self.verified:
-            if mask_crc(self.crc_range(e, 0, e.size, 0)) != e.crc:
-                self.fail_crc(e)
-            self.verified.add(e.key)
+        self.verify(e)
         return self.raw(e, dtype_from_name(_DTYPES[e.dtype])).reshape(e.shape)
 
     def _assemble(self, e: _Entry) -> np.ndarray:
@@ -463,15 +483,8 @@ class _Bundle:
         return out
 
     def close(self) -> None:
-        for data in self.maps.values():
-            if isinstance(data, mmap.mmap):
-                try:
-                    data.close()
-                except BufferError:
-                    pass  # arrays still view it; it closes when they are gone
-        for f in self.files:
+        for f in self.files.values():
             f.close()
-        self.maps.clear()
         self.files.clear()
 
 
@@ -485,7 +498,7 @@ class BundleTensor(Tensor):
         dtype = np.dtype(np.uint8) if entry.dtype == DT_VARIANT else \
             dtype_from_name(_DTYPES[entry.dtype])
         shape = (entry.size,) if entry.dtype == DT_VARIANT else entry.shape
-        super().__init__(shape, dtype, lambda index: bundle.array(entry)[index], meta)
+        super().__init__(shape, dtype, lambda index: bundle.get(entry, index), meta)
         self._bundle = bundle
         self._entry = entry
 
@@ -494,12 +507,11 @@ class BundleTensor(Tensor):
         if e.slices or e.dtype in (DT_STRING, DT_VARIANT) or e.key in bundle.verified:
             yield from super().iter_chunks(max_bytes)
             return
-        flat = bundle.raw(e, self.dtype)
         itemsize = self.dtype.itemsize
         crc = 0
-        for (block,) in block_indices(flat.shape, itemsize, max_bytes):
+        for (block,) in block_indices((e.size // itemsize,), itemsize, max_bytes):
             crc = bundle.crc_range(e, block.start * itemsize, block.stop * itemsize, crc)
-            yield flat[block]
+            yield bundle.raw(e, self.dtype, block.start, block.stop - block.start)
         if mask_crc(crc) != e.crc:
             bundle.fail_crc(e)
         bundle.verified.add(e.key)
