@@ -79,7 +79,7 @@ def open_file(source: str | Any, path: str | None = None):
                 if f.read(8) != b"\x89HDF\r\n\x1a\n":
                     raise CorruptFileError("expected an HDF5 file (signature \\x89HDF); "
                                            "received other bytes", where)
-            return h5py.File(source, "r", locking=False)
+            return h5py.File(source, "r")
         return h5py.File(source, "r")
 
 
@@ -171,8 +171,14 @@ def attr_value(attr: Mapping[str, Any]) -> Any:
     return np.asarray(data).tolist()
 
 
+def _by_name(items: list) -> list:
+    """HDF5 lists links and attributes by name bytes: create them in that order, so a file is
+    the same whether its tree was read from a file or built."""
+    return sorted(items, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
+
+
 def write_attrs(obj, attrs: list) -> None:
-    for name, attr in attrs:
+    for name, attr in _by_name(attrs):
         data, dtype, shape = decode_attr(attr)
         if shape is None:
             obj.attrs.create(name, data)
@@ -344,7 +350,7 @@ def dataset_type(tensor: Tensor, recorded: Any = None) -> tuple[np.dtype, list]:
     if recorded is not None:
         return _numpy_type(recorded, h5py), []
     if tensor.dtype == STRING:
-        return h5py.string_dtype("utf-8"), []
+        return h5py.string_dtype("ascii"), []  # vlen bytes, written as they are
     for name, dt in OPAQUE_TAGS.items():
         if tensor.dtype == dt:
             return np.dtype(f"V{dt.itemsize}"), [["dtype", {"type": {"str": "vlen", "cset": "utf-8"},
@@ -376,11 +382,25 @@ def write_dataset(group, name: str, tensor: Tensor, spec: Mapping[str, Any] | No
         block = np.asarray(tensor[index])
         if dtype.kind == "V":
             block = np.ascontiguousarray(block).view(dtype)
-        elif tensor.dtype == STRING and h5py_module().check_string_dtype(dtype).length is None:
-            block = np.array([_to_bytes(x).decode("utf-8", "surrogateescape")
-                              for x in block.reshape(-1).tolist()], dtype=object
-                             ).reshape(block.shape) if block.size else block
+        elif tensor.dtype == STRING:
+            block = _string_block(block, dtype)
         ds[index if index else ()] = block
+
+
+def _string_block(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Bytes elements as h5py writes them: str for a vlen UTF-8 type, bytes otherwise; cut at
+    a NUL byte, where an HDF5 string ends (`losses()` names that for foreign strings)."""
+    info = h5py_module().check_string_dtype(dtype)
+    items = [_to_bytes(x).split(b"\0", 1)[0] for x in block.reshape(-1).tolist()]
+    if info.length is None and info.encoding == "utf-8":
+        out = np.empty(len(items), dtype=object)
+        out[:] = [x.decode("utf-8", "surrogateescape") for x in items]
+    elif info.length is None:
+        out = np.empty(len(items), dtype=object)
+        out[:] = items
+    else:
+        out = np.array(items, dtype=f"S{max(1, info.length)}")
+    return out.reshape(block.shape)
 
 
 def _same_kind(spec: Any, tensor: Tensor) -> bool:
@@ -402,7 +422,7 @@ def write_tree(f, tree: Mapping[str, Any], tensor_for: Callable[[str], Tensor]) 
     write_attrs(f, tree.get("attrs", []))
 
     def build(group, node: Mapping[str, Any], prefix: str) -> None:
-        for name, child in node.get("children", []):
+        for name, child in _by_name(node.get("children", [])):
             where = f"{prefix}{name}"
             if "dataset" in child:
                 write_dataset(group, name, tensor_for(where), child["dataset"], child["attrs"])

@@ -121,11 +121,17 @@ def _tensors(tree: dict, datasets: list[tuple[str, Any]], path: str) -> dict[str
 
 
 def losses(store: Store) -> list[str]:
-    """HDF5 holds every weightkit dtype but 4-bit ones; other formats' file structure (a
-    checkpoint's object graph, a SavedModel's graph) is not weight data and is not counted."""
+    """What HDF5 cannot hold: 4-bit dtypes (widened to 8 bits when allowed) and, for strings not
+    read from HDF5 in the first place, bytes after a NUL (HDF5 strings end there). Other formats'
+    file structure (a checkpoint's object graph, a SavedModel's graph) is not weight data and is
+    not counted: names, roles and values are kept."""
+    from_hdf5 = any(ns in store.meta for ns in ("keras_h5", "keras_weights_h5", "keras"))
     lost = [f"{name!r} ({t.dtype_name}: HDF5 has no 4-bit type)" for name, t in store.items()
             if t.dtype_name in ("int4", "uint4", "float4_e2m1fn")]
-    return [f"{len(lost)} tensor(s) of a dtype HDF5 lacks: {', '.join(lost[:3])}"] if lost else []
+    lost += [f"{name!r} (string: HDF5 strings end at a NUL byte)" for name, t in store.items()
+             if t.dtype_name == "string" and not from_hdf5]
+    return [f"{len(lost)} tensor(s) HDF5 cannot hold exactly: {', '.join(lost[:3])}"] \
+        if lost else []
 
 
 def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
@@ -141,7 +147,7 @@ def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | N
         lookup = tensors.__getitem__
     with atomic_output() as out:
         temp = out.path(path)
-        with hdf5.h5_errors(path, "HDF5 output"), hdf5.create_file(temp) as f:
+        with hdf5.create_file(temp) as f:
             hdf5.write_tree(f, tree, (lambda p: _widen(lookup(p))) if allow_lossy else lookup)
 
 

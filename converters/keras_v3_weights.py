@@ -237,7 +237,7 @@ def _recorded_paths(recorded: Mapping[str, Any]) -> list[str]:
 
 def write_h5(target: str | Any, tree: Mapping[str, Any], get: Callable[[str], Tensor],
              path: str) -> None:
-    with hdf5.h5_errors(path, "HDF5 output"), hdf5.create_file(target) as f:
+    with hdf5.create_file(target) as f:
         hdf5.write_tree(f, tree, get)
 
 
