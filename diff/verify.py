@@ -70,9 +70,21 @@ def _holds(store: Store, name: str) -> bool:
         return False
 
 
-def _suffix(name: str) -> str:
+def _file_name(name: str, original: str | None) -> str:
+    """The name to write format `name` under: the original's own name for its own format (so a
+    sharded `.weights.json` names its shards the same), else its stem with the format's suffix."""
+    base = os.path.basename(os.path.normpath(original)) if original else "weights"
+    own = max((s for f in FORMATS.values() for s in f.suffixes if base.lower().endswith(s)),
+              key=len, default="")
     suffixes = FORMATS[name].suffixes
-    return suffixes[0] if suffixes else ""
+    if own and own in suffixes:
+        return base
+    return base[: len(base) - len(own)] + (suffixes[0] if suffixes else "")
+
+
+def _place(workdir: str, step: str, name: str, original: str | None) -> str:
+    os.mkdir(os.path.join(workdir, step))
+    return os.path.join(workdir, step, _file_name(name, original))
 
 
 def round_trip(store: Store, via: str, workdir: str, optional: bool = False
@@ -85,7 +97,7 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False
     with ExitStack() as stack:
         try:
             trip.lost = [f"{via}: {text}" for text in losses(store, via)]
-            middle = os.path.join(workdir, f"via-{via}{_suffix(via)}")
+            middle = _place(workdir, "via", via, store.path)
             try:
                 save(store, middle, via, allow_lossy=True)
             except UsageError as exc:
@@ -98,7 +110,7 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False
             result = stack.enter_context(load(middle, via))
             if via != source:
                 trip.lost += [f"back to {source}: {text}" for text in losses(result, source)]
-                back = os.path.join(workdir, f"back-{via}{_suffix(source)}")
+                back = _place(workdir, "back", source, store.path)
                 try:
                     save(result, back, source, allow_lossy=True)
                 except UsageError:
