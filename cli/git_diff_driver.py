@@ -9,7 +9,8 @@
   stable line per variable (name, shape, dtype, content hash, statistics) for git to diff.
 
 Git stops at a driver that exits non-zero, so a file that cannot be read is reported in the
-output in one line and the exit status stays 0.
+output in one line and the exit status stays 0. A checkpoint `.index` needs its `.data-*` files
+beside it: git hands the driver the old `.index` alone, so such a diff says it cannot compare.
 """
 from __future__ import annotations
 
@@ -90,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
                              f"NEW-HEX NEW-MODE; received {len(values)} arguments")
     except UsageError:
         raise
-    except WeightsError as exc:
-        sys.stdout.flush()
-        print(f"weightkit: cannot compare: {safe(exc)}")
+    except WeightsError as exc:  # without the path: git's temporary file names change each run
+        print(f"weightkit: cannot {'read' if args.textconv else 'compare'}: {safe(exc.message)}")
     return 0
