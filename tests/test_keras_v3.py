@@ -1,0 +1,299 @@
+"""Keras 3 formats: `.weights.h5` and sharded `.weights.json` (keras-weights-h5), `.keras`
+archives (keras). Exact write-back of every fixture, directly and through safetensors; names
+from the layers' `name` attrs or config.json; hostile archives refused; Keras 3 loads what we
+write with bit-identical weights and optimizer state."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import weightkit
+from conformance import FormatConformance
+from fixtures_lib import fixture, select
+from keras_lib import h5_tree, keras_member_tree, oracle
+from weightkit.converters import keras_v3
+from weightkit.converters.errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
+from weightkit.converters.store import Store
+
+WEIGHTS = select(format="keras-weights-h5")
+ARCHIVES = select(format="keras")
+
+
+class TestKerasWeightsH5Conformance(FormatConformance):
+    format = "keras-weights-h5"
+    suffix = ".weights.h5"
+    extra_dtypes = ("float64", "complex64", "uint8", "int32", "uint64", "float8_e4m3fn")
+    lossy_dtypes = ("int4", "string")
+    carries_metadata = False
+
+    def names(self, n: int) -> list[str]:
+        return [f"dense_{i:03d}/0" for i in range(n)]
+
+
+def files_of(path: Path) -> dict[str, object]:
+    """What a written Keras 3 file consists of, comparable across writes: HDF5 trees, the
+    sharded index (shard names relative to the stem), archive members and their bytes."""
+    name = path.name
+    if name.endswith(".weights.json"):
+        stem = name[:-len(".weights.json")]
+        index = json.loads(path.read_text())
+        shards = sorted({f for fs in index["weight_map"].values() for f in fs})
+        index["weight_map"] = {g: [f.replace(stem, "STEM") for f in fs]
+                               for g, fs in index["weight_map"].items()}
+        return {"index": index, **{s.replace(stem, "STEM"): h5_tree(path.parent / s)
+                                   for s in shards}}
+    if name.endswith(".keras"):
+        with zipfile.ZipFile(path) as zf:
+            members = [(i.filename, i.compress_type, i.date_time) for i in zf.infolist()]
+            other = {i.filename: zf.read(i) for i in zf.infolist()
+                     if i.filename != "model.weights.h5"}
+        return {"members": members, "other": other, "weights": keras_member_tree(path)}
+    return {"tree": h5_tree(path)}
+
+
+@pytest.mark.parametrize("entry", WEIGHTS + ARCHIVES, ids=[e["path"] for e in WEIGHTS + ARCHIVES])
+def test_exact_write_back_direct_and_through_safetensors(entry: dict, tmp_path: Path) -> None:
+    source = fixture(entry)
+    suffix = ".weights.json" if entry["path"].endswith(".json") else \
+        ".keras" if entry["format"] == "keras" else ".weights.h5"
+    direct, back = tmp_path / f"direct{suffix}", tmp_path / f"back{suffix}"
+    via = tmp_path / "via.safetensors"
+    with weightkit.load(source) as store:
+        assert store.format == entry["format"]
+        weightkit.save(store, direct)
+        weightkit.save(store, via)
+    with weightkit.load(via) as carried:
+        weightkit.save(carried, back, entry["format"])
+    want = files_of(source)
+    assert files_of(direct) == want
+    assert files_of(back) == want
+
+
+@pytest.mark.parametrize("entry", WEIGHTS + ARCHIVES, ids=[e["path"] for e in WEIGHTS + ARCHIVES])
+def test_canonical_names_use_layer_names(entry: dict) -> None:
+    with weightkit.load(fixture(entry)) as store:
+        weights = [n for n, t in store.items() if t.role == "weight"]
+        # the manifest names variables by Keras path (`d1/kernel`); ours are `d1/0`, `d1/1`, ...
+        layers = [v["name"].rsplit("/", 1)[0] for v in entry["variables"]]
+        assert sorted({n.rsplit("/", 1)[0] for n in weights}) == sorted(set(layers))
+        assert len(weights) == len(entry["variables"])
+        roles = [t.role for t in store.values() if t.role != "weight"]
+        assert len(roles) == len(entry.get("optimizer_variables") or [])
+        if roles:
+            assert store["optimizer/0"].role == "counter"
+            assert store["optimizer/0"].dtype == np.int64 and store["optimizer/0"].shape == ()
+        for name, tensor in store.items():
+            assert tensor.meta["key"].endswith(f"vars/{name.rsplit('/', 1)[1]}")
+
+
+def test_bfloat16_tags_read_and_written(tmp_path: Path) -> None:
+    entry = select(path="bf16--keras3.weights.h5")[0]
+    with weightkit.load(fixture(entry)) as store:
+        assert store["d1/0"].dtype_name == "bfloat16"
+        plain = Store.from_arrays({"d1/0": store["d1/0"].read()})
+    out = tmp_path / "bf.weights.h5"
+    weightkit.save(plain, out)
+    with h5py.File(out, "r") as f:
+        ds = f["layers/d1/vars/0"]
+        assert ds.dtype == np.dtype("V2") and ds.attrs["dtype"] == "bfloat16"
+
+
+def _strip_name_attrs(source: Path, target: Path) -> None:
+    """A copy of a .keras archive whose `vars` groups lack the `name` attr (older Keras 3)."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "model.weights.h5":
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "a") as f:
+                    f.visititems(lambda name, obj: obj.attrs.__delitem__("name")
+                                 if isinstance(obj, h5py.Group) and "name" in obj.attrs else None)
+                data = buffer.getvalue()
+            zout.writestr(info, data)
+
+
+@pytest.mark.parametrize("case", ["mlp--keras3.keras", "conv--keras3-before.keras",
+                                  "mha--keras3.keras"])
+def test_layer_names_from_config_when_attrs_are_missing(case: str, tmp_path: Path) -> None:
+    stripped = tmp_path / "old.keras"
+    _strip_name_attrs(fixture(case), stripped)
+    with weightkit.load(fixture(case)) as want, weightkit.load(stripped) as got:
+        assert [n.split("/")[0] for n in got] == [n.split("/")[0] for n in want]
+
+
+def test_weights_without_names_keep_class_paths(tmp_path: Path) -> None:
+    path = tmp_path / "x.weights.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("layers/dense/vars/0", data=np.ones((2, 2), np.float32))
+        f.create_dataset("layers/dense_1/vars/0", data=np.ones(2, np.float32))
+        f.create_group("vars")
+    with weightkit.load(path) as store:
+        assert list(store) == ["dense/0", "dense_1/0"]
+
+
+def test_foreign_store_to_archive_needs_a_template(tmp_path: Path) -> None:
+    case = fixture("mlp--keras3.keras")
+    with weightkit.load(case) as template:
+        plain = Store.from_arrays({n: t.read() * 2 for n, t in template.items()},)
+        plain = plain.replace({n: t.with_meta(role=template[n].role) for n, t in plain.items()})
+        with pytest.raises(UsageError, match="config.json"):
+            weightkit.save(plain, tmp_path / "x.keras")
+        weightkit.save(plain, tmp_path / "x.keras", like=template)
+    with weightkit.load(tmp_path / "x.keras") as back:
+        assert list(back) == list(plain)
+        for name in plain:
+            assert back[name].read().tobytes() == plain[name].read().tobytes()
+
+
+def test_sharded_output_is_renamed_after_its_index(tmp_path: Path) -> None:
+    out = tmp_path / "renamed.weights.json"
+    with weightkit.load(fixture("mlp--keras3-sharded.weights.json")) as store:
+        weightkit.save(store, out)
+    index = json.loads(out.read_text())
+    shards = {f for fs in index["weight_map"].values() for f in fs}
+    assert shards == {f"renamed_{i:05d}.weights.h5" for i in range(3)}
+    assert all((tmp_path / s).is_file() for s in shards)
+
+
+def test_missing_shard_and_escaping_shard_names(tmp_path: Path) -> None:
+    source = fixture("mlp--keras3-sharded.weights.json")
+    index = json.loads(source.read_text())
+    bad = tmp_path / "bad.weights.json"
+    bad.write_text(json.dumps(index))
+    with pytest.raises(CorruptFileError, match="missing shard"):
+        weightkit.load(bad)
+    group = next(iter(index["weight_map"]))
+    index["weight_map"][group] = ["../outside.weights.h5"]
+    bad.write_text(json.dumps(index))
+    with pytest.raises(UnsafeFileError):
+        weightkit.load(bad)
+    bad.write_text('{"weight_map": {}, "weight_map": {}}')
+    with pytest.raises(CorruptFileError, match="duplicate"):
+        weightkit.load(bad)
+
+
+# -- hostile archives ----------------------------------------------------------------------------
+
+def _archive(tmp_path: Path, members: list[tuple[str, bytes]], **kwargs) -> Path:
+    path = tmp_path / "bad.keras"
+    with zipfile.ZipFile(path, "w", **kwargs) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+def _weights_bytes() -> bytes:
+    with zipfile.ZipFile(fixture("mlp--keras3.keras")) as zf:
+        return zf.read("model.weights.h5")
+
+
+@pytest.mark.parametrize("name", ["../evil.json", "/abs.json", "assets\\x.txt", "a/../../b"])
+def test_unsafe_member_names_refused(name: str, tmp_path: Path) -> None:
+    path = _archive(tmp_path, [("config.json", b"{}"), (name, b"x"),
+                               ("model.weights.h5", _weights_bytes())])
+    with pytest.raises(UnsafeFileError):
+        weightkit.load(path)
+
+
+def test_duplicate_encrypted_and_bomb_members_refused(tmp_path: Path) -> None:
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dup = _archive(tmp_path, [("config.json", b"{}"), ("config.json", b"{}"),
+                                  ("model.weights.h5", _weights_bytes())])
+    with pytest.raises(UnsafeFileError, match="twice"):
+        weightkit.load(dup)
+    encrypted = tmp_path / "enc.keras"
+    data = bytearray(dup.read_bytes())
+    data[6] |= 1  # general-purpose flag bit 0 of the first local header...
+    central = data.find(b"PK\x01\x02")
+    data[central + 8] |= 1  # ...and of its central directory entry
+    encrypted.write_bytes(bytes(data))
+    with pytest.raises(UnsafeFileError):
+        weightkit.load(encrypted)
+    bomb = _archive(tmp_path, [("config.json", b"{}"), ("assets/zeros", b"\0" * (64 << 20)),
+                               ("model.weights.h5", _weights_bytes())],
+                    compression=zipfile.ZIP_DEFLATED)
+    with pytest.raises(UnsafeFileError, match="bomb"):
+        weightkit.load(bomb)
+
+
+def test_deflated_weights_read_in_memory_and_config_never_deserialized(tmp_path: Path) -> None:
+    sentinel = tmp_path / "sentinel"
+    config = {"class_name": "Lambda", "module": "os", "config": {
+        "function": f"__import__('os').system('touch {sentinel}')"}}
+    path = _archive(tmp_path, [("metadata.json", b"{}"), ("config.json", json.dumps(config).encode()),
+                               ("model.weights.h5", _weights_bytes())],
+                    compression=zipfile.ZIP_DEFLATED)
+    with weightkit.load(path) as store:
+        assert "d1/0" in store and store["d1/0"].read().shape == (8, 16)
+    assert not sentinel.exists()
+
+
+@pytest.mark.parametrize("members", [
+    [("config.json", b"{}")],
+    [("config.json", b"{not json"), ("model.weights.h5", b"")],
+    [("config.json", b"{}"), ("model.weights.h5", b"not hdf5")],
+])
+def test_broken_archives_raise_weightkit_errors(members: list, tmp_path: Path) -> None:
+    path = _archive(tmp_path, members)
+    with pytest.raises(WeightsError):
+        keras_v3.read(str(path)).close()
+
+
+def test_truncated_archive(tmp_path: Path) -> None:
+    data = fixture("mlp--keras3.keras").read_bytes()
+    bad = tmp_path / "t.keras"
+    for cut in (10, len(data) // 2, len(data) - 30):
+        bad.write_bytes(data[:cut])
+        with pytest.raises(WeightsError):
+            with keras_v3.read(str(bad)) as store:
+                [t.read() for t in store.values()]
+
+
+# -- the framework as oracle ---------------------------------------------------------------------
+
+@pytest.mark.tensorflow
+def test_keras3_loads_our_files_bit_identically(tmp_path: Path) -> None:
+    """X -> safetensors -> X for every .weights.h5, sharded and .keras fixture, plus a .keras
+    rebuilt from a plain store with a template; a tampered file is caught."""
+    pairs = []
+    for entry in WEIGHTS + ARCHIVES:
+        out_dir = tmp_path / entry["path"].replace(".", "_")
+        out_dir.mkdir()
+        via, out = out_dir / "via.safetensors", out_dir / entry["path"]
+        with weightkit.load(fixture(entry)) as store:
+            weightkit.save(store, via)
+        with weightkit.load(via) as carried:
+            weightkit.save(carried, out, entry["format"])
+        pairs.append((entry["path"], str(out)))
+    with weightkit.load(fixture("mlp--keras3.keras")) as template:
+        plain = Store({n: t.with_meta(role=t.role) for n, t in
+                       Store.from_arrays({n: t.read() for n, t in template.items()}).items()})
+        plain = plain.replace({n: t.with_meta(role=template[n].role) for n, t in plain.items()})
+        templated = tmp_path / "templated.keras"
+        weightkit.save(plain, templated, like=template)
+        tampered = tmp_path / "tampered.keras"
+        edited = plain.replace({**dict(plain), "d1/0": plain["d1/0"].map(lambda a: -a)})
+        weightkit.save(edited, tampered, like=template)
+    pairs += [("mlp--keras3.keras", str(templated)), ("mlp--keras3.keras", str(tampered))]
+    result = oracle("keras3", pairs)
+    assert result.pop(str(tampered)) != "same"
+    assert result == {p: "same" for _, p in pairs[:-1]}
+
+
+def test_copy_of_fixture_is_not_modified(tmp_path: Path) -> None:
+    """Reading never writes: the archive bytes are unchanged after a read and close."""
+    copy = tmp_path / "m.keras"
+    shutil.copy(fixture("mlp--keras3.keras"), copy)
+    before = copy.read_bytes()
+    with weightkit.load(copy) as store:
+        [t.read() for t in store.values()]
+    assert copy.read_bytes() == before
