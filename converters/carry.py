@@ -91,8 +91,20 @@ def build(store: Store, container: str, *, native_namespace: str | None,
     return doc if len(doc) > 1 else None
 
 
-def dumps(doc: dict) -> str:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+def dumps(doc: dict, ascii: bool = True) -> str:
+    """Compact JSON; ASCII by default, so that any Python string (even a lone surrogate)
+    survives a trip through a UTF-8 container exactly."""
+    return json.dumps(doc, ensure_ascii=ascii, separators=(",", ":"), allow_nan=False)
+
+
+def check_names(names: Iterable[str], path: str, container: str) -> None:
+    """Refuse names a UTF-8 container cannot store (lone surrogates)."""
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"the name {name!r} is not valid Unicode; {container} stores names "
+                             "as UTF-8", path) from None
 
 
 class Carry:

@@ -516,6 +516,7 @@ def write(store: Store, path: str, *, allow_lossy: bool = False,
     `like` is accepted for the common interface; npz needs nothing from a template.
     """
     path = os.fspath(path)
+    carry.check_names(store, path, NAME)
     for name in store:
         check_tensor_name(name, path)
     planned, encodings = [], {}

@@ -309,6 +309,7 @@ def write(store: Store, path: str, *, allow_lossy: bool = False,
     path = os.fspath(path)
     if METADATA in store:
         raise UsageError(f"a tensor cannot be named {METADATA!r} in safetensors", path)
+    carry.check_names(store, path, NAME)
     planned, encodings = [], {}
     for name, tensor in store.items():
         plan, record = _plan(name, tensor)
@@ -340,7 +341,11 @@ def _header_bytes(store: Store, planned: list[_Planned], doc: dict | None) -> by
         header[plan.name] = {"dtype": plan.code, "shape": list(plan.shape),
                              "data_offsets": [offset, offset + plan.nbytes]}
         offset += plan.nbytes
-    text = carry.dumps(header).encode("utf-8")
+    try:
+        text = carry.dumps(header, ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("safetensors metadata must be valid Unicode (it holds a lone "
+                         "surrogate)") from None
     return text + b" " * (-len(text) % 8)
 
 

@@ -276,3 +276,13 @@ def test_names_with_colons_are_fine(tmp_path: Path) -> None:
     path = make_zip(tmp_path / "x.npz", [("::error::x.npy", npy_bytes(np.zeros(2)))])
     with npz.read(str(path)) as store:
         assert list(store) == ["::error::x"]
+
+
+def test_names_that_are_not_unicode_are_refused_and_metadata_survives(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not valid Unicode"):
+        weightkit.save(Store.from_arrays({"a\ud800": np.zeros(1)}), tmp_path / "x.npz")
+    assert not any(tmp_path.iterdir())
+    store = Store.from_arrays({"a": np.zeros(1)}, meta={"odd": {"text": "\udcff é"}})
+    weightkit.save(store, tmp_path / "x.npz")
+    with load(tmp_path / "x.npz") as back:
+        assert back.meta == store.meta

@@ -9,6 +9,8 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st_
 import safetensors
 import safetensors.numpy
 from conformance import FormatConformance, same_array, sample
@@ -253,3 +255,41 @@ def test_sniff_accepts_safetensors_only(tmp_path: Path) -> None:
 def test_a_tensor_named_like_the_metadata_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(weightkit.UsageError, match="__metadata__"):
         weightkit.save(Store.from_arrays({"__metadata__": np.zeros(1)}), tmp_path / "x.safetensors")
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st_.lists(st_.text(min_size=0, max_size=12).filter(lambda n: n != "__metadata__"),
+                       min_size=0, max_size=6, unique=True),
+       dtype=st_.sampled_from(["float32", "bfloat16", "int4", "string", "complex128", "bool"]),
+       data=st_.data())
+def test_any_names_shapes_and_dtypes_round_trip(tmp_path_factory, names, dtype, data) -> None:
+    shapes = [tuple(data.draw(st_.lists(st_.integers(0, 3), max_size=3))) for _ in names]
+    store = Store.from_arrays({n: sample(dtype, s, i) for i, (n, s) in enumerate(zip(names, shapes))})
+    path = tmp_path_factory.mktemp("h") / "x.safetensors"
+    try:
+        weightkit.save(store, path, "safetensors")
+    except weightkit.UsageError as exc:
+        assert any(not _utf8(n) for n in names), exc
+        return
+    with weightkit.load(path, "safetensors") as back:
+        assert list(back) == names
+        for name in names:
+            assert same_array(back[name].read(), store[name].read())
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def test_names_that_are_not_unicode_are_refused_and_metadata_survives(tmp_path: Path) -> None:
+    with pytest.raises(weightkit.UsageError, match="not valid Unicode"):
+        weightkit.save(Store.from_arrays({"a\ud800": np.zeros(1)}), tmp_path / "x.safetensors")
+    assert not any(tmp_path.iterdir())
+    store = Store.from_arrays({"a": np.zeros(1)}, meta={"odd": {"text": "\udcff é"}})
+    weightkit.save(store, tmp_path / "x.safetensors")
+    with weightkit.load(tmp_path / "x.safetensors", "safetensors") as back:
+        assert back.meta == store.meta
