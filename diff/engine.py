@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from ..converters.dtypes import is_string
@@ -38,6 +39,7 @@ from .match import Var, match
 CHUNK_BYTES = 1 << 20  # per operand; each worker keeps about 6x this in float64 buffers
 STATUSES = ("same", "changed", "added", "removed", "renamed", "shape_changed", "dtype_changed")
 MATCH_MODES = ("auto", "name", "structure")
+_INT4 = (np.dtype(ml_dtypes.int4), np.dtype(ml_dtypes.uint4))
 
 
 @dataclass
@@ -285,7 +287,7 @@ def _int_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options) -
         acc.bb += square
         acc.ab += square
         return
-    signed = a.dtype.kind == "i" or b.dtype.kind == "i"
+    signed = any(x.dtype.kind == "i" or x.dtype == ml_dtypes.int4 for x in (a, b))
     work = np.int64 if signed else np.uint64
     a = a.astype(work, copy=False)
     b = b.astype(work, copy=False)
@@ -326,7 +328,7 @@ def compare_tensors(ta: Tensor, tb: Tensor, opts: Options | None = None) -> Pair
     if ta.shape != tb.shape:
         raise ValueError(f"shapes differ: {ta.shape} and {tb.shape}")
     strings = is_string(ta.dtype) or is_string(tb.dtype)
-    integer = not strings and all(t.dtype.kind in "biu" for t in (ta, tb))
+    integer = not strings and all(t.dtype.kind in "biu" or t.dtype in _INT4 for t in (ta, tb))
     acc = _Accumulator(ta.shape, integer)
     if strings and not (is_string(ta.dtype) and is_string(tb.dtype)):
         acc.size = acc.mismatched = ta.size  # strings against numbers: nothing is equal

@@ -16,8 +16,9 @@ TINY = 24  # bytes per chunk: every tensor below spans many chunks
 
 def reference(a: np.ndarray, b: np.ndarray, atol=0.0, rtol=0.0, nan_equal=True) -> dict:
     """Every statistic from whole arrays, the obvious way."""
-    if a.dtype.kind in "biu" and b.dtype.kind in "biu":
-        ai, bi = a.astype(object).ravel(), b.astype(object).ravel()
+    if a.dtype.kind in "biu" or a.dtype == ml_dtypes.int4:
+        ai = np.array([int(x) for x in a.ravel()], dtype=object)
+        bi = np.array([int(x) for x in b.ravel()], dtype=object)
         ad = np.array([abs(x - y) for x, y in zip(ai, bi)], dtype=object)
         mism = int(np.count_nonzero(a != b))
         peak = int(ad.max()) if ad.size else None
@@ -150,7 +151,8 @@ def test_signed_zero_and_nan_are_same():
     (np.array([-128, 127, 1], np.int8), np.array([127, -128, 1], np.int8)),
     (np.arange(60, dtype=np.int32).reshape(3, 4, 5), np.arange(60, dtype=np.int32).reshape(3, 4, 5) % 7),
     (np.array([True, False, True, True]), np.array([True, True, False, True])),
-], ids=["int64-extremes", "uint8-wrap", "uint64", "int8", "int32", "bool"])
+    (np.array([1, -8, 7, 0], ml_dtypes.int4), np.array([1, 7, -8, 0], ml_dtypes.int4)),
+], ids=["int64-extremes", "uint8-wrap", "uint64", "int8", "int32", "bool", "int4"])
 def test_integers_are_exact(a, b):
     check(a, b, max_bytes=8)
 
