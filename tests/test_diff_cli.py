@@ -288,3 +288,16 @@ def test_one_training_step_changes_every_trained_variable(capsys, fixtures_dir, 
     assert [(e["status"], e["max_abs_diff"]) for e in counters] == [("changed", 1)]
     _, out, _ = cli(capsys, fixtures_dir / before, fixtures_dir / after)
     assert out.splitlines()[-1].startswith("different:")
+
+
+def test_diff_imports_no_framework(fixtures_dir):
+    code = ("import sys; from weightkit.cli.main import main; "
+            f"status = main(['diff', '--all', {str(fixtures_dir / 'mlp--keras3.keras')!r}, "
+            f"{str(fixtures_dir / 'mlp--tfkeras.ckpt')!r}], prog='wdiff'); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras', 'tf_keras')); print(status, bad, file=sys.stderr)")
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    status, modules = result.stderr.strip().splitlines()[-1].split(" ", 1)
+    assert status in ("0", "1") and modules == "[]"
