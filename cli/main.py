@@ -29,13 +29,18 @@ def _command_name(module: str) -> str:
     return module.replace("_", "-")
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None, only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with `only`, the other commands' modules are not imported
+    (they stay valid choices), which keeps the start of a single command short."""
     parser = argparse.ArgumentParser(
         prog=prog, description="Convert, inspect, diff, verify and edit TensorFlow/Keras weights.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMANDS:
+        if only is not None and _command_name(module_name) != only:
+            sub.add_parser(_command_name(module_name))
+            continue
         module = importlib.import_module(f"{__package__}.{module_name}")
         command = sub.add_parser(_command_name(module_name), help=module.HELP,
                                  description=module.HELP)
@@ -44,6 +49,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser
+
+
+def _requested(argv: list[str]) -> str | None:
+    """The command that `argv` runs, or None when it asks for the overall help or names none."""
+    names = {_command_name(m) for m in COMMANDS}
+    for arg in argv:
+        if arg in names:
+            return arg
+        if arg != "--debug":
+            return None
+    return None
 
 
 def _version() -> str:
@@ -57,7 +73,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser(prog)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(prog, only=_requested(argv))
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:

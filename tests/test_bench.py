@@ -59,3 +59,31 @@ def test_import_keeps_openblas_single_threaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"})
     assert out.stdout.strip() == "1"
+
+
+def test_one_command_imports_only_its_module(tmp_path):
+    import numpy as np
+    np.savez(tmp_path / "w.npz", kernel=np.ones((3, 2), np.float32))
+    code = ("import sys; from weightkit.cli.main import main; status = main(['show', sys.argv[1]]); "
+            "print(status, sorted(m for m in sys.modules if m.startswith('weightkit.cli.')))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w.npz")],
+                         capture_output=True, text=True)
+    status, modules = out.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert status == "0", out.stderr
+    assert "weightkit.cli.show" in modules and "weightkit.cli.diff" not in modules
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["show", "x"], "show"), (["--debug", "diff", "a", "b"], "diff"), (["-h"], None),
+    (["--version"], None), ([], None), (["nonsense"], None)])
+def test_requested_command(argv, expected):
+    from weightkit.cli.main import _requested
+    assert _requested(argv) == expected
+
+
+def test_help_still_lists_every_command(capsys):
+    from weightkit.cli.main import COMMANDS, main
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    assert all(name.replace("_", "-") in listed for name in COMMANDS)
