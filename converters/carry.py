@@ -125,8 +125,9 @@ class Carry:
         self.meta = doc.get("meta", {})
         self._check(isinstance(self.meta, dict), "weightkit metadata 'meta' is not an object")
         self.order = doc.get("order", names)
-        self._check(isinstance(self.order, list) and sorted(self.order) == sorted(names)
-                    and len(set(self.order)) == len(names),
+        self._check(isinstance(self.order, list)
+                    and all(isinstance(n, str) for n in self.order)
+                    and sorted(self.order) == sorted(names) and len(set(self.order)) == len(names),
                     "weightkit metadata 'order' does not list the file's tensors")
         self.tensors = doc.get("tensors", {})
         self._check(isinstance(self.tensors, dict) and set(self.tensors) <= set(names),

@@ -215,6 +215,8 @@ BAD_HEADERS = {
                        "weightkit metadata"),
     "carry order wrong": ('{"__metadata__":{"weightkit":"{\\"order\\":[\\"b\\"]}"},"a":{%s}}'
                           % F32x2, b"\0" * 8, None, CorruptFileError, "order"),
+    "carry order not names": ('{"__metadata__":{"weightkit":"{\\"order\\":[1,\\"a\\"]}"},"a":{%s}}'
+                              % F32x2, b"\0" * 8, None, CorruptFileError, "order"),
     "carry encoding mismatch": (
         '{"__metadata__":{"weightkit":"{\\"tensors\\":{\\"a\\":{\\"dtype\\":\\"complex128\\"}}}"},'
         '"a":{%s}}' % F32x2, b"\0" * 8, None, CorruptFileError, "does not match"),
