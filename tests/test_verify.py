@@ -247,3 +247,43 @@ def test_oracle_tells_identical_from_different_files(tmp_path):
     assert statuses == ["identical"] * 4 + ["different"] * 4 + ["skipped"], results
     assert "weight" in results[4]["detail"] and "output" in results[4]["detail"]
     assert "output" in results[7]["detail"]
+
+
+# --- the committed fixtures -------------------------------------------------------------------
+
+def _fixture_entries() -> list[dict]:
+    from fixtures_lib import manifest
+    return list(manifest().values())
+
+
+@pytest.mark.parametrize("entry", _fixture_entries(), ids=lambda e: e["path"])
+def test_every_fixture_round_trips_identically_through_the_carriers(entry, capsys):
+    """Each framework file, through its own format and through safetensors and npz (which
+    carry everything a format needs in their metadata), comes back bit for bit."""
+    from fixtures_lib import fixture
+    vias = [entry["format"], "safetensors", "npz"]
+    status = main(["verify", str(fixture(entry)), "--json",
+                   *[arg for via in vias for arg in ("--via", via)]])
+    report = json.loads(capsys.readouterr().out)
+    assert {t["via"]: t["status"] for t in report["trips"]} == dict.fromkeys(vias, "identical")
+    assert status == 0
+
+
+LOAD_CASES = ["mlp--keras3.keras", "conv--keras3-before.keras", "bf16mixed--keras3.keras",
+              "mlp--tfkeras-full.h5", "lstm--tfkeras-full.h5", "mlp--keras3-legacy.h5",
+              "mlp--tfkeras.ckpt", "conv--keras3-after.ckpt", "tf1--partitioned.ckpt",
+              "mlp--keras3-export", "mlp--tfkeras-savedmodel", "mlp--keras3.weights.h5"]
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("name", LOAD_CASES)
+def test_framework_loads_every_round_tripped_fixture_bit_identically(name, capsys):
+    from fixtures_lib import fixture, manifest
+    entry = manifest()[name]
+    status = main(["verify", str(fixture(entry)), "--load", "--json", "--via", entry["format"],
+                   "--via", "safetensors"])
+    report = json.loads(capsys.readouterr().out)
+    loads = [t["load"] for t in report["trips"]]
+    expected = "skipped" if entry["format"] == "keras-weights-h5" else "identical"
+    assert [load["status"] for load in loads] == [expected, expected], loads
+    assert status == 0
