@@ -30,7 +30,8 @@ import numpy as np
 from . import protowire as pw
 from .atomic import atomic_output
 from .dtypes import dtype_from_name
-from .errors import CorruptFileError, UnknownFormatError, UnsafeFileError, UsageError
+from .errors import CorruptFileError, UnknownFormatError, UnsafeFileError, UsageError, \
+    WeightsError
 from .mapped import MappedFile, rows
 from .paths import check_input, inside
 from .sstable import FOOTER_SIZE, MAGIC, crc32c, get_varint, mask_crc, put_varint, read_table, \
@@ -316,16 +317,24 @@ class _Bundle:
     """An open checkpoint: parsed entries and lazily memory-mapped data shards."""
 
     def __init__(self, prefix: str, root: str | None):
+        """Open the bundle at `prefix`; every file must resolve inside `root` (by default the
+        prefix's directory), so no symlink leads the reader elsewhere."""
         self.prefix = prefix
         self.files: dict[int, MappedFile] = {}
         self.verified: set[str] = set()
-        index_path = inside(root, os.path.relpath(prefix + ".index", root)) if root else \
-            prefix + ".index"
+        root = root or os.path.dirname(os.path.abspath(prefix))
+        index_path = inside(root, os.path.relpath(prefix + ".index", root))
         check_input(index_path)
         try:
-            self.items = self._read_index(index_path)
-        except CorruptFileError as exc:
-            raise CorruptFileError(exc.message, index_path) from None
+            self._open(index_path, root)
+        except WeightsError as exc:
+            if exc.path is not None:
+                raise
+            raise type(exc)(exc.message, index_path) from None
+
+    def _open(self, index_path: str, root: str) -> None:
+        prefix = self.prefix
+        self.items = self._read_index(index_path)
         header_bytes = dict(self.items).get(b"")
         if header_bytes is None:
             raise CorruptFileError("expected a bundle header under the empty key; none found",
@@ -348,9 +357,7 @@ class _Bundle:
                 self.entries[entry.key] = entry
         self.sizes = []
         for shard in range(self.num_shards):
-            path = data_path(prefix, shard, self.num_shards)
-            if root:
-                path = inside(root, os.path.relpath(path, root))
+            path = inside(root, os.path.relpath(data_path(prefix, shard, self.num_shards), root))
             try:
                 self.sizes.append(check_input(path).st_size)
             except UsageError:
