@@ -295,3 +295,28 @@ def test_names_that_are_not_unicode_are_refused_and_metadata_survives(tmp_path: 
     weightkit.save(store, tmp_path / "x.safetensors")
     with weightkit.load(tmp_path / "x.safetensors", "safetensors") as back:
         assert back.meta == store.meta
+
+
+JSON = st_.recursive(st_.none() | st_.booleans() | st_.integers(-3, 10) | st_.text(max_size=8),
+                     lambda inner: st_.lists(inner, max_size=4)
+                     | st_.dictionaries(st_.text(max_size=8), inner, max_size=4), max_leaves=12)
+CARRY_FIELDS = st_.fixed_dictionaries({}, optional={
+    "version": JSON, "source_format": JSON, "meta": JSON, "order": JSON | st_.just(["b", "a"]),
+    "tensors": JSON | st_.fixed_dictionaries({"a": st_.fixed_dictionaries({}, optional={
+        "meta": JSON, "dtype": JSON | st_.sampled_from(["string", "complex128", "int4", "x"]),
+        "shape": JSON, "lengths": JSON})})})
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=CARRY_FIELDS)
+def test_any_carry_document_reads_or_raises_a_weightkit_error(tmp_path_factory, doc) -> None:
+    header = {"__metadata__": {"weightkit": json.dumps(doc)},
+              "a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+              "b": {"dtype": "F64", "shape": [1, 2], "data_offsets": [4, 20]}}
+    path = craft(tmp_path_factory.mktemp("c"), json.dumps(header), b"\x01" * 20)
+    try:
+        with st.read(str(path)) as store:
+            for tensor in store.values():
+                tensor.read()
+    except weightkit.WeightsError:
+        pass
