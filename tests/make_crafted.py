@@ -41,7 +41,9 @@ class Case:
     path: str  # relative to the corpus root: what weightkit is given
     errors: tuple[str, ...]  # acceptable weightkit error class names
     about: str
-    in_strings: bool = False  # the damage is in string data, which `show` lists without reading
+    in_strings: bool = False  # the damage is in string data: `show` lists it unread, `diff` of
+    # a file without that tensor never reads it
+    named: str = ""  # what the error line must name if not `path` (the part at fault)
 
 
 @dataclass
@@ -54,8 +56,8 @@ class Corpus:
     sentinels: list[str] = field(default_factory=list)  # files a payload would create
 
     def add(self, fmt: str, case: str, path: str, errors: tuple[str, ...], about: str,
-            in_strings: bool = False) -> None:
-        self.cases.append(Case(f"{fmt}/{case}", fmt, path, errors, about, in_strings))
+            in_strings: bool = False, named: str = "") -> None:
+        self.cases.append(Case(f"{fmt}/{case}", fmt, path, errors, about, in_strings, named))
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -482,8 +484,9 @@ def _sharded(c: Corpus) -> None:
         path = _write(c.path(f"{d}/{name}.weights.json"), json.dumps(meta).encode())
         if errors is None:
             c.bases["keras-weights-json"] = str(path.relative_to(c.root))
-        else:
-            c.add(fmt, f"sharded-{name}", str(path.relative_to(c.root)), errors, about)
+        else:  # the error may name the index or the shard at fault
+            c.add(fmt, f"sharded-{name}", str(path.relative_to(c.root)), errors, about,
+                  named=d)
 
     index("valid", "model_00000.weights.h5", None)
     index("shard-missing", "model_00001.weights.h5", CORRUPT, "the weight map names a missing shard")
