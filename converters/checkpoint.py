@@ -723,13 +723,32 @@ def _slice_regions(tensor: Tensor, extents_list: list[tuple]) -> list[tuple] | N
     return regions
 
 
+def _checked_layout(layout: Any) -> dict:
+    """The layout metadata, refused unless shaped as `read_bundle` makes it (it may come from
+    an untrusted file's metadata)."""
+    def ref_ok(ref: Any) -> bool:
+        return isinstance(ref, str) or (isinstance(ref, list) and len(ref) == 2 and
+                                        isinstance(ref[0], str) and type(ref[1]) is int)
+    ok = (isinstance(layout, dict)
+          and isinstance(layout.get("shards"), list) and 1 <= len(layout["shards"]) <= 100000
+          and all(isinstance(s, list) and all(map(ref_ok, s)) for s in layout["shards"])
+          and isinstance(layout.get("slices", {}), dict)
+          and all(isinstance(v, dict) and type(v.get("shard", 0)) is int
+                  for v in layout.get("slices", {}).values())
+          and isinstance(layout.get("header") or "", str)
+          and isinstance(layout.get("object_graph") or "", str))
+    if not ok:
+        raise CorruptFileError(f"malformed {META} metadata")
+    return layout
+
+
 def _plan(store: Store, like: Store | None) -> tuple[bytes, list[list[_Item]], list[tuple], bytes | None]:
     """(header, items per shard, full entries of partitioned tensors, object graph)."""
     layout = (like if like is not None else store).meta.get(META)
     if like is not None and layout is None:
         raise UsageError(f"the template is a {like.format} store, not a TensorFlow checkpoint "
                          "or SavedModel")
-    layout = layout or {"shards": [[]], "slices": {}}
+    layout = _checked_layout(layout or {"shards": [[]], "slices": {}})
     sources = _sources(store, like)
     graph = unb64(layout["object_graph"]) if layout.get("object_graph") else None
     slices = layout.get("slices") or {}

@@ -459,3 +459,56 @@ def test_fixtures_read_and_rewrite_identically(entry, tmp_path):
                 original = fixture(name)
                 copy = Path(str(written) + name[len(entry["path"]):])
             assert original.read_bytes() == copy.read_bytes(), (written.name, name)
+
+
+def test_mutated_entries_raise_only_weightkit_errors(tmp_path):
+    """Byte mutations inside index entries and header, with valid block crcs (the table is
+    rebuilt), so the entry parser itself is fuzzed: only weightkit's errors may escape."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    prefix = str(tmp_path / "base")
+    weightkit.save(Store.from_arrays({"a": np.arange(12, dtype=np.float32).reshape(3, 4),
+                                      "s": np.array([b"xy", b""], dtype=object),
+                                      "z": np.zeros((0, 2), np.int8)}), prefix, CKPT)
+    with open(prefix + ".index", "rb") as f:
+        items = sstable.read_table(f.read())
+    data = open(prefix + ".data-00000-of-00001", "rb").read()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, len(items) - 1), st.integers(0, 200), st.integers(0, 255),
+           st.sampled_from(["set", "insert", "delete", "truncate"]))
+    def mutate(which, position, byte, how):
+        key, value = items[which]
+        position %= max(len(value), 1)
+        value = {"set": value[:position] + bytes([byte]) + value[position + 1:],
+                 "insert": value[:position] + bytes([byte]) + value[position:],
+                 "delete": value[:position] + value[position + 1:],
+                 "truncate": value[:position]}[how]
+        target = tmp_path / "m"
+        target.mkdir(exist_ok=True)
+        with open(target / "c.index", "wb") as f:
+            sstable.write_table(f, [*items[:which], (key, value), *items[which + 1:]])
+        (target / "c.data-00000-of-00001").write_bytes(data)
+        try:
+            with weightkit.load(target / "c", CKPT) as store:
+                for tensor in store.values():
+                    tensor.read()
+                    list(tensor.iter_chunks(8))
+        except WeightsError:
+            pass
+
+    mutate()
+
+
+@pytest.mark.parametrize("layout", [None, "text", {"shards": "x"}, {"shards": [[1]]},
+                                    {"shards": [["a"]], "slices": {"a": 3}},
+                                    {"shards": [["a"]], "header": 5}])
+def test_malformed_layout_metadata_is_refused(tmp_path, layout):
+    """Layout metadata may arrive from an untrusted file (safetensors `__metadata__`)."""
+    store = Store.from_arrays({"a": np.ones(2, np.float32)}, meta={"tf_checkpoint": layout})
+    if layout is None:
+        weightkit.save(store, tmp_path / "ok", CKPT)
+        return
+    with pytest.raises(CorruptFileError, match="malformed"):
+        weightkit.save(store, tmp_path / "bad", CKPT)
+    assert not list(tmp_path.iterdir())
