@@ -373,3 +373,36 @@ def test_edited_fixtures_load_with_the_edited_weights(framework, tmp_path, capsy
             else:
                 assert after.tobytes() == before.tobytes(), (name, var)
         assert sorted(changed) == [0, 1], (name, changed)  # both edited variables were found
+
+
+def test_a_template_that_does_not_fit_is_refused_and_nothing_written(tmp_path, capsys):
+    """--like passes the template to the writer; weights of one model with the .keras config
+    of another: exit 2, one line, nothing written."""
+    from fixtures_lib import fixture, manifest
+
+    weights = tmp_path / "mlp.safetensors"
+    assert main(["convert", str(fixture(manifest()["mlp--keras3.weights.h5"])), str(weights)]) == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    template = fixture(manifest()["conv--keras3-before.keras"])
+    assert main(["edit", str(weights), str(tmp_path / "out.keras"), "--scale", "d1/*=0.5",
+                 "--like", str(template)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_like_passes_the_template_to_the_writer(tmp_path):
+    """A .keras cannot be written from bare weights; with a fitting template it can, and the
+    written archive holds the edited values."""
+    from fixtures_lib import fixture, manifest
+
+    weights = tmp_path / "mlp.safetensors"
+    assert main(["convert", str(fixture(manifest()["mlp--keras3.weights.h5"])), str(weights)]) == 0
+    out = tmp_path / "out.keras"
+    assert main(["edit", str(weights), str(out), "--scale", "d1/0=0.5"]) == 2
+    assert not out.exists()
+    assert main(["edit", str(weights), str(out), "--scale", "d1/0=0.5",
+                 "--like", str(fixture(manifest()["mlp--keras3.keras"]))]) == 0
+    with weightkit.load(weights) as source, weightkit.load(out) as result:
+        kernel = [n for n in result if result[n].shape == source["d1/0"].shape][0]
+        np.testing.assert_array_equal(result[kernel].read(), source["d1/0"].read() * 0.5)
