@@ -6,7 +6,8 @@ every command.
 
     with ForkServer() as server:
         result = server.cli(["show", "x.safetensors"], cwd=tmp)   # Result(code, stdout, stderr, ...)
-        result = server.api("x.safetensors")                     # result.error: exception MRO names
+        result = server.api("x.safetensors", cwd=tmp)            # result.error: exception MRO names
+        results = server.batch([cli_request(...), api_request(...)])  # run concurrently
 """
 from __future__ import annotations
 
@@ -43,25 +44,22 @@ class ForkServer:
         self._proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, text=True, env=env)
 
-    def _ask(self, request: dict) -> Result:
-        self._proc.stdin.write(json.dumps(request) + "\n")
+    def batch(self, requests: list[dict]) -> list[Result]:
+        """Run several requests (from `cli_request`/`api_request`) concurrently."""
+        self._proc.stdin.write(json.dumps(requests) + "\n")
         self._proc.stdin.flush()
         line = self._proc.stdout.readline()
         if not line:
             raise RuntimeError("the fork server died")
-        return Result(**json.loads(line))
+        return [Result(**r) for r in json.loads(line)]
 
-    def cli(self, argv: list[str], cwd: str, *, timeout: float = TIMEOUT,
-            address_space: int = ADDRESS_SPACE) -> Result:
+    def cli(self, argv: list[str], cwd: str) -> Result:
         """`weightkit ARGV...` in a forked child."""
-        return self._ask({"mode": "cli", "argv": argv, "cwd": str(cwd), "timeout": timeout,
-                          "address_space": address_space})
+        return self.batch([cli_request(argv, cwd)])[0]
 
-    def api(self, path: str, cwd: str, format: str | None = None, *, timeout: float = TIMEOUT,
-            address_space: int = ADDRESS_SPACE) -> Result:
+    def api(self, path: str, cwd: str, format: str | None = None) -> Result:
         """`weightkit.load(path, format)` and read every tensor chunk by chunk, in a forked child."""
-        return self._ask({"mode": "api", "argv": [path, format], "cwd": str(cwd),
-                          "timeout": timeout, "address_space": address_space})
+        return self.batch([api_request(path, cwd, format)])[0]
 
     def close(self) -> None:
         self._proc.stdin.close()
@@ -72,6 +70,18 @@ class ForkServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def cli_request(argv: list[str], cwd: str, *, timeout: float = TIMEOUT,
+                address_space: int = ADDRESS_SPACE) -> dict:
+    return {"mode": "cli", "argv": argv, "cwd": str(cwd), "timeout": timeout,
+            "address_space": address_space}
+
+
+def api_request(path: str, cwd: str, format: str | None = None, *, timeout: float = TIMEOUT,
+                address_space: int = ADDRESS_SPACE) -> dict:
+    return {"mode": "api", "argv": [path, format], "cwd": str(cwd), "timeout": timeout,
+            "address_space": address_space}
 
 
 def _read_all(path: str, format: str | None) -> tuple[list[str] | None, str]:
@@ -132,27 +142,38 @@ def _serve() -> None:
             pass
     reply = sys.stdout
     with tempfile.TemporaryDirectory(prefix="wk-fork-") as tmp:
-        out, err = os.path.join(tmp, "out"), os.path.join(tmp, "err")
         for line in sys.stdin:
-            request = json.loads(line)
-            for path in (out, err):
-                open(path, "w").close()
-            pid = os.fork()
-            if pid == 0:
-                _child(request, out, err)
-            _, status, usage = os.wait4(pid, 0)
-            with open(out, errors="replace") as f:
-                stdout = f.read()
-            with open(err, errors="replace") as f:
-                stderr = f.read()
-            result = {"code": os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None,
-                      "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                      "stdout": stdout, "stderr": stderr, "maxrss_mib": usage.ru_maxrss / 1024}
-            if request["mode"] == "api" and result["code"] == 0 and stdout.strip():
-                result.update(json.loads(stdout.strip().splitlines()[-1]))
-            reply.write(json.dumps(result) + "\n")
+            batch = json.loads(line)
+            reply.write(json.dumps(_run_batch(batch, tmp)) + "\n")
             reply.flush()
 
+
+def _run_batch(batch: list[dict], tmp: str) -> list[dict]:
+    """Fork one child per request, all at once (there are cores to spare), and collect them."""
+    running = {}
+    for i, request in enumerate(batch):
+        out, err = os.path.join(tmp, f"out{i}"), os.path.join(tmp, f"err{i}")
+        for path in (out, err):
+            open(path, "w").close()
+        pid = os.fork()
+        if pid == 0:
+            _child(request, out, err)
+        running[pid] = (i, request, out, err)
+    results: list[dict] = [{}] * len(batch)
+    while running:
+        pid, status, usage = os.wait4(-1, 0)
+        i, request, out, err = running.pop(pid)
+        with open(out, errors="replace") as f:
+            stdout = f.read()
+        with open(err, errors="replace") as f:
+            stderr = f.read()
+        result = {"code": os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None,
+                  "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                  "stdout": stdout, "stderr": stderr, "maxrss_mib": usage.ru_maxrss / 1024}
+        if request["mode"] == "api" and result["code"] == 0 and stdout.strip():
+            result.update(json.loads(stdout.strip().splitlines()[-1]))
+        results[i] = result
+    return results
 
 if __name__ == "__main__":
     _serve()

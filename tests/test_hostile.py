@@ -22,7 +22,7 @@ from weightkit.cli.main import COMMANDS
 from weightkit.cli.text import safe
 from weightkit.converters.registry import FORMATS, detect
 
-from hostile_runner import ForkServer
+from hostile_runner import ForkServer, api_request, cli_request
 from make_crafted import HOSTILE_NAMES, KERNEL, make_corpus
 
 MAX_RSS_MIB = 600  # the fork server itself is ~100 MiB; a bomb read into memory is GiBs
@@ -130,18 +130,20 @@ def test_crafted_case_is_refused(case, corpus, server, output_format, tmp_path):
     out.mkdir()
     base = corpus.bases[case.format]
     known = []
-    for command, argv in _commands(case.format, case.path, base, str(out / output_format[1])).items():
-        if case.in_strings and command in ("show", "diff"):
-            continue  # they list a string tensor without reading it
-        result = server.cli(argv, cwd=corpus.root)
+    commands = {command: argv for command, argv in
+                _commands(case.format, case.path, base, str(out / output_format[1])).items()
+                if not (case.in_strings and command in ("show", "diff"))}  # they list strings unread
+    results = server.batch([cli_request(argv, corpus.root) for argv in commands.values()]
+                           + [api_request(case.path, corpus.root, None if DETECT else case.format)])
+    for command, result in zip(commands, results):
         try:
             _one_line_error(result, case.path, case.named)
         except AssertionError:
             if command not in KNOWN_COMMANDS or result.code != 2 or "Traceback" in result.stderr:
                 raise
             known.append(command)
-        assert sorted(os.listdir(out)) == [], f"{command} left {os.listdir(out)}"
-    api = server.api(case.path, corpus.root, None if DETECT else case.format)
+    assert sorted(os.listdir(out)) == [], f"commands left {os.listdir(out)}"
+    api = results[-1]
     assert api.signal is None and api.code == 0, api.stderr[-3000:]
     assert api.error is not None, f"weightkit.load read every tensor of {case.path} ({case.about})"
     assert "WeightsError" in api.error, api.message
@@ -218,9 +220,9 @@ def _escape_runs(fmt: str, path: str, base: str) -> list[tuple[list[str], str]]:
 @pytest.mark.parametrize("fmt", _params(sorted(CORPUS.names)))
 def test_hostile_names_are_escaped(fmt, corpus, server):
     _skip_unlanded(fmt)
-    path = corpus.names[fmt]
-    for argv, kind in _escape_runs(fmt, path, corpus.bases[fmt]):
-        result = server.cli(argv, cwd=corpus.root)
+    runs = _escape_runs(fmt, corpus.names[fmt], corpus.bases[fmt])
+    results = server.batch([cli_request(argv, corpus.root) for argv, _ in runs])
+    for (argv, kind), result in zip(runs, results):
         assert result.code in (0, 1), f"{argv}: {result.stderr}"
         if kind == "text":
             _assert_text_escaped(result.stdout + result.stderr)
