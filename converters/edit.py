@@ -187,11 +187,16 @@ class EditedStore(Store):
         return self._then(tensors, edits)
 
     def set(self, name: str, array: Any) -> "EditedStore":
-        """Replace the data of variable `name`; the shape and dtype must be the same."""
+        """Replace the data of variable `name`; the shape and dtype must be the same (opaque
+        bytes of the same item size count as the variable's bfloat16/float8 dtype)."""
         if name not in self:
             raise UsageError(f"set {name!r}: no such variable (use add for a new one; "
                              f"e.g. {_examples(self)})")
         old = self[name]
+        array = np.asarray(array.read() if isinstance(array, Tensor) else array)
+        if (array.dtype.kind == "V" and array.dtype.names is None and old.dtype.kind == "V"
+                and array.dtype.itemsize == old.dtype.itemsize):
+            array = array.view(old.dtype)  # .npy holds bfloat16/float8 as opaque V2/V1 bytes
         array = _as_array("set", name, array)
         if array.shape != old.shape or dtype_name(array.dtype) != old.dtype_name:
             raise UsageError(f"set {name!r}: expected shape {old.shape} {old.dtype_name}, "
@@ -310,8 +315,10 @@ def _as_array(op: str, name: str, array: Any) -> np.ndarray:
     try:
         dtype_name(array.dtype)
     except UsageError:
+        hint = (" (numpy writes bfloat16 and float8 to .npy as opaque bytes; set them on an "
+                "existing variable of that dtype)" if array.dtype.kind == "V" else "")
         raise UsageError(f"{op} {name!r}: expected an array of a dtype weightkit knows, "
-                         f"received {array.dtype}") from None
+                         f"received {array.dtype}{hint}") from None
     return array
 
 

@@ -406,3 +406,18 @@ def test_like_passes_the_template_to_the_writer(tmp_path):
     with weightkit.load(weights) as source, weightkit.load(out) as result:
         kernel = [n for n in result if result[n].shape == source["d1/0"].shape][0]
         np.testing.assert_array_equal(result[kernel].read(), source["d1/0"].read() * 0.5)
+
+
+def test_set_takes_bfloat16_from_npy_opaque_bytes(tmp_path):
+    values = np.linspace(-2, 2, 6).astype(ml_dtypes.bfloat16)
+    np.save(tmp_path / "bf.npy", values)  # numpy writes '<V2'
+    assert np.load(tmp_path / "bf.npy").dtype.kind == "V"
+    store = Store.from_arrays({"w": np.zeros(6, ml_dtypes.bfloat16), "f": np.zeros(6, np.float32)})
+    opaque = np.load(tmp_path / "bf.npy", allow_pickle=False)
+    got = edit(store).set("w", opaque)["w"].read()
+    assert got.dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(got, values)
+    with pytest.raises(UsageError, match="opaque bytes"):
+        edit(store).add("x", opaque)
+    with pytest.raises(UsageError, match="expected an array of a dtype weightkit knows"):
+        edit(store).set("f", np.zeros(6, "V4"))
