@@ -287,3 +287,27 @@ def test_framework_loads_every_round_tripped_fixture_bit_identically(name, capsy
     expected = "skipped" if entry["format"] == "keras-weights-h5" else "identical"
     assert [load["status"] for load in loads] == [expected, expected], loads
     assert status == 0
+
+
+def test_verify_and_edit_never_import_a_framework(tmp_path):
+    """Without --load, verify and edit (dry run included) on Keras and checkpoint fixtures run
+    with no TensorFlow, Keras or tf_keras module imported."""
+    import subprocess
+    from fixtures_lib import fixture, manifest
+
+    keras_file = fixture(manifest()["mlp--keras3.keras"])
+    checkpoint = fixture(manifest()["mlp--tfkeras.ckpt"])
+    code = f"""
+import sys
+from weightkit.cli.main import main
+runs = [["verify", {str(keras_file)!r}], ["verify", {str(checkpoint)!r}],
+        ["edit", {str(keras_file)!r}, {str(tmp_path / 'e.keras')!r}, "--scale", "d1/0=2"],
+        ["edit", {str(checkpoint)!r}, {str(tmp_path / 'e.ckpt')!r}, "--prune", "*kernel=0.5",
+         "--dry-run"]]
+codes = [main(args) for args in runs]
+print(codes, sorted({{m.split('.')[0] for m in sys.modules}} & {{"tensorflow", "keras", "tf_keras"}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.stdout.strip().splitlines()[-1].endswith("[]"), done.stdout + done.stderr
+    assert (tmp_path / "e.keras").exists()
