@@ -680,11 +680,14 @@ def _dtype_enum(tensor: Tensor, info: dict) -> int:
 
 
 def _sources(store: Store, like: Store | None) -> dict[str, tuple[Tensor, dict]]:
-    """Checkpoint key -> (tensor with the values, tf_checkpoint meta for the entry)."""
+    """Checkpoint key -> (tensor with the values, tf_checkpoint meta for the entry). With a
+    template, its keys filled by canonical name; optimizer and counter variables the store
+    lacks keep the template's values."""
     if like is None:
         return {key: (t, t.meta.get(META) or {}) for name, t in store.items()
                 for key in _keys_of(name, t)}
-    missing = [name for name in like if name not in store]
+    # Optimizer state and counters the weights lack (a learning rate, say) keep the template's.
+    missing = [name for name in like if name not in store and like[name].role == "weight"]
     extra = [name for name in store if name not in like]
     if missing or extra:
         raise UsageError("the template does not fit the weights: "
@@ -693,7 +696,7 @@ def _sources(store: Store, like: Store | None) -> dict[str, tuple[Tensor, dict]]
                          f"{', '.join(extra[:5]) or 'none'}{' ...' if len(extra) > 5 else ''}")
     out = {}
     for name, template in like.items():
-        tensor = store[name]
+        tensor = store.get(name, template)
         if tensor.shape != template.shape or tensor.dtype != template.dtype:
             raise UsageError(f"{name!r}: the template has {list(template.shape)} "
                              f"{template.dtype_name}, the weights have {list(tensor.shape)} "

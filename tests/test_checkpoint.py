@@ -238,6 +238,25 @@ def test_template_rebuilds_the_object_graph(tf_made, tmp_path):
     assert_restored(restored, want, weights)
 
 
+@pytest.mark.tensorflow
+def test_h5_to_checkpoint_like_template_restores(tmp_path):
+    """tf_keras .h5 -> checkpoint with the tf_keras checkpoint as template: the model restores it
+    with assert_consumed() and holds the .h5's weights (the learning rate the .h5 lacks is the
+    template's)."""
+    from fixtures_lib import fixture
+    h5, template = fixture("mlp--tfkeras-full.h5"), fixture("mlp--tfkeras.ckpt")
+    with weightkit.load(h5) as store, weightkit.load(template) as like:
+        edited = store.replace({n: Tensor.from_array(t.read() * 3 if t.role == "weight"
+                                                     else t.read(), t.meta)
+                                for n, t in store.items()})
+        want = {n: digest(t.read()) for n, t in edited.items()}
+        want["learning_rate"] = digest(like["learning_rate"].read())
+        weights = {n for n, t in store.items() if t.role == "weight"}
+        weightkit.save(edited, tmp_path / "out", CKPT, like=like)
+    (restored,) = tf_run([["restore", "tfkeras-mlp-ckpt", str(tmp_path / "out")]])
+    assert_restored(restored, want, weights)
+
+
 # --- without TensorFlow --------------------------------------------------------------------------
 
 def test_name_based_checkpoint_round_trip(tmp_path):

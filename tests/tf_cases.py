@@ -31,6 +31,7 @@ MODEL_CASES = {  # case -> (framework, model, how it is saved)
     "keras3-ckpt-noopt": ("keras3", "mlp", "checkpoint-model-only"),
     "tfkeras-ckpt": ("tf_keras", "conv", "save_weights"),
     "tfkeras-lstm-ckpt": ("tf_keras", "lstm", "save_weights"),
+    "tfkeras-mlp-ckpt": ("tf_keras", "mlp", "save_weights"),
     "keras3-export": ("keras3", "mlp", "export"),
     "tfkeras-savedmodel": ("tf_keras", "mlp", "savedmodel"),
 }
