@@ -421,3 +421,41 @@ def test_set_takes_bfloat16_from_npy_opaque_bytes(tmp_path):
         edit(store).add("x", opaque)
     with pytest.raises(UsageError, match="expected an array of a dtype weightkit knows"):
         edit(store).set("f", np.zeros(6, "V4"))
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("name, kernel", [("mlp--keras3.keras", "d1/0"),
+                                          ("mlp--tfkeras-full.h5", "d1/kernel")])
+def test_edit_through_safetensors_and_back_like_the_original_continues_training(
+        name, kernel, tmp_path):
+    """Issue 5 item 3 on a trained Keras 3 .keras and a tf_keras full .h5: convert to
+    safetensors, edit a layer there, come back with --like ORIGINAL; the framework loads the
+    result with the edited kernel, every other weight and the optimizer state as they were,
+    and fits one more epoch from there."""
+    from fixtures_lib import fixture, manifest, models
+
+    entry = manifest()[name]
+    original = fixture(entry)
+    weights = tmp_path / "w.safetensors"
+    result = tmp_path / os.path.basename(str(original))
+    assert main(["convert", str(original), str(weights)]) == 0
+    assert main(["edit", str(weights), str(result), "--scale", f"{kernel}=-0.5",
+                 "--like", str(original)]) == 0
+    with weightkit.load(original) as store:
+        expected = (store[kernel].read().astype(np.float64) * -0.5).astype(np.float32)
+    framework = models.framework_module(entry["framework"])
+    load = (framework.saving.load_model if entry["framework"] == "keras3"
+            else framework.models.load_model)
+    before, after = load(str(original)), load(str(result))
+    values = [(a.numpy(), b.numpy()) for a, b in zip(before.weights, after.weights)]
+    assert len(values) == len(before.weights) == len(after.weights)
+    edited = [i for i, (a, b) in enumerate(values) if a.tobytes() != b.tobytes()]
+    assert len(edited) == 1 and values[edited[0]][1].tobytes() == expected.tobytes()
+    slots = [(a.numpy(), b.numpy()) for a, b in zip(models.optimizer_variables(before),
+                                                     models.optimizer_variables(after))]
+    assert slots and all(a.tobytes() == b.tobytes() for a, b in slots)
+    iterations = int(after.optimizer.iterations.numpy())
+    x, y = models.sample_data(entry["case"])
+    history = after.fit(x, y, epochs=1, batch_size=len(x), verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert int(after.optimizer.iterations.numpy()) == iterations + 1 > 1
