@@ -4,6 +4,7 @@
 
     entry = manifest()["mlp--keras3.weights.h5"]
     path = fixture(entry)                       # the path to hand to weightkit
+    mine = copy(entry, tmp_path)                # a copy to modify
     model = models.build(entry["case"], entry["framework"], optimizer=entry["optimizer"])
 
 Importing this module imports no framework (models.py imports one only when a builder runs).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from functools import cache
 from pathlib import Path
@@ -46,6 +48,17 @@ def fixture(entry_or_name: dict[str, Any] | str) -> Path:
     """The path of a fixture (a file, a checkpoint prefix or a directory) by entry or name."""
     name = entry_or_name if isinstance(entry_or_name, str) else entry_or_name["path"]
     return FIXTURES / name
+
+
+def copy(entry_or_name: dict[str, Any] | str, dest: Path) -> Path:
+    """Copy every file of a fixture into directory `dest` (tests never write into fixtures/);
+    returns the copy's path, to use like `fixture()`."""
+    entry = manifest()[entry_or_name] if isinstance(entry_or_name, str) else entry_or_name
+    for name in entry["files"]:
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(FIXTURES / name, target)
+    return dest / entry["path"]
 
 
 def select(**fields: Any) -> list[dict[str, Any]]:

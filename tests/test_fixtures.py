@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from fixtures_lib import FIXTURES, diff_pairs, fixture, manifest, models, same_weights, select
+from fixtures_lib import FIXTURES, copy, diff_pairs, fixture, manifest, models, same_weights, select
 
 SOURCES = {"make_fixtures.py", "models.py", "demo.sh", "manifest.json"}
 BUDGET = 2 * 1024 * 1024
@@ -30,6 +30,15 @@ def test_every_listed_file_exists_and_every_file_is_listed_once():
     assert len(listed) == len(set(listed)), "a file belongs to two fixtures"
     assert set(listed) <= _on_disk(), sorted(set(listed) - _on_disk())
     assert _on_disk() - set(listed) <= SOURCES, sorted(_on_disk() - set(listed) - SOURCES)
+
+
+@pytest.mark.parametrize("name", ["mlp--tfkeras.ckpt", "mlp--keras3-export", "mlp--keras3-sharded.weights.json"])
+def test_copy_brings_every_file(tmp_path, name):
+    path = copy(name, tmp_path)
+    assert path == tmp_path / name
+    copied = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    assert copied == set(manifest()[name]["files"])
+    assert all((tmp_path / f).read_bytes() == (FIXTURES / f).read_bytes() for f in copied)
 
 
 def test_total_size_under_budget():
