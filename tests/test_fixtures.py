@@ -16,7 +16,7 @@ SOURCES = {"make_fixtures.py", "models.py", "demo.sh", "manifest.json"}
 BUDGET = 2 * 1024 * 1024
 NAME = re.compile(r"^(?P<case>[a-z0-9]+)--(?P<variant>[a-z0-9-]+?)(?P<ext>\.[a-z0-9.]+)?$")
 FIELDS = {"path", "files", "case", "builder", "framework", "framework_version", "layout", "format",
-          "optimizer", "weights_id"}
+          "optimizer", "optimizer_kind", "weights_id"}
 FORMATS = {"saved-model", "tf-checkpoint", "keras", "keras-weights-h5", "keras-h5"}
 
 
@@ -60,6 +60,7 @@ def test_entry_is_complete_and_named_by_case(name):
         assert models.BUILDERS[entry["case"]].__name__ == entry["builder"]
         assert entry["variables"], "a Keras fixture lists its model variables"
         assert bool(entry["optimizer_variables"]) == entry["optimizer"]
+        assert (entry["optimizer_kind"] in models.OPTIMIZERS) == entry["optimizer"]
     if entry["format"] in {"tf-checkpoint", "saved-model"}:
         assert entry["checkpoint_keys"]
 
