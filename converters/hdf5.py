@@ -22,6 +22,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import signal
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -43,6 +45,9 @@ SMALL_BYTES = 1 << 20
 OPAQUE_TAGS = {name: np.dtype(getattr(ml_dtypes, name)) for name in (
     "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
     "float8_e8m0fnu")}
+# How long metadata parsing may take in the vetting child before the file counts as damaged.
+VET_SECONDS = 2.0
+VET_BYTES_PER_SECOND = 20 << 20
 H5_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError,
              UnicodeError, OverflowError, MemoryError)
 
@@ -59,10 +64,13 @@ def h5py_module():
 
 @contextlib.contextmanager
 def h5_errors(path: str | None, what: str = "HDF5 file") -> Iterator[None]:
-    """Turn h5py/numpy failures inside the block into a one-line CorruptFileError."""
+    """Turn h5py/numpy failures inside the block into a one-line CorruptFileError, and name
+    the file in weightkit errors raised without one."""
     try:
         yield
-    except WeightsError:
+    except WeightsError as exc:
+        if exc.path is None and path is not None:
+            raise type(exc)(exc.message, path) from None
         raise
     except H5_ERRORS as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -160,21 +168,16 @@ def decode_attr(attr: Mapping[str, Any]) -> tuple[Any, np.dtype, tuple | None]:
 
 
 def attr_value(attr: Mapping[str, Any]) -> Any:
-    """A described attribute as Python data: str or list of str for strings, else lists."""
-    data, _, shape = decode_attr(attr)
-    if shape is None:
+    """A described attribute as Python data: str or list of str for strings (UTF-8, whatever
+    the declared character set), else lists."""
+    if attr.get("shape") is None:
         return None
     if isinstance(attr["type"], dict) and "str" in attr["type"]:
-        flat = [x if isinstance(x, str) else x.decode("utf-8", "replace")
-                for x in np.asarray(data).reshape(-1).tolist()]
-        return flat[0] if shape == () else flat
+        flat = list(attr["value"]) if "value" in attr else [
+            base64.b64decode(x).decode("utf-8", "replace") for x in attr["b64"]]
+        return flat[0] if attr["shape"] == [] else flat
+    data, _, _ = decode_attr(attr)
     return np.asarray(data).tolist()
-
-
-def _by_name(items: list) -> list:
-    """HDF5 lists links and attributes by name bytes: create them in that order, so a file is
-    the same whether its tree was read from a file or built."""
-    return sorted(items, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
 
 
 def write_attrs(obj, attrs: list) -> None:
@@ -290,10 +293,61 @@ def describe(f, path: str | None = None, file_size: int | None = None
             children.append([name, node])
         return {"attrs": node_attrs(group), "children": children}
 
-    with h5_errors(path):
+    def walk_all() -> dict:
+        seen.clear()
+        datasets.clear()
         seen.add(h5py.h5o.get_info(f.id).addr)
-        tree = visit(f, "")
+        return visit(f, "")
+
+    with h5_errors(path):
+        vet_in_child(walk_all, path, file_size)
+        tree = walk_all()
     return tree, datasets
+
+
+def vet_in_child(work: Callable[[], Any], path: str | None, file_size: int | None) -> None:
+    """Run `work` first in a forked child: a corrupt file that makes the HDF5 library hang or
+    crash while parsing metadata (seen in fuzzing: a damaged global heap loops for minutes)
+    is refused as corrupt instead of taking the process down. A child that finishes, with a
+    result or an error, lets the caller run `work` itself (same bytes, same outcome)."""
+    if not hasattr(os, "fork"):
+        return
+    seconds = VET_SECONDS + (file_size or 0) / VET_BYTES_PER_SECOND
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code
+        code = 0
+        try:
+            work()
+        except WeightsError:
+            pass
+        except BaseException:  # noqa: BLE001 - reported by exit code; the parent re-raises
+            code = 3
+        os._exit(code)
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                raise CorruptFileError(f"HDF5 metadata not parsed within {seconds:.0f} s "
+                                       "(a damaged file makes the HDF5 library loop); refused",
+                                       path)
+            time.sleep(0.002)
+    except BaseException:
+        _kill(pid)
+        raise
+    if os.WIFSIGNALED(status):
+        raise CorruptFileError(f"the HDF5 library crashed (signal {os.WTERMSIG(status)}) "
+                               "parsing this file's metadata; refused", path)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def tensor_dtype(ds, attrs: Mapping[str, Any], where: str) -> np.dtype:

@@ -78,7 +78,9 @@ def read(path: str) -> Store:
     f = hdf5.open_file(path)
     try:
         tree, datasets = hdf5.describe(f, path, os.path.getsize(path))
-        store = Store(_tensors(tree, datasets, path), format=NAME, path=path,
+        with hdf5.h5_errors(path):
+            tensors = _tensors(tree, datasets, path)
+        store = Store(tensors, format=NAME, path=path,
                       meta={NAMESPACE: {"layout": layout_of(tree), "tree": tree}},
                       on_close=f.close)
     except BaseException:

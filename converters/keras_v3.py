@@ -164,8 +164,9 @@ def read(path: str) -> Store:
         raise
     try:
         tree, datasets = hdf5.describe(f, f"{path}:{WEIGHTS}", weights_info.file_size)
-        names = keras3_names(tree, layer_names_from_config(config, tree))
-        tensors = tensors_from(tree, datasets, path, names)
+        with hdf5.h5_errors(path):
+            names = keras3_names(tree, layer_names_from_config(config, tree))
+            tensors = tensors_from(tree, datasets, path, names)
     except BaseException:
         f.close()
         raw.close()

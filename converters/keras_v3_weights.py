@@ -124,7 +124,8 @@ def read(path: str) -> Store:
     f = hdf5.open_file(path)
     try:
         tree, datasets = hdf5.describe(f, path, os.path.getsize(path))
-        tensors = tensors_from(tree, datasets, path, keras3_names(tree))
+        with hdf5.h5_errors(path):
+            tensors = tensors_from(tree, datasets, path, keras3_names(tree))
         return Store(tensors, format=NAME, path=path, meta={NAMESPACE: {"tree": tree}},
                      on_close=f.close)
     except BaseException:
@@ -135,7 +136,7 @@ def read(path: str) -> Store:
 def _strict_json(pairs: list) -> dict:
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
-        raise CorruptFileError("duplicate keys in JSON")
+        raise CorruptFileError(f"duplicate keys in JSON: {sorted(k for k in keys if keys.count(k) > 1)}")
     return dict(pairs)
 
 
@@ -168,6 +169,11 @@ def _shard_files(index: Any, path: str) -> list[str]:
 
 
 def _read_sharded(path: str) -> Store:
+    with hdf5.h5_errors(path):
+        return _read_shards(path)
+
+
+def _read_shards(path: str) -> Store:
     if os.path.getsize(path) > MAX_INDEX_BYTES:
         raise UnsafeFileError(f"index larger than {MAX_INDEX_BYTES} bytes; refused", path)
     with open(path, "rb") as f:
