@@ -180,6 +180,12 @@ def attr_value(attr: Mapping[str, Any]) -> Any:
     return np.asarray(data).tolist()
 
 
+def _by_name(items: list) -> list:
+    """HDF5 lists links and attributes by name bytes: create them in that order, so a file is
+    the same whether its tree was read from a file or built."""
+    return sorted(items, key=lambda item: item[0].encode("utf-8", "surrogateescape"))
+
+
 def write_attrs(obj, attrs: list) -> None:
     for name, attr in _by_name(attrs):
         data, dtype, shape = decode_attr(attr)
