@@ -7,6 +7,7 @@ mix in one process) with a JSON list of jobs; prints `@@RESULT@@` and a JSON lis
     ["restore", CASE, PATH]  -> rebuilds CASE's model, restores PATH with assert_consumed(),
                                 trains one step; {name: sha256} of the restored variables
     ["serve", DIR]           -> outputs of serving_default on a fixed input
+    ["next", PATH]           -> the next batch of the `variant` case's restored dataset iterator
 
 `run(jobs)` does this from a test.
 """
@@ -123,6 +124,11 @@ def make(case: str, directory: str) -> dict:
         policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=20000)
         options = tf.train.CheckpointOptions(experimental_sharding_callback=policy)
         return {"path": ckpt.write(os.path.join(directory, "ckpt"), options=options)}
+    if case == "variant":
+        iterator = iter(tf.data.Dataset.range(10).batch(3))
+        next(iterator)
+        ckpt = tf.train.Checkpoint(it=iterator, w=tf.Variable([1.0, 2.0], name="w"))
+        return {"path": ckpt.save(os.path.join(directory, "ckpt"))}
     if case == "tf-savedmodel":
         module = tf.Module()
         module.w = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="w")
@@ -140,9 +146,9 @@ def dump(path: str) -> dict:
     reader = tf.train.load_checkpoint(path)
     out = {}
     for key, shape in reader.get_variable_to_shape_map().items():
-        value = reader.get_tensor(key)
         dtype = reader.get_variable_to_dtype_map()[key].name
-        out[key] = [dtype, list(shape), digest(value)]
+        value = None if dtype == "variant" else digest(reader.get_tensor(key))
+        out[key] = [dtype, list(shape), value]
     return out
 
 
@@ -158,6 +164,14 @@ def restore(case: str, path: str) -> dict:
     return {name: digest(value) for name, value in restored.items()}
 
 
+def next_batch(path: str) -> list:
+    """Restore the `variant` case's dataset iterator from PATH; its next batch."""
+    import tensorflow as tf
+    iterator = iter(tf.data.Dataset.range(10).batch(3))
+    tf.train.Checkpoint(it=iterator, w=tf.Variable([0.0, 0.0])).restore(path).assert_consumed()
+    return next(iterator).numpy().tolist()
+
+
 def serve(path: str) -> dict:
     import tensorflow as tf
     loaded = tf.saved_model.load(path)
@@ -168,7 +182,7 @@ def serve(path: str) -> dict:
     return {k: np.asarray(v).tolist() for k, v in fn(x).items()}
 
 
-COMMANDS = {"make": make, "dump": dump, "restore": restore, "serve": serve}
+COMMANDS = {"make": make, "dump": dump, "restore": restore, "serve": serve, "next": next_batch}
 MARK = "@@RESULT@@"
 
 
