@@ -497,7 +497,8 @@ class _Bundle:
 
 class BundleTensor(Tensor):
     """A checkpoint tensor: whole reads verify the crc first; `iter_chunks` streams views of the
-    mapped file, verifies the crc as it goes and raises CorruptFileError at the end."""
+    mapped file, verifies the crc as it goes and raises CorruptFileError at the end. A
+    partitioned tensor is assembled in memory from its slices."""
 
     __slots__ = ("_bundle", "_entry")
 
@@ -511,7 +512,12 @@ class BundleTensor(Tensor):
 
     def iter_chunks(self, max_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
         e, bundle = self._entry, self._bundle
-        if e.slices or e.dtype in (DT_STRING, DT_VARIANT) or e.key in bundle.verified:
+        if e.slices:  # assembled once, not once per chunk
+            flat = bundle.array(e).reshape(-1)
+            for (block,) in block_indices(flat.shape, self.dtype.itemsize, max_bytes):
+                yield flat[block]
+            return
+        if e.dtype in (DT_STRING, DT_VARIANT) or e.key in bundle.verified:
             yield from super().iter_chunks(max_bytes)
             return
         itemsize = self.dtype.itemsize
