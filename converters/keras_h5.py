@@ -33,8 +33,8 @@ _COUNTERS = re.compile(r"(^|/)iter(ation)?s?(:0)?$")
 
 
 def sniff(path: str, head: bytes) -> bool:
-    return os.path.isfile(path) and hdf5.is_hdf5(head) \
-        and not path.lower().endswith(".weights.h5")
+    """Any HDF5 file (Keras 3 weights files are claimed first, by the registry's order)."""
+    return os.path.isfile(path) and hdf5.is_hdf5(head)
 
 
 def canonical(weight_name: str) -> str:

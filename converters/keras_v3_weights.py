@@ -36,7 +36,11 @@ def sniff(path: str, head: bytes) -> bool:
     lowered = path.lower()
     if lowered.endswith(".weights.json") and os.path.isfile(path):
         return head.lstrip().startswith(b"{") and b"weight_map" in head
-    return os.path.isfile(path) and hdf5.is_hdf5(head) and lowered.endswith(".weights.h5")
+    if not (os.path.isfile(path) and hdf5.is_hdf5(head)):
+        return False
+    # By content: Keras 3 link names (`vars`) in the root heap, no tf.keras attributes.
+    return lowered.endswith(".weights.h5") or (
+        b"vars\0" in head and b"layer_names" not in head and b"model_weights" not in head)
 
 
 # -- names -------------------------------------------------------------------------------------

@@ -128,6 +128,17 @@ def test_layer_names_from_config_when_attrs_are_missing(case: str, tmp_path: Pat
         assert [n.split("/")[0] for n in got] == [n.split("/")[0] for n in want]
 
 
+def test_detected_by_content_whatever_the_suffix(tmp_path: Path) -> None:
+    renamed = tmp_path / "renamed.h5"
+    shutil.copy(fixture("mlp--keras3.weights.h5"), renamed)
+    assert weightkit.detect(renamed) == "keras-weights-h5"
+    legacy = tmp_path / "legacy.weights.h5"
+    shutil.copy(fixture("mlp--tfkeras-weights.h5"), tmp_path / "tf.h5")
+    assert weightkit.detect(tmp_path / "tf.h5") == "keras-h5"
+    shutil.copy(fixture("mlp--keras3.keras"), legacy.with_suffix(".zip"))
+    assert weightkit.detect(legacy.with_suffix(".zip")) == "keras"
+
+
 def test_weights_without_names_keep_class_paths(tmp_path: Path) -> None:
     path = tmp_path / "x.weights.h5"
     with h5py.File(path, "w") as f:
