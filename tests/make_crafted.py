@@ -447,6 +447,15 @@ def _h5_attacks(c: Corpus, fmt: str) -> None:
         attack("missing-dataset", CORRUPT, "weight_names lists a dataset that is gone",
                lambda f, k: None)
 
+    heap = valid.find(b"GCOL")  # the global heap holding the vars group's `name` string
+    if heap >= 0:
+        lie = bytearray(valid)
+        struct.pack_into("<Q", lie, heap + 24, 0x405)  # its first object: 5 bytes -> 1029
+        _write(c.path(f"{d}/heap-object-size-lie{suffix}"), bytes(lie))
+        c.add(fmt, "heap-object-size-lie", f"{d}/heap-object-size-lie{suffix}", REFUSED,
+              "a global heap object (a string attribute) declaring more than its collection: "
+              "libhdf5 1.14 loops forever reading it (found by the fuzzer)")
+
     names_path = c.path(f"{d}/names{suffix}")
     with h5py.File(names_path, "w") as f:
         if fmt == "keras-h5":
@@ -539,6 +548,9 @@ def _keras_zip(c: Corpus) -> None:
     inner = c.path("keras-weights-h5/external-link.weights.h5").read_bytes()
     case("weights-external-link", zip_bytes(base[:2] + [("model.weights.h5", inner)]), UNSAFE,
          "model.weights.h5 holds an external link")
+    inner = c.path("keras-weights-h5/heap-object-size-lie.weights.h5").read_bytes()
+    case("weights-heap-loop", zip_bytes(base[:2] + [("model.weights.h5", inner)]), REFUSED,
+         "model.weights.h5 holds a heap object that makes libhdf5 loop")
     inner = c.path("keras-weights-h5/shape-bomb.weights.h5").read_bytes()
     case("weights-shape-bomb", zip_bytes(base[:2] + [("model.weights.h5", inner)]), REFUSED,
          "model.weights.h5 holds a 16 GiB dataset that stores nothing")

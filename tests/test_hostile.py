@@ -33,9 +33,6 @@ CORPUS = make_corpus(_ROOT / "corpus")
 # Cases that expose a bug in a module still being written: case name -> the fix suggested.
 # Strict: the test fails as soon as the bug is fixed, so that the entry is removed.
 KNOWN: dict[str, str] = {
-    "keras-h5": "a layer name that is not ASCII ('rtl\\u202eevil' stored as UTF-8 bytes in "
-                "layer_names) is decoded as ASCII with surrogates, so its group is not found; "
-                "suggested: decode layer_names/weight_names bytes as UTF-8",
     "tf-checkpoint/data-symlink-out": "a data shard that is a symlink out of the checkpoint directory "
                                       "is read; suggested: open shards through paths.inside(directory, name)",
 }
