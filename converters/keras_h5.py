@@ -169,6 +169,27 @@ def layer_of(names: list[str]) -> dict[str, str]:
     return {n: (p[1] if nested else p[0]) if len(p) > 1 else n for n, p in parts.items()}
 
 
+# tf.keras loads a layer's weights by position, in creation order; a store from a checkpoint
+# lists them by key. The order Keras layers create their variables and sublayers in:
+_VARIABLE_RANK = {"kernel": 0, "depthwise_kernel": 0, "pointwise_kernel": 1, "embeddings": 0,
+                  "recurrent_kernel": 1, "bias": 2, "depthwise_bias": 2, "gamma": 0, "beta": 1,
+                  "moving_mean": 2, "moving_variance": 3}
+_SUBLAYER_RANK = {"query": 0, "key": 1, "value": 2, "attention_output": 3}
+
+
+def keras_order(members: list[tuple[str, Tensor]]) -> list[tuple[str, Tensor]]:
+    """A layer's weights in the order Keras creates them (unknown names keep their order)."""
+    first: dict[str, int] = {}
+    for name, _ in members:
+        first.setdefault(name.rsplit("/", 1)[0], len(first))
+
+    def key(item: tuple[str, Tensor]) -> tuple:
+        prefix, _, last = item[0].rpartition("/")
+        return (_SUBLAYER_RANK.get(prefix.rsplit("/", 1)[-1], 0), first.get(prefix, 0),
+                _VARIABLE_RANK.get(last, 0))
+    return sorted(members, key=key)
+
+
 def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
     """A tf.keras layout from canonical names: `save_weights` when there are only weights, the
     `model.save` weight groups (no model_config) when optimizer weights come along."""
@@ -178,6 +199,7 @@ def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
     groups: dict[str, list[tuple[str, Tensor]]] = {}
     for name, tensor in weights:
         groups.setdefault(layers[name], []).append((name, tensor))
+    groups = {layer: keras_order(members) for layer, members in groups.items()}
     tensors: dict[str, Tensor] = {}
     prefix = "model_weights/" if optimizer else ""
     weights_root = {"attrs": [[k, hdf5.str_attr(v)] for k, v in DEFAULT_ROOT_ATTRS.items()]

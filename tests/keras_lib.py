@@ -58,8 +58,9 @@ def keras_member_tree(path: str | os.PathLike, member: str = "model.weights.h5")
         return h5_tree(io.BytesIO(zf.read(member)))
 
 
-def oracle(framework: str, pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """Run `keras_oracle.py` for `framework` on (fixture name, converted path) pairs:
+def oracle(framework: str, pairs: list[tuple]) -> dict[str, str]:
+    """Run `keras_oracle.py` for `framework` on (fixture name, converted path[, how to load
+    it]) pairs:
     {converted path: "same" or what differs}, each as the framework loaded it."""
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
                CUDA_VISIBLE_DEVICES="")
