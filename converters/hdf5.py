@@ -33,7 +33,7 @@ import numpy as np
 from .deps import require
 from .dtypes import STRING
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
-from .store import Tensor
+from .store import Tensor, block_indices
 
 # HDF5 built-in filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset) and h5py's lzf.
 SAFE_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
@@ -436,7 +436,6 @@ def write_dataset(group, name: str, tensor: Tensor, spec: Mapping[str, Any] | No
     if recorded is None:  # converted since read: the old dtype tag no longer applies
         attrs = [a for a in attrs if a[0] != "dtype"] + tags
     write_attrs(ds, attrs)
-    from .store import block_indices
     itemsize = 8 if tensor.dtype == STRING else tensor.dtype.itemsize
     for index in block_indices(tensor.shape, itemsize, 16 << 20):
         block = np.asarray(tensor[index])

@@ -150,10 +150,11 @@ def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | N
     with atomic_output() as out:
         temp = out.path(path)
         with hdf5.create_file(temp) as f:
-            hdf5.write_tree(f, tree, (lambda p: _widen(lookup(p))) if allow_lossy else lookup)
+            hdf5.write_tree(f, tree, (lambda p: widen(lookup(p))) if allow_lossy else lookup)
 
 
-def _widen(t: Tensor) -> Tensor:
+def widen(t: Tensor) -> Tensor:
+    """A 4-bit tensor as its 8-bit (int) or float32 (float4) equivalent; others unchanged."""
     from .dtypes import dtype_from_name
     wide = {"int4": "int8", "uint4": "uint8", "float4_e2m1fn": "float32"}.get(t.dtype_name)
     return t if wide is None else t.map(lambda a: a.astype(dtype_from_name(wide)),
@@ -208,20 +209,21 @@ def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
         node = {"attrs": [["weight_names", hdf5.str_attr([f"{n}:0" for n, _ in members])]],
                 "children": []}
         for name, tensor in members:
-            _place(node, f"{name}:0", tensor, tensors, f"{prefix}{layer}/")
+            place(node, f"{name}:0", tensor, tensors, f"{prefix}{layer}/")
         weights_root["children"].append([layer, node])
     if not optimizer:
         return weights_root, tensors
     opt = {"attrs": [["weight_names", hdf5.str_attr([f"{n}:0" for n, _ in optimizer])]],
            "children": []}
     for name, tensor in optimizer:
-        _place(opt, f"{name}:0", tensor, tensors, "optimizer_weights/")
+        place(opt, f"{name}:0", tensor, tensors, "optimizer_weights/")
     root = {"attrs": [[k, hdf5.str_attr(v)] for k, v in DEFAULT_ROOT_ATTRS.items()],
             "children": [["model_weights", weights_root], ["optimizer_weights", opt]]}
     return root, tensors
 
 
-def _place(node: dict, relpath: str, tensor: Tensor, tensors: dict, prefix: str) -> None:
+def place(node: dict, relpath: str, tensor: Tensor, tensors: dict, prefix: str) -> None:
+    """Add a dataset node for `tensor` at `relpath` under a tree node, creating groups."""
     parts = relpath.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise UsageError(f"cannot store {relpath!r} in HDF5: empty or dot path component")

@@ -20,6 +20,7 @@ import zipfile
 from typing import Any
 
 from . import hdf5
+from .keras_h5 import losses as h5_losses, widen
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .keras_v3_weights import keras3_names, load_json, tensors_from, write_h5
@@ -234,13 +235,13 @@ def layer_names_from_config(config: Any, tree: dict) -> dict[str, str]:
 
 
 def losses(store: Store) -> list[str]:
-    from .keras_h5 import losses as h5_losses
+    """As for every HDF5 format (`keras_h5.losses`); a store without a `.keras` origin or
+    template is refused by `write` (no config.json to write), not counted as a loss."""
     return h5_losses(store)
 
 
 def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
     """Write the archive back: kept members verbatim, in order, and the weights rebuilt."""
-    from .keras_h5 import _widen
     recorded, lookup = hdf5.template(store, like, NAMESPACE)
     if recorded is None:
         raise UsageError("a .keras archive needs the model's config.json, which this store "
@@ -248,7 +249,7 @@ def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | N
     if like is None or NAMESPACE in store.meta:
         hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
                            lookup)
-    get = (lambda p: _widen(lookup(p))) if allow_lossy else lookup
+    get = (lambda p: widen(lookup(p))) if allow_lossy else lookup
     directory = os.path.dirname(os.path.abspath(path))
     with atomic_output() as out, tempfile.TemporaryDirectory(dir=directory,
                                                               prefix=".wk-keras-") as scratch:

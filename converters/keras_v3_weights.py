@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import hdf5
+from .keras_h5 import losses as h5_losses, place, widen
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .paths import check_input, inside
@@ -212,14 +213,12 @@ def _read_shards(path: str) -> Store:
 # -- writing ----------------------------------------------------------------------------------
 
 def losses(store: Store) -> list[str]:
-    """Only 4-bit dtypes cannot be held; names become `layers/<layer>/vars/<i>` groups."""
-    from .keras_h5 import losses as h5_losses
+    """As for every HDF5 format (`keras_h5.losses`): 4-bit dtypes, foreign strings with NULs."""
     return h5_losses(store)
 
 
 def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
     """Write the recorded tree(s) back exactly, or build `layers/<layer>/vars/<i>` from names."""
-    from .keras_h5 import _widen
     recorded, lookup = hdf5.template(store, like, NAMESPACE)
     if recorded is None:
         tree, tensors = build_tree(store)
@@ -227,7 +226,7 @@ def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | N
     elif like is None or NAMESPACE in store.meta:
         paths = _recorded_paths(recorded)
         hdf5.check_covered(store, paths, lookup)
-    get = (lambda p: _widen(lookup(p))) if allow_lossy else lookup
+    get = (lambda p: widen(lookup(p))) if allow_lossy else lookup
     with atomic_output() as out:
         if "shards" in recorded:
             _write_sharded(recorded, path, get, out)
@@ -276,7 +275,6 @@ def _write_sharded(recorded: Mapping[str, Any], path: str, get: Callable[[str], 
 
 def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
     """A Keras 3 layout from canonical names `<layer path>/<i>` (or a `.../vars/<i>` key)."""
-    from .keras_h5 import _place
     root: dict = {"attrs": [], "children": []}
     tensors: dict[str, Tensor] = {}
     counters: dict[str, int] = {}
@@ -293,5 +291,5 @@ def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
             group = "optimizer" if tensor.role != "weight" else f"layers/{layer}"
             index = parts[1] if has_index else str(counters.get(group, 0))
         counters[group] = max(counters.get(group, 0), int(index) + 1)
-        _place(root, f"{group}/vars/{index}", tensor, tensors, "")
+        place(root, f"{group}/vars/{index}", tensor, tensors, "")
     return root, tensors
