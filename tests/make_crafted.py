@@ -741,7 +741,8 @@ def _checkpoint(c: Corpus) -> None:
     os.unlink(f"{prefix}.data-00000-of-00001")
     os.symlink(c.path("outside/ckpt/model.data-00000-of-00001"), f"{prefix}.data-00000-of-00001")
     c.add(fmt, "data-symlink-out", f"{d}/data-symlink-out/model", UNSAFE,
-          "the data file is a symlink leading outside the checkpoint directory")
+          "the data file is a symlink leading outside the checkpoint directory",
+          named=f"{d}/data-symlink-out")
     prefix = c.path(f"{d}/data-fifo/model")
     checkpoint_files(prefix, CKPT_TENSORS)
     os.unlink(f"{prefix}.data-00000-of-00001")

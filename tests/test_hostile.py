@@ -32,10 +32,7 @@ CORPUS = make_corpus(_ROOT / "corpus")
 
 # Cases that expose a bug in a module still being written: case name -> the fix suggested.
 # Strict: the test fails as soon as the bug is fixed, so that the entry is removed.
-KNOWN: dict[str, str] = {
-    "tf-checkpoint/data-symlink-out": "a data shard that is a symlink out of the checkpoint directory "
-                                      "is read; suggested: open shards through paths.inside(directory, name)",
-}
+KNOWN: dict[str, str] = {}
 
 
 # Commands with a known shortfall on bad input (exit 2 but not the one stderr line): the case
