@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -492,8 +494,20 @@ def write_tree(f, tree: Mapping[str, Any], tensor_for: Callable[[str], Tensor]) 
     build(f, tree, "")
 
 
-def create_file(path: str):
-    return h5py_module().File(path, "w")
+@contextlib.contextmanager
+def create_file(path: str) -> Iterator[Any]:
+    """A new HDF5 file. libhdf5 reports a full disk or a file size limit as RuntimeError
+    ("... errno = 27 ...", often when the file is closed): that becomes OSError(errno), which
+    the atomic writer names after its destination and the CLI reports in one line."""
+    try:
+        with h5py_module().File(path, "w") as f:
+            yield f
+    except (OSError, RuntimeError) as exc:
+        found = re.search(r"errno = (\d+)", str(exc))
+        code = int(found.group(1)) if found else getattr(exc, "errno", None)
+        if code not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        raise OSError(code, os.strerror(code)) from exc
 
 
 def str_attr(value: str | list[str]) -> dict:

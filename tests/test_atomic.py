@@ -139,36 +139,15 @@ def test_interrupt_mid_write_removes_the_temporary(writer, how, tmp_path):
     assert sorted(os.listdir(dst.parent)) == sorted(before)
 
 
-def _assert_refused_cleanly(proc_result: subprocess.CompletedProcess, dst: Path, words: tuple,
-                            known: str | None = None) -> None:
-    """Destination untouched, no temporary, exit 2; then the one clear line (unless `known`
-    says why not yet: an xfail that turns into a failure once fixed)."""
+def _assert_refused_cleanly(proc_result: subprocess.CompletedProcess, dst: Path, words: tuple) -> None:
+    """Destination untouched, no temporary, exit 2, one clear line naming the destination."""
     assert dst.read_bytes() == OLD
     assert os.listdir(dst.parent) == [dst.name]
     assert proc_result.returncode == 2, proc_result.stderr
-    try:
-        _assert_one_clear_line(proc_result, dst, words)
-    except AssertionError:
-        if known:
-            pytest.xfail(known)
-        raise
-    assert not known, f"fixed: remove the known shortfall ({known})"
-
-
-def _assert_one_clear_line(proc_result: subprocess.CompletedProcess, dst: Path, words: tuple) -> None:
     lines = proc_result.stderr.splitlines()
     assert len(lines) == 1 and "Traceback" not in proc_result.stderr, proc_result.stderr
     assert any(w in lines[0] for w in words), lines[0]
     assert str(dst.parent) in lines[0] and "unexpected" not in lines[0], lines[0]  # names the file
-
-
-# Writers whose disk errors are not yet one clear line: format -> the fix suggested.
-KNOWN_FSIZE = {
-    fmt: "h5py reports EFBIG as RuntimeError(\"Can't decrement id ref count (unable to extend file "
-         "properly, errno = 27 ...)\") and it escapes as 'unexpected RuntimeError'; suggested: the "
-         "HDF5 writer turns h5py's OSError/RuntimeError into OSError(errno, strerror, path)"
-    for fmt in ("keras-h5", "keras-weights-h5")
-}
 
 
 def test_file_size_limit_leaves_destination_untouched(writer, tmp_path):
@@ -178,8 +157,7 @@ def test_file_size_limit_leaves_destination_untouched(writer, tmp_path):
     dst = _destination(tmp_path, name, True)
     result = subprocess.run([sys.executable, "-c", CHILD, str(dst), fmt, "-", "fsize"],
                             capture_output=True, text=True, timeout=120)
-    _assert_refused_cleanly(result, dst, ("File too large", "No space", "too large"),
-                            KNOWN_FSIZE.get(fmt))
+    _assert_refused_cleanly(result, dst, ("File too large", "No space", "too large"))
 
 
 @pytest.fixture
