@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with load(args.file, args.src_format) as store:
+        _read_through(store)
         if not (args.via or candidates(store)):
             raise UsageError("no format can hold this file without loss; name one with --via")
         check = None
@@ -58,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             _print_table(args.file, store, trips)
     return status
+
+
+def _read_through(store: Store) -> None:
+    """Read every tensor once, so that a damaged input fails with its own one-line error
+    instead of as every round trip in the table."""
+    for tensor in store.values():
+        for _ in tensor.iter_chunks():
+            pass
 
 
 def exit_status(trips: list[Trip]) -> Exit:

@@ -35,15 +35,6 @@ CORPUS = make_corpus(_ROOT / "corpus")
 KNOWN: dict[str, str] = {}
 
 
-# Commands with a known shortfall on bad input (exit 2 but not the one stderr line): the case
-# becomes an xfail when only these fall short.
-KNOWN_COMMANDS: dict[str, str] = {
-    "verify": "verify prints a bad input's error in its table on stdout (exit 2) instead of one "
-              "line on stderr; suggested: read every tensor of the input once before the round "
-              "trips, so that a damaged input raises its own WeightsError",
-}
-
-
 def landed(fmt: str) -> bool:
     return importlib.util.find_spec(f"weightkit.converters.{FORMATS[fmt].module}") is not None
 
@@ -123,19 +114,13 @@ def test_crafted_case_is_refused(case, corpus, server, output_format, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     base = corpus.bases[case.format]
-    known = []
     commands = {command: argv for command, argv in
                 _commands(case.format, case.path, base, str(out / output_format[1])).items()
                 if not (case.in_strings and command in ("show", "diff"))}  # they list strings unread
     results = server.batch([cli_request(argv, corpus.root) for argv in commands.values()]
                            + [api_request(case.path, corpus.root, None if DETECT else case.format)])
     for command, result in zip(commands, results):
-        try:
-            _one_line_error(result, case.path, case.named)
-        except AssertionError:
-            if command not in KNOWN_COMMANDS or result.code != 2 or "Traceback" in result.stderr:
-                raise
-            known.append(command)
+        _one_line_error(result, case.path, case.named)
     assert sorted(os.listdir(out)) == [], f"commands left {os.listdir(out)}"
     api = results[-1]
     assert api.signal is None and api.code == 0, api.stderr[-3000:]
@@ -145,8 +130,6 @@ def test_crafted_case_is_refused(case, corpus, server, output_format, tmp_path):
         f"{case.about}: expected one of {case.errors}, got {api.error[0]}: {api.message}"
     for sentinel in corpus.sentinels:
         assert not os.path.exists(sentinel), f"{case.name} executed a payload"
-    if known:
-        pytest.xfail("; ".join(KNOWN_COMMANDS[c] for c in known))
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
