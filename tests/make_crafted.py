@@ -784,6 +784,10 @@ def _saved_model(c: Corpus) -> None:
     index = model("index-bitflip") / "variables" / "variables.index"
     index.write_bytes(_flip(index.read_bytes(), 20))
     c.add(fmt, "index-bitflip", f"{d}/index-bitflip", CORRUPT, "a flipped bit in variables.index")
+    names = c.path(f"{d}/names")
+    _write(names / "saved_model.pb", _field(1, 1))
+    checkpoint_files(names / "variables" / "variables", {n: BIAS for n in HOSTILE_NAMES})
+    c.names[fmt] = f"{d}/names"
     os.mkfifo(model("fifo-inside") / "assets.fifo")
     c.add(fmt, "fifo-inside", f"{d}/fifo-inside", NOT_INPUT, "a FIFO inside the SavedModel")
 

@@ -225,7 +225,7 @@ def test_corpus_covers_every_format(corpus):
     covered = {case.format for case in corpus.cases}
     assert covered == set(FORMATS), set(FORMATS) - covered
     assert set(corpus.bases) >= set(FORMATS)
-    assert set(corpus.names) >= set(FORMATS) - {"saved-model", "keras-weights-json"}
+    assert set(corpus.names) >= set(FORMATS)
     assert len(corpus.cases) == len({c.name for c in corpus.cases})
 
 
