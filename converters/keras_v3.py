@@ -42,7 +42,7 @@ def sniff(path: str, head: bytes) -> bool:
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
         return path.lower().endswith(".keras")
     return WEIGHTS in names or "config.json" in names
 
@@ -155,7 +155,7 @@ def read(path: str) -> Store:
                 h5file = _open_weights(raw, zf, weights_info, path)
         except zipfile.BadZipFile as exc:
             raise CorruptFileError(f"not a valid zip archive: {exc}", path) from None
-        except (OSError, EOFError, ValueError, struct.error) as exc:
+        except (OSError, EOFError, ValueError, struct.error, NotImplementedError) as exc:
             if isinstance(exc, (CorruptFileError, UnsafeFileError)):
                 raise
             raise CorruptFileError(f"unreadable zip archive: {exc}", path) from None

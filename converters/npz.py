@@ -90,7 +90,8 @@ def sniff(path: str, head: bytes) -> bool:
     try:
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError,
+            NotImplementedError):  # zipfile: a member needs a newer zip version
         return False
     if KERAS_MEMBERS & set(names):
         return False
