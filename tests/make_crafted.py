@@ -234,9 +234,9 @@ def zip_bytes(members: list[tuple[str, bytes]], deflate: bool = False) -> bytes:
 
 
 def _zip_patch(data: bytes, member: str, *, flags: int | None = None,
-               file_size: int | None = None) -> bytes:
-    """Set the general-purpose flags or the declared size of `member` in both its local and
-    central headers (the CRC stays: a reader that believes them gets garbage)."""
+               file_size: int | None = None, version: int | None = None) -> bytes:
+    """Set the general-purpose flags, the declared size or the version needed to extract of
+    `member` in both its local and central headers (the CRC stays)."""
     out = bytearray(data)
     name = member.encode()
     for sig, flag_at, size_at, name_len_at, name_at in ((b"PK\x03\x04", 6, 22, 26, 30),
@@ -249,6 +249,8 @@ def _zip_patch(data: bytes, member: str, *, flags: int | None = None,
                     struct.pack_into("<H", out, pos + flag_at, flags)
                 if file_size is not None:
                     struct.pack_into("<I", out, pos + size_at, file_size)
+                if version is not None:
+                    struct.pack_into("<H", out, pos + flag_at - 2, version)
             pos = out.find(sig, pos + 4)
     return bytes(out)
 
@@ -294,6 +296,8 @@ def _npz(c: Corpus) -> None:
          "a member flagged as encrypted")
     case("member-oversized", _zip_patch(valid, "dense/kernel.npy", file_size=0xFFFFFFF0), REFUSED,
          "a stored member declaring 4 GiB")
+    case("zip-version-unsupported", _zip_patch(valid, "dense/kernel.npy", version=99), BROKEN,
+         "a member needing zip version 9.9 to extract (zipfile: NotImplementedError)")
     case("member-not-npy", zip_bytes([("dense/kernel.npy", b"not an npy file at all" * 4)]),
          CORRUPT, "a member without the .npy magic")
     case("member-crc", _flip(valid, valid.find(KERNEL.tobytes()) + 5), CORRUPT,
@@ -542,6 +546,8 @@ def _keras_zip(c: Corpus) -> None:
          "model.weights.h5 flagged as encrypted")
     case("member-oversized", _zip_patch(valid, "model.weights.h5", file_size=0xFFFFFFF0), REFUSED,
          "a stored model.weights.h5 declaring 4 GiB")
+    case("zip-version-unsupported", _zip_patch(valid, "model.weights.h5", version=99), BROKEN,
+         "model.weights.h5 needs zip version 9.9 to extract (zipfile: NotImplementedError)")
     case("weights-missing", zip_bytes(base[:2]), CORRUPT, "no model.weights.h5")
     case("weights-garbage", zip_bytes(base[:2] + [("model.weights.h5", b"\x89HDF" + b"\0" * 200)]),
          CORRUPT, "model.weights.h5 is not HDF5")
