@@ -22,6 +22,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import math
+import mmap
 import os
 import re
 import signal
@@ -35,6 +37,7 @@ import numpy as np
 from .deps import require
 from .dtypes import STRING
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
+from .mapped import rows
 from .store import Tensor, block_indices
 
 # HDF5 built-in filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset) and h5py's lzf.
@@ -373,8 +376,45 @@ def tensor_dtype(ds, attrs: Mapping[str, Any], where: str) -> np.dtype:
     return dt.newbyteorder("=") if dt.byteorder not in "=|" else dt
 
 
+def _contiguous_offset(ds) -> int | None:
+    """Where a dataset's numbers lie in one unfiltered run of bytes of a file opened by path
+    (h5py's default driver), or None: chunked, not yet written, or not a plain number type."""
+    if ds.chunks is not None or ds.file.driver != "sec2" or ds.dtype.kind not in "biufc":
+        return None
+    return ds.id.get_offset()
+
+
+def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.ndarray]:
+    """get(index) as a zero-copy view of a map of the rows it needs (the HDF5 library would
+    copy every block into a new array first)."""
+    fd, dtype, shape = ds.file.id.get_vfd_handle(), ds.dtype, ds.shape
+    row_bytes = dtype.itemsize * math.prod(shape[1:])
+    size = os.fstat(fd).st_size
+
+    def get(index: tuple) -> np.ndarray:
+        if not ds.id.valid:  # closed: the descriptor may already name another file
+            raise UsageError("the store is closed", path)
+        run = rows(index, shape)
+        r0, r1, index = (0, shape[0] if shape else 1, index) if run is None else run
+        start, nbytes = offset + r0 * row_bytes, (r1 - r0) * row_bytes if shape else dtype.itemsize
+        if start + nbytes > size:
+            raise CorruptFileError(f"dataset data at {start}+{nbytes} runs past the end of the "
+                                   f"file ({size} bytes)", path)
+        if nbytes == 0:
+            return np.empty(shape, dtype)[index]
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        mapped = mmap.mmap(fd, start - base + nbytes, offset=base, access=mmap.ACCESS_READ)
+        block = np.frombuffer(mapped, dtype, nbytes // dtype.itemsize, start - base)
+        return block.reshape((r1 - r0, *shape[1:]) if shape else ())[index]
+    return get
+
+
 def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) -> Tensor:
     """A Tensor reading `ds` on demand, with errors turned into CorruptFileError."""
+    offset = _contiguous_offset(ds) if dtype != STRING else None
+    if offset is not None:
+        return Tensor(ds.shape, dtype, _mapped_getter(ds, offset, path), meta)
+
     def get(index: tuple) -> np.ndarray:
         with h5_errors(path, f"dataset {meta.get('key')!r}"):
             data = np.asarray(ds[index] if index else ds[()])

@@ -1,0 +1,52 @@
+"""Contiguous HDF5 datasets are read through a map of their bytes: same values as h5py gives."""
+import h5py
+import numpy as np
+import pytest
+
+from weightkit.converters import hdf5
+from weightkit.converters.errors import UsageError
+
+CASES = {
+    "f32": np.arange(24, dtype=np.float32).reshape(4, 6),
+    "f64_3d": np.linspace(-1, 1, 60).reshape(3, 4, 5),
+    "i8": np.arange(-5, 5, dtype=np.int8),
+    "big_endian": np.arange(12, dtype=">i4").reshape(3, 4),
+    "bool": np.array([True, False, True]),
+    "scalar": np.array(3.5, dtype=np.float16),
+    "empty_rows": np.zeros((5, 0), np.float32),
+}
+INDEXES = [(), (slice(1, 3),), (0,), (-1,), (slice(None, None, 2),), (1, slice(1, 3))]
+
+
+@pytest.fixture
+def h5(tmp_path):
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as f:
+        for name, array in CASES.items():
+            f.create_dataset(name, data=array)
+        f.create_dataset("chunked", data=CASES["f32"], chunks=(2, 3))
+    f = h5py.File(path, "r")
+    yield f
+    f.close()
+
+
+@pytest.mark.parametrize("name", [*CASES, "chunked"])
+def test_values_match_h5py(h5, name):
+    ds = h5[name]
+    mapped = hdf5._contiguous_offset(ds) is not None
+    assert mapped == (name not in ("chunked", "empty_rows"))  # an empty dataset has no bytes
+    tensor = hdf5.lazy_tensor(ds, ds.dtype.newbyteorder("="), {"key": name}, None)
+    for index in INDEXES:
+        try:
+            expected = ds[index] if index else ds[()]
+        except (ValueError, IndexError, TypeError):
+            continue
+        got = tensor[index]
+        assert got.dtype == expected.dtype.newbyteorder("=") and np.array_equal(got, expected)
+
+
+def test_closed_file_is_refused(h5):
+    tensor = hdf5.lazy_tensor(h5["f32"], np.dtype(np.float32), {"key": "f32"}, None)
+    h5.close()
+    with pytest.raises(UsageError):
+        tensor[0]
