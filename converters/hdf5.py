@@ -90,7 +90,7 @@ def open_file(source: str | Any, path: str | None = None):
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as f:
                 if f.read(8) != b"\x89HDF\r\n\x1a\n":
-                    raise CorruptFileError("expected an HDF5 file (signature \\x89HDF); "
+                    raise CorruptFileError("expected an HDF5 file (signature 89 48 44 46); "
                                            "received other bytes", where)
             return h5py.File(source, "r")
         return h5py.File(source, "r")

@@ -75,18 +75,27 @@ def detect(path: str | os.PathLike) -> str:
     for fmt in _FORMATS:
         if format_module(fmt.name).sniff(path, head):
             return fmt.name
+    if os.path.isfile(path) and head:
+        claimed = _format_by_suffix(path)
+        if claimed is not None:
+            return claimed  # its reader says precisely what is wrong with the file
     what = "directory" if os.path.isdir(path) else "file"
     raise UnknownFormatError(
         f"unrecognised {what}; supported formats: {', '.join(FORMATS)}", path)
 
 
+def _format_by_suffix(path: str) -> str | None:
+    lowered = path.lower()
+    matches = [(len(s), f.name) for f in _FORMATS for s in f.suffixes if lowered.endswith(s)]
+    return max(matches)[1] if matches else None
+
+
 def format_for_output(path: str | os.PathLike) -> str:
     """The format a destination path asks for by its suffix."""
     path = os.fspath(path)
-    lowered = path.lower()
-    matches = [(len(s), f.name) for f in _FORMATS for s in f.suffixes if lowered.endswith(s)]
-    if matches:
-        return max(matches)[1]
+    claimed = _format_by_suffix(path)
+    if claimed is not None:
+        return claimed
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return "saved-model"
     raise UsageError("cannot tell the output format from the name; give --to FORMAT "

@@ -109,11 +109,11 @@ def _header(file: MappedFile, path: str) -> tuple[int, dict]:
     if size < 8:
         raise CorruptFileError(f"expected at least 8 bytes (the header length), got {size}", path)
     (n,) = struct.unpack("<Q", file.pread(0, 8))
-    if n > MAX_HEADER:
-        raise UnsafeFileError(f"header of {n} bytes; at most {MAX_HEADER} accepted", path)
     if 8 + n > size:
         raise CorruptFileError(f"header of {n} bytes runs past the end of the file "
                                f"({size} bytes)", path)
+    if n > MAX_HEADER:
+        raise UnsafeFileError(f"header of {n} bytes; at most {MAX_HEADER} accepted", path)
     raw = file.pread(8, n)
     if len(raw) != n:
         raise CorruptFileError("the file became shorter while it was read", path)

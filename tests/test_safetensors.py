@@ -181,7 +181,8 @@ def craft(tmp_path: Path, header: bytes | str, data: bytes = b"", length: int | 
 F32x2 = '"dtype":"F32","shape":[2],"data_offsets":[0,8]'
 BAD_HEADERS = {
     "header longer than file": ("{}", b"", 1000, CorruptFileError, "past the end"),
-    "huge header": ("{}", b"", 200_000_000, UnsafeFileError, "at most"),
+    # (a header over the cap that the file really holds: tests/make_crafted.py header-huge)
+    "huge header past the end": ("{}", b"", 200_000_000, CorruptFileError, "past the end"),
     "not utf-8": (b'{"\xff":1}', b"", None, CorruptFileError, "UTF-8"),
     "not an object": ("[1, 2]", b"", None, CorruptFileError, "does not start"),
     "not json": ("{nope", b"", None, CorruptFileError, "not valid JSON"),
@@ -320,3 +321,14 @@ def test_any_carry_document_reads_or_raises_a_weightkit_error(tmp_path_factory, 
                 tensor.read()
     except weightkit.WeightsError:
         pass
+
+
+def test_header_over_the_cap_is_refused_before_it_is_read(tmp_path):
+    from weightkit.converters.safetensors import MAX_HEADER
+
+    path = tmp_path / "huge.safetensors"
+    with open(path, "wb") as f:  # sparse: the file really holds the header it declares
+        f.write(struct.pack("<Q", MAX_HEADER + 1) + b"{")
+        f.truncate(8 + MAX_HEADER + 1)
+    with pytest.raises(UnsafeFileError, match="at most"):
+        weightkit.load(path)
