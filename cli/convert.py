@@ -13,6 +13,11 @@ HELP = "convert a weights file to another format (written atomically; never over
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_output_arguments(parser)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """SRC, DST and the options of every command that writes weights (convert, edit)."""
     parser.add_argument("src", help="input weights file, checkpoint prefix or directory")
     parser.add_argument("dst", help="output path (its suffix names the format unless --to)")
     parser.add_argument("--to", choices=sorted(FORMATS), help="output format")

@@ -11,9 +11,9 @@ import numpy as np
 from ..converters.edit import Edit, EditedStore, edit
 from ..converters.errors import UsageError
 from ..converters.paths import check_input
-from ..converters.registry import FORMATS, format_for_output, load, losses, save
+from ..converters.registry import format_for_output, load, losses, save
 from ..converters.store import Store
-from .convert import check_output
+from .convert import add_output_arguments, check_output
 from .text import safe
 
 HELP = "edit weights (rename, drop, keep, cast, scale, prune, set, add) and write a new file"
@@ -104,14 +104,7 @@ class _Append(argparse.Action):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="input weights file, checkpoint prefix or directory")
-    parser.add_argument("dst", help="output path (its suffix names the format unless --to)")
-    parser.add_argument("--to", choices=sorted(FORMATS), help="output format")
-    parser.add_argument("--from", dest="src_format", choices=sorted(FORMATS), help="input format")
-    parser.add_argument("--allow-lossy", action="store_true",
-                        help="write even if the output cannot hold everything (what is lost is listed)")
-    parser.add_argument("--like", metavar="TEMPLATE",
-                        help="take what the weights lack (config, object graph) from TEMPLATE")
+    add_output_arguments(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would change (a diff table) and write nothing")
     group = parser.add_argument_group("operations (applied in the order given, repeatable)")
