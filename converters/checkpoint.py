@@ -22,6 +22,7 @@ import mmap
 import os
 import re
 import struct
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -32,6 +33,7 @@ from .atomic import atomic_output
 from .dtypes import dtype_from_name
 from .errors import CorruptFileError, UnknownFormatError, UnsafeFileError, UsageError, \
     WeightsError
+from .foreign import structure_losses
 from .mapped import MappedFile, rows
 from .paths import check_input, inside
 from .sstable import FOOTER_SIZE, MAGIC, crc32c, get_varint, mask_crc, put_varint, read_table, \
@@ -654,9 +656,27 @@ class _Item(NamedTuple):
 
 
 def losses(store: Store) -> list[str]:
-    """Tensors whose dtype a checkpoint cannot hold (written as float32 if allowed)."""
-    return [f"{name}: dtype {t.dtype_name} (TensorFlow has no such type; written as float32)"
+    """What a checkpoint cannot hold of `store` (`bundle_losses`)."""
+    return bundle_losses(store, (META,))
+
+
+def bundle_losses(store: Store, carried: tuple[str, ...]) -> list[str]:
+    """Tensors whose dtype a checkpoint cannot hold (written as float32 if allowed); for a store
+    read from another format, its file structure, the roles a reader cannot tell from the keys (there is
+    no object graph to say so), and the store's order (keys are listed sorted)."""
+    lost = [f"{name}: dtype {t.dtype_name} (TensorFlow has no such type; written as float32)"
             for name, t in store.items() if t.dtype_name not in _ENUMS]
+    foreign = structure_losses(store, carried)
+    if not foreign or META in store.meta:
+        return lost + foreign
+    lost += foreign
+    keys = [(_keys_of(name, t)[0], t.role) for name, t in store.items()]
+    unread = Counter(role for key, role in keys if _role(key, "", False) != role)
+    lost += [f"roles of {n} {role} variable(s) (a checkpoint written without an object graph "
+             f"tells them by key)" for role, n in sorted(unread.items())]
+    if [k for k, _ in keys] != sorted((k for k, _ in keys), key=_key_bytes):
+        lost.append("the order of variables (a checkpoint lists its keys sorted)")
+    return lost
 
 
 def cast_unsupported(store: Store) -> Store:

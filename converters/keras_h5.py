@@ -23,6 +23,7 @@ from typing import Any
 from . import hdf5
 from .atomic import atomic_output
 from .errors import CorruptFileError, UsageError
+from .foreign import structure_losses
 from .store import Store, Tensor
 
 NAME = "keras-h5"
@@ -123,10 +124,14 @@ def _tensors(tree: dict, datasets: list[tuple[str, Any]], path: str) -> dict[str
 
 
 def losses(store: Store) -> list[str]:
+    """What HDF5 cannot hold (`dtype_losses`) and, for a store of another origin, its file
+    structure (names, roles and values are kept)."""
+    return dtype_losses(store) + structure_losses(store, (NAMESPACE,))
+
+
+def dtype_losses(store: Store) -> list[str]:
     """What HDF5 cannot hold: 4-bit dtypes (widened to 8 bits when allowed) and, for strings not
-    read from HDF5 in the first place, bytes after a NUL (HDF5 strings end there). Other formats'
-    file structure (a checkpoint's object graph, a SavedModel's graph) is not weight data and is
-    not counted: names, roles and values are kept."""
+    read from HDF5 in the first place, bytes after a NUL (HDF5 strings end there)."""
     from_hdf5 = any(ns in store.meta for ns in ("keras_h5", "keras_weights_h5", "keras"))
     lost = [f"{name!r} ({t.dtype_name}: HDF5 has no 4-bit type)" for name, t in store.items()
             if t.dtype_name in ("int4", "uint4", "float4_e2m1fn")]

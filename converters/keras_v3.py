@@ -20,9 +20,10 @@ import zipfile
 from typing import Any
 
 from . import hdf5
-from .keras_h5 import losses as h5_losses, widen
+from .keras_h5 import dtype_losses as h5_losses, widen
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
+from .foreign import structure_losses
 from .keras_v3_weights import keras3_names, load_json, tensors_from, write_h5
 from .store import Store
 
@@ -235,9 +236,10 @@ def layer_names_from_config(config: Any, tree: dict) -> dict[str, str]:
 
 
 def losses(store: Store) -> list[str]:
-    """As for every HDF5 format (`keras_h5.losses`); a store without a `.keras` origin or
-    template is refused by `write` (no config.json to write), not counted as a loss."""
-    return h5_losses(store)
+    """As for every HDF5 format (`keras_h5.dtype_losses`), and another origin's file structure;
+    a store without a `.keras` origin or template is refused by `write` (no config.json to
+    write), not counted as a loss."""
+    return h5_losses(store) + structure_losses(store, (NAMESPACE,))
 
 
 def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:

@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import hdf5
-from .keras_h5 import losses as h5_losses, place, widen
+from .keras_h5 import dtype_losses as h5_losses, place, widen
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
+from .foreign import structure_losses
 from .paths import check_input, inside
 from .store import Store, Tensor
 
@@ -213,8 +215,25 @@ def _read_shards(path: str) -> Store:
 # -- writing ----------------------------------------------------------------------------------
 
 def losses(store: Store) -> list[str]:
-    """As for every HDF5 format (`keras_h5.losses`): 4-bit dtypes, foreign strings with NULs."""
-    return h5_losses(store)
+    """As for every HDF5 format (`keras_h5.dtype_losses`): 4-bit dtypes, foreign strings with
+    NULs; for a store read from another format also its file structure and the names, roles and order
+    that the layout built from names (`build_tree`) does not give back when read."""
+    foreign = structure_losses(store, (NAMESPACE,))
+    lost = h5_losses(store) + foreign
+    if not foreign or NAMESPACE in store.meta:
+        return lost
+    tree, placed = build_tree(store)
+    read_as = keras3_names(tree)
+    name_of = {id(placed[path]): name for path, (name, _) in read_as.items()}
+    role_of = {id(placed[path]): role for path, (_, role) in read_as.items()}
+    renamed = sum(1 for name, t in store.items() if name_of[id(t)] != name)
+    if renamed:
+        lost.append(f"names of {renamed} variable(s) (Keras 3 .weights.h5 is positional)")
+    unread = Counter(t.role for t in store.values() if role_of[id(t)] != t.role)
+    lost += [f"roles of {n} {role} variable(s)" for role, n in sorted(unread.items())]
+    if [id(placed[p]) for p in read_as] != [id(t) for t in store.values()]:
+        lost.append("the order of variables (.weights.h5 lists them by layer)")
+    return lost
 
 
 def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:

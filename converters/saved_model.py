@@ -62,7 +62,8 @@ def read(path: str) -> Store:
 
 
 def losses(store: Store) -> list[str]:
-    return checkpoint.losses(store)
+    """As for a checkpoint (`checkpoint.bundle_losses`), which also holds the graph."""
+    return checkpoint.bundle_losses(store, (META, checkpoint.META))
 
 
 def _copy_template(template: Store, target: str) -> None:

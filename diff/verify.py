@@ -17,7 +17,9 @@ Each pair ends as one of:
                (a SavedModel needs a graph to write into): not a finding, the reason is kept
 
 A writer that refuses the way back without a template (`like`) is given the original store as
-its template, as a user would give `--like ORIGINAL`; the trip notes it.
+its template, as a user would give `--like ORIGINAL`; the trip notes it. If it refuses even then
+after a declared loss (a `.keras` template cannot take the positional names of a `.weights.h5`),
+the trip is lossy: the way back needs what was lost.
 """
 from __future__ import annotations
 
@@ -114,7 +116,16 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False
                 try:
                     save(result, back, source, allow_lossy=True)
                 except UsageError:
-                    save(result, back, source, allow_lossy=True, like=store)
+                    try:
+                        save(result, back, source, allow_lossy=True, like=store)
+                    except UsageError as exc:
+                        if not trip.lost:
+                            raise
+                        trip.status, trip.error = "lossy", f"{type(exc).__name__}: {exc}"
+                        trip.notes.append(f"not written back to {source}: the way back needs "
+                                          "what was lost")
+                        yield trip
+                        return
                     trip.notes.append(f"written back to {source} with the original as template")
                 trip.files.append(back)
                 result = stack.enter_context(load(back, source))
