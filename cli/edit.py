@@ -166,7 +166,11 @@ def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
     from ..diff.render import Target, render_table
 
     _print_edits(edited.edits, f"dry run: nothing written to {args.dst} ({fmt})")
-    lost = losses(edited, fmt)
+    if args.like:
+        with load(args.like) as template:
+            lost = losses(edited, fmt, like=template)
+    else:
+        lost = losses(edited, fmt)
     if lost:
         print(safe(f"writing {fmt} would lose: {'; '.join(lost)}"
                    + ("" if args.allow_lossy else " (refused without --allow-lossy)")))

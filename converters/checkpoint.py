@@ -655,18 +655,18 @@ class _Item(NamedTuple):
     shape: tuple[int, ...]
 
 
-def losses(store: Store) -> list[str]:
+def losses(store: Store, like: Store | None = None) -> list[str]:
     """What a checkpoint cannot hold of `store` (`bundle_losses`)."""
-    return bundle_losses(store, (META,))
+    return bundle_losses(store, (META,), like)
 
 
-def bundle_losses(store: Store, carried: tuple[str, ...]) -> list[str]:
+def bundle_losses(store: Store, carried: tuple[str, ...], like: Store | None = None) -> list[str]:
     """Tensors whose dtype a checkpoint cannot hold (written as float32 if allowed); for a store
     read from another format, its file structure, the roles a reader cannot tell from the keys (there is
     no object graph to say so), and the store's order (keys are listed sorted)."""
     lost = [f"{name}: dtype {t.dtype_name} (TensorFlow has no such type; written as float32)"
             for name, t in store.items() if t.dtype_name not in _ENUMS]
-    foreign = structure_losses(store, carried)
+    foreign = structure_losses(store, carried, like)
     if not foreign or META in store.meta:
         return lost + foreign
     lost += foreign

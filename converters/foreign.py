@@ -20,8 +20,11 @@ STRUCTURES = {
 KEPT_BY_ALL = ("source_format",)  # recorded again by every reader that carries it
 
 
-def structure_losses(store: Store, carried: Iterable[str]) -> list[str]:
+def structure_losses(store: Store, carried: Iterable[str], like: Store | None = None) -> list[str]:
     """One phrase for each metadata namespace of `store` that a writer carrying only the
-    namespaces `carried` loses."""
+    namespaces `carried` loses. With a template (`like`) nothing is: the structure written is
+    the template's, as asked."""
+    if like is not None:
+        return []
     kept = set(carried) | set(KEPT_BY_ALL)
     return [STRUCTURES.get(key, f"store metadata {key!r}") for key in store.meta if key not in kept]

@@ -123,10 +123,10 @@ def _tensors(tree: dict, datasets: list[tuple[str, Any]], path: str) -> dict[str
     return names
 
 
-def losses(store: Store) -> list[str]:
+def losses(store: Store, like: Store | None = None) -> list[str]:
     """What HDF5 cannot hold (`dtype_losses`) and, for a store of another origin, its file
     structure (names, roles and values are kept)."""
-    return dtype_losses(store) + structure_losses(store, (NAMESPACE,))
+    return dtype_losses(store) + structure_losses(store, (NAMESPACE,), like)
 
 
 def dtype_losses(store: Store) -> list[str]:

@@ -235,11 +235,11 @@ def layer_names_from_config(config: Any, tree: dict) -> dict[str, str]:
     return {}
 
 
-def losses(store: Store) -> list[str]:
+def losses(store: Store, like: Store | None = None) -> list[str]:
     """As for every HDF5 format (`keras_h5.dtype_losses`), and another origin's file structure;
     a store without a `.keras` origin or template is refused by `write` (no config.json to
     write), not counted as a loss."""
-    return h5_losses(store) + structure_losses(store, (NAMESPACE,))
+    return h5_losses(store) + structure_losses(store, (NAMESPACE,), like)
 
 
 def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:

@@ -214,11 +214,11 @@ def _read_shards(path: str) -> Store:
 
 # -- writing ----------------------------------------------------------------------------------
 
-def losses(store: Store) -> list[str]:
+def losses(store: Store, like: Store | None = None) -> list[str]:
     """As for every HDF5 format (`keras_h5.dtype_losses`): 4-bit dtypes, foreign strings with
     NULs; for a store read from another format also its file structure and the names, roles and order
     that the layout built from names (`build_tree`) does not give back when read."""
-    foreign = structure_losses(store, (NAMESPACE,))
+    foreign = structure_losses(store, (NAMESPACE,), like)
     lost = h5_losses(store) + foreign
     if not foreign or NAMESPACE in store.meta:
         return lost

@@ -446,7 +446,7 @@ def _raw_getter(archive: _Archive, member: _Member, npy: _Npy) -> Callable[[Inde
 # ---------------------------------------------------------------------------------------------
 # writing
 
-def losses(store: Store) -> list[str]:
+def losses(store: Store, like: Store | None = None) -> list[str]:
     """Nothing is lost unless metadata is not JSON: every dtype has an encoding."""
     return carry.json_losses(store)
 

@@ -5,7 +5,7 @@ A format module provides:
     NAME: str
     def sniff(path: str, head: bytes) -> bool     # cheap test of content (head: first 4 KiB or b"")
     def read(path: str) -> Store
-    def losses(store: Store) -> list[str]         # what writing `store` would lose; [] = nothing
+    def losses(store: Store, like: Store | None = None) -> list[str]  # what writing loses; [] = nothing
     def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None)
 
 Modules keep heavy imports (h5py, crc32c) inside functions so that `show` on one format does not
@@ -114,9 +114,9 @@ def load(path: str | os.PathLike, format: str | None = None) -> Store:
     return module.read(path)
 
 
-def losses(store: Store, format: str) -> list[str]:
+def losses(store: Store, format: str, like: Store | None = None) -> list[str]:
     """What writing `store` in `format` would lose (empty if nothing)."""
-    return list(format_module(format).losses(store))
+    return list(format_module(format).losses(store, like=like))
 
 
 def save(store: Store, path: str | os.PathLike, format: str | None = None, *,
@@ -125,7 +125,7 @@ def save(store: Store, path: str | os.PathLike, format: str | None = None, *,
     path = os.fspath(path)
     name = format or format_for_output(path)
     module = format_module(name)
-    lost = module.losses(store)
+    lost = module.losses(store, like=like)
     if lost and not allow_lossy:
         raise LossyConversionError(
             f"writing {name} would lose: {'; '.join(lost)} (use --allow-lossy to accept)", path)

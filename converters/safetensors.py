@@ -265,7 +265,7 @@ def _tensor(file: MappedFile, offset: int, entry: _Entry, carried: carry.Carry,
 # ---------------------------------------------------------------------------------------------
 # writing
 
-def losses(store: Store) -> list[str]:
+def losses(store: Store, like: Store | None = None) -> list[str]:
     """Nothing is lost unless metadata is not JSON: every dtype has an encoding."""
     return carry.json_losses(store)
 

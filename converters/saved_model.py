@@ -61,9 +61,9 @@ def read(path: str) -> Store:
     return checkpoint.read_bundle(prefix, path, format=NAME, path=path, meta=meta)
 
 
-def losses(store: Store) -> list[str]:
+def losses(store: Store, like: Store | None = None) -> list[str]:
     """As for a checkpoint (`checkpoint.bundle_losses`), which also holds the graph."""
-    return checkpoint.bundle_losses(store, (META, checkpoint.META))
+    return checkpoint.bundle_losses(store, (META, checkpoint.META), like)
 
 
 def _copy_template(template: Store, target: str) -> None:

@@ -145,7 +145,7 @@ def test_load_with_a_format_checks_the_content(tmp_path) -> None:
 
 def test_save_refuses_what_the_format_would_lose(tmp_path, monkeypatch) -> None:
     from weightkit.converters import npz
-    monkeypatch.setattr(npz, "losses", lambda store: ["everything"])
+    monkeypatch.setattr(npz, "losses", lambda store, like=None: ["everything"])
     store = Store.from_arrays({"a": np.zeros(1)})
     with pytest.raises(LossyConversionError, match="would lose: everything"):
         weightkit.save(store, tmp_path / "x.npz")
