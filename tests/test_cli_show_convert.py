@@ -179,7 +179,7 @@ def test_convert_refuses_to_overwrite_its_input(capsys, model: Path) -> None:
 
 
 def test_convert_refuses_lossy_output_unless_allowed(capsys, monkeypatch, model: Path) -> None:
-    monkeypatch.setattr(npz, "losses", lambda store: ["the colour of 'dense/kernel'"])
+    monkeypatch.setattr(npz, "losses", lambda store, like=None: ["the colour of 'dense/kernel'"])
     out = model.parent / "lossy.npz"
     code, _, err = cli(capsys, "convert", model, out, *fmt_args(model, "--from"))
     assert code == 2 and "would lose: the colour of 'dense/kernel'" in err
