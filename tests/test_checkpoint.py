@@ -21,7 +21,7 @@ import pytest
 import weightkit
 from conformance import FormatConformance
 from conftest import run_cli
-from tf_cases import run as tf_run
+from tf_cases import make_cases, run as tf_run
 from weightkit.converters import checkpoint, protowire as pw, sstable
 from weightkit.converters.errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from weightkit.converters.store import Store, Tensor
@@ -69,16 +69,7 @@ CHECKPOINT_CASES = ["dtypes", "tf1-partitioned", "sharded", "variant", "keras3-c
 @pytest.fixture(scope="session")
 def tf_made(tmp_path_factory) -> dict[str, str]:
     """{case: path} of every case, written by TensorFlow (three processes in parallel)."""
-    from concurrent.futures import ThreadPoolExecutor
-    root = tmp_path_factory.mktemp("tf_made")
-
-    def make(cases):
-        return tf_run([["make", case, str(root / case)] for case in cases])
-
-    with ThreadPoolExecutor(3) as pool:
-        results = dict(zip(GROUPS, pool.map(make, GROUPS.values())))
-    return {case: result["path"] for group, cases in GROUPS.items()
-            for case, result in zip(cases, results[group])}
+    return make_cases(tmp_path_factory.mktemp("tf_made"), GROUPS)
 
 
 def tf_dump(paths: list[str]) -> list[dict]:

@@ -5,14 +5,13 @@ import filecmp
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import weightkit
-from tf_cases import run as tf_run
+from tf_cases import make_cases, run as tf_run
 from weightkit.converters.errors import UnsafeFileError, UsageError
 from weightkit.converters.store import Store, Tensor
 
@@ -24,15 +23,7 @@ OUTPUT = {"tf-savedmodel": "y"}
 
 @pytest.fixture(scope="session")
 def made(tmp_path_factory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("sm_made")
-
-    def make(cases):
-        return tf_run([["make", case, str(root / case)] for case in cases])
-
-    with ThreadPoolExecutor(3) as pool:
-        results = dict(zip(GROUPS, pool.map(make, GROUPS.values())))
-    return {case: result["path"] for group, cases in GROUPS.items()
-            for case, result in zip(cases, results[group])}
+    return make_cases(tmp_path_factory.mktemp("sm_made"), GROUPS)
 
 
 def same_tree(a: str, b: str) -> bool:

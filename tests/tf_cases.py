@@ -197,6 +197,20 @@ def run(jobs: list[list[str]]) -> list:
     raise AssertionError(f"TensorFlow jobs {jobs} failed:\n{done.stderr[-3000:]}")
 
 
+def make_cases(root, groups: dict[str, list[str]]) -> dict[str, str]:
+    """{case: path} of every case in `groups`, written under `root` by TensorFlow: one process
+    per group (Keras 3 and tf_keras do not mix in one), the groups in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make_group(cases):
+        return run([["make", case, os.path.join(str(root), case)] for case in cases])
+
+    with ThreadPoolExecutor(len(groups)) as pool:
+        results = dict(zip(groups, pool.map(make_group, groups.values())))
+    return {case: result["path"] for group, cases in groups.items()
+            for case, result in zip(cases, results[group])}
+
+
 if __name__ == "__main__":
     results = [COMMANDS[command](*args) for command, *args in json.loads(sys.argv[1])]
     print(MARK + json.dumps(results))
