@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -95,6 +95,19 @@ def dumps(doc: dict, ascii: bool = True) -> str:
     """Compact JSON; ASCII by default, so that any Python string (even a lone surrogate)
     survives a trip through a UTF-8 container exactly."""
     return json.dumps(doc, ensure_ascii=ascii, separators=(",", ":"), allow_nan=False)
+
+
+def plan_tensors(store: Store, plan: Callable[[str, Tensor], tuple[Any, dict | None]]
+                 ) -> tuple[list[Any], dict[str, dict]]:
+    """Each tensor's write plan from `plan(name, tensor) -> (plan, encoding record or None)`,
+    and the records of the tensors stored in another dtype, by name."""
+    planned, encodings = [], {}
+    for name, tensor in store.items():
+        step, record = plan(name, tensor)
+        planned.append(step)
+        if record:
+            encodings[name] = record
+    return planned, encodings
 
 
 def check_names(names: Iterable[str], path: str, container: str) -> None:

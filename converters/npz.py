@@ -520,12 +520,7 @@ def write(store: Store, path: str, *, allow_lossy: bool = False,
     carry.check_names(store, path, NAME)
     for name in store:
         check_tensor_name(name, path)
-    planned, encodings = [], {}
-    for name, tensor in store.items():
-        plan, record = _plan(name, tensor)
-        planned.append(plan)
-        if record:
-            encodings[name] = record
+    planned, encodings = carry.plan_tensors(store, _plan)
     doc = carry.build(store, NAME, native_namespace=None, encodings=encodings,
                       file_order=list(store))
     with atomic_output() as out:

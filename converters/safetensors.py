@@ -310,12 +310,7 @@ def write(store: Store, path: str, *, allow_lossy: bool = False,
     if METADATA in store:
         raise UsageError(f"a tensor cannot be named {METADATA!r} in safetensors", path)
     carry.check_names(store, path, NAME)
-    planned, encodings = [], {}
-    for name, tensor in store.items():
-        plan, record = _plan(name, tensor)
-        planned.append(plan)
-        if record:
-            encodings[name] = record
+    planned, encodings = carry.plan_tensors(store, _plan)
     rank = {code: i for i, code in enumerate(_RANK)}
     planned.sort(key=lambda p: (-rank[p.code], p.name))
     doc = carry.build(store, NAME, native_namespace=NAME, encodings=encodings,
