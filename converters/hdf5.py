@@ -28,7 +28,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import ml_dtypes
@@ -564,8 +564,8 @@ def empty_list_attr() -> dict:
 
 # -- choosing what to write ----------------------------------------------------------------------
 
-def template(store, like, namespace: str) -> tuple[dict | None, Callable[[str], Tensor] | None]:
-    """The recorded meta of `namespace` to write back, and a lookup from dataset path to tensor.
+def template(store, like, namespace: str) -> tuple[dict | None, Placement | None]:
+    """The recorded meta of `namespace` to write back, and the placement of tensors in it.
 
     The store's own meta wins (tensors matched by their `key`); else a `like` template's meta,
     with tensors matched by the template's canonical names. (None, None) if neither has it.
@@ -573,30 +573,72 @@ def template(store, like, namespace: str) -> tuple[dict | None, Callable[[str], 
     if namespace in store.meta:
         by_key = {t.meta.get("key"): t for t in store.values()}
         names = {t.meta.get("key"): n for n, t in store.items()}
-        return store.meta[namespace], _lookup(by_key, names, "key")
+        return store.meta[namespace], Placement(by_key, names, "key")
     if like is not None and namespace in like.meta:
         key_to_name = {t.meta.get("key"): n for n, t in like.items()}
         by_key = {k: store[n] for k, n in key_to_name.items() if n in store}
-        return like.meta[namespace], _lookup(by_key, key_to_name, "name")
+        return like.meta[namespace], Placement(by_key, key_to_name, "name")
     return None, None
 
 
-def _lookup(by_key: Mapping[str, Tensor], names: Mapping[str, str], how: str
-            ) -> Callable[[str], Tensor]:
-    def tensor_for(path: str) -> Tensor:
+class Placement:
+    """Dataset path -> tensor of a recorded tree: call it for the tensor of a path (a path
+    without one is a UsageError); `path in placement` says whether the store has one."""
+
+    def __init__(self, by_key: Mapping[str, Tensor], names: Mapping[str, str], how: str):
+        self._by_key, self._names, self._how = by_key, names, how
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._by_key
+
+    def __call__(self, path: str) -> Tensor:
         try:
-            return by_key[path]
+            return self._by_key[path]
         except KeyError:
-            wanted = f" (tensor {names[path]!r})" if path in names else ""
+            wanted = f" (tensor {self._names[path]!r})" if path in self._names else ""
             raise UsageError(f"the store has no tensor for dataset {path!r}{wanted} "
-                             f"(matched by {how})") from None
-    return tensor_for
+                             f"(matched by {self._how})") from None
 
 
-def check_covered(store, tree_paths: list[str], lookup: Callable[[str], Tensor]) -> None:
+def check_covered(store, tree_paths: list[str], lookup: Placement) -> None:
     """Refuse a write-back that would silently drop tensors the template does not place."""
-    placed = {id(lookup(p)) for p in tree_paths}
+    placed = {id(lookup(p)) for p in tree_paths if p in lookup}
     extra = [n for n, t in store.items() if id(t) not in placed]
     if extra:
         raise UsageError(f"the recorded file layout has no place for {len(extra)} tensor(s) "
                          f"(e.g. {extra[0]!r}); write without the recorded layout or a template")
+
+
+def absent(tree: Mapping[str, Any], lookup: Placement, prefix: str = "") -> list[str]:
+    """The dataset paths of `tree` whose tensors (at `prefix` + path in `lookup`) the store no
+    longer has: dropped by an edit."""
+    return [p for p, node in walk(tree) if "dataset" in node and prefix + p not in lookup]
+
+
+def stored_nbytes(dataset: Mapping[str, Any]) -> int:
+    """The bytes of a described dataset's data (vlen strings: of their pointers)."""
+    return math.prod(dataset["shape"]) * _numpy_type(dataset["type"], h5py_module()).itemsize
+
+
+def edited(tree: Mapping[str, Any], remove: Iterable[str],
+           attrs: Mapping[str, list] | None = None) -> dict:
+    """A copy of `tree` without the nodes at paths `remove` (datasets or groups) and without
+    the groups their removal leaves empty (groups already empty in `tree` stay), and with the
+    attributes of the groups at the paths of `attrs` ("" is the root) replaced."""
+    gone, attrs = set(remove), attrs or {}
+
+    def rebuild(node: Mapping[str, Any], where: str) -> dict | None:
+        if "children" not in node:
+            return dict(node)
+        children, removed = [], False
+        for name, child in node["children"]:
+            path = f"{where}/{name}" if where else name
+            kept = None if path in gone else rebuild(child, path)
+            removed |= kept is None
+            if kept is not None:
+                children.append([name, kept])
+        if removed and not children and where:
+            return None
+        return {**node, "attrs": list(attrs.get(where, node.get("attrs", []))),
+                "children": children}
+    return rebuild(tree, "")  # the root is never removed
