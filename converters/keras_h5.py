@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from . import hdf5
 from .atomic import atomic_output
@@ -141,21 +144,126 @@ def dtype_losses(store: Store) -> list[str]:
         if lost else []
 
 
+def check(store: Store, like: Store | None = None) -> None:
+    """Raise what `write` would refuse (a drop tf_keras could not load), writing nothing."""
+    _plan(store, like)
+
+
 def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
-    """Write the recorded tree back exactly, or build the tf.keras weights layout from names."""
-    recorded, lookup = hdf5.template(store, like, NAMESPACE)
-    if recorded is not None:
-        tree = recorded["tree"]
-        paths = [p for p, node in hdf5.walk(tree) if "dataset" in node]
-        if like is None or NAMESPACE in store.meta:
-            hdf5.check_covered(store, paths, lookup)
-    else:
-        tree, tensors = build_tree(store)
-        lookup = tensors.__getitem__
+    """Write the recorded tree back exactly (less what an edit dropped), or build the tf.keras
+    weights layout from names."""
+    tree, lookup = _plan(store, like)
     with atomic_output() as out:
         temp = out.path(path)
         with hdf5.create_file(temp) as f:
             hdf5.write_tree(f, tree, (lambda p: widen(lookup(p))) if allow_lossy else lookup)
+
+
+def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tensor]]:
+    """The tree to write and the tensor of each of its dataset paths."""
+    recorded, lookup = hdf5.template(store, like, NAMESPACE)
+    if recorded is None:
+        tree, tensors = build_tree(store)
+        return tree, tensors.__getitem__
+    tree = recorded["tree"]
+    if like is None or NAMESPACE in store.meta:
+        tree = without_dropped(tree, recorded["layout"], lookup)
+        hdf5.check_covered(store, [p for p, node in hdf5.walk(tree) if "dataset" in node],
+                           lookup)
+    return tree, lookup
+
+
+# tf_keras' HDF5_OBJECT_HEADER_LIMIT: a longer name list attribute is split into chunks.
+ATTR_LIMIT = 64512
+
+
+def without_dropped(tree: dict, layout: str, lookup: hdf5.Placement) -> dict:
+    """The recorded tree less the datasets of tensors the store no longer has (an edit's
+    --drop or --keep), with the Keras name lists rewritten to match. What tf_keras 2.21 loads
+    decides what may go (tests/test_edit.py checks each case with the framework):
+
+    - All optimizer state: `optimizer_weights` goes, as `model.save(include_optimizer=False)`
+      leaves it out; `load_model` compiles a fresh optimizer from `training_config`. Part of
+      it is refused: `load_model` sets the optimizer's weights all or none, by position, and
+      would discard the rest with only a logged warning.
+    - A weight of a full model (`model.save`) is refused: `load_model` sets every layer's
+      weights by position and fails ("Weight count mismatch", "Layer count mismatch").
+    - All weights of a layer of a `save_weights` file: the layer leaves `layer_names` and its
+      group goes, so `load_weights(by_name=True)` loads every other layer (the default, by
+      position, fails with "Layer count mismatch"; an emptied group left in `layer_names`
+      would fail both ways). Part of a layer's weights is refused.
+
+    Datasets no Keras attribute names (plain HDF5) simply go, and the groups they empty."""
+    gone = set(hdf5.absent(tree, lookup))
+    if not gone:
+        return tree
+    if layout == "hdf5":
+        return hdf5.edited(tree, gone)
+    root = "model_weights" if layout == "model" else ""
+    weights_node = hdf5.find(tree, root) if root else tree
+    lists = {f"{root}/{name}" if root else name: hdf5.chunked_attr(node, "weight_names") or []
+             for name, node in weights_node["children"] if "children" in node}
+    if layout == "model" and "children" in (hdf5.find(tree, "optimizer_weights") or {}):
+        lists["optimizer_weights"] = hdf5.chunked_attr(hdf5.find(tree, "optimizer_weights"),
+                                                       "weight_names") or []
+    names = {where: name for where, name, _ in named_datasets(tree)}
+    remove, layers_gone = set(gone), []
+    for group, weights in lists.items():
+        paths = [f"{group}/{weight}" for weight in weights]
+        lost = [p for p in paths if p in gone]
+        if not lost:
+            continue
+        example, layer = names.get(lost[0], lost[0]), group.rsplit("/", 1)[-1]
+        if group == "optimizer_weights" and len(lost) < len(paths):
+            raise UsageError(f"dropping {len(lost)} of the {len(paths)} optimizer variables "
+                             f"(e.g. {example!r}) leaves part of the optimizer state, which "
+                             "Keras load_model sets all or none, by position: it would "
+                             "discard the rest; drop all of them (roles optimizer and counter) "
+                             "or none")
+        if group != "optimizer_weights" and layout == "model":
+            raise UsageError(f"cannot drop {example!r} (layer {layer!r}) from a full-model "
+                             ".h5: Keras load_model sets every layer's weights by position "
+                             "and would fail (weight count mismatch); drop only optimizer "
+                             "state, or write safetensors or npz")
+        if len(lost) < len(paths):
+            raise UsageError(f"cannot drop {example!r} without the rest of layer {layer!r}: "
+                             "Keras loads a layer's weights by position, all or none; drop "
+                             f"all {len(paths)} of them or none")
+        remove.add(group)
+        if group != "optimizer_weights":
+            layers_gone.append(layer)
+    attrs = {}
+    if layers_gone:
+        layer_names = hdf5.chunked_attr(weights_node, "layer_names") or []
+        attrs[root] = list_attrs(weights_node.get("attrs", []), "layer_names",
+                                 [n for n in layer_names if n not in layers_gone])
+    return hdf5.edited(tree, remove, attrs)
+
+
+def list_attrs(attrs: list, name: str, values: list[str]) -> list:
+    """`attrs` with the Keras name list `name` (one attribute, or chunks `name0`, `name1`, ...)
+    set to `values` as tf_keras' `save_attributes_to_hdf5_group` writes it: one vlen string
+    attribute, or, when the fixed-width array exceeds ATTR_LIMIT bytes, the fewest
+    `numpy.array_split` chunks of fixed-width strings that fit; an empty list as an empty
+    float64 array."""
+    chunk = re.compile(re.escape(name) + r"\d+")
+    old = [attr for key, attr in attrs if key == name or chunk.fullmatch(key)]
+    kept = [[key, attr] for key, attr in attrs if key != name and not chunk.fullmatch(key)]
+    if not values:
+        return kept + [[name, hdf5.empty_list_attr()]]
+    cset = next((a["type"]["cset"] for a in old if isinstance(a["type"], dict)
+                 and "cset" in a["type"]), "ascii")
+    width = max(1, *(len(v.encode("utf-8")) for v in values))
+    if width > ATTR_LIMIT:
+        raise UsageError(f"a {name} entry is longer than {ATTR_LIMIT} bytes, which tf_keras "
+                         "cannot store")
+    parts = -(-len(values) // (ATTR_LIMIT // width))
+    if parts == 1:
+        return kept + [[name, {"type": {"str": "vlen", "cset": cset}, "shape": [len(values)],
+                               "value": list(values)}]]
+    return kept + [[f"{name}{i}", {"type": {"str": width, "cset": cset}, "shape": [len(part)],
+                                   "value": [values[j] for j in part]}]
+                   for i, part in enumerate(np.array_split(np.arange(len(values)), parts))]
 
 
 def widen(t: Tensor) -> Tensor:
