@@ -24,7 +24,7 @@ from .keras_h5 import dtype_losses as h5_losses, widen
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
-from .keras_v3_weights import keras3_names, load_json, tensors_from, write_h5
+from .keras_v3_weights import keras3_names, load_json, tensors_from, without_dropped, write_h5
 from .store import Store
 
 NAME = "keras"
@@ -242,15 +242,15 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     return h5_losses(store) + structure_losses(store, (NAMESPACE,), like)
 
 
+def check(store: Store, like: Store | None = None) -> None:
+    """Raise what `write` would refuse (no config.json, a drop Keras 3 could not load)."""
+    _plan(store, like, None)
+
+
 def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
-    """Write the archive back: kept members verbatim, in order, and the weights rebuilt."""
-    recorded, lookup = hdf5.template(store, like, NAMESPACE)
-    if recorded is None:
-        raise UsageError("a .keras archive needs the model's config.json, which this store "
-                         "lacks; give a .keras template (--like) or write a .weights.h5", path)
-    if like is None or NAMESPACE in store.meta:
-        hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
-                           lookup)
+    """Write the archive back: kept members verbatim, in order, and the weights rebuilt (less
+    the optimizer state an edit dropped; `keras_v3_weights.without_dropped` says what may go)."""
+    recorded, lookup = _plan(store, like, path)
     get = (lambda p: widen(lookup(p))) if allow_lossy else lookup
     directory = os.path.dirname(os.path.abspath(path))
     with atomic_output() as out, tempfile.TemporaryDirectory(dir=directory,
@@ -273,3 +273,17 @@ def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | N
                     zf.writestr(info, _unkeep(recorded["files"][member["name"]]))
                 else:
                     zf.writestr(info, b"")
+
+
+def _plan(store: Store, like: Store | None, path: str | None) -> tuple[dict, hdf5.Placement]:
+    """The recorded archive to write (its weights tree less dropped tensors) and the tensor of
+    each dataset path."""
+    recorded, lookup = hdf5.template(store, like, NAMESPACE)
+    if recorded is None:
+        raise UsageError("a .keras archive needs the model's config.json, which this store "
+                         "lacks; give a .keras template (--like) or write a .weights.h5", path)
+    if like is None or NAMESPACE in store.meta:
+        recorded = without_dropped(recorded, lookup)
+        hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
+                           lookup)
+    return recorded, lookup

@@ -236,15 +236,15 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     return lost
 
 
+def check(store: Store, like: Store | None = None) -> None:
+    """Raise what `write` would refuse (a drop Keras 3 could not load), writing nothing."""
+    _plan(store, like)
+
+
 def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
-    """Write the recorded tree(s) back exactly, or build `layers/<layer>/vars/<i>` from names."""
-    recorded, lookup = hdf5.template(store, like, NAMESPACE)
-    if recorded is None:
-        tree, tensors = build_tree(store)
-        recorded, lookup = {"tree": tree}, tensors.__getitem__
-    elif like is None or NAMESPACE in store.meta:
-        paths = _recorded_paths(recorded)
-        hdf5.check_covered(store, paths, lookup)
+    """Write the recorded tree(s) back exactly (less what an edit dropped), or build
+    `layers/<layer>/vars/<i>` from names."""
+    recorded, lookup = _plan(store, like)
     get = (lambda p: widen(lookup(p))) if allow_lossy else lookup
     with atomic_output() as out:
         if "shards" in recorded:
@@ -254,6 +254,110 @@ def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | N
                 raise UsageError("a sharded .weights.json needs a store read from one; "
                                  "write a .weights.h5")
             write_h5(out.path(path), recorded["tree"], get, path)
+
+
+def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tensor]]:
+    """The recorded meta to write (tree, or shards and index) and the tensor of each path."""
+    recorded, lookup = hdf5.template(store, like, NAMESPACE)
+    if recorded is None:
+        tree, tensors = build_tree(store)
+        return {"tree": tree}, tensors.__getitem__
+    if like is None or NAMESPACE in store.meta:
+        recorded = without_dropped(recorded, lookup)
+        hdf5.check_covered(store, _recorded_paths(recorded), lookup)
+    return recorded, lookup
+
+
+def without_dropped(recorded: Mapping[str, Any], lookup: hdf5.Placement) -> dict:
+    """`recorded` (its "tree", or its "shards" and "index") less the datasets of tensors the
+    store no longer has (an edit's --drop or --keep). What Keras 3.15 loads decides what may
+    go (tests/test_edit.py checks each case with the framework):
+
+    - All of an optimizer's variables: its `vars` group goes, and the groups that leaves
+      empty, as in a file saved without an optimizer. `load_weights` and `load_model` warn
+      that they skip the optimizer ("has 10 variables whereas the saved optimizer has 0") and
+      start from a fresh one. Part of them is refused: Keras loads an optimizer's variables
+      all or none, by count and position, and would skip the rest with that warning.
+    - A layer's variable is refused: Keras loads a layer's variables by count and position,
+      and `load_weights` and `load_model` fail ("Layer 'd1' expected 2 variables, but
+      received 1"); only `skip_mismatch=True` gets past it, leaving the layer unloaded.
+
+    Sharded: shards left without datasets go (the rest are renumbered on writing), and the
+    index's weight_map and total_size follow."""
+    sharded = "shards" in recorded
+    shards = recorded["shards"] if sharded else [{"file": "", "tree": recorded["tree"]}]
+    gone = [set(hdf5.absent(s["tree"], lookup, f"{s['file']}:" if sharded else ""))
+            for s in shards]
+    if not any(gone):
+        return dict(recorded)
+    _check_drops([s["tree"] for s in shards], gone)
+    edited = [{**s, "tree": hdf5.edited(s["tree"], lost)} for s, lost in zip(shards, gone)]
+    if not sharded:
+        return {**recorded, "tree": edited[0]["tree"]}
+    kept = [new for old, new in zip(shards, edited)
+            if _holds_data(new["tree"]) or not _holds_data(old["tree"])]
+    dropped_bytes = sum(hdf5.stored_nbytes(hdf5.find(s["tree"], p)["dataset"])
+                        for s, lost in zip(shards, gone) for p in lost)
+    index = _index_without(json.loads(recorded["index"]), shards, kept, dropped_bytes)
+    return {**recorded, "shards": kept, "index": index}
+
+
+def _check_drops(trees: list[dict], gone: list[set[str]]) -> None:
+    """Refuse dropping part of an optimizer's variables or any layer variable (see
+    `without_dropped`); `trees` may be the shards of one file."""
+    groups: dict[str, list[tuple[str, bool]]] = {}
+    names: dict[str, str] = {}
+    for tree, lost in zip(trees, gone):
+        names.update({p: name for p, (name, _) in keras3_names(tree).items()})
+        for path, node in hdf5.walk(tree):
+            match = _VAR.match(path) if "dataset" in node else None
+            if match is not None:
+                groups.setdefault(path.rsplit("/", 1)[0], []).append((path, path in lost))
+    for group, members in groups.items():
+        lost = [path for path, dropped in members if dropped]
+        if not lost:
+            continue
+        example = names.get(lost[0], lost[0])
+        owner = next((hdf5.attrs_dict(node).get("name") for tree in trees
+                      if (node := hdf5.find(tree, group)) is not None), None) or group
+        if group.split("/")[0] == "optimizer":
+            if len(lost) < len(members):
+                raise UsageError(
+                    f"dropping {len(lost)} of the {len(members)} variables of optimizer "
+                    f"{owner!r} (e.g. {example!r}) leaves part of its state, which Keras 3 "
+                    "loads all or none: it would skip the rest; drop all of them (roles "
+                    "optimizer and counter) or none")
+            continue
+        raise UsageError(
+            f"cannot drop {example!r}: Keras 3 loads the variables of layer {owner!r} by count "
+            "and position, and load_weights and load_model fail on a layer that lacks one "
+            f"(expected {len(members)} variables, received {len(members) - len(lost)}); "
+            "drop only optimizer state, or write safetensors or npz")
+
+
+def _holds_data(node: Mapping[str, Any] | None) -> bool:
+    return node is not None and any("dataset" in n for _, n in hdf5.walk(node))
+
+
+def _index_without(index: dict, shards: list[dict], kept: list[dict], dropped_bytes: int) -> str:
+    """The sharded index after a drop: weight_map lists a shard for a group only while it
+    still holds that group's data; total_size (the bytes of every variable) shrinks."""
+    before = {s["file"]: s["tree"] for s in shards}
+    after = {s["file"]: s["tree"] for s in kept}
+    weight_map = {}
+    for group, files in index.get("weight_map", {}).items():
+        listed = [files] if isinstance(files, str) else files
+        left = [f for f in listed if f in after and (
+            _holds_data(hdf5.find(after[f], group))
+            or not _holds_data(hdf5.find(before[f], group)))]
+        if left:
+            weight_map[group] = left if isinstance(files, list) else left[0]
+    index["weight_map"] = weight_map
+    metadata = index.get("metadata")
+    total = metadata.get("total_size") if isinstance(metadata, dict) else None
+    if isinstance(total, (int, float)) and not isinstance(total, bool):
+        metadata["total_size"] = type(total)(total - dropped_bytes)
+    return json.dumps(index, indent=4)
 
 
 def _recorded_paths(recorded: Mapping[str, Any]) -> list[str]:
