@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,12 +12,13 @@ import numpy as np
 from ..converters.edit import Edit, EditedStore, edit
 from ..converters.errors import UsageError
 from ..converters.paths import check_input
-from ..converters.registry import format_for_output, load, losses, save
+from ..converters.registry import check, format_for_output, load, losses, save
 from ..converters.store import Store
 from .convert import add_output_arguments, check_output
 from .text import safe
 
-HELP = "edit weights (rename, drop, keep, cast, scale, prune, set, add) and write a new file"
+HELP = ("edit weights (rename, drop, keep, no-optimizer, cast, scale, prune, set, add) "
+        "and write a new file")
 
 
 def _split(option: str, value: str, what: str, last: bool = True) -> tuple[str, str]:
@@ -86,6 +88,8 @@ OPERATIONS: dict[str, tuple[str, str, Apply]] = {
     "rename": ("REGEX=REPL", "rename variables with re.sub (collisions are refused)", _rename),
     "drop": ("GLOB", "remove matching variables", lambda s, o, v: s.drop(v)),
     "keep": ("GLOB", "keep only matching variables", lambda s, o, v: s.keep(v)),
+    "no-optimizer": ("", "drop the optimizer state (variables of role optimizer or counter)",
+                     lambda s, o, v: s.drop_optimizer()),
     "cast": ("GLOB=DTYPE", "cast floating variables (float32, float16, bfloat16, ...)", _cast),
     "scale": ("GLOB=FACTOR", "multiply floating variables by FACTOR", _scale),
     "prune": ("GLOB=FRACTION", "zero the smallest-magnitude FRACTION of each matching variable",
@@ -109,8 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print what would change (a diff table) and write nothing")
     group = parser.add_argument_group("operations (applied in the order given, repeatable)")
     for op, (metavar, text, _) in OPERATIONS.items():
-        group.add_argument(f"--{op}", metavar=metavar, help=text, action=_Append, const=op,
-                           dest="ops", default=[])
+        group.add_argument(f"--{op}", metavar=metavar or None, nargs=None if metavar else 0,
+                           help=text, action=_Append, const=op, dest="ops", default=[])
 
 
 def apply(store: Store, ops: Sequence[tuple[str, str]]) -> EditedStore:
@@ -123,8 +127,9 @@ def apply(store: Store, ops: Sequence[tuple[str, str]]) -> EditedStore:
 
 def run(args: argparse.Namespace) -> int:
     if not args.ops:
-        raise UsageError("expected at least one operation (--rename, --drop, --keep, --cast, "
-                         "--scale, --prune, --set, --add); to only convert, use convert")
+        raise UsageError("expected at least one operation (--rename, --drop, --keep, "
+                         "--no-optimizer, --cast, --scale, --prune, --set, --add); to only "
+                         "convert, use convert")
     npy = [value.partition("=")[2] for op, value in args.ops if op in ("set", "add")]
     check_output(args.src, args.dst, args.like or "", *npy)
     fmt = args.to or format_for_output(args.dst)
@@ -161,19 +166,25 @@ def _print_edits(edits: Sequence[Edit], heading: str) -> None:
 
 def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
                    fmt: str) -> None:
-    """The edits, what the output format would lose, and the diff of input and edited store."""
+    """The edits, what the output format would lose, and the diff of input and edited store;
+    then the error writing would stop at (a drop the format cannot hold), if any."""
     from ..diff.engine import diff_stores
     from ..diff.render import Target, render_table
 
     _print_edits(edited.edits, f"dry run: nothing written to {args.dst} ({fmt})")
-    if args.like:
-        with load(args.like) as template:
-            lost = losses(edited, fmt, like=template)
-    else:
-        lost = losses(edited, fmt)
+    with contextlib.ExitStack() as stack:
+        template = stack.enter_context(load(args.like)) if args.like else None
+        lost = losses(edited, fmt, like=template)
+        try:
+            check(edited, fmt, like=template)
+            refused = None
+        except UsageError as exc:
+            refused = exc
     if lost:
         print(safe(f"writing {fmt} would lose: {'; '.join(lost)}"
                    + ("" if args.allow_lossy else " (refused without --allow-lossy)")))
     print()
     render_table(diff_stores(store, edited), Target(sys.stdout),
                  f"{args.src} ({store.format})", f"{args.dst} (edited)")
+    if refused is not None:
+        raise refused

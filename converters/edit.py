@@ -125,6 +125,16 @@ class EditedStore(Store):
         return self._then({n: t for n, t in self.items() if n not in gone},
                           [Edit("drop", pattern, n, "dropped") for n in self if n in gone])
 
+    def drop_optimizer(self) -> "EditedStore":
+        """Remove the optimizer state: every variable of role `optimizer` or `counter`."""
+        gone = [n for n, t in self.items() if t.role != "weight"]
+        if not gone:
+            raise UsageError(f"no-optimizer: expected optimizer state, found no variable of "
+                             f"role optimizer or counter among {len(self)}")
+        return self._then({n: t for n, t in self.items() if t.role == "weight"},
+                          [Edit("no-optimizer", "", n, f"dropped ({self[n].role})")
+                           for n in gone])
+
     def keep(self, pattern: str) -> "EditedStore":
         """Keep only the variables matching `pattern`."""
         kept = set(self._match("keep", pattern))

@@ -7,6 +7,7 @@ A format module provides:
     def read(path: str) -> Store
     def losses(store: Store, like: Store | None = None) -> list[str]  # what writing loses; [] = nothing
     def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None)
+    def check(store: Store, like: Store | None = None)  # optional: raise what write would refuse
 
 Modules keep heavy imports (h5py, crc32c) inside functions so that `show` on one format does not
 pay for the others.
@@ -117,6 +118,14 @@ def load(path: str | os.PathLike, format: str | None = None) -> Store:
 def losses(store: Store, format: str, like: Store | None = None) -> list[str]:
     """What writing `store` in `format` would lose (empty if nothing)."""
     return list(format_module(format).losses(store, like=like))
+
+
+def check(store: Store, format: str, like: Store | None = None) -> None:
+    """Raise the error writing `store` in `format` would refuse it with before writing (for
+    formats whose module defines `check`), without writing anything."""
+    module = format_module(format)
+    if hasattr(module, "check"):
+        module.check(store, like=like)
 
 
 def save(store: Store, path: str | os.PathLike, format: str | None = None, *,
