@@ -1,9 +1,11 @@
 """Edits on stores: values against numpy, laziness, chain order, and the errors of issue 5."""
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 
+import h5py
 import ml_dtypes
 import numpy as np
 import pytest
@@ -459,3 +461,247 @@ def test_edit_through_safetensors_and_back_like_the_original_continues_training(
     history = after.fit(x, y, epochs=1, batch_size=len(x), verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert int(after.optimizer.iterations.numpy()) == iterations + 1 > 1
+
+
+# --- dropping variables from Keras files ------------------------------------------------------
+
+def _h5_entries(path) -> list[tuple]:
+    """`keras_lib.h5_tree` of an HDF5 file, or of the weights inside a .keras archive."""
+    from keras_lib import h5_tree, keras_member_tree
+
+    return keras_member_tree(path) if str(path).endswith(".keras") else h5_tree(path)
+
+
+def _outside(entries: list[tuple], groups: tuple[str, ...]) -> list[tuple]:
+    return [e for e in entries if not any(e[1] == g or e[1].startswith(g + "/") for g in groups)]
+
+
+# fixture, operations, the groups that go with the optimizer state
+OPTIMIZER_DROPS = [
+    ("mlp--tfkeras-full.h5", ["--no-optimizer"], ("optimizer_weights",)),
+    ("lstm--tfkeras-full.h5", ["--drop", "Adam/*", "--drop", "iteration"], ("optimizer_weights",)),
+    ("mlp--tfkeras-legacyopt-full.h5", ["--drop", "Adam/*"], ("optimizer_weights",)),
+    ("deep--tfkeras-full.h5", ["--keep", "l*"], ("optimizer_weights",)),
+    ("mlp--keras3-legacy.h5", ["--drop", "adam/*"], ("optimizer_weights",)),
+    ("mlp--keras3.weights.h5", ["--no-optimizer"], ("optimizer",)),
+    ("bf16--keras3.weights.h5", ["--drop", "optimizer/*"], ("optimizer",)),
+    ("mlp--keras3.keras", ["--keep", "d*"], ("optimizer",)),
+    ("mha--keras3.keras", ["--no-optimizer"], ("optimizer",)),
+]
+
+
+@pytest.mark.parametrize("name, ops, groups", OPTIMIZER_DROPS)
+def test_dropped_optimizer_state_leaves_the_file(name, ops, groups, tmp_path, capsys):
+    """The optimizer's group is gone from the written file; every other group, dataset and
+    attribute (model_config, training_config, layer_names, weight_names) is as it was."""
+    from fixtures_lib import fixture
+
+    source = fixture(name)
+    target = tmp_path / os.path.basename(str(source))
+    assert main(["edit", str(source), str(target), *ops]) == 0
+    before, after = _h5_entries(source), _h5_entries(target)
+    assert len(_outside(before, groups)) < len(before)  # the source had optimizer state
+    assert _outside(after, groups) == after  # none of it is left
+    assert after == _outside(before, groups)
+    with weightkit.load(source) as original, weightkit.load(target) as written:
+        assert list(written) == [n for n, t in original.items() if t.role == "weight"]
+        assert all(written[n].read().tobytes() == original[n].read().tobytes() for n in written)
+
+
+def test_sharded_weights_lose_the_optimizer_shards_and_index_entries(tmp_path):
+    from fixtures_lib import copy
+
+    source = copy("mlp--keras3-sharded.weights.json", tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["edit", str(source), str(out / "small.weights.json"), "--no-optimizer"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["small.weights.json",
+                                                     "small_00000.weights.h5"]
+    index = json.loads((out / "small.weights.json").read_text())
+    assert index["weight_map"] == {"/layers/dense/vars": ["small_00000.weights.h5"],
+                                   "/layers/dense_1/vars": ["small_00000.weights.h5"]}
+    with weightkit.load(source) as original, weightkit.load(out / "small.weights.json") as new:
+        weights = [n for n, t in original.items() if t.role == "weight"]
+        assert list(new) == weights
+        assert index["metadata"]["total_size"] == sum(original[n].nbytes for n in weights)
+    assert _outside(_h5_entries(out / "small_00000.weights.h5"), ("optimizer",)) == \
+        _h5_entries(out / "small_00000.weights.h5")
+
+
+def test_a_whole_layer_leaves_a_save_weights_h5(tmp_path):
+    """tf_keras save_weights layout: dropping every weight of a layer removes its group and
+    its entry in layer_names (so load_weights(by_name=True) skips it)."""
+    from fixtures_lib import fixture
+
+    source = fixture("mlp--tfkeras-weights.h5")
+    target = tmp_path / "w.h5"
+    assert main(["edit", str(source), str(target), "--drop", "d2/*"]) == 0
+    with h5py.File(target, "r") as f:
+        assert list(f) == ["d1", "top_level_model_weights", "x"]
+        assert list(f.attrs["layer_names"]) == ["x", "d1"]
+        assert f.attrs.get_id("layer_names").dtype == f.attrs.get_id("keras_version").dtype
+
+    def rest(path) -> list[tuple]:
+        return [e for e in _outside(_h5_entries(path), ("d2",))
+                if e[:3] != ("attr", "/", "layer_names")]
+    assert len(rest(source)) < len(_h5_entries(source)) and rest(target) == rest(source)
+
+
+def test_name_lists_are_chunked_as_tf_keras_chunks_them():
+    """`list_attrs` rewrites a name list as tf_keras' save_attributes_to_hdf5_group: on the
+    tf_keras-written deep fixture it gives back exactly the recorded chunks (fixed-width
+    strings split in two under 64512 bytes); fewer names fit in one vlen attribute."""
+    from fixtures_lib import fixture
+    from weightkit.converters import hdf5
+    from weightkit.converters.keras_h5 import list_attrs
+
+    with weightkit.load(fixture("deep--tfkeras-full.h5")) as store:
+        tree = store.meta["keras_h5"]["tree"]
+    for path, name in [("model_weights", "layer_names"), ("optimizer_weights", "weight_names")]:
+        node = hdf5.find(tree, path)
+        names = hdf5.chunked_attr(node, name)
+        assert {a for a, _ in node["attrs"]} >= {f"{name}0", f"{name}1"}
+        assert sorted(map(str, list_attrs(node["attrs"], name, names))) == \
+            sorted(map(str, node["attrs"]))
+        shorter = [n for n in names if len(n) < 100]
+        rewritten = dict(list_attrs(node["attrs"], name, shorter))
+        assert rewritten[name]["type"] == {"str": "vlen", "cset": "ascii"}
+        assert not any(a.startswith(f"{name}0") for a in rewritten)
+        assert hdf5.chunked_attr({"attrs": list(rewritten.items())}, name) == shorter
+        assert dict(list_attrs(node["attrs"], name, []))[name] == hdf5.empty_list_attr()
+
+
+@pytest.mark.parametrize("name, ops, message", [
+    ("mlp--tfkeras-full.h5", ["--drop", "Adam/*"],
+     "dropping 8 of the 9 optimizer variables (e.g. 'Adam/m/d1/kernel')"),
+    ("mlp--tfkeras-full.h5", ["--drop", "d1/kernel"],
+     "cannot drop 'd1/kernel' (layer 'd1') from a full-model .h5"),
+    ("mlp--tfkeras-full.h5", ["--keep", "d1/*"], "(layer 'd2') from a full-model .h5"),
+    ("mlp--keras3-legacy.h5", ["--drop", "adam/iteration"],
+     "dropping 1 of the 10 optimizer variables"),
+    ("mlp--tfkeras-weights.h5", ["--drop", "d1/bias"],
+     "cannot drop 'd1/bias' without the rest of layer 'd1'"),
+    ("mlp--keras3.weights.h5", ["--drop", "optimizer/0"],
+     "dropping 1 of the 10 variables of optimizer 'adam' (e.g. 'optimizer/0')"),
+    ("mlp--keras3.weights.h5", ["--keep", "optimizer/*"], "cannot drop 'd1/0': Keras 3 loads"),
+    ("mlp--keras3.keras", ["--drop", "d2/*"],
+     "Keras 3 loads the variables of layer 'd2' by count and position"),
+    ("mlp--keras3-sharded.weights.json", ["--drop", "optimizer/[2-5]"],
+     "dropping 4 of the 10 variables of optimizer 'adam'"),
+])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_drops_the_framework_cannot_load_are_refused(name, ops, message, dry_run, tmp_path,
+                                                     capsys):
+    """Exit 2, one line that says why, nothing written; a dry run shows the diff, then stops
+    with the same line."""
+    from fixtures_lib import copy
+
+    source = copy(name, tmp_path)
+    target = tmp_path / "out" / f"out.{source.name.split('.', 1)[1]}"
+    target.parent.mkdir()
+    assert main(["edit", str(source), str(target), *ops] + (["--dry-run"] if dry_run else [])) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and message in err, err
+    assert list(target.parent.iterdir()) == []
+    assert ("removed" in out) == dry_run
+
+
+def test_dry_run_of_an_optimizer_drop_lists_it_and_writes_nothing(tmp_path, capsys):
+    from fixtures_lib import fixture
+
+    assert main(["edit", str(fixture("mlp--keras3.keras")), str(tmp_path / "out.keras"),
+                 "--no-optimizer", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    status = {line.split()[1]: line.split()[0] for line in out.splitlines()
+              if line.split()[:1] in (["removed"], ["same"], ["changed"])}
+    assert status == {**{f"optimizer/{i}": "removed" for i in range(10)}}
+    assert "--no-optimizer" in out and "refused" not in out
+
+
+def test_drop_optimizer_drops_roles_optimizer_and_counter(arrays):
+    store, reads = counting_store(arrays)
+    store = Store({n: t.with_meta(role="counter") if n == "iteration" else t
+                   for n, t in store.items()})
+    edited = edit(store).drop_optimizer()
+    assert list(edited) == ["dense/kernel", "dense/bias", "conv/kernel"]
+    assert [(e.op, e.name, e.detail) for e in edited.edits] == [
+        ("no-optimizer", "iteration", "dropped (counter)")]
+    with pytest.raises(UsageError, match="found no variable of role optimizer or counter"):
+        edited.drop_optimizer()
+    assert reads == Counter()
+
+
+# fixture, operations, edit_oracle options for loading the result
+LOADED_DROPS = {
+    "tf_keras": OPTIMIZER_DROPS[:4] + [("mlp--tfkeras-weights.h5", ["--drop", "d2/*"], ())],
+    "keras3": OPTIMIZER_DROPS[4:] + [("mlp--keras3-sharded.weights.json", ["--no-optimizer"],
+                                      ())],
+}
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("framework", ["tf_keras", "keras3"])
+def test_frameworks_load_files_with_dropped_variables(framework, tmp_path):
+    """Each drop the writers allow, loaded the way users load it: load_model (full .h5,
+    .keras; tf_keras compiles a fresh optimizer from training_config), load_weights into a
+    compiled model (Keras 3 .weights.h5, sharded too: it warns that it skips the optimizer),
+    load_weights(by_name=True) for a save_weights .h5 without a layer. Model weights are
+    bit-identical to the original's, and the optimizer starts fresh (0 iterations, where the
+    original restores 2); the layer dropped keeps its initial values."""
+    from fixtures_lib import copy, manifest
+
+    jobs, cases = [], LOADED_DROPS[framework]
+    for i, (name, ops, _) in enumerate(cases):
+        entry = manifest()[name]
+        source = copy(entry, tmp_path / f"src{i}")
+        target = tmp_path / f"out{i}" / source.name
+        target.parent.mkdir()
+        assert main(["edit", str(source), str(target), *ops]) == 0
+        by_name = entry["layout"] == "tfkeras-weights-h5"
+        legacy = {"optimizer": False} if entry["layout"] == "keras3-legacy-h5" else {}
+        options = {"by_name": True} if by_name else {"weights_only": True, **legacy}
+        jobs += [(name, str(source), str(tmp_path / f"{i}-original.npz"), options),
+                 (name, str(target), str(tmp_path / f"{i}-edited.npz"), options)]
+    _restored(jobs, framework)
+    for i, (name, ops, _) in enumerate(cases):
+        original = _weights(tmp_path / f"{i}-original.npz")
+        edited = _weights(tmp_path / f"{i}-edited.npz")
+        assert [n for n, _ in original] == [n for n, _ in edited], name
+        if "--drop" in ops and "d2/*" in ops:
+            for (var, a), (_, b) in zip(original, edited):
+                assert (a.tobytes() == b.tobytes()) == var.startswith("d1/"), (name, var)
+            continue
+        assert all(a.tobytes() == b.tobytes() for (_, a), (_, b) in zip(original, edited)), name
+        before, after = (int(np.load(tmp_path / f"{i}-{side}.npz")["iterations"])
+                         for side in ("original", "edited"))
+        if manifest()[name]["layout"] != "keras3-legacy-h5":  # Keras 3 restores no slots there
+            assert (before, after) == (manifest()[name]["train_steps"], 0), name
+
+
+def test_plain_hdf5_loses_dropped_datasets_and_the_groups_they_empty(tmp_path):
+    """A plain HDF5 file (no Keras attributes): dropped datasets go, with the groups left
+    empty by that; a group that was empty already stays, and so do attributes."""
+    source, target = tmp_path / "plain.h5", tmp_path / "out.h5"
+    with h5py.File(source, "w") as f:
+        f.create_dataset("a/inner/x", data=np.arange(3.0))
+        f["a"].attrs["note"] = "kept with a/y"
+        f.create_dataset("a/y", data=np.ones(2, np.int8))
+        f.create_dataset("b/z", data=np.zeros(4, np.float32))
+        f.create_group("c")
+    assert main(["edit", str(source), str(target), "--drop", "a/inner/*", "--drop", "b/*"]) == 0
+    with h5py.File(target, "r") as f:
+        assert sorted(f) == ["a", "c"] and list(f["a"]) == ["y"]
+        assert f["a"].attrs["note"] == "kept with a/y"
+
+
+def test_python_api_drops_and_refuses_like_the_command(tmp_path):
+    from fixtures_lib import fixture
+
+    with weightkit.load(fixture("mlp--keras3.keras")) as store:
+        weightkit.save(weightkit.edit(store).keep("d*"), tmp_path / "small.keras")
+        with pytest.raises(UsageError, match="variables of optimizer 'adam'"):
+            weightkit.save(weightkit.edit(store).drop("optimizer/1"), tmp_path / "bad.keras")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.keras"]
+    with weightkit.load(tmp_path / "small.keras") as small:
+        assert list(small) == ["d1/0", "d1/1", "d2/0", "d2/1"]
