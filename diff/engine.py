@@ -25,6 +25,7 @@ import hashlib
 import math
 import os
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,11 +33,13 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from .. import BLAS_PINNED
 from ..converters.dtypes import is_string
-from ..converters.store import Store, Tensor, block_indices
+from ..converters.store import Store, Tensor
 from .match import Var, match
 
-CHUNK_BYTES = 1 << 20  # per operand; each worker keeps about 6x this in float64 buffers
+CHUNK_BYTES = 8 << 20  # read from each side at a time (a view of the mapped file, not a copy)
+PIECE = 1 << 16  # elements compared at a time: a worker's float64 buffers (4 x 512 KiB) stay in cache
 STATUSES = ("same", "changed", "added", "removed", "renamed", "shape_changed", "dtype_changed")
 MATCH_MODES = ("auto", "name", "structure")
 _INT4 = (np.dtype(ml_dtypes.int4), np.dtype(ml_dtypes.uint4))
@@ -54,6 +57,7 @@ class Options:
     no_optimizer: bool = False  # leave out optimizer slots and counters
     max_bytes: int = CHUNK_BYTES
     workers: int = 0  # 0: one thread per core, at most 4
+    progress: Callable[[int], None] | None = None  # called with the bytes of each compared piece
 
     def __post_init__(self) -> None:
         if not (self.atol >= 0 and self.rtol >= 0):  # also refuses NaN
@@ -125,7 +129,7 @@ class DiffResult:
 
     def as_dict(self) -> dict[str, Any]:
         opts = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.options).items()
-                if k not in ("max_bytes", "workers")}
+                if k not in ("max_bytes", "workers", "progress")}
         return {"options": opts, "summary": self.summary,
                 "entries": [e.as_dict() for e in self.entries]}
 
@@ -151,6 +155,13 @@ class _Accumulator:
         self.bb = 0.0
         self.ab = 0.0
         self.nan_a = self.nan_b = self.inf_a = self.inf_b = 0
+        # Pieces with identical bytes need no arithmetic unless another piece differs: then
+        # cosine needs Σa² over every piece. `summing` turns on at the first piece compared in
+        # full; the Σa² of the identical pieces before it (`skipped` leading elements) is taken
+        # at the end, and only if it is needed.
+        self.summing = False
+        self.skipped = 0
+        self.nonzero = False  # a nonzero value seen in an identical piece
         self._buffers: dict[tuple[str, np.dtype], np.ndarray] = {}
 
     def buffer(self, slot: str, n: int, dtype: Any) -> np.ndarray:
@@ -171,6 +182,10 @@ class _Accumulator:
         if self.finite == 0:
             return out
         out.max_abs_diff = int(self.max_abs) if self.integer else float(self.max_abs)
+        if not self.summing:  # every piece had identical bytes, all finite
+            out.max_rel_diff = out.mean_abs_diff = out.rms_diff = out.rel_l2 = 0.0
+            out.cosine = 1.0 if self.nonzero else None
+            return out
         if self.max_abs > 0:
             out.max_abs_index = [int(i) for i in np.unravel_index(self.max_at, self.shape)]
         out.max_rel_diff = float(self.max_rel)
@@ -189,24 +204,77 @@ def _wide(dtype: np.dtype) -> np.dtype:
 
 
 def _dot(x: np.ndarray, y: np.ndarray) -> float:
-    """Re(Σ conj(x)·y) in float64 without BLAS (whose threads stall on a busy machine)."""
+    """Re(Σ conj(x)·y) of float64 (complex128) arrays: BLAS when its threads are pinned to one
+    (`weightkit` pins them when imported before numpy), else einsum, whose loop runs no threads
+    of its own to oversubscribe the cores under the engine's pool."""
     if x.dtype.kind == "c":
         return _dot(x.real, y.real) + _dot(x.imag, y.imag)
-    return float(np.einsum("i,i->", x, y))
+    return float(np.dot(x, y) if BLAS_PINNED else np.einsum("i,i->", x, y))
+
+
+def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two pieces hold the same bytes (a short prefix first: most changed pieces
+    differ at once)."""
+    if a.dtype != b.dtype:
+        return False
+    ra, rb = _raw(a), _raw(b)
+    return bool(np.array_equal(ra[:16], rb[:16]) and np.array_equal(ra, rb))
+
+
+def _identical(acc: _Accumulator, a: np.ndarray) -> bool:
+    """Account for a piece whose two sides have the same bytes. False (nothing accounted) when
+    it may hold NaN or Inf, which the full comparison counts."""
+    if acc.integer:
+        nonzero = bool(a.any())
+    else:
+        total = _plain_sum(acc, a)
+        if not math.isfinite(total):  # NaN, Inf, or only an overflowing sum
+            return False
+        nonzero = total != 0 or bool(np.count_nonzero(a))
+    acc.finite += a.size
+    acc.nonzero = acc.nonzero or nonzero
+    if acc.summing:
+        _add_squares(acc, a)
+    else:
+        acc.skipped += a.size
+    return True
+
+
+def _plain_sum(acc: _Accumulator, a: np.ndarray) -> float:
+    """Σa in the array's own precision (float32 at least), only to learn whether every value
+    is finite and whether one is nonzero."""
+    if a.dtype.kind == "c":
+        a = a.view(a.real.dtype)
+    if a.dtype not in (np.float32, np.float64):
+        a = _widen(acc, "w", a, np.dtype(np.float32))
+    return float(np.einsum("i->", a))
+
+
+def _add_squares(acc: _Accumulator, a: np.ndarray) -> None:
+    """Σa² of an identical, finite piece: its aa, bb and ab."""
+    wide = _widen(acc, "a", a, np.dtype(np.float64) if acc.integer else _wide(a.dtype))
+    square = _dot(wide, wide)
+    acc.aa += square
+    acc.bb += square
+    acc.ab += square
+
+
+def _sum_skipped(acc: _Accumulator, tensor: Tensor, max_bytes: int) -> None:
+    """Σa² of the identical leading pieces, read again now that a later piece differed."""
+    left = acc.skipped
+    for chunk in tensor.iter_chunks(max_bytes):
+        for start in range(0, min(left, chunk.size), PIECE):
+            _add_squares(acc, chunk[start:min(start + PIECE, left)])
+        left -= min(left, chunk.size)
+        if not left:
+            break
 
 
 def _float_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options) -> None:
-    """Float/complex chunk: everything from one float64 (complex128) difference."""
-    same_bytes = a.dtype == b.dtype and np.array_equal(_raw(a), _raw(b))
+    """Float/complex piece: everything from one float64 (complex128) difference."""
     wide = np.result_type(_wide(a.dtype), _wide(b.dtype))
     a = _widen(acc, "a", a, wide)
     aa = _dot(a, a)
-    if same_bytes and math.isfinite(aa):  # identical and finite: nothing else to learn
-        acc.finite += a.size
-        acc.aa += aa
-        acc.bb += aa
-        acc.ab += aa
-        return
     b = _widen(acc, "b", b, wide)
     bb = _dot(b, b)
     if math.isfinite(aa) and math.isfinite(bb):
@@ -269,10 +337,10 @@ def _finite_pairs(acc: _Accumulator, a: np.ndarray, b: np.ndarray, where: np.nda
         if opts.atol or opts.rtol:
             tol = np.multiply(absb, opts.rtol, out=acc.buffer("t", b.size, np.float64))
             tol += opts.atol
-            far = np.greater(ad, tol, out=acc.buffer("m", b.size, np.bool_))
-            acc.mismatched += int(np.count_nonzero(far))
         else:
-            acc.mismatched += int(np.count_nonzero(ad))
+            tol = 0.0
+        far = np.greater(ad, tol, out=acc.buffer("m", b.size, np.bool_))
+        acc.mismatched += int(np.count_nonzero(far))  # a bool count: twice as fast as floats
         # 0/0 gives NaN where both are 0: fmax skips it; x/0 gives inf as numpy reports
         np.divide(ad, absb, out=absb)
         acc.max_rel = max(acc.max_rel, float(np.fmax.reduce(absb)))
@@ -280,13 +348,6 @@ def _finite_pairs(acc: _Accumulator, a: np.ndarray, b: np.ndarray, where: np.nda
 
 def _int_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options) -> None:
     """Integers and booleans: exact |a−b| through unsigned 64-bit arithmetic."""
-    if a.dtype == b.dtype and np.array_equal(_raw(a), _raw(b)):
-        square = _dot(*(2 * [a.astype(np.float64)]))
-        acc.finite += a.size
-        acc.aa += square
-        acc.bb += square
-        acc.ab += square
-        return
     signed = any(x.dtype.kind == "i" or x.dtype == ml_dtypes.int4 for x in (a, b))
     work = np.int64 if signed else np.uint64
     a = a.astype(work, copy=False)
@@ -334,14 +395,36 @@ def compare_tensors(ta: Tensor, tb: Tensor, opts: Options | None = None) -> Pair
         acc.size = acc.mismatched = ta.size  # strings against numbers: nothing is equal
         return acc.stats()
     kernel = _string_chunk if strings else _int_chunk if integer else _float_chunk
-    itemsize = max(8 if strings else t.dtype.itemsize for t in (ta, tb))
-    for index in block_indices(ta.shape, itemsize, opts.max_bytes):
-        a = np.asarray(ta[index]).reshape(-1)
-        b = np.asarray(tb[index]).reshape(-1)
-        kernel(acc, a, b, opts)
+    for a, b in _pieces(ta.iter_chunks(opts.max_bytes), tb.iter_chunks(opts.max_bytes)):
+        if strings or not (_same_bytes(a, b) and _identical(acc, a)):
+            acc.summing = True
+            kernel(acc, a, b, opts)
         acc.chunk_offset += a.size
+        if opts.progress is not None:
+            opts.progress(a.nbytes + b.nbytes)
+    if acc.summing and acc.skipped:
+        _sum_skipped(acc, ta, opts.max_bytes)
     acc.size = ta.size
     return acc.stats()
+
+
+def _pieces(xs: Iterable[np.ndarray], ys: Iterable[np.ndarray]
+            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Two flat streams of equal total length (chunked differently where the formats or dtypes
+    differ) as pairs of equally long pieces of at most PIECE elements."""
+    xs, ys = iter(xs), iter(ys)
+    x = y = np.empty(0)
+    while True:
+        if not x.size:
+            x = next(xs, None)
+        if not y.size:
+            y = next(ys, None)
+        if x is None or y is None:
+            return
+        n = min(x.size, y.size, PIECE)
+        if n:
+            yield x[:n], y[:n]
+        x, y = x[n:], y[n:]
 
 
 # --- two stores -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from weightkit.converters.store import Store, Tensor
+from weightkit.diff import engine
 from weightkit.diff.engine import Options, compare_tensors, diff_stores, fingerprint
 from weightkit.diff.match import Var, match, normalize
 
@@ -134,6 +135,46 @@ def test_nan_inf_and_signed_zero():
     assert got.max_abs_diff == 0.5 and got.max_abs_index == [8]
     unequal = compare_tensors(Tensor.from_array(a), Tensor.from_array(b), Options(nan_equal=False))
     assert unequal.mismatched == 7
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16, np.int16, np.complex64],
+                         ids=lambda d: np.dtype(d).name)
+def test_identical_tensors_need_no_arithmetic(dtype):
+    """Bytewise identical pieces skip the float64 work; the statistics are still exact."""
+    a = (np.arange(40) % 7 - 3).astype(dtype).reshape(5, 8)
+    got = compare_tensors(Tensor.from_array(a), Tensor.from_array(a.copy()), Options(max_bytes=TINY))
+    assert (got.mismatched, got.max_abs_diff, got.max_abs_index) == (0, 0, None)
+    assert (got.rel_l2, got.cosine, got.max_rel_diff, got.rms_diff) == (0.0, 1.0, 0.0, 0.0)
+    zeros = compare_tensors(Tensor.from_array(np.zeros(9, dtype)), Tensor.from_array(np.zeros(9, dtype)))
+    assert zeros.mismatched == 0 and zeros.rel_l2 == 0.0 and zeros.cosine is None
+
+
+@pytest.mark.parametrize("where", [0, 50, 99])
+def test_a_late_difference_after_identical_pieces(where, monkeypatch):
+    """Σa² of the identical pieces before the first difference is read again when needed."""
+    monkeypatch.setattr(engine, "PIECE", 4)
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((10, 10)).astype(np.float32)
+    b = a.copy()
+    b.reshape(-1)[where] += 1
+    for max_bytes in (TINY, 1 << 20):
+        check(a, b, max_bytes=max_bytes)
+
+
+def test_identical_bytes_with_nan():
+    a = np.array([1.0, np.nan, 2.0, np.inf, 0.0], np.float32)
+    for nan_equal in (True, False):
+        check(a, a.copy(), nan_equal=nan_equal)
+    got = compare_tensors(Tensor.from_array(a), Tensor.from_array(a.copy()), Options(nan_equal=False))
+    assert got.mismatched == 1 and got.nan_a == got.nan_b == 1 and got.inf_a == 1
+
+
+def test_progress_counts_every_byte():
+    a, b = perturbed(np.float32, shape=(30, 20))
+    seen = []
+    compare_tensors(Tensor.from_array(a), Tensor.from_array(b.astype(np.float64)),
+                    Options(max_bytes=100, progress=seen.append))
+    assert sum(seen) == a.nbytes + a.size * 8 and len(seen) > 10
 
 
 def test_signed_zero_and_nan_are_same():
