@@ -7,6 +7,7 @@ import os
 from ..converters.errors import UsageError
 from ..converters.paths import same_file
 from ..converters.registry import FORMATS, format_for_output, load, save
+from .progress import Progress, data_bytes, tracked
 from .text import safe
 
 HELP = "convert a weights file to another format (written atomically; never over an input)"
@@ -38,7 +39,8 @@ def check_output(src: str, dst: str, *others: str) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output(args.src, args.dst, args.like or "")
     fmt = args.to or format_for_output(args.dst)
-    with load(args.src, args.src_format) as store:
+    with load(args.src, args.src_format) as store, Progress("convert", data_bytes(store)) as bar:
+        store = tracked(store, bar.advance)
         if args.like:
             with load(args.like) as template:
                 save(store, args.dst, fmt, allow_lossy=args.allow_lossy, like=template)

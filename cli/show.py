@@ -12,6 +12,7 @@ from ..converters.errors import UsageError
 from ..converters.registry import FORMATS, load
 from ..converters.store import Store
 from ..diff.summary import tensor_stats
+from .progress import Progress, tracked
 from .text import safe
 
 HELP = "show the variables of a weights file: shapes, dtypes, statistics, values"
@@ -42,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
         if args.values is not None:
             return _show_values(store, args)
         names = select(store, args.filter, args.no_optimizer)
-        rows = [_row(store, name, not args.no_stats) for name in names]
+        with Progress("show", 0 if args.no_stats else sum(store[n].nbytes for n in names)) as bar:
+            counted = tracked(store, bar.advance)
+            rows = [_row(counted, name, not args.no_stats) for name in names]
         if args.json:
             json.dump({"file": args.file, "format": store.format, "tensors": rows,
                        "totals": _totals(rows)}, sys.stdout, indent=1, allow_nan=False,

@@ -1,0 +1,56 @@
+"""The progress line: drawn only on a terminal, counts every byte a store's tensors read."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from weightkit.cli import progress
+from weightkit.cli.progress import Progress, data_bytes, tracked
+from weightkit.converters.store import Store, Tensor
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def store() -> Store:
+    return Store.from_arrays({"a": np.arange(1000, dtype=np.float32), "b": np.ones((30, 7))})
+
+
+def test_counts_reads_by_chunk_and_by_index(monkeypatch):
+    monkeypatch.setattr(progress, "DELAY", 0.0)
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    out = Terminal()
+    s = store()
+    with Progress("convert", data_bytes(s), out) as bar:
+        counted = tracked(s, bar.advance)
+        chunks = list(counted["a"].iter_chunks(512))
+        whole = counted["b"].read()
+        assert bar.done == data_bytes(s)
+    assert np.array_equal(np.concatenate(chunks), s["a"].read()) and np.array_equal(whole, s["b"].read())
+    text = out.getvalue()
+    assert "convert [" in text and "100%" in text and text.endswith("\r\x1b[K")
+    assert counted.format == s.format and list(counted) == list(s)
+
+
+def test_silent_when_not_a_terminal_or_short(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(progress, "DELAY", 0.0)
+    with Progress("diff", 10, out) as bar:
+        bar.advance(10)
+    assert out.getvalue() == ""
+    tty = Terminal()
+    monkeypatch.setattr(progress, "DELAY", 60.0)
+    with Progress("diff", 10, tty) as bar:  # done before the delay: never drawn
+        bar.advance(10)
+    assert tty.getvalue() == ""
+
+
+def test_tracked_tensor_keeps_meta_and_lazy_edits():
+    s = Store({"w": Tensor.from_array(np.arange(6.0), {"role": "optimizer", "key": "k"})})
+    seen = []
+    t = tracked(s, seen.append)["w"]
+    assert t.role == "optimizer" and t.meta["key"] == "k"
+    assert np.array_equal(t.map(lambda x: x * 2)[1:3], [2.0, 4.0]) and seen == [16]
