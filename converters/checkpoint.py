@@ -7,7 +7,10 @@ verifies while streaming and raises at the end). Partitioned tensors are assembl
 slices. In a TF2 object-based checkpoint the `_CHECKPOINTABLE_OBJECT_GRAPH` gives each key its
 `full_name` (the canonical name), marks optimizer slots, and is kept verbatim for writing back.
 Keys sharing a full_name with identical bytes (Keras 3 `export()` stores `variables/N` and
-`_all_variables/N`) become one tensor that is written to all of them.
+`_all_variables/N`) become one tensor that is written to all of them. Tensors are listed in the
+order a depth-first walk of the object graph reaches them (the order the framework created
+them: `_variables/2` before `_variables/10`); what it does not reach, and every tensor of a
+name-based checkpoint, follows in natural key order (numbers by value).
 
 Writing: from a store that came from a checkpoint (directly or through safetensors metadata),
 the same keys, shards, data order, slices, header and object graph, so an unchanged store gives
@@ -548,11 +551,19 @@ def _role(key: str, full_name: str, slot: bool) -> str:
     return "weight"
 
 
-def _object_graph(bundle: _Bundle) -> tuple[bytes | None, dict[str, str], set[str]]:
-    """(graph bytes, full_name by checkpoint key, keys of optimizer slot variables)."""
+class _Graph(NamedTuple):
+    """What the object graph tells about the keys of a TF2 checkpoint."""
+    data: bytes | None  # the serialized graph, kept to write back
+    full_names: dict[str, str]  # checkpoint key -> full_name
+    slots: set[str]  # keys of optimizer slot variables
+    rank: dict[str, int]  # checkpoint key -> position in a depth-first walk of the graph
+
+
+def _object_graph(bundle: _Bundle) -> _Graph:
+    """The parsed `_CHECKPOINTABLE_OBJECT_GRAPH` (empty without a valid one)."""
     entry = bundle.entries.get(GRAPH_KEY)
     if entry is None or entry.dtype != DT_STRING or entry.shape != ():
-        return None, {}, set()
+        return _Graph(None, {}, set(), {})
     data = bundle.array(entry).reshape(())[()]
     try:
         graph = pw.decode(data, pw.OBJECT_GRAPH)
@@ -568,7 +579,47 @@ def _object_graph(bundle: _Bundle) -> tuple[bytes | None, dict[str, str], set[st
             full_names[key] = attribute.get("full_name", "")
             if node_id in slot_ids:
                 slots.add(key)
-    return data, full_names, slots
+    return _Graph(data, full_names, slots, _walk(nodes))
+
+
+def _walk(nodes: list[dict]) -> dict[str, int]:
+    """Checkpoint key -> rank in a depth-first walk from the root: a node's attributes, then
+    its children in declared order, then the slot variables it lists (an optimizer's), each
+    node once. That is the order the objects were created and tracked in."""
+    rank: dict[str, int] = {}
+    seen: set[int] = set()
+    stack = [0] if nodes else []
+    while stack:
+        node_id = stack.pop()
+        if node_id in seen or not 0 <= node_id < len(nodes):
+            continue
+        seen.add(node_id)
+        node = nodes[node_id]
+        for attribute in node.get("attributes", []):
+            rank.setdefault(attribute.get("checkpoint_key", ""), len(rank))
+        after = [c.get("node_id", 0) for c in node.get("children", [])]
+        after += [s.get("slot_variable_node_id", 0) for s in node.get("slot_variables", [])]
+        stack += reversed(after)
+    return rank
+
+
+def natural_key(key: str) -> tuple:
+    """Sort key for checkpoint keys by path, numbers by value (`layer-2` before `layer-10`),
+    then bytewise: the order of a checkpoint without an object graph."""
+    parts = tuple(tuple(int(run) if i % 2 else run for i, run in enumerate(re.split(r"(\d+)", p)))
+                  for p in key.split("/"))
+    return parts, _key_bytes(key)
+
+
+def _store_order(named: list[tuple[str, list[_Entry]]], graph: _Graph) -> list[str]:
+    """The names of a checkpoint's tensors in object-graph order; tensors the graph does not
+    reach (all of them in a name-based checkpoint) after, in natural key order."""
+    end = len(graph.rank)
+
+    def position(item: tuple[str, list[_Entry]]) -> tuple:
+        keys = [e.key for e in item[1]]
+        return min(graph.rank.get(k, end) for k in keys), natural_key(min(keys, key=_key_bytes))
+    return [name for name, _ in sorted(named, key=position)]
 
 
 def _data_order(bundle: _Bundle) -> list[list[Any]]:
@@ -592,7 +643,8 @@ def read_bundle(prefix: str, root: str | None = None, *, format: str = NAME,
     """Open the TensorBundle at `prefix` as a lazy store (`root`: stay inside this directory)."""
     bundle = _Bundle(prefix, root)
     try:
-        graph, full_names, slots = _object_graph(bundle)
+        object_graph = _object_graph(bundle)
+        graph, full_names, slots = object_graph.data, object_graph.full_names, object_graph.slots
         groups: dict[str, list[_Entry]] = {}
         for e in bundle.entries.values():
             if e.key != GRAPH_KEY or graph is None:
@@ -603,8 +655,9 @@ def read_bundle(prefix: str, root: str | None = None, *, format: str = NAME,
                 named.append((name, entries))
             else:
                 named += [(_key_name(e.key), [e]) for e in entries]
-        named.sort(key=lambda item: _key_bytes(item[1][0].key))
+        named.sort(key=lambda item: _key_bytes(item[1][0].key))  # names stay as in key order
         tensors: dict[str, Tensor] = {}
+        placed: list[tuple[str, list[_Entry]]] = []
         for name, entries in named:
             if name in tensors or not name:
                 name = _key_name(entries[0].key) if _key_name(entries[0].key) not in tensors \
@@ -621,6 +674,8 @@ def read_bundle(prefix: str, root: str | None = None, *, format: str = NAME,
             role = _role(first.key, full_name, first.key in slots)
             tensors[name] = BundleTensor(bundle, first, {"key": first.key, "role": role,
                                                          META: info})
+            placed.append((name, entries))
+        tensors = {name: tensors[name] for name in _store_order(placed, object_graph)}
         layout = {"header": b64(bundle.header_bytes),
                   "object_graph": b64(graph) if graph is not None else None,
                   "shards": _data_order(bundle),
@@ -663,7 +718,7 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
 def bundle_losses(store: Store, carried: tuple[str, ...], like: Store | None = None) -> list[str]:
     """Tensors whose dtype a checkpoint cannot hold (written as float32 if allowed); for a store
     read from another format, its file structure, the roles a reader cannot tell from the keys (there is
-    no object graph to say so), and the store's order (keys are listed sorted)."""
+    no object graph to say so), and the store's order (keys are listed in `natural_key` order)."""
     lost = [f"{name}: dtype {t.dtype_name} (TensorFlow has no such type; written as float32)"
             for name, t in store.items() if t.dtype_name not in _ENUMS]
     foreign = structure_losses(store, carried, like)
@@ -674,8 +729,9 @@ def bundle_losses(store: Store, carried: tuple[str, ...], like: Store | None = N
     unread = Counter(role for key, role in keys if _role(key, "", False) != role)
     lost += [f"roles of {n} {role} variable(s) (a checkpoint written without an object graph "
              f"tells them by key)" for role, n in sorted(unread.items())]
-    if [k for k, _ in keys] != sorted((k for k, _ in keys), key=_key_bytes):
-        lost.append("the order of variables (a checkpoint lists its keys sorted)")
+    if [k for k, _ in keys] != sorted((k for k, _ in keys), key=natural_key):
+        lost.append("the order of variables (a checkpoint without an object graph lists its "
+                    "keys by name, numbers by value)")
     return lost
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import io
+import json
 import os
 import shutil
 import struct
@@ -59,11 +60,12 @@ def copy_checkpoint(prefix: str, directory: Path) -> str:
 
 GROUPS = {  # one process per framework: Keras 3 and tf_keras do not mix
     "tf": ["dtypes", "tf1-partitioned", "sharded", "variant"],
-    "keras3": ["keras3-ckpt", "keras3-ckpt-noopt"],
-    "tf_keras": ["tfkeras-ckpt", "tfkeras-lstm-ckpt"],
+    "keras3": ["keras3-ckpt", "keras3-ckpt-noopt", "keras3-wide-ckpt"],
+    "tf_keras": ["tfkeras-ckpt", "tfkeras-lstm-ckpt", "tfkeras-wide-ckpt"],
 }
 CHECKPOINT_CASES = ["dtypes", "tf1-partitioned", "sharded", "variant", "keras3-ckpt",
-                    "keras3-ckpt-noopt", "tfkeras-ckpt", "tfkeras-lstm-ckpt"]
+                    "keras3-ckpt-noopt", "tfkeras-ckpt", "tfkeras-lstm-ckpt", "keras3-wide-ckpt",
+                    "tfkeras-wide-ckpt"]
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +133,20 @@ def test_through_safetensors_is_byte_identical(tf_made, case, tmp_path):
     with weightkit.load(tmp_path / "x.safetensors", "safetensors") as store:
         weightkit.save(store, tmp_path / "back", CKPT)
     assert_same_files(path, str(tmp_path / "back"))
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("case", ["keras3-wide-ckpt", "tfkeras-wide-ckpt"])
+def test_variables_listed_in_creation_order(tf_made, case):
+    """Twelve layers: the store lists weights and optimizer variables in the order the framework
+    created them (`dense_2` before `dense_10`), not in key order; variables the framework does
+    not list (save_counter, a tf_keras learning rate) come after."""
+    path = tf_made[case]
+    want = json.loads((Path(path).parent / "creation_order.json").read_text())
+    with weightkit.load(path, CKPT) as store:
+        names = list(store)
+    assert [n for n in names if n in want] == want
+    assert names[:len(want)] == want
 
 
 @pytest.mark.tensorflow
@@ -537,3 +553,92 @@ def test_malformed_layout_metadata_is_refused(tmp_path, layout):
     with pytest.raises(CorruptFileError, match="malformed"):
         weightkit.save(store, tmp_path / "bad", CKPT)
     assert not list(tmp_path.iterdir())
+
+
+# --- variable order ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("entry", [e for e in _fixture_entries(CKPT) + _fixture_entries("saved-model")
+                                   if e.get("variables")], ids=lambda e: e["path"])
+def test_fixture_variables_in_framework_order(entry):
+    """The model's weights and its optimizer's variables, as the framework lists them, come in
+    that order in the store (key order put `bn/moving_mean` first and `_variables/10` before
+    `_variables/2`)."""
+    from fixtures_lib import fixture
+    want = [v["name"].removesuffix(":0")
+            for v in entry["variables"] + entry.get("optimizer_variables", [])]
+    with weightkit.load(fixture(entry)) as store:
+        listed = [name for name in store if name in want]
+    assert listed == [name for name in want if name in listed]
+    assert set(listed) >= {v["name"].removesuffix(":0") for v in entry["variables"]}
+
+
+def test_keras_against_checkpoint_pairs_by_structure():
+    """A Keras 3 `.keras` before a training step against the checkpoint after it: no name is
+    shared and no value is equal, so only the order pairs the optimizer slots; in key order the
+    slots of the last layer (`_variables/10..13`) came first and were left added and removed."""
+    from fixtures_lib import fixture, manifest
+    from weightkit.diff.engine import diff_stores
+
+    after = manifest()["conv--keras3-after.ckpt"]
+    slots = [v["name"] for v in after["optimizer_variables"]]
+    with weightkit.load(fixture("conv--keras3-before.keras")) as a, \
+            weightkit.load(fixture(after)) as b:
+        result = diff_stores(a, b)
+    pairs = {e.name_a: e.name_b for e in result.entries}
+    assert not result.summary["unmatched_a"] and not result.summary["unmatched_b"]
+    assert [pairs[f"optimizer/{i}"] for i in range(len(slots))] == slots
+    assert pairs["c1/0"] == "c1/kernel" and pairs["bn/3"] == "bn/moving_variance"
+    assert {e.status for e in result.entries} == {"changed", "same"}
+
+
+def _graph(nodes: list[dict]) -> bytes:
+    return pw.encode({"nodes": nodes}, pw.OBJECT_GRAPH)
+
+
+def _with_graph(tmp_path: Path, keys: list[str], graph: bytes) -> Store:
+    """A checkpoint written with `keys` and a given object graph, read back."""
+    tensors = {key: Tensor.from_array(np.full(2, i, np.float32),
+                                      {"key": key, "role": "weight",
+                                       "tf_checkpoint": {"keys": [key]}})
+               for i, key in enumerate(keys)}
+    layout = {"shards": [[checkpoint.GRAPH_KEY, *keys]], "slices": {},
+              "object_graph": checkpoint.b64(graph)}
+    tmp_path.mkdir(exist_ok=True)
+    weightkit.save(Store(tensors, meta={"tf_checkpoint": layout}), tmp_path / "g", CKPT)
+    return weightkit.load(tmp_path / "g", CKPT)
+
+
+def test_hostile_object_graph_order(tmp_path):
+    """Cycles, shared nodes, slot variables and node ids out of range: each node is visited once,
+    bad ids are skipped, and what the graph does not reach follows in natural key order."""
+    key = lambda name: f"{name}{checkpoint.VALUE_SUFFIX}"  # noqa: E731
+    nodes = [
+        {"children": [{"node_id": 0, "local_name": "root"}, {"node_id": 2, "local_name": "b"},
+                      {"node_id": 999, "local_name": "far"}, {"node_id": -1, "local_name": "neg"},
+                      {"node_id": 1, "local_name": "a"}, {"node_id": 2, "local_name": "again"}]},
+        {"attributes": [{"name": "VARIABLE_VALUE", "checkpoint_key": key("a")}]},
+        {"attributes": [{"name": "VARIABLE_VALUE", "checkpoint_key": key("b")}],
+         "children": [{"node_id": 0, "local_name": "up"}],
+         "slot_variables": [{"original_variable_node_id": 1, "slot_name": "m",
+                             "slot_variable_node_id": 3}]},
+        {"attributes": [{"name": "VARIABLE_VALUE", "checkpoint_key": key("c")}]},
+    ]
+    keys = [key(n) for n in ("a", "b", "c", "z10", "z2")]
+    with _with_graph(tmp_path, keys, _graph(nodes)) as store:
+        assert list(store) == ["b", "c", "a", "z2", "z10"]
+    with _with_graph(tmp_path / "empty", keys, _graph([])) as store:
+        assert list(store) == ["a", "b", "c", "z2", "z10"]
+
+
+def test_name_based_checkpoint_lists_numbers_by_value(tmp_path):
+    """Without an object graph keys come in natural order (`layer_2` before `layer_10`), and a
+    writer declares an order it would not give back by that same rule."""
+    names = ["global_step", "layer_1/w", "layer_2/w", "layer_10/w", "layer_10/w_1"]
+    arrays = {n: np.full(2, i, np.float32) for i, n in enumerate(names)}
+    store = Store.from_arrays(arrays, meta={"keras": {}})
+    assert not [x for x in checkpoint.losses(store) if "order" in x]
+    weightkit.save(store, tmp_path / "n.ckpt", CKPT, allow_lossy=True)
+    with weightkit.load(tmp_path / "n.ckpt", CKPT) as back:
+        assert list(back) == names
+    swapped = Store.from_arrays(dict(reversed(arrays.items())), meta={"keras": {}})
+    assert [x for x in checkpoint.losses(swapped) if "order" in x]

@@ -3,6 +3,8 @@ oracle on what weightkit writes. Run as a script in a subprocess (Keras 3 and tf
 mix in one process) with a JSON list of jobs; prints `@@RESULT@@` and a JSON list of results:
 
     ["make", CASE, DIR]      -> {"path": ...} of the checkpoint or SavedModel TensorFlow wrote
+                                (the `*-wide-ckpt` cases also write DIR/creation_order.json:
+                                the framework's variable names in the order it created them)
     ["dump", PATH]           -> {key: [dtype, shape, sha256]} read by tf.train.load_checkpoint
     ["restore", CASE, PATH]  -> rebuilds CASE's model, restores PATH with assert_consumed(),
                                 trains one step; {name: sha256} of the restored variables
@@ -38,6 +40,12 @@ MODEL_CASES = {  # case -> (framework, model, how it is saved)
 }
 
 
+# Twelve Dense layers trained one step, so keys count past ten (`layer_with_weights-10`,
+# `_operations/10`, `optimizer/_variables/10`) and sort differently from creation order.
+WIDE_CASES = {"keras3-wide-ckpt": "keras3", "tfkeras-wide-ckpt": "tf_keras"}
+WIDE_LAYERS = 12
+
+
 def digest(value) -> str:
     array = np.asarray(value)
     if array.dtype == object:
@@ -59,9 +67,38 @@ def _tf_checkpoint(model, how: str):
     return tf.train.Checkpoint(model=model)
 
 
+def _wide(framework: str, directory: str) -> dict:
+    """The wide model saved as a checkpoint, and its creation order in creation_order.json."""
+    import tensorflow as tf
+    k = models.framework_module(framework)
+    k.backend.clear_session()
+    models.seed_everything(framework)
+    inp = k.Input((3,), name="x")
+    h = inp
+    for i in range(WIDE_LAYERS):
+        h = k.layers.Dense(3, name=f"dense_{i}")(h)
+    model = k.Model(inp, h, name="wide")
+    models.compile_model(model, framework)
+    rng = np.random.default_rng(0)
+    model.train_on_batch(rng.standard_normal((4, 3)).astype("float32"),
+                         rng.standard_normal((4, 3)).astype("float32"))
+    names = [models.variable_name(v, framework).removesuffix(":0")
+             for v in [*model.weights, *models.optimizer_variables(model)]]
+    with open(os.path.join(directory, "creation_order.json"), "w") as f:
+        json.dump(names, f)
+    if framework == "keras3":
+        ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        return {"path": ckpt.save(os.path.join(directory, "ckpt"))}
+    path = os.path.join(directory, "w.ckpt")
+    model.save_weights(path)
+    return {"path": path}
+
+
 def make(case: str, directory: str) -> dict:
     import tensorflow as tf
     os.makedirs(directory, exist_ok=True)
+    if case in WIDE_CASES:
+        return _wide(WIDE_CASES[case], directory)
     if case in MODEL_CASES:
         model, framework, model_case, how = _keras_model(case)
         if getattr(model, "optimizer", None) is not None:
