@@ -318,27 +318,26 @@ def variant_crc(buf: bytes, count: int) -> int:
     return mask_crc(crc)
 
 
-class _Bundle:
-    """An open checkpoint: parsed entries and lazily memory-mapped data shards."""
+class _Index:
+    """A checkpoint's `.index`: the header and every entry, checked against each other but not
+    against the data files (which need not exist)."""
 
     def __init__(self, prefix: str, root: str | None):
-        """Open the bundle at `prefix`; every file must resolve inside `root` (by default the
-        prefix's directory), so no symlink leads the reader elsewhere."""
+        """Read `prefix.index`; every file must resolve inside `root` (by default the prefix's
+        directory), so no symlink leads the reader elsewhere."""
         self.prefix = prefix
-        self.files: dict[int, MappedFile] = {}
-        self.verified: set[str] = set()
         root = root or os.path.dirname(os.path.abspath(prefix))
-        index_path = inside(root, os.path.relpath(prefix + ".index", root))
-        check_input(index_path)
+        self.index_path = inside(root, os.path.relpath(prefix + ".index", root))
+        check_input(self.index_path)
         try:
-            self._open(index_path, root)
+            self._open(root)
         except WeightsError as exc:
             if exc.path is not None:
                 raise
-            raise type(exc)(exc.message, index_path) from None
+            raise type(exc)(exc.message, self.index_path) from None
 
-    def _open(self, index_path: str, root: str) -> None:
-        prefix = self.prefix
+    def _open(self, root: str) -> None:
+        index_path = self.index_path
         self.items = self._read_index(index_path)
         header_bytes = dict(self.items).get(b"")
         if header_bytes is None:
@@ -360,14 +359,6 @@ class _Bundle:
                 self.slice_entries[key] = entry
             else:
                 self.entries[entry.key] = entry
-        self.sizes = []
-        for shard in range(self.num_shards):
-            path = inside(root, os.path.relpath(data_path(prefix, shard, self.num_shards), root))
-            try:
-                self.sizes.append(check_input(path).st_size)
-            except UsageError:
-                raise CorruptFileError(f"missing data shard {os.path.basename(path)}",
-                                       index_path) from None
         for entry in [*self.entries.values(), *self.slice_entries.values()]:
             self._check(entry)
         for entry in self.entries.values():
@@ -390,9 +381,9 @@ class _Bundle:
         if not 0 <= e.shard < self.num_shards:
             raise CorruptFileError(f"tensor {e.key!r} is in shard {e.shard} of {self.num_shards}",
                                    self.prefix)
-        if e.offset < 0 or e.size < 0 or e.offset + e.size > self.sizes[e.shard]:
-            raise CorruptFileError(f"tensor {e.key!r} at {e.offset}+{e.size} runs past its data "
-                                   f"file ({self.sizes[e.shard]} bytes)", self.prefix)
+        if e.offset < 0 or e.size < 0:
+            raise CorruptFileError(f"tensor {e.key!r}: negative offset or size "
+                                   f"({e.offset}+{e.size})", self.prefix)
         if e.dtype == DT_STRING or e.dtype == DT_VARIANT:
             _element_count(e.size, e.shape)
             return
@@ -414,6 +405,31 @@ class _Bundle:
         if total != math.prod(e.shape):
             raise CorruptFileError(f"partitioned tensor {e.key!r}: slices hold {total} elements, "
                                    f"shape {list(e.shape)} needs {math.prod(e.shape)}", self.prefix)
+
+
+class _Bundle(_Index):
+    """An open checkpoint: its index, and lazily memory-mapped data shards."""
+
+    def __init__(self, prefix: str, root: str | None):
+        self.files: dict[int, MappedFile] = {}
+        self.verified: set[str] = set()
+        super().__init__(prefix, root)
+
+    def _open(self, root: str) -> None:
+        super()._open(root)
+        self.sizes = []
+        for shard in range(self.num_shards):
+            path = inside(root, os.path.relpath(data_path(self.prefix, shard, self.num_shards),
+                                                root))
+            try:
+                self.sizes.append(check_input(path).st_size)
+            except UsageError:
+                raise CorruptFileError(f"missing data shard {os.path.basename(path)}",
+                                       self.index_path) from None
+        for e in [*self.entries.values(), *self.slice_entries.values()]:
+            if not e.slices and e.offset + e.size > self.sizes[e.shard]:
+                raise CorruptFileError(f"tensor {e.key!r} at {e.offset}+{e.size} runs past its "
+                                       f"data file ({self.sizes[e.shard]} bytes)", self.prefix)
 
     # data access
 
@@ -698,6 +714,64 @@ def read(path: str) -> Store:
     """Open a checkpoint given as prefix, `.index`, data file or directory with a state file."""
     prefix, root = resolve_prefix(path)
     return read_bundle(prefix, root, path=path)
+
+
+# --- the index alone -------------------------------------------------------------------------
+
+INDEX_ONLY = "tf-checkpoint-index"  # the format of a store read by `read_index`
+
+
+def _checksum(index: _Index, e: _Entry) -> str:
+    """`crc32c:` and the entry's masked crc32c in hex (one per slice of a partitioned tensor)."""
+    crcs = [index.slice_entries[slice_key(e.key, x)].crc for x in e.slices] if e.slices else [e.crc]
+    return "crc32c:" + ",".join(f"{crc:08x}" for crc in crcs)
+
+
+def is_index(path: str) -> bool:
+    """Whether `path` is a file named `*.index` that ends in the table magic."""
+    return path.endswith(".index") and os.path.isfile(path) and sniff(path, b"")
+
+
+def index_without_data(path: str) -> bool:
+    """Whether `path` is a readable checkpoint `.index` whose data files are not all beside it
+    (as git hands one to a diff driver)."""
+    if not is_index(path):
+        return False
+    try:
+        index = _Index(path[:-len(".index")], None)
+    except WeightsError:
+        return False  # reading it as a checkpoint reports what is wrong
+    prefix = index.prefix
+    return not all(os.path.isfile(data_path(prefix, shard, index.num_shards))
+                   for shard in range(index.num_shards))
+
+
+def read_index(path: str) -> Store:
+    """The variables an `.index` lists, without opening its data files: one tensor per key
+    (named by the key; no object graph, which is itself data), in natural key order, with its
+    role, dtype, shape and `meta["checksum"]`, the crc32c recorded for its bytes. Reading a
+    value raises UsageError. Store meta `tf_checkpoint_index` holds the object graph's
+    checksum and the shard count."""
+    prefix, root = resolve_prefix(path)
+    index = _Index(prefix, root)
+    tensors: dict[str, Tensor] = {}
+    for e in sorted(index.entries.values(), key=lambda e: natural_key(e.key)):
+        if e.key == GRAPH_KEY and e.dtype == DT_STRING and e.shape == ():
+            continue
+        name = _key_name(e.key) if _key_name(e.key) not in tensors else e.key
+
+        def unavailable(_index: tuple, key: str = e.key) -> np.ndarray:
+            raise UsageError(f"tensor {key!r}: only the index was read, not the data files",
+                             index.index_path)
+        variant = e.dtype == DT_VARIANT
+        tensors[name] = Tensor((e.size,) if variant else e.shape,
+                               np.dtype(np.uint8) if variant else dtype_from_name(_DTYPES[e.dtype]),
+                               unavailable, {"key": e.key, "role": _role(e.key, "", False),
+                                             "checksum": _checksum(index, e)})
+    graph = index.entries.get(GRAPH_KEY)
+    meta = {"object_graph_checksum": _checksum(index, graph) if graph is not None else None,
+            "num_shards": index.num_shards}
+    return Store(tensors, format=INDEX_ONLY, meta={"tf_checkpoint_index": meta}, path=path)
 
 
 # --- writing ---------------------------------------------------------------------------------
