@@ -12,6 +12,7 @@ from typing import TextIO
 from ..converters.errors import UsageError
 from ..converters.registry import load
 from ..diff.engine import MATCH_MODES, DiffResult, Options, diff_stores
+from ..diff.index_diff import diff_checksums
 from ..diff.render import Target, colour, render_json, render_markdown, render_table
 from .main import Exit
 
@@ -38,6 +39,9 @@ def add_diff_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--match", choices=MATCH_MODES, default="auto",
                         help="pair variables by name, by structure (order and shape), or auto: "
                              "names, normalized names, equal values, then structure (default)")
+    parser.add_argument("--index-only", action="store_true",
+                        help="TF checkpoints: compare the dtypes, shapes and checksums their "
+                             ".index files record, without reading the data files")
     parser.add_argument("--nan-unequal", action="store_true",
                         help="count NaN as different from NaN (default: NaN equals NaN)")
     parser.add_argument("--format", dest="output", choices=("table", "json", "markdown"),
@@ -75,7 +79,11 @@ def report(result: DiffResult, args: argparse.Namespace, label_a: str, label_b: 
 
 def run(args: argparse.Namespace) -> int:
     opts = options(args)
-    with load(args.a) as store_a, load(args.b) as store_b:
-        result = diff_stores(store_a, store_b, opts)
+    read, compare = load, diff_stores
+    if args.index_only:
+        from ..converters.checkpoint import read_index
+        read, compare = read_index, diff_checksums
+    with read(args.a) as store_a, read(args.b) as store_b:
+        result = compare(store_a, store_b, opts)
         report(result, args, args.a, args.b, store_a.format, store_b.format)
     return Exit.OK if result.identical else Exit.DIFFERENT

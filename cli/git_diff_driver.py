@@ -8,9 +8,16 @@
 - As a textconv filter (`--textconv FILE`, for `git log -p`, `git show`, blame): prints one
   stable line per variable (name, shape, dtype, content hash, statistics) for git to diff.
 
+A TF checkpoint's `.index` arrives alone: git stores `.data-*` files as separate blobs and
+hands a driver one file. Its entries still record every variable's dtype, shape and crc32c, so
+`.index` files are compared by those (`diff/index_diff.py`: added, removed, shape or dtype
+changed, changed or same by checksum, no value statistics), unless both sides have their data
+files beside them (`git diff --no-index` of two working trees): then the full diff runs. The
+textconv form of an `.index` always lists names, shapes, dtypes and checksums only, so that the
+old side (a blob) and the new one (a working-tree file) give comparable text.
+
 Git stops at a driver that exits non-zero, so a file that cannot be read is reported in the
-output in one line and the exit status stays 0. A checkpoint `.index` needs its `.data-*` files
-beside it: git hands the driver the old `.index` alone, so such a diff says it cannot compare.
+output in one line and the exit status stays 0.
 """
 from __future__ import annotations
 
@@ -18,10 +25,12 @@ import argparse
 import sys
 from typing import TextIO
 
+from ..converters import checkpoint
 from ..converters.errors import UsageError, WeightsError
 from ..converters.registry import load
 from ..converters.store import Store
 from ..diff.engine import diff_stores, fingerprint
+from ..diff.index_diff import diff_checksums
 from ..diff.summary import tensor_stats
 from .diff import add_diff_options, options, report
 from .text import safe
@@ -39,24 +48,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_diff_options(parser)
 
 
-def _open(path: str) -> Store:
-    return Store(format="none") if path == NULL else load(path)
+def _open(path: str, index_only: bool = False) -> Store:
+    if path == NULL:
+        return Store(format=checkpoint.INDEX_ONLY if index_only else "none")
+    return checkpoint.read_index(path) if index_only else load(path)
+
+
+def _index_only(old: str, new: str) -> bool:
+    """Compare by the index alone: both sides are checkpoint `.index` files (or absent), and
+    at least one lacks its data files."""
+    sides = [p for p in (old, new) if p != NULL]
+    return all(map(checkpoint.is_index, sides)) and any(map(checkpoint.index_without_data, sides))
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
+def _role(tensor) -> str:
+    return "" if tensor.role == "weight" else f" [{tensor.role}]"
+
+
+def _shape(tensor) -> str:
+    return "(" + ", ".join(map(str, tensor.shape)) + ")"
+
+
+def textconv_index(path: str, out: TextIO) -> None:
+    """One line per entry of a checkpoint `.index`: name, shape, dtype, recorded checksum."""
+    with checkpoint.read_index(path) as store:
+        print(f"# weightkit: {store.format}, {len(store)} variables (checksums of the data "
+              "files, which are not read)", file=out)
+        for name, tensor in store.items():
+            print(f"{safe(name)}{_role(tensor)} {_shape(tensor)} {tensor.dtype_name} "
+                  f"{safe(tensor.meta['checksum'])}", file=out)
+        graph = store.meta["tf_checkpoint_index"]["object_graph_checksum"]
+        if graph is not None:
+            print(f"# object graph {graph}", file=out)
+
+
 def textconv(path: str, out: TextIO | None = None) -> None:
     """One line per variable; a change anywhere in a tensor changes its line."""
     out = out or sys.stdout
+    if checkpoint.is_index(path):
+        textconv_index(path, out)
+        return
     with load(path) as store:
         print(f"# weightkit: {store.format}, {len(store)} variables", file=out)
         for name, tensor in store.items():
             stats = tensor_stats(tensor)
-            role = "" if tensor.role == "weight" else f" [{tensor.role}]"
-            shape = "(" + ", ".join(map(str, tensor.shape)) + ")"
-            print(f"{safe(name)}{role} {shape} {tensor.dtype_name} "
+            print(f"{safe(name)}{_role(tensor)} {_shape(tensor)} {tensor.dtype_name} "
                   f"blake2b:{fingerprint(tensor).hex()[:16]} min={_fmt(stats.min)} "
                   f"max={_fmt(stats.max)} mean={_fmt(stats.mean)} std={_fmt(stats.std)} "
                   f"nan={stats.nan} inf={stats.inf}", file=out)
@@ -69,8 +109,10 @@ def diff_files(args: argparse.Namespace, path: str, old: str, new: str,
     label_a = NULL if old == NULL else f"a/{path}"
     label_b = NULL if new == NULL else f"b/{new_path or path}"
     print(f"diff --weightkit a/{safe(path)} b/{safe(new_path or path)}", file=out)
-    with _open(old) as store_a, _open(new) as store_b:
-        result = diff_stores(store_a, store_b, options(args))
+    index_only = args.index_only or _index_only(old, new)
+    compare = diff_checksums if index_only else diff_stores
+    with _open(old, index_only) as store_a, _open(new, index_only) as store_b:
+        result = compare(store_a, store_b, options(args))
         report(result, args, label_a, label_b, store_a.format, store_b.format, stream=out)
 
 

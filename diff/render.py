@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from ..cli.text import safe
 from .engine import DiffResult, Entry
+from .index_diff import ChecksumDiffResult
 
 SCHEMA_VERSION = 1
 
@@ -80,6 +81,13 @@ def _row(entry: Entry, name: str) -> list[str]:
             _num(entry.cosine), entry.matched_by or ""]
 
 
+def _columns(result: DiffResult) -> list[int]:
+    """The columns to print: without the value statistics when no value was compared."""
+    values = range(_HEADERS.index("mismatched"), _HEADERS.index("matched by"))
+    return [i for i in range(len(_HEADERS))
+            if not (isinstance(result, ChecksumDiffResult) and i in values)]
+
+
 def _shown(result: DiffResult, everything: bool) -> list[Entry]:
     return [e for e in result.entries if everything or e.status != "same"]
 
@@ -92,6 +100,9 @@ def summary_line(result: DiffResult) -> str:
     verdict = "identical" if s["identical"] else "different"
     peak = "" if s["max_abs_diff"] is None else f"; max abs diff {_num(s['max_abs_diff'])}"
     opts = result.options
+    if isinstance(result, ChecksumDiffResult):
+        return (f"{verdict}: {counts or 'no variables'}; compared by the checksums in the index, "
+                "data files not read (no value statistics, no tolerance)")
     tol = f" (atol {opts.atol:g}, rtol {opts.rtol:g})" if opts.atol or opts.rtol else ""
     return (f"{verdict}{tol}: {counts or 'no variables'}; "
             f"{s['mismatched_elements']:,} of {s['compared_elements']:,} elements differ{peak}")
@@ -106,14 +117,15 @@ def render_table(result: DiffResult, target: Target, label_a: str | None = None,
     if label_a is not None and label_b is not None:
         print(f"--- {safe(label_a)}\n+++ {safe(label_b)}", file=target.stream)
     rows = []
+    columns = _columns(result)
     for entry in _shown(result, target.all):
         row = _row(entry, _name(entry))
         if target.colour:
             row[0] = f"\x1b[{_COLOURS[entry.status]}m{row[0]}\x1b[0m"
-        rows.append(row)
+        rows.append([row[i] for i in columns])
     if rows:
-        print(tabulate(rows, headers=_HEADERS, tablefmt="simple", disable_numparse=True),
-              file=target.stream)
+        print(tabulate(rows, headers=[_HEADERS[i] for i in columns], tablefmt="simple",
+                       disable_numparse=True), file=target.stream)
     print(summary_line(result), file=target.stream)
 
 
@@ -138,12 +150,13 @@ def render_markdown(result: DiffResult, target: Target, label_a: str, label_b: s
     entries = _shown(result, target.all)
     if not entries:
         return
-    print("| " + " | ".join(_HEADERS) + " |", file=out)
-    print("|" + "---|" * len(_HEADERS), file=out)
+    columns = _columns(result)
+    print("| " + " | ".join(_HEADERS[i] for i in columns) + " |", file=out)
+    print("|" + "---|" * len(columns), file=out)
     for entry in entries:
         cells = _row(entry, _name(entry, _md_code))
         cells[2:] = [c.replace("|", "\\|") for c in cells[2:]]
-        print("| " + " | ".join(cells) + " |", file=out)
+        print("| " + " | ".join(cells[i] for i in columns) + " |", file=out)
 
 
 def _json_number(value: Any) -> Any:
