@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 
 from ..converters.edit import Edit, EditedStore, edit
-from ..converters.errors import UsageError
+from ..converters.errors import UsageError, WeightsError
 from ..converters.paths import check_input
 from ..converters.registry import check, format_for_output, load, losses, save
 from ..converters.store import Store
 from .convert import add_output_arguments, check_output
+from .progress import Progress, data_bytes, tracked
 from .text import safe
 
 HELP = ("edit weights (rename, drop, keep, no-optimizer, cast, scale, prune, set, add) "
@@ -133,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
     npy = [value.partition("=")[2] for op, value in args.ops if op in ("set", "add")]
     check_output(args.src, args.dst, args.like or "", *npy)
     fmt = args.to or format_for_output(args.dst)
-    with load(args.src, args.src_format) as store:
-        edited = apply(store, args.ops)
+    with load(args.src, args.src_format) as store, Progress("edit", data_bytes(store)) as bar:
+        edited = apply(tracked(store, bar.advance), args.ops)
         if args.dry_run:
             _print_dry_run(store, edited, args, fmt)
             return 0
@@ -167,7 +168,8 @@ def _print_edits(edits: Sequence[Edit], heading: str) -> None:
 def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
                    fmt: str) -> None:
     """The edits, what the output format would lose, and the diff of input and edited store;
-    then the error writing would stop at (a drop the format cannot hold), if any."""
+    then the error writing would stop at (a loss without --allow-lossy, a drop the format
+    cannot hold), if any, so that the exit status is the real run's."""
     from ..diff.engine import diff_stores
     from ..diff.render import Target, render_table
 
@@ -176,9 +178,9 @@ def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
         template = stack.enter_context(load(args.like)) if args.like else None
         lost = losses(edited, fmt, like=template)
         try:
-            check(edited, fmt, like=template)
+            check(edited, fmt, template, allow_lossy=args.allow_lossy, path=args.dst)
             refused = None
-        except UsageError as exc:
+        except WeightsError as exc:
             refused = exc
     if lost:
         print(safe(f"writing {fmt} would lose: {'; '.join(lost)}"

@@ -120,10 +120,15 @@ def losses(store: Store, format: str, like: Store | None = None) -> list[str]:
     return list(format_module(format).losses(store, like=like))
 
 
-def check(store: Store, format: str, like: Store | None = None) -> None:
-    """Raise the error writing `store` in `format` would refuse it with before writing (for
-    formats whose module defines `check`), without writing anything."""
+def check(store: Store, format: str, like: Store | None = None, *, allow_lossy: bool = False,
+          path: str | None = None) -> None:
+    """Raise the error `save` would refuse writing `store` in `format` with (a loss without
+    `allow_lossy`, or what the format's own `check` refuses), without writing anything."""
     module = format_module(format)
+    lost = module.losses(store, like=like)
+    if lost and not allow_lossy:
+        raise LossyConversionError(
+            f"writing {format} would lose: {'; '.join(lost)} (use --allow-lossy to accept)", path)
     if hasattr(module, "check"):
         module.check(store, like=like)
 
@@ -133,9 +138,5 @@ def save(store: Store, path: str | os.PathLike, format: str | None = None, *,
     """Write `store` to `path` atomically; refuse a lossy conversion unless `allow_lossy`."""
     path = os.fspath(path)
     name = format or format_for_output(path)
-    module = format_module(name)
-    lost = module.losses(store, like=like)
-    if lost and not allow_lossy:
-        raise LossyConversionError(
-            f"writing {name} would lose: {'; '.join(lost)} (use --allow-lossy to accept)", path)
-    module.write(store, path, allow_lossy=allow_lossy, like=like)
+    check(store, name, like, allow_lossy=allow_lossy, path=path)
+    format_module(name).write(store, path, allow_lossy=allow_lossy, like=like)

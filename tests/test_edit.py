@@ -302,6 +302,20 @@ def test_cli_dry_run_prints_a_diff_and_writes_nothing(source, tmp_path, capsys):
     assert lines == {"dense/bias": "changed", "conv/kernel": "removed"}
 
 
+def test_dry_run_exits_as_the_write_would_on_a_loss(source, tmp_path, capsys, monkeypatch):
+    """A loss without --allow-lossy: the dry run shows it and the diff, then exits 2 like the
+    write; with --allow-lossy both exit 0."""
+    from weightkit.converters import safetensors
+    monkeypatch.setattr(safetensors, "losses", lambda store, like=None: ["the colour of 'x'"])
+    out = tmp_path / "out.safetensors"
+    assert edit_cli(source, out, "--scale", "dense/bias=2", "--dry-run") == 2
+    printed = capsys.readouterr()
+    assert "dense/bias" in printed.out and "would lose: the colour of 'x'" in printed.err
+    assert edit_cli(source, out, "--scale", "dense/bias=2") == 2 and not out.exists()
+    assert edit_cli(source, out, "--scale", "dense/bias=2", "--dry-run", "--allow-lossy") == 0
+    assert not out.exists()
+
+
 def test_cli_never_writes_over_its_input(source, capsys):
     assert edit_cli(source, source, "--drop", "conv/*") == 2
     assert "refusing to overwrite the input" in capsys.readouterr().err
