@@ -44,6 +44,7 @@ REPO = HERE.parent
 OUT = HERE / "out"
 CORPUS_SCRIPT = (REPO.parent / "shared" / "bench" / "make_corpus.py")
 BIN = Path(sys.executable).parent
+WK_BIN = BIN  # where the weightkit under test is installed (see install_weightkit)
 MIB = 2 ** 20
 RSS_LIMIT_MIB = 256
 
@@ -237,6 +238,20 @@ def wk_env() -> dict:
     return {**env, "PYTHONPYCACHEPREFIX": str(OUT / "pycache")}
 
 
+def install_weightkit() -> Path:
+    """weightkit as a user installs it: `pip install .` into a venv of its own under bench/out
+    (the development venv's editable install adds an import hook, ~20 ms, to every start)."""
+    venv = OUT / "venv"
+    if not (venv / "bin" / "python").exists():
+        print(f"installing weightkit into {venv}", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, str(REPO)], check=True, stdout=subprocess.DEVNULL)  # and dependencies
+    subprocess.run([*pip, "--force-reinstall", "--no-deps", str(REPO)], check=True,
+                   stdout=subprocess.DEVNULL)  # this commit's code, whatever the version says
+    return venv / "bin"
+
+
 def pair(root: Path, kind: str) -> tuple[Path, Path, list[Path]]:
     """The (before, after) inputs of one format and the files they consist of."""
     if kind == "checkpoint":
@@ -249,7 +264,7 @@ def pair(root: Path, kind: str) -> tuple[Path, Path, list[Path]]:
 
 
 def wk(*argv: str) -> list[str]:
-    return [str(BIN / "weightkit"), *argv]
+    return [str(WK_BIN / "weightkit"), *argv]
 
 
 def measure_wk(label: str, argv: list[str], inputs: list[Path], args: argparse.Namespace,
@@ -319,7 +334,7 @@ def bench_show(args: argparse.Namespace) -> tuple[list[dict], dict]:
                                           "tensorflow.python.tools.inspect_checkpoint",
                                           f"--file_name={prefix}"], files, args, repeat=repeat,
                    env=quiet_env())
-    check = subprocess.run([sys.executable, "-c", NO_TF_CHECK, str(prefix)], capture_output=True,
+    check = subprocess.run([str(WK_BIN / "python"), "-c", NO_TF_CHECK, str(prefix)], capture_output=True,
                            text=True, env=wk_env())
     try:
         imports = json.loads(check.stdout.strip().splitlines()[-1])
@@ -476,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (BIN / "weightkit").exists():
         sys.exit(f"bench: {BIN / 'weightkit'} not found; run `make setup` first")
     OUT.mkdir(parents=True, exist_ok=True)
+    global WK_BIN
+    WK_BIN = install_weightkit()
     started = dt.datetime.now(dt.timezone.utc)
     info = machine()
     root = corpus(args.size, args)
