@@ -12,6 +12,9 @@ class WeightsError(Exception):
         self.path = os.fspath(path) if path is not None else None
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
+    def __reduce__(self) -> tuple:  # pickled as made (a worker process's error reaches the CLI)
+        return type(self), (self.message, self.path)
+
 
 class UnknownFormatError(WeightsError, ValueError):
     """The file is not in any supported format (or not in the one asked for)."""

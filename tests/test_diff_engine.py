@@ -7,6 +7,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+import weightkit
 from weightkit.converters.store import Store, Tensor
 from weightkit.diff import engine
 from weightkit.diff.engine import Options, compare_tensors, diff_stores, fingerprint
@@ -147,6 +148,11 @@ def test_identical_tensors_need_no_arithmetic(dtype):
     assert (got.rel_l2, got.cosine, got.max_rel_diff, got.rms_diff) == (0.0, 1.0, 0.0, 0.0)
     zeros = compare_tensors(Tensor.from_array(np.zeros(9, dtype)), Tensor.from_array(np.zeros(9, dtype)))
     assert zeros.mismatched == 0 and zeros.rel_l2 == 0.0 and zeros.cosine is None
+
+
+def test_identical_denormals_whose_squares_underflow():
+    tiny = np.array([5e-324, -5e-324, 0.0])
+    check(tiny, tiny.copy())  # cosine None, as where the squares are summed
 
 
 @pytest.mark.parametrize("where", [0, 50, 99])
@@ -312,6 +318,43 @@ def test_workers_give_the_same_result():
     one = diff_stores(Store.from_arrays(arrays), Store.from_arrays(other), Options(workers=1))
     two = diff_stores(Store.from_arrays(arrays), Store.from_arrays(other), Options(workers=3))
     assert one.as_dict() == two.as_dict()
+
+
+def test_worker_processes_give_the_same_result(monkeypatch):
+    monkeypatch.setattr(engine, "PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(engine, "_in_processes", spy := _Spy(engine._in_processes))
+    rng = np.random.default_rng(6)
+    arrays = {f"v{i}": rng.standard_normal((i + 1, 9)).astype(dtype)
+              for i, dtype in enumerate([np.float32, np.float64, np.int8, np.float16] * 3)}
+    other = {k: v + (1 if i % 3 == 0 else 0) for i, (k, v) in enumerate(arrays.items())}
+    seen = []
+    one = diff_stores(Store.from_arrays(arrays), Store.from_arrays(other), Options(workers=1))
+    two = diff_stores(Store.from_arrays(arrays), Store.from_arrays(other),
+                      Options(workers=2, progress=seen.append))
+    assert spy.calls == 1 and one.as_dict() == two.as_dict()
+    assert sum(seen) == 2 * sum(a.nbytes for a in arrays.values())
+
+
+def test_an_error_in_a_worker_process_is_the_same_error(monkeypatch):
+    monkeypatch.setattr(engine, "PROCESS_MIN_BYTES", 0)
+
+    def broken(index):
+        raise weightkit.CorruptFileError("checksum does not match", "/x/ckpt.data-00000-of-00001")
+    bad = Tensor((3,), np.float32, broken)
+    a = Store({"w": Tensor.from_array(np.zeros(3, np.float32)), "v": bad})
+    with pytest.raises(weightkit.CorruptFileError) as caught:
+        diff_stores(a, a, Options(workers=2))
+    assert str(caught.value) == "/x/ckpt.data-00000-of-00001: checksum does not match"
+    assert caught.value.path == "/x/ckpt.data-00000-of-00001"
+
+
+class _Spy:
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
 
 
 def test_bad_options():
