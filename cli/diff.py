@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import TextIO
 
 from ..converters.errors import UsageError
@@ -15,6 +16,7 @@ from ..diff.engine import MATCH_MODES, DiffResult, Options, diff_stores
 from ..diff.index_diff import diff_checksums
 from ..diff.render import Target, colour, render_json, render_markdown, render_table
 from .main import Exit
+from .progress import Progress, data_bytes
 
 HELP = "compare two weights files (any formats): exit 0 same, 1 different, 2 trouble"
 
@@ -84,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         from ..converters.checkpoint import read_index
         read, compare = read_index, diff_checksums
     with read(args.a) as store_a, read(args.b) as store_b:
-        result = compare(store_a, store_b, opts)
+        total = data_bytes(store_a) + data_bytes(store_b)
+        with Progress("diff", total, enabled=not args.quiet) as bar:
+            result = compare(store_a, store_b, replace(opts, progress=bar.advance))
         report(result, args, args.a, args.b, store_a.format, store_b.format)
     return Exit.OK if result.identical else Exit.DIFFERENT

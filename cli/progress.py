@@ -22,15 +22,16 @@ WIDTH = 24  # characters of the bar
 class Progress:
     """Bytes done out of `total`, drawn as `label [#####-----] 41%  1.2/2.9 GB  1.4 GB/s`.
 
-    `advance` may be called from several threads. Nothing is drawn unless `stream` is a
-    terminal; the line is erased on exit."""
+    `advance` may be called from several threads. Nothing is drawn unless `enabled` and `stream`
+    is a terminal; the line is erased on exit."""
 
-    def __init__(self, label: str, total: int, stream: TextIO | None = None):
+    def __init__(self, label: str, total: int, stream: TextIO | None = None, *,
+                 enabled: bool = True):
         self.label = label
         self.total = max(total, 1)
         self.stream = sys.stderr if stream is None else stream
         self.done = 0
-        self._enabled = _is_terminal(self.stream)
+        self._enabled = enabled and _is_terminal(self.stream)
         self._start = time.monotonic()
         self._next = self._start + DELAY
         self._drawn = False

@@ -20,6 +20,7 @@ from ..converters.store import Store
 from ..diff.oracle import FRAMEWORK_FORMATS
 from ..diff.verify import Trip, candidates, verify
 from .main import Exit
+from .progress import Progress, data_bytes, tracked
 from .text import safe
 
 HELP = "round-trip a weights file through other formats and back, and compare bit for bit"
@@ -39,18 +40,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with load(args.file, args.src_format) as store:
-        _read_through(store)
-        if not (args.via or candidates(store)):
+    with load(args.file, args.src_format) as loaded:
+        vias = args.via or candidates(loaded)
+        if not vias:
             raise UsageError("no format can hold this file without loss; name one with --via")
         check = None
         if args.load:
-            if store.format not in FRAMEWORK_FORMATS:
+            if loaded.format not in FRAMEWORK_FORMATS:
                 raise UsageError(f"--load: expected a framework format "
-                                 f"({', '.join(FRAMEWORK_FORMATS)}), received {store.format}")
+                                 f"({', '.join(FRAMEWORK_FORMATS)}), received {loaded.format}")
             _need_framework()
             check = lambda s, trips: _framework_check(args.file, s, trips)  # noqa: E731
-        trips = verify(store, args.via, check)
+        # read once here, then per target once to write it and once to compare
+        with Progress("verify", data_bytes(loaded) * (1 + 2 * len(vias))) as bar:
+            store = tracked(loaded, bar.advance)
+            _read_through(store)
+            trips = verify(store, args.via, check)
         status = exit_status(trips)
         if args.json:
             json.dump({"file": args.file, "format": store.format, "status": status.name.lower(),
