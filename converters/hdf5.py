@@ -22,10 +22,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import json
 import math
 import mmap
 import os
 import re
+import select
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -311,46 +313,64 @@ def describe(f, path: str | None = None, file_size: int | None = None
         return visit(f, "")
 
     with h5_errors(path):
-        vet_in_child(walk_all, path, file_size)
-        tree = walk_all()
-    return tree, datasets
+        tree = in_child(walk_all, path, file_size)
+        if tree is None:  # the child failed with an error: take the same walk to raise it here
+            return walk_all(), datasets
+        return tree, [(where, f[where]) for where, node in walk(tree) if "dataset" in node]
 
 
-def vet_in_child(work: Callable[[], Any], path: str | None, file_size: int | None) -> None:
-    """Run `work` first in a forked child: a corrupt file that makes the HDF5 library hang or
-    crash while parsing metadata (seen in fuzzing: a damaged global heap loops for minutes)
-    is refused as corrupt instead of taking the process down. A child that finishes, with a
-    result or an error, lets the caller run `work` itself (same bytes, same outcome)."""
+def in_child(work: Callable[[], Any], path: str | None, file_size: int | None) -> Any:
+    """Run `work` in a forked child and return its JSON-able result: a corrupt file that makes
+    the HDF5 library hang or crash while parsing metadata (seen in fuzzing: a damaged global heap
+    loops for minutes) is refused as corrupt instead of taking the process down. None when the
+    child ended with an error (or without fork): the caller runs `work` itself, which meets the
+    same error on the same bytes. The result comes back as JSON, never pickled."""
     if not hasattr(os, "fork"):
-        return
+        return None
     seconds = VET_SECONDS + (file_size or 0) / VET_BYTES_PER_SECOND
+    read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
         code = 0
         try:
-            work()
+            os.close(read_end)
+            data = json.dumps(work()).encode()
+            with os.fdopen(write_end, "wb") as out:
+                out.write(data)
         except WeightsError:
             pass
         except BaseException:  # noqa: BLE001 - reported by exit code; the parent re-raises
             code = 3
         os._exit(code)
-    deadline = time.monotonic() + seconds
+    os.close(write_end)
     try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                raise CorruptFileError(f"HDF5 metadata not parsed within {seconds:.0f} s "
-                                       "(a damaged file makes the HDF5 library loop); refused",
-                                       path)
-            time.sleep(0.002)
+        data = _read_until(read_end, time.monotonic() + seconds, seconds, path)
+        _, status = os.waitpid(pid, 0)
     except BaseException:
         _kill(pid)
         raise
+    finally:
+        os.close(read_end)
     if os.WIFSIGNALED(status):
         raise CorruptFileError(f"the HDF5 library crashed (signal {os.WTERMSIG(status)}) "
                                "parsing this file's metadata; refused", path)
+    if os.WEXITSTATUS(status) != 0 or not data:
+        return None
+    return json.loads(data)
+
+
+def _read_until(fd: int, deadline: float, seconds: float, path: str | None) -> bytes:
+    """Everything written to the pipe `fd` until it closes, within the deadline."""
+    parts = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise CorruptFileError(f"HDF5 metadata not parsed within {seconds:.0f} s "
+                                   "(a damaged file makes the HDF5 library loop); refused", path)
+        part = os.read(fd, 1 << 16)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
 
 
 def _kill(pid: int) -> None:
