@@ -246,9 +246,12 @@ def install_weightkit() -> Path:
         print(f"installing weightkit into {venv}", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    built_before = (REPO / "build").exists()
     subprocess.run([*pip, str(REPO)], check=True, stdout=subprocess.DEVNULL)  # and dependencies
     subprocess.run([*pip, "--force-reinstall", "--no-deps", str(REPO)], check=True,
                    stdout=subprocess.DEVNULL)  # this commit's code, whatever the version says
+    if not built_before:
+        shutil.rmtree(REPO / "build", ignore_errors=True)  # setuptools' leftovers
     return venv / "bin"
 
 
@@ -392,7 +395,7 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def print_tables(results: dict) -> None:
-    from tabulate import tabulate
+    from weightkit.cli.text import table
 
     rows = []
     for r in results["rows"]:
@@ -405,9 +408,8 @@ def print_tables(results: dict) -> None:
     print(f"\nweightkit vs peers, {results['size_mib']} MiB corpus, best of {results['repeat']} "
           "wall times from a warm page cache; cpu = least user+sys CPU of the runs; "
           "RSS = peak of the child process")
-    print(tabulate(rows, headers=["task", "weightkit s", "cpu s", "RSS MiB", "peer", "peer s",
-                                  "peer RSS MiB", "ratio", "target", "met"],
-                   tablefmt="github", disable_numparse=True))
+    print(table(rows, ["task", "weightkit s", "cpu s", "RSS MiB", "peer", "peer s",
+                       "peer RSS MiB", "ratio", "target", "met"], markdown=True))
     errors = [(r["task"], m["label"], m["error"]) for r in results["rows"]
               for m in (r["ours"], r["peer"]) if m["error"]]
     for task, label, error in dict.fromkeys(errors):
@@ -418,9 +420,8 @@ def print_tables(results: dict) -> None:
     if results["flat_rss"]:
         labels = sorted({k for e in results["flat_rss"] for k in e if k != "size_mib"})
         print("\npeak RSS (MiB) by corpus size")
-        print(tabulate([[e["size_mib"], *(_num(e.get(k), ".0f") for k in labels)]
-                        for e in results["flat_rss"]], headers=["size MiB", *labels],
-                       tablefmt="github", disable_numparse=True))
+        print(table([[str(e["size_mib"]), *(_num(e.get(k), ".0f") for k in labels)]
+                     for e in results["flat_rss"]], ["size MiB", *labels], markdown=True))
     m = results["machine"]
     print(f"\nmachine: {m['cpu']}, {m['nproc']} cores, {m['mem_gib']} GiB; "
           f"load average {m['loadavg_start']} at start, {m['loadavg_end']} at end")

@@ -16,7 +16,7 @@ from ..converters.registry import check, format_for_output, load, losses, save
 from ..converters.store import Store
 from .convert import add_output_arguments, check_output
 from .progress import Progress, data_bytes, tracked
-from .text import safe
+from .text import safe, table
 
 HELP = ("edit weights (rename, drop, keep, no-optimizer, cast, scale, prune, set, add) "
         "and write a new file")
@@ -157,12 +157,9 @@ def _measured(record: Edit) -> str:
 
 
 def _print_edits(edits: Sequence[Edit], heading: str) -> None:
-    from tabulate import tabulate
-
     rows = [[f"--{e.op} {safe(e.arg)}", safe(e.name), e.detail, _measured(e)] for e in edits]
     print(safe(heading))
-    print(tabulate(rows, headers=["operation", "variable", "change", "measured"],
-                   tablefmt="simple", disable_numparse=True))
+    print(table(rows, ["operation", "variable", "change", "measured"]))
 
 
 def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,

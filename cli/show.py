@@ -13,7 +13,7 @@ from ..converters.registry import FORMATS, load
 from ..converters.store import Store
 from ..diff.summary import tensor_stats
 from .progress import Progress, tracked
-from .text import safe
+from .text import safe, table as text_table
 
 HELP = "show the variables of a weights file: shapes, dtypes, statistics, values"
 
@@ -78,8 +78,6 @@ def _fmt(value: float | None) -> str:
 
 
 def _print_table(store: Store, rows: list[dict], path: str) -> None:
-    from tabulate import tabulate
-
     headers = ["name", "shape", "dtype", "params"]
     with_stats = bool(rows) and "min" in rows[0]
     if with_stats:
@@ -95,7 +93,7 @@ def _print_table(store: Store, rows: list[dict], path: str) -> None:
         table.append(line)
     print(f"{safe(path)}: {store.format}")
     if table:
-        print(tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True))
+        print(text_table(table, headers))
     totals = _totals(rows)
     print(f"{totals['tensors']} tensors, {totals['parameters']:,} parameters, "
           f"{_human_bytes(totals['bytes'])}")

@@ -21,7 +21,7 @@ from ..diff.oracle import FRAMEWORK_FORMATS
 from ..diff.verify import Trip, candidates, verify
 from .main import Exit
 from .progress import Progress, data_bytes, tracked
-from .text import safe
+from .text import safe, table
 
 HELP = "round-trip a weights file through other formats and back, and compare bit for bit"
 LOAD_TIMEOUT = 1800
@@ -122,8 +122,6 @@ def _detail(trip: Trip) -> str:
 
 
 def _print_table(path: str, store: Store, trips: list[Trip]) -> None:
-    from tabulate import tabulate
-
     with_load = any(t.load for t in trips)
     headers = ["via", "round trip", "details"] + (["framework load"] if with_load else [])
     rows = []
@@ -134,5 +132,4 @@ def _print_table(path: str, store: Store, trips: list[Trip]) -> None:
             row.append(safe(f"{t.load['status']}: {t.load['detail']}") if t.load else "")
         rows.append(row)
     print(f"{safe(path)}: {store.format}, {len(store)} tensors")
-    print(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True,
-                   maxcolwidths=[None, None, 60] + ([50] if with_load else [])))
+    print(table(rows, headers, wrap={2: 60, 3: 50}))

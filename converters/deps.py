@@ -10,7 +10,6 @@ _INSTALL = {
     "h5py": "pip install h5py",
     "safetensors": "pip install safetensors",
     "google_crc32c": "pip install google-crc32c",
-    "tabulate": "pip install tabulate",
     "tensorflow": "pip install 'weightkit[tensorflow]'",
     "tf_keras": "pip install 'weightkit[tensorflow]'",
     "keras": "pip install 'weightkit[tensorflow]'",

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from ..cli.text import safe
+from ..cli.text import safe, table
 from .engine import DiffResult, Entry
 from .index_diff import ChecksumDiffResult
 
@@ -112,8 +112,6 @@ def render_table(result: DiffResult, target: Target, label_a: str | None = None,
                  label_b: str | None = None) -> None:
     """The terminal report: the entries that differ (all with `target.all`) and a summary,
     under `--- A` / `+++ B` lines when labels are given."""
-    from tabulate import tabulate
-
     if label_a is not None and label_b is not None:
         print(f"--- {safe(label_a)}\n+++ {safe(label_b)}", file=target.stream)
     rows = []
@@ -124,8 +122,7 @@ def render_table(result: DiffResult, target: Target, label_a: str | None = None,
             row[0] = f"\x1b[{_COLOURS[entry.status]}m{row[0]}\x1b[0m"
         rows.append([row[i] for i in columns])
     if rows:
-        print(tabulate(rows, headers=[_HEADERS[i] for i in columns], tablefmt="simple",
-                       disable_numparse=True), file=target.stream)
+        print(table(rows, [_HEADERS[i] for i in columns]), file=target.stream)
     print(summary_line(result), file=target.stream)
 
 
