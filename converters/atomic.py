@@ -11,11 +11,13 @@ temporary is removed and existing destinations stay untouched. Renames run in re
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, BinaryIO
 
 
 class AtomicOutput:
@@ -32,6 +34,11 @@ class AtomicOutput:
         temp = _create(os.path.join(parent, prefix), directory)
         self._pending.append((temp, final))
         return temp
+
+    def open(self, final: str | os.PathLike) -> BinaryIO:
+        """A temporary file next to `final`, opened for streaming binary writes that reach the
+        disk as they go (see `WritebackFile`)."""
+        return open_streaming(self.path(final))
 
     def _commit(self) -> None:
         for temp, _ in self._pending:
@@ -67,6 +74,32 @@ def atomic_output() -> Iterator[AtomicOutput]:
 
 
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+WRITEBACK_BYTES = 32 << 20
+
+
+def open_streaming(path: str) -> BinaryIO:
+    """`path` opened for buffered binary writes that reach the disk as they go."""
+    return io.BufferedWriter(WritebackFile(path, "w"), 1 << 20)
+
+
+class WritebackFile(io.FileIO):
+    """A file that starts writing its pages to disk every WRITEBACK_BYTES, without waiting.
+
+    The commit fsyncs every output; without this, a 1 GiB file sat in the page cache until then
+    and the fsync waited for all of it (1.3 s of a 2.6 s conversion here). POSIX_FADV_DONTNEED
+    starts writeback of the dirty range (Linux: WB_SYNC_NONE) and drops its clean pages, which
+    also keeps a large output from crowding the inputs out of the page cache."""
+
+    _done = 0
+
+    def write(self, data: Any) -> int:
+        n = super().write(data)
+        end = self.tell()
+        if end - self._done >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.fileno(), self._done, end - self._done,
+                             os.POSIX_FADV_DONTNEED)
+            self._done = end
+        return n
 
 
 def _create(prefix: str, directory: bool) -> str:

@@ -27,7 +27,7 @@ import re
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -993,12 +993,12 @@ def _write_item(f: Any, item: _Item, graph: bytes | None) -> tuple[int, int]:
 
 
 def write_bundle(store: Store, prefix: str, like: Store | None,
-                 out_path: Callable[[str], str]) -> None:
-    """Write `store` as a TensorBundle at `prefix`; `out_path(final)` names the file to write."""
+                 open_output: Callable[[str], BinaryIO]) -> None:
+    """Write `store` as a TensorBundle at `prefix`; `open_output(final)` opens each file."""
     header, shards, full, graph = _plan(store, like)
     entries: list[tuple[bytes, bytes]] = [(b"", header)]
     for shard, items in enumerate(shards):
-        with open(out_path(data_path(prefix, shard, len(shards))), "wb") as f:
+        with open_output(data_path(prefix, shard, len(shards))) as f:
             offset = 0
             for item in items:
                 size, crc = _write_item(f, item, graph)
@@ -1016,7 +1016,7 @@ def write_bundle(store: Store, prefix: str, like: Store | None,
                  "slices": extents}
         entries.append((_key_bytes(key), pw.encode(entry, pw.BUNDLE_ENTRY)))
     entries.sort()
-    with open(out_path(prefix + ".index"), "wb") as f:
+    with open_output(prefix + ".index") as f:
         write_table(f, entries)
 
 
@@ -1028,4 +1028,4 @@ def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | N
     if allow_lossy:
         store = cast_unsupported(store)
     with atomic_output() as out:
-        write_bundle(store, prefix, like, out.path)
+        write_bundle(store, prefix, like, out.open)

@@ -524,7 +524,8 @@ def write(store: Store, path: str, *, allow_lossy: bool = False,
     doc = carry.build(store, NAME, native_namespace=None, encodings=encodings,
                       file_order=list(store))
     with atomic_output() as out:
-        with zipfile.ZipFile(out.path(path), "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with out.open(path) as f, \
+                zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             for plan in planned:
                 _write_member(zf, plan, path)
             if doc is not None:

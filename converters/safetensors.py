@@ -317,7 +317,7 @@ def write(store: Store, path: str, *, allow_lossy: bool = False,
                       file_order=[p.name for p in planned])
     header_bytes = _header_bytes(store, planned, doc)
     with atomic_output() as out:
-        with open(out.path(path), "wb") as f:
+        with out.open(path) as f:
             f.write(struct.pack("<Q", len(header_bytes)))
             f.write(header_bytes)
             for plan in planned:

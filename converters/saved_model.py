@@ -12,7 +12,7 @@ import os
 import shutil
 
 from . import checkpoint
-from .atomic import atomic_output
+from .atomic import atomic_output, open_streaming
 from .errors import CorruptFileError, UsageError
 from .paths import check_input, check_tree, inside
 from .store import Store
@@ -103,4 +103,4 @@ def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | N
         _copy_template(template, target)
         os.makedirs(os.path.join(target, VARIABLES), exist_ok=True)
         checkpoint.write_bundle(store, os.path.join(target, VARIABLES, VARIABLES), like,
-                                lambda final: final)
+                                open_streaming)

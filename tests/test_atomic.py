@@ -184,3 +184,23 @@ def test_full_disk_leaves_destination_untouched(writer, tiny_tmpfs):
     result = subprocess.run([sys.executable, "-c", CHILD, str(dst), fmt, "-", "fast"],
                             capture_output=True, text=True, timeout=120)
     _assert_refused_cleanly(result, dst, ("No space left", "full"))
+
+
+def test_streamed_output_is_handed_to_the_disk_as_it_goes(tmp_path, monkeypatch):
+    """Every WRITEBACK_BYTES the written range gets POSIX_FADV_DONTNEED (start writeback), so the
+    fsync at commit waits for the last stretch only; the bytes are all there."""
+    from weightkit.converters import atomic
+    monkeypatch.setattr(atomic, "WRITEBACK_BYTES", 1000)
+    calls = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, offset, length, advice: (
+        calls.append((offset, length, advice)), real(fd, offset, length, advice))[1])
+    payload = os.urandom(3_500_000)  # more than the 1 MiB buffer, several times
+    with atomic.atomic_output() as out:
+        with out.open(tmp_path / "x.bin") as f:
+            for i in range(0, len(payload), 300_000):
+                f.write(payload[i:i + 300_000])
+    assert (tmp_path / "x.bin").read_bytes() == payload
+    assert len(calls) >= 3 and all(advice == os.POSIX_FADV_DONTNEED for *_, advice in calls)
+    assert [offset for offset, *_ in calls] == sorted(offset for offset, *_ in calls)
+    assert calls[0][0] == 0 and all(a + n == b for (a, n, _), (b, _, _) in zip(calls, calls[1:]))
