@@ -789,13 +789,14 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
 
 def bundle_losses(store: Store, carried: tuple[str, ...], like: Store | None = None) -> list[str]:
     """Tensors whose dtype a checkpoint cannot hold (written as float32 if allowed); for a store
-    read from another format, its file structure, the roles a reader cannot tell from the keys (there is
-    no object graph to say so), and the store's order (keys are listed in `natural_key` order)."""
+    read from a file of another format (a plain safetensors too), its file structure, the roles
+    a reader cannot tell from the keys (there is no object graph to say so), and the store's
+    order (keys are listed in `natural_key` order)."""
     lost = [f"{name}: dtype {t.dtype_name} (TensorFlow has no such type; written as float32)"
             for name, t in store.items() if t.dtype_name not in _ENUMS]
     foreign = structure_losses(store, carried, like)
-    if not foreign or META in store.meta:
-        return lost + foreign
+    if META in store.meta or (not foreign and store.format == "memory"):
+        return lost + foreign  # a checkpoint's own, or built in memory, where order is incidental
     lost += foreign
     keys = [(_keys_of(name, t)[0], t.role) for name, t in store.items()]
     unread = Counter(role for key, role in keys if _role(key, "", False) != role)

@@ -146,6 +146,19 @@ def test_declared_losses_make_a_pair_lossy(safetensors_file, monkeypatch, capsys
     assert "lossy" in out and "safetensors: the moon" in out
 
 
+def test_a_plain_safetensors_file_through_a_checkpoint_is_lossy_not_different(tmp_path):
+    """A file the safetensors library wrote (no weightkit metadata) lists `l10` before `l2`; a
+    checkpoint without an object graph gives them back by number: the order is declared lost."""
+    from safetensors.numpy import save_file
+    path = tmp_path / "plain.safetensors"
+    save_file({"l2": np.ones(2, np.float32), "l10": np.zeros(3, np.float32)}, str(path))
+    with weightkit.load(path) as store:
+        assert list(store) == ["l10", "l2"]
+        assert any("order" in text for text in weightkit.losses(store, "tf-checkpoint"))
+        (trip,) = verify(store, ["tf-checkpoint"])
+    assert trip.status == "lossy" and not trip.error
+
+
 def test_cli_exit_zero_and_table(safetensors_file, capsys):
     assert main(["verify", str(safetensors_file), "--from", "safetensors", "--via", "safetensors"]) == 0
     out = capsys.readouterr().out
