@@ -17,6 +17,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, BinaryIO
 
 
@@ -41,14 +42,16 @@ class AtomicOutput:
         return open_streaming(self.path(final))
 
     def _commit(self) -> None:
+        durable = _DURABLE.get()
         for temp, _ in self._pending:
-            _fsync_tree(temp)
+            if durable:
+                _fsync_tree(temp)
         for temp, final in self._pending:
             if os.path.isdir(temp):
                 _replace_dir(temp, final)
             else:
                 os.replace(temp, final)
-        for parent in {os.path.dirname(final) for _, final in self._pending}:
+        for parent in {os.path.dirname(final) for _, final in self._pending} if durable else ():
             _fsync_dir(parent)
         self._pending.clear()
 
@@ -75,6 +78,18 @@ def atomic_output() -> Iterator[AtomicOutput]:
 
 _OUT_OF_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 WRITEBACK_BYTES = 32 << 20
+_DURABLE: ContextVar[bool] = ContextVar("weightkit_durable", default=True)
+
+
+@contextmanager
+def scratch() -> Iterator[None]:
+    """Within it, outputs are still atomic but not made durable (no fsync, no early writeback):
+    for files in a temporary directory that is read back and deleted (verify's round trips)."""
+    token = _DURABLE.set(False)
+    try:
+        yield
+    finally:
+        _DURABLE.reset(token)
 
 
 def open_streaming(path: str) -> BinaryIO:
@@ -95,7 +110,8 @@ class WritebackFile(io.FileIO):
     def write(self, data: Any) -> int:
         n = super().write(data)
         end = self.tell()
-        if end - self._done >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+        if end - self._done >= WRITEBACK_BYTES and hasattr(os, "posix_fadvise") \
+                and _DURABLE.get():
             os.posix_fadvise(self.fileno(), self._done, end - self._done,
                              os.POSIX_FADV_DONTNEED)
             self._done = end

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..converters.atomic import scratch
 from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
 from ..converters.registry import FORMATS, load, losses, save
@@ -148,7 +149,8 @@ def verify(store: Store, vias: Sequence[str] | None = None,
     optional = not vias
     vias = list(vias) if vias else candidates(store)
     trips: list[Trip] = []
-    with tempfile.TemporaryDirectory(prefix="weightkit-verify-") as workdir, ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="weightkit-verify-") as workdir, scratch(), \
+            ExitStack() as stack:
         for via in vias:
             path = os.path.join(workdir, via)
             os.mkdir(path)

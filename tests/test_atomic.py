@@ -204,3 +204,17 @@ def test_streamed_output_is_handed_to_the_disk_as_it_goes(tmp_path, monkeypatch)
     assert len(calls) >= 3 and all(advice == os.POSIX_FADV_DONTNEED for *_, advice in calls)
     assert [offset for offset, *_ in calls] == sorted(offset for offset, *_ in calls)
     assert calls[0][0] == 0 and all(a + n == b for (a, n, _), (b, _, _) in zip(calls, calls[1:]))
+
+
+def test_scratch_outputs_are_atomic_but_not_synced(tmp_path, monkeypatch):
+    from weightkit.converters import atomic
+    synced = []
+    monkeypatch.setattr(atomic, "_fsync_file", synced.append)
+    with atomic.scratch(), atomic.atomic_output() as out:
+        with out.open(tmp_path / "scratch.bin") as f:
+            f.write(b"x")
+    assert synced == [] and (tmp_path / "scratch.bin").read_bytes() == b"x"
+    with atomic.atomic_output() as out:
+        with out.open(tmp_path / "kept.bin") as f:
+            f.write(b"y")
+    assert len(synced) == 1 and not any(TEMP_MARK in p.name for p in tmp_path.iterdir())
