@@ -402,7 +402,7 @@ def compare_tensors(ta: Tensor, tb: Tensor, opts: Options | None = None) -> Pair
         acc.size = acc.mismatched = ta.size  # strings against numbers: nothing is equal
         return acc.stats()
     kernel = _string_chunk if strings else _int_chunk if integer else _float_chunk
-    for a, b in _pieces(ta.iter_chunks(opts.max_bytes), tb.iter_chunks(opts.max_bytes)):
+    for a, b in pieces(ta.iter_chunks(opts.max_bytes), tb.iter_chunks(opts.max_bytes)):
         if strings or not (_same_bytes(a, b) and _identical(acc, a)):
             acc.summing = True
             kernel(acc, a, b, opts)
@@ -415,8 +415,8 @@ def compare_tensors(ta: Tensor, tb: Tensor, opts: Options | None = None) -> Pair
     return acc.stats()
 
 
-def _pieces(xs: Iterable[np.ndarray], ys: Iterable[np.ndarray]
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def pieces(xs: Iterable[np.ndarray], ys: Iterable[np.ndarray]
+           ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Two flat streams of equal total length (chunked differently where the formats or dtypes
     differ) as pairs of equally long pieces of at most PIECE elements."""
     xs, ys = iter(xs), iter(ys)

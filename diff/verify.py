@@ -37,7 +37,8 @@ from ..converters.atomic import scratch
 from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
 from ..converters.registry import FORMATS, load, losses, save
-from ..converters.store import CHUNK_BYTES, Store, Tensor, block_indices
+from ..converters.store import CHUNK_BYTES, Store, Tensor
+from .engine import pieces
 
 STATUSES = ("identical", "lossy", "different", "failed", "skipped")
 MAX_LISTED = 20
@@ -214,20 +215,28 @@ def compare_tensors(a: Tensor, b: Tensor) -> list[str]:
 
 
 def unequal_elements(a: Tensor, b: Tensor, max_bytes: int = CHUNK_BYTES) -> int:
-    """How many elements of two same-shape, same-dtype tensors differ in their bytes."""
-    strings = is_string(a.dtype)
+    """How many elements of two same-shape, same-dtype tensors differ in their bytes (each read
+    once, through its format's own streaming read)."""
     unequal = 0
-    for index in block_indices(a.shape, 8 if strings else a.dtype.itemsize, max_bytes):
-        x, y = np.asarray(a[index]).reshape(-1), np.asarray(b[index]).reshape(-1)
-        if strings:
-            unequal += sum(1 for p, q in zip(x.tolist(), y.tolist())
-                           if bytes(p) != bytes(q))
-            continue
-        width = a.dtype.itemsize
-        xb = np.ascontiguousarray(x).view(np.uint8).reshape(-1, width)
-        yb = np.ascontiguousarray(y).view(np.uint8).reshape(-1, width)
-        unequal += int(np.count_nonzero((xb != yb).any(axis=1)))
+    for x, y in pieces(a.iter_chunks(max_bytes), b.iter_chunks(max_bytes)):
+        if is_string(a.dtype):
+            unequal += sum(1 for p, q in zip(x.tolist(), y.tolist()) if bytes(p) != bytes(q))
+        else:
+            unequal += _unequal_bytes(x, y)
     return unequal
+
+
+def _unequal_bytes(x: np.ndarray, y: np.ndarray) -> int:
+    """Elements of two equally long flat arrays whose bytes differ."""
+    width = x.dtype.itemsize
+    whole = f"u{width}" if width in (1, 2, 4, 8) else None
+    xb = np.ascontiguousarray(x).view(whole or np.uint8)
+    yb = np.ascontiguousarray(y).view(whole or np.uint8)
+    if np.array_equal(xb, yb):
+        return 0
+    if whole:
+        return int(np.count_nonzero(xb != yb))
+    return int(np.count_nonzero((xb != yb).reshape(-1, width).any(axis=1)))
 
 
 def _changed_meta(original: dict, result: dict) -> list[str]:

@@ -66,6 +66,18 @@ def test_unequal_elements_counts_bytes_in_chunks():
     assert unequal_elements(Tensor.from_array(s), Tensor.from_array(t)) == 1
 
 
+@pytest.mark.parametrize("dtype", [np.complex128, np.float16, ml_dtypes.bfloat16, np.bool_, "V3"])
+def test_unequal_elements_sees_every_byte(dtype):
+    x = np.zeros(42, np.uint8).view(dtype) if dtype == "V3" else np.zeros(40, dtype)
+    raw = np.frombuffer(x.tobytes(), np.uint8).copy()
+    raw[[0, x.itemsize * 7 + x.itemsize - 1, raw.size - 1]] = 1  # first and last byte of elements
+    y = raw.view(x.dtype)
+    assert unequal_elements(Tensor.from_array(x), Tensor.from_array(y), max_bytes=48) == 3
+    negative_zero = np.array([0.0, -0.0, np.nan])
+    assert unequal_elements(Tensor.from_array(negative_zero),
+                            Tensor.from_array(np.array([-0.0, -0.0, -np.nan]))) == 2
+
+
 def test_round_trip_through_safetensors_is_identical(safetensors_file):
     with weightkit.load(safetensors_file, "safetensors") as store:
         (trip,) = verify(store, ["safetensors"])
