@@ -795,8 +795,8 @@ def bundle_losses(store: Store, carried: tuple[str, ...], like: Store | None = N
     lost = [f"{name}: dtype {t.dtype_name} (TensorFlow has no such type; written as float32)"
             for name, t in store.items() if t.dtype_name not in _ENUMS]
     foreign = structure_losses(store, carried, like)
-    if META in store.meta or (not foreign and store.format == "memory"):
-        return lost + foreign  # a checkpoint's own, or built in memory, where order is incidental
+    if META in store.meta or like is not None or (not foreign and store.format == "memory"):
+        return lost + foreign  # a checkpoint's own, a template's graph, or order is incidental
     lost += foreign
     keys = [(_keys_of(name, t)[0], t.role) for name, t in store.items()]
     unread = Counter(role for key, role in keys if _role(key, "", False) != role)
