@@ -25,7 +25,7 @@ import hashlib
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 import multiprocessing
 import signal
 import sys
@@ -494,8 +494,6 @@ def diff_stores(a: Store, b: Store, opts: Options | None = None) -> DiffResult:
     `.keras` says `dense/0` where its checkpoint says `dense/kernel`), so the pair is `same`,
     matched by values."""
     opts = opts or Options()
-    vars_a = [_var(a, n) for n in select(a, opts)]
-    vars_b = [_var(b, n) for n in select(b, opts)]
     hashes: dict[tuple[str, str], bytes] = {}
 
     def content(side: str, name: str) -> bytes:
@@ -503,17 +501,31 @@ def diff_stores(a: Store, b: Store, opts: Options | None = None) -> DiffResult:
             hashes[side, name] = fingerprint((a if side == "a" else b)[name], opts.max_bytes)
         return hashes[side, name]
 
+    def settle(paired: list[Entry]) -> None:
+        compared = [e for e in paired if e.status != "shape_changed"]
+        results = compare_pairs([(a[e.name_a], b[e.name_b]) for e in compared], opts)
+        for entry, stats in zip(compared, results):
+            _fill(entry, stats, renames=a.format == b.format)
+
+    entries, summary = diff_entries(a, b, opts, content, settle)
+    return DiffResult(entries, summary, opts)
+
+
+def diff_entries(a: Store, b: Store, opts: Options, content: Callable[[str, str], Hashable],
+                 settle: Callable[[list[Entry]], None]) -> tuple[list[Entry], dict]:
+    """What every diff shares: the variables `opts` selects, paired (`content(side, name)` keys
+    the pairing by equal values), an entry per pair that `settle` then compares in place, the
+    variables only one side has; in A's order, B's additions last. Entries and summary."""
+    vars_a = [_var(a, n) for n in select(a, opts)]
+    vars_b = [_var(b, n) for n in select(b, opts)]
     matching = match(vars_a, vars_b, opts.match, content)
     entries = [_entry(p.a, p.b, a[p.a], b[p.b], p.matched_by) for p in matching.pairs]
-    compared = [e for e in entries if e.status != "shape_changed"]
-    results = compare_pairs([(a[e.name_a], b[e.name_b]) for e in compared], opts)
-    for entry, stats in zip(compared, results):
-        _fill(entry, stats, renames=a.format == b.format)
+    settle(entries)
     order = {n: i for i, n in enumerate(v.name for v in vars_a)}
     entries += [_entry(n, None, a[n], None, None) for n in matching.only_a]
     entries.sort(key=lambda e: order[e.name_a])
     entries += [_entry(None, n, None, b[n], None) for n in matching.only_b]
-    return DiffResult(entries, _summary(entries, vars_a, vars_b, matching), opts)
+    return entries, _summary(entries, vars_a, vars_b, matching)
 
 
 def compare_pairs(pairs: list[tuple[Tensor, Tensor]], opts: Options) -> list[PairStats]:
