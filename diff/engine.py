@@ -36,10 +36,10 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from .. import BLAS_PINNED
 from ..converters.dtypes import is_string
 from ..converters.store import Store, Tensor
 from .match import Var, match
+from .numeric import dot
 
 CHUNK_BYTES = 8 << 20  # read from each side at a time (a view of the mapped file, not a copy)
 PIECE = 1 << 16  # elements compared at a time: a worker's float64 buffers (4 x 512 KiB) stay in cache
@@ -207,15 +207,6 @@ def _wide(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.complex128) if dtype.kind == "c" else np.dtype(np.float64)
 
 
-def _dot(x: np.ndarray, y: np.ndarray) -> float:
-    """Re(Σ conj(x)·y) of float64 (complex128) arrays: BLAS when its threads are pinned to one
-    (`weightkit` pins them when imported before numpy), else einsum, whose loop runs no threads
-    of its own to oversubscribe the cores under the engine's pool."""
-    if x.dtype.kind == "c":
-        return _dot(x.real, y.real) + _dot(x.imag, y.imag)
-    return float(np.dot(x, y) if BLAS_PINNED else np.einsum("i,i->", x, y))
-
-
 def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two pieces hold the same bytes (a short prefix first: most changed pieces
     differ at once)."""
@@ -237,7 +228,7 @@ def _identical(acc: _Accumulator, a: np.ndarray) -> bool:
         nonzero = total != 0 or bool(np.count_nonzero(a))
         if nonzero and abs(total) < 1e-150:  # tiny values: cosine is None if Σa² underflows
             wide = _widen(acc, "a", a, _wide(a.dtype))
-            nonzero = _dot(wide, wide) > 0
+            nonzero = dot(wide, wide) > 0
     acc.finite += a.size
     acc.nonzero = acc.nonzero or nonzero
     if acc.summing:
@@ -260,7 +251,7 @@ def _plain_sum(acc: _Accumulator, a: np.ndarray) -> float:
 def _add_squares(acc: _Accumulator, a: np.ndarray) -> None:
     """Σa² of an identical, finite piece: its aa, bb and ab."""
     wide = _widen(acc, "a", a, np.dtype(np.float64) if acc.integer else _wide(a.dtype))
-    square = _dot(wide, wide)
+    square = dot(wide, wide)
     acc.aa += square
     acc.bb += square
     acc.ab += square
@@ -281,9 +272,9 @@ def _float_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options)
     """Float/complex piece: everything from one float64 (complex128) difference."""
     wide = np.result_type(_wide(a.dtype), _wide(b.dtype))
     a = _widen(acc, "a", a, wide)
-    aa = _dot(a, a)
+    aa = dot(a, a)
     b = _widen(acc, "b", b, wide)
-    bb = _dot(b, b)
+    bb = dot(b, b)
     if math.isfinite(aa) and math.isfinite(bb):
         _finite_pairs(acc, a, b, None, aa, bb, opts)
         return
@@ -300,7 +291,7 @@ def _float_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options)
     acc.mismatched += int(np.count_nonzero(~both & ~equal_nonfinite))
     where = np.flatnonzero(both)
     a, b = a[where], b[where]
-    _finite_pairs(acc, a, b, where, _dot(a, a), _dot(b, b), opts)
+    _finite_pairs(acc, a, b, where, dot(a, a), dot(b, b), opts)
 
 
 def _widen(acc: _Accumulator, slot: str, x: np.ndarray, wide: np.dtype) -> np.ndarray:
@@ -325,14 +316,14 @@ def _finite_pairs(acc: _Accumulator, a: np.ndarray, b: np.ndarray, where: np.nda
     acc.bb += bb
     if a.size == 0:
         return
-    acc.ab += _dot(a, b)
+    acc.ab += dot(a, b)
     ad = acc.buffer("d", a.size, np.float64)
     if a.dtype.kind == "c":
         np.abs(a - b, out=ad)
     else:
         np.subtract(a, b, out=ad)
         np.abs(ad, out=ad)
-    acc.sum_sq += _dot(ad, ad)
+    acc.sum_sq += dot(ad, ad)
     acc.sum_abs += float(ad.sum())
     i = int(ad.argmax())
     peak = float(ad[i])
@@ -365,13 +356,13 @@ def _int_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options) -
     del ge, au, bu
     af, bf = a.astype(np.float64), b.astype(np.float64)
     acc.finite += a.size
-    acc.aa += _dot(af, af)
-    acc.bb += _dot(bf, bf)
-    acc.ab += _dot(af, bf)
+    acc.aa += dot(af, af)
+    acc.bb += dot(bf, bf)
+    acc.ab += dot(af, bf)
     del af
     adf = ad.astype(np.float64)
     acc.sum_abs += float(adf.sum())
-    acc.sum_sq += _dot(adf, adf)
+    acc.sum_sq += dot(adf, adf)
     if a.size == 0:
         return
     i = int(ad.argmax())

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..converters.dtypes import is_string
 from ..converters.store import CHUNK_BYTES, Tensor
+from .numeric import dot
 
 
 @dataclass
@@ -29,38 +30,61 @@ class TensorStats:
         return {**asdict(self), "zero_fraction": self.zero_fraction}
 
 
+PIECE = 1 << 16  # elements at a time: the float64 working copy stays in the CPU cache
+
+
 def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
     """min/max/mean/std over finite values, and counts of zeros, NaN and Inf.
 
-    Means and variances are merged chunk by chunk (Chan et al.) in float64; complex tensors
+    Means and variances are merged piece by piece (Chan et al.) in float64; complex tensors
     are summarised by magnitude; strings only by count.
     """
     stats = TensorStats(size=tensor.size)
     if is_string(tensor.dtype) or tensor.size == 0:
         return stats
-    count, mean, m2 = 0, 0.0, 0.0
-    lo, hi = math.inf, -math.inf
+    moments = _Moments()
+    wide = np.empty(min(PIECE, tensor.size))
+    flags = np.empty(wide.size, np.bool_)
     for chunk in tensor.iter_chunks(max_bytes):
-        stats.zeros += int(chunk.size - np.count_nonzero(chunk))
-        values = (np.abs(chunk) if np.iscomplexobj(chunk) else chunk).astype(np.float64, copy=False)
-        finite = np.isfinite(values)
-        if not finite.all():
-            nan = np.isnan(values)
-            stats.nan += int(nan.sum())
-            stats.inf += int(values.size - finite.sum() - nan.sum())
-            values = values[finite]
-        if values.size == 0:
-            continue
-        lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
-        n = values.size
-        chunk_mean = float(values.mean())
-        chunk_m2 = float(np.square(values - chunk_mean).sum())
-        delta = chunk_mean - mean
-        total = count + n
-        mean += delta * n / total
-        m2 += chunk_m2 + delta * delta * count * n / total
-        count = total
-    if count:
-        stats.min, stats.max, stats.mean = lo, hi, mean
-        stats.std = math.sqrt(m2 / count)
+        for start in range(0, chunk.size, PIECE):
+            piece = chunk[start:start + PIECE]
+            n = piece.size
+            w = wide[:n]
+            np.copyto(w, np.abs(piece) if piece.dtype.kind == "c" else piece, casting="unsafe")
+            stats.zeros += int(np.count_nonzero(np.equal(w, 0.0, out=flags[:n])))
+            lo, hi = float(w.min()), float(w.max())
+            if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates to min and max
+                finite = np.isfinite(w)
+                nan = int(np.count_nonzero(np.isnan(w)))
+                stats.nan += nan
+                stats.inf += n - int(np.count_nonzero(finite)) - nan
+                w = w[finite]
+                if not w.size:
+                    continue
+                lo, hi = float(w.min()), float(w.max())
+            moments.add(w, lo, hi)
+    if moments.count:
+        stats.min, stats.max, stats.mean = moments.lo, moments.hi, moments.mean
+        stats.std = math.sqrt(moments.m2 / moments.count)
     return stats
+
+
+class _Moments:
+    """Count, min, max, mean and the sum of squared deviations, merged piece by piece."""
+
+    def __init__(self) -> None:
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.lo, self.hi = math.inf, -math.inf
+
+    def add(self, w: np.ndarray, lo: float, hi: float) -> None:
+        """Merge the finite float64 values `w` (a working copy: it is overwritten)."""
+        n = w.size
+        mean = float(w.sum()) / n
+        np.subtract(w, mean, out=w)
+        m2 = dot(w, w)
+        delta = mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.count = total
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
