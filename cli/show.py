@@ -11,8 +11,8 @@ import numpy as np
 from ..converters.errors import UsageError
 from ..converters.registry import FORMATS, load
 from ..converters.store import Store
-from ..diff.summary import tensor_stats
-from .progress import Progress, tracked
+from ..diff.summary import TensorStats, stats_of
+from .progress import Progress
 from .text import safe, table as text_table
 
 HELP = "show the variables of a weights file: shapes, dtypes, statistics, values"
@@ -43,9 +43,12 @@ def run(args: argparse.Namespace) -> int:
         if args.values is not None:
             return _show_values(store, args)
         names = select(store, args.filter, args.no_optimizer)
-        with Progress("show", 0 if args.no_stats else sum(store[n].nbytes for n in names)) as bar:
-            counted = tracked(store, bar.advance)
-            rows = [_row(counted, name, not args.no_stats) for name in names]
+        stats: list[TensorStats | None] = [None] * len(names)
+        if not args.no_stats:
+            tensors = [store[name] for name in names]
+            with Progress("show", sum(t.nbytes for t in tensors)) as bar:
+                stats = stats_of(tensors, bar.advance)
+        rows = [_row(store, name, s) for name, s in zip(names, stats)]
         if args.json:
             json.dump({"file": args.file, "format": store.format, "tensors": rows,
                        "totals": _totals(rows)}, sys.stdout, indent=1, allow_nan=False,
@@ -56,13 +59,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _row(store: Store, name: str, with_stats: bool) -> dict:
+def _row(store: Store, name: str, stats: TensorStats | None) -> dict:
     tensor = store[name]
     row = {"name": name, "shape": list(tensor.shape), "dtype": tensor.dtype_name,
            "parameters": tensor.size, "bytes": tensor.nbytes, "role": tensor.role,
            "key": tensor.meta.get("key", name)}
-    if with_stats:
-        stats = tensor_stats(tensor)
+    if stats is not None:
         row.update(min=stats.min, max=stats.max, mean=stats.mean, std=stats.std,
                    zero_fraction=stats.zero_fraction, nan=stats.nan, inf=stats.inf)
     return row

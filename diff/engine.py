@@ -23,13 +23,8 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import math
-import os
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
-import multiprocessing
-import signal
-import sys
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -40,6 +35,7 @@ from ..converters.dtypes import is_string
 from ..converters.store import Store, Tensor
 from .match import Var, match
 from .numeric import dot
+from .workers import run_all
 
 CHUNK_BYTES = 8 << 20  # read from each side at a time (a view of the mapped file, not a copy)
 PIECE = 1 << 16  # elements compared at a time: a worker's float64 buffers (4 x 512 KiB) stay in cache
@@ -520,51 +516,15 @@ def diff_entries(a: Store, b: Store, opts: Options, content: Callable[[str, str]
 
 
 def compare_pairs(pairs: list[tuple[Tensor, Tensor]], opts: Options) -> list[PairStats]:
-    """`compare_tensors` of every pair, on every core: in forked worker processes when the job
-    is large and fork is safe (Linux), else in threads. Threads share one interpreter lock and one
-    address space whose map/unmap calls they contend for: on two cores they compared a 1 GiB
-    pair 1.3x faster than one thread, processes 1.85x."""
-    workers = min(opts.workers or min(4, os.cpu_count() or 1), len(pairs))
-    if workers <= 1:
-        return [compare_tensors(ta, tb, opts) for ta, tb in pairs]
-    big = sum(ta.nbytes + tb.nbytes for ta, tb in pairs) >= PROCESS_MIN_BYTES
-    if big and sys.platform.startswith("linux"):
-        return _in_processes(pairs, opts, workers)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda pair: compare_tensors(*pair, opts), pairs))
+    """`compare_tensors` of every pair, on every core (see `workers.py`)."""
+    return run_all(_compare_job, [(ta, tb, opts) for ta, tb in pairs],
+                   [ta.nbytes + tb.nbytes for ta, tb in pairs], workers=opts.workers,
+                   progress=opts.progress)
 
 
-PROCESS_MIN_BYTES = 64 << 20  # smaller jobs finish before forked workers would pay off
-_JOBS: list[tuple[Tensor, Tensor, Options]] = []  # inherited by forked workers, never pickled
-
-
-def _in_processes(pairs: list[tuple[Tensor, Tensor]], opts: Options,
-                  workers: int) -> list[PairStats]:
-    """Forked workers compare pairs by index; only indices and PairStats cross processes. The
-    workers inherit the open stores; the progress callback stays in this process, fed per pair."""
-    global _JOBS
-    quiet = replace(opts, progress=None, workers=1)
-    _JOBS = [(ta, tb, quiet) for ta, tb in pairs]
-    context = multiprocessing.get_context("fork")
-    try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-            futures = [pool.submit(_compare_job, i) for i in range(len(pairs))]
-            if opts.progress is not None:
-                for future, (ta, tb) in zip(futures, pairs):
-                    future.add_done_callback(
-                        lambda _, n=ta.nbytes + tb.nbytes: opts.progress(n))
-            return [future.result() for future in futures]
-    finally:
-        _JOBS = []
-
-
-def _worker_init() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _compare_job(index: int) -> PairStats:
-    return compare_tensors(*_JOBS[index])
+def _compare_job(ta: Tensor, tb: Tensor, opts: Options, progress: Callable[[int], None] | None
+                 ) -> PairStats:
+    return compare_tensors(ta, tb, replace(opts, progress=progress))
 
 
 def _summary(entries: list[Entry], vars_a: list[Var], vars_b: list[Var], matching: Any) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from ..converters.dtypes import is_string
 from ..converters.store import CHUNK_BYTES, Tensor
 from .numeric import dot
+from .workers import run_all
 
 
 @dataclass
@@ -31,6 +33,21 @@ class TensorStats:
 
 
 PIECE = 1 << 16  # elements at a time: the float64 working copy stays in the CPU cache
+
+
+def stats_of(tensors: list[Tensor], progress: Callable[[int], None] | None = None
+             ) -> list[TensorStats]:
+    """`tensor_stats` of each tensor, on every core (see `workers.py`); `progress` gets the
+    bytes of each tensor done."""
+    return run_all(_stats_job, [(t,) for t in tensors], [t.nbytes for t in tensors],
+                   progress=progress)
+
+
+def _stats_job(tensor: Tensor, progress: Callable[[int], None] | None) -> TensorStats:
+    stats = tensor_stats(tensor)
+    if progress is not None:
+        progress(tensor.nbytes)
+    return stats
 
 
 def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:

@@ -9,7 +9,7 @@ import pytest
 
 import weightkit
 from weightkit.converters.store import Store, Tensor
-from weightkit.diff import engine
+from weightkit.diff import engine, workers
 from weightkit.diff.engine import Options, compare_tensors, diff_stores, fingerprint
 from weightkit.diff.match import Var, match, normalize
 
@@ -321,8 +321,8 @@ def test_workers_give_the_same_result():
 
 
 def test_worker_processes_give_the_same_result(monkeypatch):
-    monkeypatch.setattr(engine, "PROCESS_MIN_BYTES", 0)
-    monkeypatch.setattr(engine, "_in_processes", spy := _Spy(engine._in_processes))
+    monkeypatch.setattr(workers, "PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(workers, "_in_processes", spy := _Spy(workers._in_processes))
     rng = np.random.default_rng(6)
     arrays = {f"v{i}": rng.standard_normal((i + 1, 9)).astype(dtype)
               for i, dtype in enumerate([np.float32, np.float64, np.int8, np.float16] * 3)}
@@ -336,7 +336,7 @@ def test_worker_processes_give_the_same_result(monkeypatch):
 
 
 def test_an_error_in_a_worker_process_is_the_same_error(monkeypatch):
-    monkeypatch.setattr(engine, "PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(workers, "PROCESS_MIN_BYTES", 0)
 
     def broken(index):
         raise weightkit.CorruptFileError("checksum does not match", "/x/ckpt.data-00000-of-00001")
