@@ -11,6 +11,13 @@ and drop the `layers`/`vars` containers: `layers/dense/vars/0` of layer `c1` -> 
 `layers/lstm/cell/vars/1` -> `lstm1/lstm_cell/1`. Without a `name` attr the group name stays
 (`dense/0`). `optimizer/vars/<i>` -> `optimizer/<i>`, role "optimizer"; `optimizer/vars/0`, the
 iteration counter, has role "counter". On a collision the class-path name is used.
+
+Order (`listing_key`): HDF5 lists groups by name (`batch_normalization` before `conv2d`,
+`dense_10` before `dense_2`), which is not the model's order. A sharded index lists the `vars`
+groups in the order Keras saved them, which is; a bare `.weights.h5` records no order, so its
+groups are listed in natural order (numbers by value), each layer's own `vars` before its
+sublayers, `optimizer` last. The order is presentation only: names and the tensors read do
+not depend on it, and the writers write the recorded tree whatever the store's order.
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from . import hdf5
@@ -33,6 +40,15 @@ NAME = "keras-weights-h5"
 NAMESPACE = "keras_weights_h5"
 MAX_INDEX_BYTES = 16 << 20
 _VAR = re.compile(r"^(?:(.*)/)?vars/(\d+)$")
+# Keras layers whose variables live in sublayers that Keras saves by attribute name, not in
+# the order the layer creates them (`layer.weights`): their sublayer groups in creation order
+# (`build()` of MultiHeadAttention, GroupedQueryAttention; Bidirectional's forward, backward).
+SUBLAYER_ORDER = (
+    ("query_dense", "key_dense", "_gate_dense", "value_dense", "output_dense"),
+    ("_query_dense", "_key_dense", "_gate_dense", "_value_dense", "_output_dense"),
+    ("forward_layer", "backward_layer"),
+)
+_OPTIONAL_SUBLAYERS = {"_gate_dense"}  # only with use_gate=True
 
 
 def sniff(path: str, head: bytes) -> bool:
@@ -49,8 +65,76 @@ def sniff(path: str, head: bytes) -> bool:
 # -- names -------------------------------------------------------------------------------------
 
 def natural_key(path: str) -> list:
-    """Sort key putting `vars/2` before `vars/10` (HDF5 lists names bytewise)."""
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.split("/")]
+    """Sort key putting `vars/2` before `vars/10` (HDF5 lists names bytewise): the order in
+    which `keras3_names` settles name collisions, whatever order the store lists."""
+    return [(0, number_key(p), "") if p.isdigit() else (1, (0, ""), p) for p in path.split("/")]
+
+
+def number_key(digits: str) -> tuple[int, str]:
+    """Sort key of a run of digits by value, without int() (which refuses 4301 digits)."""
+    value = digits.lstrip("0")
+    return len(value), value
+
+
+def _natural(part: str) -> tuple:
+    """A group name's sort key, numbers by value (`dense_2` before `dense_10`), then bytewise."""
+    runs = re.split(r"(\d+)", part)
+    return tuple(number_key(run) if i % 2 else run for i, run in enumerate(runs)), part
+
+
+def group_ranks(groups: Iterable[str]) -> dict[str, int]:
+    """{group path: position} for groups listed in the model's order (`layers/dense`, or a
+    sharded index's `/layers/dense/vars`); a group's ancestors take the position of the first
+    group listed below them."""
+    ranks: dict[str, int] = {}
+    for position, group in enumerate(groups):
+        parts = group.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            ranks.setdefault("/".join(parts[:depth]), position)
+    return ranks
+
+
+def _sublayer_ranks(tree: Mapping[str, Any]) -> dict[str, int]:
+    """{group path: position} for the sublayers of the layers in `SUBLAYER_ORDER`."""
+    ranks: dict[str, int] = {}
+    for path, node in [("", tree), *hdf5.walk(tree)]:
+        children = {name for name, child in node.get("children", []) if "children" in child}
+        for sublayers in SUBLAYER_ORDER:
+            if set(sublayers) - _OPTIONAL_SUBLAYERS <= children:
+                ranks.update({f"{path}/{name}".lstrip("/"): position
+                              for position, name in enumerate(sublayers) if name in children})
+    return ranks
+
+
+def listing_key(tree: Mapping[str, Any], ranks: Mapping[str, int] | None = None
+                ) -> Callable[[str], tuple]:
+    """Sort key for the dataset paths of a Keras 3 weights tree, in the order Keras lists the
+    variables (`model.weights`, then `optimizer.variables`) as far as `ranks` (`group_ranks`
+    of the layer groups in the model's order) and the tree tell it. At every level a group's
+    own `vars` come first (a layer's own variables precede its sublayers'), then the sublayers
+    `SUBLAYER_ORDER` places (a sharded index lists them in saving order, which is not theirs),
+    then the groups `ranks` places, then the rest in natural order (`dense_2` before
+    `dense_10`); at the root `optimizer` comes last. `vars/N` by N."""
+    ranks = ranks or {}
+    sublayers = _sublayer_ranks(tree)
+
+    def key(path: str) -> tuple:
+        parts = path.split("/")
+        out = []
+        for depth, part in enumerate(parts):
+            where = "/".join(parts[:depth + 1])
+            if part == "vars" and depth < len(parts) - 1:
+                out.append((0,))
+            elif depth == 0 and part == "optimizer" and len(parts) > 1:
+                out.append((4, _natural(part)))
+            elif where in sublayers:
+                out.append((1, sublayers[where]))
+            elif where in ranks:
+                out.append((2, ranks[where], _natural(part)))
+            else:
+                out.append((3, _natural(part)))
+        return tuple(out)
+    return key
 
 
 def keras3_names(tree: Mapping[str, Any], layer_names: Mapping[str, str] | None = None
@@ -112,11 +196,14 @@ def keras3_names(tree: Mapping[str, Any], layer_names: Mapping[str, str] | None 
 
 
 def tensors_from(tree: Mapping[str, Any], datasets: list[tuple[str, Any]], path: str,
-                 names: Mapping[str, tuple[str, str]], prefix: str = "") -> dict[str, Tensor]:
-    """Lazy tensors for `datasets`, keyed by canonical name (meta key: `prefix` + path)."""
+                 names: Mapping[str, tuple[str, str]], prefix: str = "",
+                 ranks: Mapping[str, int] | None = None) -> dict[str, Tensor]:
+    """Lazy tensors for `datasets`, keyed by canonical name (meta key: `prefix` + path), in
+    `listing_key(tree, ranks)` order."""
     out = {}
+    key = listing_key(tree, ranks)
     with hdf5.h5_errors(path):
-        for where, ds in sorted(datasets, key=lambda item: natural_key(item[0])):
+        for where, ds in sorted(datasets, key=lambda item: key(item[0])):
             name, role = names[where]
             dtype = hdf5.tensor_dtype(ds, hdf5.attrs_dict(hdf5.find(tree, where)), where)
             out[name] = hdf5.lazy_tensor(ds, dtype, {"key": prefix + where, "role": role}, path)
@@ -143,18 +230,19 @@ def read(path: str) -> Store:
 def _strict_json(pairs: list) -> dict:
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
-        raise CorruptFileError(f"duplicate keys in JSON: {sorted(k for k in keys if keys.count(k) > 1)}")
+        raise CorruptFileError(f"duplicate keys in JSON: "
+                               f"{sorted(k for k, n in Counter(keys).items() if n > 1)}")
     return dict(pairs)
 
 
 def load_json(raw: bytes, path: str, what: str) -> Any:
     try:
         return json.loads(raw.decode("utf-8"), object_pairs_hook=_strict_json)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CorruptFileError(f"{what} is not valid JSON: {str(exc).splitlines()[0]}",
-                               path) from None
     except CorruptFileError as exc:
         raise CorruptFileError(f"{what}: {exc.message}", path) from None
+    except (ValueError, RecursionError) as exc:  # also an integer of over 4300 digits
+        raise CorruptFileError(f"{what} is not valid JSON: {str(exc).splitlines()[0]}",
+                               path) from None
 
 
 def _shard_files(index: Any, path: str) -> list[str]:
@@ -187,9 +275,13 @@ def _read_shards(path: str) -> Store:
         raw = f.read()
     index = load_json(raw, path, "sharded weights index")
     directory = os.path.dirname(os.path.abspath(path))
-    files, shards, tensors = [], [], {}
+    # One order across the shards: the weight_map's, which Keras writes as it saves the
+    # model's `vars` groups, then natural order (`listing_key`); a group split across shards
+    # in shard order.
+    ranks = group_ranks(index["weight_map"])
+    files, shards, tensors, position = [], [], {}, {}
     try:
-        for name in _shard_files(index, path):
+        for number, name in enumerate(_shard_files(index, path)):
             shard_path = inside(directory, name)
             if not os.path.exists(shard_path):
                 raise CorruptFileError(f"missing shard {name!r}", path)
@@ -198,18 +290,20 @@ def _read_shards(path: str) -> Store:
             files.append(f)
             tree, datasets = hdf5.describe(f, shard_path, os.path.getsize(shard_path))
             shards.append({"file": name, "tree": tree})
+            order = listing_key(tree, ranks)
             for key, tensor in tensors_from(tree, datasets, shard_path, keras3_names(tree),
                                             f"{name}:").items():
                 if key in tensors:
                     raise CorruptFileError(f"{key!r} appears in two shards", path)
                 tensors[key] = tensor
+                position[key] = order(tensor.meta["key"][len(name) + 1:]), number
     except BaseException:
         for f in files:
             f.close()
         raise
     meta = {NAMESPACE: {"index": raw.decode("utf-8"), "shards": shards}}
-    return Store(tensors, format=NAME, path=path, meta=meta,
-                 on_close=lambda: [f.close() for f in files])
+    return Store({key: tensors[key] for key in sorted(tensors, key=position.__getitem__)},
+                 format=NAME, path=path, meta=meta, on_close=lambda: [f.close() for f in files])
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -224,6 +318,7 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
         return lost
     tree, placed = build_tree(store)
     read_as = keras3_names(tree)
+    read_as = {p: read_as[p] for p in sorted(read_as, key=listing_key(tree))}
     name_of = {id(placed[path]): name for path, (name, _) in read_as.items()}
     role_of = {id(placed[path]): role for path, (_, role) in read_as.items()}
     renamed = sum(1 for name, t in store.items() if name_of[id(t)] != name)
