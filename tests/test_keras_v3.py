@@ -105,25 +105,29 @@ def test_bfloat16_tags_read_and_written(tmp_path: Path) -> None:
         assert ds.dtype == np.dtype("V2") and ds.attrs["dtype"] == "bfloat16"
 
 
-def _strip_name_attrs(source: Path, target: Path) -> None:
-    """A copy of a .keras archive whose `vars` groups lack the `name` attr (older Keras 3)."""
+def rewrite_archive(source: Path, target: Path, config: bytes | None = None,
+                    strip_names: bool = False) -> Path:
+    """A copy of a .keras archive with another config.json, or whose `vars` groups lack the
+    `name` attr (as older Keras 3 wrote)."""
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
         for info in zin.infolist():
             data = zin.read(info)
-            if info.filename == "model.weights.h5":
+            if info.filename == "config.json" and config is not None:
+                data = config
+            if info.filename == "model.weights.h5" and strip_names:
                 buffer = io.BytesIO(data)
                 with h5py.File(buffer, "a") as f:
                     f.visititems(lambda name, obj: obj.attrs.__delitem__("name")
                                  if isinstance(obj, h5py.Group) and "name" in obj.attrs else None)
                 data = buffer.getvalue()
             zout.writestr(info, data)
+    return target
 
 
 @pytest.mark.parametrize("case", ["mlp--keras3.keras", "conv--keras3-before.keras",
                                   "mha--keras3.keras"])
 def test_layer_names_from_config_when_attrs_are_missing(case: str, tmp_path: Path) -> None:
-    stripped = tmp_path / "old.keras"
-    _strip_name_attrs(fixture(case), stripped)
+    stripped = rewrite_archive(fixture(case), tmp_path / "old.keras", strip_names=True)
     with weightkit.load(fixture(case)) as want, weightkit.load(stripped) as got:
         assert [n.split("/")[0] for n in got] == [n.split("/")[0] for n in want]
 

@@ -11,6 +11,10 @@ mix in one process) with a JSON list of jobs; prints `@@RESULT@@` and a JSON lis
     ["serve", DIR]           -> outputs of serving_default on a fixed input
     ["next", PATH]           -> the next batch of the `variant` case's restored dataset iterator
 
+The `keras3-order-*` cases write DIR/model.keras, DIR/model.weights.h5, the sharded
+DIR/model.weights.json, a checkpoint DIR/ckpt-1 of model and optimizer, and DIR/order.json: the
+digests of `model.weights` then `optimizer.variables`, in the framework's order.
+
 `run(jobs)` does this from a test.
 """
 from __future__ import annotations
@@ -94,11 +98,71 @@ def _wide(framework: str, directory: str) -> dict:
     return {"path": path}
 
 
+def _order_model(case: str):
+    """A Keras 3 model whose HDF5 group order (by name) is not its order: Sequential and
+    Functional with more than ten layers, models nested in models, layers made of sublayers."""
+    import keras
+    L = keras.layers
+    if case == "keras3-order-sequential":
+        return keras.Sequential([keras.Input((4,))] + [
+            L.BatchNormalization() if i % 4 == 3 else L.Dense(4) for i in range(12)])
+    x = keras.Input((4,), name="x")
+    if case == "keras3-order-functional":
+        h, side = x, L.Dense(4, name="side")(x)
+        for i in range(11):
+            h = L.Dense(4, name=f"d{i}")(h)
+            if i == 4:
+                h = L.BatchNormalization(name="bn")(h)
+        h = L.LayerNormalization(name="ln")(keras.ops.add(h, side))  # an operation, not a layer
+        return keras.Model(x, L.Dense(2, name="out")(h))
+    if case == "keras3-order-nested":
+        fx = keras.Input((4,))
+        deepest = keras.Model(fx, L.Dense(4, name="fd")(L.Dense(5, name="fc")(fx)), name="deep")
+        inner = keras.Sequential([L.Dense(4, name="s0"), L.BatchNormalization(name="sbn"), deepest,
+                                  L.Dense(4, name="s1")], name="inner")
+        gx = keras.Input((4,))
+        side = keras.Model(gx, L.Dense(4, name="g0")(gx), name="side")
+        a = L.Dense(4, name="pre")(x)
+        h = L.Concatenate(name="cat")([inner(a), side(a)])
+        return keras.Model(x, L.Dense(2, name="post")(h))
+    if case == "keras3-order-composite":
+        seq = keras.Input((5, 4), name="x")
+        h = L.MultiHeadAttention(2, 3, use_gate=True, name="mha")(seq, seq)
+        h = L.Bidirectional(L.LSTM(3, return_sequences=True), name="bi")(h)
+        h = L.GroupQueryAttention(3, 2, 1, name="gqa")(h, h)
+        return keras.Model(seq, L.TimeDistributed(L.Dense(2), name="td")(h))
+    raise SystemExit(f"unknown case {case!r}")
+
+
+def _ordered(case: str, directory: str) -> dict:
+    """An `_order_model` trained one step and saved every Keras 3 way, with order.json."""
+    import keras
+    import tensorflow as tf
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    model = _order_model(case)
+    model.compile(optimizer=keras.optimizers.Adam(0.01, name="adam"), loss="mse")
+    rng = np.random.default_rng(0)
+    x_shape, y_shape = model.input_shape[1:], model.output_shape[1:]
+    model.train_on_batch(rng.standard_normal((4, *x_shape)).astype("float32"),
+                         rng.standard_normal((4, *y_shape)).astype("float32"))
+    model.save(os.path.join(directory, "model.keras"))
+    model.save_weights(os.path.join(directory, "model.weights.h5"))
+    model.save_weights(os.path.join(directory, "model.weights.json"), max_shard_size=2e-6)
+    tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(
+        os.path.join(directory, "ckpt"))
+    with open(os.path.join(directory, "order.json"), "w") as f:
+        json.dump([digest(v.numpy()) for v in [*model.weights, *model.optimizer.variables]], f)
+    return {"path": directory}
+
+
 def make(case: str, directory: str) -> dict:
     import tensorflow as tf
     os.makedirs(directory, exist_ok=True)
     if case in WIDE_CASES:
         return _wide(WIDE_CASES[case], directory)
+    if case.startswith("keras3-order-"):
+        return _ordered(case, directory)
     if case in MODEL_CASES:
         model, framework, model_case, how = _keras_model(case)
         if getattr(model, "optimizer", None) is not None:
