@@ -13,7 +13,7 @@ from ..converters.registry import FORMATS, load
 from ..converters.store import Store
 from ..diff.summary import TensorStats, stats_of
 from .progress import Progress
-from .text import safe, table as text_table
+from .text import safe, table
 
 HELP = "show the variables of a weights file: shapes, dtypes, statistics, values"
 
@@ -84,7 +84,7 @@ def _print_table(store: Store, rows: list[dict], path: str) -> None:
     with_stats = bool(rows) and "min" in rows[0]
     if with_stats:
         headers += ["min", "max", "mean", "std", "zeros %", "nan/inf"]
-    table = []
+    lines = []
     for r in rows:
         name = safe(r["name"]) + ("" if r["role"] == "weight" else f" [{r['role']}]")
         line = [name, "(" + ", ".join(map(str, r["shape"])) + ")", r["dtype"], f"{r['parameters']:,}"]
@@ -92,10 +92,10 @@ def _print_table(store: Store, rows: list[dict], path: str) -> None:
             zeros = "" if r["zero_fraction"] is None else f"{100 * r['zero_fraction']:.1f}"
             bad = f"{r['nan']}/{r['inf']}" if r["nan"] or r["inf"] else ""
             line += [_fmt(r["min"]), _fmt(r["max"]), _fmt(r["mean"]), _fmt(r["std"]), zeros, bad]
-        table.append(line)
+        lines.append(line)
     print(f"{safe(path)}: {store.format}")
-    if table:
-        print(text_table(table, headers))
+    if lines:
+        print(table(lines, headers))
     totals = _totals(rows)
     print(f"{totals['tensors']} tensors, {totals['parameters']:,} parameters, "
           f"{_human_bytes(totals['bytes'])}")

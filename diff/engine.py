@@ -208,7 +208,7 @@ def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     differ at once)."""
     if a.dtype != b.dtype:
         return False
-    ra, rb = _raw(a), _raw(b)
+    ra, rb = raw_bytes(a), raw_bytes(b)
     return bool(np.array_equal(ra[:16], rb[:16]) and np.array_equal(ra, rb))
 
 
@@ -298,8 +298,9 @@ def _widen(acc: _Accumulator, slot: str, x: np.ndarray, wide: np.dtype) -> np.nd
     return out
 
 
-def _raw(x: np.ndarray) -> np.ndarray:
-    """The bytes of a contiguous array as unsigned integers (bitwise comparison)."""
+def raw_bytes(x: np.ndarray) -> np.ndarray:
+    """The bytes of an array, contiguous, as unsigned integers one per element where the
+    itemsize allows (1, 2, 4, 8), else as uint8: for bitwise comparison."""
     x = np.ascontiguousarray(x)
     return x.view(f"u{x.dtype.itemsize}") if x.dtype.itemsize in (1, 2, 4, 8) else x.view(np.uint8)
 

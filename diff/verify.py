@@ -38,7 +38,7 @@ from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
 from ..converters.registry import FORMATS, load, losses, save
 from ..converters.store import CHUNK_BYTES, Store, Tensor
-from .engine import pieces
+from .engine import pieces, raw_bytes
 
 STATUSES = ("identical", "lossy", "different", "failed", "skipped")
 MAX_LISTED = 20
@@ -228,15 +228,12 @@ def unequal_elements(a: Tensor, b: Tensor, max_bytes: int = CHUNK_BYTES) -> int:
 
 def _unequal_bytes(x: np.ndarray, y: np.ndarray) -> int:
     """Elements of two equally long flat arrays whose bytes differ."""
-    width = x.dtype.itemsize
-    whole = f"u{width}" if width in (1, 2, 4, 8) else None
-    xb = np.ascontiguousarray(x).view(whole or np.uint8)
-    yb = np.ascontiguousarray(y).view(whole or np.uint8)
+    xb, yb = raw_bytes(x), raw_bytes(y)
     if np.array_equal(xb, yb):
         return 0
-    if whole:
+    if xb.size == x.size:  # one unsigned integer per element
         return int(np.count_nonzero(xb != yb))
-    return int(np.count_nonzero((xb != yb).reshape(-1, width).any(axis=1)))
+    return int(np.count_nonzero((xb != yb).reshape(x.size, -1).any(axis=1)))
 
 
 def _changed_meta(original: dict, result: dict) -> list[str]:
