@@ -24,7 +24,7 @@ import numpy as np
 
 from .dtypes import dtype_from_name, is_string
 from .errors import CorruptFileError, UsageError, WeightsError
-from .store import Store, Tensor
+from .store import Store, Tensor, check_shape
 
 VERSION = 1
 SOURCE_FORMAT = "source_format"
@@ -179,6 +179,7 @@ class Carry:
         self._check(dtype is not None, f"weightkit metadata for {name!r} names an unknown dtype")
         shape = record.get("shape", list(stored_shape))
         self._check(valid_shape(shape), f"weightkit metadata for {name!r} has a bad shape")
+        shape = check_shape(shape, f"weightkit metadata for {name!r}", self.path)
         lengths = record.get("lengths")
         if is_string(dtype):
             self._check(lengths is None or (valid_shape(lengths)

@@ -17,6 +17,8 @@ STRUCTURES = {
     "tf_checkpoint": "the tf_checkpoint object graph and its keys",
     "saved_model": "the saved_model graph (saved_model.pb, assets)",
 }
+# Per-tensor namespaces (in `tensor.meta`) that only their own format writes back.
+TENSOR_STRUCTURES = {"npz": "the npz string dtypes (U or S, their width)"}
 KEPT_BY_ALL = ("source_format",)  # recorded again by every reader that carries it
 
 
@@ -27,4 +29,7 @@ def structure_losses(store: Store, carried: Iterable[str], like: Store | None = 
     if like is not None:
         return []
     kept = set(carried) | set(KEPT_BY_ALL)
-    return [STRUCTURES.get(key, f"store metadata {key!r}") for key in store.meta if key not in kept]
+    lost = [STRUCTURES.get(key, f"store metadata {key!r}") for key in store.meta if key not in kept]
+    in_tensors = {key for tensor in store.values() for key in tensor.meta
+                  if key in TENSOR_STRUCTURES and key not in kept}
+    return lost + [TENSOR_STRUCTURES[key] for key in sorted(in_tensors)]

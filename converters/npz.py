@@ -49,7 +49,7 @@ from .atomic import atomic_output
 from .dtypes import STRING, dtype_name, is_string
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError, WeightsError
 from .mapped import MappedFile, rows
-from .store import Index, Store, Tensor
+from .store import Index, Store, Tensor, check_shape, shown
 
 NAME = "npz"
 CARRY_MEMBER = "__weightkit__.json"
@@ -196,11 +196,11 @@ def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str) -> _Np
     if not (isinstance(header, dict) and set(header) == {"descr", "fortran_order", "shape"}
             and isinstance(header["fortran_order"], bool) and isinstance(header["shape"], tuple)
             and carry.valid_shape(list(header["shape"]))):
-        raise CorruptFileError(f"{where}: malformed .npy header {_short(header)}", path)
+        raise CorruptFileError(f"{where}: malformed .npy header {shown(header)}", path)
     try:
         dtype = np.lib.format.descr_to_dtype(header["descr"])
     except (TypeError, ValueError, KeyError, IndexError):
-        raise CorruptFileError(f"{where}: unknown dtype {_short(header['descr'])}", path) from None
+        raise CorruptFileError(f"{where}: unknown dtype {shown(header['descr'])}", path) from None
     if dtype.hasobject:
         raise UnsafeFileError(f"{where} is an object array (it needs pickle; refused)", path)
     if dtype.kind not in _NATIVE_KINDS + "SU" or dtype.fields is not None or dtype.subdtype:
@@ -210,18 +210,16 @@ def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str) -> _Np
             dtype_name(dtype)
         except UsageError:
             raise UnknownFormatError(f"{where}: unsupported dtype {dtype.str}", path) from None
+    if dtype.itemsize == 0:  # numpy writes S1/U1 at least: S0 would make any count fit 0 bytes
+        raise CorruptFileError(f"{where}: zero-width dtype {dtype.str} (numpy never writes "
+                               "one)", path)
     header_len = 8 + len(raw) + hlen
-    shape = tuple(header["shape"])
+    shape = check_shape(header["shape"], where, path, dtype.itemsize)
     need = math.prod(shape) * dtype.itemsize
     if need != data_size - header_len:
         raise CorruptFileError(f"{where}: shape {list(shape)} of {dtype.str} needs {need} bytes, "
                                f"the member holds {data_size - header_len}", path)
     return _Npy(shape, header["fortran_order"], dtype, header_len)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _Archive:
@@ -379,6 +377,8 @@ def _tensor(archive: _Archive, name: str, member: _Member, npy: _Npy, carried: c
         raise CorruptFileError(what, path)
     if is_string(dtype):
         lengths = encoding["lengths"]
+        if stored.kind == "U" and lengths is None:  # as weightkit 0.x wrote a U array
+            return Tensor(npy.shape, dtype, lambda i: _strings(raw(i), None), meta)
         if stored.kind != "S" or any(n > stored.itemsize for n in lengths or ()):
             raise CorruptFileError(what, path)
         if lengths is None:
@@ -501,7 +501,9 @@ def _plan_strings(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
                 array = np.array(text, dtype=descr).reshape(tensor.shape)
         except (UnicodeDecodeError, TypeError, ValueError):
             array = None
-    if array is None:
+    if array is not None:
+        record = {}  # a U array reads back as these strings: nothing to carry
+    else:
         if isinstance(descr, str) and descr[1:2] == "S" and descr[2:].isdigit():
             width = max(width, int(descr[2:]))
         array = np.array(list(items), dtype=f"S{width}").reshape(tensor.shape)

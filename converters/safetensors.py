@@ -45,7 +45,7 @@ from .atomic import atomic_output
 from .dtypes import dtype_name, is_string
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError
 from .mapped import MappedFile, rows
-from .store import Index, Store, Tensor
+from .store import Index, Store, Tensor, check_shape, shown
 
 NAME = "safetensors"
 METADATA = "__metadata__"
@@ -144,24 +144,30 @@ def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
     for name, info in header.items():
         if not (isinstance(info, dict) and set(info) == {"dtype", "shape", "data_offsets"}):
             raise CorruptFileError(f"entry {name!r}: expected an object with dtype, shape and "
-                                   f"data_offsets, got {_short(info)}", path)
+                                   f"data_offsets, got {shown(info)}", path)
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if code in _UNREADABLE:
             raise UnknownFormatError(f"tensor {name!r} has dtype {code} ({_UNREADABLE[code]}); "
                                      "weightkit does not read it", path)
         if code not in _TYPES:
-            raise CorruptFileError(f"tensor {name!r}: unknown dtype {_short(code)}; expected one "
+            raise CorruptFileError(f"tensor {name!r}: unknown dtype {shown(code)}; expected one "
                                    f"of {', '.join(c for c in _RANK if c in _TYPES)}", path)
         if not carry.valid_shape(shape):
-            raise CorruptFileError(f"tensor {name!r}: bad shape {_short(shape)}", path)
+            raise CorruptFileError(f"tensor {name!r}: bad shape {shown(shape)}", path)
+        itemsize = _TYPES[code].itemsize
+        shape = check_shape(shape, f"tensor {name!r}", path, itemsize)
         if not (isinstance(offsets, list) and len(offsets) == 2 and carry.valid_shape(offsets)
                 and offsets[0] <= offsets[1]):
-            raise CorruptFileError(f"tensor {name!r}: bad data_offsets {_short(offsets)}", path)
-        nbytes = math.prod(shape) * _TYPES[code].itemsize
+            raise CorruptFileError(f"tensor {name!r}: bad data_offsets {shown(offsets)}", path)
+        if offsets[1] > data_size:
+            raise CorruptFileError(f"tensor {name!r}: data_offsets run past the end of the "
+                                   f"data ({data_size} bytes)", path)
+        nbytes = math.prod(shape) * itemsize
         if nbytes != offsets[1] - offsets[0]:
-            raise CorruptFileError(f"tensor {name!r}: shape {shape} of {code} needs {nbytes} "
-                                   f"bytes, data_offsets give {offsets[1] - offsets[0]}", path)
-        entries.append(_Entry(name, code, tuple(shape), offsets[0], offsets[1]))
+            raise CorruptFileError(f"tensor {name!r}: shape {list(shape)} of {code} needs "
+                                   f"{nbytes} bytes, data_offsets give {offsets[1] - offsets[0]}",
+                                   path)
+        entries.append(_Entry(name, code, shape, offsets[0], offsets[1]))
     position = 0
     for entry in sorted(entries, key=lambda e: (e.begin, e.end)):
         if entry.begin != position:
@@ -173,11 +179,6 @@ def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
         raise CorruptFileError(f"tensors cover {position} bytes of data, the file has "
                                f"{data_size}", path)
     return entries
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _getter(file: MappedFile, offset: int, entry: _Entry,

@@ -13,17 +13,69 @@ Metadata is plain JSON-able data, so that any format able to carry text (safeten
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from .dtypes import dtype_name, is_string
+from .errors import CorruptFileError
 
 CHUNK_BYTES = 16 << 20
 ROLES = ("weight", "optimizer", "counter")
+MAX_RANK = 64  # numpy's NPY_MAXDIMS (numpy 2: numpy/_core/include/numpy/ndarraytypes.h)
+MAX_NBYTES = (1 << 63) - 1  # numpy's limit: the largest npy_intp
 
 Index = tuple  # a tuple of ints and slices: numpy basic indexing
+
+
+def check_shape(shape: Any, where: str, path: str | None, itemsize: int = 1) -> tuple[int, ...]:
+    """`shape` as a tuple of ints if numpy can hold an array of it, else CorruptFileError.
+
+    numpy refuses (numpy/_core/src/multiarray/ctors.c, `PyArray_NewFromDescr_int`) more than
+    MAX_RANK dimensions, and shapes whose product of dimensions (zeros counted as 1, so a
+    zero-size array with one huge dimension is refused too) times `itemsize` exceeds the
+    largest npy_intp. Messages never print a dimension (a 5000-digit int cannot become text).
+    """
+    if not isinstance(shape, (list, tuple)) or not all(
+            type(d) is int or (isinstance(d, np.integer) and not isinstance(d, np.bool_))
+            for d in shape):
+        raise CorruptFileError(f"{where}: the shape is not a list of integers ({shown(shape)})",
+                               path)
+    if len(shape) > MAX_RANK:
+        raise CorruptFileError(f"{where}: {len(shape)} dimensions; numpy holds at most "
+                               f"{MAX_RANK}", path)
+    total = max(int(itemsize), 1)
+    for i, d in enumerate(shape):
+        d = int(d)
+        if d < 0:
+            raise CorruptFileError(f"{where}: dimension {i} is negative", path)
+        total *= max(d, 1)
+        if total > MAX_NBYTES:
+            raise CorruptFileError(f"{where}: the shape holds 2**63 bytes or more (dimension "
+                                   f"{i} is {_magnitude(d)}); numpy cannot hold it", path)
+    return tuple(int(d) for d in shape)
+
+
+def _magnitude(n: int) -> str:
+    return str(n) if n.bit_length() <= 64 else f"about 2**{n.bit_length() - 1}"
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A short repr of untrusted data for a message: huge ints are described, never converted
+    to digits (Python refuses ints of more than 4300 digits, sys.get_int_max_str_digits)."""
+    text = _repr.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class _Repr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        return _magnitude(x) if x.bit_length() > 64 else repr(x)
+
+
+_repr = _Repr()
+_repr.maxstring = _repr.maxother = 60
 
 
 class Tensor:
