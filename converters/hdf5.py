@@ -40,7 +40,7 @@ from .deps import require
 from .dtypes import STRING
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .mapped import rows
-from .store import Tensor, block_indices
+from .store import Tensor, block_indices, check_shape
 
 # HDF5 built-in filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset) and h5py's lzf.
 SAFE_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
@@ -55,6 +55,7 @@ OPAQUE_TAGS = {name: np.dtype(getattr(ml_dtypes, name)) for name in (
 # How long metadata parsing may take in the vetting child before the file counts as damaged.
 VET_SECONDS = 2.0
 VET_BYTES_PER_SECOND = 20 << 20
+VLEN_READ_BYTES = 64 << 20  # variable-length strings read at a time, at most
 H5_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError,
              UnicodeError, OverflowError, MemoryError)
 
@@ -223,8 +224,14 @@ def chunked_attr(node: Mapping[str, Any], name: str) -> list[str] | None:
 
 # -- the tree ------------------------------------------------------------------------------------
 
-def _check_dataset(ds, where: str, file_size: int | None, h5py) -> dict:
-    """Refuse unsafe storage; return the dataset's creation description."""
+def _check_dataset(ds, where: str, file_size: int | None, h5py, descriptor: int = 16) -> dict:
+    """Refuse unsafe storage; return the dataset's creation description.
+
+    The bytes a dataset declares (its element count times the size of an element as stored:
+    for variable-length strings the `descriptor` each element keeps in the dataset's own
+    storage, its length and a global heap ID) must be there: a dataset declaring more than it
+    stores (more than deflate can expand to, when filtered) is refused before any read.
+    """
     if ds.is_virtual:
         raise UnsafeFileError(f"dataset {where!r} is virtual (refers to other files); refused")
     dcpl = ds.id.get_create_plist()
@@ -239,17 +246,21 @@ def _check_dataset(ds, where: str, file_size: int | None, h5py) -> dict:
     shape = ds.shape
     if shape is None:
         raise CorruptFileError(f"dataset {where!r} has an empty (null) dataspace")
+    vlen = isinstance(spec, dict) and spec.get("str") == "vlen"
+    element = descriptor if vlen else ds.id.get_type().get_size()
+    if element <= 0:
+        raise CorruptFileError(f"dataset {where!r} has a zero-width type")
+    shape = check_shape(shape, f"dataset {where!r}", None, ds.dtype.itemsize)
     desc: dict[str, Any] = {"type": spec, "shape": list(shape)}
-    if not (isinstance(spec, dict) and spec.get("str") == "vlen"):
-        declared = int(np.prod(shape, dtype=np.int64)) * ds.dtype.itemsize
-        stored = ds.id.get_storage_size()
-        if filters:
-            if declared > stored * MAX_EXPANSION + SMALL_BYTES:
-                raise UnsafeFileError(f"dataset {where!r} declares {declared} bytes but stores "
-                                      f"{stored} compressed (a decompression bomb); refused")
-        elif declared > stored + SMALL_BYTES or (file_size is not None and stored > file_size):
-            raise CorruptFileError(f"dataset {where!r} declares {declared} bytes but the file "
-                                   f"stores {stored}")
+    declared = math.prod(shape) * element
+    stored = ds.id.get_storage_size()
+    if filters:
+        if declared > stored * MAX_EXPANSION + SMALL_BYTES:
+            raise UnsafeFileError(f"dataset {where!r} declares {declared} bytes but stores "
+                                  f"{stored} compressed (a decompression bomb); refused")
+    elif declared > stored + SMALL_BYTES or (file_size is not None and stored > file_size):
+        raise CorruptFileError(f"dataset {where!r} declares {declared} bytes but the file "
+                               f"stores {stored}")
     if ds.chunks is not None:
         desc["chunks"] = list(ds.chunks)
         if ds.maxshape != ds.shape:
@@ -274,6 +285,7 @@ def describe(f, path: str | None = None, file_size: int | None = None
     h5py = h5py_module()
     seen: set = set()
     datasets: list[tuple[str, Any]] = []
+    descriptor = 8 + f.id.get_create_plist().get_sizes()[0]  # length, heap address, index
 
     def node_attrs(obj) -> list:
         return [[name, encode_attr(obj.attrs, name)] for name in obj.attrs]
@@ -296,7 +308,9 @@ def describe(f, path: str | None = None, file_size: int | None = None
             seen.add(token)
             if isinstance(obj, h5py.Dataset):
                 node = {"attrs": node_attrs(obj),
-                        "dataset": _check_dataset(obj, where, file_size, h5py)}
+                        "dataset": _check_dataset(obj, where, file_size, h5py, descriptor)}
+                if _is_vlen(node["dataset"]["type"]):  # read in the child: libhdf5 may
+                    read_strings(obj, (), where)          # loop on a damaged global heap
                 datasets.append((where, obj))
             elif isinstance(obj, h5py.Group):
                 node = visit(obj, where + "/")
@@ -429,14 +443,62 @@ def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.nd
     return get
 
 
+def _is_vlen(spec: Any) -> bool:
+    return isinstance(spec, dict) and spec.get("str") == "vlen"
+
+
+def read_strings(ds, index: tuple, where: str) -> np.ndarray:
+    """`ds[index]` of a variable-length string dataset as an object array of bytes, read in
+    blocks whose strings cannot together exceed VLEN_READ_BYTES.
+
+    Each element of such a dataset is a descriptor (length, global heap ID) in the dataset's
+    storage, which the declared-vs-stored check bounds; the strings themselves lie in global
+    heap collections, and nothing stops many descriptors from naming the same large heap object:
+    a few KB could read as terabytes. So a block holds at most VLEN_READ_BYTES // (file size)
+    elements (each string is at most the file), and a read producing more than the file holds
+    twice over is refused: libhdf5 writes every element as a heap object of its own.
+    """
+    shape = ds.shape
+    file_size = max(ds.file.id.get_filesize(), 1)
+    run = rows(index, shape) if index else None
+    if not shape:
+        r0, r1, local = 0, 0, index
+    elif run is None:
+        r0, r1, local = 0, shape[0], index
+    else:
+        r0, r1, local = run
+    sub = (r1 - r0, *shape[1:]) if shape else ()
+    out = np.empty(sub, dtype=object)
+    flat = out.reshape(-1)
+    budget, done, at = 2 * file_size + SMALL_BYTES, 0, 0
+    for block in block_indices(sub, file_size, VLEN_READ_BYTES):
+        if block and isinstance(block[0], slice):
+            block = (slice(block[0].start + r0, block[0].stop + r0), *block[1:])
+        elif block:
+            block = (block[0] + r0, *block[1:])
+        data = np.asarray(ds[block] if block else ds[()], dtype=object).reshape(-1)
+        for item in data:
+            done += len(item)
+        if done > budget:
+            raise UnsafeFileError(f"the strings of dataset {where!r} add up to more than twice "
+                                  "the file (elements share heap data: a bomb); refused")
+        flat[at:at + data.size] = [_to_bytes(x) for x in data]
+        at += data.size
+    return out[local] if local else out
+
+
 def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) -> Tensor:
     """A Tensor reading `ds` on demand, with errors turned into CorruptFileError."""
     offset = _contiguous_offset(ds) if dtype != STRING else None
     if offset is not None:
         return Tensor(ds.shape, dtype, _mapped_getter(ds, offset, path), meta)
+    vlen = dtype == STRING and h5py_module().check_string_dtype(ds.dtype).length is None
+    where = meta.get("key")
 
     def get(index: tuple) -> np.ndarray:
-        with h5_errors(path, f"dataset {meta.get('key')!r}"):
+        with h5_errors(path, f"dataset {where!r}"):
+            if vlen:
+                return read_strings(ds, index, where)
             data = np.asarray(ds[index] if index else ds[()])
             if dtype == STRING:
                 return data.astype(object)
