@@ -24,7 +24,6 @@ import contextlib
 import errno
 import json
 import math
-import mmap
 import os
 import re
 import select
@@ -39,7 +38,7 @@ import numpy as np
 from .deps import require
 from .dtypes import STRING
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
-from .mapped import rows
+from .mapped import SMALL_READ, FileChangedError, map_range, rows
 from .store import Tensor, block_indices, check_shape
 
 # HDF5 built-in filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset) and h5py's lzf.
@@ -423,7 +422,8 @@ def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.nd
     copy every block into a new array first)."""
     fd, dtype, shape = ds.file.id.get_vfd_handle(), ds.dtype, ds.shape
     row_bytes = dtype.itemsize * math.prod(shape[1:])
-    size = os.fstat(fd).st_size
+    opened = os.fstat(fd)
+    size = opened.st_size
 
     def get(index: tuple) -> np.ndarray:
         if not ds.id.valid:  # closed: the descriptor may already name another file
@@ -436,9 +436,15 @@ def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.nd
                                    f"file ({size} bytes)", path)
         if nbytes == 0:
             return np.empty(shape, dtype)[index]
-        base = start - start % mmap.ALLOCATIONGRANULARITY
-        mapped = mmap.mmap(fd, start - base + nbytes, offset=base, access=mmap.ACCESS_READ)
-        block = np.frombuffer(mapped, dtype, nbytes // dtype.itemsize, start - base)
+        if nbytes < SMALL_READ:
+            block = np.empty(nbytes // dtype.itemsize, dtype)
+            if os.preadv(fd, [block.view(np.uint8)], start) != nbytes:
+                raise FileChangedError(path=path)
+        else:
+            if start + nbytes > os.fstat(fd).st_size:
+                raise FileChangedError(path=path)
+            mapped, at = map_range(fd, start, nbytes, path or ds.file.filename, opened)
+            block = np.frombuffer(mapped, dtype, nbytes // dtype.itemsize, at)
         return block.reshape((r1 - r0, *shape[1:]) if shape else ())[index]
     return get
 
@@ -494,17 +500,28 @@ def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) 
         return Tensor(ds.shape, dtype, _mapped_getter(ds, offset, path), meta)
     vlen = dtype == STRING and h5py_module().check_string_dtype(ds.dtype).length is None
     where = meta.get("key")
+    fd = ds.file.id.get_vfd_handle() if ds.file.driver == "sec2" else None
+    size = os.fstat(fd).st_size if fd is not None else None
+
+    def shrank() -> bool:  # libhdf5's sec2 driver reads zeros past the end of a file
+        return fd is not None and ds.id.valid and os.fstat(fd).st_size < size
 
     def get(index: tuple) -> np.ndarray:
-        with h5_errors(path, f"dataset {where!r}"):
-            if vlen:
-                return read_strings(ds, index, where)
-            data = np.asarray(ds[index] if index else ds[()])
-            if dtype == STRING:
-                return data.astype(object)
-            if data.dtype.kind == "V":
-                return data.view(dtype)
-            return data
+        try:
+            with h5_errors(path, f"dataset {where!r}"):
+                data = read_strings(ds, index, where) if vlen else \
+                    np.asarray(ds[index] if index else ds[()])
+        except CorruptFileError:
+            if shrank():
+                raise FileChangedError(path=path) from None
+            raise
+        if shrank():
+            raise FileChangedError(path=path)
+        if dtype == STRING and not vlen:
+            return data.astype(object)
+        if data.dtype.kind == "V":
+            return data.view(dtype)
+        return data
     return Tensor(ds.shape, dtype, get, meta)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from .dtypes import dtype_name, is_string
 from .errors import CorruptFileError
+from .mapped import check_changed
 
 CHUNK_BYTES = 16 << 20
 ROLES = ("weight", "optimizer", "counter")
@@ -127,7 +128,9 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> np.ndarray:
         index = index if isinstance(index, tuple) else (index,)
-        return np.asarray(self._get(index), dtype=self.dtype)
+        out = np.asarray(self._get(index), dtype=self.dtype)
+        check_changed()  # the file shrank while this was read: its pages read as zeros
+        return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         array = self.read()
@@ -141,6 +144,7 @@ class Tensor:
         itemsize = 8 if is_string(self.dtype) else self.dtype.itemsize
         for index in block_indices(self.shape, itemsize, max_bytes):
             yield self[index].reshape(-1)
+            check_changed()  # the block was used: did the file shrink under it?
 
     def with_meta(self, **updates: Any) -> "Tensor":
         """The same data with some meta entries replaced."""

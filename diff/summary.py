@@ -57,7 +57,11 @@ def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
     are summarised by magnitude; strings only by count.
     """
     stats = TensorStats(size=tensor.size)
-    if is_string(tensor.dtype) or tensor.size == 0:
+    if is_string(tensor.dtype):
+        for _ in tensor.iter_chunks(max_bytes):  # read, so that damaged strings are an error
+            pass
+        return stats
+    if tensor.size == 0:
         return stats
     moments = _Moments()
     wide = np.empty(min(PIECE, tensor.size))

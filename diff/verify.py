@@ -36,6 +36,7 @@ import numpy as np
 from ..converters.atomic import scratch
 from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
+from ..converters.mapped import FileChangedError
 from ..converters.registry import FORMATS, load, losses, save
 from ..converters.store import CHUNK_BYTES, Store, Tensor
 from .engine import pieces, raw_bytes
@@ -132,6 +133,8 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False
                 trip.files.append(back)
                 result = stack.enter_context(load(back, source))
             trip.differences = compare(store, result)
+        except FileChangedError:  # the input changed: not a finding about a format
+            raise
         except Exception as exc:  # every failure is reported, not raised: it is the finding
             trip.status = "failed"
             trip.error = f"{type(exc).__name__}: {exc}"
