@@ -13,6 +13,7 @@ import sys
 import traceback
 from enum import IntEnum
 
+from ..converters import store
 from ..converters.errors import WeightsError
 from .text import safe
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(prog, only=_requested(argv))
     args = parser.parse_args(argv)
+    store.FREEZE_AFTER_BULK = True  # a command's stores live until it ends (see gc_paused)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.run(args))

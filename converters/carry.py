@@ -24,7 +24,7 @@ import numpy as np
 
 from .dtypes import dtype_from_name, is_string
 from .errors import CorruptFileError, UsageError, WeightsError
-from .store import Store, Tensor, check_shape
+from .store import Store, Tensor, check_shape, gc_paused
 
 VERSION = 1
 SOURCE_FORMAT = "source_format"
@@ -138,10 +138,10 @@ class Carry:
         self.meta = doc.get("meta", {})
         self._check(isinstance(self.meta, dict), "weightkit metadata 'meta' is not an object")
         self.order = doc.get("order", names)
-        self._check(isinstance(self.order, list)
-                    and all(isinstance(n, str) for n in self.order)
-                    and sorted(self.order) == sorted(names) and len(set(self.order)) == len(names),
-                    "weightkit metadata 'order' does not list the file's tensors")
+        self._check(self.order is names or (
+            isinstance(self.order, list) and all(isinstance(n, str) for n in self.order)
+            and len(self.order) == len(names) and set(self.order) == set(names)),
+            "weightkit metadata 'order' does not list the file's tensors")
         self.tensors = doc.get("tensors", {})
         self._check(isinstance(self.tensors, dict) and set(self.tensors) <= set(names),
                     "weightkit metadata 'tensors' names tensors that are not in the file")
@@ -163,11 +163,14 @@ class Carry:
         return meta
 
     def tensor_meta(self, name: str) -> dict:
-        return dict(self.tensors.get(name, {}).get("meta", {}))
+        record = self.tensors.get(name)
+        return dict(record.get("meta", {})) if record else {}
 
     def encoding(self, name: str, stored_shape: tuple[int, ...]) -> dict | None:
         """The encoding record of `name`: {dtype, shape (default `stored_shape`), lengths}."""
-        record = self.tensors.get(name, {})
+        record = self.tensors.get(name)
+        if not record:
+            return None
         if "dtype" not in record:
             self._check("shape" not in record and "lengths" not in record,
                         f"weightkit metadata for {name!r} has a shape but no dtype")
@@ -199,18 +202,21 @@ def valid_shape(shape: Any) -> bool:
 def parse_json(text: str | bytes, path: str, what: str) -> Any:
     """JSON from an untrusted file: duplicate keys and non-finite numbers are refused."""
     def pairs(items: list[tuple[str, Any]]) -> dict:
-        result = {}
-        for key, value in items:
-            if key in result:
-                raise CorruptFileError(f"{what} has the key {key!r} twice", path)
-            result[key] = value
+        result = dict(items)
+        if len(result) != len(items):  # find the key for the message (the rare path)
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    raise CorruptFileError(f"{what} has the key {key!r} twice", path)
+                seen.add(key)
         return result
 
     def constant(value: str) -> Any:
         raise CorruptFileError(f"{what} contains {value}, which is not JSON", path)
 
     try:
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+        with gc_paused():  # a header of 100,000 entries is a million young objects
+            return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except WeightsError:
         raise
     except (ValueError, RecursionError) as exc:

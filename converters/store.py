@@ -12,6 +12,8 @@ Metadata is plain JSON-able data, so that any format able to carry text (safeten
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import reprlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -59,6 +61,27 @@ def check_shape(shape: Any, where: str, path: str | None, itemsize: int = 1) -> 
     return tuple(int(d) for d in shape)
 
 
+FREEZE_AFTER_BULK = False  # the command line sets it: its stores live until it exits
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No automatic garbage collection inside (restored after): building the objects of
+    100,000 variables otherwise triggers ever longer full collections, which took more time
+    than the building (CPython's collector scans every tracked object a collection reaches).
+    With FREEZE_AFTER_BULK, what was built is moved out of the collector's sight
+    (`gc.freeze`) before it is enabled again, so that no later collection scans it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            if FREEZE_AFTER_BULK:
+                gc.freeze()
+            gc.enable()
+
+
 def _magnitude(n: int) -> str:
     return str(n) if n.bit_length() <= 64 else f"about 2**{n.bit_length() - 1}"
 
@@ -86,13 +109,14 @@ class Tensor:
     the whole array) in `dtype`.
     """
 
-    __slots__ = ("shape", "dtype", "meta", "_get")
+    __slots__ = ("shape", "dtype", "meta", "_get", "size")
 
     def __init__(self, shape: Iterable[int], dtype: np.dtype, get: Callable[[Index], Any],
                  meta: Mapping[str, Any] | None = None):
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
-        self.meta = dict(meta or {})
+        self.shape = tuple(map(int, shape))
+        self.size = math.prod(self.shape)  # elements
+        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+        self.meta = dict(meta) if meta else {}
         self._get = get
 
     @classmethod
@@ -104,10 +128,6 @@ class Tensor:
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:

@@ -33,21 +33,94 @@ class TensorStats:
 
 
 PIECE = 1 << 16  # elements at a time: the float64 working copy stays in the CPU cache
+SMALL_BYTES = 64 << 10  # tensors up to this size are summarised many at a time
+BATCH_ELEMENTS = 1 << 18  # elements of small tensors summarised together
 
 
 def stats_of(tensors: list[Tensor], progress: Callable[[int], None] | None = None
              ) -> list[TensorStats]:
     """`tensor_stats` of each tensor, on every core (see `workers.py`); `progress` gets the
-    bytes of each tensor done."""
-    return run_all(_stats_job, [(t,) for t in tensors], [t.nbytes for t in tensors],
+    bytes of each tensor done. Small numeric tensors go in batches (`batch_stats`): a file of
+    100,000 variables costs per element, not per variable."""
+    jobs: list[tuple[list[Tensor]]] = []
+    batch: list[Tensor] = []
+    elements = 0
+    for tensor in tensors:
+        if tensor.nbytes > SMALL_BYTES or is_string(tensor.dtype):
+            jobs.append(([tensor],))
+            continue
+        batch.append(tensor)
+        elements += tensor.size
+        if elements >= BATCH_ELEMENTS:
+            jobs.append((batch,))
+            batch, elements = [], 0
+    if batch:
+        jobs.append((batch,))
+    done = run_all(_stats_job, jobs, [sum(t.nbytes for t in job[0]) for job in jobs],
                    progress=progress)
+    by_tensor = {id(t): s for job, results in zip(jobs, done) for t, s in zip(job[0], results)}
+    return [by_tensor[id(t)] for t in tensors]
 
 
-def _stats_job(tensor: Tensor, progress: Callable[[int], None] | None) -> TensorStats:
-    stats = tensor_stats(tensor)
+def _stats_job(tensors: list[Tensor], progress: Callable[[int], None] | None
+               ) -> list[TensorStats]:
+    if len(tensors) == 1 and (tensors[0].nbytes > SMALL_BYTES or is_string(tensors[0].dtype)):
+        stats = [tensor_stats(tensors[0])]
+    else:
+        stats = batch_stats(tensors)
     if progress is not None:
-        progress(tensor.nbytes)
+        progress(sum(t.nbytes for t in tensors))
     return stats
+
+
+def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
+    """`tensor_stats` of many small numeric tensors at once: each read whole, all widened
+    into one float64 array, and every statistic taken per tensor by segment reductions
+    (`ufunc.reduceat`), with the same definitions as `tensor_stats`."""
+    out = [TensorStats(size=t.size) for t in tensors]
+    arrays, which = [], []
+    for i, tensor in enumerate(tensors):
+        if tensor.size:
+            array = tensor.read().reshape(-1)
+            arrays.append(np.abs(array) if array.dtype.kind == "c" else array)
+            which.append(i)
+    if not arrays:
+        return out
+    lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
+    starts = np.zeros(len(arrays), np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    w = np.concatenate(arrays, dtype=np.float64, casting="unsafe")
+    zeros = np.add.reduceat(w == 0.0, starts)
+    finite = np.isfinite(w)
+    if finite.all():
+        counts, nan, inf = lengths, np.zeros_like(lengths), np.zeros_like(lengths)
+        lo, hi = np.minimum.reduceat(w, starts), np.maximum.reduceat(w, starts)
+    else:
+        counts = np.add.reduceat(finite, starts)
+        nan = np.add.reduceat(np.isnan(w), starts)
+        inf = lengths - counts - nan
+        lo = np.minimum.reduceat(np.where(finite, w, np.inf), starts)
+        hi = np.maximum.reduceat(np.where(finite, w, -np.inf), starts)
+        w = np.where(finite, w, 0.0)
+    peak = np.maximum(np.abs(lo), np.abs(hi))
+    huge = peak > 2.0 ** HUGE_EXP  # summed in units of 2**exp (see _Moments)
+    exp = np.where(huge, np.frexp(np.where(huge, peak, 1.0))[1] + 32, 0)
+    if huge.any():
+        w = w * np.repeat(np.ldexp(1.0, -exp), lengths)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.add.reduceat(w, starts) / counts
+        deviation = w - np.repeat(mean, lengths)
+        if not finite.all():
+            deviation[~finite] = 0.0
+        std = np.ldexp(np.sqrt(np.add.reduceat(deviation * deviation, starts) / counts), exp)
+        mean = np.ldexp(mean, exp)
+    for k, i in enumerate(which):
+        stats = out[i]
+        stats.zeros, stats.nan, stats.inf = int(zeros[k]), int(nan[k]), int(inf[k])
+        if counts[k]:
+            stats.min, stats.max = float(lo[k]), float(hi[k])
+            stats.mean, stats.std = float(mean[k]), float(std[k])
+    return out
 
 
 def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
@@ -85,21 +158,35 @@ def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
                 lo, hi = float(w.min()), float(w.max())
             moments.add(w, lo, hi)
     if moments.count:
-        stats.min, stats.max, stats.mean = moments.lo, moments.hi, moments.mean
-        stats.std = math.sqrt(moments.m2 / moments.count)
+        stats.min, stats.max = moments.lo, moments.hi
+        stats.mean = math.ldexp(moments.mean, moments.exp)
+        stats.std = math.ldexp(math.sqrt(moments.m2 / moments.count), moments.exp)
     return stats
 
 
+HUGE_EXP = 400  # values beyond 2**400 are summed scaled down: their squares would overflow
+
+
 class _Moments:
-    """Count, min, max, mean and the sum of squared deviations, merged piece by piece."""
+    """Count, min, max, mean and the sum of squared deviations, merged piece by piece. Values
+    as large as 2**400 and beyond are taken in units of 2**exp, so that no sum overflows (the
+    mean and standard deviation of finite values are finite)."""
 
     def __init__(self) -> None:
-        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.count, self.mean, self.m2, self.exp = 0, 0.0, 0.0, 0
         self.lo, self.hi = math.inf, -math.inf
 
     def add(self, w: np.ndarray, lo: float, hi: float) -> None:
         """Merge the finite float64 values `w` (a working copy: it is overwritten)."""
         n = w.size
+        peak = math.frexp(max(abs(lo), abs(hi)))[1]  # its binary exponent
+        if peak > HUGE_EXP + self.exp:
+            exp = peak + 32  # the units in which n values up to 2**peak sum finite
+            self.mean, self.m2 = (math.ldexp(self.mean, self.exp - exp),
+                                  math.ldexp(self.m2, 2 * (self.exp - exp)))
+            self.exp = exp
+        if self.exp:
+            np.multiply(w, math.ldexp(1.0, -self.exp), out=w)
         mean = float(w.sum()) / n
         np.subtract(w, mean, out=w)
         m2 = dot(w, w)
