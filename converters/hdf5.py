@@ -51,9 +51,9 @@ SMALL_BYTES = 1 << 20
 OPAQUE_TAGS = {name: np.dtype(getattr(ml_dtypes, name)) for name in (
     "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
     "float8_e8m0fnu")}
-# How long metadata parsing may take in the vetting child before the file counts as damaged.
+# How long metadata parsing may go without progress in the vetting child before the file counts
+# as damaged (libhdf5 looping).
 VET_SECONDS = 2.0
-VET_BYTES_PER_SECOND = 20 << 20
 VLEN_READ_BYTES = 64 << 20  # variable-length strings read at a time, at most
 MAX_CHUNKS_PER_READ = 1024
 H5_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError,
@@ -293,6 +293,7 @@ def describe(f, path: str | None = None, file_size: int | None = None
     def visit(group, prefix: str) -> dict:
         children = []
         for name in group:
+            alive()
             where = f"{prefix}{name}"
             link = group.get(name, getlink=True)
             if isinstance(link, h5py.ExternalLink):
@@ -327,27 +328,59 @@ def describe(f, path: str | None = None, file_size: int | None = None
         return visit(f, "")
 
     with h5_errors(path):
-        tree = in_child(walk_all, path, file_size)
-        if tree is None:  # the child failed with an error: take the same walk to raise it here
-            return walk_all(), datasets
+        identity = _identity(f)
+        data = _VETTED.get(identity) if identity is not None else None
+        if data is None:
+            data = in_child(walk_all, path)
+            if data is None:  # the child failed with an error: the same walk raises it here
+                return walk_all(), datasets
+            if identity is not None:
+                _VETTED[identity] = data
+                while len(_VETTED) > VETTED_FILES:
+                    del _VETTED[next(iter(_VETTED))]
+        tree = json.loads(data)
         return tree, [(where, f[where]) for where, node in walk(tree) if "dataset" in node]
 
 
-def in_child(work: Callable[[], Any], path: str | None, file_size: int | None) -> Any:
-    """Run `work` in a forked child and return its JSON-able result: a corrupt file that makes
-    the HDF5 library hang or crash while parsing metadata (seen in fuzzing: a damaged global heap
-    loops for minutes) is refused as corrupt instead of taking the process down. None when the
-    child ended with an error (or without fork): the caller runs `work` itself, which meets the
-    same error on the same bytes. The result comes back as JSON, never pickled."""
+VETTED_FILES = 64  # trees of files vetted in this process, by identity
+_VETTED: dict[tuple, bytes] = {}
+
+
+def _identity(f) -> tuple | None:
+    """What identifies the content of a file opened by path: device, inode, size, and the
+    modification and change times (ctime cannot be set back). None for a file object."""
+    if f.driver != "sec2":
+        return None
+    st = os.fstat(f.id.get_vfd_handle())
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+_beat: Callable[[], None] | None = None  # set in a vetting child
+
+
+def alive() -> None:
+    """In a vetting child: tell the parent the walk progresses (at most every 0.2 s)."""
+    if _beat is not None:
+        _beat()
+
+
+def in_child(work: Callable[[], Any], path: str | None) -> bytes | None:
+    """Run `work` in a forked child and return its result as JSON text: a corrupt file that
+    makes the HDF5 library hang or crash while parsing metadata (seen in fuzzing: a damaged
+    global heap loops for minutes) is refused as corrupt instead of taking the process down.
+    The child reports progress (`alive()`, a NUL byte on the pipe); VET_SECONDS without any is
+    a loop, however large the file. None when the child ended with an error (or without fork):
+    the caller runs `work` itself, which meets the same error on the same bytes. The result
+    comes back as JSON, never pickled."""
     if not hasattr(os, "fork"):
         return None
-    seconds = VET_SECONDS + (file_size or 0) / VET_BYTES_PER_SECOND
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
         code = 0
         try:
             os.close(read_end)
+            _start_beating(write_end)
             data = json.dumps(work()).encode()
             with os.fdopen(write_end, "wb") as out:
                 out.write(data)
@@ -358,7 +391,7 @@ def in_child(work: Callable[[], Any], path: str | None, file_size: int | None) -
         os._exit(code)
     os.close(write_end)
     try:
-        data = _read_until(read_end, time.monotonic() + seconds, seconds, path)
+        data = _read_until(read_end, VET_SECONDS, path)
         _, status = os.waitpid(pid, 0)
     except BaseException:
         _kill(pid)
@@ -370,20 +403,32 @@ def in_child(work: Callable[[], Any], path: str | None, file_size: int | None) -
                                "parsing this file's metadata; refused", path)
     if os.WEXITSTATUS(status) != 0 or not data:
         return None
-    return json.loads(data)
+    return data
 
 
-def _read_until(fd: int, deadline: float, seconds: float, path: str | None) -> bytes:
-    """Everything written to the pipe `fd` until it closes, within the deadline."""
+def _start_beating(fd: int) -> None:
+    global _beat
+    last = [time.monotonic()]
+
+    def beat() -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.2:
+            os.write(fd, b"\0")
+            last[0] = now
+    _beat = beat
+
+
+def _read_until(fd: int, seconds: float, path: str | None) -> bytes:
+    """Everything written to the pipe `fd` until it closes (less the NUL bytes of progress),
+    as long as something arrives every `seconds`."""
     parts = []
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise CorruptFileError(f"HDF5 metadata not parsed within {seconds:.0f} s "
+        if not select.select([fd], [], [], seconds)[0]:
+            raise CorruptFileError(f"HDF5 metadata made no progress for {seconds:.0f} s "
                                    "(a damaged file makes the HDF5 library loop); refused", path)
         part = os.read(fd, 1 << 16)
         if not part:
-            return b"".join(parts)
+            return b"".join(parts).replace(b"\0", b"")
         parts.append(part)
 
 
@@ -479,6 +524,7 @@ def read_strings(ds, index: tuple, where: str) -> np.ndarray:
     flat = out.reshape(-1)
     budget, done, at = 2 * file_size + SMALL_BYTES, 0, 0
     for block in block_indices(sub, file_size, VLEN_READ_BYTES):
+        alive()
         if block and isinstance(block[0], slice):
             block = (slice(block[0].start + r0, block[0].stop + r0), *block[1:])
         elif block:
