@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with load(args.file, args.src_format) as loaded:
+        args.via = list(dict.fromkeys(args.via)) if args.via else None  # each once
         vias = args.via or candidates(loaded)
         if not vias:
             raise UsageError("no format can hold this file without loss; name one with --via")

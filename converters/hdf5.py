@@ -655,7 +655,10 @@ def write_dataset(group, name: str, tensor: Tensor, spec: Mapping[str, Any] | No
         attrs = [a for a in attrs if a[0] != "dtype"] + tags
     write_attrs(ds, attrs)
     itemsize = 8 if tensor.dtype == STRING else tensor.dtype.itemsize
-    for index in block_indices(tensor.shape, itemsize, 16 << 20):
+    band = _chunk_band(ds)  # as in reading: libhdf5's cost per chunk grows with their number
+    max_bytes = 16 << 20 if band is None else max(1, min(
+        16 << 20, band * itemsize * math.prod(tensor.shape[1:])))
+    for index in block_indices(tensor.shape, itemsize, max_bytes):
         block = np.asarray(tensor[index])
         if dtype.kind == "V":
             block = np.ascontiguousarray(block).view(dtype)

@@ -380,7 +380,11 @@ def _string_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options
 
 def compare_tensors(ta: Tensor, tb: Tensor, opts: Options | None = None) -> PairStats:
     """Compare two tensors of the same shape chunk by chunk; every statistic in one pass."""
-    opts = opts or Options()
+    with np.errstate(all="ignore"):  # sums of values near the float64 limit overflow: the
+        return _compare_tensors(ta, tb, opts or Options())  # statistics say so, not a warning
+
+
+def _compare_tensors(ta: Tensor, tb: Tensor, opts: Options) -> PairStats:
     if ta.shape != tb.shape:
         raise ValueError(f"shapes differ: {ta.shape} and {tb.shape}")
     strings = is_string(ta.dtype) or is_string(tb.dtype)
