@@ -83,8 +83,10 @@ def unwatch(key: tuple[int, int]) -> None:
         entry = _watched.get(key)
         if entry is not None:
             entry.users -= 1
-            if entry.users <= 0:
+            if entry.users <= 0:  # closed and unmapped: nothing more to say about it
                 del _watched[key]
+                while entry.path in _changed:
+                    _changed.remove(entry.path)
 
 
 def check_changed() -> None:
@@ -95,11 +97,12 @@ def check_changed() -> None:
 
 
 def shrunk() -> str | None:
-    """The path of a watched file that is now shorter than when it was opened, if any (an
-    output that failed with EFAULT or a short read names the input that changed)."""
+    """The path of a watched file that is now shorter than when it was opened, if any, the
+    latest opened first (an output that failed with EFAULT or a short read names the input
+    that changed)."""
     if _changed:
-        return _changed[0]
-    for (dev, ino), entry in list(_watched.items()):
+        return _changed[-1]
+    for (dev, ino), entry in reversed(list(_watched.items())):  # the latest opened first
         try:
             st = os.stat(entry.path)
         except OSError:
