@@ -11,10 +11,11 @@ import importlib
 import signal
 import sys
 import traceback
+import warnings
 from enum import IntEnum
 
 from ..converters import store
-from ..converters.errors import WeightsError
+from ..converters.errors import WeightsError, WeightsNote
 from .text import safe
 
 COMMANDS = ("show", "convert", "verify", "edit", "diff", "git_config", "git_diff_driver")
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     store.FREEZE_AFTER_BULK = True  # a command's stores live until it ends (see gc_paused)
     previous = signal.signal(signal.SIGTERM, _terminate)
+    show_warning = warnings.showwarning
+
+    def one_line(message: Warning | str, category: type, *_: object, **__: object) -> None:
+        kind = "note" if issubclass(category, WeightsNote) else "warning"
+        print(f"{parser.prog}: {kind}: {safe(str(message))}", file=sys.stderr)
+    warnings.showwarning = one_line
     try:
         return int(args.run(args))
     except WeightsError as exc:
@@ -105,6 +112,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return Exit.ERROR
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.showwarning = show_warning
 
 
 def wdiff(argv: list[str] | None = None) -> int:

@@ -26,38 +26,42 @@ from .errors import CorruptFileError
 from .mapped import check_changed
 
 CHUNK_BYTES = 16 << 20
-ROLES = ("weight", "optimizer", "counter")
+ROLES = ("weight", "optimizer", "counter", "metric")
 MAX_RANK = 64  # numpy's NPY_MAXDIMS (numpy 2: numpy/_core/include/numpy/ndarraytypes.h)
 MAX_NBYTES = (1 << 63) - 1  # numpy's limit: the largest npy_intp
 
 Index = tuple  # a tuple of ints and slices: numpy basic indexing
 
 
-def check_shape(shape: Any, where: str, path: str | None, itemsize: int = 1) -> tuple[int, ...]:
-    """`shape` as a tuple of ints if numpy can hold an array of it, else CorruptFileError.
+def check_shape(shape: Any, what: str = "a tensor", path: str | None = None,
+                itemsize: int = 1) -> tuple[int, ...]:
+    """`shape` as a tuple of ints if numpy can hold an array of it with elements of `itemsize`
+    bytes, else CorruptFileError (naming `path`). Readers call it on every shape a file
+    declares, before using it.
 
     numpy refuses (numpy/_core/src/multiarray/ctors.c, `PyArray_NewFromDescr_int`) more than
     MAX_RANK dimensions, and shapes whose product of dimensions (zeros counted as 1, so a
-    zero-size array with one huge dimension is refused too) times `itemsize` exceeds the
-    largest npy_intp. Messages never print a dimension (a 5000-digit int cannot become text).
+    zero-size array with one huge dimension is refused too) times the item size exceeds the
+    largest npy_intp. Messages never print a huge dimension (Python refuses to turn an int of
+    more than 4300 digits into text, and a crafted file can declare one).
     """
     if not isinstance(shape, (list, tuple)) or not all(
             type(d) is int or (isinstance(d, np.integer) and not isinstance(d, np.bool_))
             for d in shape):
-        raise CorruptFileError(f"{where}: the shape is not a list of integers ({shown(shape)})",
-                               path)
+        raise CorruptFileError(f"{what} has a shape that is not a list of integers "
+                               f"({shown(shape)})", path)
     if len(shape) > MAX_RANK:
-        raise CorruptFileError(f"{where}: {len(shape)} dimensions; numpy holds at most "
-                               f"{MAX_RANK}", path)
+        raise CorruptFileError(f"{what} has rank {len(shape)}; numpy holds at most {MAX_RANK}",
+                               path)
     total = max(int(itemsize), 1)
     for i, d in enumerate(shape):
         d = int(d)
         if d < 0:
-            raise CorruptFileError(f"{where}: dimension {i} is negative", path)
+            raise CorruptFileError(f"{what} has a negative dimension", path)
         total *= max(d, 1)
         if total > MAX_NBYTES:
-            raise CorruptFileError(f"{where}: the shape holds 2**63 bytes or more (dimension "
-                                   f"{i} is {_magnitude(d)}); numpy cannot hold it", path)
+            raise CorruptFileError(f"{what} declares 2**63 bytes or more (dimension {i} is "
+                                   f"{_magnitude(d)}); numpy cannot hold it", path)
     return tuple(int(d) for d in shape)
 
 

@@ -24,6 +24,16 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 BIG = np.arange(1 << 20, dtype=np.float32)  # 4 MiB: read through maps, not preads
 
 
+@pytest.fixture(autouse=True)
+def _forget_earlier_files():
+    """An earlier test's arrays (kept alive by its traceback's frames until a collection) keep
+    its shrunk file watched: collect them, so that each test sees only its own file."""
+    import gc
+    gc.collect()
+    yield
+    gc.collect()
+
+
 def _safetensors(path: Path) -> Path:
     from safetensors.numpy import save_file
     save_file({"a": BIG, "b": BIG[::-1].copy()}, str(path))
