@@ -40,6 +40,7 @@ from .errors import CorruptFileError, UsageError
 GRANULARITY = mmap.ALLOCATIONGRANULARITY
 PAGE = mmap.PAGESIZE
 SMALL_READ = 64 << 10  # bytes below which a read is a pread copy, not a map
+READ_AHEAD = 256 << 10  # bytes a small read fetches for the small reads after it
 Index = tuple  # a tuple of ints and slices: numpy basic indexing
 
 
@@ -220,6 +221,7 @@ class MappedFile:
             raise UsageError(f"cannot read: {exc.strerror or exc}", path) from None
         self.size = stat.st_size
         self._stat = stat
+        self._block: tuple[int, bytes] = (0, b"")  # read ahead for small reads
         self._key = watch(path, stat)
 
     def pread(self, offset: int, n: int) -> bytes:
@@ -248,19 +250,27 @@ class MappedFile:
             raise CorruptFileError(f"{nbytes} bytes at {offset} run past the end of the file "
                                    f"({self.size} bytes)", self.path)
         if nbytes < SMALL_READ:
-            out = np.empty(shape, dtype)
-            try:
-                got = os.preadv(fileno, [out.reshape(-1).view(np.uint8)], offset)
-            except OSError as exc:
-                raise CorruptFileError(f"cannot read: {exc.strerror or exc}", self.path) from None
-            if got != nbytes:
-                raise FileChangedError(path=self.path)
-            out.flags.writeable = False
-            return out
+            return np.frombuffer(self._small(offset, nbytes), dtype, count).reshape(shape)
         if offset + nbytes > os.fstat(fileno).st_size:
             raise FileChangedError(path=self.path)
         mapped, at = map_range(fileno, offset, nbytes, self.path, self._stat)
         return np.frombuffer(mapped, dtype, count, at).reshape(shape)
+
+    def _small(self, offset: int, nbytes: int) -> bytes:
+        """`nbytes` at `offset` (< SMALL_READ) from the block last read ahead, or a new block
+        of up to READ_AHEAD bytes from there: files of many small variables, which lie one after
+        another, cost a read per block rather than per variable."""
+        start, block = self._block
+        if not (start <= offset and offset + nbytes <= start + len(block)):
+            size = max(nbytes, min(READ_AHEAD, self.size - offset))
+            try:
+                block = os.pread(self._fileno(), size, offset)
+            except OSError as exc:
+                raise CorruptFileError(f"cannot read: {exc.strerror or exc}", self.path) from None
+            if len(block) < nbytes:
+                raise FileChangedError(path=self.path)
+            start, self._block = offset, (offset, block)
+        return block[offset - start:offset - start + nbytes]
 
     def _fileno(self) -> int:
         if self._file.closed:
