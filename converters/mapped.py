@@ -228,6 +228,8 @@ class MappedFile:
         """Up to `n` bytes at `offset` (fewer only where the range passes the end of the file
         as it was opened; FileChangedError if it has since become shorter)."""
         check_changed()
+        if 0 <= n < SMALL_READ and 0 <= offset and offset + n <= self.size:
+            return self._small(offset, n)
         try:
             data = os.pread(self._fileno(), n, offset)
         except OSError as exc:

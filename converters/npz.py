@@ -57,6 +57,7 @@ CARRY_MEMBER = "__weightkit__.json"
 NPY = ".npy"
 MAX_NPY_HEADER = 1 << 20
 MAX_CARRY = 100_000_000  # as the safetensors header limit
+SMALL_MEMBER = 1 << 20  # members written in one piece
 KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
 DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -427,19 +428,31 @@ def _write_member(zf: zipfile.ZipFile, plan: _Planned, path: str) -> None:
     nbytes = math.prod(plan.shape) * plan.dtype.itemsize
     info = zipfile.ZipInfo(plan.name + NPY, DATE)
     info.compress_type = zipfile.ZIP_STORED
-    with zf.open(info, "w", force_zip64=nbytes > (1 << 31)) as member:
-        try:
-            np.lib.format.write_array_header_1_0(member, header)
-        except ValueError:
-            np.lib.format.write_array_header_2_0(member, header)
-        written = 0
-        for chunk in plan.chunks():
-            chunk = np.ascontiguousarray(chunk, dtype=plan.dtype).reshape(-1)
-            member.write(chunk.view(np.uint8).data)
-            written += chunk.nbytes
+    if nbytes <= SMALL_MEMBER:  # in one piece: a streamed member costs zipfile a seek back
+        member = io.BytesIO()
+        written = _fill(member, header, plan)
+        if written == nbytes:
+            zf.writestr(info, member.getvalue())
+    else:
+        with zf.open(info, "w", force_zip64=nbytes > (1 << 31)) as member:
+            written = _fill(member, header, plan)
     if written != nbytes:
         raise UsageError(f"tensor {plan.name!r} gave {written} bytes of data, its shape "
                          f"{list(plan.shape)} needs {nbytes}", path)
+
+
+def _fill(member: Any, header: dict, plan: _Planned) -> int:
+    """Write the .npy header and the data; the bytes of data written."""
+    try:
+        np.lib.format.write_array_header_1_0(member, header)
+    except ValueError:
+        np.lib.format.write_array_header_2_0(member, header)
+    written = 0
+    for chunk in plan.chunks():
+        chunk = np.ascontiguousarray(chunk, dtype=plan.dtype).reshape(-1)
+        member.write(chunk.view(np.uint8).data)
+        written += chunk.nbytes
+    return written
 
 
 FORMAT = Format(
