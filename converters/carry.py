@@ -97,9 +97,10 @@ def build(store: Store, container: str, *, native_namespace: str | None,
     if list(store) != file_order:
         doc["order"] = list(store)
     tensors = {}
+    every = _jsonable([tensor.meta for tensor in store.values()]) is not None  # one check
     for name, tensor in store.items():
         record = dict(encodings.get(name, {}))
-        tensor_meta = _jsonable(tensor.meta)
+        tensor_meta = tensor.meta if every else _jsonable(tensor.meta)
         if tensor_meta:
             record["meta"] = tensor_meta
         if record:
