@@ -28,7 +28,7 @@ from .foreign import structure_losses
 from .keras_v3_weights import (group_ranks, keras3_names, load_json, number_key, tensors_from,
                                without_dropped, write_h5)
 from .format import Format, WritePlan
-from .safezip import ZIP_ERRORS, Member, SafeZip
+from .safezip import ZIP_ERRORS, Member, SafeZip, member_names
 from .store import Store
 
 NAME = "keras"
@@ -45,10 +45,8 @@ _OPERATIONS = "keras.src.ops."   # config entries of a Functional's non-layer op
 def sniff(path: str, head: bytes) -> bool:
     if not (os.path.isfile(path) and head.startswith(b"PK\x03\x04")):
         return False
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+    names = member_names(path)
+    if names is None:
         return path.lower().endswith(".keras")
     return WEIGHTS in names or "config.json" in names
 

@@ -49,7 +49,7 @@ from .dtypes import STRING, dtype_name, is_string
 from .format import Format, WritePlan
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError, WeightsError
 from .mapped import rows
-from .safezip import ZIP_ERRORS, Member, SafeZip, check_member_name
+from .safezip import ZIP_ERRORS, Member, SafeZip, check_member_name, member_names
 from .store import Index, Store, Tensor, check_shape, shown
 
 NAME = "npz"
@@ -86,12 +86,10 @@ def sniff(path: str, head: bytes) -> bool:
     """A zip whose members are .npy arrays (and not a Keras archive)."""
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return False
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if not n.endswith("/")]
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError,
-            NotImplementedError):  # zipfile: a member needs a newer zip version
+    listed = member_names(path)
+    if listed is None:
         return False
+    names = [n for n in listed if not n.endswith("/")]
     if KERAS_MEMBERS & set(names):
         return False
     if not names:

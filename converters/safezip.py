@@ -24,6 +24,7 @@ central directory header, 4.4.4 general purpose flags).
 from __future__ import annotations
 
 import io
+import os
 import struct
 import threading
 import zipfile
@@ -43,6 +44,30 @@ LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # signature, version, flags, method, 
 #                                            crc, compressed, uncompressed, name and extra length
 ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
               ValueError, NotImplementedError, struct.error)
+
+
+_NAMES: dict[tuple, list[str] | None] = {}  # the last few archives' member names, by identity
+
+
+def member_names(path: str) -> list[str] | None:
+    """The member names of the zip archive at `path` (unchecked; for sniffing), or None when it
+    is not a readable zip. Remembered for the file as it is (device, inode, size, mtime), so
+    that every format's sniff of an archive of 100,000 members reads its directory once."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _NAMES:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                _NAMES[key] = zf.namelist()
+        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError,
+                NotImplementedError):  # zipfile: a member needs a newer zip version
+            _NAMES[key] = None
+        while len(_NAMES) > 8:
+            del _NAMES[next(iter(_NAMES))]
+    return _NAMES[key]
 
 
 def check_member_name(name: str, path: str | None) -> None:
