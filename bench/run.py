@@ -511,10 +511,13 @@ def print_tables(results: dict) -> None:
               "one-element chunks); peer = the format's reader computing each tensor's std")
         print(table([[r["task"], _num(r["ours"]["wall_s"], ".3f"), _num(r["ours"]["cpu_s"], ".3f"),
                       _num(r["us_per_variable"], ".1f"), _num(r["ours"]["rss_mib"], ".0f"),
-                      r["peer"]["label"], _num(r["peer"]["wall_s"], ".3f"), _num(r["ratio"], ".2f")]
+                      r["peer"]["label"], _num(r["peer"]["wall_s"], ".3f"),
+                      _num(r["peer"]["cpu_s"], ".3f"), _num(r["ratio"], ".2f"),
+                      _num(r["ours"]["cpu_s"] / r["peer"]["cpu_s"]
+                           if r["ours"]["cpu_s"] and r["peer"]["cpu_s"] else None, ".2f")]
                      for r in counted],
                     ["task", "weightkit s", "cpu s", "us/variable", "RSS MiB", "peer", "peer s",
-                     "ratio"], markdown=True))
+                     "peer cpu s", "ratio", "cpu ratio"], markdown=True))
     show = next((r for r in results["rows"] if r["task"].startswith("show tiny")), None)
     if show is not None:
         print(f"  show imports of tensorflow/keras: {show['no_tensorflow_import']}")
