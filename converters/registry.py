@@ -42,6 +42,7 @@ _FORMATS = (
            "Keras 3 .weights.h5 (or sharded .weights.json)"),
     Format("keras-h5", "keras_h5", (".h5", ".hdf5"),
            "Keras HDF5: tf.keras model.save / save_weights, Keras 3 legacy .h5"),
+    Format("tflite", "tflite", (".tflite",), "TensorFlow Lite flatbuffer"),
     Format("npz", "npz", (".npz",), "NumPy .npz archive"),
     Format("safetensors", "safetensors", (".safetensors",), "safetensors"),
 )
