@@ -5,6 +5,7 @@ import argparse
 import os
 
 from ..converters.errors import UsageError
+from ..converters.quant import dequantize
 from ..converters.paths import same_file
 from ..converters.registry import FORMATS, format_for_output, load, save
 from .progress import Progress, data_bytes, tracked
@@ -15,6 +16,8 @@ HELP = "convert a weights file to another format (written atomically; never over
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_arguments(parser)
+    parser.add_argument("--dequantize", action="store_true",
+                        help="write quantized tensors (TFLite, TF.js) as float32 real values")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.src, args.dst, args.like or "")
     fmt = args.to or format_for_output(args.dst)
     with load(args.src, args.src_format) as store, Progress("convert", data_bytes(store)) as bar:
+        if args.dequantize:
+            store = dequantize(store)
         store = tracked(store, bar.advance)
         if args.like:
             with load(args.like) as template:

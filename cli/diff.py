@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import TextIO
 
 from ..converters.errors import UsageError
+from ..converters.quant import dequantize
 from ..converters.registry import load
 from ..diff.engine import MATCH_MODES, DiffResult, Options, diff_stores
 from ..diff.index_diff import diff_checksums
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", help="first weights file, checkpoint prefix or directory")
     parser.add_argument("b", help="second weights file, checkpoint prefix or directory")
     add_diff_options(parser)
+    parser.add_argument("--dequantize", action="store_true",
+                        help="compare quantized tensors (TFLite, TF.js) by their float32 real "
+                             "values: scale * (q - zero_point)")
 
 
 def add_diff_options(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         from ..converters.checkpoint import read_index
         read, compare = read_index, diff_checksums
     with read(args.a) as store_a, read(args.b) as store_b:
+        if getattr(args, "dequantize", False):
+            store_a, store_b = dequantize(store_a), dequantize(store_b)
         total = data_bytes(store_a) + data_bytes(store_b)
         with Progress("diff", total, enabled=not args.quiet) as bar:
             result = compare(store_a, store_b, replace(opts, progress=bar.advance))

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from ..converters.errors import UsageError
+from ..converters.quant import dequantize
 from ..converters.registry import FORMATS, load
 from ..converters.store import Store
 from ..diff.summary import TensorStats, stats_of
@@ -29,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-stats", action="store_true", help="names, shapes and dtypes only")
     parser.add_argument("--values", metavar="NAME", help="print the values of one variable")
     parser.add_argument("--full", action="store_true", help="with --values: the whole array")
+    parser.add_argument("--dequantize", action="store_true",
+                        help="show quantized tensors as float32 real values (scale, zero point)")
 
 
 def select(store: Store, patterns: list[str] | None, no_optimizer: bool) -> list[str]:
@@ -40,6 +43,8 @@ def select(store: Store, patterns: list[str] | None, no_optimizer: bool) -> list
 
 def run(args: argparse.Namespace) -> int:
     with load(args.file, args.format) as store:
+        if args.dequantize:
+            store = dequantize(store)
         if args.values is not None:
             return _show_values(store, args)
         names = select(store, args.filter, args.no_optimizer)
@@ -64,6 +69,9 @@ def _row(store: Store, name: str, stats: TensorStats | None) -> dict:
     row = {"name": name, "shape": list(tensor.shape), "dtype": tensor.dtype_name,
            "parameters": tensor.size, "bytes": tensor.nbytes, "role": tensor.role,
            "key": tensor.meta.get("key", name)}
+    extra = {k: v for k, v in tensor.meta.items() if k not in ("key", "role")}
+    if extra:
+        row["meta"] = extra  # format facts: quantization, layout, shared buffers, ...
     if stats is not None:
         row.update(min=stats.min, max=stats.max, mean=stats.mean, std=stats.std,
                    zero_fraction=stats.zero_fraction, nan=stats.nan, inf=stats.inf)

@@ -21,7 +21,7 @@ from .index_diff import ChecksumDiffResult
 SCHEMA_VERSION = 1
 
 _COLOURS = {"changed": "33", "shape_changed": "33", "dtype_changed": "33", "added": "32",
-            "removed": "31", "renamed": "36", "same": "2"}
+            "removed": "31", "renamed": "36", "same": "2", "folded": "2"}
 _HEADERS = ["status", "name", "shape", "dtype", "mismatched", "max abs", "max rel", "rel L2",
             "cosine", "matched by"]
 
@@ -76,9 +76,15 @@ def _mismatched(entry: Entry) -> str:
 
 def _row(entry: Entry, name: str) -> list[str]:
     at = "" if not entry.max_abs_index else " @" + ",".join(map(str, entry.max_abs_index))
+    matched = entry.matched_by or ""
+    if entry.transform:
+        matched += f": {entry.transform}"
+    if entry.worst_channel:
+        w = entry.worst_channel
+        at += f" (worst channel {w['index']}: {_num(w['max_abs_diff'])})"
     return [entry.status, name, _shape(entry), _dtype(entry), _mismatched(entry),
             _num(entry.max_abs_diff) + at, _num(entry.max_rel_diff), _num(entry.rel_l2),
-            _num(entry.cosine), entry.matched_by or ""]
+            _num(entry.cosine), matched]
 
 
 def _columns(result: DiffResult) -> list[int]:
@@ -89,7 +95,7 @@ def _columns(result: DiffResult) -> list[int]:
 
 
 def _shown(result: DiffResult, everything: bool) -> list[Entry]:
-    return [e for e in result.entries if everything or e.status != "same"]
+    return [e for e in result.entries if everything or e.status not in ("same", "folded")]
 
 
 def summary_line(result: DiffResult) -> str:
@@ -104,8 +110,19 @@ def summary_line(result: DiffResult) -> str:
         return (f"{verdict}: {counts or 'no variables'}; compared by the checksums in the index, "
                 "data files not read (no value statistics, no tolerance)")
     tol = f" (atol {opts.atol:g}, rtol {opts.rtol:g})" if opts.atol or opts.rtol else ""
+    export = ""
+    if "export" in s:
+        x = s["export"]
+        export = (f"; {'A' if x['side'] == 'a' else 'B'} is an export of "
+                  f"{'B' if x['side'] == 'a' else 'A'}: {x['paired']} weights paired, "
+                  f"{x['folded']} folded, {len(x['structural'])} structural constants not "
+                  "compared")
+        if x.get("quantized_as_stored"):
+            export += (f"; {x['quantized_as_stored']} quantized weights compared as stored "
+                       "integers (--dequantize compares their real values)")
     return (f"{verdict}{tol}: {counts or 'no variables'}; "
-            f"{s['mismatched_elements']:,} of {s['compared_elements']:,} elements differ{peak}")
+            f"{s['mismatched_elements']:,} of {s['compared_elements']:,} elements differ{peak}"
+            f"{export}")
 
 
 def render_table(result: DiffResult, target: Target, label_a: str | None = None,
