@@ -20,7 +20,7 @@ from .text import safe
 HELP = "set up git so that diffs of weights files show a weight table (idempotent)"
 
 DRIVER = "weightkit"
-PATTERNS = ("*.h5", "*.keras", "*.safetensors", "*.npz", "*.index")
+PATTERNS = ("*.h5", "*.keras", "*.safetensors", "*.npz", "*.index", "*.tflite")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

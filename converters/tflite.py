@@ -1053,6 +1053,7 @@ class _Assigned:
     var: _Var  # the template's variable
     name: str  # its name in the store
     tensor: Tensor
+    dtype: np.dtype  # the dtype the template stores it as (a tag for bits kept in UINT8)
     encoded: bytes | None = None  # computed bytes (strings, packed, sparse); None: stream chunks
 
 
@@ -1066,6 +1067,7 @@ class Detail:
     assigned: list[_Assigned] = field(default_factory=list)
     groups: list[list[list[_Assigned]]] = field(default_factory=list)  # per cut: contents
     renames: dict[tuple[int, int], str] = field(default_factory=dict)
+    kept: tuple[str, ...] = ()  # store metadata namespaces the model's weightkit entry holds
 
 
 @dataclass
@@ -1113,9 +1115,13 @@ def _chunks(a: _Assigned) -> Iterator[memoryview]:
     if a.encoded is not None:
         yield memoryview(a.encoded)
         return
-    dtype = _type_dtype(a.var)
     for chunk in a.tensor.iter_chunks():
-        yield memoryview(np.ascontiguousarray(chunk, dtype=dtype)).cast("B")
+        yield _bytes_of(np.asarray(chunk, dtype=a.dtype))
+
+
+def _bytes_of(array: np.ndarray) -> memoryview:
+    """The bytes of an array, C order (ml_dtypes types have no buffer format of their own)."""
+    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
 
 def _digest(a: _Assigned) -> bytes:
@@ -1137,10 +1143,21 @@ def _plan_template(store: Store, like: Store | None, where: str) -> Detail:
 
 def _assign(store: Store, like: Store | None, template: _Template, where: str) -> Detail:
     model = template.model
+    doc = _carried_entry(model, template.buf, where)
+    carried = carry.Carry(doc, [v.name for v in template.vars], where)
+    tags = {v.name: carried.encoding(v.name, v.info.shape) for v in template.vars}
+    if _container(model) and like is None:
+        skip = (NAMESPACE, carry.SOURCE_FORMAT)
+        mine = {k: v for k, v in store.meta.items() if k not in skip}
+        theirs = {k: v for k, v in carried.store_meta({}).items() if k not in skip}
+        if mine != theirs or list(store) != list(carried.order):
+            return Detail("bare", store, like, ["the store's metadata or order changed"])
     by_position = {(v.info.subgraph, v.info.index): v for v in template.vars}
     by_name = {v.name: v for v in template.vars}
     prefixes = _prefixes(model)
     detail = Detail("inplace", store, like)
+    held = carried.store_meta({})
+    detail.kept = tuple(k for k, v in store.meta.items() if k in held and held[k] == v)
     taken: dict[tuple[int, int], str] = {}
     for name, tensor in store.items():
         var = None
@@ -1159,7 +1176,9 @@ def _assign(store: Store, like: Store | None, template: _Template, where: str) -
         if key in taken:
             raise UsageError(f"{taken[key]!r} and {name!r} both claim tensor {var.name!r}", where)
         taken[key] = name
-        detail.assigned.append(_Assigned(var, name, tensor))
+        tag = tags.get(var.name)
+        detail.assigned.append(_Assigned(var, name, tensor,
+                                         tag["dtype"] if tag else _type_dtype(var)))
     missing = [v for v in template.vars if (v.info.subgraph, v.info.index) not in taken]
     if missing and _container(model):
         return Detail("bare", store, like, ["variables dropped from a weights container"])
@@ -1169,7 +1188,7 @@ def _assign(store: Store, like: Store | None, template: _Template, where: str) -
                          f"tensor of its graph (dropped: {len(missing)})", where)
     for a in detail.assigned:
         var, tensor = a.var, a.tensor
-        want = _type_dtype(var)
+        want = a.dtype
         if (tensor.dtype != want or tensor.shape != var.info.shape):
             if _container(model):
                 return Detail("bare", store, like, ["a dtype or shape changed"])
@@ -1244,9 +1263,10 @@ def plan(store: Store, like: Store | None = None) -> Plan:
             detail = Detail("bare", store, None)
     except WeightsError as exc:
         return Plan(store, like, [], exc, None)
-    lost = structure_losses(store, (NAMESPACE,), like)
-    if detail.mode == "bare":
-        lost += carry.json_losses(store)
+    if detail.mode == "bare":  # the weightkit entry carries every metadata namespace
+        lost = carry.json_losses(store)
+    else:
+        lost = structure_losses(store, (NAMESPACE, *detail.kept), like)
     return Plan(store, like, lost, None, detail)
 
 
@@ -1345,7 +1365,7 @@ def _aligned_buffer_type(schema: Any) -> type:
         def Pack(self, builder: Any) -> int:
             data = None
             if self.data is not None:
-                payload = memoryview(np.ascontiguousarray(self.data)).cast("B")
+                payload = _bytes_of(np.asarray(self.data))
                 n = len(payload)
                 builder.StartVector(1, n, ALIGN)
                 builder.head -= n
@@ -1536,10 +1556,7 @@ def _bare_chunks(tensor: Tensor, code: int, tagged: bool) -> Callable[[], Iterat
         return lambda: iter([encode_strings(tensor.read())])
     if bits:
         return lambda: iter([pack_bits(np.asarray(tensor.read()).astype(np.int16), bits).tobytes()])
-    if tagged:
-        return lambda: (memoryview(np.ascontiguousarray(c).view(np.uint8)).cast("B")
-                        for c in tensor.iter_chunks())
-    return lambda: (memoryview(np.ascontiguousarray(c)).cast("B") for c in tensor.iter_chunks())
+    return lambda: (_bytes_of(c) for c in tensor.iter_chunks())
 
 
 def _bare_length(tensor: Tensor, code: int) -> int | None:

@@ -74,7 +74,7 @@ def test_config_is_idempotent_and_disable_removes_it(repo):
     assert sh(["git", "config", "--local", "--get-regexp", r"^diff\."], path, env).stdout == config
     assert attributes.splitlines() == ["*.png binary", "*.h5 diff=weightkit", "*.keras diff=weightkit",
                                        "*.safetensors diff=weightkit", "*.npz diff=weightkit",
-                                       "*.index diff=weightkit"]
+                                       "*.index diff=weightkit", "*.tflite diff=weightkit"]
     assert "git-diff-driver" in config and "--textconv" in config
     sh(CLI + ["git-config", "--disable"], path, env)
     sh(CLI + ["git-config", "--disable"], path, env)
