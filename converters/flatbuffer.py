@@ -7,7 +7,11 @@ API) touches an untrusted buffer, `verify()` walks it as the C++ `flatbuffers::V
 (google/flatbuffers `include/flatbuffers/verifier.h`): every table's vtable and fields, every
 offset, string and vector inside the buffer, nesting at most `max_depth` deep and at most
 `max_tables` tables visited (the C++ defaults, 64 and 1,000,000, which TFLite's own
-`VerifyModelBuffer` uses), so that the walk is bounded whatever the file says.
+`VerifyModelBuffer` uses), so that the walk is bounded whatever the file says. A table reached
+again (FlatBuffers may share one: a DAG) counts as a visit but is not walked again, and visits
+are also bounded by the size: no table takes fewer than 8 bytes with its fields, so a buffer of
+n bytes whose walk visits more than n / 8 + 1024 tables is amplifying shared tables (a bomb
+for whoever reads it table by table, as the object API does) and is refused.
 
 A layout (see `tflite_schema/layout.py`, written by its `regenerate.py` from the binary schema
 `flatc -b --schema` writes) maps each table name to its fields by id:
@@ -51,8 +55,10 @@ class _Walker:
     def __init__(self, buf: Any, size: int, layout: Mapping[str, tuple], max_depth: int,
                  max_tables: int):
         self.buf, self.size, self.layout = buf, size, layout
-        self.max_depth, self.max_tables = max_depth, max_tables
+        self.max_depth = max_depth
+        self.max_tables = min(max_tables, size // 8 + 1024)
         self.report = Report()
+        self.seen: set[tuple[int, str]] = set()
 
     def _need(self, pos: int, n: int, what: str) -> None:
         if pos < 0 or n < 0 or pos + n > self.size:
@@ -74,7 +80,12 @@ class _Walker:
             raise VerifyError(f"{path}: tables nested more than {self.max_depth} deep")
         self.report.tables += 1
         if self.report.tables > self.max_tables:
-            raise VerifyError(f"more than {self.max_tables} tables")
+            raise VerifyError(f"more than {self.max_tables} tables visited (shared tables "
+                              "repeated)" if len(self.seen) < self.report.tables else
+                              f"more than {self.max_tables} tables")
+        if (pos, name) in self.seen:
+            return
+        self.seen.add((pos, name))
         self._need(pos, 4, f"{path} table")
         vtable = pos - _I32.unpack_from(self.buf, pos)[0]
         self._need(vtable, 4, f"{path} vtable")
