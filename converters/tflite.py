@@ -99,10 +99,10 @@ import numpy as np
 from . import carry
 from .atomic import atomic_output
 from .dtypes import STRING, dtype_from_name, dtype_name, is_string
-from .errors import (CorruptFileError, LossyConversionError, UnknownFormatError, UnsafeFileError,
-                     UsageError, WeightsError)
+from .errors import CorruptFileError, UnknownFormatError, UnsafeFileError, UsageError, WeightsError
 from .flatbuffer import VerifyError, verify
 from .foreign import structure_losses
+from .format import Format, WritePlan
 from .mapped import MappedFile, rows
 from .paths import check_input
 from .store import Index, Store, Tensor
@@ -1070,16 +1070,6 @@ class Detail:
     kept: tuple[str, ...] = ()  # store metadata namespaces the model's weightkit entry holds
 
 
-@dataclass
-class Plan:
-    """What a write would do (`losses`: what it loses; `refusal`: why it cannot)."""
-    store: Store
-    like: Store | None
-    losses: list[str]
-    refusal: WeightsError | None
-    detail: Detail | None
-
-
 def _encode(a: _Assigned, where: str) -> int:
     """Compute the stored bytes of a variable that needs them whole; its byte length."""
     var, tensor = a.var, a.tensor
@@ -1250,9 +1240,11 @@ def _schema_commit() -> str:
     return COMMIT
 
 
-def plan(store: Store, like: Store | None = None) -> Plan:
-    """How `store` would be written as a .tflite (see the module docstring)."""
+def plan(store: Store, like: Store | None = None) -> WritePlan:
+    """How `store` would be written as a .tflite (see the module docstring): into its own
+    model (or `like`'s) in place or re-packed, or as a weights container."""
     where = "tflite"
+    result = WritePlan(store, like)
     try:
         if like is not None:
             _template_meta(like, "the --like template")
@@ -1262,42 +1254,20 @@ def plan(store: Store, like: Store | None = None) -> Plan:
         else:
             detail = Detail("bare", store, None)
     except WeightsError as exc:
-        return Plan(store, like, [], exc, None)
+        result.refusal = exc
+        return result
     if detail.mode == "bare":  # the weightkit entry carries every metadata namespace
-        lost = carry.json_losses(store)
+        result.losses = carry.json_losses(store)
     else:
-        lost = structure_losses(store, (NAMESPACE, *detail.kept), like)
-    return Plan(store, like, lost, None, detail)
+        result.losses = structure_losses(store, (NAMESPACE, *detail.kept), like)
+    result.detail = detail
+    return result
 
 
-def losses(store: Store, like: Store | None = None) -> list[str]:
-    """What writing `store` as a .tflite would lose."""
-    return plan(store, like).losses
-
-
-def check(store: Store, like: Store | None = None) -> None:
-    """Raise what a write of `store` would refuse."""
-    refusal = plan(store, like).refusal
-    if refusal is not None:
-        raise refusal
-
-
-def write(store: Store, path: str, *, allow_lossy: bool = False,
-          like: Store | None = None) -> None:
-    """Write `store` as a .tflite at `path`, atomically (see the module docstring)."""
+def write(plan: WritePlan, path: str) -> None:
+    """Carry out a plan (see `plan`), atomically."""
     path = os.fspath(path)
-    p = plan(store, like)
-    if p.refusal is not None:
-        raise type(p.refusal)(p.refusal.message, path)
-    if p.losses and not allow_lossy:
-        raise LossyConversionError(f"writing {NAME} would lose: {'; '.join(p.losses)} "
-                                   "(use --allow-lossy to accept)", path)
-    write_plan(p, path)
-
-
-def write_plan(p: Plan, path: str) -> None:
-    detail = p.detail
-    assert detail is not None
+    detail = plan.detail
     if detail.mode == "bare":
         _write_bare(detail.store, path)
         return
@@ -1630,3 +1600,11 @@ def _strip_own(store: Store) -> Store:
             t.meta.pop(key, None)
     meta = {k: v for k, v in store.meta.items() if k != NAMESPACE}
     return store.replace(tensors, meta=meta)
+
+
+FORMAT = Format(
+    name=NAME, description="TensorFlow Lite model (.tflite FlatBuffer)", sniff=sniff, read=read,
+    plan=plan, write=write, suffixes=SUFFIXES, aliases=("litert",), git_patterns=("*.tflite",),
+    namespace=NAMESPACE,
+    structure="the .tflite model (operators, subgraphs, quantization, buffer layout)",
+)
