@@ -1183,9 +1183,10 @@ def _assign(store: Store, like: Store | None, template: _Template, where: str) -
             if _container(model):
                 return Detail("bare", store, like, ["a dtype or shape changed"])
             have = f"{dtype_name(tensor.dtype)} {list(tensor.shape)}"
+            quantized = " quantized" if var.info.quant and "scale" in var.info.quant else ""
             raise UsageError(
-                f"{a.name!r} is {var.type_name} {list(var.info.shape)} in the model ({_uses(var)}); "
-                f"writing {have} would need another model (reconvert it)", where)
+                f"{a.name!r} is{quantized} {var.type_name} {list(var.info.shape)} in the model "
+                f"({_uses(var)}); writing {have} would need another model (reconvert it)", where)
         if a.name != var.name:
             detail.renames[(var.info.subgraph, var.info.index)] = _raw_name(var, a.name, prefixes)
             detail.reasons.append(f"{var.name!r} renamed to {a.name!r}")
@@ -1243,7 +1244,7 @@ def _schema_commit() -> str:
 def plan(store: Store, like: Store | None = None) -> WritePlan:
     """How `store` would be written as a .tflite (see the module docstring): into its own
     model (or `like`'s) in place or re-packed, or as a weights container."""
-    where = "tflite"
+    where = None  # the registry names the destination in a refusal
     result = WritePlan(store, like)
     try:
         if like is not None:
