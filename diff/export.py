@@ -296,14 +296,13 @@ def _fold(pair: _Pair, bias_pair: _Pair | None, bias_exp: _Exp | None, bn: dict[
     mean = np.asarray(bn["moving_mean"].tensor.read(), np.float64)
     conv_bias = (np.asarray(bias_pair.src.tensor.read(), np.float64)
                  if bias_pair is not None else np.zeros(channels))
-    dtype = pair.src.tensor.dtype
+    dtype = np.dtype(np.float64)  # the fold as exactly as the source values allow
     note = f"folded with {bn_name} (ε={eps:g})"
-    kernel_pair = replace(pair, expected=_cached(kernel.shape, dtype,
-                                                 lambda: folded.astype(dtype)),
+    kernel_pair = replace(pair, expected=_cached(kernel.shape, dtype, lambda: folded),
                           transform=", ".join(filter(None, [pair.transform, note])), folded=True)
     new_bias = None
     if bias_exp is not None:
-        value = ((conv_bias - mean) * s + beta).astype(dtype)
+        value = (conv_bias - mean) * s + beta
         owner = bias_pair.src if bias_pair is not None else bn["beta"]
         new_bias = _Pair(owner, bias_exp, _cached(value.shape, dtype, lambda: value), note,
                          folded=True)
