@@ -233,87 +233,138 @@ def _text(value: bytes | None) -> str:
     return "" if value is None else value.decode("utf-8", "backslashreplace")
 
 
-def _ints(getter: Any, length: int) -> list[int]:
-    return [int(getter(i)) for i in range(length)]
+class _Table:
+    """A table of a verified buffer, its fields read by name through the generated layout
+    (`tflite_schema/layout.py`) with the FlatBuffers runtime's encoding helpers. Reading needs
+    only this; flatc's generated classes (a 600 KB module) are imported for re-packs alone."""
+
+    __slots__ = ("buf", "pos", "name", "vtable", "vsize")
+    _slots: dict[str, dict[str, tuple[int, str, Any]]] = {}
+
+    def __init__(self, buf: Any, pos: int, name: str):
+        self.buf, self.pos, self.name = buf, pos, name
+        self.vtable = pos - _I32.unpack_from(buf, pos)[0]
+        self.vsize = _U16.unpack_from(buf, self.vtable)[0]
+
+    @classmethod
+    def _field(cls, table: str, field_name: str) -> tuple[int, str, Any]:
+        slots = cls._slots.get(table)
+        if slots is None:
+            slots = cls._slots[table] = {
+                f[0]: (i, f[1], f[2]) for i, f in enumerate(_layout().TABLES[table])}
+        return slots[field_name]
+
+    def _at(self, field_name: str) -> tuple[int, str, Any]:
+        """(absolute position of the field or 0, kind, argument)."""
+        fid, kind, arg = self._field(self.name, field_name)
+        slot = 4 + 2 * fid
+        offset = _U16.unpack_from(self.buf, self.vtable + slot)[0] if slot < self.vsize else 0
+        return (self.pos + offset if offset else 0), kind, arg
+
+    def scalar(self, field_name: str, fmt: str, default: int = 0) -> int:
+        pos, _, _ = self._at(field_name)
+        return struct.unpack_from("<" + fmt, self.buf, pos)[0] if pos else default
+
+    def _target(self, pos: int) -> int:
+        return pos + _U32.unpack_from(self.buf, pos)[0]
+
+    def string(self, field_name: str) -> bytes | None:
+        pos, _, _ = self._at(field_name)
+        if not pos:
+            return None
+        start = self._target(pos)
+        n = _U32.unpack_from(self.buf, start)[0]
+        return bytes(self.buf[start + 4:start + 4 + n])
+
+    def table(self, field_name: str) -> "_Table | None":
+        pos, _, arg = self._at(field_name)
+        return _Table(self.buf, self._target(pos), arg) if pos else None
+
+    def vector(self, field_name: str) -> tuple[int, int]:
+        """(position of the first element, count) of a vector field; (0, 0) when absent."""
+        pos, _, _ = self._at(field_name)
+        if not pos:
+            return 0, 0
+        start = self._target(pos)
+        return start + 4, _U32.unpack_from(self.buf, start)[0]
+
+    def ints(self, field_name: str, fmt: str = "i") -> list[int]:
+        start, n = self.vector(field_name)
+        return list(struct.unpack_from(f"<{n}{fmt}", self.buf, start)) if n else []
+
+    def tables(self, field_name: str) -> list["_Table"]:
+        start, n = self.vector(field_name)
+        _, _, arg = self._field(self.name, field_name)
+        return [_Table(self.buf, self._target(start + 4 * i), arg) for i in range(n)]
+
+    def union(self, field_name: str) -> tuple[int, "_Table | None"]:
+        """(type code, the member table or None if absent or of an unknown type)."""
+        pos, _, (type_id, members) = self._at(field_name)
+        type_name = _layout().TABLES[self.name][type_id][0]
+        code = self.scalar(type_name, "B")
+        if not pos or code not in members:
+            return code, None
+        return code, _Table(self.buf, self._target(pos), members[code])
 
 
-def _union_table(schema: Any, cls_name: str, table: Any) -> Any:
-    obj = getattr(schema, cls_name)()
-    obj.Init(table.Bytes, table.Pos)
-    return obj
+_I32 = struct.Struct("<i")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
 
 
-def _index_vector(schema: Any, kind: int, table: Any) -> np.ndarray:
-    cls = {1: "Int32Vector", 2: "Uint16Vector", 3: "Uint8Vector"}.get(kind)
-    if cls is None or table is None:
-        return np.zeros(0, np.int64)
-    vec = _union_table(schema, cls, table)
-    return np.array(vec.ValuesAsNumpy() if vec.ValuesLength() else [], dtype=np.int64)
+def _index_vector(code: int, table: _Table | None) -> list[int]:
+    fmt = {1: "i", 2: "H", 3: "B"}.get(code)
+    return table.ints("values", fmt) if table is not None and fmt else []
 
 
-def _sparsity(schema: Any, sp: Any) -> dict:
+def _sparsity(sp: _Table) -> dict:
     dims = []
-    for k in range(sp.DimMetadataLength()):
-        dm = sp.DimMetadata(k)
+    for dm in sp.tables("dim_metadata"):
         dims.append({
-            "format": "SPARSE_CSR" if dm.Format() == 1 else "DENSE",
-            "dense_size": int(dm.DenseSize()),
-            "segments": _index_vector(schema, dm.ArraySegmentsType(), dm.ArraySegments()).tolist(),
-            "indices": _index_vector(schema, dm.ArrayIndicesType(), dm.ArrayIndices()).tolist(),
+            "format": "SPARSE_CSR" if dm.scalar("format", "b") == 1 else "DENSE",
+            "dense_size": dm.scalar("dense_size", "i"),
+            "segments": _index_vector(*dm.union("array_segments")),
+            "indices": _index_vector(*dm.union("array_indices")),
         })
-    return {"traversal_order": _ints(sp.TraversalOrder, sp.TraversalOrderLength()),
-            "block_map": _ints(sp.BlockMap, sp.BlockMapLength()), "dim_metadata": dims}
+    return {"traversal_order": sp.ints("traversal_order"), "block_map": sp.ints("block_map"),
+            "dim_metadata": dims}
 
 
-def _quantization(schema: Any, q: Any) -> dict | None:
+def _quantization(q: _Table | None) -> dict | None:
     if q is None:
         return None
     out: dict[str, Any] = {}
-    for key, getter, length, cast in (("scale", q.Scale, q.ScaleLength(), float),
-                                      ("zero_point", q.ZeroPoint, q.ZeroPointLength(), int),
-                                      ("min", q.Min, q.MinLength(), float),
-                                      ("max", q.Max, q.MaxLength(), float)):
-        if length:
-            out[key] = [cast(getter(i)) for i in range(length)]
-    out["quantized_dimension"] = int(q.QuantizedDimension())
-    kind = q.DetailsType()
-    if kind:
-        table = q.Details()
-        if kind == 1:
-            custom = _union_table(schema, "CustomQuantization", table)
-            out["details"] = {"type": "CustomQuantization", "bytes": custom.CustomLength()}
-        elif kind in (2, 3):
-            name = "BlockwiseQuantization" if kind == 2 else "MultiAxisQuantization"
-            detail = _union_table(schema, name, table)
-            out["details"] = {"type": name, "scales": int(detail.Scales()),
-                              "zero_points": int(detail.ZeroPoints()),
-                              "block_size": int(detail.BlockSize())}
-            if kind == 3:
-                out["details"]["quantized_dimensions"] = _ints(
-                    detail.QuantizedDimensions, detail.QuantizedDimensionsLength())
+    for key, fmt in (("scale", "f"), ("zero_point", "q"), ("min", "f"), ("max", "f")):
+        values = q.ints(key, fmt)
+        if values:
+            out[key] = [float(v) for v in values] if fmt == "f" else [int(v) for v in values]
+    out["quantized_dimension"] = q.scalar("quantized_dimension", "i")
+    code, detail = q.union("details")
+    if code:
+        if detail is None:
+            out["details"] = {"type": f"union type {code}"}
+        elif detail.name == "CustomQuantization":
+            out["details"] = {"type": detail.name, "bytes": detail.vector("custom")[1]}
         else:
-            out["details"] = {"type": f"union type {kind}"}
+            out["details"] = {"type": detail.name, "scales": detail.scalar("scales", "i"),
+                              "zero_points": detail.scalar("zero_points", "i"),
+                              "block_size": detail.scalar("block_size", "i")}
+            if detail.name == "MultiAxisQuantization":
+                out["details"]["quantized_dimensions"] = detail.ints("quantized_dimensions")
     if set(out) == {"quantized_dimension"}:
         return None
     return out
 
 
-def _options(schema: Any, code: str, op: Any) -> dict:
-    table = op.BuiltinOptions()
+def _options(code: str, op: _Table) -> dict:
+    _, table = op.union("builtin_options")
     if table is None:
         return {}
-    if code == "DEPTHWISE_CONV_2D" and op.BuiltinOptionsType() == 2:
-        return {"depth_multiplier": int(_union_table(schema, "DepthwiseConv2DOptions",
-                                                     table).DepthMultiplier())}
-    if code == "FULLY_CONNECTED" and op.BuiltinOptionsType() == 8:
-        return {"weights_format": int(_union_table(schema, "FullyConnectedOptions",
-                                                   table).WeightsFormat())}
+    if code == "DEPTHWISE_CONV_2D" and table.name == "DepthwiseConv2DOptions":
+        return {"depth_multiplier": table.scalar("depth_multiplier", "i")}
+    if code == "FULLY_CONNECTED" and table.name == "FullyConnectedOptions":
+        return {"weights_format": table.scalar("weights_format", "b")}
     return {}
-
-
-def _operator_names(schema: Any) -> dict[int, str]:
-    return {v: k for k, v in vars(schema.BuiltinOperator).items()
-            if not k.startswith("_") and isinstance(v, int)}
 
 
 def parse(buf: Any, size: int, path: str) -> _Model:
@@ -323,34 +374,31 @@ def parse(buf: Any, size: int, path: str) -> _Model:
         report = verify(buf, layout.TABLES, layout.ROOT, layout.FILE_IDENTIFIER, size=size)
     except VerifyError as exc:
         raise CorruptFileError(f"not a valid TFLite FlatBuffer: {exc}", path) from None
-    schema = _schema()
     try:
-        return _read_model(schema, buf, size, report, path)
+        return _read_model(buf, size, report, path)
     except WeightsError:
         raise
-    except (ValueError, IndexError, TypeError, struct.error, OverflowError) as exc:  # pragma: no cover
+    except (ValueError, IndexError, TypeError, KeyError, struct.error,
+            OverflowError) as exc:  # pragma: no cover - the verifier checked every offset
         raise CorruptFileError(f"unreadable TFLite model ({exc})", path) from None
 
 
-def _read_model(schema: Any, buf: Any, size: int, report: Any, path: str) -> _Model:
-    model = schema.Model.GetRootAsModel(buf, 0)
-    version = model.Version()
+def _read_model(buf: Any, size: int, report: Any, path: str) -> _Model:
+    model = _Table(buf, _U32.unpack_from(buf, 0)[0], "Model")
+    version = model.scalar("version", "I")
     if version != 3:
         raise UnknownFormatError(f"TFLite schema version {version}; weightkit reads version 3",
                                  path)
-    names = _operator_names(schema)
+    names = _layout().ENUMS["BuiltinOperator"]
     codes = []
-    for i in range(model.OperatorCodesLength()):
-        oc = model.OperatorCodes(i)
-        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
-        codes.append(f"CUSTOM:{_text(oc.CustomCode())}" if code == 32
+    for oc in model.tables("operator_codes"):
+        code = max(oc.scalar("builtin_code", "i"), oc.scalar("deprecated_builtin_code", "b"))
+        codes.append(f"CUSTOM:{_text(oc.string('custom_code'))}" if code == 32
                      else names.get(code, f"BUILTIN_{code}"))
     buffers = []
-    for i in range(model.BuffersLength()):
-        b = model.Buffers(i)
-        o = b._tab.Offset(4)
-        start, length = (b._tab.Vector(o), b._tab.VectorLen(o)) if o else (0, 0)
-        offset, extent = int(b.Offset()), int(b.Size())
+    for i, b in enumerate(model.tables("buffers")):
+        start, length = b.vector("data")
+        offset, extent = b.scalar("offset", "Q"), b.scalar("size", "Q")
         if offset > 1:
             if length:
                 raise CorruptFileError(f"buffer {i} has both data and an offset", path)
@@ -361,49 +409,42 @@ def _read_model(schema: Any, buf: Any, size: int, report: Any, path: str) -> _Mo
             buffers.append(_Buffer(offset, extent, True))
         else:
             buffers.append(_Buffer(start, length, False))
-    metadata = []
-    for i in range(model.MetadataLength()):
-        m = model.Metadata(i)
-        metadata.append((_text(m.Name()), int(m.Buffer())))
+    metadata = [(_text(m.string("name")), m.scalar("buffer", "I"))
+                for m in model.tables("metadata")]
     subgraph_names, tensors, ops, regions = [], [], [], []
-    for s in range(model.SubgraphsLength()):
-        sg = model.Subgraphs(s)
-        subgraph_names.append(_text(sg.Name()))
+    for s, sg in enumerate(model.tables("subgraphs")):
+        subgraph_names.append(_text(sg.string("name")))
         infos = []
-        for j in range(sg.TensorsLength()):
-            t = sg.Tensors(j)
-            shape = tuple(int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else ()))
-            signature = [int(d) for d in t.ShapeSignatureAsNumpy()] if t.ShapeSignatureLength() \
-                else None
-            sparsity = t.Sparsity()
+        for j, t in enumerate(sg.tables("tensors")):
+            signature = t.ints("shape_signature") if t.vector("shape_signature")[1] else None
+            sparsity = t.table("sparsity")
             infos.append(_TensorInfo(
-                s, j, _text(t.Name()), shape, int(t.Type()), int(t.Buffer()), signature,
-                _quantization(schema, t.Quantization()),
-                None if sparsity is None else _sparsity(schema, sparsity),
-                bool(t.IsVariable()), int(t.ExternalBuffer())))
+                s, j, _text(t.string("name")), tuple(t.ints("shape")), t.scalar("type", "b"),
+                t.scalar("buffer", "I"), signature, _quantization(t.table("quantization")),
+                None if sparsity is None else _sparsity(sparsity),
+                bool(t.scalar("is_variable", "B")), t.scalar("external_buffer", "I")))
         tensors.append(infos)
         sg_ops = []
-        for k in range(sg.OperatorsLength()):
-            op = sg.Operators(k)
-            index = int(op.OpcodeIndex())
+        for k, op in enumerate(sg.tables("operators")):
+            index = op.scalar("opcode_index", "I")
             if index >= len(codes):
                 raise CorruptFileError(f"subgraph {s} operator {k} has opcode {index} of "
                                        f"{len(codes)}", path)
-            inputs = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
-            outputs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
+            inputs, outputs = op.ints("inputs"), op.ints("outputs")
             for x in inputs + outputs:
                 if not -1 <= x < len(infos):
                     raise CorruptFileError(f"subgraph {s} operator {k} names tensor {x} of "
                                            f"{len(infos)}", path)
-            offset, extent = int(op.LargeCustomOptionsOffset()), int(op.LargeCustomOptionsSize())
+            offset = op.scalar("large_custom_options_offset", "Q")
+            extent = op.scalar("large_custom_options_size", "Q")
             if offset > 1:
                 if offset < report.end or offset + extent > size:
                     raise CorruptFileError(f"subgraph {s} operator {k}: custom options outside "
                                            "the file", path)
                 regions.append((offset, extent))
-            sg_ops.append(_Op(codes[index], inputs, outputs, _options(schema, codes[index], op)))
+            sg_ops.append(_Op(codes[index], inputs, outputs, _options(codes[index], op)))
         ops.append(sg_ops)
-    return _Model(size, report.end, list(report.unknown), _text(model.Description()) or None,
+    return _Model(size, report.end, list(report.unknown), _text(model.string("description")) or None,
                   subgraph_names, tensors, ops, buffers, metadata, regions)
 
 

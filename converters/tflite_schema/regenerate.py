@@ -68,8 +68,9 @@ def _run(command: list[str], cwd: str) -> None:
     subprocess.run(command, cwd=cwd, check=True)
 
 
-def layout_from_bfbs(data: bytes) -> dict[str, tuple]:
-    """{table: ((field name, kind, argument, deprecated), ...) by field id} from a binary schema.
+def layout_from_bfbs(data: bytes) -> tuple[dict[str, tuple], dict[str, dict[int, str]]]:
+    """{table: ((field name, kind, argument, deprecated), ...) by field id} from a binary schema,
+    and {enum: {value: name}} of its (non-union) enums.
 
     kinds: "scalar" (argument: byte size), "struct" (byte size), "string", "table" (table name),
     "vector" (element byte size), "vector_string", "vector_table" (table name),
@@ -116,7 +117,12 @@ def layout_from_bfbs(data: bytes) -> dict[str, tuple]:
                 scalar(t, _TYPE_INDEX, N.Int32Flags, -1))
 
     unions = {}
+    named: dict[str, dict[int, str]] = {}
     for i, enum in enumerate(enums):
+        if not scalar(enum, _ENUM_IS_UNION, N.BoolFlags):
+            named[short(string(enum, _ENUM_NAME))] = {
+                scalar(v, _ENUMVAL_VALUE, N.Int64Flags): string(v, _ENUMVAL_NAME)
+                for v in tables(enum, _ENUM_VALUES)}
         if scalar(enum, _ENUM_IS_UNION, N.BoolFlags):
             members = {}
             for value in tables(enum, _ENUM_VALUES):
@@ -161,7 +167,7 @@ def layout_from_bfbs(data: bytes) -> dict[str, tuple]:
         if sorted(fields) != list(range(len(fields))):
             raise SystemExit(f"{string(obj, _OBJECT_NAME)}: field ids are not 0..n-1")
         layout[short(string(obj, _OBJECT_NAME))] = tuple(fields[i] for i in range(len(fields)))
-    return layout
+    return layout, named
 
 
 def _check_against_generated(layout: dict[str, tuple], generated: str) -> None:
@@ -173,16 +179,25 @@ def _check_against_generated(layout: dict[str, tuple], generated: str) -> None:
             raise SystemExit(f"layout of {name} disagrees with the generated code")
 
 
-def write_layout(layout: dict[str, tuple], command: str) -> str:
+def write_layout(layout: dict[str, tuple], enums: dict[str, dict[int, str]],
+                 command: str) -> str:
     lines = [HEADER.format(command=command).rstrip("\n"),
              '"""Fields of every table of the TFLite schema, by field id: (name, kind, argument,',
-             'deprecated). See regenerate.py `layout_from_bfbs` for the kinds."""',
+             'deprecated), see regenerate.py `layout_from_bfbs` for the kinds; and the names of',
+             'the values of its enums."""',
              "", "ROOT = \"Model\"", "FILE_IDENTIFIER = b\"TFL3\"", "", "TABLES = {"]
     for name in sorted(layout):
         lines.append(f"    {name!r}: (")
         for entry in layout[name]:
             lines.append(f"        {entry!r},")
         lines.append("    ),")
+    lines.append("}")
+    lines += ["", "ENUMS = {"]
+    for name in sorted(enums):
+        lines.append(f"    {name!r}: {{")
+        for value, label in sorted(enums[name].items()):
+            lines.append(f"        {value}: {label!r},")
+        lines.append("    },")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -211,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         binary = ["flatc", "-b", "--schema", "schema.fbs"]
         _run(binary, tmp)
         generated = Path(tmp, "schema_generated.py").read_text(encoding="utf-8")
-        layout = layout_from_bfbs(Path(tmp, "schema.bfbs").read_bytes())
+        layout, enums = layout_from_bfbs(Path(tmp, "schema.bfbs").read_bytes())
     _check_against_generated(layout, generated)
     (args.out / "schema_generated.py").write_text(
         HEADER.format(command=" ".join(python)) + "# flake8: noqa\n" + generated, encoding="utf-8")
-    (args.out / "layout.py").write_text(write_layout(layout, " ".join(binary)), encoding="utf-8")
+    (args.out / "layout.py").write_text(write_layout(layout, enums, " ".join(binary)),
+                                        encoding="utf-8")
     print(f"wrote schema_generated.py and layout.py ({len(layout)} tables) to {args.out}")
     return 0
 
