@@ -486,7 +486,7 @@ def diff_stores(a: Store, b: Store, opts: Options | None = None) -> DiffResult:
     matched by values."""
     opts = opts or Options()
     from . import export
-    if export.applies(a, b):  # a deployment export against its source
+    if opts.match == "auto" and export.applies(a, b):  # an export against its source
         return export.diff_export(a, b, opts)
     hashes: dict[tuple[str, str], bytes] = {}
 

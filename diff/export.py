@@ -1,7 +1,8 @@
 """Comparing a deployment export with the model it came from: `wdiff model.keras model.tflite`.
 
 The engine hands a pair of stores here when exactly one side declares a deployment layout
-(`Tensor.meta["layout"]`, see `converters/tflite.py`): the *export*. The other side is the
+(`Tensor.meta["layout"]`, see `converters/tflite.py`) and the pairing is automatic (`--match
+name|structure` asks for the ordinary pairing instead): that side is the *export*. The other side is the
 *source* (a Keras file, a checkpoint, a SavedModel). The converter renamed, transposed,
 reshaped, folded and quantized the source's variables; this module undoes what the export
 declares and pairs each exported weight with the variable(s) it came from:
