@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import math
 import mmap
 import os
@@ -93,12 +92,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from . import carry
 from .atomic import atomic_output
-from .dtypes import STRING, dtype_from_name, dtype_name, is_string
+from .dtypes import STRING, dtype_from_name, dtype_name
 from .errors import CorruptFileError, UnknownFormatError, UnsafeFileError, UsageError, WeightsError
 from .flatbuffer import VerifyError, verify
 from .foreign import structure_losses
@@ -479,7 +477,7 @@ def _container(model: _Model) -> bool:
     return not any(model.ops)
 
 
-def _holds_data(model: _Model, info: _TensorInfo, carried: set[str] | None) -> bool:
+def _holds_data(model: _Model, info: _TensorInfo) -> bool:
     if info.buffer == 0 or info.buffer >= len(model.buffers):
         return False
     if model.buffers[info.buffer].length:
@@ -502,7 +500,7 @@ def variables(model: _Model, path: str) -> list[_Var]:
                 raise UnsafeFileError(f"tensor {info.raw_name!r} keeps its data in an external "
                                       "file (Tensor.external_buffer); weightkit reads nothing "
                                       "outside the input", path)
-            if not _holds_data(model, info, None):
+            if not _holds_data(model, info):
                 continue
             if info.type not in TYPES:
                 raise UnknownFormatError(f"tensor {info.raw_name!r} has TFLite type "

@@ -32,7 +32,6 @@ its largest value), unless the tolerance asked for is larger.
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 import pytest
 
@@ -17,8 +16,7 @@ import weightkit
 from conformance import FormatConformance
 from conftest import run_cli
 from fixtures_lib import fixture, manifest, select
-from weightkit.converters import tflite
-from weightkit.converters.errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
+from weightkit.converters.errors import CorruptFileError, UsageError
 from weightkit.converters.quant import dequantize
 from weightkit.converters.store import Store, Tensor
 
