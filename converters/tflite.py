@@ -232,17 +232,16 @@ def _text(value: bytes | None) -> str:
 
 
 class _Table:
-    """A table of a verified buffer, its fields read by name through the generated layout
-    (`tflite_schema/layout.py`) with the FlatBuffers runtime's encoding helpers. Reading needs
-    only this; flatc's generated classes (a 600 KB module) are imported for re-packs alone."""
+    """A table of a verified buffer (a `flatbuffers.table.Table`), its fields read by name
+    through the generated layout (`tflite_schema/layout.py`). Reading needs only this: flatc's
+    generated classes (a 600 KB module, 0.15-0.25 s to import) are imported for re-packs alone."""
 
-    __slots__ = ("buf", "pos", "name", "vtable", "vsize")
+    __slots__ = ("tab", "name")
     _slots: dict[str, dict[str, tuple[int, str, Any]]] = {}
 
     def __init__(self, buf: Any, pos: int, name: str):
-        self.buf, self.pos, self.name = buf, pos, name
-        self.vtable = pos - _I32.unpack_from(buf, pos)[0]
-        self.vsize = _U16.unpack_from(buf, self.vtable)[0]
+        from flatbuffers.table import Table
+        self.tab, self.name = Table(buf, pos), name
 
     @classmethod
     def _field(cls, table: str, field_name: str) -> tuple[int, str, Any]:
@@ -252,61 +251,53 @@ class _Table:
                 f[0]: (i, f[1], f[2]) for i, f in enumerate(_layout().TABLES[table])}
         return slots[field_name]
 
-    def _at(self, field_name: str) -> tuple[int, str, Any]:
-        """(absolute position of the field or 0, kind, argument)."""
-        fid, kind, arg = self._field(self.name, field_name)
-        slot = 4 + 2 * fid
-        offset = _U16.unpack_from(self.buf, self.vtable + slot)[0] if slot < self.vsize else 0
-        return (self.pos + offset if offset else 0), kind, arg
+    def _offset(self, field_name: str) -> tuple[int, Any]:
+        """(the field's offset in the table or 0, the layout's argument)."""
+        fid, _, arg = self._field(self.name, field_name)
+        return self.tab.Offset(4 + 2 * fid), arg
 
     def scalar(self, field_name: str, fmt: str, default: int = 0) -> int:
-        pos, _, _ = self._at(field_name)
-        return struct.unpack_from("<" + fmt, self.buf, pos)[0] if pos else default
-
-    def _target(self, pos: int) -> int:
-        return pos + _U32.unpack_from(self.buf, pos)[0]
+        o, _ = self._offset(field_name)
+        return self.tab.Get(_FLAGS[fmt], self.tab.Pos + o) if o else default
 
     def string(self, field_name: str) -> bytes | None:
-        pos, _, _ = self._at(field_name)
-        if not pos:
-            return None
-        start = self._target(pos)
-        n = _U32.unpack_from(self.buf, start)[0]
-        return bytes(self.buf[start + 4:start + 4 + n])
+        o, _ = self._offset(field_name)
+        return self.tab.String(self.tab.Pos + o) if o else None
 
     def table(self, field_name: str) -> "_Table | None":
-        pos, _, arg = self._at(field_name)
-        return _Table(self.buf, self._target(pos), arg) if pos else None
+        o, arg = self._offset(field_name)
+        return _Table(self.tab.Bytes, self.tab.Indirect(self.tab.Pos + o), arg) if o else None
 
     def vector(self, field_name: str) -> tuple[int, int]:
         """(position of the first element, count) of a vector field; (0, 0) when absent."""
-        pos, _, _ = self._at(field_name)
-        if not pos:
-            return 0, 0
-        start = self._target(pos)
-        return start + 4, _U32.unpack_from(self.buf, start)[0]
+        o, _ = self._offset(field_name)
+        return (self.tab.Vector(o), self.tab.VectorLen(o)) if o else (0, 0)
 
     def ints(self, field_name: str, fmt: str = "i") -> list[int]:
         start, n = self.vector(field_name)
-        return list(struct.unpack_from(f"<{n}{fmt}", self.buf, start)) if n else []
+        return list(struct.unpack_from(f"<{n}{fmt}", self.tab.Bytes, start)) if n else []
 
     def tables(self, field_name: str) -> list["_Table"]:
         start, n = self.vector(field_name)
-        _, _, arg = self._field(self.name, field_name)
-        return [_Table(self.buf, self._target(start + 4 * i), arg) for i in range(n)]
+        _, arg = self._offset(field_name)
+        return [_Table(self.tab.Bytes, self.tab.Indirect(start + 4 * i), arg) for i in range(n)]
 
     def union(self, field_name: str) -> tuple[int, "_Table | None"]:
         """(type code, the member table or None if absent or of an unknown type)."""
-        pos, _, (type_id, members) = self._at(field_name)
-        type_name = _layout().TABLES[self.name][type_id][0]
-        code = self.scalar(type_name, "B")
-        if not pos or code not in members:
+        o, (type_id, members) = self._offset(field_name)
+        code = self.scalar(_layout().TABLES[self.name][type_id][0], "B")
+        if not o or code not in members:
             return code, None
-        return code, _Table(self.buf, self._target(pos), members[code])
+        return code, _Table(self.tab.Bytes, self.tab.Indirect(self.tab.Pos + o), members[code])
 
 
-_I32 = struct.Struct("<i")
-_U16 = struct.Struct("<H")
+def _flags() -> dict[str, Any]:
+    from flatbuffers import number_types as N
+    return {"b": N.Int8Flags, "B": N.Uint8Flags, "H": N.Uint16Flags, "i": N.Int32Flags,
+            "I": N.Uint32Flags, "q": N.Int64Flags, "Q": N.Uint64Flags, "f": N.Float32Flags}
+
+
+_FLAGS = _flags()
 _U32 = struct.Struct("<I")
 
 
