@@ -472,3 +472,47 @@ def test_pruned_export_differs_exactly_where_it_was_pruned() -> None:
     by_a = {e["name_a"]: e for e in report["entries"]}
     assert by_a["d1/0"]["name_b"] == name and by_a["d1/0"]["mismatched"] == zeroed > 0
     assert all(e["status"] == "same" for a, e in by_a.items() if a != "d1/0")
+
+
+def test_low_bit_types_unpack_lowest_bits_first(tmp_path: Path) -> None:
+    """INT4 two per byte and INT2 four per byte, element 0 in the lowest bits, sign-extended
+    (LiteRT tflite/converter/utils/low_bit_utils.cc); written back packed the same way."""
+    from make_crafted import tflite_bytes
+    int4 = [-8, 7, -1, 0, 3]  # 0x78, 0x0F, 0x03
+    int2 = [-2, 1, -1, 0, 1]  # 0b00_11_01_10, 0b01
+    path = tmp_path / "low.tflite"
+    path.write_bytes(tflite_bytes([
+        {"name": "w4", "shape": [5], "type": 17, "data": bytes([0x78, 0x0F, 0x03])},
+        {"name": "w2", "shape": [5], "type": 19, "data": bytes([0b00110110, 0b01])}]))
+    with weightkit.load(path) as store:
+        assert store["w4"].dtype_name == "int4" and store["w4"].read().tolist() == int4
+        assert store["w2"].dtype == np.int8 and store["w2"].meta["tflite"]["type"] == "INT2"
+        assert store["w2"].read().tolist() == int2 and store["w4"][1:3].tolist() == int4[1:3]
+        weightkit.save(weightkit.edit(store).set("w2", np.array([1, 1, -2, -2, 0], np.int8)),
+                       tmp_path / "edited.tflite")
+        with pytest.raises(UsageError, match=r"values must lie in \[-2, 1\]"):
+            weightkit.save(weightkit.edit(store).set("w2", np.array([2, 0, 0, 0, 0], np.int8)),
+                           tmp_path / "bad.tflite")
+    with weightkit.load(tmp_path / "edited.tflite") as back:
+        assert back["w2"].read().tolist() == [1, 1, -2, -2, 0]
+        assert back["w4"].read().tolist() == int4
+
+
+def test_export_diff_pairs_checkpoint_style_names_and_skips_optimizer_state() -> None:
+    """A source named as a checkpoint or tf.keras file names them (`d1/kernel`, a model scope,
+    optimizer slots) pairs the same way; optimizer state is listed as not exported."""
+    with weightkit.load(fixture("tldense--keras3.keras")) as keras, \
+            weightkit.load(fixture("tldense--keras3-int8.tflite")) as lite:
+        names = {"0": "kernel", "1": "bias"}
+        tensors = {f"model/{n.split('/')[0]}/{names[n.split('/')[1]]}": t
+                   for n, t in keras.items()}
+        tensors["optimizer/d1/kernel/m"] = Tensor.from_array(np.zeros((32, 64), np.float32),
+                                                             {"role": "optimizer"})
+        source = Store(tensors)
+        from weightkit.diffing.engine import diff_stores
+        result = diff_stores(source, dequantize(lite))
+    pairs = {e.name_a: (e.name_b, e.status) for e in result.entries}
+    assert pairs["model/d1/kernel"] == ("tldense_1/d1_1/MatMul", "changed")
+    assert pairs["model/d3/bias"][0] == "tldense_1/d3_1/BiasAdd"
+    assert result.summary["export"]["not_exported"] == ["optimizer/d1/kernel/m"]
+    assert {e.status for e in result.entries} == {"changed"}
