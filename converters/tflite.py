@@ -74,6 +74,8 @@ in subgraph 0, named as in the store, no operators (a container for weights, not
 model; `--like MODEL.tflite` writes them into a real model). Dtypes TFLite lacks (float8
 variants other than E4M3FN/E5M2, float4) are stored as their bits in UINT8 and tagged; the
 store and tensor metadata travel in a model metadata entry `weightkit` (JSON, see `carry.py`).
+Reading such a container gives that store back (its metadata, order and tensor metadata, plus
+`meta["tflite"]` on each tensor), and writing it again gives the same bytes.
 
 A FlatBuffer cannot exceed 2 GiB: a rebuilt or new model larger than that stores its buffers
 after the FlatBuffer (`offset`/`size`, metadata `buffer_location`), as the TFLite converter does
@@ -937,9 +939,11 @@ def read(path: str) -> Store:
         model = parse(mm, size, path)
         vars_ = variables(model, path)
         doc = _carried_entry(model, mm, path)
+        container = _container(model)
         cuts = _cuts(vars_)
         kept = size - sum(n for _, n in cuts)
-        skeleton = skeleton_of(mm, size, cuts) if kept <= SKELETON_LIMIT else None
+        skeleton = skeleton_of(mm, size, cuts) if kept <= SKELETON_LIMIT and not container \
+            else None
         digest = hashlib.sha256(skeleton).hexdigest() if skeleton is not None else None
     finally:
         mm.close()
@@ -965,7 +969,10 @@ def read(path: str) -> Store:
             theirs = {k: v for k, v in carried.tensor_meta(var.name).items()
                       if k not in (NAMESPACE, "layout") and not (k == "quantization"
                                                                  and k in ours)}
-            meta = {**ours, **theirs}
+            if container:  # what the weightkit entry carries, as it was (see below)
+                meta = {**theirs, NAMESPACE: ours[NAMESPACE]}
+            else:
+                meta = {**ours, **theirs}
             tensors[var.name] = Tensor(var.info.shape, dtype, get, meta)
     except BaseException:
         f.close()
@@ -977,7 +984,10 @@ def read(path: str) -> Store:
           "skeleton": None if skeleton is None else base64.b64encode(skeleton).decode("ascii"),
           "skeleton_sha256": digest}
     order = [n for n in carried.order if n in tensors]
-    store_meta = carried.store_meta({NAMESPACE: ns})
+    # A weights container (no operators) holds nothing but the store it was written from: its
+    # store is that store again (no model in Store.meta, so no other format "loses" one), and
+    # writing it as .tflite makes the same container (the same bytes).
+    store_meta = carried.store_meta({} if container else {NAMESPACE: ns})
     return Store({n: tensors[n] for n in order}, format=NAME, meta=store_meta, path=path,
                  on_close=f.close)
 
@@ -1107,13 +1117,10 @@ def _encode(a: _Assigned, where: str) -> int:
     if kind == "string":
         a.encoded = encode_strings(tensor.read())
     elif bits:
-        values = np.asarray(tensor.read()).astype(np.int16)
-        lo, hi = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if tname in _SIGNED_PACKED
-                  else (0, (1 << bits) - 1))
-        if values.size and (values.min() < lo or values.max() > hi):
-            raise UsageError(f"{a.name!r} is {tname} in the model: values must lie in "
-                             f"[{lo}, {hi}]", where)
-        a.encoded = pack_bits(values, bits).tobytes()
+        try:
+            a.encoded = _packed(tensor, var.info.type, a.name)
+        except UsageError as exc:
+            raise UsageError(exc.message, where) from None
     elif var.info.sparsity is not None:
         dtype = _type_dtype(var)
         dense = np.ascontiguousarray(tensor.read(), dtype=dtype).reshape(-1)
@@ -1284,6 +1291,11 @@ def plan(store: Store, like: Store | None = None) -> WritePlan:
             detail = _plan_template(store, None, where)
         else:
             detail = Detail("bare", store, None)
+        if detail.mode == "bare":
+            for name, tensor in store.items():  # what the write could still refuse
+                code, _ = _bare_type(tensor)
+                if TYPES[code][0] == "INT2":
+                    _packed(tensor, code, name)
     except WeightsError as exc:
         result.refusal = exc
         return result
@@ -1544,19 +1556,33 @@ def _ensure_buffer_location(schema: Any, model_t: Any) -> None:
 # writing: a weights container from any store
 
 def _bare_type(tensor: Tensor) -> tuple[int, str | None]:
-    """The TFLite type code of a dtype, and the tag when stored as bits."""
+    """The TFLite type code of a dtype, and the tag when stored as bits. An int8 tensor read
+    as INT2 (`meta["tflite"]["type"]`) is INT2 again."""
     name = dtype_name(tensor.dtype)
     if name in _TAGGED:
         return TYPE_NAMES["UINT8"], name
+    ns = tensor.meta.get(NAMESPACE)
+    if name == "int8" and isinstance(ns, dict) and ns.get("type") == "INT2":
+        return TYPE_NAMES["INT2"], None
     return _BY_DTYPE[name], None
 
 
-def _bare_chunks(tensor: Tensor, code: int, tagged: bool) -> Callable[[], Iterator[Any]]:
+def _packed(tensor: Tensor, code: int, where: str) -> bytes:
+    tname, _, bits = TYPES[code]
+    values = np.asarray(tensor.read()).astype(np.int16)
+    lo, hi = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if tname in _SIGNED_PACKED
+              else (0, (1 << bits) - 1))
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise UsageError(f"{where!r} is {tname}: values must lie in [{lo}, {hi}]")
+    return pack_bits(values, bits).tobytes()
+
+
+def _bare_chunks(name: str, tensor: Tensor, code: int) -> Callable[[], Iterator[Any]]:
     tname, kind, bits = TYPES[code]
     if kind == "string":
         return lambda: iter([encode_strings(tensor.read())])
     if bits:
-        return lambda: iter([pack_bits(np.asarray(tensor.read()).astype(np.int16), bits).tobytes()])
+        return lambda: iter([_packed(tensor, code, name)])
     return lambda: (_bytes_of(c) for c in tensor.iter_chunks())
 
 
@@ -1593,8 +1619,7 @@ def _write_bare(store: Store, path: str) -> None:
         t.hasRank = True
         sg.tensors.append(t)
         model_t.buffers.append(buffer_t())
-        planned.append((t.buffer, _bare_chunks(tensor, code, tag is not None),
-                        _bare_length(tensor, code)))
+        planned.append((t.buffer, _bare_chunks(name, tensor, code), _bare_length(tensor, code)))
     model_t.subgraphs = [sg]
     doc = carry.build(_strip_own(store), NAME, native_namespace=NAMESPACE, encodings=encodings,
                       file_order=list(store))
