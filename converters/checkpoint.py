@@ -117,27 +117,46 @@ def resolve_prefix(path: str) -> tuple[str, str | None]:
 
 
 def _from_state_file(directory: str) -> str:
+    return _state_prefixes(directory, "model_checkpoint_path")[0]
+
+
+def run_prefixes(directory: str) -> list[str]:
+    """Every checkpoint prefix a directory's `checkpoint` state file lists, oldest first: its
+    `all_model_checkpoint_paths` (the latest alone when it lists none). The state file is the
+    text protobuf `CheckpointState` that `tf.train.CheckpointManager` keeps (tensorflow,
+    tensorflow/python/training/checkpoint_state.proto, written by
+    tensorflow/python/checkpoint/checkpoint_management.py). Every path must stay inside the
+    directory."""
+    return (_state_prefixes(directory, "all_model_checkpoint_paths", many=True)
+            or [_from_state_file(directory)])
+
+
+def _state_prefixes(directory: str, field: str, many: bool = False) -> list[str]:
     state = os.path.join(directory, "checkpoint")
     if not os.path.isfile(state):
         raise UnknownFormatError("expected a directory with a `checkpoint` state file; "
                                  "received one without it", directory)
     with open(state, "rb") as f:
         text = f.read(_STATE_LIMIT).decode("utf-8", "replace")
-    match = re.search(r'^\s*model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"', text, re.M)
-    if not match:
-        raise CorruptFileError("expected `model_checkpoint_path: \"...\"` in the state file",
-                               state)
-    name = re.sub(r"\\(.)", r"\1", match.group(1))
-    if os.path.isabs(name):
-        root = os.path.realpath(directory)
-        target = os.path.realpath(name)
-        if not target.startswith(root + os.sep):
-            raise UnsafeFileError(f"the state file points outside its directory: {name!r}", state)
-        name = os.path.relpath(target, root)
-    prefix = inside(directory, name)
-    if not os.path.isfile(prefix + ".index"):
-        raise CorruptFileError(f"the state file names {name!r}, which has no .index file", state)
-    return prefix
+    found = re.findall(rf'^\s*{field}:\s*"((?:[^"\\]|\\.)*)"', text, re.M)
+    if not found and not many:
+        raise CorruptFileError(f"expected `{field}: \"...\"` in the state file", state)
+    prefixes = []
+    for raw in found:
+        name = re.sub(r"\\(.)", r"\1", raw)
+        if os.path.isabs(name):
+            root = os.path.realpath(directory)
+            target = os.path.realpath(name)
+            if not target.startswith(root + os.sep):
+                raise UnsafeFileError(f"the state file points outside its directory: {name!r}",
+                                      state)
+            name = os.path.relpath(target, root)
+        prefix = inside(directory, name)
+        if not os.path.isfile(prefix + ".index"):
+            raise CorruptFileError(f"the state file names {name!r}, which has no .index file",
+                                   state)
+        prefixes.append(prefix)
+    return prefixes
 
 
 def sniff(path: str, head: bytes) -> bool:
