@@ -144,10 +144,10 @@ class DiffResult:
 
     def as_dict(self) -> dict[str, Any]:
         opts = {f.name: getattr(self.options, f.name) for f in fields(Options)
-                if f.name not in ("max_bytes", "workers", "progress")}  # what is not the result
+                if f.name not in ("max_bytes", "workers", "progress", "norms")}  # what is not the result
         opts = {k: list(v) if isinstance(v, tuple) else v for k, v in opts.items()}
         return {"options": opts, "summary": self.summary,
-                "entries": [e.as_dict() for e in self.entries]}
+                "variables": [e.as_dict() for e in self.entries]}
 
 
 # --- one pair -------------------------------------------------------------------------------
@@ -574,7 +574,7 @@ def _summary(entries: list[Entry], vars_a: list[Var], vars_b: list[Var], matchin
     peaks = [e.max_abs_diff for e in entries if e.max_abs_diff is not None]
     return {
         "identical": all(e.status == "same" for e in entries),
-        "tensors_a": len(vars_a), "tensors_b": len(vars_b),
+        "variables_a": len(vars_a), "variables_b": len(vars_b),
         "counts": counts,
         "matched_by": dict(Counter(p.matched_by for p in matching.pairs)),
         "elements_a": sum(math.prod(v.shape) for v in vars_a),
