@@ -25,11 +25,14 @@ FORMATS = ("text", "json", "markdown", "html")
 
 
 def add_report_arguments(parser: argparse.ArgumentParser, numbers: Sequence[str], *,
-                         formats: Sequence[str] = FORMATS, gates: bool = True) -> None:
-    """--format/--json/-o, --by/--sort/--top, and --fail-if over the per-variable `numbers`."""
+                         formats: Sequence[str] = FORMATS, gates: bool = True,
+                         legacy_input: Sequence[str] = ()) -> None:
+    """--format/--json/-o, --by/--sort/--top, and --fail-if over the per-variable `numbers`.
+    A `legacy_input` value given to --format (an input format, as `show --format` once took)
+    parses as "input:NAME" for the command to turn into --from NAME with a warning."""
     group = parser.add_argument_group("report")
     group.add_argument("--format", dest="output", default="text", metavar="{" + ",".join(formats) + "}",
-                       type=_format_choice(formats),
+                       type=_format_choice(formats, legacy_input),
                        help="report format (default: text; html needs -o and weightkit[report])")
     group.add_argument("--json", dest="output", action="store_const", const="json",
                        help="the same as --format json")
@@ -51,9 +54,11 @@ def add_report_arguments(parser: argparse.ArgumentParser, numbers: Sequence[str]
                                 "differences under every gate exit 0")
 
 
-def _format_choice(formats: Sequence[str]):
+def _format_choice(formats: Sequence[str], legacy_input: Sequence[str] = ()):
     def check(value: str) -> str:
         value = "text" if value == "table" else value  # the old name of the text report
+        if value in legacy_input:
+            return f"input:{value}"
         if value not in formats:
             raise argparse.ArgumentTypeError(
                 f"invalid choice: {value!r} (choose from {', '.join(formats)})")
