@@ -310,3 +310,130 @@ def dump_json(doc: Any, stream: TextIO) -> None:
 def render_json(result: DiffResult, target: Target, file_a: dict, file_b: dict) -> None:
     gates = [r.as_dict() for r in target.gates] if target.gates else None
     dump_json(to_json(result, file_a, file_b, target.view, gates), target.stream)
+
+
+# --- trend -------------------------------------------------------------------------------------
+
+TREND_SCHEMA_VERSION = 1
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | int | None]) -> str:
+    """One character per value, scaled to the largest finite one: ▁..█; `·` exactly 0, `!`
+    NaN or Inf, a space where there is no value."""
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    top = max(finite, default=0.0)
+    out = []
+    for v in values:
+        if v is None:
+            out.append(" ")
+        elif not math.isfinite(v):
+            out.append("!")
+        elif v == 0 or top == 0:
+            out.append("·")
+        else:
+            out.append(_SPARK[min(len(_SPARK) - 1, int(abs(v) / top * (len(_SPARK) - 1) + 0.5))])
+    return "".join(out)
+
+
+def _last(values: Sequence[Any]) -> Any:
+    return next((v for v in reversed(values) if v is not None), None)
+
+
+def _peak(values: Sequence[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return max(present, key=lambda v: math.inf if math.isnan(v) else abs(v))
+
+
+def trend_flags(row: Any, colour_on: bool = False) -> str:
+    flags = []
+    if row.frozen:
+        flags.append(paint("frozen", "36", colour_on))
+    if row.first_nan_step is not None:
+        flags.append(paint(f"NaN@{row.first_nan_step}", "31", colour_on))
+    if row.first_inf_step is not None:
+        flags.append(paint(f"Inf@{row.first_inf_step}", "31", colour_on))
+    if row.exploding:
+        flags.append(paint("exploding", "33", colour_on))
+    return " ".join(flags)
+
+
+def _trend_cells(rows: Sequence[Any], by: str, escape: Any, colour_on: bool
+                 ) -> tuple[list[str], list[list[str]]]:
+    headers = [by, "shape" if by == "variable" else "variables", "Δ prev last", "Δ prev max",
+               "Δ first last", "norm first → last", "Δ prev by step", "flags"]
+    cells = []
+    for r in rows:
+        name = escape(r.name) + ("" if by != "variable" or r.role == "weight" else f" [{r.role}]")
+        norms = [v for v in r.l2_norm if v is not None]
+        norm = f"{num(norms[0])} → {num(norms[-1])}" if norms else ""
+        cells.append([name, shape_text(r.shape) if by == "variable" else str(r.variables),
+                      num(_last(r.rel_l2_prev)), num(_peak(r.rel_l2_prev)),
+                      num(_last(r.rel_l2_first)), norm, sparkline(r.rel_l2_prev[1:]),
+                      trend_flags(r, colour_on)])
+    return headers, cells
+
+
+def trend_summary_line(result: Any) -> str:
+    s = result.summary()
+    steps = ", ".join(str(n) for n in result.steps)
+    parts = [f"{s['frozen']} frozen", f"{s['exploding']} exploding"]
+    if s["with_nan"]:
+        parts.append(f"{s['with_nan']} with NaN (first at step {s['first_nan_step']})")
+    if s["with_inf"]:
+        parts.append(f"{s['with_inf']} with Inf (first at step {s['first_inf_step']})")
+    return (f"{s['checkpoints']} checkpoints (steps {steps}), {s['variables']} variables: "
+            + ", ".join(parts))
+
+
+def trend_rows(result: Any, view: View) -> list[Any]:
+    from .trend import rollup_trend
+    rows = result.series if view.by == "variable" else rollup_trend(result.series, view.by)
+    return order(rows, view.sort, view.top)
+
+
+def render_trend_text(result: Any, target: Target) -> None:
+    out = target.stream
+    for c in result.checkpoints:
+        print(f"step {c['step']}: {safe(c['path'])} ({c['format']})", file=out)
+    headers, cells = _trend_cells(trend_rows(result, target.view), target.view.by, safe,
+                                  target.colour)
+    if cells:
+        print(table(cells, headers), file=out)
+    print(trend_summary_line(result), file=out)
+    print_gates(target.gates, out, target.colour)
+
+
+def render_trend_markdown(result: Any, target: Target) -> None:
+    out = target.stream
+    view = target.view
+    first, last = result.checkpoints[0], result.checkpoints[-1]
+    print(f"#### weightkit trend {md_code(first['path'])} … {md_code(last['path'])}\n", file=out)
+    print(f"**{trend_summary_line(result)}**\n", file=out)
+    rows = trend_rows(result, view)
+    headers, cells = _trend_cells(rows, view.by, md_code, False)
+    what = "variables" if view.by == "variable" else f"{view.by}s"
+    if cells:
+        cells = [[c if i == 0 else md_escape(c) for i, c in enumerate(row)] for row in cells]
+        print(fold(table(cells, headers, markdown=True), len(cells), what), file=out)
+        steps = [str(n) for n in result.steps[1:]]
+        per_step = [[md_code(r.name), *(num(v) for v in r.rel_l2_prev[1:])] for r in rows]
+        print(f"\n<details><summary>relative L2 change from the previous checkpoint, by step"
+              f"</summary>\n\n{table(per_step, [view.by, *steps], markdown=True)}\n\n</details>",
+              file=out)
+    markdown_gates(target.gates, out)
+
+
+def trend_json(result: Any, view: View | None = None, gates: list[dict] | None = None) -> dict:
+    """The JSON document of `trend` (see `schema-trend.json`)."""
+    doc = {"schema_version": TREND_SCHEMA_VERSION, **result.as_dict()}
+    if view is not None:
+        rows = trend_rows(result, view)
+        key = "variables" if view.by == "variable" else "groups"
+        doc[key] = [r.as_dict() for r in rows]
+        doc["view"] = view.as_dict()
+    if gates is not None:
+        doc["gates"] = gates
+    return jsonable(doc)
