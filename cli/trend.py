@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Sequence
 
-from ..converters.checkpoint import run_prefixes
 from ..converters.errors import UsageError
 from ..converters.registry import FORMATS, load
 from ..diff.gates import evaluate, failed
 from ..diff.render import (Target, dump_json, print_gates, render_trend_markdown,
                            render_trend_text, trend_json, trend_rows)
-from ..diff.trend import STEP_FIELDS, VARIABLE_NUMBERS, TrendOptions, TrendResult, trend_stores
+from ..diff.trend import STEP_FIELDS, VARIABLE_NUMBERS, TrendOptions, run_paths, trend_stores
 from .diff import add_selection_arguments
 from .main import Exit
 from .progress import Progress
@@ -46,31 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print nothing; report only through the exit status")
 
 
-def checkpoint_paths(runs: Sequence[str]) -> list[str]:
-    """The checkpoints RUN... names, oldest first: a directory with a `checkpoint` state file
-    stands for every checkpoint it lists; anything else for itself."""
-    paths: list[str] = []
-    for run in runs:
-        if os.path.isdir(run) and os.path.isfile(os.path.join(run, "checkpoint")):
-            paths += [os.path.relpath(p) if not os.path.isabs(run) else p
-                      for p in run_prefixes(run)]
-        else:
-            paths.append(run)
-    if len(paths) < 2:
-        raise UsageError(f"trend: expected two checkpoints or more (a directory whose "
-                         f"`checkpoint` state file lists them, or the files in order); "
-                         f"received {len(paths)}")
-    return paths
-
-
-def trend(paths: Sequence[str], options: TrendOptions | None = None,
-          src_format: str | None = None) -> TrendResult:
-    """Open every checkpoint (all at once: each is streamed once, in lockstep) and compute."""
-    with contextlib.ExitStack() as stack:
-        stores = [stack.enter_context(load(p, src_format)) for p in paths]
-        return trend_stores(stores, options, paths)
-
-
 def run(args: argparse.Namespace) -> int:
     gate_list = gates(args, NUMBERS)
     check_html(args)
@@ -79,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                             no_optimizer=args.no_optimizer, explode=args.explode)
     except ValueError as exc:
         raise UsageError(f"--explode: {exc}") from None
-    paths = checkpoint_paths(args.runs)
+    paths = run_paths(args.runs)
     with contextlib.ExitStack() as stack:
         stores = [stack.enter_context(load(p, args.src_format)) for p in paths]
         total = sum(t.nbytes for s in stores for t in s.values())

@@ -15,7 +15,7 @@ finite, as in the engine):
 - `rel_l2_prev` ‖x_t − x_{t−1}‖ / ‖x_{t−1}‖, `rel_l2_first` ‖x_t − x_0‖ / ‖x_0‖ (inf when only
   the reference norm is 0), `max_abs_diff_prev` max |x_t − x_{t−1}|, `changed` the elements not
   equal to the previous checkpoint's (NaN equals NaN);
-- `l2_norm` ‖x_t‖ over its finite values, `nan` and `inf` its counts;
+- `l2_norm` ‖x_t‖ over its finite values (null when it has none), `nan` and `inf` its counts;
 - `frozen`: present in two checkpoints or more and never changed (bit for bit, up to -0.0 = 0.0);
 - `first_nan_step`, `first_inf_step`: the step of the first checkpoint holding one;
 - `norm_growth`: the largest ‖x_t‖ / ‖x_{t−1}‖ over the run (previous norm nonzero);
@@ -26,6 +26,7 @@ shape, and `first` means its first checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..converters.dtypes import is_string
+from ..converters.errors import UsageError
 from ..converters.store import CHUNK_BYTES, Store, Tensor
 from .engine import (_INT4, PIECE, Options, Sums, _Accumulator, aligned, compare_piece,
                      kernel_for, select)
@@ -146,6 +148,44 @@ def step_numbers(paths: Sequence[str]) -> list[int]:
     return list(range(len(paths)))
 
 
+def run_paths(runs: Sequence[str | os.PathLike]) -> list[str]:
+    """The checkpoints RUN... names, oldest first: a directory with a TF `checkpoint` state file
+    stands for every checkpoint it lists (`all_model_checkpoint_paths`); anything else (a file,
+    a checkpoint prefix, a SavedModel directory) for itself. Raises UsageError for fewer than
+    two."""
+    from ..converters.checkpoint import run_prefixes
+    paths: list[str] = []
+    for run in map(os.fspath, runs):
+        if os.path.isdir(run) and os.path.isfile(os.path.join(run, "checkpoint")):
+            paths += [p if os.path.isabs(run) else os.path.relpath(p) for p in run_prefixes(run)]
+        else:
+            paths.append(run)
+    if len(paths) < 2:
+        raise UsageError(f"trend: expected two checkpoints or more (a directory whose "
+                         f"`checkpoint` state file lists them, or the files in order); "
+                         f"received {len(paths)}")
+    return paths
+
+
+def trend(runs: str | os.PathLike | Sequence[str | os.PathLike], *, format: str | None = None,
+          include: Sequence[str] = (), exclude: Sequence[str] = (), no_optimizer: bool = False,
+          explode: float = 10.0) -> dict[str, Any]:
+    """The trend of a training run as the JSON document `weightkit trend --format json` prints
+    (`diff/schema-trend.json`; non-finite numbers as "inf"/"-inf"/"nan").
+
+    `runs`: a checkpoint directory with a `checkpoint` state file, or the checkpoints (files or
+    prefixes, any format weightkit reads) oldest first. Raises UsageError (fewer than two
+    checkpoints) and the readers' WeightsError subclasses."""
+    from ..converters.registry import load
+    from .render import trend_json
+    runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
+    paths = run_paths(runs)
+    opts = TrendOptions(tuple(include), tuple(exclude), no_optimizer, explode)
+    with contextlib.ExitStack() as stack:
+        stores = [stack.enter_context(load(p, format)) for p in paths]
+        return trend_json(trend_stores(stores, opts, paths))
+
+
 def trend_stores(stores: Sequence[Store], opts: TrendOptions | None = None,
                  paths: Sequence[str] | None = None) -> TrendResult:
     """The trend of every selected variable over `stores` (oldest first, at least two)."""
@@ -235,7 +275,8 @@ def _series_job(name: str, tensors: list[Tensor | None], max_bytes: int,
             series.changed[t] = first.size if j else None
             continue
         if not strings:
-            series.l2_norm[t] = math.sqrt(norm[j])
+            if nan[j] + inf[j] < first.size:  # else no finite value to take a norm of
+                series.l2_norm[t] = math.sqrt(norm[j])
             series.nan[t], series.inf[t] = nan[j], inf[j]
         sums = StepSums(norm[j])
         if j >= 1:
@@ -348,9 +389,10 @@ def rollup_trend(series: Sequence[Series], by: str) -> list[TrendGroup]:
             here = [(m, m.sums[t]) for m in ms if m.sums[t] is not None]
             if not here:
                 continue
-            numeric = [(m, s) for m, s in here if m.l2_norm[t] is not None]
-            if numeric:
+            numeric = [(m, s) for m, s in here if m.nan[t] is not None]
+            if any(m.l2_norm[t] is not None for m, _ in numeric):
                 cols["l2_norm"][t] = math.sqrt(math.fsum(s.norm_sq for _, s in numeric))
+            if numeric:
                 cols["nan"][t] = sum(m.nan[t] for m, _ in numeric)
                 cols["inf"][t] = sum(m.inf[t] for m, _ in numeric)
             for key, attr in (("rel_l2_prev", "prev"), ("rel_l2_first", "first")):
