@@ -340,10 +340,9 @@ def trend_report(result: Any, target: Target) -> str:
         norms = [v for v in r.l2_norm if v is not None]
         prev = [v for v in r.rel_l2_prev if v is not None]
         cells.append([_esc(r.name), _esc(shape_text(r.shape)) if by == "variable"
-                      else str(r.variables), num(prev[-1] if prev else None),
-                      num(max(prev, key=abs) if prev else None),
-                      num(next((v for v in reversed(r.rel_l2_first) if v is not None), None)),
-                      num(norms[0] if norms else None), num(norms[-1] if norms else None),
+                      else str(r.variables), num(r.rel_l2_prev[-1]),
+                      num(max(prev, key=abs) if prev else None), num(r.rel_l2_first[-1]),
+                      num(norms[0] if norms else None), num(r.l2_norm[-1]),
                       html.escape(sparkline(r.rel_l2_prev[1:])),
                       f'<span class="flag">{html.escape(trend_flags(r))}</span>'])
     page.add(f"<h2>{'Variables' if by == 'variable' else by.title() + 's'}</h2>" +

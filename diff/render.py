@@ -336,8 +336,9 @@ def sparkline(values: Sequence[float | int | None]) -> str:
     return "".join(out)
 
 
-def _last(values: Sequence[Any]) -> Any:
-    return next((v for v in reversed(values) if v is not None), None)
+def _final(values: Sequence[Any]) -> str:
+    """The value at the last checkpoint ("-" when there is none: absent, or no finite value)."""
+    return "-" if values[-1] is None else num(values[-1])
 
 
 def _peak(values: Sequence[Any]) -> Any:
@@ -367,12 +368,11 @@ def _trend_cells(rows: Sequence[Any], by: str, escape: Any, colour_on: bool
     cells = []
     for r in rows:
         name = escape(r.name) + ("" if by != "variable" or r.role == "weight" else f" [{r.role}]")
-        norms = [v for v in r.l2_norm if v is not None]
-        norm = f"{num(norms[0])} → {num(norms[-1])}" if norms else ""
+        first = next((v for v in r.l2_norm if v is not None), None)
+        norm = f"{'-' if first is None else num(first)} → {_final(r.l2_norm)}"
         cells.append([name, shape_text(r.shape) if by == "variable" else str(r.variables),
-                      num(_last(r.rel_l2_prev)), num(_peak(r.rel_l2_prev)),
-                      num(_last(r.rel_l2_first)), norm, sparkline(r.rel_l2_prev[1:]),
-                      trend_flags(r, colour_on)])
+                      _final(r.rel_l2_prev), num(_peak(r.rel_l2_prev)), _final(r.rel_l2_first),
+                      norm, sparkline(r.rel_l2_prev[1:]), trend_flags(r, colour_on)])
     return headers, cells
 
 

@@ -396,8 +396,9 @@ def rollup_trend(series: Sequence[Series], by: str) -> list[TrendGroup]:
                 cols["nan"][t] = sum(m.nan[t] for m, _ in numeric)
                 cols["inf"][t] = sum(m.inf[t] for m, _ in numeric)
             for key, attr in (("rel_l2_prev", "prev"), ("rel_l2_first", "first")):
-                sums = [getattr(s, attr) for _, s in numeric if getattr(s, attr) is not None]
-                if sums:
+                sums = [getattr(s, attr) for _, s in numeric
+                        if getattr(s, attr) is not None and getattr(s, attr).finite]
+                if sums:  # else no finite pair: no relative change to tell
                     cols[key][t] = relative(math.fsum(x.sum_sq for x in sums),
                                             math.fsum(x.aa for x in sums))
             changed = [m.changed[t] for m, _ in here if m.changed[t] is not None]
