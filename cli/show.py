@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import fnmatch
-import io
 import os
 import re
 import sys
@@ -21,7 +20,7 @@ from ..converters.store import Store, Tensor
 from ..diff.gates import evaluate, failed
 from ..diff.render import (dump_json, fold, markdown_gates, md_code, num, print_gates,
                            shape_text)
-from ..diff.rollup import StatsGroup, order, rollup_stats
+from ..diff.rollup import order, rollup_stats
 from ..diff.summary import TensorStats, stats_of
 from .diff import add_selection_arguments
 from .main import Exit

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Sequence
 
 from ..converters.errors import UsageError
 from ..converters.registry import FORMATS, load

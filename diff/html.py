@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from ..cli.text import safe
 from ..converters.deps import require
 from ..converters.dtypes import is_string
 from ..converters.store import Store, Tensor
-from .engine import DiffResult, Entry, pieces
+from .engine import DiffResult, pieces
 from .render import (Target, diff_rows, gate_lines, num, shape_text, sparkline, summary_line,
                      trend_flags, trend_rows, trend_summary_line)
 from .rollup import order, rollup_diff
