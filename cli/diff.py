@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             result = compare(store_a, store_b, replace(opts, progress=bar.advance))
         tripped = evaluate(gate_list, gate_rows(result, args.by))
         report(result, args, args.a, args.b, store_a.format, store_b.format, tripped=tripped,
-               stores=(store_a, store_b))
+               stores=None if args.index_only else (store_a, store_b))
     if gate_list:
         return Exit.DIFFERENT if failed(tripped) else Exit.OK
     return Exit.OK if result.identical else Exit.DIFFERENT

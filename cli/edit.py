@@ -16,7 +16,7 @@ from ..converters.registry import check, format_for_output, load, losses, save
 from ..converters.store import Store
 from .convert import add_output_arguments, check_output
 from .progress import Progress, data_bytes, tracked
-from .text import safe, table
+from .text import colour, safe, table
 
 HELP = ("edit weights (rename, drop, keep, no-optimizer, cast, scale, prune, set, add) "
         "and write a new file")
@@ -199,7 +199,8 @@ def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
         print(safe(f"writing {fmt} would lose: {'; '.join(lost)}"
                    + ("" if args.allow_lossy else " (refused without --allow-lossy)")))
     print()
-    render_table(diff_stores(store, edited), Target(sys.stdout),
-                 f"{args.src} ({store.format})", f"{args.dst} (edited)")
+    target = Target(sys.stdout, colour=colour(sys.stdout, args.color))
+    render_table(diff_stores(store, edited), target, f"{args.src} ({store.format})",
+                 f"{args.dst} (edited)")
     if refused is not None:
         raise refused
