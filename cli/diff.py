@@ -24,7 +24,8 @@ from ..diff.rollup import rollup_diff
 from .main import Exit
 from .progress import Progress, data_bytes
 from .report import FORMATS as REPORTS
-from .report import add_report_arguments, check_html, destination, gates, view
+from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
+                     gates, view)
 from .text import colour
 
 HELP = "compare two weights files (any formats): exit 0 same, 1 different, 2 trouble"
@@ -57,19 +58,6 @@ def add_diff_options(parser: argparse.ArgumentParser, formats: Sequence[str] = R
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="print nothing; report only through the exit status")
     add_report_arguments(parser, DIFF_NUMBERS, formats=formats, gates=gates)
-
-
-def add_selection_arguments(parser: argparse.ArgumentParser, filter_alias: bool = False) -> None:
-    """--include/--exclude/--no-optimizer: the variables a command reads (show, diff, trend,
-    convert)."""
-    names = ("--include", "--filter") if filter_alias else ("--include",)
-    parser.add_argument(*names, dest="include", metavar="GLOB", action="append", default=[],
-                        help="only variables whose name matches GLOB (repeatable)"
-                             + ("; --filter is the old spelling" if filter_alias else ""))
-    parser.add_argument("--exclude", metavar="GLOB", action="append", default=[],
-                        help="leave out variables whose name matches GLOB (repeatable)")
-    parser.add_argument("--no-optimizer", action="store_true",
-                        help="leave out optimizer slots and counters")
 
 
 def options(args: argparse.Namespace) -> Options:

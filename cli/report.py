@@ -54,6 +54,19 @@ def add_report_arguments(parser: argparse.ArgumentParser, numbers: Sequence[str]
                                 "differences under every gate exit 0")
 
 
+def add_selection_arguments(parser: argparse.ArgumentParser, filter_alias: bool = False) -> None:
+    """--include/--exclude/--no-optimizer: the variables a command reads (show, diff, trend,
+    convert)."""
+    names = ("--include", "--filter") if filter_alias else ("--include",)
+    parser.add_argument(*names, dest="include", metavar="GLOB", action="append", default=[],
+                        help="only variables whose name matches GLOB (repeatable)"
+                             + ("; --filter is the old spelling" if filter_alias else ""))
+    parser.add_argument("--exclude", metavar="GLOB", action="append", default=[],
+                        help="leave out variables whose name matches GLOB (repeatable)")
+    parser.add_argument("--no-optimizer", action="store_true",
+                        help="leave out optimizer slots and counters")
+
+
 def _format_choice(formats: Sequence[str], legacy_input: Sequence[str] = ()):
     def check(value: str) -> str:
         value = "text" if value == "table" else value  # the old name of the text report

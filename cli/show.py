@@ -22,10 +22,10 @@ from ..diff.render import (dump_json, fold, markdown_gates, md_code, num, print_
                            shape_text)
 from ..diff.rollup import order, rollup_stats
 from ..diff.summary import TensorStats, stats_of
-from .diff import add_selection_arguments
 from .main import Exit
 from .progress import Progress
-from .report import add_report_arguments, check_html, destination, gates, view
+from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
+                     gates, view)
 from .text import colour, md_escape, paint, safe, table
 
 HELP = "show the variables of a weights file: shapes, dtypes, statistics, values"

@@ -17,10 +17,10 @@ from ..diff.gates import evaluate, failed
 from ..diff.render import (Target, dump_json, print_gates, render_trend_markdown,
                            render_trend_text, trend_json, trend_rows)
 from ..diff.trend import STEP_FIELDS, VARIABLE_NUMBERS, TrendOptions, run_paths, trend_stores
-from .diff import add_selection_arguments
 from .main import Exit
 from .progress import Progress
-from .report import add_report_arguments, check_html, destination, gates, view
+from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
+                     gates, view)
 from .text import colour
 
 HELP = ("how every variable moved over a run's checkpoints: change per step and since the "
