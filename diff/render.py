@@ -204,8 +204,6 @@ def md_code(text: str) -> str:
     return f"{ticks}{pad}{text}{pad}{ticks}".replace("|", "\\|")
 
 
-_md_code = md_code
-
 
 def fold(markdown_table: str, rows: int, what: str) -> str:
     """A markdown table, folded in `<details>` when it has more than FOLD_ROWS rows, so that a
@@ -277,8 +275,6 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     return _json_number(value)
 
-
-_jsonable = jsonable
 
 
 def to_json(result: DiffResult, file_a: dict, file_b: dict, view: View | None = None,
