@@ -14,13 +14,14 @@ from functools import partial
 from typing import TextIO
 
 from ..converters.errors import UsageError
-from ..converters.registry import FORMATS, load
-from ..diff.engine import MATCH_MODES, DiffResult, Options, diff_stores
-from ..diff.gates import Tripped, evaluate, failed
-from ..diff.index_diff import diff_checksums
-from ..diff.render import (DIFF_NUMBERS, Target, print_gates, render_json, render_markdown,
-                           render_table)
-from ..diff.rollup import rollup_diff
+from ..converters.registry import FORMATS, index_format, load
+from ..converters.store import Store
+from ..diffing.engine import MATCH_MODES, DiffResult, Options, diff_stores
+from ..diffing.gates import Tripped, evaluate, failed
+from ..diffing.index_diff import diff_checksums
+from ..diffing.render import (DIFF_NUMBERS, Target, print_gates, render_json, render_markdown,
+                              render_table)
+from ..diffing.rollup import rollup_diff
 from .main import Exit
 from .progress import Progress, data_bytes
 from .report import FORMATS as REPORTS
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The diff options, shared with the git diff driver."""
     parser.add_argument("a", help="first weights file, checkpoint prefix or directory")
     parser.add_argument("b", help="second weights file, checkpoint prefix or directory")
-    parser.add_argument("--from", dest="src_format", choices=sorted(FORMATS),
+    parser.add_argument("--from", dest="src_format", metavar="FORMAT",
                         help="read both files as this format (default: detected from content)")
     add_diff_options(parser)
 
@@ -98,12 +99,23 @@ def report(result: DiffResult, args: argparse.Namespace, label_a: str, label_b: 
         elif args.output == "markdown":
             render_markdown(result, target, label_a, label_b)
         elif args.output == "html":
-            from ..diff.html import diff_report
+            from ..diffing.html import diff_report
             stream.write(diff_report(result, target, file_a, file_b, stores))
         else:
             render_table(result, target, f"{label_a} ({format_a})", f"{label_b} ({format_b})")
     if tripped and (args.output != "text" or args.output_file):
         print_gates(tripped, sys.stderr, colour(sys.stderr, getattr(args, "color", "auto")))
+
+
+def read_index(path: str) -> Store:
+    """What the index file `path` records (dtypes, shapes, checksums), without its data files:
+    for formats with index-only reading (a TF checkpoint's `.index`)."""
+    record = index_format(path)
+    if record is None:
+        with_index = [f.name for f in FORMATS.values() if f.index is not None]
+        raise UsageError(f"--index-only reads index files of {', '.join(with_index)}; this is "
+                         "not one", path)
+    return record.index.read(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,7 +124,6 @@ def run(args: argparse.Namespace) -> int:
     check_html(args)
     read, compare = partial(load, format=args.src_format), diff_stores
     if args.index_only:
-        from ..converters.checkpoint import read_index
         read, compare = read_index, diff_checksums
     with read(args.a) as store_a, read(args.b) as store_b:
         total = data_bytes(store_a) + data_bytes(store_b)

@@ -10,15 +10,15 @@ import argparse
 import contextlib
 import io
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
 
 from ..converters.atomic import atomic_output
 from ..converters.deps import require
 from ..converters.errors import UsageError
-from ..diff.gates import Gate, parse_all
-from ..diff.render import View
-from ..diff.rollup import BY
+from ..diffing.gates import Gate, parse_all
+from ..diffing.render import View
+from ..diffing.rollup import BY
 from .text import colour
 
 FORMATS = ("text", "json", "markdown", "html")
@@ -26,10 +26,11 @@ FORMATS = ("text", "json", "markdown", "html")
 
 def add_report_arguments(parser: argparse.ArgumentParser, numbers: Sequence[str], *,
                          formats: Sequence[str] = FORMATS, gates: bool = True,
-                         legacy_input: Sequence[str] = ()) -> None:
+                         legacy_input: Callable[[str], bool] | None = None) -> None:
     """--format/--json/-o, --by/--sort/--top, and --fail-if over the per-variable `numbers`.
-    A `legacy_input` value given to --format (an input format, as `show --format` once took)
-    parses as "input:NAME" for the command to turn into --from NAME with a warning."""
+    A value given to --format for which `legacy_input` holds (an input format, as `show
+    --format` once took) parses as "input:NAME" for the command to turn into --from NAME with a
+    warning."""
     group = parser.add_argument_group("report")
     group.add_argument("--format", dest="output", default="text", metavar="{" + ",".join(formats) + "}",
                        type=_format_choice(formats, legacy_input),
@@ -67,10 +68,10 @@ def add_selection_arguments(parser: argparse.ArgumentParser, filter_alias: bool 
                         help="leave out optimizer slots and counters")
 
 
-def _format_choice(formats: Sequence[str], legacy_input: Sequence[str] = ()):
+def _format_choice(formats: Sequence[str], legacy_input: Callable[[str], bool] | None = None):
     def check(value: str) -> str:
         value = "text" if value == "table" else value  # the old name of the text report
-        if value in legacy_input:
+        if value not in formats and legacy_input is not None and legacy_input(value):
             return f"input:{value}"
         if value not in formats:
             raise argparse.ArgumentTypeError(

@@ -15,13 +15,13 @@ import numpy as np
 
 from ..converters.atomic import atomic_output
 from ..converters.errors import UsageError
-from ..converters.registry import FORMATS, load
+from ..converters.registry import load
 from ..converters.store import Store, Tensor
-from ..diff.gates import evaluate, failed
-from ..diff.render import (dump_json, fold, markdown_gates, md_code, num, print_gates,
-                           shape_text)
-from ..diff.rollup import order, rollup_stats
-from ..diff.summary import TensorStats, stats_of
+from ..diffing.gates import evaluate, failed
+from ..diffing.render import (dump_json, fold, markdown_gates, md_code, num, print_gates,
+                              shape_text)
+from ..diffing.rollup import order, rollup_stats
+from ..diffing.summary import TensorStats, stats_of
 from .main import Exit
 from .progress import Progress
 from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
@@ -37,11 +37,11 @@ _SPEC = re.compile(r"(.*)\[([^\[\]]*)\]")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="weights file, checkpoint prefix or directory")
-    parser.add_argument("--from", dest="src_format", choices=sorted(FORMATS),
-                        help="read as this format (default: detected from content)")
+    parser.add_argument("--from", dest="src_format", metavar="FORMAT",
+                        help="read as this format (default: detected from the content)")
     add_selection_arguments(parser, filter_alias=True)
     parser.add_argument("--no-stats", action="store_true", help="names, shapes and dtypes only")
-    add_report_arguments(parser, NUMBERS, legacy_input=sorted(FORMATS))
+    add_report_arguments(parser, NUMBERS, legacy_input=is_input_format)
     values = parser.add_argument_group("values")
     values.add_argument("--values", metavar="NAME", nargs="+", action="extend",
                         help="print the values of variables: names or globs, each with an "
@@ -53,6 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --values: write the selections to one .npz archive")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="print nothing (with --fail-if: report only through the exit status)")
+
+
+def is_input_format(name: str) -> bool:
+    """Whether `name` is a weights format (the old `show --format NAME`)."""
+    from ..converters.registry import get
+    try:
+        get(name)
+    except Exception:  # noqa: BLE001 (an unknown name, whichever error the registry uses)
+        return False
+    return True
 
 
 def select(store: Store, include: Sequence[str] | None, no_optimizer: bool,
@@ -118,7 +128,7 @@ def _report(store: Store, args: argparse.Namespace, doc: dict, shown: list[dict]
                 doc[("groups" if "groups" in doc else "variables")] = shown
             dump_json(doc, out)
         elif args.output == "html":
-            from ..diff.html import show_report
+            from ..diffing.html import show_report
             out.write(show_report(store, doc, shown, args.by))
         elif args.output == "markdown":
             _print_markdown(doc, shown, args.by, out)

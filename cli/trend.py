@@ -12,11 +12,11 @@ import contextlib
 import sys
 
 from ..converters.errors import UsageError
-from ..converters.registry import FORMATS, load
-from ..diff.gates import evaluate, failed
-from ..diff.render import (Target, dump_json, print_gates, render_trend_markdown,
+from ..converters.registry import load
+from ..diffing.gates import evaluate, failed
+from ..diffing.render import (Target, dump_json, print_gates, render_trend_markdown,
                            render_trend_text, trend_json, trend_rows)
-from ..diff.trend import STEP_FIELDS, VARIABLE_NUMBERS, TrendOptions, run_paths, trend_stores
+from ..diffing.trend import STEP_FIELDS, VARIABLE_NUMBERS, TrendOptions, run_paths, trend_stores
 from .main import Exit
 from .progress import Progress
 from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN",
                         help="a checkpoint directory with a `checkpoint` state file, or two or "
                              "more weights files / checkpoint prefixes, oldest first")
-    parser.add_argument("--from", dest="src_format", choices=sorted(FORMATS),
+    parser.add_argument("--from", dest="src_format", metavar="FORMAT",
                         help="read every checkpoint as this format (default: detected)")
     add_selection_arguments(parser)
     parser.add_argument("--explode", metavar="FACTOR", type=float, default=10.0,
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 elif args.output == "markdown":
                     render_trend_markdown(result, target)
                 elif args.output == "html":
-                    from ..diff.html import trend_report
+                    from ..diffing.html import trend_report
                     out.write(trend_report(result, target))
                 else:
                     render_trend_text(result, target)

@@ -153,11 +153,11 @@ def run_paths(runs: Sequence[str | os.PathLike]) -> list[str]:
     stands for every checkpoint it lists (`all_model_checkpoint_paths`); anything else (a file,
     a checkpoint prefix, a SavedModel directory) for itself. Raises UsageError for fewer than
     two."""
-    from ..converters.checkpoint import run_prefixes
+    from ..converters.checkpoint import state_prefixes
     paths: list[str] = []
     for run in map(os.fspath, runs):
         if os.path.isdir(run) and os.path.isfile(os.path.join(run, "checkpoint")):
-            paths += [p if os.path.isabs(run) else os.path.relpath(p) for p in run_prefixes(run)]
+            paths += [p if os.path.isabs(run) else os.path.relpath(p) for p in state_prefixes(run)]
         else:
             paths.append(run)
     if len(paths) < 2:

@@ -14,18 +14,19 @@ import numpy as np
 import pytest
 
 import weightkit
+import weightkit.diffing
 from weightkit.converters.store import Store
-from weightkit.diff.engine import Options, diff_stores
-from weightkit.diff.gates import Gate, evaluate, parse
-from weightkit.diff.rollup import group_name, order, rollup_diff, rollup_stats
-from weightkit.diff.summary import stats_of
+from weightkit.diffing.engine import Options, diff_stores
+from weightkit.diffing.gates import Gate, evaluate, parse
+from weightkit.diffing.rollup import group_name, order, rollup_diff, rollup_stats
+from weightkit.diffing.summary import stats_of
 
 from conftest import run_cli
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-PKG = Path(weightkit.__file__).parent
-DIFF_SCHEMA = json.loads((PKG / "diff" / "schema.json").read_text())
-SHOW_SCHEMA = json.loads((PKG / "diff" / "schema-show.json").read_text())
+PKG = Path(weightkit.diffing.__file__).parent  # the folder diff/, installed as weightkit.diffing
+DIFF_SCHEMA = json.loads((PKG / "schema.json").read_text())
+SHOW_SCHEMA = json.loads((PKG / "schema-show.json").read_text())
 BEFORE = FIXTURES / "conv--tfkeras-before-full.h5"  # tf_keras, trained 2 and 3 steps
 AFTER = FIXTURES / "conv--tfkeras-after-full.h5"
 

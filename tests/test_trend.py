@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 
 import weightkit
+import weightkit.diffing
 from weightkit.converters.store import Store
-from weightkit.diff.render import sparkline
-from weightkit.diff.trend import TrendOptions, rollup_trend, step_numbers, trend_stores
+from weightkit.diffing.render import sparkline
+from weightkit.diffing.trend import TrendOptions, rollup_trend, step_numbers, trend_stores
 
 from conftest import run_cli
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 RUN = FIXTURES / "run--tfkeras-ckptdir"
-SCHEMA = json.loads((Path(weightkit.__file__).parent / "diff" / "schema-trend.json").read_text())
+SCHEMA = json.loads((Path(weightkit.diffing.__file__).parent / "schema-trend.json").read_text())
 
 _DUMP = """
 import os, sys
