@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                             no_optimizer=args.no_optimizer, explode=args.explode)
     except ValueError as exc:
         raise UsageError(f"--explode: {exc}") from None
-    paths = run_paths(args.runs)
+    paths = run_paths(args.runs, args.src_format)
     with contextlib.ExitStack() as stack:
         stores = [stack.enter_context(load(p, args.src_format)) for p in paths]
         total = sum(t.nbytes for s in stores for t in s.values())

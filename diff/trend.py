@@ -148,16 +148,17 @@ def step_numbers(paths: Sequence[str]) -> list[int]:
     return list(range(len(paths)))
 
 
-def run_paths(runs: Sequence[str | os.PathLike]) -> list[str]:
-    """The checkpoints RUN... names, oldest first: a directory with a TF `checkpoint` state file
-    stands for every checkpoint it lists (`all_model_checkpoint_paths`); anything else (a file,
-    a checkpoint prefix, a SavedModel directory) for itself. Raises UsageError for fewer than
-    two."""
-    from ..converters.checkpoint import state_prefixes
+def run_paths(runs: Sequence[str | os.PathLike], format: str | None = None) -> list[str]:
+    """The checkpoints RUN... names, oldest first: a path whose format has a `run` (a directory
+    with a TF `checkpoint` state file) stands for every checkpoint it lists
+    (`all_model_checkpoint_paths`); anything else (a file, a checkpoint prefix, a SavedModel
+    directory) for itself. Raises UsageError for fewer than two."""
+    from ..converters import registry
     paths: list[str] = []
     for run in map(os.fspath, runs):
-        if os.path.isdir(run) and os.path.isfile(os.path.join(run, "checkpoint")):
-            paths += [p if os.path.isabs(run) else os.path.relpath(p) for p in state_prefixes(run)]
+        record = registry.get(format or registry.detect(run)) if os.path.isdir(run) else None
+        if record is not None and record.run is not None:
+            paths += [p if os.path.isabs(run) else os.path.relpath(p) for p in record.run(run)]
         else:
             paths.append(run)
     if len(paths) < 2:
@@ -179,7 +180,7 @@ def trend(runs: str | os.PathLike | Sequence[str | os.PathLike], *, format: str 
     from ..converters.registry import load
     from .render import trend_json
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
-    paths = run_paths(runs)
+    paths = run_paths(runs, format)
     opts = TrendOptions(tuple(include), tuple(exclude), no_optimizer, explode)
     with contextlib.ExitStack() as stack:
         stores = [stack.enter_context(load(p, format)) for p in paths]
