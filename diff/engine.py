@@ -450,11 +450,13 @@ def aligned(*streams: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, ...]]:
     its = [iter(s) for s in streams]
     heads: list[np.ndarray | None] = [np.empty(0)] * len(its)
     while True:
+        # every stream is asked before stopping, so that each runs to its end (where a reader
+        # checks the crc of what it read)
         for i, it in enumerate(its):
             if not heads[i].size:  # type: ignore[union-attr]
                 heads[i] = next(it, None)
-                if heads[i] is None:
-                    return
+        if any(h is None for h in heads):
+            return
         n = min(min(h.size for h in heads), PIECE)  # type: ignore[union-attr]
         if n:
             yield tuple(h[:n] for h in heads)  # type: ignore[index]
