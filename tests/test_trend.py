@@ -226,3 +226,18 @@ def test_step_numbers_and_sparkline():
     assert step_numbers(["x.h5", "y.h5"]) == [0, 1]
     assert step_numbers(["m-2.npz", "m-1.npz"]) == [0, 1]  # not increasing: positions
     assert sparkline([None, 0.0, 1.0, 0.5, math.inf]) == " ·█▅!"
+
+
+def test_a_damaged_checkpoint_in_the_run_is_one_line_and_exit_2(tmp_path):
+    """A flipped bit in one checkpoint's data: the reader's crc check fails while trend streams
+    it (every stream is read to its end), one line naming the file, no report."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    data = run / "ckpt-3.data-00000-of-00001"
+    raw = bytearray(data.read_bytes())
+    raw[20] ^= 0x10
+    data.write_bytes(bytes(raw))
+    done = run_cli("trend", run, "--format", "json")
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and "ckpt-3" in done.stderr, done.stderr
