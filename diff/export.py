@@ -537,7 +537,7 @@ def _summary(entries: list, a: Store, b: Store, result: _Result, skipped: list[s
     dequantized = [p.exp.name for p in result.pairs if "dequantized" in p.exp.tensor.meta]
     return {
         "identical": all(e.status in ("same", "folded") for e in entries),
-        "tensors_a": sum(1 for t in a.values()), "tensors_b": sum(1 for t in b.values()),
+        "variables_a": len(a), "variables_b": len(b),
         "counts": counts,
         "matched_by": {"export": len(result.pairs) + len(result.folded)} if result.pairs or
         result.folded else {},

@@ -107,7 +107,7 @@ def test_shared_buffers_are_shown() -> None:
     """The converter shares buffers across subgraphs and between shapes; show --json says so."""
     result = run_cli("show", fixture("tllstm--keras3-f32.tflite"), "--json")
     assert result.returncode == 0, result.stderr
-    rows = {r["name"]: r for r in json.loads(result.stdout)["tensors"]}
+    rows = {r["name"]: r for r in json.loads(result.stdout)["variables"]}
     shared = {n: r["meta"]["tflite"]["shared_with"] for n, r in rows.items()
               if "shared_with" in r["meta"]["tflite"]}
     assert shared["arith.constant"] == ["tllstm_1/lstm_1/TensorArrayV2_1"]
@@ -360,7 +360,7 @@ def test_dequantize_other_schemes() -> None:
 def test_show_and_convert_dequantize(tmp_path: Path) -> None:
     src = fixture("tldense--keras3-dyn.tflite")
     shown = json.loads(run_cli("show", src, "--json", "--dequantize").stdout)
-    rows = {r["name"]: r for r in shown["tensors"]}
+    rows = {r["name"]: r for r in shown["variables"]}
     assert rows["tldense_1/d1_1/MatMul"]["dtype"] == "float32"
     assert rows["tldense_1/d1_1/MatMul"]["meta"]["dequantized"]["from"] == "int8"
     result = run_cli("convert", src, tmp_path / "w.safetensors", "--dequantize")
@@ -384,11 +384,11 @@ def _wdiff(a, b, *extra: str) -> tuple[int, dict]:
 def test_float32_export_diffs_identical_with_its_source(name: str) -> None:
     entry = manifest()[name]
     code, report = _wdiff(_source(entry), fixture(entry))
-    assert code == 0, [e for e in report["entries"] if e["status"] not in ("same", "folded")]
-    paired = [e for e in report["entries"] if e["status"] == "same"]
+    assert code == 0, [e for e in report["variables"] if e["status"] not in ("same", "folded")]
+    paired = [e for e in report["variables"] if e["status"] == "same"]
     sources = [v["name"] for v in entry["variables"]]
     assert len(paired) + report["summary"]["counts"].get("folded", 0) == len(sources)
-    assert all(e["matched_by"] == "export" for e in report["entries"])
+    assert all(e["matched_by"] == "export" for e in report["variables"])
     validate(report)
 
 
@@ -400,7 +400,7 @@ def validate(report: dict) -> None:
 
 def test_batchnorm_folded_into_the_convolution_is_shown_as_folded() -> None:
     code, report = _wdiff(fixture("tlconv--keras3.keras"), fixture("tlconv--keras3-f32.tflite"))
-    by_a = {e["name_a"]: e for e in report["entries"]}
+    by_a = {e["name_a"]: e for e in report["variables"]}
     assert {by_a[f"bn1/{i}"]["status"] for i in range(4)} == {"folded"}
     assert all(by_a[f"bn1/{i}"]["name_b"] == "tlconv_1/c1_1/convolution" for i in range(4))
     kernel = by_a["c1/0"]
@@ -420,7 +420,7 @@ def test_int8_export_reports_the_quantization_error_per_layer() -> None:
     code, report = _wdiff(fixture("tlconv--keras3.keras"), fixture("tlconv--keras3-int8.tflite"),
                           "--dequantize")
     assert code == 1
-    by_a = {e["name_a"]: e for e in report["entries"]}
+    by_a = {e["name_a"]: e for e in report["variables"]}
     with weightkit.load(fixture("tlconv--keras3.keras")) as keras, \
             weightkit.load(fixture("tlconv--keras3-int8.tflite")) as lite:
         real = dequantize(lite)
@@ -456,8 +456,8 @@ def test_export_diff_either_way_round() -> None:
                         "--dequantize")
     _, backward = _wdiff(fixture("tldense--keras3-dyn.tflite"), fixture("tldense--keras3.keras"),
                          "--dequantize")
-    pairs = {(e["name_a"], e["name_b"]): e["status"] for e in forward["entries"]}
-    assert {(e["name_b"], e["name_a"]): e["status"] for e in backward["entries"]} == pairs
+    pairs = {(e["name_a"], e["name_b"]): e["status"] for e in forward["variables"]}
+    assert {(e["name_b"], e["name_a"]): e["status"] for e in backward["variables"]} == pairs
     assert backward["summary"]["export"]["side"] == "a"
     changed = {a for (a, _), s in pairs.items() if s == "changed"}
     assert changed == {"d1/0", "d2/0"}  # the two kernels of >= 1024 elements became int8
@@ -469,7 +469,7 @@ def test_pruned_export_differs_exactly_where_it_was_pruned() -> None:
             weightkit.load(fixture("tldense--keras3.keras")) as keras:
         name = next(n for n in lite if "sparsity" in lite[n].meta["tflite"])
         zeroed = int(np.sum((lite[name].read().T == 0) & (keras["d1/0"].read() != 0)))
-    by_a = {e["name_a"]: e for e in report["entries"]}
+    by_a = {e["name_a"]: e for e in report["variables"]}
     assert by_a["d1/0"]["name_b"] == name and by_a["d1/0"]["mismatched"] == zeroed > 0
     assert all(e["status"] == "same" for a, e in by_a.items() if a != "d1/0")
 

@@ -94,7 +94,7 @@ def test_wdiff_quantization_error_matches_numpy_on_the_interpreters_tensors(name
     result = run_cli("diff", fixture(entry["source"]), fixture(entry), "--dequantize",
                      "--format", "json", "--all")
     assert result.returncode == 1, result.stderr
-    by_b = {e["name_b"]: e for e in json.loads(result.stdout)["entries"]
+    by_b = {e["name_b"]: e for e in json.loads(result.stdout)["variables"]
             if e["name_b"] and e["status"] != "folded"}
     assert oracle and set(oracle) <= set(by_b)
     for tensor, want in oracle.items():
