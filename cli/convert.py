@@ -5,6 +5,7 @@ import argparse
 import os
 
 from ..converters.errors import UsageError
+from ..converters.quant import dequantize
 from ..converters.paths import same_file
 from ..converters.registry import format_for_output, load, save
 from .progress import Progress, data_bytes, tracked
@@ -13,8 +14,17 @@ from .text import safe
 HELP = "convert a weights file to another format (written atomically; never over an input)"
 
 
+SELECTION = ("keep", "drop", "no-optimizer")  # edit's operations that choose variables
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_arguments(parser)
+    from .edit import add_operations
+    add_operations(parser, SELECTION, "selection (edit's operations, applied in the order given)")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="print nothing (with a selection: not the variables it dropped)")
+    parser.add_argument("--dequantize", action="store_true",
+                        help="write quantized tensors (TFLite, TF.js) as float32 real values")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +47,21 @@ def check_output(src: str, dst: str, *others: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .edit import apply, print_edits
     check_output(args.src, args.dst, args.like or "")
     fmt = args.to or format_for_output(args.dst)
-    with load(args.src, args.src_format) as store, Progress("convert", data_bytes(store)) as bar:
+    with load(args.src, args.src_format) as store, \
+            Progress("convert", data_bytes(store), enabled=not args.quiet) as bar:
+        if args.dequantize:
+            store = dequantize(store)
         store = tracked(store, bar.advance)
+        if args.ops:
+            store = apply(store, args.ops)
         if args.like:
             with load(args.like) as template:
                 save(store, args.dst, fmt, allow_lossy=args.allow_lossy, like=template)
         else:
             save(store, args.dst, fmt, allow_lossy=args.allow_lossy)
+        if args.ops and not args.quiet:
+            print_edits(store.edits, f"wrote {args.dst} ({fmt})")
     return 0

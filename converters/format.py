@@ -102,6 +102,9 @@ class Format:
     templates: names of formats whose stores this writer accepts as `like` templates (empty:
       any store carrying this format's namespace).
     output_is_directory: the written path is a directory (a SavedModel).
+    run(path) -> list[str]: optional, for a path that stands for the checkpoints of a training
+      run (a directory with a TF `checkpoint` state file): their paths, oldest first; `weightkit
+      trend DIR` reads them all.
     """
     name: str
     description: str
@@ -117,6 +120,7 @@ class Format:
     index: IndexReading | None = None
     templates: tuple[str, ...] = ()
     output_is_directory: bool = False
+    run: Callable[[str], list[str]] | None = None
 
     @property
     def writable(self) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -23,13 +23,16 @@ class TensorStats:
     zeros: int = 0
     nan: int = 0
     inf: int = 0
+    finite: int = field(default=0, repr=False)  # the count behind mean and std
+    m2: float = field(default=0.0, repr=False)  # Σ(x − mean)²: rollups merge these, not stds
 
     @property
     def zero_fraction(self) -> float | None:
         return self.zeros / self.size if self.size else None
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "zero_fraction": self.zero_fraction}
+        return {**{f.name: getattr(self, f.name) for f in fields(self)
+                   if f.name not in ("finite", "m2")}, "zero_fraction": self.zero_fraction}
 
 
 PIECE = 1 << 16  # elements at a time: the float64 working copy stays in the CPU cache
@@ -103,7 +106,7 @@ def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
         hi = np.maximum.reduceat(np.where(finite, w, -np.inf), starts)
         w = np.where(finite, w, 0.0)
     peak = np.maximum(np.abs(lo), np.abs(hi))
-    huge = peak > 2.0 ** HUGE_EXP  # summed in units of 2**exp (see _Moments)
+    huge = peak > 2.0 ** HUGE_EXP  # summed in units of 2**exp (see Moments)
     exp = np.where(huge, np.frexp(np.where(huge, peak, 1.0))[1] + 32, 0)
     if huge.any():
         w = w * np.repeat(np.ldexp(1.0, -exp), lengths)
@@ -112,14 +115,16 @@ def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
         deviation = w - np.repeat(mean, lengths)
         if not finite.all():
             deviation[~finite] = 0.0
-        std = np.ldexp(np.sqrt(np.add.reduceat(deviation * deviation, starts) / counts), exp)
-        mean = np.ldexp(mean, exp)
+        m2 = np.add.reduceat(deviation * deviation, starts)
+        std = np.ldexp(np.sqrt(m2 / counts), exp)
+        mean, m2 = np.ldexp(mean, exp), np.ldexp(m2, 2 * exp)  # m2 may overflow to inf
     for k, i in enumerate(which):
         stats = out[i]
         stats.zeros, stats.nan, stats.inf = int(zeros[k]), int(nan[k]), int(inf[k])
         if counts[k]:
             stats.min, stats.max = float(lo[k]), float(hi[k])
             stats.mean, stats.std = float(mean[k]), float(std[k])
+            stats.finite, stats.m2 = int(counts[k]), float(m2[k])
     return out
 
 
@@ -136,7 +141,7 @@ def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
         return stats
     if tensor.size == 0:
         return stats
-    moments = _Moments()
+    moments = Moments()
     wide = np.empty(min(PIECE, tensor.size))
     flags = np.empty(wide.size, np.bool_)
     for chunk in tensor.iter_chunks(max_bytes):
@@ -158,41 +163,73 @@ def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
                 lo, hi = float(w.min()), float(w.max())
             moments.add(w, lo, hi)
     if moments.count:
-        stats.min, stats.max = moments.lo, moments.hi
-        stats.mean = math.ldexp(moments.mean, moments.exp)
-        stats.std = math.ldexp(math.sqrt(moments.m2 / moments.count), moments.exp)
+        stats.min, stats.max, stats.mean = moments.lo, moments.hi, moments.mean
+        stats.std = moments.std
+        stats.finite, stats.m2 = moments.count, moments.m2
     return stats
 
 
 HUGE_EXP = 400  # values beyond 2**400 are summed scaled down: their squares would overflow
 
 
-class _Moments:
-    """Count, min, max, mean and the sum of squared deviations, merged piece by piece. Values
-    as large as 2**400 and beyond are taken in units of 2**exp, so that no sum overflows (the
-    mean and standard deviation of finite values are finite)."""
+class Moments:
+    """Count, min, max, mean and the sum of squared deviations, merged piece by piece (`add`
+    values, `merge` the moments of other values). Values as large as 2**400 and beyond are
+    summed in units of 2**exp, so that no sum overflows: the mean and standard deviation of
+    finite values are finite (`m2` itself, in true units, may be inf)."""
 
     def __init__(self) -> None:
-        self.count, self.mean, self.m2, self.exp = 0, 0.0, 0.0, 0
+        self.count, self._mean, self._m2, self.exp = 0, 0.0, 0.0, 0
         self.lo, self.hi = math.inf, -math.inf
+
+    @property
+    def mean(self) -> float:
+        return _ldexp(self._mean, self.exp)
+
+    @property
+    def m2(self) -> float:
+        return _ldexp(self._m2, 2 * self.exp)
+
+    @property
+    def std(self) -> float:
+        return _ldexp(math.sqrt(self._m2 / self.count), self.exp) if self.count else 0.0
 
     def add(self, w: np.ndarray, lo: float, hi: float) -> None:
         """Merge the finite float64 values `w` (a working copy: it is overwritten)."""
-        n = w.size
-        peak = math.frexp(max(abs(lo), abs(hi)))[1]  # its binary exponent
-        if peak > HUGE_EXP + self.exp:
-            exp = peak + 32  # the units in which n values up to 2**peak sum finite
-            self.mean, self.m2 = (math.ldexp(self.mean, self.exp - exp),
-                                  math.ldexp(self.m2, 2 * (self.exp - exp)))
-            self.exp = exp
+        self._units(lo, hi)
         if self.exp:
             np.multiply(w, math.ldexp(1.0, -self.exp), out=w)
+        n = w.size
         mean = float(w.sum()) / n
         np.subtract(w, mean, out=w)
-        m2 = dot(w, w)
-        delta = mean - self.mean
+        self._merge(n, mean, dot(w, w), lo, hi)
+
+    def merge(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
+        """Merge the moments of `n` more values (Chan et al.'s pairwise update)."""
+        if not n:
+            return
+        self._units(lo, hi)
+        self._merge(n, _ldexp(mean, -self.exp), _ldexp(m2, -2 * self.exp), lo, hi)
+
+    def _units(self, lo: float, hi: float) -> None:
+        peak = math.frexp(max(abs(lo), abs(hi)))[1]  # the binary exponent of the largest
+        if peak > HUGE_EXP + self.exp:
+            exp = peak + 32  # the units in which n values up to 2**peak sum finite
+            self._mean = _ldexp(self._mean, self.exp - exp)
+            self._m2 = _ldexp(self._m2, 2 * (self.exp - exp))
+            self.exp = exp
+
+    def _merge(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
+        delta = mean - self._mean
         total = self.count + n
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.count * n / total
+        self._mean += delta * n / total
+        self._m2 += m2 + delta * delta * self.count * n / total
         self.count = total
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+
+
+def _ldexp(x: float, exp: int) -> float:
+    try:
+        return math.ldexp(x, exp)
+    except OverflowError:
+        return math.copysign(math.inf, x)
