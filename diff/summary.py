@@ -110,7 +110,7 @@ def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
     exp = np.where(huge, np.frexp(np.where(huge, peak, 1.0))[1] + 32, 0)
     if huge.any():
         w = w * np.repeat(np.ldexp(1.0, -exp), lengths)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         mean = np.add.reduceat(w, starts) / counts
         deviation = w - np.repeat(mean, lengths)
         if not finite.all():

@@ -1197,7 +1197,7 @@ def _tflite(c: Corpus) -> None:
     strings = tflite_strings([b"ab", b"c"], offsets=[16, 18, 4000])
     case("string-offsets", tflite_bytes([{"name": "vocab", "shape": [2], "type": "string",
                                           "data": strings}, TFL_BASE[1]]), CORRUPT,
-         "string offsets past the end of the string buffer", in_strings=True)
+         "string offsets past the end of the string buffer")
     case("identifier-missing", valid[:4] + b"XXXX" + valid[8:], BROKEN,
          "a FlatBuffer without the TFL3 identifier")
 

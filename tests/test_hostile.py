@@ -179,7 +179,7 @@ def test_strange_but_valid_files_are_read_right(valid, corpus, server, tmp_path)
         assert result.stderr == "", detail
         assert result.maxrss_mib < MAX_RSS_MIB, detail
     want = corpus.expected(valid)
-    rows = {r["name"]: r for r in json.loads(results[1].stdout)["tensors"]}
+    rows = {r["name"]: r for r in json.loads(results[1].stdout)["variables"]}
     for name, array in want.items():
         if array.dtype.kind in "fiub" and array.size:
             assert rows[name]["min"] == float(array.min()) and rows[name]["max"] == float(
