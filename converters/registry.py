@@ -44,6 +44,8 @@ _FORMATS = (
            "Keras HDF5: tf.keras model.save / save_weights, Keras 3 legacy .h5"),
     Format("npz", "npz", (".npz",), "NumPy .npz archive"),
     Format("safetensors", "safetensors", (".safetensors",), "safetensors"),
+    Format("tfjs", "tfjs", ("model.json",),
+           "TensorFlow.js model: model.json (or its directory) and weight files"),
 )
 FORMATS = MappingProxyType({f.name: f for f in _FORMATS})
 
