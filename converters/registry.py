@@ -46,6 +46,7 @@ _FORMATS = (
     Format("safetensors", "safetensors", (".safetensors",), "safetensors"),
     Format("tfjs", "tfjs", ("model.json",),
            "TensorFlow.js model: model.json (or its directory) and weight files"),
+    Format("tf-graphdef", "graphdef", (".pb",), "frozen TensorFlow GraphDef (.pb)"),
 )
 FORMATS = MappingProxyType({f.name: f for f in _FORMATS})
 
