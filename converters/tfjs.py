@@ -67,6 +67,7 @@ NAME = "tfjs"
 NAMESPACE = "tfjs"
 MODEL_JSON = "model.json"
 CARRY_KEY = "weightkit"
+QUANTIZATION = "quantization"   # the format-neutral entry converters/quant.py reads
 MAX_JSON_BYTES = 256 << 20     # model.json is parsed in memory (graph topologies can be large)
 MAX_FILES = 1 << 16            # weight files in one model
 SHARD_BYTES = 4 << 20          # the TF.js converter's default shard size
@@ -449,6 +450,7 @@ def _tensor(weight: Weight, data: GroupData, carried: carry.Carry, path: str) ->
     meta: dict[str, Any] = {"key": weight.name, "role": role_of(weight)}
     if weight.quantization is not None:
         meta[NAMESPACE] = {"dtype": weight.dtype, "quantization": weight.quantization}
+        meta[QUANTIZATION] = neutral_quantization(weight)
     meta.update(carried.tensor_meta(weight.name))
     if weight.dtype == "string" and weight.quantization is None:
         get = _string_getter(weight, data)
@@ -457,6 +459,16 @@ def _tensor(weight: Weight, data: GroupData, carried: carry.Carry, path: str) ->
     tensor = Tensor(weight.shape, weight.stored.newbyteorder("="), get, meta)
     encoding = carried.encoding(weight.name, weight.shape)
     return tensor if encoding is None else _decoded(tensor, weight, encoding, path)
+
+
+def neutral_quantization(weight: Weight) -> dict:
+    """The format-neutral `meta["quantization"]` of `converters/quant.py` (`--dequantize`):
+    uint8/uint16 as `min_scale` (q·scale + min, in float64, rounded to float32, or with
+    `Math.round` to int32 for an int32 weight), float16 as `cast` to float32."""
+    q = weight.quantization or {}
+    if q.get("dtype") == "float16":
+        return {"scheme": "cast", "dtype": "float32"}
+    return {"scheme": "min_scale", "scale": q["scale"], "min": q["min"], "dtype": weight.dtype}
 
 
 def _getter(weight: Weight, data: GroupData) -> Callable[[Index], np.ndarray]:
@@ -622,7 +634,9 @@ def _carry_doc(store: Store, encodings: dict[str, dict], order: list[str],
     meta = {k: v for k, v in store.meta.items() if k not in gone}
     tensors = {}
     for name, tensor in store.items():
-        own = {k: v for k, v in tensor.meta.items() if k != NAMESPACE
+        derived = (NAMESPACE, QUANTIZATION) if isinstance(tensor.meta.get(NAMESPACE), dict) \
+            and "quantization" in tensor.meta[NAMESPACE] else (NAMESPACE,)
+        own = {k: v for k, v in tensor.meta.items() if k not in derived
                and not (k == "key" and v == name)
                and not (k == "role" and v in ("weight", "optimizer"))}  # the manifest says
         tensors[name] = Tensor(tensor.shape, tensor.dtype, tensor._get, own)
