@@ -805,8 +805,9 @@ def _plan_keras(store: Store, model: keras_config.KerasModel) -> Plan:
     lost = carry.json_losses(store) + structure_losses(
         store, [k for k in store.meta if k not in model.namespaces])
     if left_out:
-        lost.append(f"{len(left_out)} variable(s) a TF.js layers model does not hold (e.g. "
-                    f"{left_out[0]!r}: the TF.js converter keeps only the model's weights)")
+        lost.append(f"{len(left_out)} variable(s) outside the model's layers, which a TF.js "
+                    f"layers model does not hold (optimizer state; e.g. {left_out[0]!r}), as "
+                    "the TF.js converter leaves them")
     return Plan(doc, None, groups, lost)
 
 
