@@ -17,12 +17,13 @@ one per variable (names must be valid TensorFlow node names), which TensorFlow i
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import mmap
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ import numpy as np
 from . import graphdef_codec as codec
 from .atomic import atomic_output
 from .dtypes import STRING
-from .errors import CorruptFileError, UnknownFormatError, UsageError
+from .errors import CorruptFileError, UnknownFormatError, UsageError, WeightsError
 from .foreign import structure_losses
 from .mapped import MappedFile, rows
 from .paths import check_input
@@ -101,6 +102,17 @@ def sniff(path: str, head: bytes) -> bool:
 # ---------------------------------------------------------------------------------------------
 # reading
 
+@contextlib.contextmanager
+def named(path: str | None) -> Iterator[None]:
+    """Name the file in weightkit errors raised without one (the wire codec does not know it)."""
+    try:
+        yield
+    except WeightsError as exc:
+        if exc.path is None and path is not None:
+            raise type(exc)(exc.message, path) from None
+        raise
+
+
 class _Map:
     """A read-only map of a whole file (closed with the store)."""
 
@@ -150,7 +162,8 @@ def read(path: str) -> Store:
                                  "open the SavedModel directory (format saved-model)", path)
     mapped = _Map(path)
     try:
-        store = _read(mapped, path)
+        with named(path):
+            store = _read(mapped, path)
     except BaseException:
         mapped.close()
         raise
@@ -197,7 +210,8 @@ def tensor(file: MappedFile, buf: Any, constant: codec.Constant,
         return Tensor(shape, dtype, get, meta)
 
     def get_typed(index: Index) -> np.ndarray:
-        return codec.broadcast(codec.typed_values(buf, constant), constant)[index]
+        with named(file.path):
+            return codec.broadcast(codec.typed_values(buf, constant), constant)[index]
     return Tensor(shape, dtype, get_typed, meta)
 
 
