@@ -6,7 +6,7 @@ import os
 
 from ..converters.errors import UsageError
 from ..converters.paths import same_file
-from ..converters.registry import FORMATS, format_for_output, load, save
+from ..converters.registry import format_for_output, load, save
 from .progress import Progress, data_bytes, tracked
 from .text import safe
 
@@ -21,8 +21,8 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """SRC, DST and the options of every command that writes weights (convert, edit)."""
     parser.add_argument("src", help="input weights file, checkpoint prefix or directory")
     parser.add_argument("dst", help="output path (its suffix names the format unless --to)")
-    parser.add_argument("--to", choices=sorted(FORMATS), help="output format")
-    parser.add_argument("--from", dest="src_format", choices=sorted(FORMATS), help="input format")
+    parser.add_argument("--to", metavar="FORMAT", help="output format (default: from the output name)")
+    parser.add_argument("--from", dest="src_format", metavar="FORMAT", help="input format (default: detected from the content)")
     parser.add_argument("--allow-lossy", action="store_true",
                         help="write even if the output cannot hold everything (what is lost is listed)")
     parser.add_argument("--like", metavar="TEMPLATE",

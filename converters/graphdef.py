@@ -34,6 +34,7 @@ from .atomic import atomic_output
 from .dtypes import STRING
 from .errors import CorruptFileError, UnknownFormatError, UsageError, WeightsError
 from .foreign import structure_losses
+from .format import Format, WritePlan
 from .mapped import MappedFile, rows
 from .paths import check_input
 from .protowire import LENGTH, VARINT, length_field, spans
@@ -259,19 +260,15 @@ def _skeleton(template: dict, store: Store, like: Store | None) -> bytes:
                      "graph with --like")
 
 
-def losses(store: Store, like: Store | None = None) -> list[str]:
+def plan(store: Store, like: Store | None = None) -> WritePlan:
     """A frozen graph holds values only: another format's file structure and metadata are
-    lost (with a template nothing is, its graph is written)."""
-    return structure_losses(store, (NAMESPACE,), like)
+    lost (with a template nothing is: its graph is written). Refused: a changed dtype or shape,
+    a dropped or added variable, names TensorFlow does not accept."""
+    return WritePlan.of(store, like, structure_losses(store, (NAMESPACE,), like),
+                        lambda: _plan(store, like))
 
 
-def check(store: Store, like: Store | None = None) -> None:
-    """Raise what `write` would refuse (a changed dtype or shape, a dropped or added
-    variable, names TensorFlow does not accept)."""
-    plan(store, like)
-
-
-def plan(store: Store, like: Store | None = None) -> Plan:
+def _plan(store: Store, like: Store | None) -> Plan:
     template = _template(store, like)
     if template is None:
         return _plan_new(store)
@@ -348,10 +345,15 @@ def node_bytes(name: str, t: Tensor) -> bytes:
     return length_field(1, name.encode()) + length_field(2, b"Const") + attrs
 
 
-def write(store: Store, path: str, *, allow_lossy: bool = False,
-          like: Store | None = None) -> None:
+def write(plan: WritePlan, path: str) -> None:
     """Write a frozen GraphDef atomically (see the module docstring)."""
-    planned = plan(store, like)
     with atomic_output() as out:
         with out.open(path) as f:
-            planned.write(f)
+            plan.detail.write(f)
+
+
+FORMAT = Format(
+    name=NAME, description="frozen TensorFlow GraphDef (.pb): its Const nodes",
+    sniff=sniff, read=read, plan=plan, write=write, suffixes=(".pb",), namespace=NAMESPACE,
+    structure="the frozen GraphDef (its nodes and every attribute but the constants' values)",
+)

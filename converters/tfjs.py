@@ -57,8 +57,9 @@ import numpy as np
 from . import carry, keras_config
 from .atomic import atomic_output
 from .dtypes import STRING, dtype_from_name, dtype_name, is_string
-from .errors import CorruptFileError, LossyConversionError, UnsafeFileError, UsageError
+from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .foreign import structure_losses
+from .format import Format, WritePlan
 from .mapped import GRANULARITY, rows
 from .paths import check_input, inside
 from .store import CHUNK_BYTES, Index, Store, Tensor
@@ -666,8 +667,22 @@ def _paths(g: int, count: int, recorded: list[str]) -> list[str]:
     return [f"group{number}-shard{i + 1}of{count}.bin" for i in range(count)]
 
 
-def plan(store: Store, like: Store | None = None) -> Plan:
-    """What writing `store` as TF.js gives: the document, the weight files, what is lost."""
+def plan(store: Store, like: Store | None = None) -> WritePlan:
+    """What writing `store` as TF.js gives (`Plan`: the document, the weight files) and loses:
+    metadata that is not JSON, another format's file structure, and for a Keras model the
+    variables a layers model leaves out (optimizer state). Every dtype has a form TF.js loads
+    (see the module docstring). Refused: a drop or an addition the topology cannot take."""
+    planned = WritePlan(store, like)
+    try:
+        planned.detail = _plan(store, like)
+    except WeightsError as exc:
+        planned.refusal = exc
+        return planned
+    planned.losses = planned.detail.losses
+    return planned
+
+
+def _plan(store: Store, like: Store | None) -> Plan:
     template = _template(store, like)
     if template is not None:
         return _plan_template(store, template)
@@ -814,18 +829,6 @@ def _plan_keras(store: Store, model: keras_config.KerasModel) -> Plan:
 # ---------------------------------------------------------------------------------------------
 # writing: the files
 
-def losses(store: Store, like: Store | None = None) -> list[str]:
-    """What writing `store` as TF.js loses: metadata that is not JSON, another format's file
-    structure, and for a Keras model the variables a layers model leaves out (optimizer
-    state). Every dtype has a form TF.js loads (see the module docstring)."""
-    return plan(store, like).losses
-
-
-def check(store: Store, like: Store | None = None) -> None:
-    """Raise what `write` would refuse (a drop or an addition the topology cannot take)."""
-    plan(store, like)
-
-
 def dumps(doc: dict, style: str | None) -> str:
     """model.json text: in the style of the recorded text where it shows one (the converter's
     `json.dump`, or TF.js's compact `JSON.stringify`)."""
@@ -841,17 +844,13 @@ def _style(text: str | None) -> str | None:
     return "compact" if '":' in head and '": ' not in head else None
 
 
-def write(store: Store, path: str, *, allow_lossy: bool = False,
-          like: Store | None = None) -> None:
+def write(plan: WritePlan, path: str) -> None:
     """Write a TF.js model atomically: `path` is a directory (created whole, holding
     model.json) or a `.json` file (the weight files go beside it; its directory is created
     whole if missing). Existing files the new model.json does not own are never replaced."""
     path = os.fspath(path)
-    planned = plan(store, like)
-    if planned.losses and not allow_lossy:
-        raise LossyConversionError(f"writing {NAME} would lose: {'; '.join(planned.losses)} "
-                                   "(use --allow-lossy to accept)", path)
-    template = _template(store, like)
+    planned: Plan = plan.detail
+    template = _template(plan.store, plan.like)
     recorded = template.get("model_json") if isinstance(template, dict) else None
     text = planned.text if planned.text is not None else dumps(planned.doc, _style(recorded))
     names = [p for g in planned.groups for p in g.paths]
@@ -950,3 +949,11 @@ def _write_group(group: PlannedGroup, targets: list[str], path: str) -> None:
             handle.close()
     if room or next(files, None) is not None:
         raise UsageError("the weights gave fewer bytes than planned", path)
+
+
+FORMAT = Format(
+    name=NAME, description="TensorFlow.js model: model.json (or its directory) and weight files",
+    sniff=sniff, read=read, plan=plan, write=write, suffixes=("model.json",),
+    namespace=NAMESPACE,
+    structure="the TF.js model.json (topology, manifest groups, weight files)",
+)

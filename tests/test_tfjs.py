@@ -7,7 +7,7 @@ import numpy as np
 
 from conformance import FormatConformance
 from weightkit.converters.errors import WeightsError
-from weightkit.converters.registry import format_module
+from weightkit.converters import registry
 
 
 class TestTfjsConformance(FormatConformance):
@@ -44,7 +44,7 @@ class TestTfjsConformance(FormatConformance):
             for content in damaged:
                 target.write_bytes(content)
                 try:
-                    with format_module(self.format).read(str(path)) as store:
+                    with registry.get(self.format).read(str(path)) as store:
                         for tensor in store.values():
                             tensor.read()
                 except WeightsError:
