@@ -439,8 +439,31 @@ def read(path: str) -> Store:
     for name in carried.order:
         weight, data = by_name[name]
         tensors[name] = _tensor(weight, data, carried, path)
-    meta = {NAMESPACE: {"model_json": text, "sizes": [g.sizes for g in groups]}}
+    meta = {} if generated(text, doc, groups) else \
+        {NAMESPACE: {"model_json": text, "sizes": [g.sizes for g in groups]}}
     return Store(tensors, format=NAME, meta=carried.store_meta(meta), path=path)
+
+
+def generated(text: str, doc: dict, groups: list[Group]) -> bool:
+    """Whether model.json is the weights-only document weightkit writes for a store from
+    elsewhere (its text, one group in converter-named 4 MiB files, at most a carry besides):
+    then it records nothing a writer would not write again, and the store keeps no tfjs
+    structure (a round trip through tfjs loses nothing of another format's store)."""
+    if set(doc) - {"weightsManifest", "userDefinedMetadata"} or "weightsManifest" not in doc:
+        return False
+    udm = doc.get("userDefinedMetadata", {CARRY_KEY: None})
+    if not isinstance(udm, dict) or set(udm) != {CARRY_KEY} or len(groups) > 1:
+        return False
+    for group, raw in zip(groups, doc["weightsManifest"]):
+        cut = _shards(group.total, SHARD_BYTES)
+        if set(raw) != {"paths", "weights"} or group.sizes != cut \
+                or group.paths != _paths(0, len(cut), []):
+            return False
+        for entry in raw["weights"]:
+            if set(entry) - {"name", "shape", "dtype", "quantization", "group"} \
+                    or entry.get("group", "optimizer") != "optimizer":
+                return False
+    return text == dumps(doc, None)
 
 
 def role_of(weight: Weight) -> str:
