@@ -22,6 +22,9 @@ Tasks and peers:
                     the corpus (every third variable moves a little each step, the rest stay)
                     vs  the same numbers from a numpy loop (safetensors.numpy.load_file)
   flat-rss          wdiff and convert peak RSS at each of --sizes
+  count             show --json, show and verify on files of 1k/10k/100k small variables
+                    (safetensors, npz; h5: one dataset in that many chunks)  vs  the format's
+                    reader computing each tensor's std in a loop (safe_open, np.load, h5py)
 
 Prints a table and writes `bench/out/results-<UTC date and time>.json` with the machine's facts.
 """
@@ -399,6 +402,91 @@ def bench_show(args: argparse.Namespace) -> tuple[list[dict], dict]:
     return [row], imports
 
 
+SAFE_OPEN_STD = """
+import sys
+import numpy as np
+from safetensors import safe_open
+with safe_open(sys.argv[1], framework="numpy") as f:
+    stds = [float(t.std()) if t.size else None for t in map(f.get_tensor, f.keys())]
+print(len(stds), "tensors")
+"""
+NP_LOAD_STD = """
+import sys
+import numpy as np
+with np.load(sys.argv[1]) as z:
+    stds = [float(z[k].std()) if z[k].size else None for k in z.files]
+print(len(stds), "tensors")
+"""
+H5PY_STD = """
+import sys
+import h5py
+with h5py.File(sys.argv[1], "r") as f:
+    stds = []
+    f.visititems(lambda name, obj: stds.append(float(obj[()].std()))
+                 if isinstance(obj, h5py.Dataset) else None)
+print(len(stds), "datasets")
+"""
+COUNT_FILES = """
+import sys
+import h5py
+import numpy as np
+from safetensors.numpy import save_file
+kind, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rng = np.random.default_rng(0)
+if kind == "safetensors":  # one in seven tensors has zero size
+    save_file({f"block_{i // 8}/w{i % 8}": rng.standard_normal(0 if i % 7 == 3 else 4)
+               .astype(np.float32) for i in range(n)}, path)
+elif kind == "npz":
+    np.savez(path, **{f"v{i}": rng.standard_normal(4).astype(np.float32) for i in range(n)})
+else:  # one dataset in n one-element chunks (a tf.keras save_weights layout)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [b"d"]
+        f.create_group("d").attrs["weight_names"] = [b"d/kernel:0"]
+        f["d"].create_dataset("d/kernel:0", data=rng.standard_normal(n).astype(np.float32),
+                              chunks=(1,))
+"""
+COUNT_PEERS = {"safetensors": ("safe_open loop, std of each", SAFE_OPEN_STD, ".safetensors"),
+               "npz": ("np.load loop, std of each", NP_LOAD_STD, ".npz"),
+               "h5": ("h5py read, std", H5PY_STD, ".h5")}
+
+
+def count_file(kind: str, n: int) -> Path:
+    """A file of `n` small variables (h5: one dataset of `n` one-element chunks), cached."""
+    path = OUT / "count" / f"{kind}-{n}{COUNT_PEERS[kind][2]}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(".tmp-" + path.name)
+        subprocess.run([sys.executable, "-c", COUNT_FILES, kind, str(n), str(temp)], check=True)
+        temp.rename(path)
+    return path
+
+
+def bench_count(args: argparse.Namespace) -> list[dict]:
+    """Per-variable overhead: `show --json`, the `show` table and `verify` on files of 1k, 10k
+    and 100k small variables, against each format's reader computing every tensor's std in a
+    loop, in the same run. Rows carry the per-variable microseconds."""
+    rows = []
+    for kind in args.count_formats:
+        for n in args.counts:
+            path = count_file(kind, n)
+            print(f"count {kind} {n}:", file=sys.stderr)
+            name, code, _ = COUNT_PEERS[kind]
+            peer = measure(name, [sys.executable, "-c", code, str(path)], [path], args)
+            for task, argv, ok in (("show --json", ["show", "--json"], (0,)),
+                                   ("show", ["show"], (0,)),
+                                   ("verify", ["verify", "--via", "npz", "--via", "safetensors"],
+                                    (0,))):
+                if task == "verify" and n > args.verify_max:
+                    continue
+                ours = measure_wk(f"weightkit {task}", wk(*argv, str(path)), [path], args,
+                                  ok_status=ok)
+                row = compare(f"{task} {kind} {n:,}", ours, peer, None)
+                row["count"] = n
+                row["us_per_variable"] = None if ours.wall_s is None else ours.wall_s / n * 1e6
+                rows.append(row)
+    return rows
+
+
 def bench_flat(args: argparse.Namespace, main_rows: list[dict]) -> list[dict]:
     """Peak RSS of wdiff and convert at every size of --sizes (one run each)."""
     rows = []
@@ -473,22 +561,38 @@ def print_tables(results: dict) -> None:
 
     rows = []
     for r in results["rows"]:
+        if "count" in r:
+            continue
         ours, peer = r["ours"], r["peer"]
         rows.append([r["task"], _num(ours["wall_s"], ".3f"), _num(ours["cpu_s"], ".3f"),
                      _num(ours["rss_mib"], ".0f"),
                      peer["label"], _num(peer["wall_s"], ".3f"), _num(peer["rss_mib"], ".0f"),
                      _num(r["ratio"], ".2f"), r["target"] or "",
                      {True: "yes", False: "NO", None: ""}[r["met"]]])
-    print(f"\nweightkit vs peers, {results['size_mib']} MiB corpus, best of {results['repeat']} "
-          "wall times from a warm page cache; cpu = least user+sys CPU of the runs; "
-          "RSS = peak of the child process")
-    print(table(rows, ["task", "weightkit s", "cpu s", "RSS MiB", "peer", "peer s",
-                       "peer RSS MiB", "ratio", "target", "met"], markdown=True))
+    if rows:
+        print(f"\nweightkit vs peers, {results['size_mib']} MiB corpus, best of "
+              f"{results['repeat']} wall times from a warm page cache; cpu = least user+sys CPU "
+              "of the runs; RSS = peak of the child process")
+        print(table(rows, ["task", "weightkit s", "cpu s", "RSS MiB", "peer", "peer s",
+                           "peer RSS MiB", "ratio", "target", "met"], markdown=True))
     errors = [(r["task"], m["label"], m["error"]) for r in results["rows"]
               for m in (r["ours"], r["peer"]) if m["error"]]
     for task, label, error in dict.fromkeys(errors):
         print(f"  {task}: {label} failed: {error}")
-    show = next((r for r in results["rows"] if r["task"].startswith("show")), None)
+    counted = [r for r in results["rows"] if "count" in r]
+    if counted:
+        print("\nper-variable overhead: files of small variables (h5: one dataset in that many "
+              "one-element chunks); peer = the format's reader computing each tensor's std")
+        print(table([[r["task"], _num(r["ours"]["wall_s"], ".3f"), _num(r["ours"]["cpu_s"], ".3f"),
+                      _num(r["us_per_variable"], ".1f"), _num(r["ours"]["rss_mib"], ".0f"),
+                      r["peer"]["label"], _num(r["peer"]["wall_s"], ".3f"),
+                      _num(r["peer"]["cpu_s"], ".3f"), _num(r["ratio"], ".2f"),
+                      _num(r["ours"]["cpu_s"] / r["peer"]["cpu_s"]
+                           if r["ours"]["cpu_s"] and r["peer"]["cpu_s"] else None, ".2f")]
+                     for r in counted],
+                    ["task", "weightkit s", "cpu s", "us/variable", "RSS MiB", "peer", "peer s",
+                     "peer cpu s", "ratio", "cpu ratio"], markdown=True))
+    show = next((r for r in results["rows"] if r["task"].startswith("show tiny")), None)
     if show is not None:
         print(f"  show imports of tensorflow/keras: {show['no_tensorflow_import']}")
     if results["flat_rss"]:
@@ -547,15 +651,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-steps", type=int, default=10,
                         help="checkpoints in the run that `trend` reads (10)")
     parser.add_argument("--only", action="append",
-                        choices=("diff", "convert", "show", "flat", "trend"),
+                        choices=("diff", "convert", "show", "flat", "trend", "count"),
                         help="run only these tasks (repeatable)")
+    parser.add_argument("--counts", default="1000,10000,100000",
+                        help="variable counts of the per-variable overhead task (count)")
+    parser.add_argument("--count-formats", default="safetensors,npz,h5",
+                        help="formats of the count task (safetensors,npz,h5)")
+    parser.add_argument("--verify-max", type=int, default=100000,
+                        help="largest count verify is measured at")
     parser.add_argument("--formats", default="h5,safetensors,checkpoint",
                         help="diff pairs to measure (h5,safetensors,checkpoint)")
     args = parser.parse_args(argv)
     args.sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
                   else sorted({max(1, args.size // 4), args.size}))
     args.formats = [f for f in args.formats.split(",") if f]
-    args.only = set(args.only or ("diff", "convert", "show", "flat", "trend"))
+    args.only = set(args.only or ("diff", "convert", "show", "flat", "trend", "count"))
+    args.counts = [int(n) for n in args.counts.split(",") if n]
+    args.count_formats = [f for f in args.count_formats.split(",") if f]
     return args
 
 
@@ -573,8 +685,10 @@ def main(argv: list[str] | None = None) -> int:
     WK_BIN = install_weightkit()
     started = dt.datetime.now(dt.timezone.utc)
     info = machine()
-    root = corpus(args.size, args)
     rows: list[dict] = []
+    if "count" in args.only:
+        rows += bench_count(args)
+    root = corpus(args.size, args) if args.only - {"count"} else None
     if "diff" in args.only:
         rows += bench_diffs(root, args)
     if "convert" in args.only:

@@ -14,6 +14,7 @@ import traceback
 import warnings
 from enum import IntEnum
 
+from ..converters import store
 from ..converters.errors import WeightsError, WeightsNote
 from .text import COLOR_CHOICES, colour, paint, safe
 
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None, prog: str | None = None,
     argv = sys.argv[1:] if argv is None else argv
     parser = parser or build_parser(prog, only=_requested(argv))
     args = parser.parse_args(argv)
+    store.FREEZE_AFTER_BULK = True  # a command's stores live until it ends (see gc_paused)
     previous = signal.signal(signal.SIGTERM, _terminate)
     show_warning = warnings.showwarning
 

@@ -23,7 +23,10 @@ def _escape_char(match: re.Match[str]) -> str:
 def safe(text: object) -> str:
     """`text` with control characters, bidi overrides and backslashes escaped, and `::`
     broken up, so that no name can inject terminal escapes, lines or CI workflow commands."""
-    text = _UNSAFE.sub(_escape_char, str(text))
+    text = str(text)
+    if text.isascii() and text.isprintable() and "\\" not in text and "::" not in text:
+        return text  # nothing to escape (the common case, checked in C)
+    text = _UNSAFE.sub(_escape_char, text)
     text = "".join(c if unicodedata.category(c) != "Cf" else f"\\u{ord(c):04x}" for c in text)
     return text.replace("::", ":\\x3a")
 

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    via = [get(name).name for name in args.via] if args.via else None
+    via = list(dict.fromkeys(get(name).name for name in args.via)) if args.via else None  # once
     with load(args.file, args.src_format) as loaded:
         vias = via or candidates(loaded)
         if not vias:

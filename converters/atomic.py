@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, BinaryIO
 
+from .mapped import FileChangedError, check_changed, shrunk
+
 
 class AtomicOutput:
     def __init__(self) -> None:
@@ -67,12 +69,16 @@ def atomic_output() -> Iterator[AtomicOutput]:
     out = AtomicOutput()
     try:
         yield out
+        check_changed()  # an input shrank while it was read: what was written is not it
         out._commit()
     except BaseException as exc:
         if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE and not exc.filename \
                 and out._pending:
             exc.filename = out._pending[0][1]  # name the destination that did not fit
         out._abort()
+        changed = shrunk() if isinstance(exc, Exception) else None
+        if changed is not None and not isinstance(exc, FileChangedError):
+            raise FileChangedError(path=changed) from exc  # EFAULT writing from its pages...
         raise
 
 

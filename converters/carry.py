@@ -25,7 +25,7 @@ import numpy as np
 
 from .dtypes import dtype_from_name, is_string
 from .errors import CorruptFileError, UsageError, WeightsError
-from .store import Store, Tensor
+from .store import Store, Tensor, check_shape, gc_paused
 
 VERSION = 1
 SOURCE_FORMAT = "source_format"
@@ -59,11 +59,14 @@ def json_losses(store: Store) -> list[str]:
         json.dumps(store.meta, allow_nan=False)
     except (TypeError, ValueError) as exc:
         lost.append(f"store metadata that is not JSON ({exc})")
-    for name, tensor in store.items():
-        try:
-            json.dumps(tensor.meta, allow_nan=False)
-        except (TypeError, ValueError):
-            lost.append(f"metadata of {name!r} that is not JSON")
+    try:  # one call for every tensor (100,000 calls took seconds); each only on failure
+        json.dumps([tensor.meta for tensor in store.values()], allow_nan=False)
+    except (TypeError, ValueError):
+        for name, tensor in store.items():
+            try:
+                json.dumps(tensor.meta, allow_nan=False)
+            except (TypeError, ValueError):
+                lost.append(f"metadata of {name!r} that is not JSON")
     return lost
 
 
@@ -94,9 +97,10 @@ def build(store: Store, container: str, *, native_namespace: str | None,
     if list(store) != file_order:
         doc["order"] = list(store)
     tensors = {}
+    every = _jsonable([tensor.meta for tensor in store.values()]) is not None  # one check
     for name, tensor in store.items():
         record = dict(encodings.get(name, {}))
-        tensor_meta = _jsonable(tensor.meta)
+        tensor_meta = tensor.meta if every else _jsonable(tensor.meta)
         if tensor_meta:
             record["meta"] = tensor_meta
         if record:
@@ -153,10 +157,10 @@ class Carry:
         self.meta = doc.get("meta", {})
         self._check(isinstance(self.meta, dict), "weightkit metadata 'meta' is not an object")
         self.order = doc.get("order", names)
-        self._check(isinstance(self.order, list)
-                    and all(isinstance(n, str) for n in self.order)
-                    and sorted(self.order) == sorted(names) and len(set(self.order)) == len(names),
-                    "weightkit metadata 'order' does not list the file's tensors")
+        self._check(self.order is names or (
+            isinstance(self.order, list) and all(isinstance(n, str) for n in self.order)
+            and len(self.order) == len(names) and set(self.order) == set(names)),
+            "weightkit metadata 'order' does not list the file's tensors")
         self.tensors = doc.get("tensors", {})
         self._check(isinstance(self.tensors, dict) and set(self.tensors) <= set(names),
                     "weightkit metadata 'tensors' names tensors that are not in the file")
@@ -178,11 +182,14 @@ class Carry:
         return meta
 
     def tensor_meta(self, name: str) -> dict:
-        return dict(self.tensors.get(name, {}).get("meta", {}))
+        record = self.tensors.get(name)
+        return dict(record.get("meta", {})) if record else {}
 
     def encoding(self, name: str, stored_shape: tuple[int, ...]) -> dict | None:
         """The encoding record of `name`: {dtype, shape (default `stored_shape`), lengths}."""
-        record = self.tensors.get(name, {})
+        record = self.tensors.get(name)
+        if not record:
+            return None
         if "dtype" not in record:
             self._check("shape" not in record and "lengths" not in record,
                         f"weightkit metadata for {name!r} has a shape but no dtype")
@@ -194,6 +201,7 @@ class Carry:
         self._check(dtype is not None, f"weightkit metadata for {name!r} names an unknown dtype")
         shape = record.get("shape", list(stored_shape))
         self._check(valid_shape(shape), f"weightkit metadata for {name!r} has a bad shape")
+        shape = check_shape(shape, f"weightkit metadata for {name!r}", self.path)
         lengths = record.get("lengths")
         if is_string(dtype):
             self._check(lengths is None or (valid_shape(lengths)
@@ -213,18 +221,21 @@ def valid_shape(shape: Any) -> bool:
 def parse_json(text: str | bytes, path: str, what: str) -> Any:
     """JSON from an untrusted file: duplicate keys and non-finite numbers are refused."""
     def pairs(items: list[tuple[str, Any]]) -> dict:
-        result = {}
-        for key, value in items:
-            if key in result:
-                raise CorruptFileError(f"{what} has the key {key!r} twice", path)
-            result[key] = value
+        result = dict(items)
+        if len(result) != len(items):  # find the key for the message (the rare path)
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    raise CorruptFileError(f"{what} has the key {key!r} twice", path)
+                seen.add(key)
         return result
 
     def constant(value: str) -> Any:
         raise CorruptFileError(f"{what} contains {value}, which is not JSON", path)
 
     try:
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+        with gc_paused():  # a header of 100,000 entries is a million young objects
+            return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except WeightsError:
         raise
     except (ValueError, RecursionError) as exc:

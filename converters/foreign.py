@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import registry
+from .errors import UsageError
 from .store import Store
 
 KEPT_BY_ALL = ("source_format",)  # recorded again by every reader that carries it
@@ -28,4 +29,17 @@ def structure_losses(store: Store, carried: Iterable[str], like: Store | None = 
             owner = registry.by_namespace(key)
             lost.append(owner.structure if owner is not None and owner.structure
                         else f"store metadata {key!r}")
+    # The origin's namespace in its variables' meta (npz: the string dtype each array had). Only
+    # the origin's: what a reader on the way added (a round trip through npz or .tflite) was
+    # never in the file, so writing it elsewhere loses nothing of it.
+    origin = store.meta.get("source_format", store.format)
+    try:
+        namespace = registry.get(origin).namespace if isinstance(origin, str) else None
+    except UsageError:  # an origin no format here knows: nothing of its to lose
+        namespace = None
+    if namespace and namespace not in kept and any(
+            namespace in tensor.meta for tensor in store.values()):
+        owner = registry.by_namespace(namespace)
+        if owner is not None and owner.structure:
+            lost.append(f"{owner.structure} of its variables")
     return lost

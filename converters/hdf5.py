@@ -24,7 +24,6 @@ import contextlib
 import errno
 import json
 import math
-import mmap
 import os
 import re
 import select
@@ -39,8 +38,8 @@ import numpy as np
 from .deps import require
 from .dtypes import STRING, dtype_from_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
-from .mapped import rows
-from .store import Store, Tensor, block_indices
+from .mapped import SMALL_READ, FileChangedError, map_range, rows
+from .store import Store, Tensor, block_indices, check_shape
 
 # HDF5 built-in filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset) and h5py's lzf.
 SAFE_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
@@ -52,9 +51,11 @@ SMALL_BYTES = 1 << 20
 OPAQUE_TAGS = {name: np.dtype(getattr(ml_dtypes, name)) for name in (
     "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
     "float8_e8m0fnu")}
-# How long metadata parsing may take in the vetting child before the file counts as damaged.
+# How long metadata parsing may go without progress in the vetting child before the file counts
+# as damaged (libhdf5 looping).
 VET_SECONDS = 2.0
-VET_BYTES_PER_SECOND = 20 << 20
+VLEN_READ_BYTES = 64 << 20  # variable-length strings read at a time, at most
+MAX_CHUNKS_PER_READ = 1024
 H5_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError,
              UnicodeError, OverflowError, MemoryError)
 
@@ -223,8 +224,14 @@ def chunked_attr(node: Mapping[str, Any], name: str) -> list[str] | None:
 
 # -- the tree ------------------------------------------------------------------------------------
 
-def _check_dataset(ds, where: str, file_size: int | None, h5py) -> dict:
-    """Refuse unsafe storage; return the dataset's creation description."""
+def _check_dataset(ds, where: str, file_size: int | None, h5py, descriptor: int = 16) -> dict:
+    """Refuse unsafe storage; return the dataset's creation description.
+
+    The bytes a dataset declares (its element count times the size of an element as stored:
+    for variable-length strings the `descriptor` each element keeps in the dataset's own
+    storage, its length and a global heap ID) must be there: a dataset declaring more than it
+    stores (more than deflate can expand to, when filtered) is refused before any read.
+    """
     if ds.is_virtual:
         raise UnsafeFileError(f"dataset {where!r} is virtual (refers to other files); refused")
     dcpl = ds.id.get_create_plist()
@@ -239,17 +246,21 @@ def _check_dataset(ds, where: str, file_size: int | None, h5py) -> dict:
     shape = ds.shape
     if shape is None:
         raise CorruptFileError(f"dataset {where!r} has an empty (null) dataspace")
+    vlen = isinstance(spec, dict) and spec.get("str") == "vlen"
+    element = descriptor if vlen else ds.id.get_type().get_size()
+    if element <= 0:
+        raise CorruptFileError(f"dataset {where!r} has a zero-width type")
+    shape = check_shape(shape, f"dataset {where!r}", None, ds.dtype.itemsize)
     desc: dict[str, Any] = {"type": spec, "shape": list(shape)}
-    if not (isinstance(spec, dict) and spec.get("str") == "vlen"):
-        declared = int(np.prod(shape, dtype=np.int64)) * ds.dtype.itemsize
-        stored = ds.id.get_storage_size()
-        if filters:
-            if declared > stored * MAX_EXPANSION + SMALL_BYTES:
-                raise UnsafeFileError(f"dataset {where!r} declares {declared} bytes but stores "
-                                      f"{stored} compressed (a decompression bomb); refused")
-        elif declared > stored + SMALL_BYTES or (file_size is not None and stored > file_size):
-            raise CorruptFileError(f"dataset {where!r} declares {declared} bytes but the file "
-                                   f"stores {stored}")
+    declared = math.prod(shape) * element
+    stored = ds.id.get_storage_size()
+    if filters:
+        if declared > stored * MAX_EXPANSION + SMALL_BYTES:
+            raise UnsafeFileError(f"dataset {where!r} declares {declared} bytes but stores "
+                                  f"{stored} compressed (a decompression bomb); refused")
+    elif declared > stored + SMALL_BYTES or (file_size is not None and stored > file_size):
+        raise CorruptFileError(f"dataset {where!r} declares {declared} bytes but the file "
+                               f"stores {stored}")
     if ds.chunks is not None:
         desc["chunks"] = list(ds.chunks)
         if ds.maxshape != ds.shape:
@@ -274,6 +285,7 @@ def describe(f, path: str | None = None, file_size: int | None = None
     h5py = h5py_module()
     seen: set = set()
     datasets: list[tuple[str, Any]] = []
+    descriptor = 8 + f.id.get_create_plist().get_sizes()[0]  # length, heap address, index
 
     def node_attrs(obj) -> list:
         return [[name, encode_attr(obj.attrs, name)] for name in obj.attrs]
@@ -281,6 +293,7 @@ def describe(f, path: str | None = None, file_size: int | None = None
     def visit(group, prefix: str) -> dict:
         children = []
         for name in group:
+            alive()
             where = f"{prefix}{name}"
             link = group.get(name, getlink=True)
             if isinstance(link, h5py.ExternalLink):
@@ -296,7 +309,9 @@ def describe(f, path: str | None = None, file_size: int | None = None
             seen.add(token)
             if isinstance(obj, h5py.Dataset):
                 node = {"attrs": node_attrs(obj),
-                        "dataset": _check_dataset(obj, where, file_size, h5py)}
+                        "dataset": _check_dataset(obj, where, file_size, h5py, descriptor)}
+                if _is_vlen(node["dataset"]["type"]):  # read in the child: libhdf5 may
+                    read_strings(obj, (), where)          # loop on a damaged global heap
                 datasets.append((where, obj))
             elif isinstance(obj, h5py.Group):
                 node = visit(obj, where + "/")
@@ -313,27 +328,59 @@ def describe(f, path: str | None = None, file_size: int | None = None
         return visit(f, "")
 
     with h5_errors(path):
-        tree = in_child(walk_all, path, file_size)
-        if tree is None:  # the child failed with an error: take the same walk to raise it here
-            return walk_all(), datasets
+        identity = _identity(f)
+        data = _VETTED.get(identity) if identity is not None else None
+        if data is None:
+            data = in_child(walk_all, path)
+            if data is None:  # the child failed with an error: the same walk raises it here
+                return walk_all(), datasets
+            if identity is not None:
+                _VETTED[identity] = data
+                while len(_VETTED) > VETTED_FILES:
+                    del _VETTED[next(iter(_VETTED))]
+        tree = json.loads(data)
         return tree, [(where, f[where]) for where, node in walk(tree) if "dataset" in node]
 
 
-def in_child(work: Callable[[], Any], path: str | None, file_size: int | None) -> Any:
-    """Run `work` in a forked child and return its JSON-able result: a corrupt file that makes
-    the HDF5 library hang or crash while parsing metadata (seen in fuzzing: a damaged global heap
-    loops for minutes) is refused as corrupt instead of taking the process down. None when the
-    child ended with an error (or without fork): the caller runs `work` itself, which meets the
-    same error on the same bytes. The result comes back as JSON, never pickled."""
+VETTED_FILES = 64  # trees of files vetted in this process, by identity
+_VETTED: dict[tuple, bytes] = {}
+
+
+def _identity(f) -> tuple | None:
+    """What identifies the content of a file opened by path: device, inode, size, and the
+    modification and change times (ctime cannot be set back). None for a file object."""
+    if f.driver != "sec2":
+        return None
+    st = os.fstat(f.id.get_vfd_handle())
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+_beat: Callable[[], None] | None = None  # set in a vetting child
+
+
+def alive() -> None:
+    """In a vetting child: tell the parent the walk progresses (at most every 0.2 s)."""
+    if _beat is not None:
+        _beat()
+
+
+def in_child(work: Callable[[], Any], path: str | None) -> bytes | None:
+    """Run `work` in a forked child and return its result as JSON text: a corrupt file that
+    makes the HDF5 library hang or crash while parsing metadata (seen in fuzzing: a damaged
+    global heap loops for minutes) is refused as corrupt instead of taking the process down.
+    The child reports progress (`alive()`, a NUL byte on the pipe); VET_SECONDS without any is
+    a loop, however large the file. None when the child ended with an error (or without fork):
+    the caller runs `work` itself, which meets the same error on the same bytes. The result
+    comes back as JSON, never pickled."""
     if not hasattr(os, "fork"):
         return None
-    seconds = VET_SECONDS + (file_size or 0) / VET_BYTES_PER_SECOND
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
         code = 0
         try:
             os.close(read_end)
+            _start_beating(write_end)
             data = json.dumps(work()).encode()
             with os.fdopen(write_end, "wb") as out:
                 out.write(data)
@@ -344,7 +391,7 @@ def in_child(work: Callable[[], Any], path: str | None, file_size: int | None) -
         os._exit(code)
     os.close(write_end)
     try:
-        data = _read_until(read_end, time.monotonic() + seconds, seconds, path)
+        data = _read_until(read_end, VET_SECONDS, path)
         _, status = os.waitpid(pid, 0)
     except BaseException:
         _kill(pid)
@@ -356,20 +403,32 @@ def in_child(work: Callable[[], Any], path: str | None, file_size: int | None) -
                                "parsing this file's metadata; refused", path)
     if os.WEXITSTATUS(status) != 0 or not data:
         return None
-    return json.loads(data)
+    return data
 
 
-def _read_until(fd: int, deadline: float, seconds: float, path: str | None) -> bytes:
-    """Everything written to the pipe `fd` until it closes, within the deadline."""
+def _start_beating(fd: int) -> None:
+    global _beat
+    last = [time.monotonic()]
+
+    def beat() -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.2:
+            os.write(fd, b"\0")
+            last[0] = now
+    _beat = beat
+
+
+def _read_until(fd: int, seconds: float, path: str | None) -> bytes:
+    """Everything written to the pipe `fd` until it closes (less the NUL bytes of progress),
+    as long as something arrives every `seconds`."""
     parts = []
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise CorruptFileError(f"HDF5 metadata not parsed within {seconds:.0f} s "
+        if not select.select([fd], [], [], seconds)[0]:
+            raise CorruptFileError(f"HDF5 metadata made no progress for {seconds:.0f} s "
                                    "(a damaged file makes the HDF5 library loop); refused", path)
         part = os.read(fd, 1 << 16)
         if not part:
-            return b"".join(parts)
+            return b"".join(parts).replace(b"\0", b"")
         parts.append(part)
 
 
@@ -409,7 +468,8 @@ def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.nd
     copy every block into a new array first)."""
     fd, dtype, shape = ds.file.id.get_vfd_handle(), ds.dtype, ds.shape
     row_bytes = dtype.itemsize * math.prod(shape[1:])
-    size = os.fstat(fd).st_size
+    opened = os.fstat(fd)
+    size = opened.st_size
 
     def get(index: tuple) -> np.ndarray:
         if not ds.id.valid:  # closed: the descriptor may already name another file
@@ -422,11 +482,91 @@ def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.nd
                                    f"file ({size} bytes)", path)
         if nbytes == 0:
             return np.empty(shape, dtype)[index]
-        base = start - start % mmap.ALLOCATIONGRANULARITY
-        mapped = mmap.mmap(fd, start - base + nbytes, offset=base, access=mmap.ACCESS_READ)
-        block = np.frombuffer(mapped, dtype, nbytes // dtype.itemsize, start - base)
+        if nbytes < SMALL_READ:
+            block = np.empty(nbytes // dtype.itemsize, dtype)
+            if os.preadv(fd, [block.view(np.uint8)], start) != nbytes:
+                raise FileChangedError(path=path)
+        else:
+            if start + nbytes > os.fstat(fd).st_size:
+                raise FileChangedError(path=path)
+            mapped, at = map_range(fd, start, nbytes, path or ds.file.filename, opened)
+            block = np.frombuffer(mapped, dtype, nbytes // dtype.itemsize, at)
         return block.reshape((r1 - r0, *shape[1:]) if shape else ())[index]
     return get
+
+
+def _is_vlen(spec: Any) -> bool:
+    return isinstance(spec, dict) and spec.get("str") == "vlen"
+
+
+def read_strings(ds, index: tuple, where: str) -> np.ndarray:
+    """`ds[index]` of a variable-length string dataset as an object array of bytes, read in
+    blocks whose strings cannot together exceed VLEN_READ_BYTES.
+
+    Each element of such a dataset is a descriptor (length, global heap ID) in the dataset's
+    storage, which the declared-vs-stored check bounds; the strings themselves lie in global
+    heap collections, and nothing stops many descriptors from naming the same large heap object:
+    a few KB could read as terabytes. So a block holds at most VLEN_READ_BYTES // (file size)
+    elements (each string is at most the file), and a read producing more than the file holds
+    twice over is refused: libhdf5 writes every element as a heap object of its own.
+    """
+    shape = ds.shape
+    file_size = max(ds.file.id.get_filesize(), 1)
+    run = rows(index, shape) if index else None
+    if not shape:
+        r0, r1, local = 0, 0, index
+    elif run is None:
+        r0, r1, local = 0, shape[0], index
+    else:
+        r0, r1, local = run
+    sub = (r1 - r0, *shape[1:]) if shape else ()
+    out = np.empty(sub, dtype=object)
+    flat = out.reshape(-1)
+    budget, done, at = 2 * file_size + SMALL_BYTES, 0, 0
+    for block in block_indices(sub, file_size, VLEN_READ_BYTES):
+        alive()
+        if block and isinstance(block[0], slice):
+            block = (slice(block[0].start + r0, block[0].stop + r0), *block[1:])
+        elif block:
+            block = (block[0] + r0, *block[1:])
+        data = np.asarray(ds[block] if block else ds[()], dtype=object).reshape(-1)
+        for item in data:
+            done += len(item)
+        if done > budget:
+            raise UnsafeFileError(f"the strings of dataset {where!r} add up to more than twice "
+                                  "the file (elements share heap data: a bomb); refused")
+        flat[at:at + data.size] = [_to_bytes(x) for x in data]
+        at += data.size
+    return out[local] if local else out
+
+
+def _chunk_band(ds) -> int | None:
+    """Rows of a chunked dataset that span at most MAX_CHUNKS_PER_READ chunks (None: read as
+    asked). libhdf5 keeps some KiB of bookkeeping per chunk a read selects, and its time per
+    chunk grows with their number: a dataset of 100,000 one-element chunks read at once took
+    700 MB and seconds, in bands of 1024 chunks 60 MB."""
+    chunks, shape = ds.chunks, ds.shape
+    if not chunks or not shape:
+        return None
+    across = math.prod(-(-n // c) for n, c in zip(shape[1:], chunks[1:]) if c)
+    return chunks[0] * max(1, MAX_CHUNKS_PER_READ // max(across, 1))
+
+
+def _read_banded(ds, index: tuple, band: int | None) -> np.ndarray:
+    """`ds[index]`, read in bands of whole chunks when the selection spans many."""
+    run = rows(index, ds.shape) if band is not None else None
+    if run is None or run[1] - run[0] <= band:
+        if band is not None and run is None and ds.shape[0] > band:  # not a run of rows
+            return _read_banded(ds, (slice(None),), band)[index]
+        return np.asarray(ds[index] if index else ds[()])
+    r0, r1, local = run
+    out = np.empty((r1 - r0, *ds.shape[1:]), ds.dtype)
+    start = r0
+    while start < r1:
+        stop = min(r1, (start // band + 1) * band)
+        ds.read_direct(out, np.s_[start:stop], np.s_[start - r0:stop - r0])
+        start = stop
+    return out[local]
 
 
 def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) -> Tensor:
@@ -434,15 +574,31 @@ def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) 
     offset = _contiguous_offset(ds) if dtype != STRING else None
     if offset is not None:
         return Tensor(ds.shape, dtype, _mapped_getter(ds, offset, path), meta)
+    vlen = dtype == STRING and h5py_module().check_string_dtype(ds.dtype).length is None
+    where = meta.get("key")
+    fd = ds.file.id.get_vfd_handle() if ds.file.driver == "sec2" else None
+    size = os.fstat(fd).st_size if fd is not None else None
+
+    def shrank() -> bool:  # libhdf5's sec2 driver reads zeros past the end of a file
+        return fd is not None and ds.id.valid and os.fstat(fd).st_size < size
+
+    band = _chunk_band(ds)
 
     def get(index: tuple) -> np.ndarray:
-        with h5_errors(path, f"dataset {meta.get('key')!r}"):
-            data = np.asarray(ds[index] if index else ds[()])
-            if dtype == STRING:
-                return data.astype(object)
-            if data.dtype.kind == "V":
-                return data.view(dtype)
-            return data
+        try:
+            with h5_errors(path, f"dataset {where!r}"):
+                data = read_strings(ds, index, where) if vlen else _read_banded(ds, index, band)
+        except CorruptFileError:
+            if shrank():
+                raise FileChangedError(path=path) from None
+            raise
+        if shrank():
+            raise FileChangedError(path=path)
+        if dtype == STRING and not vlen:
+            return data.astype(object)
+        if data.dtype.kind == "V":
+            return data.view(dtype)
+        return data
     return Tensor(ds.shape, dtype, get, meta)
 
 
@@ -499,7 +655,10 @@ def write_dataset(group, name: str, tensor: Tensor, spec: Mapping[str, Any] | No
         attrs = [a for a in attrs if a[0] != "dtype"] + tags
     write_attrs(ds, attrs)
     itemsize = 8 if tensor.dtype == STRING else tensor.dtype.itemsize
-    for index in block_indices(tensor.shape, itemsize, 16 << 20):
+    band = _chunk_band(ds)  # as in reading: libhdf5's cost per chunk grows with their number
+    max_bytes = 16 << 20 if band is None else max(1, min(
+        16 << 20, band * itemsize * math.prod(tensor.shape[1:])))
+    for index in block_indices(tensor.shape, itemsize, max_bytes):
         block = np.asarray(tensor[index])
         if dtype.kind == "V":
             block = np.ascontiguousarray(block).view(dtype)

@@ -16,7 +16,6 @@ import base64
 import io
 import os
 import re
-import struct
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -24,11 +23,12 @@ from typing import Any
 
 from . import hdf5
 from .atomic import atomic_output
-from .errors import CorruptFileError, UnsafeFileError, UsageError
+from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .foreign import structure_losses
 from .keras_v3_weights import (group_ranks, keras3_names, load_json, number_key, tensors_from,
                                without_dropped, write_h5)
 from .format import Format, WritePlan
+from .safezip import ZIP_ERRORS, Member, SafeZip, member_names
 from .store import Store
 
 NAME = "keras"
@@ -37,154 +37,77 @@ WEIGHTS = "model.weights.h5"
 MAX_MEMBER_BYTES = 64 << 20      # config, metadata, each asset (kept in memory and in meta)
 MAX_KEPT_BYTES = 256 << 20       # all kept members together
 MAX_INFLATE_BYTES = 512 << 20    # a deflated model.weights.h5 is decompressed in memory
-MAX_RATIO = 1000                 # compression ratio above which a member is a bomb
 MAX_CONFIG_BYTES = 8 << 20       # config.json parsed for the order of layers (~8000 layers)
 MAX_MODEL_DEPTH = 64             # models nested in models, as far as the config is followed
 _OPERATIONS = "keras.src.ops."   # config entries of a Functional's non-layer operations
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 
 
 def sniff(path: str, head: bytes) -> bool:
     if not (os.path.isfile(path) and head.startswith(b"PK\x03\x04")):
         return False
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+    names = member_names(path)
+    if names is None:
         return path.lower().endswith(".keras")
     return WEIGHTS in names or "config.json" in names
 
 
-class _Window(io.RawIOBase):
-    """A read-only, seekable view of `size` bytes at `offset` in an open binary file."""
-
-    def __init__(self, raw, offset: int, size: int):
-        self._raw, self._offset, self._size, self._pos = raw, offset, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._size}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
-
-    def readinto(self, buffer) -> int:
-        n = max(0, min(len(buffer), self._size - self._pos))
-        if n == 0:
-            return 0
-        self._raw.seek(self._offset + self._pos)
-        data = self._raw.read(n)
-        buffer[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
-def check_members(zf: zipfile.ZipFile, path: str) -> list[zipfile.ZipInfo]:
-    """The members, refusing unsafe names, duplicates, encryption and zip bombs."""
-    infos = zf.infolist()
-    seen: set[str] = set()
-    for info in infos:
-        name = info.filename
-        parts = name.split("/")
-        if name.startswith("/") or "\\" in name or ".." in parts or re.match(r"^[A-Za-z]:", name) \
-                or "\x00" in name:
-            raise UnsafeFileError(f"zip member {name!r}: expected a relative path inside the "
-                                  "archive", path)
-        if name in seen:
-            raise UnsafeFileError(f"zip member {name!r} appears twice", path)
-        seen.add(name)
-        if info.flag_bits & 0x1:
-            raise UnsafeFileError(f"zip member {name!r} is encrypted", path)
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise CorruptFileError(f"zip member {name!r}: unsupported compression "
-                                   f"{info.compress_type}", path)
-        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
-            raise CorruptFileError(f"zip member {name!r} is stored but its sizes differ", path)
-        if info.file_size > max(info.compress_size, 1) * MAX_RATIO and info.file_size > 1 << 20:
-            raise UnsafeFileError(f"zip member {name!r} expands {info.compress_size} bytes to "
-                                  f"{info.file_size} (a zip bomb); refused", path)
-        if info.header_offset + info.compress_size > os.path.getsize(path):
-            raise CorruptFileError(f"zip member {name!r} runs past the end of the file", path)
-    return infos
-
-
-def _open_weights(raw, zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str):
-    if info.compress_type == zipfile.ZIP_STORED:
-        raw.seek(info.header_offset)
-        header = raw.read(_LOCAL_HEADER.size)
-        if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
-            raise CorruptFileError(f"zip member {info.filename!r}: bad local header", path)
-        fields = _LOCAL_HEADER.unpack(header)
-        start = info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1]
-        if start + info.file_size > os.path.getsize(path):
-            raise CorruptFileError(f"zip member {info.filename!r} runs past the end", path)
-        return io.BufferedReader(_Window(raw, start, info.file_size), 1 << 16)
-    if info.file_size > MAX_INFLATE_BYTES:
-        raise UnsafeFileError(f"{info.filename!r} is compressed and larger than "
+def _open_weights(archive: SafeZip, member: Member, path: str):
+    if member.stored:
+        return archive.window(member)
+    if member.size > MAX_INFLATE_BYTES:
+        raise UnsafeFileError(f"{member.name!r} is compressed and larger than "
                               f"{MAX_INFLATE_BYTES} bytes; store it uncompressed", path)
-    return io.BytesIO(zf.read(info))
+    return io.BytesIO(archive.read(member))
 
 
 def read(path: str) -> Store:
-    raw = open(path, "rb")
-    h5file = None
+    archive = SafeZip(path)
     try:
         try:
-            with zipfile.ZipFile(raw) as zf:
-                infos = check_members(zf, path)
-                kept, members, total = {}, [], 0
-                weights_info = None
-                for info in infos:
-                    members.append({"name": info.filename, "compress_type": info.compress_type,
-                                    "date_time": list(info.date_time),
-                                    "external_attr": info.external_attr})
-                    if info.filename == WEIGHTS:
-                        weights_info = info
-                        continue
-                    if info.is_dir():
-                        continue
-                    total += info.file_size
-                    if info.file_size > MAX_MEMBER_BYTES or total > MAX_KEPT_BYTES:
-                        raise UnsafeFileError(f"zip member {info.filename!r} is too large to "
-                                              "keep (over "
-                                              f"{MAX_MEMBER_BYTES >> 20} MiB each, "
-                                              f"{MAX_KEPT_BYTES >> 20} MiB in all)", path)
-                    kept[info.filename] = _keep(zf.read(info))
-                if weights_info is None:
-                    raise CorruptFileError(f"expected a {WEIGHTS} member in the archive", path)
-                config = _config(kept, path)
-                h5file = _open_weights(raw, zf, weights_info, path)
-        except zipfile.BadZipFile as exc:
-            raise CorruptFileError(f"not a valid zip archive: {exc}", path) from None
-        except (OSError, EOFError, ValueError, struct.error, NotImplementedError) as exc:
-            if isinstance(exc, (CorruptFileError, UnsafeFileError)):
+            kept, members, total = {}, [], 0
+            weights = None
+            for member in archive.members:
+                info = member.info
+                members.append({"name": info.filename, "compress_type": info.compress_type,
+                                "date_time": list(info.date_time),
+                                "external_attr": info.external_attr})
+                if member.name == WEIGHTS:
+                    weights = member
+                    continue
+                if member.is_dir:
+                    continue
+                total += member.size
+                if member.size > MAX_MEMBER_BYTES or total > MAX_KEPT_BYTES:
+                    raise UnsafeFileError(f"zip member {member.name!r} is too large to keep "
+                                          f"(over {MAX_MEMBER_BYTES >> 20} MiB each, "
+                                          f"{MAX_KEPT_BYTES >> 20} MiB in all)", path)
+                kept[member.name] = _keep(archive.read(member))
+            if weights is None:
+                raise CorruptFileError(f"expected a {WEIGHTS} member in the archive", path)
+            config = _config(kept, path)
+            h5file = _open_weights(archive, weights, path)
+        except ZIP_ERRORS as exc:
+            if isinstance(exc, WeightsError):
                 raise
             raise CorruptFileError(f"unreadable zip archive: {exc}", path) from None
         f = hdf5.open_file(h5file, f"{path}:{WEIGHTS}")
     except BaseException:
-        raw.close()
+        archive.close()
         raise
     try:
-        tree, datasets = hdf5.describe(f, f"{path}:{WEIGHTS}", weights_info.file_size)
+        tree, datasets = hdf5.describe(f, f"{path}:{WEIGHTS}", weights.size)
         with hdf5.h5_errors(path):
             order, layer_names = config_layout(config, tree)
             names = keras3_names(tree, layer_names)
             tensors = tensors_from(tree, datasets, path, names, ranks=group_ranks(order))
     except BaseException:
         f.close()
-        raw.close()
+        archive.close()
         raise
 
     def close() -> None:
         f.close()
-        raw.close()
+        archive.close()
     meta = {NAMESPACE: {"members": members, "files": kept, "tree": tree}}
     return Store(tensors, format=NAME, path=path, meta=meta, on_close=close)
 

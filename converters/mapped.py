@@ -1,59 +1,278 @@
-"""Zero-copy reads that keep memory bounded: each read maps only the byte range it needs.
+"""Zero-copy reads that keep memory bounded, and files that change while they are read.
 
-A view over one mmap of a whole file keeps every page it ever touched counted in the process's
-resident memory until the file is closed: reading a 4 GiB file chunk by chunk would end at 4 GiB
-RSS. Here each read maps its own range (page-aligned) and returns a read-only numpy view over it;
-the mapping goes away with the last view, so a chunked pass stays at about one chunk.
+Bounded memory: a view over one mmap of a whole file keeps every page it ever touched counted in
+the process's resident memory until the file is closed: reading a 4 GiB file chunk by chunk
+would end at 4 GiB RSS. Here each read maps its own range (page-aligned) and returns a read-only
+numpy view over it; the mapping goes away with the last view, so a chunked pass stays at about
+one chunk. Reads smaller than SMALL_READ are copied with pread instead (cheaper than a map and an
+unmap, which matters for files of many small variables).
+
+A file that shrinks while it is read (another process truncates or rewrites it) would end the
+process: touching a mapped page beyond the new end raises SIGBUS, whose default action kills
+without a word, and the kernel refuses a write(2) from such a page with EFAULT ("Bad address").
+So every file read here is *watched*: on Linux a SIGBUS handler (installed on the first map, via
+ctypes) finds the watched files' mappings that now extend past their file's end in
+/proc/self/maps, replaces those pages with zero pages (so the faulting instruction completes) and
+records the file; any SIGBUS it cannot explain goes to the previous handler. The next read from
+any watched file, each step of `Tensor.iter_chunks`, and every atomic output before it is
+renamed into place (`check_changed`) then raise `FileChangedError` naming the file; an output
+that failed while a watched input shrank (EFAULT, a short read) raises it too (`shrunk`). A
+program that keeps an array it read and touches it after the file shrank sees zeros, and the
+next weightkit read raises.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import mmap
 import os
+import signal
+import sys
+import threading
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .errors import CorruptFileError, UsageError
-from .store import Index
 
 GRANULARITY = mmap.ALLOCATIONGRANULARITY
+PAGE = mmap.PAGESIZE
+SMALL_READ = 64 << 10  # bytes below which a read is a pread copy, not a map
+READ_AHEAD = 256 << 10  # bytes a small read fetches for the small reads after it
+Index = tuple  # a tuple of ints and slices: numpy basic indexing
 
+
+class FileChangedError(CorruptFileError):
+    """The file became shorter (was truncated or rewritten) while weightkit read it."""
+
+    def __init__(self, message: str = "", path: str | os.PathLike | None = None):
+        super().__init__(message or "the file changed (it became shorter) while it was being "
+                         "read; read it again once nothing writes to it", path)
+
+
+# -- watched files -------------------------------------------------------------------------------
+
+@dataclass
+class _Watched:
+    path: str
+    real: bytes  # the absolute path /proc/self/maps shows (overlay file systems may show
+    size: int  # at opening                                another device and inode)
+    users: int = 0  # open MappedFiles and live mappings
+
+
+_watched: dict[tuple[int, int], _Watched] = {}  # (st_dev, st_ino) -> the file
+_changed: list[str] = []  # files the SIGBUS handler found shorter than their mappings
+_lock = threading.Lock()
+
+
+def watch(path: str, stat: os.stat_result) -> tuple[int, int]:
+    """Count a user of the file `path` (its fstat `stat`); returns the key to `unwatch` with."""
+    key = (stat.st_dev, stat.st_ino)
+    with _lock:
+        entry = _watched.get(key)
+        if entry is None:
+            entry = _watched[key] = _Watched(path, os.fsencode(os.path.realpath(path)),
+                                             stat.st_size)
+        entry.users += 1
+    return key
+
+
+def unwatch(key: tuple[int, int]) -> None:
+    with _lock:
+        entry = _watched.get(key)
+        if entry is not None:
+            entry.users -= 1
+            if entry.users <= 0:  # closed and unmapped: nothing more to say about it
+                del _watched[key]
+                while entry.path in _changed:
+                    _changed.remove(entry.path)
+
+
+def check_changed() -> None:
+    """Raise FileChangedError if the SIGBUS handler found a watched file shorter than its
+    mappings (the error is raised once)."""
+    if _changed:
+        raise FileChangedError(path=_changed.pop())
+
+
+def shrunk() -> str | None:
+    """The path of a watched file that is now shorter than when it was opened, if any, the
+    latest opened first (an output that failed with EFAULT or a short read names the input
+    that changed)."""
+    if _changed:
+        return _changed[-1]
+    for (dev, ino), entry in reversed(list(_watched.items())):  # the latest opened first
+        try:
+            st = os.stat(entry.path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (dev, ino) and st.st_size < entry.size:
+            return entry.path
+    return None
+
+
+# -- the SIGBUS handler --------------------------------------------------------------------------
+
+_handler: Any = None  # the ctypes callback, kept alive
+_previous: Any = None  # the handler it replaced
+_libc: Any = None
+
+
+def _install() -> None:
+    """Install the SIGBUS handler once (Linux; elsewhere SIGBUS keeps its default)."""
+    global _handler, _previous, _libc
+    if _handler is not None or not sys.platform.startswith("linux"):
+        return
+    with _lock:
+        if _handler is not None:
+            return
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.signal.restype = ctypes.c_void_p
+            libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                                  ctypes.c_int, ctypes.c_long]
+            handler = ctypes.CFUNCTYPE(None, ctypes.c_int)(_on_sigbus)
+            _libc, _handler = libc, handler
+            _previous = libc.signal(signal.SIGBUS, ctypes.cast(handler, ctypes.c_void_p))
+        except (OSError, AttributeError, ValueError):  # no libc to call: the default stays
+            _handler = False
+
+
+def _on_sigbus(signum: int) -> None:
+    """Zero-fill the pages of watched files' mappings that lie past their file's end, and
+    record the files; a SIGBUS from elsewhere goes to the previous handler."""
+    try:
+        fixed = _zero_pages_past_end()
+    except Exception:  # noqa: BLE001 - never raise inside a signal handler
+        fixed = False
+    if not fixed:
+        _libc.signal(signal.SIGBUS, _previous)  # the faulting access repeats: theirs now
+
+
+def _zero_pages_past_end() -> bool:
+    sizes: dict[tuple[int, int], int] = {}
+    by_path = {entry.real: key for key, entry in _watched.items()}
+    fixed = False
+    with open("/proc/self/maps", "rb") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        parts = line.split(None, 5)
+        if len(parts) < 6:
+            continue
+        major, minor = (int(x, 16) for x in parts[3].split(b":"))
+        key = (os.makedev(major, minor), int(parts[4]))
+        if key not in _watched:
+            key = by_path.get(parts[5].strip(), key)
+        entry = _watched.get(key)
+        if entry is None:
+            continue
+        if key not in sizes:
+            sizes[key] = _size_now(entry, key)
+        start, end = (int(x, 16) for x in parts[0].split(b"-"))
+        valid = max(0, sizes[key] - int(parts[2], 16))  # bytes of this mapping still in the file
+        first = start + -(-valid // PAGE) * PAGE
+        if first < end:
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x10  # MAP_FIXED
+            if _libc.mmap(first, end - first, mmap.PROT_READ, flags, -1, 0) == first:
+                fixed = True
+                if entry.path not in _changed:
+                    _changed.append(entry.path)
+    return fixed
+
+
+def _size_now(entry: _Watched, key: tuple[int, int]) -> int:
+    try:
+        st = os.stat(entry.path)
+    except OSError:
+        return 0
+    return st.st_size if (st.st_dev, st.st_ino) == key else 0
+
+
+def map_range(fd: int, offset: int, nbytes: int, path: str, opened: os.stat_result
+              ) -> tuple[mmap.mmap, int]:
+    """A read-only map of `nbytes` at `offset` of `fd`, the file `path` whose fstat at opening
+    was `opened`: (the map, where the range starts in it). The file is watched while the map
+    lives."""
+    _install()
+    start = offset - offset % GRANULARITY
+    try:
+        mapped = mmap.mmap(fd, offset - start + nbytes, offset=start, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise CorruptFileError(f"cannot map data: {exc}", path) from None
+    weakref.finalize(mapped, unwatch, watch(path, opened))
+    return mapped, offset - start
+
+
+# -- files ---------------------------------------------------------------------------------------
 
 class MappedFile:
-    """An open file from which byte ranges are read as read-only arrays."""
+    """An open, watched file from which byte ranges are read as read-only arrays."""
 
     def __init__(self, path: str):
         self.path = path
         try:
             self._file = open(path, "rb")
-            self.size = os.fstat(self._file.fileno()).st_size
+            stat = os.fstat(self._file.fileno())
         except OSError as exc:
             raise UsageError(f"cannot read: {exc.strerror or exc}", path) from None
+        self.size = stat.st_size
+        self._stat = stat
+        self._block: tuple[int, bytes] = (0, b"")  # read ahead for small reads
+        self._key = watch(path, stat)
 
     def pread(self, offset: int, n: int) -> bytes:
-        """Up to `n` bytes at `offset` (fewer at the end of the file)."""
+        """Up to `n` bytes at `offset` (fewer only where the range passes the end of the file
+        as it was opened; FileChangedError if it has since become shorter)."""
+        check_changed()
+        if 0 <= n < SMALL_READ and 0 <= offset and offset + n <= self.size:
+            return self._small(offset, n)
         try:
-            return os.pread(self._fileno(), n, offset)
+            data = os.pread(self._fileno(), n, offset)
         except OSError as exc:
             raise CorruptFileError(f"cannot read: {exc.strerror or exc}", self.path) from None
+        if len(data) < n and offset + len(data) < self.size:
+            raise FileChangedError(path=self.path)
+        return data
 
     def array(self, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-        """The C-order array of `shape` whose bytes start at `offset`, as a view of a map."""
+        """The read-only C-order array of `shape` whose bytes start at `offset`: a view of a map,
+        or a copy when small."""
+        check_changed()
+        dtype = np.dtype(dtype)
         count = math.prod(shape)
         if count == 0:
             return np.empty(shape, dtype)
-        nbytes = count * np.dtype(dtype).itemsize
+        nbytes = count * dtype.itemsize
         fileno = self._fileno()
+        if offset + nbytes > self.size:
+            raise CorruptFileError(f"{nbytes} bytes at {offset} run past the end of the file "
+                                   f"({self.size} bytes)", self.path)
+        if nbytes < SMALL_READ:
+            return np.frombuffer(self._small(offset, nbytes), dtype, count).reshape(shape)
         if offset + nbytes > os.fstat(fileno).st_size:
-            raise CorruptFileError("the file became shorter while it was open", self.path)
-        start = offset - offset % GRANULARITY
-        try:
-            mapped = mmap.mmap(fileno, offset - start + nbytes, offset=start,
-                               access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as exc:
-            raise CorruptFileError(f"cannot map data: {exc}", self.path) from None
-        return np.frombuffer(mapped, dtype, count, offset - start).reshape(shape)
+            raise FileChangedError(path=self.path)
+        mapped, at = map_range(fileno, offset, nbytes, self.path, self._stat)
+        return np.frombuffer(mapped, dtype, count, at).reshape(shape)
+
+    def _small(self, offset: int, nbytes: int) -> bytes:
+        """`nbytes` at `offset` (< SMALL_READ) from the block last read ahead, or a new block
+        of up to READ_AHEAD bytes from there: files of many small variables, which lie one after
+        another, cost a read per block rather than per variable."""
+        start, block = self._block
+        if not (start <= offset and offset + nbytes <= start + len(block)):
+            size = max(nbytes, min(READ_AHEAD, self.size - offset))
+            try:
+                block = os.pread(self._fileno(), size, offset)
+            except OSError as exc:
+                raise CorruptFileError(f"cannot read: {exc.strerror or exc}", self.path) from None
+            if len(block) < nbytes:
+                raise FileChangedError(path=self.path)
+            start, self._block = offset, (offset, block)
+        return block[offset - start:offset - start + nbytes]
 
     def _fileno(self) -> int:
         if self._file.closed:
@@ -61,7 +280,9 @@ class MappedFile:
         return self._file.fileno()
 
     def close(self) -> None:
-        self._file.close()
+        if not self._file.closed:
+            self._file.close()
+            unwatch(self._key)
 
 
 def rows(index: Index, shape: tuple[int, ...]) -> tuple[int, int, tuple[Any, ...]] | None:

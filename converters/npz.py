@@ -33,10 +33,9 @@ import ast
 import io
 import math
 import os
+import re
 import struct
-import threading
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -49,20 +48,19 @@ from .atomic import atomic_output
 from .dtypes import STRING, dtype_name, is_string
 from .format import Format, WritePlan
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError, WeightsError
-from .mapped import MappedFile, rows
-from .store import Index, Store, Tensor
+from .mapped import rows
+from .safezip import ZIP_ERRORS, Member, SafeZip, check_member_name, member_names
+from .store import Index, Store, Tensor, check_shape, shown
 
 NAME = "npz"
 CARRY_MEMBER = "__weightkit__.json"
 NPY = ".npy"
 MAX_NPY_HEADER = 1 << 20
 MAX_CARRY = 100_000_000  # as the safetensors header limit
-CRC_BLOCK = 16 << 20
-DEFLATE_MAX_RATIO = 1032  # deflate cannot expand data more than this
+SMALL_MEMBER = 1 << 20  # members written in one piece
 KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
 DATE = (1980, 1, 1, 0, 0, 0)
 
-_LOCAL_HEADER = struct.Struct("<4s5H3I2H")
 _NATIVE_KINDS = "biufc"
 
 # Dtypes .npy cannot hold: (stored dtype, to file, from file)
@@ -88,12 +86,10 @@ def sniff(path: str, head: bytes) -> bool:
     """A zip whose members are .npy arrays (and not a Keras archive)."""
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return False
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if not n.endswith("/")]
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError,
-            NotImplementedError):  # zipfile: a member needs a newer zip version
+    listed = member_names(path)
+    if listed is None:
         return False
+    names = [n for n in listed if not n.endswith("/")]
     if KERAS_MEMBERS & set(names):
         return False
     if not names:
@@ -104,66 +100,35 @@ def sniff(path: str, head: bytes) -> bool:
 # ---------------------------------------------------------------------------------------------
 # reading
 
-def check_member_name(name: str, path: str) -> None:
-    """Refuse member names that could mean a path outside the archive."""
-    parts = name.split("/")
-    if (not name or name.startswith("/") or "\\" in name or "\x00" in name
-            or (len(name) > 1 and name[0].isalpha() and name[1] == ":")
-            or any(p in ("", ".", "..") for p in parts[:-1] + [parts[-1] or "x"])):
-        raise UnsafeFileError(f"refusing zip member name {name!r}", path)
-
-
-@dataclass
-class _Member:
-    info: zipfile.ZipInfo
-    data_start: int  # offset of the member's data in the archive
-
-
-def _members(zf: zipfile.ZipFile, data: MappedFile, path: str) -> list[_Member]:
-    members, seen = [], set()
-    for info in zf.infolist():
-        name = info.filename
-        check_member_name(name, path)
-        if name in seen:
-            raise UnsafeFileError(f"zip member {name!r} appears twice", path)
-        seen.add(name)
-        if name.endswith("/"):
+def _members(archive: SafeZip, path: str) -> list[Member]:
+    """The archive's members that hold data: each a .npy array or the carry."""
+    out = []
+    for member in archive.members:
+        if member.is_dir:
             continue
-        if info.flag_bits & 0x41:  # traditional or strong encryption
-            raise UnsafeFileError(f"zip member {name!r} is encrypted", path)
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise UnsafeFileError(f"zip member {name!r}: compression {info.compress_type}; "
-                                  "expected stored or deflated", path)
-        if not (name.endswith(NPY) or name == CARRY_MEMBER):
-            raise UnknownFormatError(f"zip member {name!r} is not a .npy array", path)
-        start = _data_start(data, info, path)
-        if start + info.compress_size > data.size:
-            raise CorruptFileError(f"zip member {name!r} runs past the end of the file", path)
-        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
-            raise CorruptFileError(f"stored zip member {name!r} declares {info.file_size} bytes "
-                                   f"but stores {info.compress_size}", path)
-        if info.file_size > info.compress_size * DEFLATE_MAX_RATIO + 1024:
-            raise UnsafeFileError(f"zip member {name!r} declares {info.file_size} bytes from "
-                                  f"{info.compress_size} compressed (a decompression bomb)", path)
-        members.append(_Member(info, start))
-    return members
+        if not (member.name.endswith(NPY) or member.name == CARRY_MEMBER):
+            raise UnknownFormatError(f"zip member {member.name!r} is not a .npy array", path)
+        out.append(member)
+    return out
 
 
-def _data_start(data: MappedFile, info: zipfile.ZipInfo, path: str) -> int:
-    offset = info.header_offset
-    raw = data.pread(offset, _LOCAL_HEADER.size) if offset >= 0 else b""
-    if len(raw) != _LOCAL_HEADER.size:
-        raise CorruptFileError(f"zip member {info.filename!r}: local header outside the file", path)
-    fields = _LOCAL_HEADER.unpack(raw)
-    if fields[0] != b"PK\x03\x04":
-        raise CorruptFileError(f"zip member {info.filename!r}: bad local header", path)
-    name_len, extra_len = fields[-2], fields[-1]
-    raw_name = data.pread(offset + _LOCAL_HEADER.size, name_len)
-    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
-    if raw_name.decode(encoding, "replace") != info.filename:
-        raise UnsafeFileError(f"zip member {info.filename!r}: local header names "
-                              f"{raw_name!r}", path)
-    return offset + _LOCAL_HEADER.size + name_len + extra_len
+_PLAIN_HEADER = re.compile(  # numpy's own header (numpy/lib/format.py, _wrap_header)
+    rb"\{'descr': '([<>|=][a-zA-Z]\d{0,9})', 'fortran_order': (True|False), "
+    rb"'shape': \((|N,|N(?:, N)+,?)\), \} *\n?".replace(b"N", rb"(?:0|[1-9]\d{0,18})"))
+
+
+def _literal(text: bytes, major: int, where: str, path: str) -> Any:
+    """The header dict of an .npy: numpy's own layout by a regular expression (100,000 members
+    parse in a blink), anything else by `ast.literal_eval` (literals only, never code)."""
+    plain = _PLAIN_HEADER.fullmatch(text)
+    if plain is not None:
+        dims = plain.group(3).decode().replace(",", " ").split()
+        return {"descr": plain.group(1).decode(), "fortran_order": plain.group(2) == b"True",
+                "shape": tuple(int(d) for d in dims)}
+    try:
+        return ast.literal_eval(text.decode("utf-8" if major == 3 else "latin1"))
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        raise CorruptFileError(f"{where}: .npy header is not a Python literal", path) from None
 
 
 @dataclass
@@ -190,18 +155,15 @@ def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str) -> _Np
     text = fp.read(hlen)
     if len(text) != hlen:
         raise CorruptFileError(f"{where}: truncated .npy header", path)
-    try:
-        header = ast.literal_eval(text.decode("utf-8" if major == 3 else "latin1"))
-    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
-        raise CorruptFileError(f"{where}: .npy header is not a Python literal", path) from None
+    header = _literal(text, major, where, path)
     if not (isinstance(header, dict) and set(header) == {"descr", "fortran_order", "shape"}
             and isinstance(header["fortran_order"], bool) and isinstance(header["shape"], tuple)
             and carry.valid_shape(list(header["shape"]))):
-        raise CorruptFileError(f"{where}: malformed .npy header {_short(header)}", path)
+        raise CorruptFileError(f"{where}: malformed .npy header {shown(header)}", path)
     try:
         dtype = np.lib.format.descr_to_dtype(header["descr"])
     except (TypeError, ValueError, KeyError, IndexError):
-        raise CorruptFileError(f"{where}: unknown dtype {_short(header['descr'])}", path) from None
+        raise CorruptFileError(f"{where}: unknown dtype {shown(header['descr'])}", path) from None
     if dtype.hasobject:
         raise UnsafeFileError(f"{where} is an object array (it needs pickle; refused)", path)
     if dtype.kind not in _NATIVE_KINDS + "SU" or dtype.fields is not None or dtype.subdtype:
@@ -211,8 +173,11 @@ def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str) -> _Np
             dtype_name(dtype)
         except UsageError:
             raise UnknownFormatError(f"{where}: unsupported dtype {dtype.str}", path) from None
+    if dtype.itemsize == 0:  # numpy writes S1/U1 at least: S0 would make any count fit 0 bytes
+        raise CorruptFileError(f"{where}: zero-width dtype {dtype.str} (numpy never writes "
+                               "one)", path)
     header_len = 8 + len(raw) + hlen
-    shape = tuple(header["shape"])
+    shape = check_shape(header["shape"], where, path, dtype.itemsize)
     need = math.prod(shape) * dtype.itemsize
     if need != data_size - header_len:
         raise CorruptFileError(f"{where}: shape {list(shape)} of {dtype.str} needs {need} bytes, "
@@ -220,106 +185,16 @@ def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str) -> _Np
     return _Npy(shape, header["fortran_order"], dtype, header_len)
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-class _Archive:
-    """The open archive: maps of stored members' bytes, a zipfile for deflated ones."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.lock = threading.Lock()
-        self._stream: tuple[str, Any] | None = None
-        self._verified: set[str] = set()
-        self.data = MappedFile(path)
-        try:
-            if self.data.size == 0:
-                raise CorruptFileError("empty file; expected a zip archive", path)
-            self.file = open(path, "rb")
-            self.zip = zipfile.ZipFile(self.file)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError,
-                NotImplementedError) as exc:
-            self.close()
-            raise CorruptFileError(f"not a valid zip archive ({exc})", path) from None
-        except BaseException:
-            self.close()
-            raise
-
-    def open_member(self, info: zipfile.ZipInfo) -> Any:
-        """The (cached) decompressing stream of a member; call with `lock` held."""
-        if self._stream is None or self._stream[0] != info.filename:
-            self._close_stream()
-            self._stream = (info.filename, self.zip.open(info))
-        return self._stream[1]
-
-    def verify(self, member: _Member) -> None:
-        """Check a stored member's CRC-32 once, on its first read (deflated members are checked
-        by zipfile when read to the end)."""
-        name = member.info.filename
-        if name in self._verified:
-            return
-        crc = 0
-        for start in range(0, member.info.file_size, CRC_BLOCK):
-            n = min(CRC_BLOCK, member.info.file_size - start)
-            crc = zlib.crc32(self.data.array(member.data_start + start, np.dtype(np.uint8), (n,)),
-                             crc)
-        if crc != member.info.CRC:
-            raise CorruptFileError(f"zip member {name!r}: CRC-32 mismatch (the data is damaged)",
-                                   self.path)
-        self._verified.add(name)
-
-    def read_range(self, member: _Member, start: int, stop: int) -> bytes:
-        """Bytes [start, stop) of a member's uncompressed content."""
-        if member.info.compress_type == zipfile.ZIP_STORED:
-            data = self.data.pread(member.data_start + start, stop - start)
-            if len(data) != stop - start:
-                raise CorruptFileError(f"zip member {member.info.filename!r} is truncated",
-                                       self.path)
-            return data
-        with self.lock:
-            try:
-                stream = self.open_member(member.info)
-                stream.seek(start)
-                data = stream.read(stop - start)
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
-                self._close_stream()
-                raise CorruptFileError(f"zip member {member.info.filename!r}: {exc}",
-                                       self.path) from None
-            except ValueError:
-                raise UsageError("the store is closed", self.path) from None
-        if len(data) != stop - start:
-            raise CorruptFileError(f"zip member {member.info.filename!r} is truncated", self.path)
-        return data
-
-    def _close_stream(self) -> None:
-        if self._stream is not None:
-            self._stream[1].close()
-            self._stream = None
-
-    def close(self) -> None:
-        self._close_stream()
-        for thing in ("zip", "file", "data"):
-            obj = getattr(self, thing, None)
-            if obj is not None:
-                obj.close()
-
-
 def read(path: str) -> Store:
     """Open an .npz lazily: stored members are mmap views, deflated ones decompress on demand."""
     path = os.fspath(path)
-    try:
-        archive = _Archive(path)
-    except OSError as exc:
-        raise UsageError(f"cannot read: {exc.strerror or exc}", path) from None
+    archive = SafeZip(path)
     try:
         return _read(archive, path)
     except WeightsError:
         archive.close()
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
-            NotImplementedError) as exc:
+    except ZIP_ERRORS as exc:
         archive.close()
         raise CorruptFileError(f"unreadable zip archive ({exc})", path) from None
     except BaseException:
@@ -327,23 +202,19 @@ def read(path: str) -> Store:
         raise
 
 
-def _read(archive: _Archive, path: str) -> Store:
-    members = _members(archive.zip, archive.data, path)
-    arrays: dict[str, tuple[_Member, _Npy]] = {}
+def _read(archive: SafeZip, path: str) -> Store:
+    arrays: dict[str, tuple[Member, _Npy]] = {}
     doc = None
-    for member in members:
-        name = member.info.filename
+    for member in _members(archive, path):
+        name = member.name
         if name == CARRY_MEMBER:
-            if member.info.file_size > MAX_CARRY:
-                raise UnsafeFileError(f"{CARRY_MEMBER} of {member.info.file_size} bytes", path)
-            if member.info.compress_type == zipfile.ZIP_STORED:
-                archive.verify(member)
-            doc = carry.parse_json(archive.read_range(member, 0, member.info.file_size), path,
-                                   CARRY_MEMBER)
+            if member.size > MAX_CARRY:
+                raise UnsafeFileError(f"{CARRY_MEMBER} of {member.size} bytes", path)
+            doc = carry.parse_json(archive.read(member), path, CARRY_MEMBER)
             continue
         head = _HeadReader(archive, member)
         arrays[name[:-len(NPY)]] = (member, parse_npy_header(
-            head, member.info.file_size, f"member {name!r}", path))
+            head, member.size, f"member {name!r}", path))
     carried = carry.Carry(doc, list(arrays), path)
     tensors = {name: _tensor(archive, name, *arrays[name], carried, path) for name in carried.order}
     return Store(tensors, format=NAME, meta=carried.store_meta({}), path=path,
@@ -353,17 +224,23 @@ def _read(archive: _Archive, path: str) -> Store:
 class _HeadReader(io.RawIOBase):
     """A file-like over the start of a member, for the .npy header parser."""
 
-    def __init__(self, archive: _Archive, member: _Member):
+    HEAD = 256  # numpy's headers are 64 or 128 bytes: one read for most
+
+    def __init__(self, archive: SafeZip, member: Member):
         self.archive, self.member, self.pos = archive, member, 0
+        self.head = archive.range(member, 0, min(member.size, self.HEAD))
 
     def read(self, n: int = -1) -> bytes:
-        stop = min(self.member.info.file_size, self.pos + max(n, 0))
-        data = self.archive.read_range(self.member, self.pos, stop) if stop > self.pos else b""
+        stop = min(self.member.size, self.pos + max(n, 0))
+        if stop <= len(self.head):
+            data = self.head[self.pos:stop]
+        else:
+            data = self.archive.range(self.member, self.pos, stop) if stop > self.pos else b""
         self.pos = stop
         return data
 
 
-def _tensor(archive: _Archive, name: str, member: _Member, npy: _Npy, carried: carry.Carry,
+def _tensor(archive: SafeZip, name: str, member: Member, npy: _Npy, carried: carry.Carry,
             path: str) -> Tensor:
     meta = carried.tensor_meta(name)
     encoding = carried.encoding(name, npy.shape)
@@ -380,6 +257,8 @@ def _tensor(archive: _Archive, name: str, member: _Member, npy: _Npy, carried: c
         raise CorruptFileError(what, path)
     if is_string(dtype):
         lengths = encoding["lengths"]
+        if stored.kind == "U" and lengths is None:  # as weightkit 0.x wrote a U array
+            return Tensor(npy.shape, dtype, lambda i: _strings(raw(i), None), meta)
         if stored.kind != "S" or any(n > stored.itemsize for n in lengths or ()):
             raise CorruptFileError(what, path)
         if lengths is None:
@@ -414,12 +293,12 @@ def _strings(array: np.ndarray, lengths: list[int] | None) -> np.ndarray:
     return out
 
 
-def _raw_getter(archive: _Archive, member: _Member, npy: _Npy) -> Callable[[Index], np.ndarray]:
+def _raw_getter(archive: SafeZip, member: Member, npy: _Npy) -> Callable[[Index], np.ndarray]:
     """get(index) for the array as stored (its own dtype and order), reading only the rows of
     a C-order array that the index needs."""
     itemsize = npy.dtype.itemsize
     row_bytes = itemsize * math.prod(npy.shape[1:])
-    stored = member.info.compress_type == zipfile.ZIP_STORED
+    stored = member.stored
 
     def block(start: int, shape: tuple[int, ...]) -> np.ndarray:
         """The elements from byte `start` of the data, in `shape` (the array's order)."""
@@ -429,10 +308,9 @@ def _raw_getter(archive: _Archive, member: _Member, npy: _Npy) -> Callable[[Inde
         offset = npy.header_len + start
         if stored:
             archive.verify(member)
-            flat = archive.data.array(member.data_start + offset, npy.dtype, (n,))
+            flat = archive.array(member, offset, npy.dtype, (n,))
         else:
-            flat = np.frombuffer(archive.read_range(member, offset, offset + n * itemsize),
-                                 npy.dtype)
+            flat = np.frombuffer(archive.range(member, offset, offset + n * itemsize), npy.dtype)
         return flat.reshape(shape[::-1]).T if npy.fortran else flat.reshape(shape)
 
     def get(index: Index) -> np.ndarray:
@@ -502,7 +380,9 @@ def _plan_strings(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
                 array = np.array(text, dtype=descr).reshape(tensor.shape)
         except (UnicodeDecodeError, TypeError, ValueError):
             array = None
-    if array is None:
+    if array is not None:
+        record = {}  # a U array reads back as these strings: nothing to carry
+    else:
         if isinstance(descr, str) and descr[1:2] == "S" and descr[2:].isdigit():
             width = max(width, int(descr[2:]))
         array = np.array(list(items), dtype=f"S{width}").reshape(tensor.shape)
@@ -546,19 +426,31 @@ def _write_member(zf: zipfile.ZipFile, plan: _Planned, path: str) -> None:
     nbytes = math.prod(plan.shape) * plan.dtype.itemsize
     info = zipfile.ZipInfo(plan.name + NPY, DATE)
     info.compress_type = zipfile.ZIP_STORED
-    with zf.open(info, "w", force_zip64=nbytes > (1 << 31)) as member:
-        try:
-            np.lib.format.write_array_header_1_0(member, header)
-        except ValueError:
-            np.lib.format.write_array_header_2_0(member, header)
-        written = 0
-        for chunk in plan.chunks():
-            chunk = np.ascontiguousarray(chunk, dtype=plan.dtype).reshape(-1)
-            member.write(chunk.view(np.uint8).data)
-            written += chunk.nbytes
+    if nbytes <= SMALL_MEMBER:  # in one piece: a streamed member costs zipfile a seek back
+        member = io.BytesIO()
+        written = _fill(member, header, plan)
+        if written == nbytes:
+            zf.writestr(info, member.getvalue())
+    else:
+        with zf.open(info, "w", force_zip64=nbytes > (1 << 31)) as member:
+            written = _fill(member, header, plan)
     if written != nbytes:
         raise UsageError(f"tensor {plan.name!r} gave {written} bytes of data, its shape "
                          f"{list(plan.shape)} needs {nbytes}", path)
+
+
+def _fill(member: Any, header: dict, plan: _Planned) -> int:
+    """Write the .npy header and the data; the bytes of data written."""
+    try:
+        np.lib.format.write_array_header_1_0(member, header)
+    except ValueError:
+        np.lib.format.write_array_header_2_0(member, header)
+    written = 0
+    for chunk in plan.chunks():
+        chunk = np.ascontiguousarray(chunk, dtype=plan.dtype).reshape(-1)
+        member.write(chunk.view(np.uint8).data)
+        written += chunk.nbytes
+    return written
 
 
 FORMAT = Format(

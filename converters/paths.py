@@ -36,15 +36,21 @@ def check_tree(directory: str) -> None:
     """Refuse a directory input containing a symlink that leaves it, or a special file."""
     root = os.path.realpath(directory)
     for parent, dirs, files in os.walk(root):
-        for name in dirs + files:
+        for name in dirs:
             full = os.path.join(parent, name)
-            rel = os.path.relpath(full, root)
             if os.path.islink(full):
-                inside(root, rel)
-            if name in files:
-                mode = os.stat(full).st_mode if os.path.exists(full) else 0
-                if not stat.S_ISREG(mode):
-                    raise UnsafeFileError(f"{rel!r} is not a regular file", directory)
+                inside(root, os.path.relpath(full, root))
+        for name in files:  # (a list: `name in files` per entry made 20,000 files quadratic)
+            full = os.path.join(parent, name)
+            if os.path.islink(full):
+                inside(root, os.path.relpath(full, root))
+            try:
+                mode = os.stat(full).st_mode
+            except OSError:
+                mode = 0
+            if not stat.S_ISREG(mode):
+                raise UnsafeFileError(f"{os.path.relpath(full, root)!r} is not a regular file",
+                                      directory)
 
 
 def same_file(a: str, b: str) -> bool:

@@ -46,7 +46,7 @@ from .dtypes import dtype_name, is_string
 from .format import Format, WritePlan
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError
 from .mapped import MappedFile, rows
-from .store import Index, Store, Tensor
+from .store import Index, Store, Tensor, check_shape, gc_paused, shown
 
 NAME = "safetensors"
 METADATA = "__metadata__"
@@ -65,6 +65,7 @@ _TYPES: dict[str, np.dtype] = {code: np.dtype(t).newbyteorder("<") for code, t i
     "F8_E5M2": ml_dtypes.float8_e5m2, "F8_E4M3FNUZ": ml_dtypes.float8_e4m3fnuz,
     "F8_E5M2FNUZ": ml_dtypes.float8_e5m2fnuz, "F8_E8M0": ml_dtypes.float8_e8m0fnu,
 }.items()}
+_NATIVE = {code: dt.newbyteorder("=") for code, dt in _TYPES.items()}
 _UNREADABLE = {code: "packed sub-byte floats, whose order inside a byte safetensors does not define"
                for code in ("F4", "F6_E2M3", "F6_E3M2")}
 _CODES: dict[str, str] = {dtype_name(dt.newbyteorder("=")): code for code, dt in _TYPES.items()}
@@ -130,7 +131,7 @@ def _header(file: MappedFile, path: str) -> tuple[int, dict]:
     return n, header
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     name: str
     code: str
@@ -139,32 +140,37 @@ class _Entry:
     end: int
 
 
+_FIELDS = frozenset(("dtype", "shape", "data_offsets"))
+
+
 def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
     """Validated entries in header order; their offsets tile [0, data_size) exactly."""
     entries = []
+    checked: dict[tuple, tuple[tuple[int, ...], int]] = {}  # (code, shape) -> (shape, nbytes)
     for name, info in header.items():
-        if not (isinstance(info, dict) and set(info) == {"dtype", "shape", "data_offsets"}):
+        if not (type(info) is dict and info.keys() == _FIELDS):
             raise CorruptFileError(f"entry {name!r}: expected an object with dtype, shape and "
-                                   f"data_offsets, got {_short(info)}", path)
+                                   f"data_offsets, got {shown(info)}", path)
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if code in _UNREADABLE:
-            raise UnknownFormatError(f"tensor {name!r} has dtype {code} ({_UNREADABLE[code]}); "
-                                     "weightkit does not read it", path)
-        if code not in _TYPES:
-            raise CorruptFileError(f"tensor {name!r}: unknown dtype {_short(code)}; expected one "
-                                   f"of {', '.join(c for c in _RANK if c in _TYPES)}", path)
-        if not carry.valid_shape(shape):
-            raise CorruptFileError(f"tensor {name!r}: bad shape {_short(shape)}", path)
-        if not (isinstance(offsets, list) and len(offsets) == 2 and carry.valid_shape(offsets)
-                and offsets[0] <= offsets[1]):
-            raise CorruptFileError(f"tensor {name!r}: bad data_offsets {_short(offsets)}", path)
-        nbytes = math.prod(shape) * _TYPES[code].itemsize
+        if type(shape) is not list or not all(type(d) is int for d in shape):
+            raise CorruptFileError(f"tensor {name!r}: bad shape {shown(shape)}", path)
+        known = checked.get((code, *shape)) if type(code) is str else None
+        if known is None:
+            known = checked[(code, *shape)] = _checked_shape(name, code, shape, path)
+        shape, nbytes = known
+        if not (type(offsets) is list and len(offsets) == 2 and type(offsets[0]) is int
+                and type(offsets[1]) is int and 0 <= offsets[0] <= offsets[1]):
+            raise CorruptFileError(f"tensor {name!r}: bad data_offsets {shown(offsets)}", path)
+        if offsets[1] > data_size:
+            raise CorruptFileError(f"tensor {name!r}: data_offsets run past the end of the "
+                                   f"data ({data_size} bytes)", path)
         if nbytes != offsets[1] - offsets[0]:
-            raise CorruptFileError(f"tensor {name!r}: shape {shape} of {code} needs {nbytes} "
-                                   f"bytes, data_offsets give {offsets[1] - offsets[0]}", path)
-        entries.append(_Entry(name, code, tuple(shape), offsets[0], offsets[1]))
+            raise CorruptFileError(f"tensor {name!r}: shape {list(shape)} of {code} needs "
+                                   f"{nbytes} bytes, data_offsets give {offsets[1] - offsets[0]}",
+                                   path)
+        entries.append(_Entry(name, code, shape, offsets[0], offsets[1]))
     position = 0
-    for entry in sorted(entries, key=lambda e: (e.begin, e.end)):
+    for entry in sorted(entries, key=_span):
         if entry.begin != position:
             what = "overlaps another" if entry.begin < position else "leaves a hole before it"
             raise CorruptFileError(f"tensor {entry.name!r}: data at {entry.begin} {what} "
@@ -176,9 +182,23 @@ def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
     return entries
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _span(entry: _Entry) -> tuple[int, int]:
+    return entry.begin, entry.end
+
+
+def _checked_shape(name: str, code: Any, shape: list, path: str) -> tuple[tuple[int, ...], int]:
+    """A tensor's dtype code and shape checked once: (the shape as a tuple, its bytes)."""
+    if code in _UNREADABLE:
+        raise UnknownFormatError(f"tensor {name!r} has dtype {code} ({_UNREADABLE[code]}); "
+                                 "weightkit does not read it", path)
+    if code not in _TYPES:
+        raise CorruptFileError(f"tensor {name!r}: unknown dtype {shown(code)}; expected one "
+                               f"of {', '.join(c for c in _RANK if c in _TYPES)}", path)
+    if not carry.valid_shape(shape):
+        raise CorruptFileError(f"tensor {name!r}: bad shape {shown(shape)}", path)
+    itemsize = _TYPES[code].itemsize
+    shape = check_shape(shape, f"tensor {name!r}", path, itemsize)
+    return shape, math.prod(shape) * itemsize
 
 
 def _getter(file: MappedFile, offset: int, entry: _Entry,
@@ -212,7 +232,8 @@ def read(path: str) -> Store:
     path = os.fspath(path)
     file = MappedFile(path)
     try:
-        return _read(file, path)
+        with gc_paused():
+            return _read(file, path)
     except BaseException:
         file.close()
         raise
@@ -245,9 +266,8 @@ def _tensor(file: MappedFile, offset: int, entry: _Entry, carried: carry.Carry,
             path: str) -> Tensor:
     meta = carried.tensor_meta(entry.name)
     encoding = carried.encoding(entry.name, entry.shape)
-    stored = _TYPES[entry.code]
     if encoding is None:
-        return Tensor(entry.shape, stored.newbyteorder("="), _getter(file, offset, entry), meta)
+        return Tensor(entry.shape, _NATIVE[entry.code], _getter(file, offset, entry), meta)
     dtype = encoding["dtype"]
     what = f"weightkit metadata for {entry.name!r} does not match the stored tensor"
     if is_string(dtype):

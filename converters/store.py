@@ -12,48 +12,98 @@ Metadata is plain JSON-able data, so that any format able to carry text (safeten
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
+import reprlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from .dtypes import dtype_name, is_string
+from .errors import CorruptFileError
+from .mapped import check_changed
 
 CHUNK_BYTES = 16 << 20
 ROLES = ("weight", "optimizer", "counter", "metric")
-MAX_RANK = 64  # numpy's NPY_MAXDIMS
-MAX_ELEMENTS = 1 << 63  # a dimension or element count numpy's intp cannot hold
+MAX_RANK = 64  # numpy's NPY_MAXDIMS (numpy 2: numpy/_core/include/numpy/ndarraytypes.h)
+MAX_NBYTES = (1 << 63) - 1  # numpy's limit: the largest npy_intp
 
 Index = tuple  # a tuple of ints and slices: numpy basic indexing
 
 
-def _short_int(value: int) -> str:
-    """An int for a message: in full when short, else by its size (Python refuses to print
-    ints of more than 4300 digits, and a crafted file can declare one)."""
-    return str(value) if -10**18 < value < 10**18 else f"a {value.bit_length()}-bit number"
+def check_shape(shape: Any, what: str = "a tensor", path: str | None = None,
+                itemsize: int = 1) -> tuple[int, ...]:
+    """`shape` as a tuple of ints if numpy can hold an array of it with elements of `itemsize`
+    bytes, else CorruptFileError (naming `path`). Readers call it on every shape a file
+    declares, before using it.
 
-
-def check_shape(shape: Any, what: str = "a tensor") -> tuple[int, ...]:
-    """`shape` as a tuple of ints, or `CorruptFileError` when numpy cannot represent it: not a
-    list of integers, rank above 64, a negative dimension, a dimension or element count of
-    2**63 or more. Readers call it on every shape a file declares, before using it."""
-    from .errors import CorruptFileError
+    numpy refuses (numpy/_core/src/multiarray/ctors.c, `PyArray_NewFromDescr_int`) more than
+    MAX_RANK dimensions, and shapes whose product of dimensions (zeros counted as 1, so a
+    zero-size array with one huge dimension is refused too) times the item size exceeds the
+    largest npy_intp. Messages never print a huge dimension (Python refuses to turn an int of
+    more than 4300 digits into text, and a crafted file can declare one).
+    """
     if not isinstance(shape, (list, tuple)) or not all(
-            isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
-        raise CorruptFileError(f"{what} has a shape that is not a list of integers")
+            type(d) is int or (isinstance(d, np.integer) and not isinstance(d, np.bool_))
+            for d in shape):
+        raise CorruptFileError(f"{what} has a shape that is not a list of integers "
+                               f"({shown(shape)})", path)
     if len(shape) > MAX_RANK:
-        raise CorruptFileError(f"{what} has rank {len(shape)}; numpy holds at most {MAX_RANK}")
-    dims = tuple(int(d) for d in shape)
-    for d in dims:
-        if d < 0 or d >= MAX_ELEMENTS:
-            raise CorruptFileError(f"{what} has dimension {_short_int(d)}, outside 0 to 2**63-1")
-    count = 1
-    for d in dims:
-        count *= d
-        if count >= MAX_ELEMENTS:
-            raise CorruptFileError(f"{what} declares 2**63 or more elements")
-    return dims
+        raise CorruptFileError(f"{what} has rank {len(shape)}; numpy holds at most {MAX_RANK}",
+                               path)
+    total = max(int(itemsize), 1)
+    for i, d in enumerate(shape):
+        d = int(d)
+        if d < 0:
+            raise CorruptFileError(f"{what} has a negative dimension", path)
+        total *= max(d, 1)
+        if total > MAX_NBYTES:
+            raise CorruptFileError(f"{what} declares 2**63 bytes or more (dimension {i} is "
+                                   f"{_magnitude(d)}); numpy cannot hold it", path)
+    return tuple(int(d) for d in shape)
+
+
+FREEZE_AFTER_BULK = False  # the command line sets it: its stores live until it exits
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No automatic garbage collection inside (restored after): building the objects of
+    100,000 variables otherwise triggers ever longer full collections, which took more time
+    than the building (CPython's collector scans every tracked object a collection reaches).
+    With FREEZE_AFTER_BULK, what was built is moved out of the collector's sight
+    (`gc.freeze`) before it is enabled again, so that no later collection scans it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            if FREEZE_AFTER_BULK:
+                gc.freeze()
+            gc.enable()
+
+
+def _magnitude(n: int) -> str:
+    return str(n) if n.bit_length() <= 64 else f"about 2**{n.bit_length() - 1}"
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A short repr of untrusted data for a message: huge ints are described, never converted
+    to digits (Python refuses ints of more than 4300 digits, sys.get_int_max_str_digits)."""
+    text = _repr.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class _Repr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        return _magnitude(x) if x.bit_length() > 64 else repr(x)
+
+
+_repr = _Repr()
+_repr.maxstring = _repr.maxother = 60
 
 
 class Tensor:
@@ -63,13 +113,14 @@ class Tensor:
     the whole array) in `dtype`.
     """
 
-    __slots__ = ("shape", "dtype", "meta", "_get")
+    __slots__ = ("shape", "dtype", "meta", "_get", "size")
 
     def __init__(self, shape: Iterable[int], dtype: np.dtype, get: Callable[[Index], Any],
                  meta: Mapping[str, Any] | None = None):
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
-        self.meta = dict(meta or {})
+        self.shape = tuple(map(int, shape))
+        self.size = math.prod(self.shape)  # elements
+        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+        self.meta = dict(meta) if meta else {}
         self._get = get
 
     @classmethod
@@ -81,10 +132,6 @@ class Tensor:
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -105,7 +152,9 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> np.ndarray:
         index = index if isinstance(index, tuple) else (index,)
-        return np.asarray(self._get(index), dtype=self.dtype)
+        out = np.asarray(self._get(index), dtype=self.dtype)
+        check_changed()  # the file shrank while this was read: its pages read as zeros
+        return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         array = self.read()
@@ -119,6 +168,7 @@ class Tensor:
         itemsize = 8 if is_string(self.dtype) else self.dtype.itemsize
         for index in block_indices(self.shape, itemsize, max_bytes):
             yield self[index].reshape(-1)
+            check_changed()  # the block was used: did the file shrink under it?
 
     def with_meta(self, **updates: Any) -> "Tensor":
         """The same data with some meta entries replaced."""

@@ -402,7 +402,11 @@ def _string_chunk(acc: _Accumulator, a: np.ndarray, b: np.ndarray, opts: Options
 
 def compare_tensors(ta: Tensor, tb: Tensor, opts: Options | None = None) -> PairStats:
     """Compare two tensors of the same shape chunk by chunk; every statistic in one pass."""
-    opts = opts or Options()
+    with np.errstate(all="ignore"):  # sums of values near the float64 limit overflow: the
+        return _compare_tensors(ta, tb, opts or Options())  # statistics say so, not a warning
+
+
+def _compare_tensors(ta: Tensor, tb: Tensor, opts: Options) -> PairStats:
     if ta.shape != tb.shape:
         raise ValueError(f"shapes differ: {ta.shape} and {tb.shape}")
     strings = is_string(ta.dtype) or is_string(tb.dtype)
@@ -543,7 +547,26 @@ def diff_stores(a: Store, b: Store, opts: Options | None = None) -> DiffResult:
             _fill(entry, stats, renames=a.format == b.format)
 
     entries, summary = diff_entries(a, b, opts, content, settle)
+    read_unpaired(a, b, entries, opts)
     return DiffResult(entries, summary, opts)
+
+
+def read_unpaired(a: Store, b: Store, entries: list[Entry], opts: Options) -> None:
+    """Read every selected tensor the comparison did not (added, removed, shape changed), so
+    that a damaged variable fails the diff as it fails `show`, whatever its status: a bad input
+    is an error (exit 2), never a difference."""
+    unread = [a[e.name_a] for e in entries
+              if e.name_a is not None and (e.name_b is None or e.status == "shape_changed")]
+    unread += [b[e.name_b] for e in entries
+               if e.name_b is not None and (e.name_a is None or e.status == "shape_changed")]
+    run_all(_read_job, [(t,) for t in unread], [t.nbytes for t in unread],
+            workers=opts.workers, progress=opts.progress)
+
+
+def _read_job(tensor: Tensor, progress: Callable[[int], None] | None) -> None:
+    for chunk in tensor.iter_chunks():
+        if progress is not None:
+            progress(chunk.nbytes)
 
 
 def diff_entries(a: Store, b: Store, opts: Options, content: Callable[[str, str], Hashable],

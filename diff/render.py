@@ -313,11 +313,31 @@ def to_json(result: DiffResult, file_a: dict, file_b: dict, view: View | None = 
 
 
 def dump_json(doc: Any, stream: TextIO) -> None:
-    """`doc` as indented JSON with every non-ASCII character escaped and no `::` in its text."""
-    text = json.dumps(jsonable(doc), indent=1, ensure_ascii=True, allow_nan=False)
+    """`doc` as indented JSON with every non-ASCII character escaped and no `::` in its text.
+    Each object of a top-level list of objects takes one line, written by the C encoder (the
+    indenting encoder is pure Python: seconds for 100,000 variables)."""
+    try:
+        text = _dumps(doc)
+    except (TypeError, ValueError):  # non-finite floats (and numpy numbers): as jsonable says
+        text = _dumps(jsonable(doc))
     while "::" in text:
         text = text.replace("::", ":\\u003a")
     print(text, file=stream)
+
+
+def _dumps(doc: Any) -> str:
+    encode = json.JSONEncoder(ensure_ascii=True, allow_nan=False).encode
+    if not isinstance(doc, dict):
+        return json.dumps(doc, indent=1, ensure_ascii=True, allow_nan=False)
+    parts = []
+    for key, value in doc.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            text = "[\n  " + ",\n  ".join(map(encode, value)) + "\n ]"
+        else:
+            text = json.dumps(value, indent=1, ensure_ascii=True,
+                              allow_nan=False).replace("\n", "\n ")
+        parts.append(f" {encode(key)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n}"
 
 
 def render_json(result: DiffResult, target: Target, file_a: dict, file_b: dict) -> None:

@@ -36,21 +36,96 @@ class TensorStats:
 
 
 PIECE = 1 << 16  # elements at a time: the float64 working copy stays in the CPU cache
+SMALL_BYTES = 64 << 10  # tensors up to this size are summarised many at a time
+BATCH_ELEMENTS = 1 << 18  # elements of small tensors summarised together
 
 
 def stats_of(tensors: list[Tensor], progress: Callable[[int], None] | None = None
              ) -> list[TensorStats]:
     """`tensor_stats` of each tensor, on every core (see `workers.py`); `progress` gets the
-    bytes of each tensor done."""
-    return run_all(_stats_job, [(t,) for t in tensors], [t.nbytes for t in tensors],
+    bytes of each tensor done. Small numeric tensors go in batches (`batch_stats`): a file of
+    100,000 variables costs per element, not per variable."""
+    jobs: list[tuple[list[Tensor]]] = []
+    batch: list[Tensor] = []
+    elements = 0
+    for tensor in tensors:
+        if tensor.nbytes > SMALL_BYTES or is_string(tensor.dtype):
+            jobs.append(([tensor],))
+            continue
+        batch.append(tensor)
+        elements += tensor.size
+        if elements >= BATCH_ELEMENTS:
+            jobs.append((batch,))
+            batch, elements = [], 0
+    if batch:
+        jobs.append((batch,))
+    done = run_all(_stats_job, jobs, [sum(t.nbytes for t in job[0]) for job in jobs],
                    progress=progress)
+    by_tensor = {id(t): s for job, results in zip(jobs, done) for t, s in zip(job[0], results)}
+    return [by_tensor[id(t)] for t in tensors]
 
 
-def _stats_job(tensor: Tensor, progress: Callable[[int], None] | None) -> TensorStats:
-    stats = tensor_stats(tensor)
+def _stats_job(tensors: list[Tensor], progress: Callable[[int], None] | None
+               ) -> list[TensorStats]:
+    if len(tensors) == 1 and (tensors[0].nbytes > SMALL_BYTES or is_string(tensors[0].dtype)):
+        stats = [tensor_stats(tensors[0])]
+    else:
+        stats = batch_stats(tensors)
     if progress is not None:
-        progress(tensor.nbytes)
+        progress(sum(t.nbytes for t in tensors))
     return stats
+
+
+def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
+    """`tensor_stats` of many small numeric tensors at once: each read whole, all widened
+    into one float64 array, and every statistic taken per tensor by segment reductions
+    (`ufunc.reduceat`), with the same definitions as `tensor_stats`."""
+    out = [TensorStats(size=t.size) for t in tensors]
+    arrays, which = [], []
+    for i, tensor in enumerate(tensors):
+        if tensor.size:
+            array = tensor.read().reshape(-1)
+            arrays.append(np.abs(array) if array.dtype.kind == "c" else array)
+            which.append(i)
+    if not arrays:
+        return out
+    lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
+    starts = np.zeros(len(arrays), np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    w = np.concatenate(arrays, dtype=np.float64, casting="unsafe")
+    zeros = np.add.reduceat(w == 0.0, starts)
+    finite = np.isfinite(w)
+    if finite.all():
+        counts, nan, inf = lengths, np.zeros_like(lengths), np.zeros_like(lengths)
+        lo, hi = np.minimum.reduceat(w, starts), np.maximum.reduceat(w, starts)
+    else:
+        counts = np.add.reduceat(finite, starts)
+        nan = np.add.reduceat(np.isnan(w), starts)
+        inf = lengths - counts - nan
+        lo = np.minimum.reduceat(np.where(finite, w, np.inf), starts)
+        hi = np.maximum.reduceat(np.where(finite, w, -np.inf), starts)
+        w = np.where(finite, w, 0.0)
+    peak = np.maximum(np.abs(lo), np.abs(hi))
+    huge = peak > 2.0 ** HUGE_EXP  # summed in units of 2**exp (see Moments)
+    exp = np.where(huge, np.frexp(np.where(huge, peak, 1.0))[1] + 32, 0)
+    if huge.any():
+        w = w * np.repeat(np.ldexp(1.0, -exp), lengths)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        mean = np.add.reduceat(w, starts) / counts
+        deviation = w - np.repeat(mean, lengths)
+        if not finite.all():
+            deviation[~finite] = 0.0
+        m2 = np.add.reduceat(deviation * deviation, starts)
+        std = np.ldexp(np.sqrt(m2 / counts), exp)
+        mean, m2 = np.ldexp(mean, exp), np.ldexp(m2, 2 * exp)  # m2 may overflow to inf
+    for k, i in enumerate(which):
+        stats = out[i]
+        stats.zeros, stats.nan, stats.inf = int(zeros[k]), int(nan[k]), int(inf[k])
+        if counts[k]:
+            stats.min, stats.max = float(lo[k]), float(hi[k])
+            stats.mean, stats.std = float(mean[k]), float(std[k])
+            stats.finite, stats.m2 = int(counts[k]), float(m2[k])
+    return out
 
 
 def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
@@ -60,7 +135,11 @@ def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
     are summarised by magnitude; strings only by count.
     """
     stats = TensorStats(size=tensor.size)
-    if is_string(tensor.dtype) or tensor.size == 0:
+    if is_string(tensor.dtype):
+        for _ in tensor.iter_chunks(max_bytes):  # read, so that damaged strings are an error
+            pass
+        return stats
+    if tensor.size == 0:
         return stats
     moments = Moments()
     wide = np.empty(min(PIECE, tensor.size))
@@ -85,32 +164,72 @@ def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
             moments.add(w, lo, hi)
     if moments.count:
         stats.min, stats.max, stats.mean = moments.lo, moments.hi, moments.mean
-        stats.std = math.sqrt(moments.m2 / moments.count)
+        stats.std = moments.std
         stats.finite, stats.m2 = moments.count, moments.m2
     return stats
 
 
+HUGE_EXP = 400  # values beyond 2**400 are summed scaled down: their squares would overflow
+
+
 class Moments:
-    """Count, min, max, mean and the sum of squared deviations, merged piece by piece."""
+    """Count, min, max, mean and the sum of squared deviations, merged piece by piece (`add`
+    values, `merge` the moments of other values). Values as large as 2**400 and beyond are
+    summed in units of 2**exp, so that no sum overflows: the mean and standard deviation of
+    finite values are finite (`m2` itself, in true units, may be inf)."""
 
     def __init__(self) -> None:
-        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.count, self._mean, self._m2, self.exp = 0, 0.0, 0.0, 0
         self.lo, self.hi = math.inf, -math.inf
+
+    @property
+    def mean(self) -> float:
+        return _ldexp(self._mean, self.exp)
+
+    @property
+    def m2(self) -> float:
+        return _ldexp(self._m2, 2 * self.exp)
+
+    @property
+    def std(self) -> float:
+        return _ldexp(math.sqrt(self._m2 / self.count), self.exp) if self.count else 0.0
 
     def add(self, w: np.ndarray, lo: float, hi: float) -> None:
         """Merge the finite float64 values `w` (a working copy: it is overwritten)."""
+        self._units(lo, hi)
+        if self.exp:
+            np.multiply(w, math.ldexp(1.0, -self.exp), out=w)
         n = w.size
         mean = float(w.sum()) / n
         np.subtract(w, mean, out=w)
-        self.merge(n, mean, dot(w, w), lo, hi)
+        self._merge(n, mean, dot(w, w), lo, hi)
 
     def merge(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         """Merge the moments of `n` more values (Chan et al.'s pairwise update)."""
         if not n:
             return
-        delta = mean - self.mean
+        self._units(lo, hi)
+        self._merge(n, _ldexp(mean, -self.exp), _ldexp(m2, -2 * self.exp), lo, hi)
+
+    def _units(self, lo: float, hi: float) -> None:
+        peak = math.frexp(max(abs(lo), abs(hi)))[1]  # the binary exponent of the largest
+        if peak > HUGE_EXP + self.exp:
+            exp = peak + 32  # the units in which n values up to 2**peak sum finite
+            self._mean = _ldexp(self._mean, self.exp - exp)
+            self._m2 = _ldexp(self._m2, 2 * (self.exp - exp))
+            self.exp = exp
+
+    def _merge(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
+        delta = mean - self._mean
         total = self.count + n
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.count * n / total
+        self._mean += delta * n / total
+        self._m2 += m2 + delta * delta * self.count * n / total
         self.count = total
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+
+
+def _ldexp(x: float, exp: int) -> float:
+    try:
+        return math.ldexp(x, exp)
+    except OverflowError:
+        return math.copysign(math.inf, x)

@@ -41,9 +41,17 @@ class Case:
     path: str  # relative to the corpus root: what weightkit is given
     errors: tuple[str, ...]  # acceptable weightkit error class names
     about: str
-    in_strings: bool = False  # the damage is in string data: `show` lists it unread, `diff` of
-    # a file without that tensor never reads it
     named: str = ""  # what the error line must name if not `path` (the part at fault)
+
+
+@dataclass(frozen=True)
+class Valid:
+    """A file that is strange but valid: every command reads it right (exit 0)."""
+    name: str  # "<format>/<case>"
+    format: str
+    path: str
+    expected: str  # an .npz (written by numpy) of the values every variable must have
+    about: str
 
 
 @dataclass
@@ -54,10 +62,26 @@ class Corpus:
     names: dict[str, str] = field(default_factory=dict)  # format -> file with HOSTILE_NAMES
     suffixes: list[tuple[str, str]] = field(default_factory=list)  # (format, misnamed valid file)
     sentinels: list[str] = field(default_factory=list)  # files a payload would create
+    valids: list[Valid] = field(default_factory=list)
 
     def add(self, fmt: str, case: str, path: str, errors: tuple[str, ...], about: str,
-            in_strings: bool = False, named: str = "") -> None:
-        self.cases.append(Case(f"{fmt}/{case}", fmt, path, errors, about, in_strings, named))
+            named: str = "") -> None:
+        self.cases.append(Case(f"{fmt}/{case}", fmt, path, errors, about, named))
+
+    def valid(self, fmt: str, case: str, path: str, values: dict[str, np.ndarray],
+              about: str) -> None:
+        """A valid file at `path` whose variables (canonical names) hold `values`."""
+        expected = self.path(f"expected/{fmt}/{case}.npz")
+        expected.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(expected, **{f"v{i}": v for i, v in enumerate(values.values())},
+                 names=np.array(list(values), dtype=object) if values else np.array([]))
+        self.valids.append(Valid(f"{fmt}/{case}", fmt, path,
+                                 str(expected.relative_to(self.root)), about))
+
+    def expected(self, valid: Valid) -> dict[str, np.ndarray]:
+        with np.load(self.path(valid.expected), allow_pickle=True) as z:  # our own file
+            names = list(z["names"])
+            return {n: z[f"v{i}"] for i, n in enumerate(names)}
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -65,7 +89,7 @@ class Corpus:
     def manifest(self) -> dict:
         return {"bases": self.bases, "cases": [asdict(c) for c in self.cases],
                 "names": self.names, "suffixes": self.suffixes, "sentinels": self.sentinels,
-                "hostile_names": list(HOSTILE_NAMES)}
+                "valids": [asdict(v) for v in self.valids], "hostile_names": list(HOSTILE_NAMES)}
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -189,6 +213,47 @@ def _safetensors(c: Corpus) -> None:
     case("data-truncated", safetensors_bytes(_st_header(), ST_DATA[:-8]), BROKEN,
          "data shorter than the offsets say")
 
+    def shaped(shape_text: str, offsets: str = "[12, 60]") -> bytes:
+        raw = (b'{"dense/bias": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}, '
+               b'"dense/kernel": {"dtype": "F32", "shape": %s, "data_offsets": %s}}'
+               % (shape_text.encode(), offsets.encode()))
+        return safetensors_bytes(raw, ST_DATA)
+    big = "1" + "0" * 4000  # 10**4000: formatting a message with its square fails in Python
+    case("shape-4000-digits", shaped(f"[{big}, {big}]"), CORRUPT,
+         "dimensions of 10**4000 (Python cannot print their product)")
+    case("shape-5000-digits", shaped("[" + "9" * 5000 + "]"), CORRUPT,
+         "a dimension of 5000 digits (more than Python parses into an int)")
+    case("shape-2^63", shaped(f"[{1 << 63}]"), CORRUPT, "a dimension of 2**63")
+    case("shape-rank-65", shaped("[" + ", ".join(["1"] * 64) + ", 12]"), CORRUPT,
+         "65 dimensions (numpy holds 64)")
+    case("shape-zero-huge", shaped(f"[0, {1 << 62}, {1 << 62}]", "[12, 12]"), CORRUPT,
+         "a zero-size tensor whose other dimensions numpy cannot hold")
+    case("offsets-4000-digits", shaped("[4, 3]", f"[12, {big}]"), CORRUPT,
+         "an offset of 10**4000")
+    huge = np.array([1.7e308, -1.7e308, 1e300, 3.0])
+    c.valid(fmt, "huge-values", str(_write(c.path(f"{d}/huge-values.safetensors"),
+                                            safetensors_bytes({"w": {
+                                                "dtype": "F64", "shape": [4],
+                                                "data_offsets": [0, 32]}}, huge.tobytes()))
+                                     .relative_to(c.root)),
+            {"w": huge}, "values near the float64 limit: statistics must not overflow")
+    zero = {"a": np.zeros((0,), np.float32), "b": np.zeros((3, 0), np.float32),
+            "c": np.zeros((0, 1 << 40), np.float32)}
+    c.valid(fmt, "zero-size", str(_write(c.path(f"{d}/zero-size.safetensors"), safetensors_bytes(
+        {n: {"dtype": "F32", "shape": list(a.shape), "data_offsets": [0, 0]}
+         for n, a in zero.items()}, b"")).relative_to(c.root)),
+        zero, "zero-size tensors, one with a dimension of 2**40")
+    many = {f"layer_{i}/{j}": np.full(3, i + j / 10, np.float32) for i in range(1000)
+            for j in range(2)}
+    header, data = {}, b""
+    for name, array in many.items():
+        header[name] = {"dtype": "F32", "shape": [3], "data_offsets": [len(data), len(data) + 12]}
+        data += array.tobytes()
+    c.valid(fmt, "many-variables", str(_write(c.path(f"{d}/many-variables.safetensors"),
+                                               safetensors_bytes(header, data))
+                                        .relative_to(c.root)),
+            many, "2000 small variables")
+
     names = {"__metadata__": {}}
     data = b""
     for name in HOSTILE_NAMES:
@@ -252,6 +317,36 @@ def _zip_patch(data: bytes, member: str, *, flags: int | None = None,
                 if version is not None:
                     struct.pack_into("<H", out, pos + flag_at - 2, version)
             pos = out.find(sig, pos + 4)
+    return bytes(out)
+
+
+def overlapping_zip(members: list[tuple[str, bytes]]) -> bytes:
+    """A zip of `members` plus one more, `extra.npy`, whose central entry points at a copy of
+    its local header and data stored inside the first member's data."""
+    extra = zip_bytes([("extra.npy", npy_bytes(BIAS))])
+    record = extra[:extra.find(b"PK\x01\x02")]  # its local header and data
+    first_name, first_data = members[0]
+    data = bytearray(zip_bytes([(first_name, first_data + record)] + members[1:]
+                               + [("extra.npy", npy_bytes(BIAS))]))
+    inner = data.find(record)  # the copy inside the first member's data
+    pos = data.find(b"PK\x01\x02")
+    while pos >= 0:
+        n = struct.unpack_from("<H", data, pos + 28)[0]
+        if data[pos + 46:pos + 46 + n] == b"extra.npy":
+            struct.pack_into("<I", data, pos + 42, inner)
+        pos = data.find(b"PK\x01\x02", pos + 4)
+    return bytes(data)
+
+
+def _local_method(data: bytes, member: str, method: int) -> bytes:
+    """Set the compression method of `member`'s local header only."""
+    out = bytearray(data)
+    pos = out.find(b"PK\x03\x04")
+    while pos >= 0:
+        n = struct.unpack_from("<H", out, pos + 26)[0]
+        if out[pos + 30:pos + 30 + n] == member.encode():
+            struct.pack_into("<H", out, pos + 8, method)
+        pos = out.find(b"PK\x03\x04", pos + 4)
     return bytes(out)
 
 
@@ -328,6 +423,39 @@ def _npz(c: Corpus) -> None:
          zip_bytes([("dense/kernel.npy", npy_bytes(header=big_header, data=KERNEL.tobytes(),
                                                    version=(2, 0)))], deflate=True),
          REFUSED, "a 64 MiB .npy header (deflated to a few KiB)")
+    for descr in ("|S0", "<U0", "|V0"):
+        zero = npy_bytes(header=fmt_header.format(descr, "(1000000000000,)"))
+        case(f"npy-{descr[1:]}-bomb", zip_bytes(members + [("zero.npy", zero)]), BROKEN,
+             f"10**12 elements of the zero-width dtype {descr}: 0 bytes needed, 0 stored")
+    case("npy-rank-65", zip_bytes([("dense/kernel.npy", npy_bytes(
+        header=fmt_header.format("<f4", "(" + "1, " * 64 + "12)"), data=KERNEL.tobytes()))]),
+        CORRUPT, "65 dimensions (numpy holds 64)")
+    case("npy-shape-2^63", zip_bytes([("dense/kernel.npy", npy_bytes(
+        header=fmt_header.format("<f4", f"({1 << 63},)"), data=KERNEL.tobytes()))]),
+        CORRUPT, "a dimension of 2**63")
+    case("npy-shape-4000-digits", zip_bytes([("dense/kernel.npy", npy_bytes(
+        header=fmt_header.format("<f4", "(1" + "0" * 4000 + ", 0)"), data=b""))]),
+        CORRUPT, "a zero-size array with a dimension of 10**4000")
+    case("member-overlap", overlapping_zip(members), UNSAFE,
+         "a member whose local header lies inside another member's data (overlapping members "
+         "inflate a small zip into terabytes)")
+    case("member-method-mismatch", _local_method(valid, "dense/kernel.npy", 8), CORRUPT,
+         "the local header says deflated, the central directory stored")
+    text = np.array(["abc", "de"], "<U3")
+    c.valid(fmt, "unicode-strings", str(_write(c.path(f"{d}/unicode-strings.npz"),
+                                                zip_bytes([("w.npy", npy_bytes(text))]))
+                                         .relative_to(c.root)),
+            {"w": np.array([b"abc", b"de"], dtype=object)},
+            "np.savez of a <U3 array: read, written and verified as strings")
+    huge = np.array([1.7e308] * 1000 + [-1.7e308], np.float64)
+    c.valid(fmt, "huge-values", str(_write(c.path(f"{d}/huge-values.npz"),
+                                            zip_bytes([("w.npy", npy_bytes(huge))], deflate=True))
+                                     .relative_to(c.root)),
+            {"w": huge}, "values near the float64 limit, deflated")
+    many = {f"v{i}": np.full(2, i, np.int32) for i in range(2000)}
+    c.valid(fmt, "many-members", str(_write(c.path(f"{d}/many-members.npz"), zip_bytes(
+        [(f"{n}.npy", npy_bytes(a)) for n, a in many.items()])).relative_to(c.root)),
+        many, "2000 members")
     names = zip_bytes([(f"{n}.npy", npy_bytes(BIAS)) for n in HOSTILE_NAMES])
     c.names[fmt] = str(_write(c.path(f"{d}/names.npz"), names).relative_to(c.root))
     c.suffixes.append((fmt, str(_write(c.path(f"{d}/really-npz.safetensors"), valid)
@@ -450,6 +578,52 @@ def _h5_attacks(c: Corpus, fmt: str) -> None:
     if fmt == "keras-h5":
         attack("missing-dataset", CORRUPT, "weight_names lists a dataset that is gone",
                lambda f, k: None)
+    attack("vlen-never-written", CORRUPT,
+           "a variable-length string dataset declaring 2**33 elements, never written",
+           lambda f, k: f.create_dataset(k, shape=(1 << 33,), dtype=h5py.string_dtype(),
+                                         chunks=(1 << 16,)))
+    attack("vlen-zero-width-compressed", REFUSED,
+           "2**40 variable-length strings, gzip-chunked, never written",
+           lambda f, k: f.create_dataset(k, shape=(1 << 40,), dtype=h5py.string_dtype(),
+                                         chunks=(1 << 16,), compression="gzip"))
+
+    # A variable beside the kernel (a name the base does not have: diff lists it as added).
+    extra_path = {"keras-h5": "dense/dense/extra:0", "keras-weights-h5": "layers/dense/vars/2"}[fmt]
+
+    def extra(name: str, errors: tuple[str, ...], about: str, make, patch=None) -> None:
+        path = c.path(f"{d}/{name}{suffix}")
+        with h5py.File(path, "w") as f:
+            build(f)
+            make(f, extra_path)
+            if fmt == "keras-h5":
+                f["dense"].attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0",
+                                                    extra_path.split("/", 1)[1].encode()]
+        if patch is not None:
+            path.write_bytes(patch(path.read_bytes()))
+        c.add(fmt, name, str(path.relative_to(c.root)), errors, about)
+
+    marker = np.arange(1, 9, dtype=np.float32) * 1.25
+    extra("fletcher32-flipped", CORRUPT,
+          "an added variable whose fletcher32-checked chunk has a flipped bit (diff must read "
+          "it, not call it added)",
+          lambda f, k: f.create_dataset(k, data=marker, chunks=(8,), fletcher32=True),
+          lambda data: _flip(data, data.find(marker.tobytes()) + 9))
+
+    storage = {}
+
+    def strings(f, k):
+        ds = f.create_dataset(k, data=np.array([b"x" * (1 << 20)] + [b"y"] * 2047, dtype=object),
+                              dtype=h5py.string_dtype("ascii"))
+        storage["at"] = ds.id.get_offset()  # contiguous: 2048 descriptors of 16 bytes
+
+    def shared_heap(data: bytes) -> bytes:  # every descriptor names the first element's string
+        out, first = bytearray(data), storage["at"]
+        for i in range(1, 2048):
+            out[first + 16 * i:first + 16 * i + 16] = out[first:first + 16]
+        return bytes(out)
+    extra("vlen-shared-heap", UNSAFE,
+          "2048 variable-length strings whose descriptors all name one 1 MiB heap object "
+          "(2 GiB read from a 1 MiB file)", strings, shared_heap)
 
     heap = valid.find(b"GCOL")  # the global heap holding the vars group's `name` string
     if heap >= 0:
@@ -473,6 +647,26 @@ def _h5_attacks(c: Corpus, fmt: str) -> None:
 
 def _keras_h5_extra(c: Corpus) -> None:
     h5py = _h5()
+    rng = np.random.default_rng(11)
+    values = rng.standard_normal(100_000).astype(np.float32)
+    path = c.path("keras-h5/chunks-100k.h5")
+    with h5py.File(path, "w") as f:
+        _tf_keras_weights(f)
+        f["dense"].attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0", b"dense/big:0"]
+        f["dense"].create_dataset("dense/big:0", data=values, chunks=(1,))
+    c.valid("keras-h5", "chunks-100k", str(path.relative_to(c.root)),
+            {"dense/kernel": KERNEL, "dense/bias": BIAS, "dense/big": values},
+            "a dataset stored in 100,000 one-element chunks")
+    vocab = np.array([b"a", b"", "\u00e9t\u00e9".encode(), b"x" * 300], dtype=object)
+    path = c.path("keras-h5/vlen-strings.h5")
+    with h5py.File(path, "w") as f:
+        _tf_keras_weights(f)
+        f["dense"].attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0",
+                                            b"dense/vocab:0"]
+        f["dense"].create_dataset("dense/vocab:0", data=vocab, dtype=h5py.string_dtype("ascii"))
+    c.valid("keras-h5", "vlen-strings", str(path.relative_to(c.root)),
+            {"dense/kernel": KERNEL, "dense/bias": BIAS, "dense/vocab": vocab},
+            "variable-length strings, one empty, one longer than a descriptor")
     path = c.path("keras-h5/layer-missing.h5")
     with h5py.File(path, "w") as f:
         _tf_keras_weights(f)
@@ -560,6 +754,18 @@ def _keras_zip(c: Corpus) -> None:
     inner = c.path("keras-weights-h5/shape-bomb.weights.h5").read_bytes()
     case("weights-shape-bomb", zip_bytes(base[:2] + [("model.weights.h5", inner)]), REFUSED,
          "model.weights.h5 holds a 16 GiB dataset that stores nothing")
+    case("member-overlap", overlapping_zip(base[::-1]), UNSAFE,
+         "a member whose local header lies inside another member's data")
+    case("member-method-mismatch", _local_method(valid, "model.weights.h5", 8), CORRUPT,
+         "the local header of model.weights.h5 says deflated, the directory stored")
+    case("member-dot-part", zip_bytes(base + [("assets/./x.txt", b"x")]), UNSAFE,
+         "a member named assets/./x.txt")
+    inner = c.path("keras-weights-h5/vlen-never-written.weights.h5").read_bytes()
+    case("weights-vlen-never-written", zip_bytes(base[:2] + [("model.weights.h5", inner)]),
+         CORRUPT, "model.weights.h5 holds 2**33 variable-length strings never written")
+    inner = c.path("keras-weights-h5/vlen-shared-heap.weights.h5").read_bytes()
+    case("weights-vlen-shared-heap", zip_bytes(base[:2] + [("model.weights.h5", inner)]),
+         UNSAFE, "model.weights.h5 holds strings that all name one heap object")
     c.names[fmt] = str(_write(c.path(f"{d}/names.keras"), zip_bytes(
         base[:2] + [("model.weights.h5", c.path(c.names["keras-weights-h5"]).read_bytes())]))
         .relative_to(c.root))
@@ -729,7 +935,27 @@ def _checkpoint(c: Corpus) -> None:
     strings = {"dense/kernel": KERNEL, "vocab": np.array([b"a", b"bc", 1 << 40], dtype=object)}
     checkpoint_files(c.path(f"{d}/string-length-bomb/model"), strings)
     c.add(fmt, "string-length-bomb", f"{d}/string-length-bomb/model", REFUSED,
-          "a string tensor whose third element declares 1 TiB", in_strings=True)
+          "a string tensor whose third element declares 1 TiB")
+
+    case("entry-rank-65", CORRUPT, "an entry of 65 dimensions (numpy holds 64)",
+         target="dense/kernel", shape=(1,) * 64 + (12,))
+    case("entry-dim-2^63-1", CORRUPT, "a zero-size entry with a dimension of 2**63 - 1",
+         target="dense/kernel", shape=(0, (1 << 63) - 1), size=0)
+    # Two shards, the second a directory holding the one variable the base lacks: diff must read
+    # it (not call it added) and fail as show does.
+    prefix = c.path(f"{d}/shard-directory/model")
+    prefix.parent.mkdir(parents=True)
+    raw = KERNEL.tobytes()
+    entries = [(b"", bundle_header(2)),
+               (b"dense/kernel", bundle_entry(DT["float32"], KERNEL.shape, 0, len(raw),
+                                              masked_crc(raw))),
+               (b"extra", bundle_entry(DT["float32"], BIAS.shape, 0, 12,
+                                       masked_crc(BIAS.tobytes()), shard=1))]
+    _write(Path(f"{prefix}.index"), sstable(entries))
+    _write(Path(f"{prefix}.data-00000-of-00002"), raw)
+    Path(f"{prefix}.data-00001-of-00002").mkdir()
+    c.add(fmt, "shard-directory", f"{d}/shard-directory/model", NOT_INPUT,
+          "the second data shard, holding a variable the base lacks, is a directory")
 
     def state(name: str, target: str, about: str) -> None:
         # Two checkpoints here, none named like the target: a path leading out is never
@@ -971,7 +1197,7 @@ def _tflite(c: Corpus) -> None:
     strings = tflite_strings([b"ab", b"c"], offsets=[16, 18, 4000])
     case("string-offsets", tflite_bytes([{"name": "vocab", "shape": [2], "type": "string",
                                           "data": strings}, TFL_BASE[1]]), CORRUPT,
-         "string offsets past the end of the string buffer", in_strings=True)
+         "string offsets past the end of the string buffer")
     case("identifier-missing", valid[:4] + b"XXXX" + valid[8:], BROKEN,
          "a FlatBuffer without the TFL3 identifier")
 

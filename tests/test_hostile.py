@@ -31,7 +31,11 @@ CORPUS = make_corpus(_ROOT / "corpus")
 
 # Cases that expose a bug in a module still being written: case name -> the fix suggested.
 # Strict: the test fails as soon as the bug is fixed, so that the entry is removed.
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+    "tf-checkpoint/entry-dim-2^63-1": "the bundle reader: store.check_shape on every entry shape",
+}
+VALID_SECONDS = 20  # every command on a valid file, however strange (10 s on an idle machine;
+#                    the 100,000-chunk file through verify takes 4 s of CPU)
 
 
 def landed(fmt: str) -> bool:
@@ -113,9 +117,7 @@ def test_crafted_case_is_refused(case, corpus, server, output_format, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     base = corpus.bases[case.format]
-    commands = {command: argv for command, argv in
-                _commands(case.format, case.path, base, str(out / output_format[1])).items()
-                if not (case.in_strings and command in ("show", "diff"))}  # they list strings unread
+    commands = _commands(case.format, case.path, base, str(out / output_format[1]))
     results = server.batch([cli_request(argv, corpus.root) for argv in commands.values()]
                            + [api_request(case.path, corpus.root, None if DETECT else case.format)])
     for command, result in zip(commands, results):
@@ -129,6 +131,63 @@ def test_crafted_case_is_refused(case, corpus, server, output_format, tmp_path):
         f"{case.about}: expected one of {case.errors}, got {api.error[0]}: {api.message}"
     for sentinel in corpus.sentinels:
         assert not os.path.exists(sentinel), f"{case.name} executed a payload"
+
+
+def _values(path) -> dict:
+    import numpy as np
+    import weightkit
+    with weightkit.load(path) as store:
+        return {name: np.asarray(store[name].read()) for name in store}
+
+
+def _same_values(got: dict, want: dict, what: str) -> None:
+    import numpy as np
+    assert list(got) == list(want) or sorted(got) == sorted(want), f"{what}: {list(got)[:5]}"
+    for name, array in want.items():
+        value = got[name]
+        assert value.shape == array.shape, f"{what}: {name} {value.shape} != {array.shape}"
+        if array.dtype == object:
+            assert [bytes(x) for x in value.reshape(-1)] == list(array.reshape(-1)), \
+                f"{what}: {name}"
+        else:
+            assert np.array_equal(value.astype(array.dtype), array), f"{what}: {name}"
+
+
+@pytest.mark.parametrize("valid", _params(CORPUS.valids, key=lambda v: v.name))
+def test_strange_but_valid_files_are_read_right(valid, corpus, server, tmp_path):
+    """Exit 0 on every command, the right values in show --json, in each converted file and
+    through the API, within VALID_SECONDS and the memory budget."""
+    import numpy as np
+    _skip_unlanded(valid.format)
+    if not DETECT:
+        pytest.skip("detection needs every format module")
+    out = tmp_path / "out"
+    out.mkdir()
+    runs = {"show": ["show", valid.path], "json": ["show", "--json", valid.path],
+            "safetensors": ["convert", valid.path, str(out / "v.safetensors")],
+            "npz": ["convert", valid.path, str(out / "v.npz")],
+            "diff": ["diff", valid.path, valid.path],
+            # through the containers every format converts into (a bare name through the
+            # positional Keras 3 layout is issue 14's)
+            "verify": ["verify", valid.path, "--via", valid.format, "--via", "safetensors",
+                       "--via", "npz"]}
+    results = server.batch([cli_request(argv, corpus.root, timeout=VALID_SECONDS)
+                            for argv in runs.values()])
+    for name, result in zip(runs, results):
+        detail = f"{name}: exit {result.code} signal {result.signal}\n{result.stderr[-3000:]}"
+        assert result.signal is None and result.code == 0, detail
+        assert result.stderr == "", detail
+        assert result.maxrss_mib < MAX_RSS_MIB, detail
+    want = corpus.expected(valid)
+    rows = {r["name"]: r for r in json.loads(results[1].stdout)["variables"]}
+    for name, array in want.items():
+        if array.dtype.kind in "fiub" and array.size:
+            assert rows[name]["min"] == float(array.min()) and rows[name]["max"] == float(
+                array.max()), (name, rows[name])
+            assert np.isfinite([rows[name]["mean"], rows[name]["std"]]).all(), rows[name]
+    _same_values(_values(corpus.root / valid.path), want, "the original")
+    for converted in ("v.safetensors", "v.npz"):
+        _same_values(_values(out / converted), want, converted)
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))

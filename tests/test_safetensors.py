@@ -202,7 +202,7 @@ BAD_HEADERS = {
                 b"\0" * 12, None, CorruptFileError, "overlaps"),
     "hole": ('{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', b"\0" * 12, None,
              CorruptFileError, "hole"),
-    "past the end": ('{"a":{%s}}' % F32x2, b"\0" * 4, None, CorruptFileError, "cover 8 bytes"),
+    "past the end": ('{"a":{%s}}' % F32x2, b"\0" * 4, None, CorruptFileError, "run past the end of the data"),
     "trailing bytes": ('{"a":{%s}}' % F32x2, b"\0" * 9, None, CorruptFileError, "cover 8 bytes"),
     "reversed offsets": ('{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}', b"", None,
                          CorruptFileError, "bad data_offsets"),

@@ -69,3 +69,42 @@ def test_any_values_any_pieces(values, piece, max_bytes):
         check(np.array(values, np.float32), max_bytes)
     finally:
         summary.PIECE = original
+
+
+def test_batched_small_tensors_match_one_by_one():
+    """show summarises small tensors many at a time: the same statistics as one by one."""
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(n).astype(np.float32) * 3 for n in (1, 5, 17, 64)]
+    arrays += [np.zeros((0, 4), np.float32), np.array([np.nan, 1.0, np.inf, 0.0], np.float32),
+               np.full(3, np.nan), np.array([-np.inf]), np.arange(9, dtype=np.int8).reshape(3, 3),
+               np.array([True, False, False]), (np.arange(4) + 1j).astype(np.complex64),
+               np.array([1.5, -2.25], ml_dtypes.bfloat16), 1e8 + np.arange(50.0) % 3]
+    tensors = [Tensor.from_array(a) for a in arrays]
+    batched = summary.batch_stats(tensors)
+    for tensor, got in zip(tensors, batched):
+        want = tensor_stats(tensor)
+        assert (got.size, got.zeros, got.nan, got.inf) == (want.size, want.zeros, want.nan,
+                                                            want.inf)
+        for key in ("min", "max", "mean", "std"):
+            if getattr(want, key) is None:
+                assert getattr(got, key) is None, key
+            else:
+                assert getattr(got, key) == pytest.approx(getattr(want, key), rel=1e-9,
+                                                          abs=1e-12), key
+    assert [s.size for s in summary.stats_of(tensors)] == [t.size for t in tensors]
+
+
+@pytest.mark.parametrize("values", [np.full(1000, 1.7e308), np.array([1.7e308, -1.7e308, 1e300, 3.0]),
+                                    np.array([-1e250, 1e250] * 50)])
+def test_huge_values_give_finite_statistics(values):
+    """Sums of values near the float64 limit would overflow: a hostile file must not turn
+    `show --json` into an error (JSON has no Infinity) or print numpy warnings."""
+    import warnings
+    tensor = Tensor.from_array(values)
+    mean, std = (values / 1e300).mean() * 1e300, (values / 1e300).std() * 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for got in (tensor_stats(tensor), summary.batch_stats([tensor])[0]):
+            assert got.mean == pytest.approx(mean, rel=1e-9, abs=1e290)
+            assert got.std == pytest.approx(std, rel=1e-6, abs=1e293)
+            assert np.isfinite([got.min, got.max, got.mean, got.std]).all()

@@ -341,3 +341,30 @@ print(codes, sorted({{m.split('.')[0] for m in sys.modules}} & {{"tensorflow", "
                           timeout=300)
     assert done.stdout.strip().splitlines()[-1].endswith("[]"), done.stdout + done.stderr
     assert (tmp_path / "e.keras").exists()
+
+
+def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path):
+    """SIGTERM (as Ctrl-C) while round trips are written: 'interrupted' in one line, exit 130,
+    and the scratch directory under TMPDIR removed (README: what remains after kill -9)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from safetensors.numpy import save_file
+    source = tmp_path / "big.safetensors"
+    save_file({f"w{i}": np.full(1 << 20, i, np.float32) for i in range(48)}, str(source))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "weightkit.cli", "verify", str(source)],
+                            env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(scratch.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("verify finished before the signal arrived")
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "weightkit: interrupted", stderr
+    assert list(scratch.iterdir()) == []
