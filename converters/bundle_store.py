@@ -39,7 +39,7 @@ from .foreign import structure_losses
 from .format import WritePlan
 from .names import natural_key
 from .sstable import crc32c, mask_crc, write_table
-from .store import CHUNK_BYTES, Store, Tensor
+from .store import CHUNK_BYTES, Store, Tensor, gc_paused
 
 META = "tf_checkpoint"
 
@@ -49,6 +49,12 @@ META = "tf_checkpoint"
 def read_bundle(prefix: str, root: str | None = None, *, format: str, path: str | None = None,
                 meta: dict | None = None) -> Store:
     """Open the TensorBundle at `prefix` as a lazy store (`root`: stay inside this directory)."""
+    with gc_paused():
+        return _read_bundle(prefix, root, format, path, meta)
+
+
+def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
+                 meta: dict | None) -> Store:
     bundle = Bundle(prefix, root)
     try:
         graph = _graph(bundle)
@@ -69,8 +75,11 @@ def read_bundle(prefix: str, root: str | None = None, *, format: str, path: str 
             tensors[name] = BundleTensor(bundle, first, {"key": first.key, "role": role,
                                                          META: info})
         end = len(graph.rank)
-        order = sorted(zip(names, variables), key=lambda item: (
-            min(graph.rank.get(e.key, end) for e in item[1]), natural_key(item[1][0].key)))
+
+        def position(item: tuple[str, list[Entry]]) -> tuple:
+            rank = min(graph.rank.get(e.key, end) for e in item[1])
+            return rank, natural_key(item[1][0].key) if rank == end else ()
+        order = sorted(zip(names, variables), key=position)
         tensors = {name: tensors[name] for name, _ in order}
         layout = {"header": b64(bundle.header_bytes),
                   "object_graph": b64(graph.data) if graph.data is not None else None,

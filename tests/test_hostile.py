@@ -31,9 +31,7 @@ CORPUS = make_corpus(_ROOT / "corpus")
 
 # Cases that expose a bug in a module still being written: case name -> the fix suggested.
 # Strict: the test fails as soon as the bug is fixed, so that the entry is removed.
-KNOWN: dict[str, str] = {
-    "tf-checkpoint/entry-dim-2^63-1": "the bundle reader: store.check_shape on every entry shape",
-}
+KNOWN: dict[str, str] = {}
 VALID_SECONDS = 20  # every command on a valid file, however strange (10 s on an idle machine;
 #                    the 100,000-chunk file through verify takes 4 s of CPU)
 
