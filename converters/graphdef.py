@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import mmap
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -35,8 +34,8 @@ from .dtypes import STRING
 from .errors import CorruptFileError, UnknownFormatError, UsageError, WeightsError
 from .foreign import structure_losses
 from .format import Format, WritePlan
+from . import source as seam
 from .mapped import MappedFile, rows
-from .paths import check_input
 from .protowire import LENGTH, VARINT, length_field, spans
 from .sstable import get_varint, put_varint
 from .store import Index, Store, Tensor
@@ -90,14 +89,14 @@ def _looks_like_node(head: bytes) -> bool:
 def sniff(path: str, head: bytes) -> bool:
     """A file whose first field is a node; or any `.pb` that is a GraphDef or a SavedModel's
     `saved_model.pb` (so that reading it says which format it is)."""
-    if not os.path.isfile(path):
+    if not seam.isfile(path):
         return False
     if not head:  # an empty message is an empty GraphDef
-        return path.lower().endswith(".pb") and os.path.getsize(path) == 0
+        return path.lower().endswith(".pb") and seam.getsize(path) == 0
     if _looks_like_node(head):
         return True
     return path.lower().endswith(".pb") and is_saved_model(head) \
-        and os.path.basename(path) == "saved_model.pb"
+        and seam.basename(path) == "saved_model.pb"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,20 +114,21 @@ def named(path: str | None) -> Iterator[None]:
 
 
 class _Map:
-    """A read-only map of a whole file (closed with the store)."""
+    """A read-only map of a whole file (closed with the store): the protobuf is parsed whole,
+    so a URL is fetched once (in merged concurrent requests) and mapped locally."""
 
     def __init__(self, path: str):
-        self.file = MappedFile(path)
-        self.size = self.file.size
+        self.source = seam.open_source(path)
+        self.size = self.source.size
         self.view: Any = b""
         self._map = None
-        if self.size:
-            try:
-                self._map = mmap.mmap(self.file._file.fileno(), 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError) as exc:
-                self.file.close()
-                raise CorruptFileError(f"cannot map the file: {exc}", path) from None
-            self.view = self._map
+        try:
+            self.file = self.source.mapped()
+            if self.size:
+                self._map = self.view = self.file.whole()
+        except BaseException:
+            self.source.close()
+            raise
 
     def close(self) -> None:
         if self._map is not None:
@@ -136,7 +136,7 @@ class _Map:
                 self._map.close()
             except BufferError:
                 pass  # a tensor still refers to it; it goes with that tensor
-        self.file.close()
+        self.source.close()
 
 
 def constants(buf: Any, path: str | None, file_size: int) -> list[codec.Constant]:
@@ -153,11 +153,10 @@ def constants(buf: Any, path: str | None, file_size: int) -> list[codec.Constant
 def read(path: str) -> Store:
     """Open a frozen GraphDef: its constants, lazily."""
     path = os.fspath(path)
-    check_input(path)
-    if os.path.isdir(path):
+    seam.check_input(path)
+    if seam.isdir(path) and not seam.isfile(path):
         raise UnknownFormatError("a directory is not a frozen GraphDef", path)
-    with open(path, "rb") as f:
-        head = f.read(16)
+    head = seam.head(path, 16)
     if is_saved_model(head):
         raise UnknownFormatError("this is a SavedModel's saved_model.pb, not a frozen GraphDef: "
                                  "open the SavedModel directory (format saved-model)", path)
@@ -252,9 +251,8 @@ def _skeleton(template: dict, store: Store, like: Store | None) -> bytes:
         return codec.unb64(text)
     for source in (store, like):
         if source is not None and source.format == NAME and source.path \
-                and os.path.isfile(source.path):
-            with open(source.path, "rb") as f:
-                data = f.read()
+                and seam.isfile(source.path):
+            data = seam.read_bytes(source.path)
             return strip(data, constants(data, source.path, len(data)))
     raise UsageError("the graph was too large to carry in metadata: give the original frozen "
                      "graph with --like")

@@ -29,12 +29,14 @@ import re
 import select
 import signal
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import ml_dtypes
 import numpy as np
 
+from . import source as seam
 from .deps import require
 from .dtypes import STRING, dtype_from_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
@@ -85,18 +87,52 @@ def h5_errors(path: str | None, what: str = "HDF5 file") -> Iterator[None]:
         raise CorruptFileError(f"unreadable {what}: {text}", path) from None
 
 
-def open_file(source: str | Any, path: str | None = None):
-    """Open an HDF5 file (a path or a seekable binary file object) read-only."""
+def open_file(source: str | Any, path: str | None = None, *, data: Any = None,
+              base: int = 0):
+    """Open an HDF5 file read-only: a local path or a URL (through the byte seam), or a
+    seekable binary file object. `data`, `base`: the open source a file object reads from and
+    where the HDF5 file begins in it (a `.keras` member), so that contiguous datasets are read
+    from it by offset rather than through the HDF5 library.
+
+    A local file is opened by path (libhdf5's own I/O; datasets mapped from its descriptor); a
+    URL through a file object over the seam's block cache: the metadata walk costs a request
+    per block it touches, and `describe` plans the contiguous datasets' ranges."""
     h5py = h5py_module()
     where = path if path is not None else source
     with h5_errors(where):
         if isinstance(source, (str, os.PathLike)):
-            with open(source, "rb") as f:
-                if f.read(8) != b"\x89HDF\r\n\x1a\n":
+            src = seam.open_source(source)
+            try:
+                if src.pread(0, 8) != b"\x89HDF\r\n\x1a\n":
                     raise CorruptFileError("expected an HDF5 file (signature 89 48 44 46); "
                                            "received other bytes", where)
-            return h5py.File(source, "r")
-        return h5py.File(source, "r")
+                if src.local is not None:
+                    return h5py.File(src.local, "r")
+                f = h5py.File(src.fileobj(), "r")
+            except BaseException:
+                src.close()
+                raise
+            finally:
+                if src.local is not None:
+                    src.close()
+            weakref.finalize(f, src.close)
+            data, base = src, 0
+        else:
+            f = h5py.File(source, "r")
+        if data is not None and data.local is None:
+            _SOURCES[f.id] = (data, base)
+        return f
+
+
+# Files opened on a file object whose bytes come from a remote source: (source, base).
+_SOURCES: "weakref.WeakKeyDictionary[Any, tuple[Any, int]]" = weakref.WeakKeyDictionary()
+
+
+def _source_of(ds) -> tuple[Any, int] | None:
+    try:
+        return _SOURCES.get(ds.file.id)
+    except TypeError:
+        return None
 
 
 def is_hdf5(head: bytes) -> bool:
@@ -339,7 +375,23 @@ def describe(f, path: str | None = None, file_size: int | None = None
                 while len(_VETTED) > VETTED_FILES:
                     del _VETTED[next(iter(_VETTED))]
         tree = json.loads(data)
-        return tree, [(where, f[where]) for where, node in walk(tree) if "dataset" in node]
+        found = [(where, f[where]) for where, node in walk(tree) if "dataset" in node]
+        _plan(found)
+        return tree, found
+
+
+def _plan(datasets: list[tuple[str, Any]]) -> None:
+    """For a file read from a remote source: its contiguous datasets' bytes, in file order
+    (fetched in merged requests when read)."""
+    if not datasets or _source_of(datasets[0][1]) is None:
+        return
+    data, base = _source_of(datasets[0][1])
+    ranges = []
+    for _, ds in datasets:
+        offset = _contiguous_offset(ds)
+        if offset is not None:
+            ranges.append((base + offset, ds.id.get_storage_size()))
+    data.plan(sorted(ranges))
 
 
 VETTED_FILES = 64  # trees of files vetted in this process, by identity
@@ -457,10 +509,30 @@ def tensor_dtype(ds, attrs: Mapping[str, Any], where: str) -> np.dtype:
 
 def _contiguous_offset(ds) -> int | None:
     """Where a dataset's numbers lie in one unfiltered run of bytes of a file opened by path
-    (h5py's default driver), or None: chunked, not yet written, or not a plain number type."""
-    if ds.chunks is not None or ds.file.driver != "sec2" or ds.dtype.kind not in "biufc":
+    (h5py's default driver) or read from a remote source, or None: chunked, not yet written,
+    or not a plain number type."""
+    if ds.chunks is not None or ds.dtype.kind not in "biufc" or \
+            (ds.file.driver != "sec2" and _source_of(ds) is None):
         return None
     return ds.id.get_offset()
+
+
+def _source_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.ndarray]:
+    """get(index) reading the rows it needs by offset from the remote source the file is
+    read from (planned by `describe`: few requests)."""
+    data, base = _source_of(ds)
+    dtype, shape = ds.dtype, ds.shape
+    row_bytes = dtype.itemsize * math.prod(shape[1:])
+
+    def get(index: tuple) -> np.ndarray:
+        if not ds.id.valid:
+            raise UsageError("the store is closed", path)
+        run = rows(index, shape)
+        r0, r1, index = (0, shape[0] if shape else 1, index) if run is None else run
+        count = (r1 - r0) * math.prod(shape[1:]) if shape else 1
+        block = data.array(base + offset + r0 * row_bytes, dtype, (count,))
+        return block.reshape((r1 - r0, *shape[1:]) if shape else ())[index]
+    return get
 
 
 def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.ndarray]:
@@ -573,7 +645,8 @@ def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) 
     """A Tensor reading `ds` on demand, with errors turned into CorruptFileError."""
     offset = _contiguous_offset(ds) if dtype != STRING else None
     if offset is not None:
-        return Tensor(ds.shape, dtype, _mapped_getter(ds, offset, path), meta)
+        getter = _mapped_getter if ds.file.driver == "sec2" else _source_getter
+        return Tensor(ds.shape, dtype, getter(ds, offset, path), meta)
     vlen = dtype == STRING and h5py_module().check_string_dtype(ds.dtype).length is None
     where = meta.get("key")
     fd = ds.file.id.get_vfd_handle() if ds.file.driver == "sec2" else None

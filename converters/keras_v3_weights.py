@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from . import hdf5
+from . import source as seam
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
-from .paths import check_input, inside
 from .format import Format, WritePlan
 from .store import Store, Tensor
 
@@ -53,9 +53,9 @@ _OPTIONAL_SUBLAYERS = {"_gate_dense"}  # only with use_gate=True
 
 def sniff(path: str, head: bytes) -> bool:
     lowered = path.lower()
-    if lowered.endswith(".weights.json") and os.path.isfile(path):
+    if lowered.endswith(".weights.json") and seam.isfile(path):
         return head.lstrip().startswith(b"{") and b"weight_map" in head
-    if not (os.path.isfile(path) and hdf5.is_hdf5(head)):
+    if not (hdf5.is_hdf5(head) and seam.isfile(path)):
         return False
     # By content: Keras 3 link names (`vars`) in the root heap, no tf.keras attributes.
     return lowered.endswith(".weights.h5") or (
@@ -217,7 +217,7 @@ def read(path: str) -> Store:
         return _read_sharded(path)
     f = hdf5.open_file(path)
     try:
-        tree, datasets = hdf5.describe(f, path, os.path.getsize(path))
+        tree, datasets = hdf5.describe(f, path, seam.getsize(path))
         with hdf5.h5_errors(path):
             tensors = tensors_from(tree, datasets, path, keras3_names(tree))
         return Store(tensors, format=NAME, path=path, meta={NAMESPACE: {"tree": tree}},
@@ -269,12 +269,12 @@ def _read_sharded(path: str) -> Store:
 
 
 def _read_shards(path: str) -> Store:
-    if os.path.getsize(path) > MAX_INDEX_BYTES:
+    if seam.getsize(path) > MAX_INDEX_BYTES:
         raise UnsafeFileError(f"index larger than {MAX_INDEX_BYTES} bytes; refused", path)
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = seam.read_bytes(path, MAX_INDEX_BYTES + 1)
     index = load_json(raw, path, "sharded weights index")
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = seam.parent(path)
+    seam.scan(directory.rstrip("/") + "/")  # a URL: the shards' folder, listed once
     # One order across the shards: the weight_map's, which Keras writes as it saves the
     # model's `vars` groups, then natural order (`listing_key`); a group split across shards
     # in shard order.
@@ -282,13 +282,13 @@ def _read_shards(path: str) -> Store:
     files, shards, tensors, position = [], [], {}, {}
     try:
         for number, name in enumerate(_shard_files(index, path)):
-            shard_path = inside(directory, name)
-            if not os.path.exists(shard_path):
+            shard_path = seam.inside(directory, name)
+            if not seam.exists(shard_path):
                 raise CorruptFileError(f"missing shard {name!r}", path)
-            check_input(shard_path)
+            size = seam.check_input(shard_path)
             f = hdf5.open_file(shard_path)
             files.append(f)
-            tree, datasets = hdf5.describe(f, shard_path, os.path.getsize(shard_path))
+            tree, datasets = hdf5.describe(f, shard_path, size)
             shards.append({"file": name, "tree": tree})
             order = listing_key(tree, ranks)
             for key, tensor in tensors_from(tree, datasets, shard_path, keras3_names(tree),

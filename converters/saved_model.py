@@ -9,14 +9,14 @@ from the source directory or from a template given with `like=`.
 from __future__ import annotations
 
 import os
-import shutil
 
+from . import source as seam
 from .atomic import atomic_output, open_streaming
 from .bundle_store import META as BUNDLE_META, plan_bundle, read_bundle, write_bundle
 from .carry import b64, unb64
 from .errors import CorruptFileError, UsageError
 from .format import Format, WritePlan
-from .paths import check_input, check_tree, inside
+from .paths import check_tree, inside
 from .store import Store
 
 NAME = "saved-model"
@@ -26,12 +26,20 @@ CARRY_LIMIT = 32 << 20
 
 
 def sniff(path: str, head: bytes) -> bool:
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
+    return seam.isdir(path) and seam.isfile(seam.join(path, "saved_model.pb"))
 
 
 def _contents(directory: str) -> tuple[list[str], list[str]]:
     """(files, directories) of a SavedModel outside `variables/`, relative, sorted."""
     files, dirs = [], []
+    if seam.is_url(directory):  # objects under a prefix: directories are their parents
+        for name in seam.walk_files(directory):
+            if name.split("/")[0] == VARIABLES:
+                continue
+            files.append(name)
+            parts = name.split("/")[:-1]
+            dirs += ["/".join(parts[:i + 1]) for i in range(len(parts))]
+        return files, sorted(set(dirs))
     for parent, subdirs, names in os.walk(directory):
         rel = os.path.relpath(parent, directory)
         if rel == VARIABLES or rel.startswith(VARIABLES + os.sep):
@@ -45,20 +53,20 @@ def _contents(directory: str) -> tuple[list[str], list[str]]:
 
 def read(path: str) -> Store:
     """Open the variables of the SavedModel directory `path` lazily."""
-    check_input(path)
-    check_tree(path)
+    seam.check_input(path)
+    if not seam.is_url(path):
+        check_tree(path)
     files, dirs = _contents(path)
-    total = sum(os.path.getsize(inside(path, f)) for f in files)
+    total = sum(seam.getsize(seam.inside(path, f)) for f in files)
     carried = None
     if total <= CARRY_LIMIT:
         carried = {}
         for name in files:
-            with open(inside(path, name), "rb") as f:
-                carried[name.replace(os.sep, "/")] = b64(f.read())
+            carried[name.replace(os.sep, "/")] = b64(seam.read_bytes(seam.inside(path, name)))
     meta = {META: {"files": carried, "names": [f.replace(os.sep, "/") for f in files],
                    "dirs": [d.replace(os.sep, "/") for d in dirs]}}
-    prefix = os.path.join(path, VARIABLES, VARIABLES)
-    if not os.path.isfile(prefix + ".index"):
+    prefix = seam.join(path, VARIABLES, VARIABLES)
+    if not seam.isfile(prefix + ".index"):
         raise CorruptFileError("expected variables/variables.index in the SavedModel", path)
     return read_bundle(prefix, path, format=NAME, path=path, meta=meta)
 
@@ -83,7 +91,7 @@ def _copy_template(template: Store, target: str) -> None:
         os.makedirs(inside(target, name), exist_ok=True)
     carried = info.get("files")
     source = template.path if template.format == NAME else None
-    if carried is None and not (source and os.path.isdir(source)):
+    if carried is None and not (source and seam.isdir(source)):
         raise UsageError("the SavedModel's graph was too large to carry in metadata: give "
                          "--like SAVED_MODEL_DIR")
     for name in info.get("names", []):
@@ -97,7 +105,7 @@ def _copy_template(template: Store, target: str) -> None:
             with open(dest, "wb") as f:
                 f.write(unb64(carried[name], META))
         else:
-            shutil.copyfile(inside(source, name), dest)
+            seam.copy_file(seam.inside(source, name), dest)
 
 
 def write(plan: WritePlan, path: str) -> None:

@@ -57,6 +57,7 @@ import mmap
 import os
 import posixpath
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -69,7 +70,7 @@ import numpy as np
 
 from . import paths
 from .errors import CorruptFileError, MissingDependencyError, UnsafeFileError, UsageError, \
-    WeightsError
+    WeightsError, shown_path
 from .mapped import FileChangedError, MappedFile
 
 MERGE_GAP = 64 << 10  # planned ranges closer than this are fetched in one request
@@ -155,10 +156,7 @@ def local_path(path: str | os.PathLike) -> str:
 
 def display(url: str) -> str:
     """The URL as messages show it: without user information or query string."""
-    if not is_url(url):
-        return url
-    shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/@?#]*@", r"\1", url)
-    return re.sub(r"[?#].*$", "", shown)
+    return shown_path(url) if is_url(url) else url
 
 
 def _clean(text: str) -> str:
@@ -1190,6 +1188,16 @@ def window(data: Any, offset: int, size: int) -> io.BufferedReader:
 
 
 # -- writing -------------------------------------------------------------------------------------
+
+def copy_file(path: str, dest: str) -> None:
+    """Copy the file `path` (local or a URL) to the local file `dest`, a piece at a time."""
+    if not is_url(path):
+        shutil.copyfile(path, dest)
+        return
+    with open_source(path) as src, open(dest, "wb") as out:
+        step = _piece()
+        for at in range(0, src.size, step):
+            out.write(src.pread(at, min(step, src.size - at)))
 
 def upload(local: str, url: str) -> None:
     """Copy a local file to the object `url` (one object, whole or not at all)."""
