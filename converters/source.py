@@ -614,6 +614,19 @@ def _entries(url: str) -> dict[str, Stat]:
     return found
 
 
+def forget(prefix: str) -> None:
+    """Drop what the session knows about objects under `prefix` (after writing there)."""
+    cache = _shared[1]
+    if cache is None or not is_url(prefix):
+        return
+    with _lock:
+        for known in [p for p in cache.prefixes if p.startswith(prefix) or prefix.startswith(p)]:
+            del cache.prefixes[known]
+        for known in [u for u in cache.single if u.split(":", 1)[-1].startswith(
+                prefix.split(":", 1)[-1])]:
+            del cache.single[known]
+
+
 def scan(prefix: str) -> None:
     """List the objects under `prefix` once now (nothing for a local path or an HTTP URL):
     later questions about the objects under it are answered from this listing."""
