@@ -8,6 +8,7 @@ from ..converters.errors import UsageError
 from ..converters.quant import dequantize
 from ..converters.paths import same_file
 from ..converters.registry import format_for_output, load, save
+from ..converters.source import display, is_url
 from .progress import Progress, data_bytes, tracked
 from .text import safe
 
@@ -40,10 +41,16 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_output(src: str, dst: str, *others: str) -> None:
-    """Refuse an output that is one of the inputs."""
+    """Refuse an output that is one of the inputs (a URL: the same URL)."""
     for path in (src, *others):
-        if path and (same_file(path, dst) or os.path.abspath(path) == os.path.abspath(dst)):
-            raise UsageError(f"refusing to overwrite the input {safe(path)!r}", dst)
+        if not path:
+            continue
+        if is_url(path) or is_url(dst):
+            same = display(path).rstrip("/") == display(dst).rstrip("/")
+        else:
+            same = same_file(path, dst) or os.path.abspath(path) == os.path.abspath(dst)
+        if same:
+            raise UsageError(f"refusing to overwrite the input {safe(display(path))!r}", dst)
 
 
 def run(args: argparse.Namespace) -> int:

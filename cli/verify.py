@@ -16,6 +16,7 @@ import tempfile
 from ..converters.deps import require
 from ..converters.errors import UsageError
 from ..converters.registry import get, load
+from ..converters.source import is_url
 from ..converters.store import Store
 from ..diffing.oracle import FRAMEWORK_FORMATS
 from ..diffing.verify import Trip, candidates, verify
@@ -53,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("no format can hold this file without loss; name one with --via")
         check = None
         if args.load:
+            if is_url(args.file):
+                raise UsageError("--load: the framework loads local files; copy the file "
+                                 "here first")
             if loaded.format not in FRAMEWORK_FORMATS:
                 raise UsageError(f"--load: expected a framework format "
                                  f"({', '.join(FRAMEWORK_FORMATS)}), received {loaded.format}")
