@@ -439,16 +439,30 @@ class Bundle(Index):
 
     # data access
 
+    def expect(self, keys: list[str]) -> None:
+        """The order in which the tensors of `keys` will be read (a store's order): a URL's
+        shards are planned in it (entries not named come after, in offset order)."""
+        self.order = keys
+
     def _file(self, shard: int) -> Source:
         if shard not in self.files:
             file = seam.open_source(data_path(self.prefix, shard, self.num_shards),
                                     self.pins.get(shard))
-            if file.local is None:  # a URL: the shard's entries in offset order, merged
-                file.plan(sorted((e.offset, e.size) for e in
-                                 [*self.entries.values(), *self.slice_entries.values()]
-                                 if e.shard == shard and not e.slices))
+            if file.local is None:  # a URL: the shard's entries in reading order, merged
+                file.plan(self._ranges(shard))
             self.files[shard] = file
         return self.files[shard]
+
+    def _ranges(self, shard: int) -> list[tuple[int, int]]:
+        ordered: list[Entry] = []
+        for key in getattr(self, "order", ()):
+            e = self.entries.get(key)
+            if e is not None:
+                ordered += [self.slice_entries[slice_key(e.key, x)] for x in e.slices] \
+                    if e.slices else [e]
+        rest = sorted([*self.entries.values(), *self.slice_entries.values()],
+                      key=lambda e: e.offset)
+        return [(e.offset, e.size) for e in ordered + rest if e.shard == shard and not e.slices]
 
     def _bytes(self, e: Entry) -> bytes:
         data = self._file(e.shard).pread(e.offset, e.size)

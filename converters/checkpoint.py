@@ -164,6 +164,8 @@ def sniff(path: str, head: bytes) -> bool:
     match = _DATA_NAME.fullmatch(path)
     if match and seam.isfile(match.group(1) + ".index"):
         return True
+    if seam.is_url(path) and not path.endswith(".index"):
+        return False  # TF names index files so; a URL's tail costs a request
     try:
         with seam.open_source(path) as f:
             if f.size < FOOTER_SIZE:

@@ -375,23 +375,7 @@ def describe(f, path: str | None = None, file_size: int | None = None
                 while len(_VETTED) > VETTED_FILES:
                     del _VETTED[next(iter(_VETTED))]
         tree = json.loads(data)
-        found = [(where, f[where]) for where, node in walk(tree) if "dataset" in node]
-        _plan(found)
-        return tree, found
-
-
-def _plan(datasets: list[tuple[str, Any]]) -> None:
-    """For a file read from a remote source: its contiguous datasets' bytes, in file order
-    (fetched in merged requests when read)."""
-    if not datasets or _source_of(datasets[0][1]) is None:
-        return
-    data, base = _source_of(datasets[0][1])
-    ranges = []
-    for _, ds in datasets:
-        offset = _contiguous_offset(ds)
-        if offset is not None:
-            ranges.append((base + offset, ds.id.get_storage_size()))
-    data.plan(sorted(ranges))
+        return tree, [(where, f[where]) for where, node in walk(tree) if "dataset" in node]
 
 
 VETTED_FILES = 64  # trees of files vetted in this process, by identity
@@ -523,6 +507,7 @@ def _source_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.nd
     data, base = _source_of(ds)
     dtype, shape = ds.dtype, ds.shape
     row_bytes = dtype.itemsize * math.prod(shape[1:])
+    data.plan([(base + offset, ds.id.get_storage_size())])  # tensors are made in store order
 
     def get(index: tuple) -> np.ndarray:
         if not ds.id.valid:

@@ -254,9 +254,10 @@ def _read(file: Source, path: str) -> Store:
     carried = carry.Carry(None if doc is None else carry.parse_json(doc, path, "weightkit metadata"),
                           [e.name for e in entries], path)
     base = 8 + n
-    file.plan((base + e.begin, e.end - e.begin) for e in sorted(entries, key=_span))
     tensors: dict[str, Tensor] = {}
     by_name = {e.name: e for e in entries}
+    file.plan((base + by_name[name].begin, by_name[name].end - by_name[name].begin)
+              for name in carried.order)  # in the order the store lists them
     for name in carried.order:
         entry = by_name[name]
         tensors[name] = _tensor(file, base + entry.begin, entry, carried, path)

@@ -216,7 +216,7 @@ class SafeZip:
         """The first `n` bytes (or fewer) of each stored member's content, read together (for a
         URL in merged requests, each local header checked on the way)."""
         stored = [m for m in members if m.stored]
-        if not self.remote:
+        if not self.remote or self.data.size <= seam.io_budget() // 4:  # (read whole: cached)
             return {m.name: self.range(m, 0, min(m.size, n)) for m in stored}
         spans = [(m.info.header_offset, min(m.limit, m.info.header_offset + LOCAL_HEADER.size
                                              + len(_raw_name(m.info)) + len(m.info.extra)

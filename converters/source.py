@@ -14,15 +14,17 @@ A local file is a `MappedFile` (`mapped.py`): memory-mapped ranges, as fast as b
 existed; `plan` costs nothing there. A URL is a `RemoteFile`, read through fsspec and the
 protocol's package (s3fs, gcsfs, aiohttp: the extra `weightkit[remote]`):
 
-- Requests are few. A format *plans* the ranges it will read (every tensor of a safetensors
-  file, a checkpoint shard's entries in offset order, an archive's members...); ranges are
-  merged into pieces (gaps of at most MERGE_GAP, pieces of at most PIECE bytes, as measured on
-  an S3 emulator: 192 tensors in 9 requests instead of 192), and a read inside a piece fetches
-  the rest of the piece, the following pieces read ahead when reads go forward. Reads outside
-  any plan (headers, HDF5 and zip metadata) go through a cache of BLOCK-sized blocks.
+- Requests are few. An object of at most a quarter of the I/O budget is read whole on first
+  use (one request per piece). For larger ones a format *plans* the ranges it will read, in
+  the order it will read them (every tensor of a safetensors file, a checkpoint shard's entries,
+  an archive's members...): they are merged in file order into pieces (gaps of at most
+  MERGE_GAP, pieces of at most PIECE bytes, as measured on an S3 emulator: 192 tensors in 9
+  requests instead of 192); a read fetches the whole piece it falls in, and when reads follow
+  the plan the pieces read next are fetched ahead. Reads outside any plan (headers, HDF5 and
+  zip metadata) go through the cache in BLOCK-sized blocks.
 - Bytes in flight are bounded by the I/O budget (`--io-budget`, `set_io_budget`,
   WEIGHTKIT_IO_BUDGET; default 256 MiB): concurrent requests times the piece size stay under it,
-  and each open file keeps at most that much cached. The cache lives in an unlinked temporary
+  and each open file caches at most four times that. The cache lives in an unlinked temporary
   file (the page cache, not the heap) whose block table is shared memory, so that forked
   workers (the diff engine's, the HDF5 vetting child) share what any of them fetched.
 - The object is pinned when it is first seen: its ETag (S3, HTTP: `If-Match`) or generation
@@ -78,6 +80,7 @@ PIECE = 32 << 20  # a request fetches at most this much
 BLOCK = 1 << 20  # the unit of the cache (and of reads outside a plan)
 DEFAULT_BUDGET = 256 << 20
 MAX_REQUESTS = 8  # concurrent requests per file, at most
+CACHE_BUDGETS = 4  # an open file caches at most this many budgets (on local disk)
 EXTRA = "weightkit[remote]"
 _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "http": "aiohttp",
              "https": "aiohttp"}
@@ -339,7 +342,9 @@ class _Backend:
     def stat(self, url: str) -> Stat | None:
         try:
             info = self.fs.info(url)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if _status(exc.__cause__) in (401, 403):
+                raise  # fsspec's HTTP backend calls a refusal "not found"
             return None
         if info.get("type") == "directory":
             return None
@@ -459,7 +464,9 @@ class _HTTP(_Backend):
     def stat(self, url: str) -> Stat | None:
         try:
             info = self.fs.info(url)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if _status(exc.__cause__) in (401, 403):
+                raise  # fsspec's HTTP backend calls a refusal "not found"
             return None
         if info.get("size") is None:
             raise UsageError("the server does not say how large the file is (no "
@@ -558,14 +565,22 @@ def _backend(url: str) -> _Backend:
     return backend
 
 
-def _status(exc: BaseException) -> int | None:
-    for attr in ("status", "code"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int):
-            return value
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+def _status(exc: BaseException | None) -> int | None:
+    """The HTTP status behind an exception, or behind the one it was raised from (fsspec's
+    HTTP backend turns a 403 into FileNotFoundError)."""
+    for _ in range(8):
+        if exc is None:
+            return None
+        for attr in ("status", "code"):
+            value = getattr(exc, attr, None)
+            if isinstance(value, int) and 100 <= value < 600:
+                return value
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(status, int):
+                return status
+        exc = exc.__cause__ or exc.__context__
     return None
 
 
@@ -811,18 +826,23 @@ class RemoteFile:
             name = f"/proc/self/fd/{fd}"
         self._fd, self._cache_path = fd, name
         os.ftruncate(fd, self.size)
-        self._pieces: list[tuple[int, int]] = []  # planned, sorted by start, disjoint
+        self._pending: list[tuple[int, int, int]] = []  # planned: (start, end, read position)
+        self._ranges: list[tuple[int, int, int]] = []  # ... already made into pieces
+        self._index: list[tuple[int, int]] = []  # the pieces, in file order
         self._starts: list[int] = []
+        self._order: list[int] = []  # the pieces in reading order
+        self._rank: dict[int, int] = {}
         self._whole = False  # every block fetched and kept (mapped(), a server without ranges)
         self._mapped: MappedFile | None = None
         self._after_fork()
+        if self.size <= io_budget() // 4:  # small: the whole object in a request or two
+            self.plan([(0, self.size)])
 
     def _after_fork(self) -> None:
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._inflight: dict[tuple[int, int], concurrent.futures.Future] = {}
-        self._last_piece = -2
-        self._forward = False
+        self._last_rank = -2
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
@@ -837,22 +857,53 @@ class RemoteFile:
     # -- planning --------------------------------------------------------------------------------
 
     def plan(self, ranges: Iterable[tuple[int, int]]) -> None:
-        """Add ranges (offset, length) the reader will read: merged with the plan so far into
-        pieces (gap <= MERGE_GAP, at most the piece size)."""
+        """Add ranges (offset, length) the reader will read, in the order it will read them
+        (a store's order, which need not be the file's). Cheap: the pieces are made when a
+        read first needs them (see `_flush`)."""
         self._check_fork()
-        items = [(o, o + n) for o, n in ranges if n > 0 and 0 <= o < self.size]
-        if not items:
-            return
         with self._lock:
-            self._pieces = merge(sorted(self._pieces + [(o, min(e, self.size)) for o, e in items]),
-                                 MERGE_GAP, _piece())
-            self._starts = [p[0] for p in self._pieces]
+            at = len(self._ranges) + len(self._pending)
+            self._pending += [(o, min(o + n, self.size), at + k)
+                              for k, (o, n) in enumerate(ranges) if n > 0 and 0 <= o < self.size]
+
+    def _flush(self) -> None:
+        """Make the planned ranges into pieces (call with the lock): merged in file order
+        where at most MERGE_GAP apart, at most a piece each; each piece ranked by the first
+        read of a range in it, which is the order pieces are read ahead in."""
+        if not self._pending:
+            return
+        self._ranges += self._pending
+        self._pending = []
+        pieces: list[list[int]] = []  # [start, end, rank]
+        for start, end, at in sorted(self._ranges):
+            last = pieces[-1] if pieces else None
+            if last is not None and start - last[1] <= MERGE_GAP and \
+                    max(end, last[1]) - last[0] <= _piece():
+                last[1], last[2] = max(end, last[1]), min(at, last[2])
+                continue
+            if last is not None and start < last[1]:  # overlaps, but too long to merge
+                start = last[1]
+                if end <= start:
+                    continue
+            while end - start > _piece():
+                pieces.append([start, start + _piece(), at])
+                start += _piece()
+            pieces.append([start, end, at])
+        self._index = [(s, e) for s, e, _ in pieces]
+        self._starts = [s for s, _ in self._index]
+        order = sorted(range(len(pieces)), key=lambda i: (pieces[i][2], i))
+        self._order = order  # piece positions in reading order
+        self._rank = {piece: k for k, piece in enumerate(order)}
 
     def _piece_at(self, offset: int) -> int | None:
+        """The piece holding byte `offset` (its position in file order), or None."""
         i = bisect.bisect_right(self._starts, offset) - 1
-        if i >= 0 and offset < self._pieces[i][1]:
-            return i
-        return None
+        return i if i >= 0 and offset < self._index[i][1] else None
+
+    def _piece_for_block(self, b: int) -> int | None:
+        """A planned piece overlapping block `b`, or None."""
+        i = bisect.bisect_right(self._starts, (b + 1) * BLOCK - 1) - 1
+        return i if i >= 0 and self._index[i][1] > b * BLOCK else None
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -912,14 +963,17 @@ class RemoteFile:
         raise UsageError("the remote read cache is thrashing; raise --io-budget", self.name)
 
     def _ensure(self, spans: list[tuple[int, int]], keep: bool = False) -> None:
-        """Make the blocks [first, last) of each span present, fetching what is missing (with
-        the rest of its planned piece, and the next pieces when reads go forward)."""
+        """Make the blocks [first, last) of each span present, fetching what is missing: the
+        whole planned piece a missing block lies in (or the block alone), and the pieces read
+        next when the reads follow the plan."""
         table = self._shared.table
         me = os.getpid()
         while True:
             waiting: set[concurrent.futures.Future] = set()
             others = False
+            missed: list[int] = []
             with self._lock:
+                self._flush()
                 for first, last in spans:
                     for b in range(first, last):
                         state = int(table[b + 1])
@@ -934,17 +988,27 @@ class RemoteFile:
                                 others = True  # another process fetches (or evicts) it
                                 continue
                             table[b + 1] = 0  # left behind by a process that ended
-                        future = self._submit(self._run_for(b))
-                        if future is not None:
-                            waiting.add(future)
-                        elif self._inflight:
-                            waiting.update(self._inflight.values())  # wait for a free slot
-                        else:
-                            others = True
+                        piece = self._piece_for_block(b)
+                        runs = self._missing(*self._blocks_of(piece)) if piece is not None \
+                            else [(b, b + 1)]
+                        runs = [r for r in runs if r[0] <= b < r[1]] + \
+                            [r for r in runs if not r[0] <= b < r[1]]
+                        for run in runs:
+                            future = self._submit(run)
+                            if future is not None and run[0] <= b < run[1]:
+                                waiting.add(future)
+                        if table[b + 1] == 0:  # not started: too many requests in flight
+                            if self._inflight:
+                                waiting.update(self._inflight.values())
+                            else:
+                                others = True
+                        if piece is not None:
+                            missed.append(piece)
                 if not waiting and not others:
                     self._evict(spans, keep)
                     return
-                self._read_ahead(spans)
+                for piece in missed[:1]:
+                    self._read_ahead(piece)
             if waiting:
                 done, _ = concurrent.futures.wait(
                     waiting, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -953,61 +1017,42 @@ class RemoteFile:
             else:
                 time.sleep(0.005)
 
-    def _run_for(self, b: int) -> tuple[int, int]:
-        """The blocks to fetch for missing block `b`: from it to the end of its planned piece
-        (or just it), stopping at a block present or in flight; at most a piece."""
+    def _blocks_of(self, piece: int) -> tuple[int, int]:
+        start, end = self._index[piece]
+        return start // BLOCK, min(self._blocks, -(-end // BLOCK))
+
+    def _missing(self, first: int, last: int) -> list[tuple[int, int]]:
+        """The runs of absent blocks in [first, last), each at most a piece."""
         table = self._shared.table
-        i = self._piece_at(b * BLOCK) if self._pieces else None
-        if i is None and self._pieces:
-            i = self._piece_at(min(self.size - 1, (b + 1) * BLOCK - 1))
-            if i is not None and self._pieces[i][0] >= (b + 1) * BLOCK:
-                i = None
-        end = b + 1
-        if i is not None:
-            end = max(end, -(-self._pieces[i][1] // BLOCK))
-            self._note_piece(i)
-        end = min(end, b + _piece() // BLOCK, self._blocks)
-        stop = b + 1
-        while stop < end and table[stop + 1] == 0:
-            stop += 1
-        return b, stop
+        runs: list[tuple[int, int]] = []
+        step = _piece() // BLOCK
+        b = first
+        while b < last:
+            if table[b + 1] != 0:
+                b += 1
+                continue
+            end = b + 1
+            while end < last and end - b < step and table[end + 1] == 0:
+                end += 1
+            runs.append((b, end))
+            b = end
+        return runs
 
-    def _note_piece(self, i: int) -> None:
-        self._forward = i == self._last_piece + 1
-        self._last_piece = i
-
-    def _read_ahead(self, spans: list[tuple[int, int]]) -> None:
-        """When reads go forward through the plan, fetch the next pieces too (up to half the
-        budget in flight)."""
-        if not self._forward or not self._pieces:
+    def _read_ahead(self, piece: int) -> None:
+        """A piece was missing: when it is the one after the last missed in reading order,
+        fetch the pieces read next too (up to half the budget in flight)."""
+        rank = self._rank[piece]
+        forward, self._last_rank = rank == self._last_rank + 1, rank
+        if not forward:
             return
-        self._forward = False
-        last = max(e for _, e in spans)
-        i = self._piece_at(min(self.size - 1, last * BLOCK - 1))
-        i = bisect.bisect_left(self._starts, last * BLOCK) if i is None else i + 1
-        table = self._shared.table
         allowance = io_budget() // 2 - self._inflight_bytes()
-        while i < len(self._pieces) and allowance > 0:
-            start, end = self._pieces[i]
-            b, stop = start // BLOCK, -(-end // BLOCK)
-            while b < stop and allowance > 0:
-                if table[b + 1] == 0:
-                    run = self._run_for_ahead(b, stop)
-                    if self._submit(run) is None:
-                        return
-                    allowance -= (run[1] - run[0]) * BLOCK
-                    b = run[1]
-                else:
-                    b += 1
-            i += 1
-
-    def _run_for_ahead(self, b: int, stop: int) -> tuple[int, int]:
-        table = self._shared.table
-        end = b + 1
-        limit = min(stop, b + _piece() // BLOCK)
-        while end < limit and table[end + 1] == 0:
-            end += 1
-        return b, end
+        for nxt in self._order[rank + 1:]:
+            if allowance <= 0:
+                return
+            for run in self._missing(*self._blocks_of(nxt)):
+                if self._submit(run) is None:
+                    return
+                allowance -= (run[1] - run[0]) * BLOCK
 
     def _inflight_bytes(self) -> int:
         return sum((e - s) * BLOCK for s, e in self._inflight)
@@ -1061,12 +1106,12 @@ class RemoteFile:
         self._shared.table[1:] = self._shared.next_seq()
 
     def _evict(self, spans: list[tuple[int, int]], keep: bool) -> None:
-        """Drop the oldest cached blocks (outside `spans`) while the cache exceeds the
-        budget."""
+        """Drop the oldest cached blocks (outside `spans`) while the cache holds more than
+        CACHE_BUDGETS times the budget."""
         if self._whole or keep:
             return
         table = self._shared.table[1:]
-        cap = max(io_budget(), 2 * _piece())
+        cap = max(CACHE_BUDGETS * io_budget(), 2 * _piece())
         present = np.flatnonzero(table > 0)
         excess = present.size * BLOCK - cap
         if excess <= 0:
