@@ -48,9 +48,7 @@ string (where signed URLs keep their signature).
 """
 from __future__ import annotations
 
-import asyncio
 import bisect
-import concurrent.futures
 import contextlib
 import ctypes
 import io
@@ -66,7 +64,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -74,6 +72,10 @@ from . import paths
 from .errors import CorruptFileError, MissingDependencyError, UnsafeFileError, UsageError, \
     WeightsError, shown_path
 from .mapped import FileChangedError, MappedFile
+
+if TYPE_CHECKING:  # asyncio costs 50 ms to import: only when a URL is read
+    import asyncio
+    import concurrent.futures
 
 MERGE_GAP = 64 << 10  # planned ranges closer than this are fetched in one request
 PIECE = 32 << 20  # a request fetches at most this much
@@ -337,6 +339,7 @@ class _Backend:
 
     def run(self, coro: Any) -> Any:
         """Run a coroutine on the filesystem's loop and wait for it."""
+        import asyncio
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def stat(self, url: str) -> Stat | None:
@@ -359,6 +362,7 @@ class _Backend:
         return ("etag", etag) if etag else ()
 
     async def fetch(self, url: str, stat: Stat, start: int, end: int) -> bytes:
+        import asyncio
         fs = self.fs
         if getattr(fs, "async_impl", False):
             data = await fs._cat_file(self.key(url), start=start, end=end)
@@ -586,6 +590,7 @@ def _status(exc: BaseException | None) -> int | None:
 
 def remote_error(exc: BaseException, url: str, doing: str = "read") -> WeightsError:
     """One line naming the URL for what a backend raised (never its credentials)."""
+    import asyncio
     where = display(url)
     if isinstance(exc, WeightsError):
         return exc
@@ -966,6 +971,7 @@ class RemoteFile:
         """Make the blocks [first, last) of each span present, fetching what is missing: the
         whole planned piece a missing block lies in (or the block alone), and the pieces read
         next when the reads follow the plan."""
+        import concurrent.futures
         table = self._shared.table
         me = os.getpid()
         while True:
@@ -1063,6 +1069,7 @@ class RemoteFile:
     def _submit(self, run: tuple[int, int]) -> concurrent.futures.Future | None:
         """Claim the blocks of `run` and start fetching them (None when too many requests are
         in flight already, or the run is no longer missing)."""
+        import asyncio
         table = self._shared.table
         first, last = run
         if any(table[b + 1] != 0 for b in range(first, last)):
@@ -1078,6 +1085,7 @@ class RemoteFile:
         return future
 
     async def _fetch(self, first: int, last: int, start: int, end: int) -> None:
+        import asyncio
         table = self._shared.table
         try:
             try:
