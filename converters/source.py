@@ -82,6 +82,7 @@ PIECE = 32 << 20  # a request fetches at most this much
 BLOCK = 1 << 20  # the unit of the cache (and of reads outside a plan)
 DEFAULT_BUDGET = 256 << 20
 MAX_REQUESTS = 8  # concurrent requests per file, at most
+STREAM_CHUNK = 1 << 20  # a response is written to the cache as it comes, in these
 CACHE_BUDGETS = 4  # an open file caches at most this many budgets (on local disk)
 EXTRA = "weightkit[remote]"
 _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "http": "aiohttp",
@@ -361,7 +362,9 @@ class _Backend:
         etag = info.get("ETag") or info.get("etag")
         return ("etag", etag) if etag else ()
 
-    async def fetch(self, url: str, stat: Stat, start: int, end: int) -> bytes:
+    async def fetch(self, url: str, stat: Stat, start: int, end: int, fd: int) -> int:
+        """Bytes [start, end) of the object written to `fd` at `start`: how many came.
+        Raises _Changed when the object is no longer the one pinned by `stat`."""
         import asyncio
         fs = self.fs
         if getattr(fs, "async_impl", False):
@@ -369,7 +372,7 @@ class _Backend:
         else:
             data = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: fs.cat_file(self.key(url), start=start, end=end))
-        return bytes(data)
+        return _write(fd, data, start)
 
     def put(self, local: str, url: str) -> None:
         self.fs.put_file(local, url)
@@ -411,7 +414,7 @@ class _S3(_ObjectStore):
                 for n, i in found.items()
                 if n.startswith(key) and i.get("type", "file") != "directory"}
 
-    async def fetch(self, url: str, stat: Stat, start: int, end: int) -> bytes:
+    async def fetch(self, url: str, stat: Stat, start: int, end: int, fd: int) -> int:
         fs = self.fs
         bucket, key, _ = fs.split_path(url)
         extra = {"IfMatch": stat.pin[1]} if stat.pin[:1] == ("etag",) else {}
@@ -424,14 +427,17 @@ class _S3(_ObjectStore):
             if _error_code(exc) in ("PreconditionFailed", "412"):
                 raise _Changed("its ETag changed") from None
             raise
+        body = resp["Body"]
         try:
-            data = await resp["Body"].read()
+            etag = resp.get("ETag")
+            if etag and stat.pin[:1] == ("etag",) and etag != stat.pin[1]:
+                raise _Changed("its ETag changed")
+            at = start
+            while chunk := await body.read(STREAM_CHUNK):  # written as it comes
+                at += _write(fd, chunk, at)
         finally:
-            resp["Body"].close()
-        etag = resp.get("ETag")
-        if etag and stat.pin[:1] == ("etag",) and etag != stat.pin[1]:
-            raise _Changed("its ETag changed")
-        return data
+            body.close()
+        return at - start
 
 
 class _GCS(_ObjectStore):
@@ -447,7 +453,7 @@ class _GCS(_ObjectStore):
         generation = info.get("generation")
         return ("generation", str(generation)) if generation else super()._pin(info)
 
-    async def fetch(self, url: str, stat: Stat, start: int, end: int) -> bytes:
+    async def fetch(self, url: str, stat: Stat, start: int, end: int, fd: int) -> int:
         fs = self.fs
         generation = stat.pin[1] if stat.pin[:1] == ("generation",) else None
         try:
@@ -459,7 +465,7 @@ class _GCS(_ObjectStore):
         if generation and served and served != generation:
             raise _Changed("its generation changed")
         _check_total(headers, stat)
-        return data
+        return _write(fd, data, start)
 
 
 class _HTTP(_Backend):
@@ -489,7 +495,7 @@ class _HTTP(_Backend):
 
     walk = ls
 
-    async def fetch(self, url: str, stat: Stat, start: int, end: int) -> bytes:
+    async def fetch(self, url: str, stat: Stat, start: int, end: int, fd: int) -> int:
         fs = self.fs
         session = await fs.set_session()
         kwargs = dict(fs.kwargs)
@@ -508,7 +514,10 @@ class _HTTP(_Backend):
             if response.status == 200 and (start > 0 or end < stat.size):
                 raise _NoRanges()
             _check_total(response.headers, stat)
-            return await response.read()
+            at = start
+            async for chunk in response.content.iter_chunked(STREAM_CHUNK):
+                at += _write(fd, chunk, at)  # written as it comes
+            return at - start
 
     async def download(self, url: str, stat: Stat, fd: int) -> None:
         """The whole object into `fd` at offset 0 (for a server without range requests)."""
@@ -544,6 +553,15 @@ def _error_code(exc: BaseException | None) -> str | None:
             return str(response["Error"]["Code"])
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
+
+
+def _write(fd: int, data: Any, at: int) -> int:
+    """`data` written to `fd` at `at`; its length."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], at + done)
+    return len(view)
 
 
 def _check_total(headers: Any, stat: Stat) -> None:
@@ -929,6 +947,7 @@ class RemoteFile:
 
     def array(self, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
         """The read-only C-order array of `shape` whose bytes start at `offset` (a copy)."""
+        self._check_fork()
         dtype = np.dtype(dtype)
         count = math.prod(shape)
         if count == 0:
@@ -937,7 +956,13 @@ class RemoteFile:
         if offset < 0 or offset + nbytes > self.size:
             raise CorruptFileError(f"{nbytes} bytes at {offset} run past the end of the file "
                                    f"({self.size} bytes)", self.name)
-        return np.frombuffer(self.pread(offset, nbytes), dtype, count).reshape(shape)
+        out = np.empty(count, dtype)
+        raw = memoryview(out.view(np.uint8))
+        step = _piece()
+        for at in range(0, nbytes, step):  # copied once, from the cache into the array
+            self._read_into(raw[at:at + step], offset + at)
+        out.flags.writeable = False
+        return out.reshape(shape)
 
     def preads(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """The bytes of several ranges, fetched together in merged requests."""
@@ -977,7 +1002,6 @@ class RemoteFile:
         while True:
             waiting: set[concurrent.futures.Future] = set()
             others = False
-            missed: list[int] = []
             with self._lock:
                 self._flush()
                 for first, last in spans:
@@ -1008,13 +1032,11 @@ class RemoteFile:
                                 waiting.update(self._inflight.values())
                             else:
                                 others = True
-                        if piece is not None:
-                            missed.append(piece)
                 if not waiting and not others:
                     self._evict(spans, keep)
+                    self._read_ahead(spans)
                     return
-                for piece in missed[:1]:
-                    self._read_ahead(piece)
+                self._read_ahead(spans)
             if waiting:
                 done, _ = concurrent.futures.wait(
                     waiting, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -1044,21 +1066,28 @@ class RemoteFile:
             b = end
         return runs
 
-    def _read_ahead(self, piece: int) -> None:
-        """A piece was missing: when it is the one after the last missed in reading order,
-        fetch the pieces read next too (up to half the budget in flight)."""
-        rank = self._rank[piece]
-        forward, self._last_rank = rank == self._last_rank + 1, rank
-        if not forward:
+    def _read_ahead(self, spans: list[tuple[int, int]]) -> None:
+        """When reads go forward through the plan (into the piece after the last one read, in
+        reading order), fetch the pieces read next: half a budget ahead of the reads."""
+        piece = self._piece_for_block(spans[0][0]) if self._index else None
+        if piece is None:
             return
-        allowance = io_budget() // 2 - self._inflight_bytes()
+        rank = self._rank[piece]
+        if rank == self._last_rank:
+            pass  # still in the same piece: keep the read-ahead going
+        elif rank != self._last_rank + 1:
+            self._last_rank = rank
+            return
+        self._last_rank = rank
+        ahead = 0
         for nxt in self._order[rank + 1:]:
-            if allowance <= 0:
+            if ahead >= io_budget() // 2:
                 return
-            for run in self._missing(*self._blocks_of(nxt)):
+            first, last = self._blocks_of(nxt)
+            ahead += (last - first) * BLOCK
+            for run in self._missing(first, last):
                 if self._submit(run) is None:
                     return
-                allowance -= (run[1] - run[0]) * BLOCK
 
     def _inflight_bytes(self) -> int:
         return sum((e - s) * BLOCK for s, e in self._inflight)
@@ -1089,13 +1118,12 @@ class RemoteFile:
         table = self._shared.table
         try:
             try:
-                data = await self._backend.fetch(self.url, self.stat, start, end)
+                got = await self._backend.fetch(self.url, self.stat, start, end, self._fd)
             except _NoRanges:
                 await self._download()
                 return
-            if len(data) != end - start:
-                raise _Changed(f"{len(data)} bytes came for a range of {end - start}")
-            os.pwrite(self._fd, data, start)
+            if got != end - start:
+                raise _Changed(f"{got} bytes came for a range of {end - start}")
             seq = self._shared.next_seq()
             table[first + 1:last + 1] = seq
         except BaseException as exc:

@@ -74,6 +74,20 @@ class Faults:
     errors: dict[str, int] = field(default_factory=dict)  # path regex -> status to answer
     error_methods: tuple[str, ...] = ("GET", "HEAD", "PUT", "POST", "DELETE")
     no_ranges: bool = False  # answer range requests with the whole file (200)
+    bandwidth: float = 0.0  # bytes per second for all responses together (0: unlimited)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _free_at: float = 0.0  # when the shared link is next free
+
+    def throttle(self, nbytes: int) -> None:
+        """Wait until `nbytes` more fit the shared link (a token bucket of one link)."""
+        if not self.bandwidth:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._free_at)
+            self._free_at = start + nbytes / self.bandwidth
+            wait = self._free_at - now
+        time.sleep(wait)
 
     def status_for(self, method: str, path: str) -> int | None:
         if method not in self.error_methods:
@@ -143,14 +157,24 @@ class _FileHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.end_headers()
         sent = 0
-        if not head:
+        if not head and not owner.faults.bandwidth:  # the kernel copies: as fast as a server
+            self.wfile.flush()
+            with open(target, "rb") as f:
+                while sent < end - start:
+                    n = os.sendfile(self.connection.fileno(), f.fileno(), start + sent,
+                                    end - start - sent)
+                    if n == 0:
+                        break
+                    sent += n
+        elif not head:
             with open(target, "rb") as f:
                 f.seek(start)
                 left = end - start
                 while left:
-                    chunk = f.read(min(left, 1 << 20))
+                    chunk = f.read(min(left, 256 << 10))
                     if not chunk:
                         break
+                    owner.faults.throttle(len(chunk))
                     self.wfile.write(chunk)
                     left -= len(chunk)
                     sent += len(chunk)
