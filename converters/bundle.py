@@ -441,8 +441,11 @@ class Bundle(Index):
 
     def expect(self, keys: list[str]) -> None:
         """The order in which the tensors of `keys` will be read (a store's order): a URL's
-        shards are planned in it (entries not named come after, in offset order)."""
+        shards are planned in it (entries not named come after, in offset order) and opened
+        now, so that forked readers share their caches."""
         self.order = keys
+        for shard in self.pins:
+            self._file(shard)
 
     def _file(self, shard: int) -> Source:
         if shard not in self.files:

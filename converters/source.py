@@ -973,7 +973,8 @@ class RemoteFile:
         batch: list[tuple[int, int]] = []
         for start, end in wanted + [(0, 0)]:  # fetch up to a budget at a time
             if (end <= start or sum(e - s for s, e in batch) + end - start > budget) and batch:
-                self._ensure([(s // BLOCK, -(-e // BLOCK)) for s, e in batch], keep=True)
+                self._ensure([(s // BLOCK, -(-e // BLOCK)) for s, e in batch], keep=True,
+                             exact=True)
                 batch = []
             if end > start:
                 batch.append((start, end))
@@ -992,10 +993,11 @@ class RemoteFile:
                 return
         raise UsageError("the remote read cache is thrashing; raise --io-budget", self.name)
 
-    def _ensure(self, spans: list[tuple[int, int]], keep: bool = False) -> None:
+    def _ensure(self, spans: list[tuple[int, int]], keep: bool = False,
+                exact: bool = False) -> None:
         """Make the blocks [first, last) of each span present, fetching what is missing: the
-        whole planned piece a missing block lies in (or the block alone), and the pieces read
-        next when the reads follow the plan."""
+        whole planned piece a missing block lies in (or the block alone; `exact`: only the
+        spans' own blocks), and the pieces read next when the reads follow the plan."""
         import concurrent.futures
         table = self._shared.table
         me = os.getpid()
@@ -1018,9 +1020,9 @@ class RemoteFile:
                                 others = True  # another process fetches (or evicts) it
                                 continue
                             table[b + 1] = 0  # left behind by a process that ended
-                        piece = self._piece_for_block(b)
+                        piece = None if exact else self._piece_for_block(b)
                         runs = self._missing(*self._blocks_of(piece)) if piece is not None \
-                            else [(b, b + 1)]
+                            else self._missing(b, last)
                         runs = [r for r in runs if r[0] <= b < r[1]] + \
                             [r for r in runs if not r[0] <= b < r[1]]
                         for run in runs:
@@ -1034,9 +1036,11 @@ class RemoteFile:
                                 others = True
                 if not waiting and not others:
                     self._evict(spans, keep)
-                    self._read_ahead(spans)
+                    if not exact:
+                        self._read_ahead(spans)
                     return
-                self._read_ahead(spans)
+                if not exact:
+                    self._read_ahead(spans)
             if waiting:
                 done, _ = concurrent.futures.wait(
                     waiting, return_when=concurrent.futures.FIRST_COMPLETED)

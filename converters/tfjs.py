@@ -445,6 +445,10 @@ def read(path: str) -> Store:
     text, doc = read_json(json_path, path)
     groups = parse_manifest(doc.get("weightsManifest"), path)
     datas = layout(groups, root, path)
+    for data in datas:  # a URL's files opened now: forked readers share their caches
+        for i, pinned in enumerate(data.pins):
+            if pinned is not None:
+                data._source(i)
     weights = [(w, datas[w.group]) for group in groups for w in group.weights]
     names = [w.name for w, _ in weights]
     carried = carry.Carry(_carried(doc, path), names, path)

@@ -191,6 +191,10 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     owner: object
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError, TimeoutError)):
+            super().handle_error(request, client_address)  # a client hanging up is no error
+
 
 class HttpFiles:
     """Serves the files under `root` at http://127.0.0.1:PORT/ (see the module docstring)."""
