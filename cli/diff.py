@@ -33,11 +33,15 @@ def add_diff_options(parser: argparse.ArgumentParser) -> None:
                         help="absolute tolerance: a, b differ when |a-b| > atol + rtol*|b| (default 0)")
     parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     parser.add_argument("--include", metavar="GLOB", action="append", default=[],
-                        help="only variables whose name matches GLOB (repeatable)")
+                        help="only variables whose name or original key matches GLOB "
+                             "(repeatable)")
     parser.add_argument("--exclude", metavar="GLOB", action="append", default=[],
-                        help="leave out variables whose name matches GLOB (repeatable)")
+                        help="leave out variables whose name or original key matches GLOB "
+                             "(repeatable)")
     parser.add_argument("--no-optimizer", action="store_true",
                         help="leave out optimizer slots and counters")
+    parser.add_argument("--weights-only", action="store_true",
+                        help="model weights only: leave out optimizer and metric state")
     parser.add_argument("--match", choices=MATCH_MODES, default="auto",
                         help="pair variables by name, by structure (order and shape), or auto: "
                              "names, normalized names, equal values, then structure (default)")
@@ -58,7 +62,8 @@ def options(args: argparse.Namespace) -> Options:
     try:
         return Options(atol=args.atol, rtol=args.rtol, nan_equal=not args.nan_unequal,
                        match=args.match, include=tuple(args.include),
-                       exclude=tuple(args.exclude), no_optimizer=args.no_optimizer)
+                       exclude=tuple(args.exclude), no_optimizer=args.no_optimizer,
+                       weights_only=args.weights_only)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -18,7 +18,8 @@ from .convert import add_output_arguments, check_output
 from .progress import Progress, data_bytes, tracked
 from .text import safe, table
 
-HELP = ("edit weights (rename, drop, keep, no-optimizer, cast, scale, prune, set, add) "
+HELP = ("edit weights (rename, drop, keep, no-optimizer, weights-only, cast, scale, prune, set, "
+        "add) "
         "and write a new file")
 
 
@@ -91,6 +92,8 @@ OPERATIONS: dict[str, tuple[str, str, Apply]] = {
     "keep": ("GLOB", "keep only matching variables", lambda s, o, v: s.keep(v)),
     "no-optimizer": ("", "drop the optimizer state (variables of role optimizer or counter)",
                      lambda s, o, v: s.drop_optimizer()),
+    "weights-only": ("", "keep the model weights only (drop roles optimizer, counter, metric)",
+                     lambda s, o, v: s.weights_only()),
     "cast": ("GLOB=DTYPE", "cast floating variables (float32, float16, bfloat16, ...)", _cast),
     "scale": ("GLOB=FACTOR", "multiply floating variables by FACTOR", _scale),
     "prune": ("GLOB=FRACTION", "zero the smallest-magnitude FRACTION of each matching variable",
@@ -129,8 +132,8 @@ def apply(store: Store, ops: Sequence[tuple[str, str]]) -> EditedStore:
 def run(args: argparse.Namespace) -> int:
     if not args.ops:
         raise UsageError("expected at least one operation (--rename, --drop, --keep, "
-                         "--no-optimizer, --cast, --scale, --prune, --set, --add); to only "
-                         "convert, use convert")
+                         "--no-optimizer, --weights-only, --cast, --scale, --prune, --set, "
+                         "--add); to only convert, use convert")
     npy = [value.partition("=")[2] for op, value in args.ops if op in ("set", "add")]
     check_output(args.src, args.dst, args.like or "", *npy)
     fmt = args.to or format_for_output(args.dst)

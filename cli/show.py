@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import sys
 
 import numpy as np
 
-from ..converters.errors import UsageError
+from ..converters.names import lookup, roles_option, select as select_names
 from ..converters.registry import FORMATS, load
 from ..converters.store import Store
 from ..diff.summary import TensorStats, stats_of
@@ -26,23 +25,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only names matching GLOB (repeatable)")
     parser.add_argument("--no-optimizer", action="store_true",
                         help="leave out optimizer slots and counters")
+    parser.add_argument("--weights-only", action="store_true",
+                        help="model weights only: leave out optimizer and metric state")
     parser.add_argument("--no-stats", action="store_true", help="names, shapes and dtypes only")
     parser.add_argument("--values", metavar="NAME", help="print the values of one variable")
     parser.add_argument("--full", action="store_true", help="with --values: the whole array")
 
 
-def select(store: Store, patterns: list[str] | None, no_optimizer: bool) -> list[str]:
-    """Names of `store` matching any of `patterns` (all if none), optionally without optimizer."""
-    return [name for name in store
-            if (not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns))
-            and not (no_optimizer and store[name].role != "weight")]
+def select(store: Store, patterns: list[str] | None, no_optimizer: bool,
+           weights_only: bool = False) -> list[str]:
+    """Names of `store` matching any of `patterns` (canonical names or original keys; all if
+    none), less the roles the flags leave out; a UsageError when a pattern matches nothing or
+    nothing is left (`names.select`)."""
+    return select_names(store, patterns or (), (), roles_option(no_optimizer, weights_only),
+                        include_option="--filter")
 
 
 def run(args: argparse.Namespace) -> int:
     with load(args.file, args.format) as store:
         if args.values is not None:
             return _show_values(store, args)
-        names = select(store, args.filter, args.no_optimizer)
+        names = select(store, args.filter, args.no_optimizer, args.weights_only)
         stats: list[TensorStats | None] = [None] * len(names)
         if not args.no_stats:
             tensors = [store[name] for name in names]
@@ -110,13 +113,12 @@ def _human_bytes(n: int) -> str:
 
 
 def _show_values(store: Store, args: argparse.Namespace) -> int:
-    if args.values not in store:
-        raise UsageError(f"no variable named {safe(args.values)!r} (see `weightkit show`)", args.file)
-    tensor = store[args.values]
+    name = lookup(store, args.values)
+    tensor = store[name]
     array = tensor.read()
     options = {"threshold": sys.maxsize} if args.full else {}
     with np.printoptions(**options):
-        print(f"{safe(args.values)}: shape {tensor.shape} {tensor.dtype_name}")
+        print(f"{safe(name)}: shape {tensor.shape} {tensor.dtype_name}")
         text = np.array2string(array, separator=", ") if array.dtype != object else repr(array.tolist())
         print(safe(text).replace("\\x0a", "\n"))
     return 0

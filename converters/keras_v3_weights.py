@@ -30,6 +30,7 @@ from typing import Any
 
 from . import hdf5
 from .keras_h5 import dtype_losses as h5_losses, place, widen
+from .keras_names import Naming, group_ranks, listing_key, name_tree
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
@@ -40,15 +41,6 @@ NAME = "keras-weights-h5"
 NAMESPACE = "keras_weights_h5"
 MAX_INDEX_BYTES = 16 << 20
 _VAR = re.compile(r"^(?:(.*)/)?vars/(\d+)$")
-# Keras layers whose variables live in sublayers that Keras saves by attribute name, not in
-# the order the layer creates them (`layer.weights`): their sublayer groups in creation order
-# (`build()` of MultiHeadAttention, GroupedQueryAttention; Bidirectional's forward, backward).
-SUBLAYER_ORDER = (
-    ("query_dense", "key_dense", "_gate_dense", "value_dense", "output_dense"),
-    ("_query_dense", "_key_dense", "_gate_dense", "_value_dense", "_output_dense"),
-    ("forward_layer", "backward_layer"),
-)
-_OPTIONAL_SUBLAYERS = {"_gate_dense"}  # only with use_gate=True
 
 
 def sniff(path: str, head: bytes) -> bool:
@@ -62,151 +54,27 @@ def sniff(path: str, head: bytes) -> bool:
         b"vars\0" in head and b"layer_names" not in head and b"model_weights" not in head)
 
 
-# -- names -------------------------------------------------------------------------------------
-
-def natural_key(path: str) -> list:
-    """Sort key putting `vars/2` before `vars/10` (HDF5 lists names bytewise): the order in
-    which `keras3_names` settles name collisions, whatever order the store lists."""
-    return [(0, number_key(p), "") if p.isdigit() else (1, (0, ""), p) for p in path.split("/")]
-
-
-def number_key(digits: str) -> tuple[int, str]:
-    """Sort key of a run of digits by value, without int() (which refuses 4301 digits)."""
-    value = digits.lstrip("0")
-    return len(value), value
-
-
-def _natural(part: str) -> tuple:
-    """A group name's sort key, numbers by value (`dense_2` before `dense_10`), then bytewise."""
-    runs = re.split(r"(\d+)", part)
-    return tuple(number_key(run) if i % 2 else run for i, run in enumerate(runs)), part
-
-
-def group_ranks(groups: Iterable[str]) -> dict[str, int]:
-    """{group path: position} for groups listed in the model's order (`layers/dense`, or a
-    sharded index's `/layers/dense/vars`); a group's ancestors take the position of the first
-    group listed below them."""
-    ranks: dict[str, int] = {}
-    for position, group in enumerate(groups):
-        parts = group.strip("/").split("/")
-        for depth in range(1, len(parts) + 1):
-            ranks.setdefault("/".join(parts[:depth]), position)
-    return ranks
-
-
-def _sublayer_ranks(tree: Mapping[str, Any]) -> dict[str, int]:
-    """{group path: position} for the sublayers of the layers in `SUBLAYER_ORDER`."""
-    ranks: dict[str, int] = {}
-    for path, node in [("", tree), *hdf5.walk(tree)]:
-        children = {name for name, child in node.get("children", []) if "children" in child}
-        for sublayers in SUBLAYER_ORDER:
-            if set(sublayers) - _OPTIONAL_SUBLAYERS <= children:
-                ranks.update({f"{path}/{name}".lstrip("/"): position
-                              for position, name in enumerate(sublayers) if name in children})
-    return ranks
-
-
-def listing_key(tree: Mapping[str, Any], ranks: Mapping[str, int] | None = None
-                ) -> Callable[[str], tuple]:
-    """Sort key for the dataset paths of a Keras 3 weights tree, in the order Keras lists the
-    variables (`model.weights`, then `optimizer.variables`) as far as `ranks` (`group_ranks`
-    of the layer groups in the model's order) and the tree tell it. At every level a group's
-    own `vars` come first (a layer's own variables precede its sublayers'), then the sublayers
-    `SUBLAYER_ORDER` places (a sharded index lists them in saving order, which is not theirs),
-    then the groups `ranks` places, then the rest in natural order (`dense_2` before
-    `dense_10`); at the root `optimizer` comes last. `vars/N` by N."""
-    ranks = ranks or {}
-    sublayers = _sublayer_ranks(tree)
-
-    def key(path: str) -> tuple:
-        parts = path.split("/")
-        out = []
-        for depth, part in enumerate(parts):
-            where = "/".join(parts[:depth + 1])
-            if part == "vars" and depth < len(parts) - 1:
-                out.append((0,))
-            elif depth == 0 and part == "optimizer" and len(parts) > 1:
-                out.append((4, _natural(part)))
-            elif where in sublayers:
-                out.append((1, sublayers[where]))
-            elif where in ranks:
-                out.append((2, ranks[where], _natural(part)))
-            else:
-                out.append((3, _natural(part)))
-        return tuple(out)
-    return key
-
-
-def keras3_names(tree: Mapping[str, Any], layer_names: Mapping[str, str] | None = None
-                 ) -> dict[str, tuple[str, str]]:
-    """{dataset path: (canonical name, role)} for a Keras 3 weights tree, in file order.
-
-    `layer_names` may give names for groups whose `vars` lack the `name` attr (from a
-    `.keras` config.json).
-    """
-    nodes = dict(hdf5.walk(tree))
-    paths = sorted((p for p, node in nodes.items() if "dataset" in node), key=natural_key)
-
-    def group_name(group: str) -> str | None:
-        vars_node = nodes.get(f"{group}/vars") if group else hdf5.find(tree, "vars")
-        name = hdf5.attrs_dict(vars_node).get("name") if vars_node else None
-        return name if isinstance(name, str) and name else (layer_names or {}).get(group)
-
-    def pretty(group: str) -> str:
-        parts, out = group.split("/") if group else [], []
-        for i, part in enumerate(parts):
-            if part == "layers":
-                continue
-            out.append(group_name("/".join(parts[:i + 1])) or part)
-        return "/".join(out)
-
-    def plain(group: str) -> str:
-        return "/".join(p for p in group.split("/") if p and p != "layers")
-
-    result: dict[str, tuple[str, str]] = {}
-    candidates: dict[str, list[str]] = {}
-    for path in paths:
-        match = _VAR.match(path)
-        if match is None:
-            candidates[path] = [path]
-            result[path] = (path, "weight")
-            continue
-        group, index = match.group(1) or "", match.group(2)
-        top = group.split("/")[0]
-        role = "optimizer" if top == "optimizer" else "weight"
-        if role == "optimizer" and group == "optimizer" and index == "0":
-            role = "counter"
-        if top == "optimizer":
-            names = [f"{plain(group)}/{index}"]
-        else:
-            root = group_name("") or "model"
-            names = [f"{pretty(group) or root}/{index}", f"{plain(group) or root}/{index}"]
-        candidates[path] = names + [path]
-        result[path] = (names[0], role)
-    used: dict[str, str] = {}
-    for path in paths:
-        for name in candidates[path]:
-            if name not in used:
-                used[name] = path
-                result[path] = (name, result[path][1])
-                break
-        else:
-            raise CorruptFileError(f"cannot give {path!r} a unique name")
-    return result
-
+# -- names: converters/keras_names.py ----------------------------------------------------------
 
 def tensors_from(tree: Mapping[str, Any], datasets: list[tuple[str, Any]], path: str,
-                 names: Mapping[str, tuple[str, str]], prefix: str = "",
-                 ranks: Mapping[str, int] | None = None) -> dict[str, Tensor]:
+                 naming: Naming, prefix: str = "", ranks: Mapping[str, int] | None = None,
+                 aliases: dict[str, str] | None = None) -> dict[str, Tensor]:
     """Lazy tensors for `datasets`, keyed by canonical name (meta key: `prefix` + path), in
-    `listing_key(tree, ranks)` order."""
+    `listing_key(tree, ranks)` order; the naming's aliases are added to `aliases` (alias ->
+    canonical name)."""
     out = {}
     key = listing_key(tree, ranks)
+    canonical = {where: name for where, (name, _) in naming.names.items()}
     with hdf5.h5_errors(path):
         for where, ds in sorted(datasets, key=lambda item: key(item[0])):
-            name, role = names[where]
+            name, role = naming.names[where]
+            if name in out:
+                raise CorruptFileError(f"two variables would both be named {name!r}", path)
             dtype = hdf5.tensor_dtype(ds, hdf5.attrs_dict(hdf5.find(tree, where)), where)
             out[name] = hdf5.lazy_tensor(ds, dtype, {"key": prefix + where, "role": role}, path)
+    if aliases is not None:
+        aliases.update({alias: canonical[where] for alias, where in naming.aliases.items()
+                        if where in canonical})
     return out
 
 
@@ -218,10 +86,11 @@ def read(path: str) -> Store:
     f = hdf5.open_file(path)
     try:
         tree, datasets = hdf5.describe(f, path, os.path.getsize(path))
+        aliases: dict[str, str] = {}
         with hdf5.h5_errors(path):
-            tensors = tensors_from(tree, datasets, path, keras3_names(tree))
+            tensors = tensors_from(tree, datasets, path, name_tree(tree), aliases=aliases)
         return Store(tensors, format=NAME, path=path, meta={NAMESPACE: {"tree": tree}},
-                     on_close=f.close)
+                     on_close=f.close, aliases=aliases)
     except BaseException:
         f.close()
         raise
@@ -279,9 +148,10 @@ def _read_shards(path: str) -> Store:
     # model's `vars` groups, then natural order (`listing_key`); a group split across shards
     # in shard order.
     ranks = group_ranks(index["weight_map"])
-    files, shards, tensors, position = [], [], {}, {}
+    files, shards, described, tensors, position = [], [], [], {}, {}
+    aliases: dict[str, str] = {}
     try:
-        for number, name in enumerate(_shard_files(index, path)):
+        for name in _shard_files(index, path):
             shard_path = inside(directory, name)
             if not os.path.exists(shard_path):
                 raise CorruptFileError(f"missing shard {name!r}", path)
@@ -290,9 +160,14 @@ def _read_shards(path: str) -> Store:
             files.append(f)
             tree, datasets = hdf5.describe(f, shard_path, os.path.getsize(shard_path))
             shards.append({"file": name, "tree": tree})
+            described.append((name, shard_path, tree, datasets))
+        # Names come from the whole model: a layer's or the optimizer's `vars` may be split
+        # across shards.
+        naming = name_tree(merged_tree([tree for _, _, tree, _ in described], path))
+        for number, (name, shard_path, tree, datasets) in enumerate(described):
             order = listing_key(tree, ranks)
-            for key, tensor in tensors_from(tree, datasets, shard_path, keras3_names(tree),
-                                            f"{name}:").items():
+            for key, tensor in tensors_from(tree, datasets, shard_path, naming,
+                                            f"{name}:", aliases=aliases).items():
                 if key in tensors:
                     raise CorruptFileError(f"{key!r} appears in two shards", path)
                 tensors[key] = tensor
@@ -303,7 +178,27 @@ def _read_shards(path: str) -> Store:
         raise
     meta = {NAMESPACE: {"index": raw.decode("utf-8"), "shards": shards}}
     return Store({key: tensors[key] for key in sorted(tensors, key=position.__getitem__)},
-                 format=NAME, path=path, meta=meta, on_close=lambda: [f.close() for f in files])
+                 format=NAME, path=path, meta=meta, on_close=lambda: [f.close() for f in files],
+                 aliases={a: n for a, n in aliases.items() if a not in tensors})
+
+
+def merged_tree(trees: list[Mapping[str, Any]], path: str) -> dict:
+    """The shards' trees as one (groups merged, the first attributes kept): the tree the model
+    was saved from. A dataset in two shards is a CorruptFileError."""
+    def merge(nodes: list[Mapping[str, Any]], where: str) -> dict:
+        datasets = [n for n in nodes if "dataset" in n]
+        if datasets:
+            if len(nodes) > 1:
+                raise CorruptFileError(f"{where!r} appears in two shards", path)
+            return dict(datasets[0])
+        children: dict[str, list] = {}
+        for node in nodes:
+            for name, child in node.get("children", []):
+                children.setdefault(name, []).append(child)
+        attrs = next((n["attrs"] for n in nodes if n.get("attrs")), [])
+        return {"attrs": attrs, "children": [[name, merge(group, f"{where}/{name}".lstrip("/"))]
+                                             for name, group in children.items()]}
+    return merge(trees, "")
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -317,7 +212,7 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     if not foreign or NAMESPACE in store.meta:
         return lost
     tree, placed = build_tree(store)
-    read_as = keras3_names(tree)
+    read_as = name_tree(tree).names
     read_as = {p: read_as[p] for p in sorted(read_as, key=listing_key(tree))}
     name_of = {id(placed[path]): name for path, (name, _) in read_as.items()}
     role_of = {id(placed[path]): role for path, (_, role) in read_as.items()}
@@ -403,7 +298,7 @@ def _check_drops(trees: list[dict], gone: list[set[str]]) -> None:
     groups: dict[str, list[tuple[str, bool]]] = {}
     names: dict[str, str] = {}
     for tree, lost in zip(trees, gone):
-        names.update({p: name for p, (name, _) in keras3_names(tree).items()})
+        names.update({p: name for p, (name, _) in name_tree(tree).names.items()})
         for path, node in hdf5.walk(tree):
             match = _VAR.match(path) if "dataset" in node else None
             if match is not None:

@@ -214,7 +214,8 @@ def test_groups_the_config_does_not_mention_come_after(tmp_path: Path) -> None:
     got = contents(path)
     assert got == contents(base)
     weights = [n for n, (role, *_) in got.items() if role == "weight"]
-    assert weights == ["out/0", "out/1", "c1/0", "c1/1", "bn/0", "bn/1", "bn/2", "bn/3"]
+    assert weights == ["out/kernel", "out/bias", "c1/kernel", "c1/bias", "bn/gamma", "bn/beta",
+                       "bn/moving_mean", "bn/moving_variance"]
 
 
 # -- models written by Keras 3 ------------------------------------------------------------------
