@@ -27,6 +27,7 @@ from . import hdf5
 from .atomic import atomic_output
 from .errors import CorruptFileError, UsageError
 from .foreign import structure_losses
+from .names import unique_names
 from .store import Store, Tensor
 
 NAME = "keras-h5"
@@ -56,6 +57,16 @@ def layout_of(tree: dict) -> str:
     return "hdf5"
 
 
+def scoped(layer: str, weight_name: str) -> str:
+    """The canonical name of weight `weight_name` of the layer group `layer`: the weight name
+    without `:0`, under the layer's name when the weight name does not already pass through
+    it. tf_keras names a nested model's weights without the model (`d1/kernel:0` in group
+    `inner`), Keras 3 a nested Functional's (`enc_dense/kernel` in group `encoder`); the group
+    keeps them apart and gives `inner/d1/kernel`, as Keras 3 files name them."""
+    name = canonical(weight_name)
+    return name if layer in name.split("/")[:-1] else f"{layer}/{name}"
+
+
 def named_datasets(tree: dict) -> list[tuple[str, str, str]]:
     """(dataset path, canonical name, role) for every weight named by the Keras attributes, in
     layer order, then optimizer weights, then any other dataset under its path."""
@@ -69,7 +80,7 @@ def named_datasets(tree: dict) -> list[tuple[str, str, str]]:
             if node is None or "children" not in node:
                 raise CorruptFileError(f"layer_names lists {layer!r} but there is no such group")
             for weight in hdf5.chunked_attr(node, "weight_names") or []:
-                out.append((f"{prefix}{layer}/{weight}", canonical(weight), "weight"))
+                out.append((f"{prefix}{layer}/{weight}", scoped(layer, weight), "weight"))
         optimizer = hdf5.find(tree, "optimizer_weights") if layout == "model" else None
         if optimizer is not None and "children" in optimizer:
             for weight in hdf5.chunked_attr(optimizer, "weight_names") or []:
@@ -83,47 +94,60 @@ def read(path: str) -> Store:
     try:
         tree, datasets = hdf5.describe(f, path, os.path.getsize(path))
         with hdf5.h5_errors(path):
-            tensors = _tensors(tree, datasets, path)
+            tensors, aliases = _tensors(tree, datasets, path)
         store = Store(tensors, format=NAME, path=path,
                       meta={NAMESPACE: {"layout": layout_of(tree), "tree": tree}},
-                      on_close=f.close)
+                      on_close=f.close, aliases=aliases)
     except BaseException:
         f.close()
         raise
     return store
 
 
-def _tensors(tree: dict, datasets: list[tuple[str, Any]], path: str) -> dict[str, Tensor]:
-    by_path = dict(datasets)
-    names: dict[str, Tensor] = {}
-    placed = set()
+def _tensors(tree: dict, datasets: list[tuple[str, Any]], path: str
+             ) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """{canonical name: tensor} in layer order, and {alias: canonical name}: the weight name
+    as the file gives it (`d1/kernel` of `inner/d1/kernel`) where it names one variable.
 
-    def add(where: str, name: str, role: str, fallbacks: list[str]) -> None:
+    No two datasets become one name: a name two weights share goes to neither, each then takes
+    its dataset path (`model_weights/a/head/kernel:0`), and a fallback never takes a name
+    another weight has (`names.unique_names`)."""
+    by_path = dict(datasets)
+    candidates: dict[str, list[str]] = {}
+    roles: dict[str, str] = {}
+    plain: dict[str, str] = {}
+    for where, name, role in named_datasets(tree):
         if where not in by_path:
             raise CorruptFileError(f"weight {where!r} is named in the attributes but missing")
-        if where in placed:
+        if where in candidates:
             raise CorruptFileError(f"weight {where!r} is named twice in the attributes")
-        for candidate in [name, *fallbacks, where]:
-            if candidate not in names:
-                break
-        else:
-            raise CorruptFileError(f"cannot give {where!r} a unique name")
+        candidates[where] = [name, where]
+        roles[where] = role
+        plain[where] = canonical(where.rsplit("/", 1)[-1]) if role == "weight" else name
+        if role == "weight":
+            layer_group = where.split("/")[1 if where.startswith("model_weights/") else 0]
+            plain[where] = canonical(where.split(f"{layer_group}/", 1)[1])
+    for where, _ in datasets:
+        if where not in candidates:
+            candidates[where] = [where]
+            roles[where] = "optimizer" if where.startswith("optimizer_weights/") else "weight"
+    try:
+        chosen = unique_names(candidates)
+    except ValueError as exc:
+        raise CorruptFileError(str(exc)) from None
+    names: dict[str, Tensor] = {}
+    for where, name in chosen.items():
         node = hdf5.find(tree, where)
         with hdf5.h5_errors(path):
             dtype = hdf5.tensor_dtype(by_path[where], hdf5.attrs_dict(node), where)
-        names[candidate] = hdf5.lazy_tensor(by_path[where], dtype, {"key": where, "role": role},
-                                            path)
-        placed.add(where)
-
-    for where, name, role in named_datasets(tree):
-        layer = where.split("/")[-2] if role == "weight" else "optimizer"
-        first = where.split("/")[1 if where.startswith("model_weights/") else 0]
-        add(where, name, role, [f"{first}/{name}" if role == "weight" else f"{layer}/{name}"])
-    for where, _ in datasets:
-        if where not in placed:
-            role = "optimizer" if where.startswith("optimizer_weights/") else "weight"
-            add(where, where, role, [])
-    return names
+        names[name] = hdf5.lazy_tensor(by_path[where], dtype,
+                                       {"key": where, "role": roles[where]}, path)
+    counts: dict[str, int] = {}
+    for where, alias in plain.items():
+        counts[alias] = counts.get(alias, 0) + 1
+    aliases = {alias: chosen[where] for where, alias in plain.items()
+               if counts[alias] == 1 and alias not in names and alias != chosen[where]}
+    return names, aliases
 
 
 def losses(store: Store, like: Store | None = None) -> list[str]:
