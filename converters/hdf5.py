@@ -163,9 +163,10 @@ def decode_attr(attr: Mapping[str, Any]) -> tuple[Any, np.dtype, tuple | None]:
         items = ([x.encode("utf-8") for x in attr["value"]] if "value" in attr
                  else [base64.b64decode(x) for x in attr["b64"]])
         if h5py.check_string_dtype(dtype).length is None:
-            enc = h5py.check_string_dtype(dtype).encoding
-            data = np.array([x.decode(enc, "surrogateescape") for x in items] or [""],
-                            dtype=object)[:len(items)]
+            # Bytes, written as they are whatever the declared character set: Keras stores
+            # UTF-8 names in attributes declared ASCII.
+            data = np.empty(len(items), dtype=object)
+            data[:] = items
         else:
             data = np.array(items, dtype=f"S{max(1, dtype.itemsize)}")
         return data.reshape(shape), dtype, shape

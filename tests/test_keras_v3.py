@@ -16,7 +16,7 @@ import pytest
 
 import weightkit
 from conformance import FormatConformance
-from fixtures_lib import fixture, models, select
+from fixtures_lib import canonical_names, fixture, models, select
 from keras_lib import h5_tree, keras_member_tree, oracle
 from weightkit.converters import keras_v3
 from weightkit.converters.errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
@@ -85,14 +85,15 @@ def test_canonical_names_are_the_keras_paths(entry: dict) -> None:
     with weightkit.load(fixture(entry)) as store:
         weights = [n for n, t in store.items() if t.role == "weight"]
         optimizer = [n for n, t in store.items() if t.role != "weight"]
-        want = [v["name"] for v in entry["variables"]]
+        want = canonical_names(entry)
         want_opt = [v["name"] for v in entry.get("optimizer_variables") or []]
         if entry["format"] == "keras" or entry["path"].endswith(".json"):
             assert weights == want and optimizer == want_opt
         else:
             assert sorted(weights) == sorted(want) and optimizer == want_opt
-        digests = {v["name"]: v["sha256"] for v in entry["variables"] + [
-            *(entry.get("optimizer_variables") or [])]}
+        digests = dict(zip(canonical_names(entry, optimizer=True),
+                           [v["sha256"] for v in entry["variables"]
+                            + (entry.get("optimizer_variables") or [])]))
         for name, tensor in store.items():
             assert models.value_digest(tensor.read()) == digests[name]
         if optimizer:
