@@ -16,8 +16,9 @@ its own data is read (a prune reads its tensor once more to find the threshold),
 variable of a large file never reads the others. Every tensor keeps its `meta` (original key,
 role, format namespaces) and the store keeps its format and metadata, so a writer of the source
 format puts each variable back where it came from. A rename changes the canonical name (what
-safetensors, npz, `diff` and `--like` templates see); the original key moves with it only where
-the key was the name itself (npz, safetensors).
+safetensors, npz, `diff` and `--like` templates see); the original key stays, so that a writer of
+the source format finds the variable and writes the new name into the file (or refuses it as a
+loss, where the file cannot hold it).
 
 Names are matched with shell globs (`fnmatch`, case-sensitive) against the canonical name or the
 original key (`names.match`), or, for `rename`, a Python regular expression applied with
@@ -109,8 +110,6 @@ class EditedStore(Store):
                                  f"named {new!r}")
             origin[new] = name
             if new != name:
-                if tensor.meta.get("key") == name:
-                    tensor = tensor.with_meta(key=new)
                 edits.append(Edit("rename", arg, new, f"renamed from {name}"))
             tensors[new] = tensor
         if not edits:
@@ -229,7 +228,7 @@ class EditedStore(Store):
 
     def add(self, name: str, array: Any) -> "EditedStore":
         """Add a new variable (role `weight`, no original key) at the end."""
-        if self.resolve(name) is not None:
+        if name in self:
             raise UsageError(f"add {name!r}: a variable of that name exists "
                              f"({_describe(self[name])}); use set to replace it")
         if not name:

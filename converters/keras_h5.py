@@ -16,6 +16,7 @@ counter has role "counter". A name that would collide gets the layer (or `optimi
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Callable
@@ -151,9 +152,17 @@ def _tensors(tree: dict, datasets: list[tuple[str, Any]], path: str
 
 
 def losses(store: Store, like: Store | None = None) -> list[str]:
-    """What HDF5 cannot hold (`dtype_losses`) and, for a store of another origin, its file
-    structure (names, roles and values are kept)."""
-    return dtype_losses(store) + structure_losses(store, (NAMESPACE,), like)
+    """What HDF5 cannot hold (`dtype_losses`), for a store of another origin its file
+    structure (names, roles and values are kept), and renames the recorded file cannot take
+    (`with_renames`)."""
+    lost = dtype_losses(store) + structure_losses(store, (NAMESPACE,), like)
+    if NAMESPACE in store.meta:
+        recorded = store.meta[NAMESPACE]
+        problems = with_renames(recorded["tree"], recorded["layout"], store)[2]
+        if problems:
+            more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+            lost.append(f"renames: {'; '.join(problems[:3])}{more}")
+    return lost
 
 
 def dtype_losses(store: Store) -> list[str]:
@@ -194,7 +203,159 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
         tree = without_dropped(tree, recorded["layout"], lookup)
         hdf5.check_covered(store, [p for p, node in hdf5.walk(tree) if "dataset" in node],
                            lookup)
+        renamed, moved, problems = with_renames(tree, recorded["layout"], store)
+        if not problems and moved:
+            return renamed, lambda p, get=lookup: get(moved.get(p, p))
     return tree, lookup
+
+
+def with_renames(tree: dict, layout: str, store: Store
+                 ) -> tuple[dict, dict[str, str], list[str]]:
+    """`tree` with the store's renames written into it, {new dataset path: old}, and the
+    renames it cannot take (then the tree is unchanged).
+
+    A weight keeps its layer group and its place in `weight_names`; its name there and its
+    dataset follow the new name (`d1/kernel:0` -> `d1/w:0`). A layer's weights all renamed into
+    another layer (`^d1/` -> `fc/`) rename the layer: its group and its `layer_names` entry,
+    which `load_weights(by_name=True)` matches against the model's layers. In a full-model
+    file (`model.save`) `model_config` names the layers and `load_model` builds them so: a
+    layer rename is refused there. Optimizer weights are renamed in `weight_names` too; plain
+    HDF5 datasets move to the path their new name is."""
+    wanted = {t.meta["key"]: n for n, t in store.items() if isinstance(t.meta.get("key"), str)}
+    current = {where: (name, role) for where, name, role in named_datasets(tree)}
+    current.update({where: (where, "plain") for where, node in hdf5.walk(tree)
+                    if "dataset" in node and where not in current})
+    renamed = {w: n for w, n in wanted.items() if w in current and current[w][0] != n}
+    if not renamed:
+        return tree, {}, []
+    prefix = "model_weights/" if layout == "model" else ""
+    problems: list[str] = []
+    moves: dict[str, str] = {}
+    layers: dict[str, str] = {}
+    lists: dict[str, dict[str, str]] = {}
+    for where, new in renamed.items():
+        old, role = current[where]
+        parts = new.split("/")
+        if role == "plain":
+            moves[where] = new
+            continue
+        if role != "weight":
+            weight = where[len("optimizer_weights/"):]
+            suffix = ":0" if weight.endswith(":0") else ""
+            lists.setdefault("optimizer_weights", {})[weight] = new + suffix
+            continue
+        layer, weight = where[len(prefix):].split("/", 1)
+        suffix = ":0" if weight.endswith(":0") else ""
+        inside = canonical(weight).split("/")
+        if layer in inside[:-1]:  # the weight name passes through its layer (`d1/kernel`)
+            if len(parts) != len(inside):
+                problems.append(f"{old!r} -> {new!r} (a weight stays at its depth in its layer)")
+                continue
+            new_layer, new_weight = parts[inside.index(layer)], new
+        else:  # a nested model's weight (`d1/kernel:0` in group `inner`)
+            new_layer, new_weight = parts[0], "/".join(parts[1:])
+        if not new_weight or any(p in ("", ".", "..") for p in parts):
+            problems.append(f"{old!r} -> {new!r} (not a weight name inside a layer)")
+            continue
+        if layers.setdefault(layer, new_layer) != new_layer:
+            problems.append(f"layer {layer!r} renamed both {layers[layer]!r} and {new_layer!r}")
+        lists.setdefault(prefix + layer, {})[weight] = new_weight + suffix
+    layer_renames = {a: b for a, b in layers.items() if a != b}
+    weights_node = hdf5.find(tree, prefix) if prefix else tree
+    existing = set(hdf5.chunked_attr(weights_node, "layer_names") or []) if layout != "hdf5" \
+        else set()
+    for layer, new_layer in layer_renames.items():
+        node = hdf5.find(weights_node, layer) or {}
+        every = [f"{prefix}{layer}/{w}" for w in hdf5.chunked_attr(node, "weight_names") or []]
+        if any(w not in renamed for w in every):
+            problems.append(f"layer {layer!r} -> {new_layer!r} for some of its weights only "
+                            "(a layer's weights stay together)")
+        if new_layer in existing and new_layer not in layer_renames:
+            problems.append(f"layer {layer!r} -> {new_layer!r}, a layer that exists")
+        if layout == "model":
+            problems.append(f"layer {layer!r} -> {new_layer!r} (a full-model .h5 names its "
+                            "layers in model_config, and load_model builds them so; rename "
+                            "weights within a layer, or write a save_weights .h5 or safetensors)")
+    if problems:
+        return tree, {}, problems
+    edited, moved = _renamed_tree(tree, prefix, layer_renames, lists, moves)
+    after = {where: name for where, name, _ in named_datasets(edited)}
+    after.update({where: where for where, node in hdf5.walk(edited)
+                  if "dataset" in node and where not in after})
+    old_of = {new: old for new, old in moved.items()}
+    wrong = [(wanted[old_of.get(w, w)], n) for w, n in after.items()
+             if old_of.get(w, w) in wanted and wanted[old_of.get(w, w)] != n]
+    if wrong:
+        return tree, {}, [f"{want!r} would read back as {got!r}" for want, got in wrong[:3]]
+    return edited, moved, []
+
+
+def _renamed_tree(tree: dict, prefix: str, layer_renames: dict[str, str],
+                  lists: dict[str, dict[str, str]], moves: dict[str, str]
+                  ) -> tuple[dict, dict[str, str]]:
+    """A copy of `tree` with layer groups renamed (and `layer_names`), weights renamed in
+    their group's `weight_names` (and their datasets moved), plain datasets moved; and
+    {new dataset path: old}."""
+    edited = copy.deepcopy(tree)
+    weights_node = hdf5.find(edited, prefix) if prefix else edited
+    moved: dict[str, str] = {}
+    if layer_renames:
+        names = hdf5.chunked_attr(weights_node, "layer_names") or []
+        weights_node["attrs"] = list_attrs(weights_node.get("attrs", []), "layer_names",
+                                           [layer_renames.get(n, n) for n in names])
+        weights_node["children"] = [[layer_renames.get(n, n), c]
+                                    for n, c in weights_node["children"]]
+    for group, renames in lists.items():
+        layer = group[len(prefix):] if group != "optimizer_weights" else None
+        new_group = prefix + layer_renames.get(layer, layer) if layer is not None else group
+        node = hdf5.find(edited, new_group)
+        weights = hdf5.chunked_attr(node, "weight_names") or []
+        node["attrs"] = list_attrs(node.get("attrs", []), "weight_names",
+                                   [renames.get(w, w) for w in weights])
+        taken = [(w, _detach(node, w)) for w in weights if w in renames]
+        for old, dataset in taken:
+            _attach(node, renames[old], dataset)
+            moved[f"{new_group}/{renames[old]}"] = f"{group}/{old}"
+        for w in weights:
+            if w not in renames and group != new_group:
+                moved[f"{new_group}/{w}"] = f"{group}/{w}"
+    for old, new in moves.items():
+        _attach(edited, new, _detach(edited, old))
+        moved[new] = old
+    return edited, moved
+
+
+def _detach(node: dict, path: str) -> dict:
+    """Remove and return the node at `path` below `node`, and the groups below `node` that
+    this leaves empty."""
+    parts = path.split("/")
+    chain = [node]
+    for part in parts[:-1]:
+        chain.append(dict(chain[-1]["children"])[part])
+    found = dict(chain[-1]["children"])[parts[-1]]
+    chain[-1]["children"] = [[n, c] for n, c in chain[-1]["children"] if n != parts[-1]]
+    for depth in range(len(parts) - 1, 0, -1):
+        if chain[depth]["children"]:
+            break
+        chain[depth - 1]["children"] = [[n, c] for n, c in chain[depth - 1]["children"]
+                                        if n != parts[depth - 1]]
+    return found
+
+
+def _attach(node: dict, path: str, dataset: dict) -> None:
+    """Put `dataset` at `path` below `node`, creating groups; refuse a taken path."""
+    parts = path.split("/")
+    for part in parts[:-1]:
+        child = dict(node["children"]).get(part)
+        if child is None:
+            child = {"attrs": [], "children": []}
+            node["children"].append([part, child])
+        elif "children" not in child:
+            raise UsageError(f"cannot rename to {path!r}: {part!r} is a dataset")
+        node = child
+    if parts[-1] in dict(node["children"]):
+        raise UsageError(f"cannot rename to {path!r}: the path is taken")
+    node["children"].append([parts[-1], dataset])
 
 
 # tf_keras' HDF5_OBJECT_HEADER_LIMIT: a longer name list attribute is split into chunks.

@@ -608,9 +608,11 @@ class _Layer:
 @dataclass
 class Naming:
     """What `name_tree` found: {dataset path: (canonical name, role)} in natural order of the
-    paths, and {alias: dataset path} for the names weightkit used before (positional)."""
+    paths, {alias: dataset path} for the names weightkit used before (positional), and for
+    each layer variable the layer groups whose names make its scope, one per component."""
     names: dict[str, tuple[str, str]]
     aliases: dict[str, str]
+    chains: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _attr_name(nodes: Mapping[str, Any], group: str, tree: Mapping[str, Any]) -> str | None:
@@ -640,6 +642,7 @@ def name_tree(tree: Mapping[str, Any], config: Any = None) -> Naming:
     layers = _layers(tree, nodes, entries, config)
 
     names: dict[str, tuple[list[str], str]] = {}
+    chains: dict[str, list[str]] = {}
     by_vars = {layer.group: layer for layer in layers}
     for path in paths:
         match = _VAR.match(path)
@@ -656,15 +659,26 @@ def name_tree(tree: Mapping[str, Any], config: Any = None) -> Naming:
         variables = layer_variables(layer.cls, layer.config, held) \
             if indices == list(range(len(indices))) else None
         base = "/".join(layer.scope)
+        chain, node = [], layer
+        while node is not None:
+            chain.append(node.group)
+            node = node.parent
+        chain = list(reversed(chain))[len(chain) - len(layer.scope):]
         for i, path in enumerate(layer.held):
+            chains[path] = chain
             index = path.rsplit("/", 1)[1]
             fallback = positional[path][0]
+            # Where two layers share a name (Keras' own paths are not unique), the layer's
+            # group in the tree tells them apart (`m/dense_1/kernel`), then the tree path.
+            by_group = "/".join((*layer.scope[:-1], layer.group.rsplit("/", 1)[-1])) \
+                if layer.group else base
             if variables is not None:
-                name = f"{base}/{variables[i][0]}" if base else variables[i][0]
-                names[path] = ([name, f"{base}/{index}" if base else index, fallback, path],
-                               "weight")
+                var = variables[i][0]
+                names[path] = ([_join(base, var), _join(by_group, var), _join(base, index),
+                                fallback, path], "weight")
             else:
-                names[path] = ([f"{base}/{index}" if base else index, fallback, path], "weight")
+                names[path] = ([_join(base, index), _join(by_group, index), fallback, path],
+                               "weight")
 
     optimizer = _optimizer_names(tree, nodes, layers, config)
     for path in paths:
@@ -683,7 +697,80 @@ def name_tree(tree: Mapping[str, Any], config: Any = None) -> Naming:
         old = positional[path][0]
         if old != result[path][0] and old not in taken:
             aliases[old] = path
-    return Naming(result, aliases)
+    return Naming(result, aliases, chains)
+
+
+def relabel(tree: Mapping[str, Any], config: Any, wanted: Mapping[str, str]
+            ) -> tuple[dict[str, str], list[str]]:
+    """The layer renames ({layer group: new name}, for `with_layer_names`) that make the
+    variables of `tree` read back as `wanted` ({dataset path: name}), and what cannot be
+    expressed.
+
+    A Keras 3 weights file names a variable by the names of the layers that hold it and by its
+    class and position (`d1/kernel`): only the layer names can change, a layer's everywhere.
+    The optimizer's slots follow their layers (`adam/fc_kernel_momentum`). With a config.json
+    no layer may be renamed: Keras builds the layers the config names. Returns no renames and
+    the problems when any rename cannot be written."""
+    naming = name_tree(tree, config)
+    renamed = {p: new for p, new in wanted.items()
+               if p in naming.names and naming.names[p][0] != new}
+    if not renamed:
+        return {}, []
+    problems: list[str] = []
+    proposals: dict[str, str] = {}
+    for path, new in renamed.items():
+        old, role = naming.names[path]
+        chain = naming.chains.get(path)
+        old_parts, new_parts = old.split("/"), new.split("/")
+        if role != "weight" or chain is None:
+            problems.append(f"{old!r} -> {new!r} (Keras 3 names the optimizer's variables after "
+                            "the layers'; rename layers instead)")
+            continue
+        if len(new_parts) != len(old_parts) or new_parts[-1] != old_parts[-1] \
+                or len(chain) != len(old_parts) - 1:
+            problems.append(f"{old!r} -> {new!r} (Keras 3 names a variable by its layers and "
+                            "its place in the layer; only a layer's name can change)")
+            continue
+        for group, before, after in zip(chain, old_parts, new_parts):
+            if before != after:
+                if proposals.setdefault(group, after) != after:
+                    problems.append(f"layer {before!r} renamed both {proposals[group]!r} and "
+                                    f"{after!r}")
+    if config is not None and proposals and not problems:
+        problems.append(f"layer {naming.names[next(iter(renamed))][0].split('/')[0]!r} and "
+                        f"others: config.json names the layers and Keras builds them under "
+                        f"those names (rename them in the model, or write a .weights.h5)")
+    if problems:
+        return {}, problems
+    after = name_tree(with_layer_names(tree, proposals), config).names
+    wrong = [(wanted[p], after[p][0]) for p in wanted
+             if p in after and after[p][1] == "weight" and after[p][0] != wanted[p]]
+    if wrong:
+        return {}, [f"{want!r} would read back as {got!r}" for want, got in wrong[:3]]
+    return proposals, []
+
+
+def with_layer_names(tree: Mapping[str, Any], names: Mapping[str, str]) -> dict:
+    """A copy of `tree` with the `name` attribute of `<group>/vars` set for each group."""
+    def rebuild(node: Mapping[str, Any], where: str) -> dict:
+        if "children" not in node:
+            return dict(node)
+        out = {**node, "children": [[n, rebuild(c, f"{where}/{n}".lstrip("/"))]
+                                    for n, c in node["children"]]}
+        group = where[:-len("vars")].rstrip("/") if where.split("/")[-1] == "vars" else None
+        if group is not None and group in names:
+            attrs = [a for a in node.get("attrs", []) if a[0] != "name"]
+            old = next((a for n, a in node.get("attrs", []) if n == "name"), None)
+            kind = old["type"] if old and isinstance(old.get("type"), dict) \
+                and old["type"].get("str") == "vlen" else {"str": "vlen", "cset": "utf-8"}
+            out["attrs"] = attrs + [["name", {"type": kind, "shape": [],
+                                              "value": [names[group]]}]]
+        return out
+    return rebuild(tree, "")
+
+
+def _join(scope: str, name: str) -> str:
+    return f"{scope}/{name}" if scope else name
 
 
 def _dtype(node: Mapping[str, Any]) -> str:
@@ -848,7 +935,8 @@ def _optimizer_names(tree: Mapping[str, Any], nodes: Mapping[str, Any], layers: 
     held = [(tuple(nodes[p]["dataset"].get("shape", [])), _dtype(nodes[p])) for p in held_paths]
     for bare in (False, True):  # the config's order first, then what the file allows
         candidates = _trainable_orders(layers, nodes, tree, None if bare else config, held)
-        found = optimizer_names(name, cls, opt_config, held, candidates) if candidates else None
+        # No order fits any slots: still an optimizer without slots (SGD) can be named.
+        found = optimizer_names(name, cls, opt_config, held, candidates or [[]])
         if found:
             return dict(zip(held_paths, found))
         if config is None:

@@ -28,7 +28,8 @@ from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
 from .keras_names import config_layout, group_ranks, name_tree
-from .keras_v3_weights import load_json, tensors_from, without_dropped, write_h5
+from .keras_v3_weights import (load_json, rename_losses, tensors_from, with_renames,
+                               without_dropped, write_h5)
 from .store import Store
 
 NAME = "keras"
@@ -217,7 +218,12 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     """As for every HDF5 format (`keras_h5.dtype_losses`), and another origin's file structure;
     a store without a `.keras` origin or template is refused by `write` (no config.json to
     write), not counted as a loss."""
-    return h5_losses(store) + structure_losses(store, (NAMESPACE,), like)
+    lost = h5_losses(store) + structure_losses(store, (NAMESPACE,), like)
+    if NAMESPACE in store.meta:
+        recorded = store.meta[NAMESPACE]
+        lost += rename_losses(with_renames(recorded, store,
+                                           _config(recorded["files"], store.path or ""))[1])
+    return lost
 
 
 def check(store: Store, like: Store | None = None) -> None:
@@ -264,4 +270,5 @@ def _plan(store: Store, like: Store | None, path: str | None) -> tuple[dict, hdf
         recorded = without_dropped(recorded, lookup)
         hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
                            lookup)
+        recorded = with_renames(recorded, store, _config(recorded["files"], path or ""))[0]
     return recorded, lookup

@@ -30,7 +30,7 @@ from typing import Any
 
 from . import hdf5
 from .keras_h5 import dtype_losses as h5_losses, place, widen
-from .keras_names import Naming, group_ranks, listing_key, name_tree
+from .keras_names import Naming, group_ranks, listing_key, name_tree, relabel, with_layer_names
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
@@ -209,7 +209,9 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     that the layout built from names (`build_tree`) does not give back when read."""
     foreign = structure_losses(store, (NAMESPACE,), like)
     lost = h5_losses(store) + foreign
-    if not foreign or NAMESPACE in store.meta:
+    if NAMESPACE in store.meta:
+        return lost + rename_losses(with_renames(store.meta[NAMESPACE], store)[1])
+    if not foreign:
         return lost
     tree, placed = build_tree(store)
     read_as = name_tree(tree).names
@@ -255,7 +257,45 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
     if like is None or NAMESPACE in store.meta:
         recorded = without_dropped(recorded, lookup)
         hdf5.check_covered(store, _recorded_paths(recorded), lookup)
+        recorded = with_renames(recorded, store)[0]
     return recorded, lookup
+
+
+def rename_losses(problems: list[str]) -> list[str]:
+    """The loss a rename that cannot be written is (`with_renames`)."""
+    if not problems:
+        return []
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    return [f"renames: {'; '.join(problems[:3])}{more}"]
+
+
+def with_renames(recorded: Mapping[str, Any], store: Store, config: Any = None
+                 ) -> tuple[dict, list[str]]:
+    """`recorded` (a tree, or shards) with its layers renamed as the store's names ask
+    (`keras_names.relabel`: a variable's name changes only with its layers' names), and the
+    renames that cannot be written, which leave it unchanged."""
+    sharded = "shards" in recorded
+    wanted: dict[str, str] = {}
+    for name, tensor in store.items():
+        key = tensor.meta.get("key")
+        if not isinstance(key, str):
+            continue
+        if sharded:
+            shard = next((x["file"] for x in recorded["shards"]
+                          if key.startswith(f"{x['file']}:")), None)
+            if shard is None:
+                continue
+            key = key[len(shard) + 1:]
+        wanted[key] = name
+    trees = [x["tree"] for x in recorded["shards"]] if sharded else [recorded["tree"]]
+    tree = merged_tree(trees, store.path or "") if sharded else trees[0]
+    renames, problems = relabel(tree, config, wanted)
+    if problems or not renames:
+        return dict(recorded), problems
+    if sharded:
+        return {**recorded, "shards": [{**x, "tree": with_layer_names(x["tree"], renames)}
+                                       for x in recorded["shards"]]}, []
+    return {**recorded, "tree": with_layer_names(recorded["tree"], renames)}, []
 
 
 def without_dropped(recorded: Mapping[str, Any], lookup: hdf5.Placement) -> dict:

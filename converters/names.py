@@ -179,27 +179,36 @@ def lookup(store: Mapping[str, Any], name: str, what: str = "variable") -> str:
 
 def unique_names(candidates: Mapping[str, Sequence[str]], what: str = "variable"
                  ) -> dict[str, str]:
-    """{item: name} giving every item the first of its candidate names that is free: an item
-    keeps its first candidate when no other item has that first candidate too; the others take
-    their next candidate that is nobody's first and not taken yet. Two items never get one
-    name, and a fallback never takes another item's own name; a ValueError when an item has
-    no free candidate (the caller says which file)."""
-    firsts: dict[str, int] = {}
-    for options in candidates.values():
-        if options:
-            firsts[options[0]] = firsts.get(options[0], 0) + 1
-    taken = {options[0] for options in candidates.values() if options and firsts[options[0]] == 1}
-    out: dict[str, str] = {}
+    """{item: name} giving every item the first of its candidate names that is free.
+
+    An item keeps its first candidate when no other item has the same first candidate, or
+    when it is the only one of those whose sole candidate it is (a dataset named by its own
+    path); the others take their next candidate that is nobody's first and not taken yet.
+    Two items never get one name, and a fallback never takes another item's own name. A
+    ValueError when an item has no free candidate (the caller says which file)."""
+    sharers: dict[str, list[str]] = {}
     for item, options in candidates.items():
-        if options and firsts[options[0]] == 1:
-            out[item] = options[0]
+        if options:
+            sharers.setdefault(options[0], []).append(item)
+    owner: dict[str, str] = {}
+    for first, items in sharers.items():
+        if len(items) == 1:
+            owner[first] = items[0]
+            continue
+        sole = [i for i in items if len(candidates[i]) == 1]
+        if len(sole) == 1:
+            owner[first] = sole[0]
+    out = {owner[c[0]]: c[0] for c in candidates.values() if c and owner.get(c[0]) is not None}
+    taken = set(owner)
+    for item, options in candidates.items():
+        if item in out:
             continue
         for option in options[1:]:
-            if option not in taken and option not in firsts:
+            if option not in taken and option not in sharers:
                 out[item] = option
                 taken.add(option)
                 break
         else:
             raise ValueError(f"cannot give {what} {item!r} a unique name "
                              f"(candidates {list(options)!r} are taken)")
-    return out
+    return {item: out[item] for item in candidates}

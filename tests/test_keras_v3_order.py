@@ -254,7 +254,8 @@ def test_keras_written_models_list_keras_order(keras_made: dict, case: str,
     assert sorted(c for c in bare.values() if c[0] != "weight") == \
         sorted(c for c in archive.values() if c[0] != "weight")
     with weightkit.load(directory / "model.weights.h5") as store:
-        groups = {n: re.sub(r"/vars/\d+$", "", t.meta["key"]) for n, t in store.items()}
+        groups = {n: re.sub(r"/vars/\d+$", "", t.meta["key"]) for n, t in store.items()
+                  if t.role == "weight"}
     # the layer that holds each variable: a top-level layer (with its sublayers), or a layer
     # of a nested model
     owner = {n: g.split("/")[1] if g.startswith("layers/") and "/layers/" not in g else g
