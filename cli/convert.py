@@ -5,8 +5,10 @@ import argparse
 import os
 
 from ..converters.errors import UsageError
+from ..converters.names import OPTIMIZER_ROLES
 from ..converters.paths import same_file
 from ..converters.registry import FORMATS, format_for_output, load, save
+from ..converters.store import Store
 from .progress import Progress, data_bytes, tracked
 from .text import safe
 
@@ -27,6 +29,39 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write even if the output cannot hold everything (what is lost is listed)")
     parser.add_argument("--like", metavar="TEMPLATE",
                         help="take what the weights lack (config, object graph) from TEMPLATE")
+    parser.add_argument("--match", choices=("name", "structure"), default="name",
+                        help="with --like: pair the weights with the template's variables by "
+                             "name (default) or by structure (order and shape, per role), "
+                             "e.g. a tf_keras .h5 into a Keras 3 .keras template")
+
+
+def like_names(store: Store, template: Store, match: str) -> Store:
+    """`store` with the template's names, paired by structure (`--match structure`), or as it
+    is (`name`). Every template variable must find one, except the template's optimizer state
+    when `store` holds none (the writer leaves it out): a UsageError names those that do not
+    (and the variables of `store` left over)."""
+    if match != "structure":
+        return store
+    from ..diff.match import Var, match as pair
+    def vars_of(s: Store) -> list[Var]:
+        return [Var(n, t.role, t.shape, t.dtype_name) for n, t in s.items()]
+    found = pair(vars_of(store), vars_of(template), "structure")
+    optimizer_left = {template[n].role for n in found.only_b} <= set(OPTIMIZER_ROLES) and not \
+        any(t.role in OPTIMIZER_ROLES for t in store.values())
+    if found.only_a or found.only_b and not optimizer_left:
+        missing = ", ".join(repr(n) for n in found.only_b[:3])
+        extra = ", ".join(repr(n) for n in found.only_a[:3])
+        raise UsageError(
+            "--match structure: "
+            + (f"{len(found.only_b)} template variable(s) found no weights of their shape and "
+               f"role (e.g. {missing})" if found.only_b else "")
+            + ("; " if found.only_b and found.only_a else "")
+            + (f"{len(found.only_a)} variable(s) found no place in the template (e.g. {extra})"
+               if found.only_a else "")
+            + " (--no-optimizer or --weights-only on both sides, with edit, leaves the "
+            "optimizer out)")
+    names = {p.a: p.b for p in found.pairs}
+    return store.replace({names[n]: t for n, t in store.items()}, aliases={})
 
 
 def check_output(src: str, dst: str, *others: str) -> None:
@@ -38,12 +73,15 @@ def check_output(src: str, dst: str, *others: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output(args.src, args.dst, args.like or "")
+    if args.match != "name" and not args.like:
+        raise UsageError("--match structure pairs the weights with a template: give --like")
     fmt = args.to or format_for_output(args.dst)
     with load(args.src, args.src_format) as store, Progress("convert", data_bytes(store)) as bar:
         store = tracked(store, bar.advance)
         if args.like:
             with load(args.like) as template:
-                save(store, args.dst, fmt, allow_lossy=args.allow_lossy, like=template)
+                save(like_names(store, template, args.match), args.dst, fmt,
+                     allow_lossy=args.allow_lossy, like=template)
         else:
             save(store, args.dst, fmt, allow_lossy=args.allow_lossy)
     return 0

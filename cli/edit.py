@@ -14,7 +14,7 @@ from ..converters.errors import UsageError, WeightsError
 from ..converters.paths import check_input
 from ..converters.registry import check, format_for_output, load, losses, save
 from ..converters.store import Store
-from .convert import add_output_arguments, check_output
+from .convert import add_output_arguments, check_output, like_names
 from .progress import Progress, data_bytes, tracked
 from .text import safe, table
 
@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("expected at least one operation (--rename, --drop, --keep, "
                          "--no-optimizer, --weights-only, --cast, --scale, --prune, --set, "
                          "--add); to only convert, use convert")
+    if args.match != "name" and not args.like:
+        raise UsageError("--match structure pairs the weights with a template: give --like")
     npy = [value.partition("=")[2] for op, value in args.ops if op in ("set", "add")]
     check_output(args.src, args.dst, args.like or "", *npy)
     fmt = args.to or format_for_output(args.dst)
@@ -144,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.like:
             with load(args.like) as template:
-                save(edited, args.dst, fmt, allow_lossy=args.allow_lossy, like=template)
+                save(like_names(edited, template, args.match), args.dst, fmt,
+                     allow_lossy=args.allow_lossy, like=template)
         else:
             save(edited, args.dst, fmt, allow_lossy=args.allow_lossy)
         _print_edits(edited.edits, f"wrote {args.dst} ({fmt})")
@@ -176,9 +179,10 @@ def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
     _print_edits(edited.edits, f"dry run: nothing written to {args.dst} ({fmt})")
     with contextlib.ExitStack() as stack:
         template = stack.enter_context(load(args.like)) if args.like else None
-        lost = losses(edited, fmt, like=template)
+        written = like_names(edited, template, args.match) if template is not None else edited
+        lost = losses(written, fmt, like=template)
         try:
-            check(edited, fmt, template, allow_lossy=args.allow_lossy, path=args.dst)
+            check(written, fmt, template, allow_lossy=args.allow_lossy, path=args.dst)
             refused = None
         except WeightsError as exc:
             refused = exc

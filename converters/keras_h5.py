@@ -198,11 +198,9 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
     if recorded is None:
         tree, tensors = build_tree(store)
         return tree, tensors.__getitem__
-    tree = recorded["tree"]
+    tree = without_dropped(recorded["tree"], recorded["layout"], lookup)  # a template's too
+    hdf5.check_covered(store, [p for p, node in hdf5.walk(tree) if "dataset" in node], lookup)
     if like is None or NAMESPACE in store.meta:
-        tree = without_dropped(tree, recorded["layout"], lookup)
-        hdf5.check_covered(store, [p for p, node in hdf5.walk(tree) if "dataset" in node],
-                           lookup)
         renamed, moved, problems = with_renames(tree, recorded["layout"], store)
         if not problems and moved:
             return renamed, lambda p, get=lookup: get(moved.get(p, p))

@@ -28,7 +28,8 @@ Canonical names (`name_tree`):
   slots Keras names `<optimizer>/<variable.path with / as _>_<slot>` (`OPTIMIZERS`; the slots
   follow `model.trainable_variables`), when the optimizer's class (config.json, or its default
   name `adam`, `rm_sprop`, ...) and the shapes of its variables agree with exactly one plan;
-  else `optimizer/<i>`.
+  else `optimizer/<i>`. Without a config, `use_ema` and gradient accumulation are assumed off
+  when a plan without them fits (their slots are shaped like a momentum's).
 The names weightkit gave before (`d1/0`, `optimizer/3`) are kept as aliases.
 """
 from __future__ import annotations
@@ -365,27 +366,28 @@ def optimizer_names(name: str, cls: str | None, config: Mapping | None,
     if table is None:
         return None
     if config is None:
-        lrs, emas, accs = (True, False), (False, True), (False, True)
+        # Without a config, `use_ema` and gradient accumulation (rare, and shaped like a
+        # momentum) are considered only when no plan without them fits.
+        lrs, extras = (True, False), ((False, False), (True, False), (False, True))
     else:
         lrs = (not isinstance(config.get("learning_rate"), Mapping),)
-        emas = (bool(config.get("use_ema")),)
-        accs = (bool(config.get("gradient_accumulation_steps")),)
-    found: set[tuple[str, ...]] = set()
-    for phases, trailing in table(config):
-        for lr in lrs:
-            for ema in emas:
-                for acc in accs:
-                    if ema and acc:
-                        continue  # their relative order is not pinned down here
-                    pre = ((("average",),) if ema else ()) + \
-                        ((("gradient_accumulator",),) if acc else ())
-                    for refs in trainable:
-                        names = _plan_names(name, pre + phases, trailing, lr, refs, held)
-                        if names is not None:
-                            found.add(tuple(names))
-                    if len(found) > 1:
-                        return None
-    return list(found.pop()) if len(found) == 1 else None
+        extras = ((bool(config.get("use_ema")), bool(config.get("gradient_accumulation_steps"))),)
+    for ema, acc in extras:
+        if ema and acc:
+            return None  # their relative order is not pinned down here
+        found: set[tuple[str, ...]] = set()
+        pre = ((("average",),) if ema else ()) + ((("gradient_accumulator",),) if acc else ())
+        for phases, trailing in table(config):
+            for lr in lrs:
+                for refs in trainable:
+                    names = _plan_names(name, pre + phases, trailing, lr, refs, held)
+                    if names is not None:
+                        found.add(tuple(names))
+        if len(found) > 1:
+            return None
+        if found:
+            return list(found.pop())
+    return None
 
 
 def _plan_names(name: str, phases: tuple[tuple[str, ...], ...], trailing: tuple[str, ...],

@@ -266,9 +266,9 @@ def _plan(store: Store, like: Store | None, path: str | None) -> tuple[dict, hdf
     if recorded is None:
         raise UsageError("a .keras archive needs the model's config.json, which this store "
                          "lacks; give a .keras template (--like) or write a .weights.h5", path)
+    recorded = without_dropped(recorded, lookup)  # a template: its optimizer may go, too
+    hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
+                       lookup)
     if like is None or NAMESPACE in store.meta:
-        recorded = without_dropped(recorded, lookup)
-        hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
-                           lookup)
         recorded = with_renames(recorded, store, _config(recorded["files"], path or ""))[0]
     return recorded, lookup

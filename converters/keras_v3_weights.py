@@ -254,9 +254,9 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
     if recorded is None:
         tree, tensors = build_tree(store)
         return {"tree": tree}, tensors.__getitem__
+    recorded = without_dropped(recorded, lookup)  # a template: its optimizer may go, too
+    hdf5.check_covered(store, _recorded_paths(recorded), lookup)
     if like is None or NAMESPACE in store.meta:
-        recorded = without_dropped(recorded, lookup)
-        hdf5.check_covered(store, _recorded_paths(recorded), lookup)
         recorded = with_renames(recorded, store)[0]
     return recorded, lookup
 

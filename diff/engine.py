@@ -548,4 +548,5 @@ def _summary(entries: list[Entry], vars_a: list[Var], vars_b: list[Var], matchin
         "mismatched_elements": sum(e.mismatched or 0 for e in entries),
         "max_abs_diff": max(peaks) if peaks else None,
         "unmatched_a": list(matching.only_a), "unmatched_b": list(matching.only_b),
+        "notes": [matching.note] if getattr(matching, "note", None) else [],
     }

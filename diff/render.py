@@ -124,6 +124,8 @@ def render_table(result: DiffResult, target: Target, label_a: str | None = None,
     if rows:
         print(table(rows, [_HEADERS[i] for i in columns]), file=target.stream)
     print(summary_line(result), file=target.stream)
+    for note in result.summary.get("notes", []):
+        print(f"note: {note}", file=target.stream)
 
 
 def render_text(result: DiffResult, stream: TextIO, *, all: bool = False) -> None:
@@ -144,6 +146,8 @@ def render_markdown(result: DiffResult, target: Target, label_a: str, label_b: s
     out = target.stream
     print(f"#### wdiff {_md_code(label_a)} → {_md_code(label_b)}\n", file=out)
     print(f"**{summary_line(result)}**\n", file=out)
+    for note in result.summary.get("notes", []):
+        print(f"> note: {note}\n", file=out)
     entries = _shown(result, target.all)
     if not entries:
         return
