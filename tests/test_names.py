@@ -304,3 +304,73 @@ print(json.dumps({{
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == \
         {"fc": True, "d2": True, "old_untouched": True}
+
+
+# -- pairing that survives real changes ----------------------------------------------------------
+
+def test_same_nested_model_across_frameworks_pairs_by_name(capsys) -> None:
+    """The issue's swapped pairs: the nested model as a tf_keras full .h5 and, with two
+    BatchNormalization variables of different blocks changed, as a Keras 3 .keras: exactly those
+    two differ, each paired with itself by name."""
+    code, out, _ = run(capsys, "diff", fixture("nested--tfkeras-full.h5"),
+                       fixture("nested--keras3-bnchanged.keras"), "--weights-only", "--format",
+                       "json")
+    report = json.loads(out)
+    assert code == 1
+    changed = {e["name_a"]: (e["name_b"], e["matched_by"]) for e in report["entries"]
+               if e["status"] != "same"}
+    assert changed == {"encoder/enc_bn/gamma": ("encoder/enc_bn/gamma", "name"),
+                       "bn/moving_mean": ("bn/moving_mean", "name")}
+    assert report["summary"]["counts"]["same"] == 12 and not report["summary"]["notes"]
+
+
+def test_renumbered_layers_pair_by_structure_and_say_so(capsys) -> None:
+    """Auto-numbered layers one apart (`dense_3` is `dense_4`): by name they would be shape
+    changes, additions and removals; wdiff pairs them by order and shape, says so, and finds
+    the four BatchNormalization variables that changed."""
+    entry = json.loads((fixture("manifest.json")).read_text())["fixtures"][
+        "renumbered--keras3-shifted.keras"]
+    code, out, _ = run(capsys, "diff", fixture("renumbered--keras3.keras"),
+                       fixture(entry["path"]), "--format", "json")
+    report = json.loads(out)
+    assert code == 1
+    assert {e["matched_by"] for e in report["entries"]} == {"structure"}
+    assert sorted(e["name_b"] for e in report["entries"] if e["status"] != "same") == \
+        sorted(entry["changed"])
+    assert report["summary"]["counts"]["same"] == 16
+    assert "paired by structure" in report["summary"]["notes"][0]
+    code, out, _ = run(capsys, "diff", fixture("renumbered--keras3.keras"),
+                       fixture(entry["path"]), "--match", "name")
+    assert "shape changed" in out and "note:" not in out
+    code, out, _ = run(capsys, "diff", fixture("renumbered--keras3.keras"),
+                       fixture(entry["path"]))
+    assert out.splitlines()[-1].startswith("note: by name")
+
+
+@pytest.mark.tensorflow
+def test_a_tf_keras_h5_fills_a_keras3_template_by_structure(tmp_path, capsys) -> None:
+    out = tmp_path / "nested.keras"
+    code, _, err = run(capsys, "edit", fixture("nested--tfkeras-full.h5"), out, "--no-optimizer",
+                       "--like", fixture("nested--keras3.keras"), "--match", "structure")
+    assert code == 0, err
+    code, _, err = run(capsys, "convert", fixture("nested--tfkeras-full.h5"), tmp_path / "x.keras",
+                       "--like", fixture("nested--keras3.keras"), "--match", "structure")
+    assert code == 2 and "'adam/learning_rate'" in err  # tf_keras .h5 keeps no learning rate
+    script = f"""
+import json, os, sys
+os.environ["KERAS_BACKEND"] = "tensorflow"
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import keras
+from fixtures_lib import manifest, models
+model = keras.models.load_model({str(out)!r})
+entry = manifest()["nested--tfkeras-full.h5"]
+want = {{v["name"].removesuffix(":0"): v["sha256"] for v in entry["variables"]}}
+got = {{v.path: models.value_digest(v.numpy()) for v in model.weights}}
+print(json.dumps({{"same": got == want, "optimizer": len(model.optimizer.variables)
+                   if model.optimizer else 0}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["same"] is True
