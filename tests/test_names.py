@@ -374,3 +374,50 @@ print(json.dumps({{"same": got == want, "optimizer": len(model.optimizer.variabl
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["same"] is True
+
+
+# -- verify --load feeds what fits ---------------------------------------------------------------
+
+@pytest.mark.tensorflow
+def test_verify_load_feeds_indices_and_skips_a_forward_pass_it_cannot_feed(tmp_path,
+                                                                           capsys) -> None:
+    """The issue's case: a tf_keras full .h5 whose float input feeds an Embedding failed every
+    route (`indices[0,0] = -1 is not in [0, 60)`); a model the seeded input cannot run is a
+    skipped forward pass, never a failed round trip."""
+    script = f"""
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import tf_keras as k
+inp = k.Input((5,))
+h = k.layers.GRU(3)(k.layers.LSTM(3, return_sequences=True)(k.layers.Embedding(60, 4)(inp)))
+k.Model(inp, k.layers.Dense(2)(h)).save({str(tmp_path / "emb.h5")!r})
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import keras
+x = keras.Input((None,))
+h = keras.layers.Flatten()(keras.layers.Reshape((2, 2))(x))
+keras.Model(x, keras.layers.Dense(1)(h)).save({str(tmp_path / "odd.keras")!r})
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, out, err = run(capsys, "verify", tmp_path / "emb.h5", "--load", "--via", "npz",
+                         "--json")
+    assert code == 0, err
+    load = json.loads(out)["trips"][0]["load"]
+    assert load["status"] == "identical" and "forward pass skipped" not in load["detail"]
+    code, out, err = run(capsys, "verify", tmp_path / "odd.keras", "--load", "--via", "npz",
+                         "--json")
+    assert code == 0, err
+    load = json.loads(out)["trips"][0]["load"]
+    assert load["status"] == "identical"
+    assert "weights bit-identical; forward pass skipped, the original cannot run" in \
+        load["detail"] and "\n" not in load["detail"]
+
+
+def test_verify_table_shows_the_first_line_of_a_message() -> None:
+    from weightkit.cli.verify import _detail
+    from weightkit.diff.verify import Trip
+    trip = Trip(via="npz")
+    trip.error = "ValueError: first line\nArguments received:\n  x=1"
+    assert _detail(trip) == "ValueError: first line"
