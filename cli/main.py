@@ -16,7 +16,7 @@ from enum import IntEnum
 from ..converters.errors import WeightsError
 from .text import safe
 
-COMMANDS = ("show", "convert", "verify", "edit", "diff", "git_config", "git_diff_driver")
+COMMANDS = ("show", "convert", "verify", "edit", "extract", "diff", "git_config", "git_diff_driver")
 
 
 class Exit(IntEnum):

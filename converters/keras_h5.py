@@ -17,6 +17,7 @@ counter has role "counter". A name that would collide gets the layer (or `optimi
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 from collections.abc import Callable
@@ -149,6 +150,87 @@ def _tensors(tree: dict, datasets: list[tuple[str, Any]], path: str
     aliases = {alias: chosen[where] for where, alias in plain.items()
                if counts[alias] == 1 and alias not in names and alias != chosen[where]}
     return names, aliases
+
+
+def extract(store: Store, name: str) -> Store:
+    """The model nested as layer `name` (`encoder`) of a Keras .h5, as an .h5 of that model
+    alone: a full-model file (its `model_config` from the parent's, as data; no optimizer)
+    when the parent is one, else a `save_weights` file; `load_model`, or `load_weights` into
+    the standalone model, loads it. Its layers are those of the parent's model_config entry,
+    else the layers its weight names pass through, in their order; each layer's weights in
+    the parent's order (tf_keras `hdf5_format.save_weights_to_hdf5_group`)."""
+    recorded = store.meta.get(NAMESPACE)
+    if recorded is None or recorded["layout"] == "hdf5":
+        raise UsageError("extract needs a Keras .h5 written by model.save or save_weights")
+    tree, layout = recorded["tree"], recorded["layout"]
+    prefix = "model_weights/" if layout == "model" else ""
+    weights_node = hdf5.find(tree, prefix) if prefix else tree
+    layers = hdf5.chunked_attr(weights_node, "layer_names") or []
+    nested = [n for n in layers if any("/" in canonical(w) and not canonical(w).startswith(
+        f"{n}/") for w in hdf5.chunked_attr(hdf5.find(weights_node, n) or {}, "weight_names")
+        or [])]
+    if name not in layers or name not in nested:
+        from .names import suggestion
+        raise UsageError(f"no nested model named {name!r}; "
+                         f"{suggestion(name, nested) if nested else 'the model nests none'}")
+    group = hdf5.find(weights_node, name)
+    weights = hdf5.chunked_attr(group, "weight_names") or []
+    inner = {w: canonical(w)[len(name) + 1:] if canonical(w).startswith(f"{name}/")
+             else canonical(w) for w in weights}
+    members: dict[str, list[str]] = {}
+    for weight in weights:
+        members.setdefault(inner[weight].split("/")[0], []).append(weight)
+    attrs = {k: v for k, v in hdf5.attrs_dict(tree).items()}
+    entry = _nested_entry(attrs.get("model_config"), name) if layout == "model" else None
+    order = [layer for layer in (entry_layers(entry) if entry else []) if layer in members]
+    order += [layer for layer in members if layer not in order]
+    top = {"attrs": [[k, a] for k, a in (tree if layout == "model" else weights_node)["attrs"]
+                     if k in ("backend", "keras_version")], "children": []}
+    body = top
+    if entry is not None:
+        top["attrs"].append(["model_config", hdf5.str_attr(json.dumps(entry))])
+        body = {"attrs": [[k, a] for k, a in weights_node["attrs"]
+                          if k in ("backend", "keras_version")], "children": []}
+        top["children"].append(["model_weights", body])
+    body["attrs"] = list_attrs(body["attrs"], "layer_names", order)
+    key_of: dict[str, str] = {}
+    where = "model_weights/" if entry is not None else ""
+    for layer in order:
+        node = {"attrs": list_attrs([], "weight_names", members[layer]), "children": []}
+        for weight in members[layer]:
+            _attach(node, weight, copy.deepcopy(hdf5.find(group, weight)))
+            key_of[f"{prefix}{name}/{weight}"] = f"{where}{layer}/{weight}"
+        body["children"].append([layer, node])
+    out = {}
+    by_key = {t.meta.get("key"): t for t in store.values()}
+    named = {w: n for w, n, _ in named_datasets(top)}
+    for old, new in key_of.items():
+        out[named[new]] = by_key[old].with_meta(key=new)
+    return Store(out, format=NAME, path=store.path,
+                 meta={NAMESPACE: {"layout": layout_of(top), "tree": top}})
+
+
+def _nested_entry(model_config: Any, name: str) -> dict | None:
+    """The parent's model_config entry of layer `name`, as a model_config of its own."""
+    try:
+        config = json.loads(model_config) if isinstance(model_config, str) else None
+    except ValueError:
+        return None
+    layers = config.get("config", {}).get("layers") if isinstance(config, dict) else None
+    for entry in layers if isinstance(layers, list) else []:
+        inner = entry.get("config") if isinstance(entry, dict) else None
+        if isinstance(inner, dict) and inner.get("name") == name and "layers" in inner:
+            keep = ("module", "class_name", "config", "registered_name", "build_config")
+            return {k: entry[k] for k in keep if k in entry}
+    return None
+
+
+def entry_layers(entry: dict) -> list[str]:
+    """The layer names of a model_config entry, in its order."""
+    layers = entry.get("config", {}).get("layers", [])
+    return [e["config"]["name"] for e in layers
+            if isinstance(e, dict) and isinstance(e.get("config"), dict)
+            and isinstance(e["config"].get("name"), str)]
 
 
 def losses(store: Store, like: Store | None = None) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import struct
@@ -27,8 +28,8 @@ from .keras_h5 import dtype_losses as h5_losses, widen
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
-from .keras_names import config_layout, group_ranks, name_tree
-from .keras_v3_weights import (load_json, rename_losses, tensors_from, with_renames,
+from .keras_names import config_layout, group_ranks, name_tree, standalone_config, submodel
+from .keras_v3_weights import (load_json, rename_losses, substore, tensors_from, with_renames,
                                without_dropped, write_h5)
 from .store import Store
 
@@ -212,6 +213,30 @@ def _config(kept: dict, path: str) -> Any:
         return load_json(raw, path, "config.json")
     except CorruptFileError:
         return None
+
+
+def extract(store: Store, name: str) -> Store:
+    """The model nested under `name` (`encoder`) as a `.keras` archive of its own: its
+    config.json entry from the parent's config (as data), the parent's metadata.json, and its
+    weights (`keras_names.submodel`), without optimizer. `load_model` loads it standalone."""
+    recorded = store.meta.get(NAMESPACE)
+    if recorded is None:
+        raise UsageError("extract needs a .keras archive")
+    config = _config(recorded["files"], store.path or "")
+    group, tree, entry = submodel(recorded["tree"], config, name)
+    if entry is None:
+        raise UsageError(f"config.json does not describe the nested model {name!r}; extract "
+                         "its weights to a .weights.h5 instead", store.path)
+    sub = standalone_config(entry, config)
+    files = {k: v for k, v in recorded["files"].items() if k == "metadata.json"}
+    files["config.json"] = {"text": json.dumps(sub, indent=4)}
+    members = [m for m in recorded["members"] if m["name"] in (*files, WEIGHTS)]
+    if not any(m["name"] == "config.json" for m in members):
+        members.insert(0, {"name": "config.json", "compress_type": zipfile.ZIP_STORED,
+                           "date_time": [1980, 1, 1, 0, 0, 0], "external_attr": 0o600 << 16})
+    return substore(store, group, tree,
+                    lambda t: {NAMESPACE: {"members": members, "files": files, "tree": t}},
+                    NAME, sub)
 
 
 def losses(store: Store, like: Store | None = None) -> list[str]:

@@ -30,7 +30,8 @@ from typing import Any
 
 from . import hdf5
 from .keras_h5 import dtype_losses as h5_losses, place, widen
-from .keras_names import Naming, group_ranks, listing_key, name_tree, relabel, with_layer_names
+from .keras_names import (Naming, config_layout, group_ranks, listing_key, name_tree, relabel,
+                          submodel, with_layer_names)
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
@@ -76,6 +77,39 @@ def tensors_from(tree: Mapping[str, Any], datasets: list[tuple[str, Any]], path:
         aliases.update({alias: canonical[where] for alias, where in naming.aliases.items()
                         if where in canonical})
     return out
+
+
+# -- a nested model on its own ------------------------------------------------------------------
+
+def extract(store: Store, name: str) -> Store:
+    """The variables of the model nested under `name` (`encoder`) as a Keras 3 weights file of
+    that model alone (its group's subtree at the root, no optimizer): what the standalone model
+    saves and `load_weights` loads (`keras_names.submodel`)."""
+    # A .keras archive holds the same tree as its model.weights.h5 (FORMATS.md §3c).
+    recorded = store.meta.get(NAMESPACE) or store.meta.get("keras")
+    if recorded is None or "tree" not in recorded:
+        raise UsageError("extract needs a Keras 3 .weights.h5 or .keras; a sharded file: "
+                         "convert it to one .weights.h5 first")
+    group, tree, _ = submodel(recorded["tree"], None, name)
+    return substore(store, group, tree, lambda t: {NAMESPACE: {"tree": t}}, NAME)
+
+
+def substore(store: Store, group: str, tree: dict, meta: Callable[[dict], dict], fmt: str,
+             config: Any = None) -> Store:
+    """A store of the tensors of `store` under tree group `group`, keyed by their paths in
+    `tree` (that group's subtree) and named as a file of it would be."""
+    naming = name_tree(tree, config)
+    prefix = group + "/"
+    tensors = {}
+    for tensor in store.values():
+        key = tensor.meta.get("key")
+        if isinstance(key, str) and key.startswith(prefix):
+            where = key[len(prefix):]
+            name, role = naming.names[where]
+            tensors[where] = (name, tensor.with_meta(key=where, role=role))
+    order = listing_key(tree, group_ranks(config_layout(config, tree)[0]) if config else None)
+    ordered = {name: t for where, (name, t) in sorted(tensors.items(), key=lambda i: order(i[0]))}
+    return Store(ordered, format=fmt, path=store.path, meta=meta(tree))
 
 
 # -- reading ----------------------------------------------------------------------------------

@@ -421,3 +421,71 @@ def test_verify_table_shows_the_first_line_of_a_message() -> None:
     trip = Trip(via="npz")
     trip.error = "ValueError: first line\nArguments received:\n  x=1"
     assert _detail(trip) == "ValueError: first line"
+
+
+# -- a nested model on its own -------------------------------------------------------------------
+
+def test_extract_names_and_refusals(tmp_path, capsys) -> None:
+    code, out, _ = run(capsys, "extract", fixture("nested--keras3.keras"), "encoder",
+                       tmp_path / "e.safetensors")
+    assert code == 0
+    with weightkit.load(tmp_path / "e.safetensors") as store:
+        assert list(store) == ["enc_dense/kernel", "enc_dense/bias", "enc_bn/gamma",
+                               "enc_bn/beta", "enc_bn/moving_mean", "enc_bn/moving_variance"]
+    code, _, err = run(capsys, "extract", fixture("nested--tfkeras-full.h5"), "encodr",
+                       tmp_path / "x.h5")
+    assert code == 2 and "did you mean 'encoder'" in err
+    code, _, err = run(capsys, "extract", fixture("nested--keras3.weights.h5"), "encoder",
+                       tmp_path / "x.keras")
+    assert code == 2 and "extracted from keras, not keras-weights-h5" in err
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.keras").exists()
+
+
+@pytest.mark.tensorflow
+def test_extracted_submodels_load_on_their_own(tmp_path, capsys) -> None:
+    """`weightkit extract` of the nested `encoder`: Keras 3 loads the .keras alone
+    (load_model) and the .weights.h5 into the standalone encoder; tf_keras loads the .h5 of a
+    full model (load_model) and of save_weights (load_weights); Keras 3 its legacy .h5. Each
+    holds exactly the parent's encoder weights and computes what the encoder computes."""
+    jobs = {"k3.keras": "nested--keras3.keras", "k3.weights.h5": "nested--keras3.keras",
+            "k3w.weights.h5": "nested--keras3.weights.h5", "k3legacy.h5": "nested--keras3-legacy.h5",
+            "tf.h5": "nested--tfkeras-full.h5", "tfw.h5": "nested--tfkeras-weights.h5"}
+    for out, source in jobs.items():
+        code, _, err = run(capsys, "extract", fixture(source), "encoder", tmp_path / out)
+        assert code == 0, err
+    base = f"""
+import json, os, sys
+import numpy as np
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from fixtures_lib import fixture, models
+d = {str(tmp_path)!r}
+def digests(model):
+    return [models.value_digest(v.numpy()) for v in model.weights]
+def same(a, b):
+    x = np.random.default_rng(0).standard_normal((3, 6)).astype("float32")
+    return digests(a) == digests(b) and np.array_equal(np.asarray(a(x)), np.asarray(b(x)))
+"""
+    keras3 = base + """
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import keras
+enc = keras.models.load_model(str(fixture("nested--keras3.keras"))).get_layer("encoder")
+alone = keras.models.load_model(os.path.join(d, "k3.keras"))
+into = keras.models.clone_model(enc); into.load_weights(os.path.join(d, "k3.weights.h5"))
+bare = keras.models.clone_model(enc); bare.load_weights(os.path.join(d, "k3w.weights.h5"))
+legacy = keras.models.load_model(os.path.join(d, "k3legacy.h5"), compile=False)
+print(json.dumps([same(enc, m) for m in (alone, into, bare, legacy)]))
+"""
+    tf_keras = base + """
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import tf_keras
+enc = tf_keras.models.load_model(str(fixture("nested--tfkeras-full.h5"))).get_layer("encoder")
+alone = tf_keras.models.load_model(os.path.join(d, "tf.h5"), compile=False)
+into = tf_keras.models.clone_model(enc); into.load_weights(os.path.join(d, "tfw.h5"))
+print(json.dumps([same(enc, m) for m in (alone, into)]))
+"""
+    env = {**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for script, want in ((keras3, [True] * 4), (tf_keras, [True] * 2)):
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == want
