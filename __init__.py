@@ -6,16 +6,6 @@
 
 Importing weightkit never imports TensorFlow or Keras.
 """
-import os
-import sys
-
-# The diff engine and show run their own workers over tensors; OpenBLAS threads inside each
-# np.dot on top of them oversubscribe the cores (a diff 5x slower on 2 cores). Only effective
-# before numpy is first imported; a value the caller set wins. BLAS_PINNED tells diff/numeric.py
-# whether np.dot runs on one thread.
-BLAS_PINNED = "numpy" not in sys.modules or os.environ.get("OPENBLAS_NUM_THREADS") == "1"
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 from .converters.errors import (CorruptFileError, LossyConversionError, MissingDependencyError,
                                 UnknownFormatError, UnsafeFileError, UsageError, WeightsError)
 from .converters.registry import FORMATS, detect, load, losses, save

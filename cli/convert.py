@@ -7,7 +7,7 @@ import os
 from ..converters.errors import UsageError
 from ..converters.names import OPTIMIZER_ROLES
 from ..converters.paths import same_file
-from ..converters.registry import FORMATS, format_for_output, load, save
+from ..converters.registry import format_for_output, load, save
 from ..converters.store import Store
 from .progress import Progress, data_bytes, tracked
 from .text import safe
@@ -23,8 +23,8 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """SRC, DST and the options of every command that writes weights (convert, edit)."""
     parser.add_argument("src", help="input weights file, checkpoint prefix or directory")
     parser.add_argument("dst", help="output path (its suffix names the format unless --to)")
-    parser.add_argument("--to", choices=sorted(FORMATS), help="output format")
-    parser.add_argument("--from", dest="src_format", choices=sorted(FORMATS), help="input format")
+    parser.add_argument("--to", metavar="FORMAT", help="output format (default: from the output name)")
+    parser.add_argument("--from", dest="src_format", metavar="FORMAT", help="input format (default: detected from the content)")
     parser.add_argument("--allow-lossy", action="store_true",
                         help="write even if the output cannot hold everything (what is lost is listed)")
     parser.add_argument("--like", metavar="TEMPLATE",
@@ -38,28 +38,28 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 def like_names(store: Store, template: Store, match: str) -> Store:
     """`store` with the template's names, paired by structure (`--match structure`), or as it
     is (`name`). Every template variable must find one, except the template's optimizer state
-    when `store` holds none (the writer leaves it out): a UsageError names those that do not
-    (and the variables of `store` left over)."""
+    and counters (the writer takes those from the template): a UsageError names those that
+    do not (and the variables of `store` left over)."""
     if match != "structure":
         return store
     from ..diff.match import Var, match as pair
     def vars_of(s: Store) -> list[Var]:
         return [Var(n, t.role, t.shape, t.dtype_name) for n, t in s.items()]
     found = pair(vars_of(store), vars_of(template), "structure")
-    optimizer_left = {template[n].role for n in found.only_b} <= set(OPTIMIZER_ROLES) and not \
-        any(t.role in OPTIMIZER_ROLES for t in store.values())
-    if found.only_a or found.only_b and not optimizer_left:
-        missing = ", ".join(repr(n) for n in found.only_b[:3])
+    # The template's own optimizer state fills what the weights lack (format.py's rule).
+    missing = [n for n in found.only_b if template[n].role not in OPTIMIZER_ROLES]
+    if found.only_a or missing:
+        lacking = ", ".join(repr(n) for n in missing[:3])
         extra = ", ".join(repr(n) for n in found.only_a[:3])
         raise UsageError(
             "--match structure: "
-            + (f"{len(found.only_b)} template variable(s) found no weights of their shape and "
-               f"role (e.g. {missing})" if found.only_b else "")
-            + ("; " if found.only_b and found.only_a else "")
+            + (f"{len(missing)} template variable(s) found no weights of their shape and "
+               f"role (e.g. {lacking})" if missing else "")
+            + ("; " if missing and found.only_a else "")
             + (f"{len(found.only_a)} variable(s) found no place in the template (e.g. {extra})"
                if found.only_a else "")
-            + " (--no-optimizer or --weights-only on both sides, with edit, leaves the "
-            "optimizer out)")
+            + " (edit --no-optimizer or --weights-only leaves the weights' optimizer out; the "
+            "template's is then written)")
     names = {p.a: p.b for p in found.pairs}
     return store.replace({names[n]: t for n, t in store.items()}, aliases={})
 

@@ -11,10 +11,11 @@ from dataclasses import replace
 from typing import TextIO
 
 from ..converters.errors import UsageError
-from ..converters.registry import load
-from ..diff.engine import MATCH_MODES, DiffResult, Options, diff_stores
-from ..diff.index_diff import diff_checksums
-from ..diff.render import Target, colour, render_json, render_markdown, render_table
+from ..converters.registry import FORMATS, index_format, load
+from ..converters.store import Store
+from ..diffing.engine import MATCH_MODES, DiffResult, Options, diff_stores
+from ..diffing.index_diff import diff_checksums
+from ..diffing.render import Target, colour, render_json, render_markdown, render_table
 from .main import Exit
 from .progress import Progress, data_bytes
 
@@ -84,11 +85,21 @@ def report(result: DiffResult, args: argparse.Namespace, label_a: str, label_b: 
         render_table(result, target, f"{label_a} ({format_a})", f"{label_b} ({format_b})")
 
 
+def read_index(path: str) -> Store:
+    """What the index file `path` records (dtypes, shapes, checksums), without its data files:
+    for formats with index-only reading (a TF checkpoint's `.index`)."""
+    record = index_format(path)
+    if record is None:
+        with_index = [f.name for f in FORMATS.values() if f.index is not None]
+        raise UsageError(f"--index-only reads index files of {', '.join(with_index)}; this is "
+                         "not one", path)
+    return record.index.read(path)
+
+
 def run(args: argparse.Namespace) -> int:
     opts = options(args)
     read, compare = load, diff_stores
     if args.index_only:
-        from ..converters.checkpoint import read_index
         read, compare = read_index, diff_checksums
     with read(args.a) as store_a, read(args.b) as store_b:
         total = data_bytes(store_a) + data_bytes(store_b)

@@ -12,7 +12,7 @@ import numpy as np
 from ..converters.edit import Edit, EditedStore, edit
 from ..converters.errors import UsageError, WeightsError
 from ..converters.paths import check_input
-from ..converters.registry import check, format_for_output, load, losses, save
+from ..converters.registry import check, format_for_output, load, plan, save
 from ..converters.store import Store
 from .convert import add_output_arguments, check_output, like_names
 from .progress import Progress, data_bytes, tracked
@@ -173,16 +173,18 @@ def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
     """The edits, what the output format would lose, and the diff of input and edited store;
     then the error writing would stop at (a loss without --allow-lossy, a drop the format
     cannot hold), if any, so that the exit status is the real run's."""
-    from ..diff.engine import diff_stores
-    from ..diff.render import Target, render_table
+    from ..diffing.engine import diff_stores
+    from ..diffing.render import Target, render_table
 
     _print_edits(edited.edits, f"dry run: nothing written to {args.dst} ({fmt})")
     with contextlib.ExitStack() as stack:
         template = stack.enter_context(load(args.like)) if args.like else None
         written = like_names(edited, template, args.match) if template is not None else edited
-        lost = losses(written, fmt, like=template)
+        planned = plan(written, fmt, template)
+        lost = planned.losses
         try:
-            check(written, fmt, template, allow_lossy=args.allow_lossy, path=args.dst)
+            check(written, fmt, template, allow_lossy=args.allow_lossy, path=args.dst,
+                  planned=planned)
             refused = None
         except WeightsError as exc:
             refused = exc

@@ -17,13 +17,14 @@ import argparse
 
 from ..converters.errors import UsageError
 from ..converters.names import select
-from ..converters.registry import FORMATS, format_for_output, format_module, load, save
+from ..converters.registry import format_for_output, get, load, save
 from ..converters.store import Store
 from .convert import check_output
 from .text import safe
 
 HELP = "write the weights of a nested model (e.g. encoder) as a file that model loads alone"
-# Output formats that keep a model's file structure, by the input formats they extract from.
+# Output formats that keep a model's file structure (their record's `extract`), by the input
+# formats they extract from.
 STRUCTURED = {"keras": ("keras",), "keras-weights-h5": ("keras-weights-h5", "keras"),
               "keras-h5": ("keras-h5",)}
 
@@ -33,26 +34,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="the nested model, by its name in the parent (its scope "
                                      "in weightkit's names: `encoder` for encoder/...)")
     parser.add_argument("out", help="output path (its suffix names the format unless --to)")
-    parser.add_argument("--to", choices=sorted(FORMATS), help="output format")
-    parser.add_argument("--from", dest="src_format", choices=sorted(FORMATS), help="input format")
+    parser.add_argument("--to", metavar="FORMAT",
+                        help="output format (default: from the output name)")
+    parser.add_argument("--from", dest="src_format", metavar="FORMAT",
+                        help="input format (default: detected from the content)")
 
 
 def extracted(store: Store, name: str, fmt: str) -> Store:
     """The store to write in `fmt`: the format's own extraction (a file the nested model
     loads), or for formats without model structure its variables under `name/`, renamed."""
-    if fmt in STRUCTURED:
-        if store.format not in STRUCTURED[fmt]:
+    record = get(fmt)
+    if record.extract is not None:
+        if store.format not in STRUCTURED.get(fmt, (fmt,)):
             raise UsageError(f"a {fmt} file of a nested model is extracted from "
                              f"{' or '.join(STRUCTURED[fmt])}, not {store.format}; extract to "
                              "safetensors or npz, or convert the parent first")
-        return format_module(fmt).extract(store, name)
+        return record.extract(store, name)
     chosen = select(store, (f"{name}/*",), roles="weights", include_option="extract")
     return Store({n[len(name) + 1:]: store[n] for n in chosen}, format=store.format)
 
 
 def run(args: argparse.Namespace) -> int:
     check_output(args.model, args.out)
-    fmt = args.to or format_for_output(args.out)
+    fmt = get(args.to).name if args.to else format_for_output(args.out)
     with load(args.model, args.src_format) as store:
         sub = extracted(store, args.name, fmt)
         save(sub, args.out, fmt)

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 from ..converters.errors import UsageError
+from ..converters.registry import git_patterns
 from .text import safe
 
 HELP = "set up git so that diffs of weights files show a weight table (idempotent)"
 
 DRIVER = "weightkit"
-PATTERNS = ("*.h5", "*.keras", "*.safetensors", "*.npz", "*.index")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,7 @@ def attributes_file(global_: bool) -> Path:
 
 
 def attribute_lines() -> list[str]:
-    return [f"{pattern} diff={DRIVER}" for pattern in PATTERNS]
+    return [f"{pattern} diff={DRIVER}" for pattern in git_patterns()]
 
 
 def update_attributes(path: Path, enable: bool) -> bool:
@@ -97,6 +97,6 @@ def run(args: argparse.Namespace) -> int:
     _git("config", scope, f"diff.{DRIVER}.command", command())
     _git("config", scope, f"diff.{DRIVER}.textconv", command() + " --textconv")
     update_attributes(attributes, enable=True)
-    print(f"weightkit diff driver set for {' '.join(PATTERNS)} "
+    print(f"weightkit diff driver set for {' '.join(git_patterns())} "
           f"({'global' if args.global_ else 'this repository'}; attributes in {safe(attributes)})")
     return 0

@@ -25,14 +25,13 @@ import argparse
 import sys
 from typing import TextIO
 
-from ..converters import checkpoint
 from ..converters.errors import UsageError, WeightsError
-from ..converters.registry import load
+from ..converters.registry import index_format, load
 from ..converters.store import Store
-from ..diff.engine import diff_stores, fingerprint
-from ..diff.index_diff import diff_checksums
-from ..diff.summary import tensor_stats
-from .diff import add_diff_options, options, report
+from ..diffing.engine import diff_stores, fingerprint
+from ..diffing.index_diff import diff_checksums
+from ..diffing.summary import tensor_stats
+from .diff import add_diff_options, options, read_index, report
 from .text import safe
 
 HELP = "git diff driver (git's 7 arguments) and textconv filter (--textconv FILE)"
@@ -50,15 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _open(path: str, index_only: bool = False) -> Store:
     if path == NULL:
-        return Store(format=checkpoint.INDEX_ONLY if index_only else "none")
-    return checkpoint.read_index(path) if index_only else load(path)
+        return Store(format="none")
+    return read_index(path) if index_only else load(path)
 
 
 def _index_only(old: str, new: str) -> bool:
-    """Compare by the index alone: both sides are checkpoint `.index` files (or absent), and
-    at least one lacks its data files."""
-    sides = [p for p in (old, new) if p != NULL]
-    return all(map(checkpoint.is_index, sides)) and any(map(checkpoint.index_without_data, sides))
+    """Compare by the index alone: both sides are index files of a format that can (or absent),
+    and at least one lacks its data files."""
+    sides = [index_format(p) and p for p in (old, new) if p != NULL]
+    return all(sides) and any(index_format(p).index.lacks_data(p) for p in sides)
 
 
 def _fmt(value: float | None) -> str:
@@ -75,21 +74,20 @@ def _shape(tensor) -> str:
 
 def textconv_index(path: str, out: TextIO) -> None:
     """One line per entry of a checkpoint `.index`: name, shape, dtype, recorded checksum."""
-    with checkpoint.read_index(path) as store:
+    with read_index(path) as store:
         print(f"# weightkit: {store.format}, {len(store)} variables (checksums of the data "
               "files, which are not read)", file=out)
         for name, tensor in store.items():
             print(f"{safe(name)}{_role(tensor)} {_shape(tensor)} {tensor.dtype_name} "
                   f"{safe(tensor.meta['checksum'])}", file=out)
-        graph = store.meta["tf_checkpoint_index"]["object_graph_checksum"]
-        if graph is not None:
-            print(f"# object graph {graph}", file=out)
+        for what, checksum in store.meta.get("index_checksums", {}).items():
+            print(f"# {safe(what)} {safe(checksum)}", file=out)
 
 
 def textconv(path: str, out: TextIO | None = None) -> None:
     """One line per variable; a change anywhere in a tensor changes its line."""
     out = out or sys.stdout
-    if checkpoint.is_index(path):
+    if index_format(path) is not None:
         textconv_index(path, out)
         return
     with load(path) as store:

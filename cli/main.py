@@ -11,9 +11,10 @@ import importlib
 import signal
 import sys
 import traceback
+import warnings
 from enum import IntEnum
 
-from ..converters.errors import WeightsError
+from ..converters.errors import WeightsError, WeightsNote
 from .text import safe
 
 COMMANDS = ("show", "convert", "verify", "edit", "extract", "diff", "git_config", "git_diff_driver")
@@ -77,6 +78,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog, only=_requested(argv))
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
+    show_warning = warnings.showwarning
+
+    def one_line(message: Warning | str, category: type, *_: object, **__: object) -> None:
+        kind = "note" if issubclass(category, WeightsNote) else "warning"
+        print(f"{parser.prog}: {kind}: {safe(str(message))}", file=sys.stderr)
+    warnings.showwarning = one_line
     try:
         return int(args.run(args))
     except WeightsError as exc:
@@ -103,6 +110,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return Exit.ERROR
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.showwarning = show_warning
 
 
 def wdiff(argv: list[str] | None = None) -> int:

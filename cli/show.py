@@ -8,9 +8,9 @@ import sys
 import numpy as np
 
 from ..converters.names import lookup, roles_option, select as select_names
-from ..converters.registry import FORMATS, load
+from ..converters.registry import load
 from ..converters.store import Store
-from ..diff.summary import TensorStats, stats_of
+from ..diffing.summary import TensorStats, stats_of
 from .progress import Progress
 from .text import safe, table
 
@@ -19,7 +19,8 @@ HELP = "show the variables of a weights file: shapes, dtypes, statistics, values
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="weights file, checkpoint prefix or directory")
-    parser.add_argument("--format", choices=sorted(FORMATS), help="read as this format")
+    parser.add_argument("--from", "--format", dest="format", metavar="FORMAT",
+                        help="read as this format (default: detected from the content)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--filter", metavar="GLOB", action="append",
                         help="only names matching GLOB (repeatable)")

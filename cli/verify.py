@@ -15,10 +15,10 @@ import tempfile
 
 from ..converters.deps import require
 from ..converters.errors import UsageError
-from ..converters.registry import FORMATS, load
+from ..converters.registry import get, load
 from ..converters.store import Store
-from ..diff.oracle import FRAMEWORK_FORMATS
-from ..diff.verify import Trip, candidates, verify
+from ..diffing.oracle import FRAMEWORK_FORMATS
+from ..diffing.verify import Trip, candidates, verify
 from .main import Exit
 from .progress import Progress, data_bytes, tracked
 from .text import safe, table
@@ -29,8 +29,9 @@ LOAD_TIMEOUT = 1800
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="weights file, checkpoint prefix or directory")
-    parser.add_argument("--from", dest="src_format", choices=sorted(FORMATS), help="input format")
-    parser.add_argument("--via", metavar="FORMAT", action="append", choices=sorted(FORMATS),
+    parser.add_argument("--from", dest="src_format", metavar="FORMAT",
+                        help="input format (default: detected from the content)")
+    parser.add_argument("--via", metavar="FORMAT", action="append",
                         help="round-trip through FORMAT (repeatable; default: every format "
                              "that can hold the file without loss)")
     parser.add_argument("--load", action="store_true",
@@ -40,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    via = [get(name).name for name in args.via] if args.via else None
     with load(args.file, args.src_format) as loaded:
-        vias = args.via or candidates(loaded)
+        vias = via or candidates(loaded)
         if not vias:
             raise UsageError("no format can hold this file without loss; name one with --via")
         check = None
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         with Progress("verify", data_bytes(loaded) * (1 + 2 * len(vias))) as bar:
             store = tracked(loaded, bar.advance)
             _read_through(store)
-            trips = verify(store, args.via, check)
+            trips = verify(store, via, check)
         status = exit_status(trips)
         if args.json:
             json.dump({"file": args.file, "format": store.format, "status": status.name.lower(),
@@ -104,7 +106,7 @@ def _framework_check(original: str, store: Store, trips: list[Trip]) -> None:
             json.dump(jobs, f)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         env.setdefault("KERAS_BACKEND", "tensorflow")
-        done = subprocess.run([sys.executable, "-m", "weightkit.diff.oracle", jobs_path,
+        done = subprocess.run([sys.executable, "-m", "weightkit.diffing.oracle", jobs_path,
                                results_path], env=env, capture_output=True, text=True,
                               timeout=LOAD_TIMEOUT)
         if done.returncode != 0 or not os.path.exists(results_path):

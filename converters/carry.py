@@ -15,6 +15,7 @@ the container's own format. Every field is validated: the carry comes from an un
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -29,6 +30,20 @@ from .store import Store, Tensor
 VERSION = 1
 SOURCE_FORMAT = "source_format"
 PLAIN_SOURCES = ("memory",)  # sources not worth recording
+
+
+def b64(data: bytes) -> str:
+    """`data` as base64 text, for metadata."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str, namespace: str) -> bytes:
+    """The bytes of base64 `text` from the metadata namespace `namespace` (CorruptFileError if
+    it is not base64: metadata may come from an untrusted file)."""
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError, AttributeError):
+        raise CorruptFileError(f"expected base64 data in {namespace} metadata") from None
 
 
 def source_format(store: Store, container: str) -> str | None:

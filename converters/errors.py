@@ -38,3 +38,8 @@ class MissingDependencyError(WeightsError, ImportError):
 
 class UsageError(WeightsError, ValueError):
     """The request itself is wrong (bad option, name not found, output equals input)."""
+
+
+class WeightsNote(UserWarning):
+    """Something a reader decided for the user and says so: a file read anyway, in a way the user
+    may not expect (the CLI prints it as one `note:` line on stderr)."""

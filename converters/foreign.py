@@ -1,22 +1,17 @@
 """What a writer loses of a store read from another format: the other format's file structure.
 
-Each format keeps what it needs to write its own file back in a `store.meta` namespace. A writer
-of another format cannot hold that namespace, so writing such a store loses it (and with it the
-original keys, which are paths in that structure); `losses()` of every writer names it.
+Each format keeps what it needs to write its own file back in a `store.meta` namespace (its
+record's `namespace`). A writer of another format cannot hold that namespace, so writing such a
+store loses it (and with it the original keys, which are paths in that structure); `losses()`
+of every writer names it with the phrase the owning format's record gives (`structure`).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from . import registry
 from .store import Store
 
-STRUCTURES = {
-    "keras_h5": "the keras_h5 file structure (model_config, training_config, attributes)",
-    "keras_weights_h5": "the keras_weights_h5 file structure (layer groups, attributes)",
-    "keras": "the .keras archive (config.json, metadata.json, layer paths)",
-    "tf_checkpoint": "the tf_checkpoint object graph and its keys",
-    "saved_model": "the saved_model graph (saved_model.pb, assets)",
-}
 KEPT_BY_ALL = ("source_format",)  # recorded again by every reader that carries it
 
 
@@ -27,4 +22,10 @@ def structure_losses(store: Store, carried: Iterable[str], like: Store | None = 
     if like is not None:
         return []
     kept = set(carried) | set(KEPT_BY_ALL)
-    return [STRUCTURES.get(key, f"store metadata {key!r}") for key in store.meta if key not in kept]
+    lost = []
+    for key in store.meta:
+        if key not in kept:
+            owner = registry.by_namespace(key)
+            lost.append(owner.structure if owner is not None and owner.structure
+                        else f"store metadata {key!r}")
+    return lost

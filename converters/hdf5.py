@@ -37,10 +37,10 @@ import ml_dtypes
 import numpy as np
 
 from .deps import require
-from .dtypes import STRING
+from .dtypes import STRING, dtype_from_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .mapped import rows
-from .store import Tensor, block_indices
+from .store import Store, Tensor, block_indices
 
 # HDF5 built-in filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset) and h5py's lzf.
 SAFE_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
@@ -589,7 +589,9 @@ def template(store, like, namespace: str) -> tuple[dict | None, Placement | None
     """The recorded meta of `namespace` to write back, and the placement of tensors in it.
 
     The store's own meta wins (tensors matched by their `key`); else a `like` template's meta,
-    with tensors matched by the template's canonical names. (None, None) if neither has it.
+    with tensors matched by the template's canonical names, and the template's own optimizer
+    state and counters where the store has none of that name (`format.py`'s template rule).
+    (None, None) if neither has it.
     """
     if namespace in store.meta:
         by_key = {t.meta.get("key"): t for t in store.values()}
@@ -597,7 +599,8 @@ def template(store, like, namespace: str) -> tuple[dict | None, Placement | None
         return store.meta[namespace], Placement(by_key, names, "key")
     if like is not None and namespace in like.meta:
         key_to_name = {t.meta.get("key"): n for n, t in like.items()}
-        by_key = {k: store[n] for k, n in key_to_name.items() if n in store}
+        by_key = {k: store[n] if n in store else like[n] for k, n in key_to_name.items()
+                  if n in store or like[n].role in ("optimizer", "counter")}
         return like.meta[namespace], Placement(by_key, key_to_name, "name")
     return None, None
 
@@ -663,3 +666,46 @@ def edited(tree: Mapping[str, Any], remove: Iterable[str],
         return {**node, "attrs": list(attrs.get(where, node.get("attrs", []))),
                 "children": children}
     return rebuild(tree, "")  # the root is never removed
+
+
+# -- what HDF5 holds ------------------------------------------------------------------------------
+
+HDF5_NAMESPACES = ("keras_h5", "keras_weights_h5", "keras")  # stores read from HDF5 files
+
+
+def dtype_losses(store: Store) -> list[str]:
+    """What HDF5 cannot hold: 4-bit dtypes (widened to 8 bits when allowed) and, for strings not
+    read from HDF5 in the first place, bytes after a NUL (HDF5 strings end there)."""
+    from_hdf5 = any(ns in store.meta for ns in HDF5_NAMESPACES)
+    lost = [f"{name!r} ({t.dtype_name}: HDF5 has no 4-bit type)" for name, t in store.items()
+            if t.dtype_name in ("int4", "uint4", "float4_e2m1fn")]
+    lost += [f"{name!r} (string: HDF5 strings end at a NUL byte)" for name, t in store.items()
+             if t.dtype_name == "string" and not from_hdf5]
+    return [f"{len(lost)} tensor(s) HDF5 cannot hold exactly: {', '.join(lost[:3])}"] \
+        if lost else []
+
+
+def widen(t: Tensor) -> Tensor:
+    """A 4-bit tensor as its 8-bit (int) or float32 (float4) equivalent; others unchanged."""
+    wide = {"int4": "int8", "uint4": "uint8", "float4_e2m1fn": "float32"}.get(t.dtype_name)
+    return t if wide is None else t.map(lambda a: a.astype(dtype_from_name(wide)),
+                                        dtype_from_name(wide))
+
+
+def place(node: dict, relpath: str, tensor: Tensor, tensors: dict, prefix: str) -> None:
+    """Add a dataset node for `tensor` at `relpath` under a tree node, creating groups."""
+    parts = relpath.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise UsageError(f"cannot store {relpath!r} in HDF5: empty or dot path component")
+    for i, part in enumerate(parts):
+        children = node["children"]
+        existing = dict((n, c) for n, c in children).get(part)
+        last = i == len(parts) - 1
+        if existing is None:
+            existing = {"attrs": [], "dataset": {}} if last else {"attrs": [], "children": []}
+            children.append([part, existing])
+        elif last or "dataset" in existing:
+            raise UsageError(f"cannot store {prefix}{relpath!r} in HDF5: the path is taken by "
+                             "another tensor or group")
+        node = existing
+    tensors[prefix + relpath] = tensor

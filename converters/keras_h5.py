@@ -29,6 +29,7 @@ from . import hdf5
 from .atomic import atomic_output
 from .errors import CorruptFileError, UsageError
 from .foreign import structure_losses
+from .format import Format, WritePlan
 from .names import unique_names
 from .store import Store, Tensor
 
@@ -234,10 +235,10 @@ def entry_layers(entry: dict) -> list[str]:
 
 
 def losses(store: Store, like: Store | None = None) -> list[str]:
-    """What HDF5 cannot hold (`dtype_losses`), for a store of another origin its file
+    """What HDF5 cannot hold (`hdf5.dtype_losses`), for a store of another origin its file
     structure (names, roles and values are kept), and renames the recorded file cannot take
     (`with_renames`)."""
-    lost = dtype_losses(store) + structure_losses(store, (NAMESPACE,), like)
+    lost = hdf5.dtype_losses(store) + structure_losses(store, (NAMESPACE,), like)
     if NAMESPACE in store.meta:
         recorded = store.meta[NAMESPACE]
         problems = with_renames(recorded["tree"], recorded["layout"], store)[2]
@@ -247,31 +248,20 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     return lost
 
 
-def dtype_losses(store: Store) -> list[str]:
-    """What HDF5 cannot hold: 4-bit dtypes (widened to 8 bits when allowed) and, for strings not
-    read from HDF5 in the first place, bytes after a NUL (HDF5 strings end there)."""
-    from_hdf5 = any(ns in store.meta for ns in ("keras_h5", "keras_weights_h5", "keras"))
-    lost = [f"{name!r} ({t.dtype_name}: HDF5 has no 4-bit type)" for name, t in store.items()
-            if t.dtype_name in ("int4", "uint4", "float4_e2m1fn")]
-    lost += [f"{name!r} (string: HDF5 strings end at a NUL byte)" for name, t in store.items()
-             if t.dtype_name == "string" and not from_hdf5]
-    return [f"{len(lost)} tensor(s) HDF5 cannot hold exactly: {', '.join(lost[:3])}"] \
-        if lost else []
+def plan(store: Store, like: Store | None = None) -> WritePlan:
+    """The tree to write and the tensor of each dataset path; refused when it holds a drop
+    tf_keras could not load."""
+    return WritePlan.of(store, like, losses(store, like), lambda: _plan(store, like))
 
 
-def check(store: Store, like: Store | None = None) -> None:
-    """Raise what `write` would refuse (a drop tf_keras could not load), writing nothing."""
-    _plan(store, like)
-
-
-def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
+def write(plan: WritePlan, path: str) -> None:
     """Write the recorded tree back exactly (less what an edit dropped), or build the tf.keras
-    weights layout from names."""
-    tree, lookup = _plan(store, like)
+    weights layout from names; 4-bit tensors (a declared loss) widened."""
+    tree, lookup = plan.detail
     with atomic_output() as out:
         temp = out.path(path)
         with hdf5.create_file(temp) as f:
-            hdf5.write_tree(f, tree, (lambda p: widen(lookup(p))) if allow_lossy else lookup)
+            hdf5.write_tree(f, tree, lambda p: hdf5.widen(lookup(p)))
 
 
 def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tensor]]:
@@ -280,7 +270,9 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
     if recorded is None:
         tree, tensors = build_tree(store)
         return tree, tensors.__getitem__
-    tree = without_dropped(recorded["tree"], recorded["layout"], lookup)  # a template's too
+    tree = recorded["tree"]
+    if like is None or NAMESPACE in store.meta:
+        tree = without_dropped(tree, recorded["layout"], lookup)
     hdf5.check_covered(store, [p for p, node in hdf5.walk(tree) if "dataset" in node], lookup)
     if like is None or NAMESPACE in store.meta:
         renamed, moved, problems = with_renames(tree, recorded["layout"], store)
@@ -531,14 +523,6 @@ def list_attrs(attrs: list, name: str, values: list[str]) -> list:
                    for i, part in enumerate(np.array_split(np.arange(len(values)), parts))]
 
 
-def widen(t: Tensor) -> Tensor:
-    """A 4-bit tensor as its 8-bit (int) or float32 (float4) equivalent; others unchanged."""
-    from .dtypes import dtype_from_name
-    wide = {"int4": "int8", "uint4": "uint8", "float4_e2m1fn": "float32"}.get(t.dtype_name)
-    return t if wide is None else t.map(lambda a: a.astype(dtype_from_name(wide)),
-                                        dtype_from_name(wide))
-
-
 def layer_of(names: list[str]) -> dict[str, str]:
     """The layer group for each canonical weight name: its first component, or the second when
     every name shares one model prefix (Keras 3 paths: `sequential/c1/kernel`)."""
@@ -587,33 +571,25 @@ def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
         node = {"attrs": [["weight_names", hdf5.str_attr([f"{n}:0" for n, _ in members])]],
                 "children": []}
         for name, tensor in members:
-            place(node, f"{name}:0", tensor, tensors, f"{prefix}{layer}/")
+            hdf5.place(node, f"{name}:0", tensor, tensors, f"{prefix}{layer}/")
         weights_root["children"].append([layer, node])
     if not optimizer:
         return weights_root, tensors
     opt = {"attrs": [["weight_names", hdf5.str_attr([f"{n}:0" for n, _ in optimizer])]],
            "children": []}
     for name, tensor in optimizer:
-        place(opt, f"{name}:0", tensor, tensors, "optimizer_weights/")
+        hdf5.place(opt, f"{name}:0", tensor, tensors, "optimizer_weights/")
     root = {"attrs": [[k, hdf5.str_attr(v)] for k, v in DEFAULT_ROOT_ATTRS.items()],
             "children": [["model_weights", weights_root], ["optimizer_weights", opt]]}
     return root, tensors
 
 
-def place(node: dict, relpath: str, tensor: Tensor, tensors: dict, prefix: str) -> None:
-    """Add a dataset node for `tensor` at `relpath` under a tree node, creating groups."""
-    parts = relpath.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise UsageError(f"cannot store {relpath!r} in HDF5: empty or dot path component")
-    for i, part in enumerate(parts):
-        children = node["children"]
-        existing = dict((n, c) for n, c in children).get(part)
-        last = i == len(parts) - 1
-        if existing is None:
-            existing = {"attrs": [], "dataset": {}} if last else {"attrs": [], "children": []}
-            children.append([part, existing])
-        elif last or "dataset" in existing:
-            raise UsageError(f"cannot store {prefix}{relpath!r} in HDF5: the path is taken by "
-                             "another tensor or group")
-        node = existing
-    tensors[prefix + relpath] = tensor
+FORMAT = Format(
+    name=NAME, description="Keras HDF5: tf.keras model.save / save_weights, Keras 3 legacy .h5",
+    sniff=sniff, read=read, plan=plan, write=write,
+    suffixes=(".h5", ".hdf5"), aliases=("h5", "hdf5"), git_patterns=("*.h5",),
+    namespace=NAMESPACE,
+    structure="the keras_h5 file structure (model_config, training_config, attributes)",
+    templates=("keras-h5",),
+    extract=extract,
+)

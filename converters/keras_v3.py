@@ -24,13 +24,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import hdf5
-from .keras_h5 import dtype_losses as h5_losses, widen
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
 from .keras_names import config_layout, group_ranks, name_tree, standalone_config, submodel
 from .keras_v3_weights import (load_json, rename_losses, substore, tensors_from, with_renames,
                                without_dropped, write_h5)
+from .format import Format, WritePlan
 from .store import Store
 
 NAME = "keras"
@@ -240,10 +240,10 @@ def extract(store: Store, name: str) -> Store:
 
 
 def losses(store: Store, like: Store | None = None) -> list[str]:
-    """As for every HDF5 format (`keras_h5.dtype_losses`), and another origin's file structure;
+    """As for every HDF5 format (`hdf5.dtype_losses`), and another origin's file structure;
     a store without a `.keras` origin or template is refused by `write` (no config.json to
     write), not counted as a loss."""
-    lost = h5_losses(store) + structure_losses(store, (NAMESPACE,), like)
+    lost = hdf5.dtype_losses(store) + structure_losses(store, (NAMESPACE,), like)
     if NAMESPACE in store.meta:
         recorded = store.meta[NAMESPACE]
         lost += rename_losses(with_renames(recorded, store,
@@ -251,16 +251,18 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     return lost
 
 
-def check(store: Store, like: Store | None = None) -> None:
-    """Raise what `write` would refuse (no config.json, a drop Keras 3 could not load)."""
-    _plan(store, like, None)
+def plan(store: Store, like: Store | None = None) -> WritePlan:
+    """The recorded archive to write and the tensor of each dataset path; refused without a
+    config.json (a `.keras` origin or template) or with a drop Keras 3 could not load."""
+    return WritePlan.of(store, like, losses(store, like), lambda: _plan(store, like, None))
 
 
-def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
+def write(plan: WritePlan, path: str) -> None:
     """Write the archive back: kept members verbatim, in order, and the weights rebuilt (less
-    the optimizer state an edit dropped; `keras_v3_weights.without_dropped` says what may go)."""
-    recorded, lookup = _plan(store, like, path)
-    get = (lambda p: widen(lookup(p))) if allow_lossy else lookup
+    the optimizer state an edit dropped; `keras_v3_weights.without_dropped` says what may go);
+    4-bit tensors (a declared loss) widened."""
+    recorded, lookup = plan.detail
+    get = lambda p: hdf5.widen(lookup(p))  # noqa: E731
     directory = os.path.dirname(os.path.abspath(path))
     with atomic_output() as out, tempfile.TemporaryDirectory(dir=directory,
                                                               prefix=".wk-keras-") as scratch:
@@ -291,9 +293,19 @@ def _plan(store: Store, like: Store | None, path: str | None) -> tuple[dict, hdf
     if recorded is None:
         raise UsageError("a .keras archive needs the model's config.json, which this store "
                          "lacks; give a .keras template (--like) or write a .weights.h5", path)
-    recorded = without_dropped(recorded, lookup)  # a template: its optimizer may go, too
+    if like is None or NAMESPACE in store.meta:
+        recorded = without_dropped(recorded, lookup)
     hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
                        lookup)
     if like is None or NAMESPACE in store.meta:
         recorded = with_renames(recorded, store, _config(recorded["files"], path or ""))[0]
     return recorded, lookup
+
+
+FORMAT = Format(
+    name=NAME, description="Keras 3 .keras archive", sniff=sniff, read=read, plan=plan,
+    write=write, suffixes=(".keras",), git_patterns=("*.keras",), namespace=NAMESPACE,
+    structure="the .keras archive (config.json, metadata.json, layer paths)",
+    templates=("keras",),
+    extract=extract,
+)

@@ -29,13 +29,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from . import hdf5
-from .keras_h5 import dtype_losses as h5_losses, place, widen
 from .keras_names import (Naming, config_layout, group_ranks, listing_key, name_tree, relabel,
                           submodel, with_layer_names)
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
 from .paths import check_input, inside
+from .format import Format, WritePlan
 from .store import Store, Tensor
 
 NAME = "keras-weights-h5"
@@ -238,11 +238,11 @@ def merged_tree(trees: list[Mapping[str, Any]], path: str) -> dict:
 # -- writing ----------------------------------------------------------------------------------
 
 def losses(store: Store, like: Store | None = None) -> list[str]:
-    """As for every HDF5 format (`keras_h5.dtype_losses`): 4-bit dtypes, foreign strings with
+    """As for every HDF5 format (`hdf5.dtype_losses`): 4-bit dtypes, foreign strings with
     NULs; for a store read from another format also its file structure and the names, roles and order
     that the layout built from names (`build_tree`) does not give back when read."""
     foreign = structure_losses(store, (NAMESPACE,), like)
-    lost = h5_losses(store) + foreign
+    lost = hdf5.dtype_losses(store) + foreign
     if NAMESPACE in store.meta:
         return lost + rename_losses(with_renames(store.meta[NAMESPACE], store)[1])
     if not foreign:
@@ -262,16 +262,17 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     return lost
 
 
-def check(store: Store, like: Store | None = None) -> None:
-    """Raise what `write` would refuse (a drop Keras 3 could not load), writing nothing."""
-    _plan(store, like)
+def plan(store: Store, like: Store | None = None) -> WritePlan:
+    """The recorded meta to write (tree, or shards and index) and the tensor of each path;
+    refused when it holds a drop Keras 3 could not load."""
+    return WritePlan.of(store, like, losses(store, like), lambda: _plan(store, like))
 
 
-def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
+def write(plan: WritePlan, path: str) -> None:
     """Write the recorded tree(s) back exactly (less what an edit dropped), or build
-    `layers/<layer>/vars/<i>` from names."""
-    recorded, lookup = _plan(store, like)
-    get = (lambda p: widen(lookup(p))) if allow_lossy else lookup
+    `layers/<layer>/vars/<i>` from names; 4-bit tensors (a declared loss) widened."""
+    recorded, lookup = plan.detail
+    get = lambda p: hdf5.widen(lookup(p))  # noqa: E731
     with atomic_output() as out:
         if "shards" in recorded:
             _write_sharded(recorded, path, get, out)
@@ -288,7 +289,8 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
     if recorded is None:
         tree, tensors = build_tree(store)
         return {"tree": tree}, tensors.__getitem__
-    recorded = without_dropped(recorded, lookup)  # a template: its optimizer may go, too
+    if like is None or NAMESPACE in store.meta:
+        recorded = without_dropped(recorded, lookup)
     hdf5.check_covered(store, _recorded_paths(recorded), lookup)
     if like is None or NAMESPACE in store.meta:
         recorded = with_renames(recorded, store)[0]
@@ -478,5 +480,16 @@ def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
             group = "optimizer" if tensor.role != "weight" else f"layers/{layer}"
             index = parts[1] if has_index else str(counters.get(group, 0))
         counters[group] = max(counters.get(group, 0), int(index) + 1)
-        place(root, f"{group}/vars/{index}", tensor, tensors, "")
+        hdf5.place(root, f"{group}/vars/{index}", tensor, tensors, "")
     return root, tensors
+
+
+FORMAT = Format(
+    name=NAME, description="Keras 3 .weights.h5 (or sharded .weights.json)",
+    sniff=sniff, read=read, plan=plan, write=write,
+    suffixes=(".weights.h5", ".weights.json"), aliases=("weights-h5",),
+    namespace=NAMESPACE,
+    structure="the keras_weights_h5 file structure (layer groups, attributes)",
+    templates=("keras-weights-h5",),
+    extract=extract,
+)

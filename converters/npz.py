@@ -47,6 +47,7 @@ import numpy as np
 from . import carry
 from .atomic import atomic_output
 from .dtypes import STRING, dtype_name, is_string
+from .format import Format, WritePlan
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError, WeightsError
 from .mapped import MappedFile, rows
 from .store import Index, Store, Tensor
@@ -510,24 +511,31 @@ def _plan_strings(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
     return _Planned(name, array.dtype, tensor.shape, lambda: iter([array.reshape(-1)])), record
 
 
-def write(store: Store, path: str, *, allow_lossy: bool = False,
-          like: Store | None = None) -> None:
-    """Write `store` as an .npz of .npy members, atomically, streaming tensor by tensor.
+def plan(store: Store, like: Store | None = None) -> WritePlan:
+    """The members to write and the carried metadata (npz needs nothing from a template;
+    `like` is accepted for the common interface)."""
+    return WritePlan.of(store, like, losses(store, like), lambda: _layout(store))
 
-    `like` is accepted for the common interface; npz needs nothing from a template.
-    """
-    path = os.fspath(path)
-    carry.check_names(store, path, NAME)
+
+def _layout(store: Store) -> tuple[list[_Planned], dict | None]:
+    carry.check_names(store, None, NAME)
     for name in store:
-        check_tensor_name(name, path)
+        check_tensor_name(name, None)
     planned, encodings = carry.plan_tensors(store, _plan)
     doc = carry.build(store, NAME, native_namespace=None, encodings=encodings,
                       file_order=list(store))
+    return planned, doc
+
+
+def write(plan: WritePlan, path: str) -> None:
+    """Write the planned .npz of .npy members, atomically, streaming tensor by tensor."""
+    path = os.fspath(path)
+    planned, doc = plan.detail
     with atomic_output() as out:
         with out.open(path) as f, \
                 zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for plan in planned:
-                _write_member(zf, plan, path)
+            for item in planned:
+                _write_member(zf, item, path)
             if doc is not None:
                 zf.writestr(zipfile.ZipInfo(CARRY_MEMBER, DATE), carry.dumps(doc).encode("utf-8"))
 
@@ -551,3 +559,10 @@ def _write_member(zf: zipfile.ZipFile, plan: _Planned, path: str) -> None:
     if written != nbytes:
         raise UsageError(f"tensor {plan.name!r} gave {written} bytes of data, its shape "
                          f"{list(plan.shape)} needs {nbytes}", path)
+
+
+FORMAT = Format(
+    name=NAME, description="NumPy .npz archive", sniff=sniff, read=read, plan=plan, write=write,
+    suffixes=(".npz",), git_patterns=("*.npz",), namespace=NAME,
+    structure="the npz member layout",
+)

@@ -1,62 +1,162 @@
-"""The registry of formats: detection by content, lazy import of the module that handles each.
+"""The registry of formats: each format's record (`converters/format.py`), detection by
+content, and load/plan/save through the records.
 
-A format module provides:
-
-    NAME: str
-    def sniff(path: str, head: bytes) -> bool     # cheap test of content (head: first 4 KiB or b"")
-    def read(path: str) -> Store
-    def losses(store: Store, like: Store | None = None) -> list[str]  # what writing loses; [] = nothing
-    def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None)
-    def check(store: Store, like: Store | None = None)  # optional: raise what write would refuse
-
-Modules keep heavy imports (h5py, crc32c) inside functions so that `show` on one format does not
-pay for the others.
+Built-in formats are listed below by module, in the order detection tries them (a SavedModel
+before a checkpoint directory, a `.keras` zip before npz, Keras 3 HDF5 before tf.keras HDF5);
+their modules keep heavy imports (h5py, crc32c) inside functions, so importing them is cheap.
+Third-party formats register under the entry-point group `weightkit.formats`: each entry point
+names a `Format` object or a module defining `FORMAT`. They are looked up only when needed (a
+name that is not built in, a file no built-in format recognises, a listing of every format),
+so that `weightkit show` on a built-in format does not scan installed packages, and they are
+tried after the built-in ones. `register()` adds one at run time.
 """
 from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
-from types import MappingProxyType, ModuleType
+import warnings
+from collections.abc import Iterator, Mapping
+from types import ModuleType
+from typing import Any
 
 from .errors import LossyConversionError, UnknownFormatError, UsageError
+from .format import Format, WritePlan
 from .paths import check_input
 from .store import Store
 
-
-@dataclass(frozen=True)
-class Format:
-    name: str
-    module: str
-    suffixes: tuple[str, ...]
-    description: str
-
-
-# Order matters for detection: the first module whose sniff() accepts a path reads it.
-_FORMATS = (
-    Format("saved-model", "saved_model", (), "TensorFlow SavedModel directory"),
-    Format("tf-checkpoint", "checkpoint", (".index", ".ckpt"),
-           "TensorFlow checkpoint (prefix, .index, or a directory with a `checkpoint` file)"),
-    Format("keras", "keras_v3", (".keras",), "Keras 3 .keras archive"),
-    Format("keras-weights-h5", "keras_v3_weights", (".weights.h5", ".weights.json"),
-           "Keras 3 .weights.h5 (or sharded .weights.json)"),
-    Format("keras-h5", "keras_h5", (".h5", ".hdf5"),
-           "Keras HDF5: tf.keras model.save / save_weights, Keras 3 legacy .h5"),
-    Format("npz", "npz", (".npz",), "NumPy .npz archive"),
-    Format("safetensors", "safetensors", (".safetensors",), "safetensors"),
-)
-FORMATS = MappingProxyType({f.name: f for f in _FORMATS})
-
+ENTRY_POINT_GROUP = "weightkit.formats"
 HEAD_BYTES = 4096
 
+# Built-in formats by module, in the order detection tries them.
+BUILTIN = (
+    "saved_model", "checkpoint", "keras_v3", "keras_v3_weights", "keras_h5", "npz",
+    "safetensors",
+)
 
-def format_module(name: str) -> ModuleType:
-    """The module that handles format `name`, imported on first use."""
-    try:
-        fmt = FORMATS[name]
-    except KeyError:
-        raise UsageError(f"unknown format {name!r}; supported: {', '.join(FORMATS)}") from None
-    return importlib.import_module(f"{__package__}.{fmt.module}")
+_formats: dict[str, Format] = {}  # name -> record, built-ins first
+_aliases: dict[str, str] = {}
+_builtins_loaded = False
+_plugins_loaded = False
+
+
+def _record(obj: Any, where: str) -> Format:
+    """The `Format` an entry point or module provides."""
+    record = getattr(obj, "FORMAT", obj) if isinstance(obj, ModuleType) else obj
+    if not isinstance(record, Format):
+        raise UsageError(f"format plug-in {where}: expected a weightkit Format record (or a module "
+                         f"defining FORMAT), received {type(record).__name__}")
+    return record
+
+
+def register(record: Format | ModuleType, *, clobber: bool = False) -> Format:
+    """Add a format (a `Format`, or a module defining `FORMAT`); refuses a name or alias that is
+    taken unless `clobber`. Returns the record."""
+    record = _record(record, repr(record))
+    _load_builtins()
+    for name in (record.name, *record.aliases):
+        owner = _aliases.get(name, name if name in _formats else None)
+        if owner is not None and owner != record.name and not clobber:
+            raise UsageError(f"format name {name!r} is already taken by {owner!r}")
+    if record.name in _formats and not clobber:
+        raise UsageError(f"format {record.name!r} is already registered")
+    _formats[record.name] = record
+    _aliases.update({alias: record.name for alias in record.aliases})
+    return record
+
+
+def unregister(name: str) -> None:
+    """Remove format `name` (a plug-in registered at run time) and its aliases."""
+    record = _formats.pop(name, None)
+    if record is not None:
+        for alias in record.aliases:
+            _aliases.pop(alias, None)
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    for module in BUILTIN:
+        record = _record(importlib.import_module(f"{__package__}.{module}"), module)
+        _formats[record.name] = record
+        _aliases.update({alias: record.name for alias in record.aliases})
+
+
+def _load_plugins() -> None:
+    """Register the formats installed packages declare (entry-point group `weightkit.formats`).
+    A plug-in that fails to import is skipped with a warning naming it."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    _load_builtins()
+    from importlib.metadata import entry_points
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            record = _record(point.load(), f"{point.name} ({point.value})")
+            if record.name not in _formats:
+                register(record)
+        except Exception as exc:  # a broken plug-in must not break the built-in formats
+            warnings.warn(f"weightkit format plug-in {point.name!r} ({point.value}) is not "
+                          f"usable: {type(exc).__name__}: {exc}", stacklevel=2)
+
+
+class _Formats(Mapping[str, Format]):
+    """The read-only view of every format: name -> record (built-ins, then plug-ins)."""
+
+    def __getitem__(self, name: str) -> Format:
+        return get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        _load_plugins()
+        return iter(list(_formats))
+
+    def __len__(self) -> int:
+        _load_plugins()
+        return len(_formats)
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            get(name)  # type: ignore[arg-type]
+        except (UsageError, TypeError):
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<formats {', '.join(self)}>"
+
+
+FORMATS: Mapping[str, Format] = _Formats()
+
+
+def get(name: str) -> Format:
+    """The record of format `name` (or an alias); UsageError naming the formats otherwise."""
+    _load_builtins()
+    if name not in _formats and name not in _aliases:
+        _load_plugins()
+    record = _formats.get(_aliases.get(name, name))
+    if record is None:
+        import difflib
+        close = difflib.get_close_matches(name, [*_formats, *_aliases], n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UsageError(f"unknown format {name!r}{hint}; supported: {', '.join(_formats)}")
+    return record
+
+
+def names() -> list[str]:
+    """Every format's name, built-ins first (loads plug-ins)."""
+    return list(FORMATS)
+
+
+def by_namespace(namespace: str) -> Format | None:
+    """The format keeping its file structure under `Store.meta[namespace]`, if any."""
+    _load_builtins()
+    found = [f for f in _formats.values() if f.namespace == namespace]
+    if not found:
+        _load_plugins()
+        found = [f for f in _formats.values() if f.namespace == namespace]
+    return found[0] if found else None
 
 
 def _head(path: str) -> bytes:
@@ -69,25 +169,33 @@ def _head(path: str) -> bytes:
 def detect(path: str | os.PathLike) -> str:
     """The name of the format of `path`, judged by content (suffixes only break ties)."""
     path = os.fspath(path)
+    _load_builtins()
     if not os.path.exists(path) and os.path.exists(path + ".index"):
         return "tf-checkpoint"  # a checkpoint prefix
     check_input(path)
     head = _head(path)
-    for fmt in _FORMATS:
-        if format_module(fmt.name).sniff(path, head):
-            return fmt.name
+    for record in list(_formats.values()):
+        if record.sniff(path, head):
+            return record.name
+    if not _plugins_loaded:
+        known = set(_formats)
+        _load_plugins()
+        for record in [f for f in _formats.values() if f.name not in known]:
+            if record.sniff(path, head):
+                return record.name
     if os.path.isfile(path) and head:
         claimed = _format_by_suffix(path)
         if claimed is not None:
             return claimed  # its reader says precisely what is wrong with the file
     what = "directory" if os.path.isdir(path) else "file"
     raise UnknownFormatError(
-        f"unrecognised {what}; supported formats: {', '.join(FORMATS)}", path)
+        f"unrecognised {what}; supported formats: {', '.join(_formats)}", path)
 
 
 def _format_by_suffix(path: str) -> str | None:
     lowered = path.lower()
-    matches = [(len(s), f.name) for f in _FORMATS for s in f.suffixes if lowered.endswith(s)]
+    matches = [(len(s), f.name) for f in FORMATS.values() for s in f.suffixes
+               if lowered.endswith(s)]
     return max(matches)[1] if matches else None
 
 
@@ -106,37 +214,63 @@ def format_for_output(path: str | os.PathLike) -> str:
 def load(path: str | os.PathLike, format: str | None = None) -> Store:
     """Open a weights file lazily. Use the store as a context manager to close it."""
     path = os.fspath(path)
-    name = format or detect(path)
-    module = format_module(name)
+    record = get(format) if format else get(detect(path))
     if format is not None and os.path.exists(path):
         check_input(path)
-        if not module.sniff(path, _head(path)):
-            raise UnknownFormatError(f"not a {name} file", path)
-    return module.read(path)
+        if not record.sniff(path, _head(path)):
+            raise UnknownFormatError(f"not a {record.name} file", path)
+    return record.read(path)
+
+
+def plan(store: Store, format: str, like: Store | None = None) -> WritePlan:
+    """What writing `store` in `format` would do: losses, refusal, the format's plan."""
+    record = get(format)
+    if not record.writable:
+        return WritePlan(store, like, refusal=UsageError(
+            f"weightkit reads {record.name} files but does not write them"))
+    return record.plan(store, like)
 
 
 def losses(store: Store, format: str, like: Store | None = None) -> list[str]:
     """What writing `store` in `format` would lose (empty if nothing)."""
-    return list(format_module(format).losses(store, like=like))
+    return list(plan(store, format, like).losses)
 
 
 def check(store: Store, format: str, like: Store | None = None, *, allow_lossy: bool = False,
-          path: str | None = None) -> None:
-    """Raise the error `save` would refuse writing `store` in `format` with (a loss without
-    `allow_lossy`, or what the format's own `check` refuses), without writing anything."""
-    module = format_module(format)
-    lost = module.losses(store, like=like)
-    if lost and not allow_lossy:
-        raise LossyConversionError(
-            f"writing {format} would lose: {'; '.join(lost)} (use --allow-lossy to accept)", path)
-    if hasattr(module, "check"):
-        module.check(store, like=like)
+          path: str | None = None, planned: WritePlan | None = None) -> WritePlan:
+    """The plan of writing `store` in `format`, or the error `save` would refuse it with (a
+    loss without `allow_lossy`, or the format's refusal), without writing anything."""
+    planned = planned or plan(store, format, like)
+    if planned.refusal is not None:
+        exc = planned.refusal
+        if path is not None and exc.path is None:
+            raise type(exc)(exc.message, path) from None
+        raise exc
+    if planned.losses and not allow_lossy:
+        raise LossyConversionError(f"writing {format} would lose: {'; '.join(planned.losses)} "
+                                   "(use --allow-lossy to accept)", path)
+    return planned
 
 
 def save(store: Store, path: str | os.PathLike, format: str | None = None, *,
-         allow_lossy: bool = False, like: Store | None = None) -> None:
-    """Write `store` to `path` atomically; refuse a lossy conversion unless `allow_lossy`."""
+         allow_lossy: bool = False, like: Store | None = None,
+         planned: WritePlan | None = None) -> None:
+    """Write `store` to `path` atomically; refuse a lossy conversion unless `allow_lossy`.
+    `planned`: a plan already made for this store, format and template (not made again)."""
     path = os.fspath(path)
     name = format or format_for_output(path)
-    check(store, name, like, allow_lossy=allow_lossy, path=path)
-    format_module(name).write(store, path, allow_lossy=allow_lossy, like=like)
+    planned = check(store, name, like, allow_lossy=allow_lossy, path=path, planned=planned)
+    get(name).write(planned, path)
+
+
+def git_patterns() -> list[str]:
+    """The `.gitattributes` patterns of every format (for `weightkit git-config`)."""
+    return [p for f in FORMATS.values() for p in f.git_patterns]
+
+
+def index_format(path: str) -> Format | None:
+    """The format whose index-only reading applies to `path` (a checkpoint `.index`), if any."""
+    for record in FORMATS.values():
+        if record.index is not None and record.index.is_index(path):
+            return record
+    return None

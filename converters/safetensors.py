@@ -43,6 +43,7 @@ import numpy as np
 from . import carry
 from .atomic import atomic_output
 from .dtypes import dtype_name, is_string
+from .format import Format, WritePlan
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError
 from .mapped import MappedFile, rows
 from .store import Index, Store, Tensor
@@ -300,28 +301,34 @@ def _plan(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
                      lambda: (spec.to_file(c) for c in tensor.iter_chunks())), record)
 
 
-def write(store: Store, path: str, *, allow_lossy: bool = False,
-          like: Store | None = None) -> None:
-    """Write `store` as safetensors, atomically, streaming tensor by tensor.
+def plan(store: Store, like: Store | None = None) -> WritePlan:
+    """The header and the tensors in file order (safetensors needs nothing from a template;
+    `like` is accepted for the common interface)."""
+    return WritePlan.of(store, like, losses(store, like), lambda: _layout(store))
 
-    `like` is accepted for the common interface; safetensors needs nothing from a template.
-    """
-    path = os.fspath(path)
+
+def _layout(store: Store) -> tuple[bytes, list[_Planned]]:
     if METADATA in store:
-        raise UsageError(f"a tensor cannot be named {METADATA!r} in safetensors", path)
-    carry.check_names(store, path, NAME)
+        raise UsageError(f"a tensor cannot be named {METADATA!r} in safetensors")
+    carry.check_names(store, None, NAME)
     planned, encodings = carry.plan_tensors(store, _plan)
     rank = {code: i for i, code in enumerate(_RANK)}
     planned.sort(key=lambda p: (-rank[p.code], p.name))
     doc = carry.build(store, NAME, native_namespace=NAME, encodings=encodings,
                       file_order=[p.name for p in planned])
-    header_bytes = _header_bytes(store, planned, doc)
+    return _header_bytes(store, planned, doc), planned
+
+
+def write(plan: WritePlan, path: str) -> None:
+    """Write the planned safetensors file, atomically, streaming tensor by tensor."""
+    path = os.fspath(path)
+    header_bytes, planned = plan.detail
     with atomic_output() as out:
         with out.open(path) as f:
             f.write(struct.pack("<Q", len(header_bytes)))
             f.write(header_bytes)
-            for plan in planned:
-                _write_data(f, plan, path)
+            for item in planned:
+                _write_data(f, item, path)
 
 
 def _header_bytes(store: Store, planned: list[_Planned], doc: dict | None) -> bytes:
@@ -354,3 +361,10 @@ def _write_data(f: Any, plan: _Planned, path: str) -> None:
     if written != plan.nbytes:
         raise UsageError(f"tensor {plan.name!r} gave {written} bytes of data, its shape "
                          f"{list(plan.shape)} needs {plan.nbytes}", path)
+
+
+FORMAT = Format(
+    name=NAME, description="safetensors", sniff=sniff, read=read, plan=plan, write=write,
+    suffixes=(".safetensors",), git_patterns=("*.safetensors",), namespace=NAME,
+    structure="the safetensors header metadata",
+)

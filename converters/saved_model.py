@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 
-from . import checkpoint
 from .atomic import atomic_output, open_streaming
+from .bundle_store import META as BUNDLE_META, plan_bundle, read_bundle, write_bundle
+from .carry import b64, unb64
 from .errors import CorruptFileError, UsageError
+from .format import Format, WritePlan
 from .paths import check_input, check_tree, inside
 from .store import Store
 
@@ -52,18 +54,24 @@ def read(path: str) -> Store:
         carried = {}
         for name in files:
             with open(inside(path, name), "rb") as f:
-                carried[name.replace(os.sep, "/")] = checkpoint.b64(f.read())
+                carried[name.replace(os.sep, "/")] = b64(f.read())
     meta = {META: {"files": carried, "names": [f.replace(os.sep, "/") for f in files],
                    "dirs": [d.replace(os.sep, "/") for d in dirs]}}
     prefix = os.path.join(path, VARIABLES, VARIABLES)
     if not os.path.isfile(prefix + ".index"):
         raise CorruptFileError("expected variables/variables.index in the SavedModel", path)
-    return checkpoint.read_bundle(prefix, path, format=NAME, path=path, meta=meta)
+    return read_bundle(prefix, path, format=NAME, path=path, meta=meta)
 
 
-def losses(store: Store, like: Store | None = None) -> list[str]:
-    """As for a checkpoint (`checkpoint.bundle_losses`), which also holds the graph."""
-    return checkpoint.bundle_losses(store, (META, checkpoint.META), like)
+def plan(store: Store, like: Store | None = None) -> WritePlan:
+    """As for a checkpoint (`bundle_store.plan_bundle`), which also holds the graph; refused
+    without the graph's files (in the store's metadata or a template's)."""
+    plan = plan_bundle(store, like, (META, BUNDLE_META))
+    info = (like if like is not None else store).meta.get(META)
+    if plan.refusal is None and not isinstance(info, dict):
+        plan.refusal = UsageError("writing a SavedModel needs the graph of the original one: "
+                                  "give --like SAVED_MODEL_DIR")
+    return plan
 
 
 def _copy_template(template: Store, target: str) -> None:
@@ -87,20 +95,26 @@ def _copy_template(template: Store, target: str) -> None:
             if not isinstance(carried.get(name), str):
                 raise CorruptFileError(f"{META} metadata: no content for {name!r}")
             with open(dest, "wb") as f:
-                f.write(checkpoint.unb64(carried[name]))
+                f.write(unb64(carried[name], META))
         else:
             shutil.copyfile(inside(source, name), dest)
 
 
-def write(store: Store, path: str, *, allow_lossy: bool = False, like: Store | None = None) -> None:
+def write(plan: WritePlan, path: str) -> None:
     """Write a SavedModel directory: the template's files (`like`, else the store's own) with
-    `variables/` rewritten from `store`, atomically."""
-    template = like if like is not None else store
-    if allow_lossy:
-        store = checkpoint.cast_unsupported(store)
+    `variables/` rewritten from the store, atomically."""
+    template = plan.like if plan.like is not None else plan.store
     with atomic_output() as out:
         target = out.path(path, directory=True)
         _copy_template(template, target)
         os.makedirs(os.path.join(target, VARIABLES), exist_ok=True)
-        checkpoint.write_bundle(store, os.path.join(target, VARIABLES, VARIABLES), like,
-                                open_streaming)
+        write_bundle(plan, os.path.join(target, VARIABLES, VARIABLES), open_streaming)
+
+
+FORMAT = Format(
+    name=NAME, description="TensorFlow SavedModel directory",
+    sniff=sniff, read=read, plan=plan, write=write,
+    aliases=("savedmodel",), namespace=META,
+    structure="the saved_model graph (saved_model.pb, assets)",
+    templates=("saved-model",), output_is_directory=True,
+)

@@ -25,8 +25,38 @@ from .dtypes import dtype_name, is_string
 
 CHUNK_BYTES = 16 << 20
 ROLES = ("weight", "optimizer", "counter", "metric")
+MAX_RANK = 64  # numpy's NPY_MAXDIMS
+MAX_ELEMENTS = 1 << 63  # a dimension or element count numpy's intp cannot hold
 
 Index = tuple  # a tuple of ints and slices: numpy basic indexing
+
+
+def _short_int(value: int) -> str:
+    """An int for a message: in full when short, else by its size (Python refuses to print
+    ints of more than 4300 digits, and a crafted file can declare one)."""
+    return str(value) if -10**18 < value < 10**18 else f"a {value.bit_length()}-bit number"
+
+
+def check_shape(shape: Any, what: str = "a tensor") -> tuple[int, ...]:
+    """`shape` as a tuple of ints, or `CorruptFileError` when numpy cannot represent it: not a
+    list of integers, rank above 64, a negative dimension, a dimension or element count of
+    2**63 or more. Readers call it on every shape a file declares, before using it."""
+    from .errors import CorruptFileError
+    if not isinstance(shape, (list, tuple)) or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
+        raise CorruptFileError(f"{what} has a shape that is not a list of integers")
+    if len(shape) > MAX_RANK:
+        raise CorruptFileError(f"{what} has rank {len(shape)}; numpy holds at most {MAX_RANK}")
+    dims = tuple(int(d) for d in shape)
+    for d in dims:
+        if d < 0 or d >= MAX_ELEMENTS:
+            raise CorruptFileError(f"{what} has dimension {_short_int(d)}, outside 0 to 2**63-1")
+    count = 1
+    for d in dims:
+        count *= d
+        if count >= MAX_ELEMENTS:
+            raise CorruptFileError(f"{what} declares 2**63 or more elements")
+    return dims
 
 
 class Tensor:

@@ -1,6 +1,6 @@
 """The framework check of `weightkit verify --load`, run only in a child process:
 
-    python -m weightkit.diff.oracle JOBS.json RESULTS.json
+    python -m weightkit.diffing.oracle JOBS.json RESULTS.json
 
 It is the one module of weightkit that imports TensorFlow / Keras / tf_keras, and only when run
 as a program (`verify --load` starts it; the weightkit process itself never imports them).

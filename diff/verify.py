@@ -36,7 +36,7 @@ import numpy as np
 from ..converters.atomic import scratch
 from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
-from ..converters.registry import FORMATS, load, losses, save
+from ..converters.registry import FORMATS, load, losses, plan, save
 from ..converters.store import CHUNK_BYTES, Store, Tensor
 from .engine import pieces, raw_bytes
 
@@ -69,7 +69,7 @@ def candidates(store: Store) -> list[str]:
 
 def _holds(store: Store, name: str) -> bool:
     try:
-        return not losses(store, name)
+        return FORMATS[name].writable and not losses(store, name)
     except Exception:  # a writer that cannot even judge the store cannot hold it
         return False
 
@@ -100,10 +100,11 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False
     source = store.format
     with ExitStack() as stack:
         try:
-            trip.lost = [f"{via}: {text}" for text in losses(store, via)]
+            planned = plan(store, via)
+            trip.lost = [f"{via}: {text}" for text in planned.losses]
             middle = _place(workdir, "via", via, store.path)
             try:
-                save(store, middle, via, allow_lossy=True)
+                save(store, middle, via, allow_lossy=True, planned=planned)
             except UsageError as exc:
                 if not optional:
                     raise
@@ -113,10 +114,11 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False
             trip.files.append(middle)
             result = stack.enter_context(load(middle, via))
             if via != source:
-                trip.lost += [f"back to {source}: {text}" for text in losses(result, source)]
+                planned = plan(result, source)
+                trip.lost += [f"back to {source}: {text}" for text in planned.losses]
                 back = _place(workdir, "back", source, store.path)
                 try:
-                    save(result, back, source, allow_lossy=True)
+                    save(result, back, source, allow_lossy=True, planned=planned)
                 except UsageError:
                     try:
                         save(result, back, source, allow_lossy=True, like=store)

@@ -5,6 +5,11 @@ index and its small result cross. Threads would share one interpreter lock, hand
 around every short numpy call, and one address space whose map/unmap calls they contend for: on
 two cores they compared a 1 GiB pair 1.3x faster than one thread, processes 1.85x. Small jobs (and
 other systems, where fork is unsafe or absent) run in threads.
+
+While they run, BLAS is held to one thread (threadpoolctl; forked workers inherit the limit):
+OpenBLAS threads inside each np.dot on top of the workers oversubscribe the cores (a diff was 5x
+slower on 2 cores). The limit is lifted when the jobs end, so a program using weightkit keeps
+its own BLAS threads.
 """
 from __future__ import annotations
 
@@ -31,10 +36,12 @@ def run_all(fn: Callable[..., Result], jobs: Sequence[tuple], sizes: Sequence[in
     workers = min(workers or min(4, os.cpu_count() or 1), len(jobs))
     if workers <= 1:
         return [fn(*job, progress) for job in jobs]
-    if sum(sizes) >= PROCESS_MIN_BYTES and sys.platform.startswith("linux"):
-        return _in_processes(fn, jobs, sizes, workers, progress)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda job: fn(*job, progress), jobs))
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        if sum(sizes) >= PROCESS_MIN_BYTES and sys.platform.startswith("linux"):
+            return _in_processes(fn, jobs, sizes, workers, progress)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda job: fn(*job, progress), jobs))
 
 
 def _in_processes(fn: Callable[..., Result], jobs: Sequence[tuple], sizes: Sequence[int],

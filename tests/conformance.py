@@ -17,7 +17,15 @@ collects those):
 Optional hooks and switches: `path(directory, stem)` (where a file goes: a prefix for
 checkpoints), `tensor_meta(i)` (meta given to the i-th tensor), `carries_metadata` (False if
 arbitrary store/tensor metadata cannot round-trip), `byte_identical` (False if writing the same
-store twice may give different bytes), `lazy_tensor_mib` (size of the laziness probe).
+store twice may give different bytes), `lazy_tensor_mib` (size of the laziness probe),
+`adapt(store)` (what a store needs besides its tensors to be written: a SavedModel the graph files
+of a fixture). A format that can only write the variables a template declares (a `.keras`
+archive: its config.json names them) sets `template` to a fixture of its own: the dtype matrix is
+then the template's variables with fresh bit patterns, and the tests that need stores of any
+shape are skipped with the reason in `template_reason`.
+
+Every registered format subclasses this suite somewhere in tests/, or is listed in
+`EXEMPT` with the reason (tests/test_architecture.py checks it).
 
 What every format must pass: a round trip of the whole dtype matrix (values bit for bit, shapes,
 dtypes, names in order; zero-size and scalar tensors included); an empty store; metadata round
@@ -43,13 +51,15 @@ import pytest
 import weightkit
 from weightkit.converters.dtypes import dtype_from_name, is_string
 from weightkit.converters.errors import LossyConversionError, WeightsError
-from weightkit.converters.registry import format_module
+from weightkit.converters import registry
 from weightkit.converters.store import Store, Tensor
 
 COMMON_DTYPES = ("float32", "float16", "bfloat16", "int8", "int64", "bool")
 SHAPES = ((3, 4), (0, 3), ())  # a matrix, a zero-size tensor, a scalar
 CARRIERS = ("safetensors", "npz")
 META_NAMESPACE = "conformance"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+EXEMPT: dict[str, str] = {}  # format name -> why it does not run the suite
 
 
 def sample(dtype_name: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -117,6 +127,14 @@ with weightkit.load(path, fmt) as store:
 """
 
 
+def _contents(path: Path) -> Any:
+    """A written file's bytes, or a directory's files and their bytes."""
+    if path.is_dir():
+        return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+                if p.is_file()}
+    return path.read_bytes()
+
+
 def _failing(shape: tuple[int, ...]) -> Tensor:
     def get(index: Any) -> np.ndarray:
         raise RuntimeError("conformance: this tensor fails to read")
@@ -133,6 +151,8 @@ class FormatConformance:
     carries_metadata: bool = True
     byte_identical: bool = True
     lazy_tensor_mib: int = 16
+    template: str | None = None  # a fixture under fixtures/ whose variables the format writes
+    template_reason: str = ""
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -146,6 +166,20 @@ class FormatConformance:
     def tensor_meta(self, i: int) -> dict:
         return {META_NAMESPACE: {"index": i, "note": f"tensor {i}"}}
 
+    def adapt(self, store: Store) -> Store:
+        """`store` as this format can write it (default: as it is)."""
+        return store
+
+    def probe_env(self, directory: Path) -> dict[str, str] | None:
+        """The environment of the subprocess that measures memory (a plug-in's needs it on
+        its path); None: this process's."""
+        return None
+
+    def any_store(self) -> None:
+        """Skip a test that writes stores of arbitrary names and shapes, for a template format."""
+        if self.template:
+            pytest.skip(f"{self.format} writes only its template's variables: {self.template_reason}")
+
     # -- helpers -----------------------------------------------------------------------------
 
     @property
@@ -153,6 +187,8 @@ class FormatConformance:
         return COMMON_DTYPES + tuple(self.extra_dtypes)
 
     def matrix_store(self, with_meta: bool = False) -> Store:
+        if self.template:
+            return self.template_store(with_meta)
         cases = [(d, s) for d in self.dtypes for s in SHAPES]
         names = self.names(len(cases))
         tensors = {}
@@ -163,8 +199,18 @@ class FormatConformance:
             if with_meta else {}
         return Store(tensors, meta=meta)
 
+    def template_store(self, with_meta: bool) -> Store:
+        """The template's variables, structure and metadata, with fresh bit patterns."""
+        with weightkit.load(FIXTURES / self.template, self.format) as template:
+            tensors = {}
+            for i, (name, t) in enumerate(template.items()):
+                meta = {**t.meta, **(self.tensor_meta(i) if with_meta else {})}
+                tensors[name] = Tensor.from_array(sample(t.dtype_name, t.shape, seed=i), meta)
+            meta = {**template.meta, **({META_NAMESPACE: {"text": "é\n"}} if with_meta else {})}
+            return Store(tensors, format=template.format, meta=meta)
+
     def write(self, store: Store, path: Path, **kwargs: Any) -> None:
-        weightkit.save(store, path, self.format, **kwargs)
+        weightkit.save(self.adapt(store), path, self.format, **kwargs)
 
     def load(self, path: Path) -> Store:
         return weightkit.load(path, self.format)
@@ -184,6 +230,7 @@ class FormatConformance:
             assert_same_store(back, store, meta=False)
 
     def test_empty_store_round_trip(self, tmp_path: Path) -> None:
+        self.any_store()
         path = self.path(tmp_path, "empty")
         self.write(Store({}), path)
         with self.load(path) as back:
@@ -200,6 +247,7 @@ class FormatConformance:
             assert back.meta[META_NAMESPACE] == store.meta[META_NAMESPACE]
 
     def test_reading_is_lazy_and_chunks_are_bounded(self, tmp_path: Path) -> None:
+        self.any_store()
         n = self.lazy_tensor_mib << 18  # float32 elements
         big = np.arange(n, dtype=np.float32).reshape(-1, 256)
         names = self.names(2)
@@ -225,17 +273,20 @@ class FormatConformance:
 
     def test_chunked_pass_keeps_resident_memory_bounded(self, tmp_path: Path) -> None:
         """Memory maps count in RSS too: a chunked pass over 64 MiB must not keep 64 MiB."""
+        self.any_store()
         name = self.names(1)[0]
         path = self.path(tmp_path, "rss")
         self.write(Store.from_arrays({name: np.ones((256, 65536), np.float32)}), path)
         result = subprocess.run([sys.executable, "-c", RSS_PROBE, str(path), self.format, name],
-                                capture_output=True, text=True, timeout=300)
+                                capture_output=True, text=True, timeout=300,
+                                env=self.probe_env(tmp_path))
         assert result.returncode == 0, result.stderr
         count, grown = map(int, result.stdout.split())
         assert count == 256 * 65536
         assert grown < 24 << 20, f"resident memory grew by {grown >> 20} MiB over a 64 MiB pass"
 
     def test_iter_chunks_and_indexing_agree_with_read(self, tmp_path: Path) -> None:
+        self.any_store()
         array = np.arange(5 * 7 * 3, dtype=np.float32).reshape(5, 7, 3)
         name = self.names(1)[0]
         path = self.path(tmp_path, "chunks")
@@ -249,6 +300,7 @@ class FormatConformance:
                 assert np.array_equal(tensor[index], array[index]), index
 
     def test_losses_are_named_and_refused(self, tmp_path: Path) -> None:
+        self.any_store()
         if not self.lossy_dtypes:
             pytest.skip(f"{self.format} holds every dtype (see test_round_trip_dtype_matrix)")
         for dtype in self.lossy_dtypes:
@@ -266,6 +318,7 @@ class FormatConformance:
                 assert name in back
 
     def test_failed_write_leaves_nothing(self, tmp_path: Path) -> None:
+        self.any_store()
         names = self.names(3)
         good = np.arange(6, dtype=np.float32).reshape(2, 3)
         store = Store({names[0]: Tensor.from_array(good), names[1]: _failing((2, 3)),
@@ -300,7 +353,7 @@ class FormatConformance:
                 assert ({k: v for k, v in back.meta.items() if k not in strip}
                         == {k: v for k, v in original.meta.items() if k not in strip})
         if self.byte_identical:
-            assert first.read_bytes() == second.read_bytes()
+            assert _contents(first) == _contents(second)
 
     def test_truncated_and_flipped_files_raise_weightkit_errors(self, tmp_path: Path) -> None:
         path = self.path(tmp_path, "fuzz")
@@ -318,7 +371,7 @@ class FormatConformance:
         for content in damaged:
             bad.write_bytes(content)
             try:
-                with format_module(self.format).read(str(bad)) as store:
+                with registry.get(self.format).read(str(bad)) as store:
                     for tensor in store.values():
                         tensor.read()
             except WeightsError:

@@ -130,16 +130,12 @@ def _serve() -> None:
 
     import weightkit  # noqa: F401
     from weightkit.cli.main import build_parser
-    from weightkit.converters.registry import FORMATS, format_module
+    from weightkit.converters.registry import FORMATS
     try:
         build_parser()  # imports every command module once, not in every child
     except Exception:  # noqa: BLE001 - a command being written; the children will say
         pass
-    for name in FORMATS:
-        try:
-            format_module(name)
-        except Exception:  # noqa: BLE001 - a format not landed yet: its cases are skipped
-            pass
+    list(FORMATS)  # imports every format module once, not in every child
     reply = sys.stdout
     with tempfile.TemporaryDirectory(prefix="wk-fork-") as tmp:
         for line in sys.stdin:

@@ -681,6 +681,7 @@ def _checkpoint(c: Corpus) -> None:
     checkpoint_files(c.path(f"{d}/valid/model"), CKPT_TENSORS)
     c.bases[fmt] = f"{d}/valid/model"
     checkpoint_files(c.path("outside/ckpt/model"), CKPT_TENSORS)
+    _write(c.path("outside/ckpt/checkpoint"), b'model_checkpoint_path: "model"\n')
     index = c.path(f"{d}/valid/model.index").read_bytes()
     data = c.path(f"{d}/valid/model.data-00000-of-00001").read_bytes()
 
@@ -731,17 +732,25 @@ def _checkpoint(c: Corpus) -> None:
           "a string tensor whose third element declares 1 TiB", in_strings=True)
 
     def state(name: str, target: str, about: str) -> None:
+        # Two checkpoints here, none named like the target: a path leading out is never
+        # followed, and there is no single local checkpoint to read instead.
         directory = c.path(f"{d}/{name}")
-        checkpoint_files(directory / "model", CKPT_TENSORS)
+        checkpoint_files(directory / "one", CKPT_TENSORS)
+        checkpoint_files(directory / "two", CKPT_TENSORS)
         _write(directory / "checkpoint", f'model_checkpoint_path: "{target}"\n'
                f'all_model_checkpoint_paths: "{target}"\n'.encode())
-        c.add(fmt, name, f"{d}/{name}", UNSAFE, about)
+        c.add(fmt, name, f"{d}/{name}", REFUSED, about)
 
     state("state-dotdot", "../../outside/ckpt/model",
           "a `checkpoint` state file pointing at a real checkpoint outside its directory")
     state("state-dotdot-etc", "../../etc/x", "a `checkpoint` state file pointing at ../../etc/x")
     state("state-absolute", str(c.path("outside/ckpt/model")),
           "a `checkpoint` state file with an absolute path")
+    directory = c.path(f"{d}/state-symlink-out")
+    checkpoint_files(directory / "model", CKPT_TENSORS)
+    os.symlink(c.path("outside/ckpt/checkpoint"), directory / "checkpoint")
+    c.add(fmt, "state-symlink-out", f"{d}/state-symlink-out", UNSAFE,
+          "the `checkpoint` state file is a symlink leading outside the directory")
     prefix = c.path(f"{d}/data-symlink-out/model")
     checkpoint_files(prefix, CKPT_TENSORS)
     os.unlink(f"{prefix}.data-00000-of-00001")

@@ -67,11 +67,27 @@ def test_default_sizes_are_a_quarter_and_the_size(bench):
     assert bench.parse_args(["--sizes", "256,1024,4096"]).sizes == [256, 1024, 4096]
 
 
-def test_import_keeps_openblas_single_threaded():
-    code = "import os, weightkit; print(os.environ['OPENBLAS_NUM_THREADS'])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"})
-    assert out.stdout.strip() == "1"
+BLAS_PROBE = """
+import json
+from threadpoolctl import threadpool_info
+from weightkit.diffing.workers import run_all
+
+def blas():
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+print(json.dumps([blas(), run_all(lambda i, progress: blas(), [(0,), (1,)], [1, 1], workers=2)[0],
+                  blas()]))
+"""
+
+
+def test_workers_hold_blas_to_one_thread_and_give_it_back():
+    """While weightkit's own workers run, BLAS runs on one thread each (no oversubscription);
+    before and after, the process keeps its own setting (importing weightkit changes nothing)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", BLAS_PROBE], capture_output=True, text=True,
+                         env={**env, "OPENBLAS_NUM_THREADS": "2"})
+    before, during, after = json.loads(out.stdout)
+    assert before == after == [2] and during == [1], out.stdout + out.stderr
 
 
 def test_one_command_imports_only_its_module(tmp_path):

@@ -23,8 +23,10 @@ import weightkit
 from conformance import FormatConformance
 from conftest import run_cli
 from tf_cases import make_cases, run as tf_run
-from weightkit.converters import checkpoint, protowire as pw, sstable
-from weightkit.converters.errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
+from weightkit.converters import checkpoint, object_graph as og, protowire as pw, sstable
+from weightkit.converters.carry import b64
+from weightkit.converters.errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError, \
+    WeightsNote
 from weightkit.converters.store import Store, Tensor
 
 CKPT = "tf-checkpoint"
@@ -95,7 +97,7 @@ def test_tensorflow_reads_what_we_read(tf_made):
     paths = [tf_made[c] for c in CHECKPOINT_CASES]
     for case, path, theirs in zip(CHECKPOINT_CASES, paths, tf_dump(paths)):
         ours = our_dump(path)
-        theirs.pop(checkpoint.GRAPH_KEY, None)
+        theirs.pop(og.GRAPH_KEY, None)
         variants = {k for k, v in theirs.items() if v[0] == "variant"}
         assert set(ours) == set(theirs), case
         assert {k: v for k, v in ours.items() if k not in variants} == \
@@ -211,7 +213,7 @@ def test_edited_values_are_what_tensorflow_reads(tf_made, tmp_path):
             expected.append({k: digest(edited[n].read()) for n in edited
                              for k in edited[n].meta["tf_checkpoint"]["keys"]})
     for want, theirs in zip(expected, tf_dump(outputs)):
-        theirs.pop(checkpoint.GRAPH_KEY, None)
+        theirs.pop(og.GRAPH_KEY, None)
         assert {k: v[2] for k, v in theirs.items()} == want
 
 
@@ -302,11 +304,14 @@ def test_directory_with_state_file(tmp_path):
                                          'all_model_checkpoint_paths: "ckpt-3"\n')
     with weightkit.load(tmp_path) as store:
         assert store.format == CKPT and list(store) == ["w"]
-    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "../elsewhere/ckpt"\n')
-    with pytest.raises(UnsafeFileError):
-        weightkit.load(tmp_path)
-    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "/etc/ckpt"\n')
-    with pytest.raises(UnsafeFileError):
+    # a path leading out is never followed: the directory's only checkpoint is read, with a note
+    for outside in ("../elsewhere/ckpt", "/etc/ckpt"):
+        (tmp_path / "checkpoint").write_text(f'model_checkpoint_path: "{outside}"\n')
+        with pytest.warns(WeightsNote, match="outside the directory"):
+            with weightkit.load(tmp_path) as store:
+                assert list(store) == ["w"]
+    weightkit.save(Store.from_arrays({"v": np.ones(2, np.float32)}), tmp_path / "ckpt-4", CKPT)
+    with pytest.raises(CorruptFileError, match="holds 2 checkpoints"):
         weightkit.load(tmp_path)
 
 
@@ -584,7 +589,7 @@ def test_keras_against_checkpoint_pairs_by_structure():
     by name although no value is equal; in key order the slots of the last layer
     (`_variables/10..13`) came first."""
     from fixtures_lib import fixture, manifest
-    from weightkit.diff.engine import diff_stores
+    from weightkit.diffing.engine import diff_stores
 
     after = manifest()["conv--keras3-after.ckpt"]
     slots = [v["name"] for v in after["optimizer_variables"]]
@@ -608,8 +613,8 @@ def _with_graph(tmp_path: Path, keys: list[str], graph: bytes) -> Store:
                                       {"key": key, "role": "weight",
                                        "tf_checkpoint": {"keys": [key]}})
                for i, key in enumerate(keys)}
-    layout = {"shards": [[checkpoint.GRAPH_KEY, *keys]], "slices": {},
-              "object_graph": checkpoint.b64(graph)}
+    layout = {"shards": [[og.GRAPH_KEY, *keys]], "slices": {},
+              "object_graph": b64(graph)}
     tmp_path.mkdir(exist_ok=True)
     weightkit.save(Store(tensors, meta={"tf_checkpoint": layout}), tmp_path / "g", CKPT)
     return weightkit.load(tmp_path / "g", CKPT)
@@ -618,7 +623,7 @@ def _with_graph(tmp_path: Path, keys: list[str], graph: bytes) -> Store:
 def test_hostile_object_graph_order(tmp_path):
     """Cycles, shared nodes, slot variables and node ids out of range: each node is visited once,
     bad ids are skipped, and what the graph does not reach follows in natural key order."""
-    key = lambda name: f"{name}{checkpoint.VALUE_SUFFIX}"  # noqa: E731
+    key = lambda name: f"{name}{og.VALUE_SUFFIX}"  # noqa: E731
     nodes = [
         {"children": [{"node_id": 0, "local_name": "root"}, {"node_id": 2, "local_name": "b"},
                       {"node_id": 999, "local_name": "far"}, {"node_id": -1, "local_name": "neg"},
@@ -643,9 +648,167 @@ def test_name_based_checkpoint_lists_numbers_by_value(tmp_path):
     names = ["global_step", "layer_1/w", "layer_2/w", "layer_10/w", "layer_10/w_1"]
     arrays = {n: np.full(2, i, np.float32) for i, n in enumerate(names)}
     store = Store.from_arrays(arrays, meta={"keras": {}})
-    assert not [x for x in checkpoint.losses(store) if "order" in x]
+    assert not [x for x in weightkit.losses(store, CKPT) if "order" in x]
     weightkit.save(store, tmp_path / "n.ckpt", CKPT, allow_lossy=True)
     with weightkit.load(tmp_path / "n.ckpt", CKPT) as back:
         assert list(back) == names
     swapped = Store.from_arrays(dict(reversed(arrays.items())), meta={"keras": {}})
-    assert [x for x in checkpoint.losses(swapped) if "order" in x]
+    assert [x for x in weightkit.losses(swapped, CKPT) if "order" in x]
+
+
+# --- slices, names and state files that must not mislead the reader -----------------------------
+
+def _partitioned(prefix: Path, shape: tuple[int, ...], parts: list[tuple[tuple, np.ndarray]]) -> None:
+    """A checkpoint holding float32 `w` of `shape` as the slices `parts` ([(extents, values)],
+    extents as ((start, length), ...)), written entry by entry as TensorFlow lays them out."""
+    from weightkit.converters.bundle import slice_key
+    data, entries = b"", [(b"", pw.encode({"num_shards": 1, "version": {"producer": 1}},
+                                           pw.BUNDLE_HEADER))]
+    for extents, values in parts:
+        raw = np.ascontiguousarray(values, np.float32).tobytes()
+        entry = {"dtype": 1, "shape": {"dim": [{"size": d} for d in values.shape]},
+                 "offset": len(data), "size": len(raw),
+                 "crc32c": sstable.mask_crc(sstable.crc32c(raw))}
+        entries.append((slice_key("w", extents), pw.encode(entry, pw.BUNDLE_ENTRY)))
+        data += raw
+    full = {"dtype": 1, "shape": {"dim": [{"size": d} for d in shape]},
+            "slices": [{"extent": [{"start": s, "length": n} for s, n in extents]}
+                       for extents, _ in parts]}
+    entries.append((b"w", pw.encode(full, pw.BUNDLE_ENTRY)))
+    with open(f"{prefix}.index", "wb") as f:
+        sstable.write_table(f, sorted(dict(reversed(entries)).items()))  # a slice key once
+    Path(f"{prefix}.data-00000-of-00001").write_bytes(data)
+
+
+def test_slices_must_tile_the_tensor_exactly(tmp_path):
+    """Slices naming [0,2) twice add up to the element count but leave [2,4) unread: refused
+    before anything is allocated, never filled from uninitialised memory."""
+    two = np.array([1.0, 2.0], np.float32)
+    _partitioned(tmp_path / "twice", (4,), [(((0, 2),), two), (((0, 2),), two)])
+    with pytest.raises(CorruptFileError, match="overlap"):
+        weightkit.load(tmp_path / "twice", CKPT)
+    done = run_cli("show", str(tmp_path / "twice"))
+    status, _, err = done.returncode, done.stdout, done.stderr
+    assert status == 2 and "slices overlap" in err and len(err.strip().splitlines()) == 1
+    grid = np.arange(12, dtype=np.float32).reshape(4, 3)
+    tiles = [(((0, 2), (0, 3)), grid[:2]), (((2, 2), (0, 2)), grid[2:, :2]),
+             (((2, 2), (2, 1)), grid[2:, 2:])]
+    _partitioned(tmp_path / "tiled", (4, 3), tiles)
+    with weightkit.load(tmp_path / "tiled", CKPT) as store:
+        assert np.array_equal(store["w"].read(), grid)
+    gap = [(((0, 2), (0, 3)), grid[:2]), (((1, 2), (0, 3)), grid[1:3])]
+    _partitioned(tmp_path / "gap", (4, 3), gap)
+    with pytest.raises(CorruptFileError, match="hold 12 elements|overlap"):
+        weightkit.load(tmp_path / "gap", CKPT)
+
+
+def _attribute(key: str, full_name: str) -> dict:
+    return {"attributes": [{"name": "VARIABLE_VALUE", "full_name": full_name,
+                            "checkpoint_key": f"{key}{og.VALUE_SUFFIX}"}]}
+
+
+def test_a_fallback_name_never_overwrites_another_variable(tmp_path):
+    """Keys a, b, c, d whose graph names a 'a', b 'd' and d 'a': four variables, each once."""
+    keys = [f"{k}{og.VALUE_SUFFIX}" for k in "abcd"]
+    nodes = [{"children": [{"node_id": i + 1, "local_name": k} for i, k in enumerate("abcd")]},
+             _attribute("a", "a"), _attribute("b", "d"), {}, _attribute("d", "a")]
+    with _with_graph(tmp_path, keys, _graph(nodes)) as store:
+        assert sorted(store) == ["a", "b", "c", "d"]
+        assert {name: float(t.read()[0]) for name, t in store.items()} == \
+            {"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0}
+
+
+def test_only_parallel_copies_of_one_variable_are_merged(tmp_path):
+    """Metric variables sharing a full_name (`count`, equal values) stay apart, each named by
+    its key and marked `metric`; Keras 3 export's copies (the same full_name and bytes in the
+    lists `variables` and `_all_variables`) are one variable written to both keys."""
+    keys = ["keras_api/metrics/0/count", "keras_api/metrics/1/count", "variables/0",
+            "_all_variables/0"]
+    full = ["count", "count", "d/kernel", "d/kernel"]
+    tensors = {key: Tensor.from_array(np.full(2, 1000.0 if "count" in key else 7.0, np.float32),
+                                      {"key": key + og.VALUE_SUFFIX, "tf_checkpoint":
+                                       {"keys": [key + og.VALUE_SUFFIX]}})
+               for key in keys}
+    nodes = [{"children": [{"node_id": i + 1, "local_name": str(i)} for i in range(4)]},
+             *[_attribute(k, f) for k, f in zip(keys, full)]]
+    layout = {"shards": [[og.GRAPH_KEY, *[k + og.VALUE_SUFFIX for k in keys]]], "slices": {},
+              "object_graph": b64(_graph(nodes))}
+    weightkit.save(Store(tensors, meta={"tf_checkpoint": layout}), tmp_path / "m", CKPT)
+    with weightkit.load(tmp_path / "m", CKPT) as store:
+        assert sorted(store) == ["d/kernel", "keras_api/metrics/0/count",
+                                 "keras_api/metrics/1/count"]
+        assert store["keras_api/metrics/0/count"].role == "metric"
+        assert len(store["d/kernel"].meta["tf_checkpoint"]["keys"]) == 2
+        edited = weightkit.edit(store).scale("d/kernel", 2.0)
+        weightkit.save(edited, tmp_path / "m2", CKPT)
+    with weightkit.load(tmp_path / "m2", CKPT) as back:
+        bundle = checkpoint.read_index(str(tmp_path / "m2.index"))
+        assert {n for n in bundle if "variables/0" in n} == {"variables/0", "_all_variables/0"}
+        assert float(back["d/kernel"].read()[0]) == 14.0
+
+
+def test_renames_reach_the_checkpoint(tmp_path):
+    """A rename is written as the new full name (TF2: restore goes by the graph) or the new key
+    (a name-based checkpoint: restore goes by name)."""
+    key = f"layer/kernel{og.VALUE_SUFFIX}"
+    nodes = [{"children": [{"node_id": 1, "local_name": "layer"}]},
+             _attribute("layer/kernel", "dense/kernel")]
+    with _with_graph(tmp_path, [key], _graph(nodes)) as store:
+        weightkit.save(weightkit.edit(store).rename("^dense/", "head/"), tmp_path / "r", CKPT)
+    with weightkit.load(tmp_path / "r", CKPT) as back:
+        assert list(back) == ["head/kernel"] and back["head/kernel"].meta["key"] == key
+    weightkit.save(Store.from_arrays({"dense/kernel": np.ones(2, np.float32)}), tmp_path / "n",
+                   CKPT)
+    with weightkit.load(tmp_path / "n", CKPT) as named:
+        weightkit.save(weightkit.edit(named).rename("^dense/", "head/"), tmp_path / "n2", CKPT)
+    with weightkit.load(tmp_path / "n2", CKPT) as back:
+        assert list(back) == ["head/kernel"] and back["head/kernel"].meta["key"] == "head/kernel"
+
+
+def _state_dir(tmp_path: Path, target: str, name: str = "run") -> Path:
+    directory = tmp_path / name
+    directory.mkdir()
+    weightkit.save(Store.from_arrays({"w": np.arange(3, dtype=np.float32)}),
+                   directory / "ckpt-7", CKPT)
+    (directory / "checkpoint").write_text(f'model_checkpoint_path: "{target}"\n'
+                                          f'all_model_checkpoint_paths: "{target}"\n')
+    return directory
+
+
+def test_a_state_file_naming_another_machine_reads_the_local_checkpoint(tmp_path):
+    """Copied from the training machine, the state file names an absolute path there: the
+    checkpoint of that name here is read, with a one-line note, and nothing outside is read."""
+    directory = _state_dir(tmp_path, "/home/trainer/run/ckpt-7")
+    done = run_cli("show", str(directory))
+    status, err = done.returncode, done.stderr
+    assert status == 0, err
+    assert "note:" in err and "/home/trainer/run/ckpt-7" in err and len(err.splitlines()) == 1
+    other = _state_dir(tmp_path, "/elsewhere/ckpt-9", "single")
+    with pytest.warns(Warning, match="reading"):
+        with weightkit.load(other) as store:
+            assert list(store) == ["w"]
+    assert checkpoint.state_prefixes(str(other)) == [str(other / "ckpt-7")]
+
+
+def test_a_state_file_that_is_a_symlink_out_is_refused(tmp_path):
+    outside = _state_dir(tmp_path, "ckpt-7", "outside")
+    directory = _state_dir(tmp_path, "ckpt-7")
+    (directory / "checkpoint").unlink()
+    (directory / "checkpoint").symlink_to(outside / "checkpoint")
+    with pytest.raises(UnsafeFileError, match="outside"):
+        weightkit.load(directory)
+
+
+def test_empty_basename_checkpoint_round_trips(tmp_path):
+    """Some packages ship TF1 checkpoints as DIR/.index + DIR/.data-00000-of-00001."""
+    directory = tmp_path / "pkg"
+    directory.mkdir()
+    weightkit.save(Store.from_arrays({"w": np.arange(4, dtype=np.float32)}),
+                   str(directory) + os.sep, CKPT)
+    assert sorted(p.name for p in directory.iterdir()) == [".data-00000-of-00001", ".index"]
+    done = run_cli("verify", str(directory / ".index"))
+    status, out, err = done.returncode, done.stdout, done.stderr
+    assert status == 0, out + err
+    done = run_cli("convert", str(directory / ".index"), str(tmp_path / "w.npz"))
+    status, out, err = done.returncode, done.stdout, done.stderr
+    assert status == 0, err

@@ -12,8 +12,8 @@ import pytest
 import weightkit
 from weightkit.cli.main import main, wdiff
 from weightkit.converters.store import Store, Tensor
-from weightkit.diff.engine import Options, diff_stores
-from weightkit.diff.render import Target, render_markdown, render_table
+from weightkit.diffing.engine import Options, diff_stores
+from weightkit.diffing.render import Target, render_markdown, render_table
 
 from conftest import run_cli
 
@@ -148,7 +148,7 @@ def test_json_validates_against_schema(capsys, pair, tmp_path):
 
 
 def test_json_schema_covers_every_status(tmp_path):
-    from weightkit.diff.render import to_json
+    from weightkit.diffing.render import to_json
     a = Store.from_arrays({"s": np.zeros(2), "c": np.zeros(2), "r": np.zeros((2, 2)),
                            "d": np.zeros(2), "old": np.arange(5.0), "gone": np.zeros(3)})
     b = Store.from_arrays({"s": np.zeros(2), "c": np.ones(2), "n": np.zeros(1),
@@ -170,7 +170,7 @@ def test_colour_only_on_a_tty(monkeypatch):
         def isatty(self):
             return True
 
-    from weightkit.diff.render import colour
+    from weightkit.diffing.render import colour
     monkeypatch.delenv("NO_COLOR", raising=False)
     tty, pipe = Tty(), io.StringIO()
     assert colour(tty) and not colour(pipe)

@@ -10,9 +10,9 @@ import pytest
 import weightkit
 from weightkit.converters.errors import UsageError
 from weightkit.converters.store import Store, Tensor
-from weightkit.diff import engine, workers
-from weightkit.diff.engine import Options, compare_tensors, diff_stores, fingerprint
-from weightkit.diff.match import Var, match, normalize
+from weightkit.diffing import engine, workers
+from weightkit.diffing.engine import Options, compare_tensors, diff_stores, fingerprint
+from weightkit.diffing.match import Var, match, normalize
 
 TINY = 24  # bytes per chunk: every tensor below spans many chunks
 

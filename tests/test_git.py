@@ -72,9 +72,9 @@ def test_config_is_idempotent_and_disable_removes_it(repo):
     sh(CLI + ["git-config"], path, env)
     assert (path / ".gitattributes").read_text() == attributes
     assert sh(["git", "config", "--local", "--get-regexp", r"^diff\."], path, env).stdout == config
-    assert attributes.splitlines() == ["*.png binary", "*.h5 diff=weightkit", "*.keras diff=weightkit",
-                                       "*.safetensors diff=weightkit", "*.npz diff=weightkit",
-                                       "*.index diff=weightkit"]
+    assert attributes.splitlines() == ["*.png binary", "*.index diff=weightkit",
+                                       "*.keras diff=weightkit", "*.h5 diff=weightkit",
+                                       "*.npz diff=weightkit", "*.safetensors diff=weightkit"]
     assert "git-diff-driver" in config and "--textconv" in config
     sh(CLI + ["git-config", "--disable"], path, env)
     sh(CLI + ["git-config", "--disable"], path, env)

@@ -9,7 +9,6 @@ skipped; commands that do not exist yet (diff, verify) are left out.
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ KNOWN: dict[str, str] = {}
 
 
 def landed(fmt: str) -> bool:
-    return importlib.util.find_spec(f"weightkit.converters.{FORMATS[fmt].module}") is not None
+    return fmt in FORMATS
 
 
 # Detection imports every format module in turn; until all have landed, name the format.

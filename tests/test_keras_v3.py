@@ -327,3 +327,14 @@ def test_copy_of_fixture_is_not_modified(tmp_path: Path) -> None:
     with weightkit.load(copy) as store:
         [t.read() for t in store.values()]
     assert copy.read_bytes() == before
+
+
+class TestKerasArchiveConformance(FormatConformance):
+    """A `.keras` archive holds the variables its config.json declares, so the suite writes a
+    Keras-written archive's own variables with fresh bit patterns (every dtype and shape of HDF5
+    writing is covered by the `.weights.h5` suite above, which shares the HDF5 writer)."""
+    format = "keras"
+    suffix = ".keras"
+    template = "mlp--keras3.keras"
+    template_reason = "its config.json declares the variables (see TestKerasWeightsH5Conformance)"
+    carries_metadata = False

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import weightkit
+from conformance import FIXTURES, FormatConformance
 from tf_cases import make_cases, run as tf_run
 from weightkit.converters.errors import UnsafeFileError, UsageError
 from weightkit.converters.store import Store, Tensor
@@ -132,3 +133,46 @@ def test_show_does_not_import_tensorflow(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(sm)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "w" in done.stdout
+
+
+class TestSavedModelConformance(FormatConformance):
+    """SavedModel `variables/` under the graph files of a TF-written fixture (a store needs them
+    to be written as a SavedModel; the variables are an ordinary TensorBundle)."""
+    format = SM
+    suffix = ""
+    extra_dtypes = ("string", "complex64", "complex128", "float8_e4m3fn", "int4", "float64")
+    lossy_dtypes = ("float8_e8m0fnu",)
+    carries_metadata = False
+
+    def adapt(self, store: Store) -> Store:
+        if "saved_model" in store.meta:
+            return store
+        with weightkit.load(FIXTURES / "dense--tf-savedmodel") as fixture:
+            graph = fixture.meta["saved_model"]
+        return store.replace(meta={**store.meta, "saved_model": graph})
+
+    def listing(self, directory: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(directory)): p.read_bytes()
+                for p in sorted(directory.rglob("*")) if p.is_file()}
+
+    def test_truncated_and_flipped_files_raise_weightkit_errors(self, tmp_path: Path) -> None:
+        path = self.path(tmp_path, "fuzz")
+        self.write(self.matrix_store(), path)
+        rng = np.random.default_rng(0)
+        for member in ("variables/variables.index", "variables/variables.data-00000-of-00001"):
+            target = path / member
+            data = target.read_bytes()
+            damaged = [data[:cut] for cut in (0, 1, 8, len(data) // 2, len(data) - 1)]
+            for position in rng.integers(0, len(data), 24):
+                flipped = bytearray(data)
+                flipped[position] ^= 1 << int(rng.integers(8))
+                damaged.append(bytes(flipped))
+            for content in damaged:
+                target.write_bytes(content)
+                try:
+                    with weightkit.load(path, SM) as store:
+                        for tensor in store.values():
+                            tensor.read()
+                except weightkit.WeightsError:
+                    pass
+            target.write_bytes(data)

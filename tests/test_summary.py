@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from weightkit.converters.store import Tensor
-from weightkit.diff import summary
-from weightkit.diff.summary import tensor_stats
+from weightkit.diffing import summary
+from weightkit.diffing.summary import tensor_stats
 
 
 def expected(array: np.ndarray) -> dict:

@@ -12,8 +12,8 @@ import pytest
 import weightkit
 from weightkit import Store, Tensor
 from weightkit.cli.main import main
-from weightkit.diff import verify as verify_module
-from weightkit.diff.verify import compare, unequal_elements, verify
+from weightkit.diffing import verify as verify_module
+from weightkit.diffing.verify import compare, unequal_elements, verify
 
 
 def sample_store() -> Store:
@@ -152,7 +152,13 @@ def test_the_way_back_may_take_the_original_as_template(safetensors_file, monkey
 
 
 def test_declared_losses_make_a_pair_lossy(safetensors_file, monkeypatch, capsys):
-    monkeypatch.setattr(verify_module, "losses", lambda store, fmt: ["the moon"])
+    real = verify_module.plan
+
+    def moon(store, fmt, like=None):
+        planned = real(store, fmt, like)
+        planned.losses = ["the moon"]
+        return planned
+    monkeypatch.setattr(verify_module, "plan", moon)
     assert main(["verify", str(safetensors_file), "--from", "safetensors", "--via", "safetensors"]) == 1
     out = capsys.readouterr().out
     assert "lossy" in out and "safetensors: the moon" in out
@@ -221,7 +227,7 @@ def _oracle(tmp_path, jobs: list[dict]) -> list[dict]:
 
     jobs_path, results_path = tmp_path / "jobs.json", tmp_path / "results.json"
     jobs_path.write_text(json.dumps(jobs))
-    subprocess.run([sys.executable, "-m", "weightkit.diff.oracle", str(jobs_path),
+    subprocess.run([sys.executable, "-m", "weightkit.diffing.oracle", str(jobs_path),
                     str(results_path)], check=True, timeout=600)
     return json.loads(results_path.read_text())
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from weightkit.converters.registry import FORMATS, load
-from weightkit.diff.verify import verify
+from weightkit.diffing.verify import verify
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 # One or two fixtures of every format, with and without optimizer state.

@@ -1,0 +1,127 @@
+"""The interface every format implements: one `Format` record per format module.
+
+A format module reads a file into the canonical `Store` and writes a `Store` back, and declares
+everything else weightkit needs to know about it in its record, `FORMAT = Format(...)`:
+
+    FORMAT = Format(
+        name="safetensors", description="safetensors",
+        sniff=sniff, read=read, plan=plan, write=write,
+        suffixes=(".safetensors",), git_patterns=("*.safetensors",),
+    )
+
+Nothing outside a format's own module knows its internals: the registry
+(`converters/registry.py`), `losses()` of other writers, `weightkit git-config`, the git diff
+driver and `wdiff --index-only` read these records. Built-in formats are listed by module in
+the registry; third-party formats register an object of this type (or a module defining
+`FORMAT`) under the entry-point group `weightkit.formats`.
+
+Writing is planned once: `plan(store, like)` returns a `WritePlan` holding what the write would
+lose, what it refuses outright, and the format's own layout; `losses`, `--dry-run`, `check` and
+`save` all use that plan, and `write(plan, path)` carries it out atomically.
+
+**Templates (`like`).** One precedence rule in every writer: with a template, the file structure
+written (layout, keys, object graph, model config, every attribute) is the template's, and the
+values are the store's, paired by canonical name. A template variable the store lacks is written
+from the template only if it is optimizer state or a counter (role `optimizer` or `counter`; a
+fresh learning rate, say); a missing model weight, or a store variable the template has no place
+for, is refused with the names. Without a template, the store's own structure is written when it
+holds one in the format's namespace (`Store.meta[namespace]`), else the format's default layout.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import WeightsError
+from .store import Store
+
+
+@dataclass
+class WritePlan:
+    """What writing `store` in one format would do, computed once.
+
+    `losses`: one phrase per thing the file cannot hold (a dtype, another format's structure,
+    names); the write is refused unless the caller allows losses. `refusal`: an error the write
+    raises whatever the caller allows (the format cannot express the store at all). `detail`:
+    the format's own plan, for its `write`.
+    """
+    store: Store
+    like: Store | None = None
+    losses: list[str] = field(default_factory=list)
+    refusal: WeightsError | None = None
+    detail: Any = None
+
+    @classmethod
+    def of(cls, store: Store, like: Store | None, losses: list[str],
+           detail: Callable[[], Any]) -> "WritePlan":
+        """A plan with `losses` whose detail is `detail()`; a `WeightsError` that raises is the
+        plan's refusal."""
+        plan = cls(store, like, list(losses))
+        try:
+            plan.detail = detail()
+        except WeightsError as exc:
+            plan.refusal = exc
+        return plan
+
+
+@dataclass(frozen=True)
+class IndexReading:
+    """A format whose index file alone records every variable's dtype, shape and a checksum
+    (a TF checkpoint's `.index`): what git hands a diff driver, without the data files.
+
+    `is_index(path)`: `path` is such an index file. `lacks_data(path)`: it is, and its data files
+    are not all beside it. `read(path)`: a store of tensors whose `meta["checksum"]` is the
+    recorded checksum and whose values cannot be read (reading raises `UsageError`); its
+    `meta["index_checksums"]` maps what else the index checksums (e.g. "object graph") to the
+    checksum, and its `format` names the index-only reading (`tf-checkpoint-index`).
+    """
+    is_index: Callable[[str], bool]
+    lacks_data: Callable[[str], bool]
+    read: Callable[[str], Store]
+
+
+@dataclass(frozen=True)
+class Format:
+    """Everything weightkit knows about one file format.
+
+    name: the name users type (`--from`, `--to`), e.g. `tf-checkpoint`; aliases: other names
+      accepted for it. description: one line for `--help` and error messages.
+    sniff(path, head) -> bool: whether `path` (a file whose first 4 KiB are `head`, or a
+      directory with `head == b""`) is in this format; cheap, never raises for foreign input.
+    read(path) -> Store: open lazily; raises `WeightsError` subclasses naming `path`.
+    plan(store, like) -> WritePlan, and write(plan, path): None for a read-only format.
+      `write` is atomic (`converters/atomic.py`) and refuses nothing `plan` accepted.
+    suffixes: lower-case name endings that ask for this format on output (the longest match
+      wins) and that send an unrecognised file to this reader for a precise error.
+    git_patterns: `.gitattributes` patterns `weightkit git-config` routes to the diff driver.
+    namespace: the key of `Store.meta` (and `Tensor.meta`) under which this format keeps the
+      file structure it needs to write the same file back; structure: the phrase naming what
+      another format's writer loses of it (e.g. "the .keras archive (config.json, ...)").
+    index: optional index-only reading (see `IndexReading`).
+    templates: names of formats whose stores this writer accepts as `like` templates (empty:
+      any store carrying this format's namespace).
+    output_is_directory: the written path is a directory (a SavedModel).
+    extract(store, name) -> Store: optional; the variables of the model nested in `store`
+      under `name` as a store this format writes into a file that model loads on its own
+      (`weightkit extract`); `store` is of this format (or one it names in its docstring).
+    """
+    name: str
+    description: str
+    sniff: Callable[[str, bytes], bool]
+    read: Callable[[str], Store]
+    plan: Callable[[Store, Store | None], WritePlan] | None = None
+    write: Callable[[WritePlan, str], None] | None = None
+    suffixes: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    git_patterns: tuple[str, ...] = ()
+    namespace: str | None = None
+    structure: str | None = None
+    index: IndexReading | None = None
+    templates: tuple[str, ...] = ()
+    output_is_directory: bool = False
+    extract: Callable[[Store, str], Store] | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self.plan is not None and self.write is not None
