@@ -20,7 +20,6 @@ import re
 import struct
 import tempfile
 import zipfile
-from collections.abc import Mapping
 from typing import Any
 
 from . import hdf5
@@ -28,8 +27,8 @@ from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
 from .keras_names import config_layout, group_ranks, name_tree, standalone_config, submodel
-from .keras_v3_weights import (load_json, rename_losses, substore, tensors_from, with_renames,
-                               without_dropped, write_h5)
+from .keras3_tree import (load_json, rename_losses, substore, tensors_from, with_renames,
+                          without_dropped, write_h5)
 from .format import Format, WritePlan
 from .store import Store
 

@@ -96,7 +96,7 @@ def test_weights_only_leaves_out_optimizer_and_metric_state(capsys) -> None:
                       "mae/total": Tensor.from_array(np.float32(metric), {"role": "metric"})})
     assert select(store(1), roles="no-optimizer") == ["d/kernel", "mae/total"]
     assert select(store(1), roles="weights") == ["d/kernel"]
-    from weightkit.diff.engine import Options, diff_stores
+    from weightkit.diffing.engine import Options, diff_stores
     assert diff_stores(store(1), store(2), Options(weights_only=True)).identical
     assert not diff_stores(store(1), store(2), Options(no_optimizer=True)).identical
     assert list(weightkit.edit(store(1)).weights_only()) == ["d/kernel"]
@@ -417,7 +417,7 @@ keras.Model(x, keras.layers.Dense(1)(h)).save({str(tmp_path / "odd.keras")!r})
 
 def test_verify_table_shows_the_first_line_of_a_message() -> None:
     from weightkit.cli.verify import _detail
-    from weightkit.diff.verify import Trip
+    from weightkit.diffing.verify import Trip
     trip = Trip(via="npz")
     trip.error = "ValueError: first line\nArguments received:\n  x=1"
     assert _detail(trip) == "ValueError: first line"
