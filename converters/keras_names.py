@@ -998,28 +998,37 @@ Unit = Any
 
 
 def _unit(tree: Mapping[str, Any], group: str, per_layer: Mapping[str, list],
-          ordered: list[str]) -> Unit:
-    node = hdf5.find(tree, group) if group else tree
+          ordered: list[str], nodes: Mapping[str, Any] | None = None,
+          inside: Mapping[str, list[str]] | None = None) -> Unit:
+    if nodes is None or inside is None:
+        nodes = dict(hdf5.walk(tree))
+        below: dict[str, list[str]] = {}
+        for g in ordered:  # each layer group under every group on its path, in order
+            parts = g.split("/") if g else []
+            for depth in range(len(parts) + 1):
+                below.setdefault("/".join(parts[:depth]), []).append(g)
+        inside = below
+    node = nodes.get(group) if group else tree
     container = _children(node).get("layers")
-    inside = [g for g in ordered if g == group or g.startswith(f"{group}/" if group else "")]
+    members = inside.get(group, [])
     if not isinstance(container, Mapping):
         if group:
-            return [v for g in inside for v in per_layer[g]]
+            return [v for g in members for v in per_layer[g]]
         # A subclassed model: its attribute sublayers in any order.
         tops: dict[str, list[str]] = {}
-        for g in inside:
+        for g in members:
             if g:
                 tops.setdefault(g.split("/")[0], []).append(g)
         own = per_layer.get("", [])
-        return (own, [[[v for g in members for v in per_layer[g]]] for members in tops.values()])
-    own = [v for g in inside if g == group or not g[len(group):].lstrip("/").startswith("layers/")
+        return (own, [[[v for g in grouped for v in per_layer[g]]] for grouped in tops.values()])
+    own = [v for g in members if g == group or not g[len(group):].lstrip("/").startswith("layers/")
            for v in per_layer[g]]
     chains: dict[str, list[tuple[tuple, Unit]]] = {}
     for child in _children(container):
         match = re.fullmatch(r"(.*)_(\d+)", child)
         base, number = (match[1], number_key(match[2])) if match else (child, (0, ""))
         path = f"{group}/layers/{child}" if group else f"layers/{child}"
-        unit = _unit(tree, path, per_layer, ordered)
+        unit = _unit(tree, path, per_layer, ordered, nodes, inside)
         if unit == [] or unit == ([], []):
             continue  # no trainable variables: anywhere in the order, nowhere in the slots
         chains.setdefault(base, []).append((number, unit))
@@ -1045,44 +1054,24 @@ def _match(unit: Unit, pos: int, target: list[tuple], steps: list[int]
 
 def _chains(chains: list[list[Unit]], pos: int, target: list[tuple], steps: list[int]
             ) -> Iterable[tuple[int, list]]:
-    if not any(chains):
-        yield pos, []
-        return
-    for i, chain in enumerate(chains):
-        if not chain:
+    """(end, order) for every interleaving of `chains` (each kept in its order) that lies at
+    `target[pos:]`: a depth-first search with its own stack (a model may have thousands of
+    layers), pruned at the first shape that does not fit."""
+    stack: list[tuple[int, tuple[int, ...], Any]] = [(pos, (0,) * len(chains), None)]
+    while stack:
+        steps[0] += 1
+        if steps[0] > MAX_SEARCH_STEPS:
+            return
+        at, progress, done = stack.pop()
+        if all(p == len(c) for p, c in zip(progress, chains)):
+            order: list = []
+            while done is not None:
+                done, part = done
+                order[:0] = part
+            yield at, order
             continue
-        for middle, first in _match(chain[0], pos, target, steps):
-            rest = chains[:i] + [chain[1:]] + chains[i + 1:]
-            for end, tail in _chains(rest, middle, target, steps):
-                yield end, first + tail
-
-
-# -- sub-models ------------------------------------------------------------------------------------
-
-def submodel(tree: Mapping[str, Any], config: Any, name: str
-             ) -> tuple[str, dict, Mapping[str, Any] | None]:
-    """The group of the model nested in a Keras 3 weights tree under the scope `name`
-    (`encoder`, `outer/inner`), its subtree as a weights tree of its own (its `layers` and
-    `vars` at the root: what the model saves standalone, `saving_lib._save_state`), and its
-    config.json entry when `config` has one. A UsageError names the nested models there are."""
-    from .errors import UsageError
-    from .names import suggestion
-    entries = config_layout(config, tree)[1] if config is not None else {}
-    models = {}
-    for layer in _layers(tree, dict(hdf5.walk(tree)), entries, config):
-        node = hdf5.find(tree, layer.group) if layer.group else None
-        if layer.group and isinstance(_children(node).get("layers"), Mapping):
-            models["/".join(layer.scope)] = layer
-    if name not in models:
-        raise UsageError(f"no nested model named {name!r}; "
-                         f"{suggestion(name, list(models)) if models else 'the model nests none'}")
-    found = models[name]
-    return found.group, dict(hdf5.find(tree, found.group)), entries.get(found.group)
-
-
-def standalone_config(entry: Mapping[str, Any], parent: Mapping[str, Any]) -> dict:
-    """A config.json for a nested model on its own, from its entry in the parent's layers:
-    the entry's class and config, without where it sat in the parent (`name`,
-    `inbound_nodes`) and without a compile config (its file holds no optimizer)."""
-    keep = ("module", "class_name", "config", "registered_name", "build_config")
-    return {key: entry[key] for key in keep if key in entry}
+        for i in reversed(range(len(chains))):
+            if progress[i] < len(chains[i]):
+                for middle, first in _match(chains[i][progress[i]], at, target, steps):
+                    stack.append((middle, progress[:i] + (progress[i] + 1,) + progress[i + 1:],
+                                  (done, first)))
