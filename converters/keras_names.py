@@ -1075,3 +1075,34 @@ def _chains(chains: list[list[Unit]], pos: int, target: list[tuple], steps: list
                 for middle, first in _match(chains[i][progress[i]], at, target, steps):
                     stack.append((middle, progress[:i] + (progress[i] + 1,) + progress[i + 1:],
                                   (done, first)))
+
+
+# -- sub-models ------------------------------------------------------------------------------------
+
+def submodel(tree: Mapping[str, Any], config: Any, name: str
+             ) -> tuple[str, dict, Mapping[str, Any] | None]:
+    """The group of the model nested in a Keras 3 weights tree under the scope `name`
+    (`encoder`, `outer/inner`), its subtree as a weights tree of its own (its `layers` and
+    `vars` at the root: what the model saves standalone, `saving_lib._save_state`), and its
+    config.json entry when `config` has one. A UsageError names the nested models there are."""
+    from .errors import UsageError
+    from .names import suggestion
+    entries = config_layout(config, tree)[1] if config is not None else {}
+    models = {}
+    for layer in _layers(tree, dict(hdf5.walk(tree)), entries, config):
+        node = hdf5.find(tree, layer.group) if layer.group else None
+        if layer.group and isinstance(_children(node).get("layers"), Mapping):
+            models["/".join(layer.scope)] = layer
+    if name not in models:
+        raise UsageError(f"no nested model named {name!r}; "
+                         f"{suggestion(name, list(models)) if models else 'the model nests none'}")
+    found = models[name]
+    return found.group, dict(hdf5.find(tree, found.group)), entries.get(found.group)
+
+
+def standalone_config(entry: Mapping[str, Any], parent: Mapping[str, Any]) -> dict:
+    """A config.json for a nested model on its own, from its entry in the parent's layers:
+    the entry's class and config, without where it sat in the parent (`name`,
+    `inbound_nodes`) and without a compile config (its file holds no optimizer)."""
+    keep = ("module", "class_name", "config", "registered_name", "build_config")
+    return {key: entry[key] for key in keep if key in entry}
