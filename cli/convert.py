@@ -42,7 +42,7 @@ def like_names(store: Store, template: Store, match: str) -> Store:
     do not (and the variables of `store` left over)."""
     if match != "structure":
         return store
-    from ..diff.match import Var, match as pair
+    from ..diffing.match import Var, match as pair
     def vars_of(s: Store) -> list[Var]:
         return [Var(n, t.role, t.shape, t.dtype_name) for n, t in s.items()]
     found = pair(vars_of(store), vars_of(template), "structure")
