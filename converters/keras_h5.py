@@ -126,8 +126,7 @@ def _tensors(tree: dict, datasets: list[tuple[str, Any]], path: str
             raise CorruptFileError(f"weight {where!r} is named twice in the attributes")
         candidates[where] = [name, where]
         roles[where] = role
-        plain[where] = canonical(where.rsplit("/", 1)[-1]) if role == "weight" else name
-        if role == "weight":
+        if role == "weight":  # the weight name the file gives (`d1/kernel` of inner/d1/kernel)
             layer_group = where.split("/")[1 if where.startswith("model_weights/") else 0]
             plain[where] = canonical(where.split(f"{layer_group}/", 1)[1])
     for where, _ in datasets:

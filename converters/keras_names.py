@@ -285,12 +285,7 @@ def layer_variables(cls: str | None, config: Mapping[str, Any] | None,
     names = {tuple(n for n, _, _ in v) for v in fitting}
     if len(names) != 1:
         return None
-    return sorted(fitting)[0] if len(fitting) == 1 else _merge_trainable(fitting)
-
-
-def _merge_trainable(variants: set[Variant]) -> Variant:
-    """Variants with the same names (int8 and int4 without sub-channels): their first."""
-    return sorted(variants)[0]
+    return sorted(fitting)[0]  # variants of one naming (int8, int4 without sub-channels)
 
 
 def _fits(variant: Variant, held: list[tuple[tuple[int, ...], str]]) -> bool:
@@ -316,7 +311,7 @@ def _fits(variant: Variant, held: list[tuple[tuple[int, ...], str]]) -> bool:
 # `learning_rate`; a phase is a tuple of slots created per trainable variable, interleaved.
 # A function of the config (None: every flag value possible) returns candidate plans:
 # (phases, trailing variables named without the optimizer scope).
-Plan = tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]
+Plan = tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]  # the type of OPTIMIZERS' plans
 
 
 OPTIMIZERS: dict[str, Callable[[Mapping | None], list[Plan]]] = {
@@ -427,11 +422,6 @@ def group_ranks(groups: Iterable[str]) -> dict[str, int]:
     return ranks
 
 
-def _natural(part: str) -> tuple:
-    """A group name's sort key, numbers by value (`dense_2` before `dense_10`)."""
-    return natural_key(part)
-
-
 def _sublayer_ranks(tree: Mapping[str, Any]) -> dict[str, int]:
     """{group path: position} for the sublayers of the layers in `SUBLAYER_ORDER`."""
     ranks: dict[str, int] = {}
@@ -464,13 +454,13 @@ def listing_key(tree: Mapping[str, Any], ranks: Mapping[str, int] | None = None
             if part == "vars" and depth < len(parts) - 1:
                 out.append((0,))
             elif depth == 0 and part == "optimizer" and len(parts) > 1:
-                out.append((4, _natural(part)))
+                out.append((4, natural_key(part)))
             elif where in sublayers:
                 out.append((1, sublayers[where]))
             elif where in ranks:
-                out.append((2, ranks[where], _natural(part)))
+                out.append((2, ranks[where], natural_key(part)))
             else:
-                out.append((3, _natural(part)))
+                out.append((3, natural_key(part)))
         return tuple(out)
     return key
 
@@ -739,9 +729,10 @@ def relabel(tree: Mapping[str, Any], config: Any, wanted: Mapping[str, str]
                     problems.append(f"layer {before!r} renamed both {proposals[group]!r} and "
                                     f"{after!r}")
     if config is not None and proposals and not problems:
-        problems.append(f"layer {naming.names[next(iter(renamed))][0].split('/')[0]!r} and "
-                        f"others: config.json names the layers and Keras builds them under "
-                        f"those names (rename them in the model, or write a .weights.h5)")
+        layers = ", ".join(f"{_attr_name(dict(hdf5.walk(tree)), g, tree) or g!r} -> {n!r}"
+                           for g, n in list(proposals.items())[:3])
+        problems.append(f"layers {layers}: config.json names the layers and Keras builds them "
+                        "under those names (rename them in the model, or write a .weights.h5)")
     if problems:
         return {}, problems
     after = name_tree(with_layer_names(tree, proposals), config).names

@@ -2,7 +2,8 @@
 built-in layer class in the table and every optimizer, Keras writes a model
 (`keras_names_cases.py`), and weightkit must name each variable of the `.keras` and of the bare
 `.weights.h5` exactly as Keras does (`variable.path`), paired with the right values; where a bare
-file cannot tell variables apart it keeps their positions, never guesses."""
+file cannot tell variables apart it keeps their positions (its one assumption: an optimizer
+without `use_ema` or gradient accumulation when such a plan fits, keras_names.optimizer_names)."""
 from __future__ import annotations
 
 import hashlib
