@@ -6,7 +6,7 @@ HASH := $(shell cksum < pyproject.toml | cut -d' ' -f1)
 BASE := $(VENV)/.base-$(HASH)
 FULL := $(VENV)/.full-$(HASH)
 
-.PHONY: setup demo test test-fast fuzz fixtures bench clean
+.PHONY: setup browser demo test test-fast fuzz fixtures bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,17 +17,26 @@ $(BASE): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-# weightkit with the test tools and the framework oracles (TensorFlow, tf_keras, Keras 3).
+# weightkit with the test tools, the framework oracles (TensorFlow, tf_keras, Keras 3) and the
+# HTML report's plotly; Playwright drives Debian's Chromium (never `playwright install`).
 $(FULL): $(BASE)
-	$(BIN)/python -m pip install -q -e '.[test,tensorflow]'
+	$(BIN)/python -m pip install -q -e '.[test,tensorflow,report]'
 	touch $@
 
-setup: $(FULL)
+# Debian's Chromium for the HTML report tests (CI runs as root on a fresh machine). If it cannot
+# be installed, tests/test_report_html.py skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	} || echo "make: chromium could not be installed; the HTML report tests will skip"
+
+setup: $(FULL) browser
 
 demo: $(BASE)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash fixtures/demo.sh
 
-test: $(FULL)
+test: $(FULL) browser
 	$(BIN)/python -m pytest -q
 
 test-fast: $(FULL)

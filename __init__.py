@@ -14,8 +14,16 @@ from .converters.store import Store, Tensor
 
 __version__ = "0.1.0"
 
+
+def trend(runs, **options):  # noqa: ANN001, ANN003, ANN201 (the signature is diffing.trend.trend's)
+    """The trend of a training run's checkpoints as the JSON document of `weightkit trend
+    --format json`: see `weightkit.diffing.trend.trend` for the arguments."""
+    from .diffing.trend import trend as _trend
+    return _trend(runs, **options)
+
+
 __all__ = [
     "FORMATS", "Store", "Tensor", "EditedStore", "detect", "edit", "load", "losses", "save",
     "WeightsError", "UnknownFormatError", "CorruptFileError", "UnsafeFileError",
-    "LossyConversionError", "MissingDependencyError", "UsageError",
+    "LossyConversionError", "MissingDependencyError", "UsageError", "trend",
 ]

@@ -18,6 +18,9 @@ Tasks and peers:
   every diff        also vs reading both files from the page cache (`cat A B > /dev/null`)
   convert           weightkit convert ckpt -> .safetensors  vs  tf.train.load_checkpoint + save_file
   show              weightkit show on a tiny checkpoint vs  python -m ...inspect_checkpoint
+  trend             weightkit trend over a run of --run-steps safetensors checkpoints made from
+                    the corpus (every third variable moves a little each step, the rest stay)
+                    vs  the same numbers from a numpy loop (safetensors.numpy.load_file)
   flat-rss          wdiff and convert peak RSS at each of --sizes
 
 Prints a table and writes `bench/out/results-<UTC date and time>.json` with the machine's facts.
@@ -42,7 +45,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OUT = HERE / "out"
-CORPUS_SCRIPT = (REPO.parent / "shared" / "bench" / "make_corpus.py")
+CORPUS_SCRIPT = next((p / "shared" / "bench" / "make_corpus.py" for p in (REPO.parent, REPO.parents[1])
+                      if (p / "shared" / "bench" / "make_corpus.py").exists()),
+                     REPO.parent / "shared" / "bench" / "make_corpus.py")  # beside, or a worktree's
 BIN = Path(sys.executable).parent
 WK_BIN = BIN  # where the weightkit under test is installed (see install_weightkit)
 MIB = 2 ** 20
@@ -56,6 +61,50 @@ from safetensors.numpy import load_file
 a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
 worst = {k: float(np.abs(a[k] - b[k]).max()) if a[k].size else 0.0 for k in a}
 print(sum(v > 1e-6 for v in worst.values()), "of", len(worst), "tensors differ")
+"""
+# A run of checkpoints from the corpus: argv OUT STEPS SOURCE. Step t adds N(0, 1e-3) noise to
+# every third variable of step t-1; a NaN appears in the last step's first variable.
+MAKE_RUN = """
+import sys
+import numpy as np
+from safetensors.numpy import load_file, save_file
+out, steps, source = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rng = np.random.default_rng(1)
+current = load_file(source)
+for t in range(steps):
+    if t:
+        for j, (name, array) in enumerate(current.items()):
+            if j % 3 == 0:
+                array += rng.standard_normal(array.shape, dtype=np.float32) * np.float32(1e-3)
+    if t == steps - 1:
+        next(iter(current.values())).reshape(-1)[7] = np.nan
+    save_file(current, f"{out}/ckpt-{t:03d}.safetensors")
+"""
+# The same numbers as `weightkit trend` (float64, over finite values), with numpy alone.
+NUMPY_TREND = """
+import sys
+import numpy as np
+from safetensors.numpy import load_file
+first = prev = None
+rows = []
+for path in sys.argv[1:]:
+    current = {k: v.astype(np.float64) for k, v in load_file(path).items()}
+    for name, x in current.items():
+        finite = np.isfinite(x)
+        nan, inf = int(np.isnan(x).sum()), int((~finite).sum()) - int(np.isnan(x).sum())
+        norm = float(np.linalg.norm(x[finite]))
+        row = [name, norm, nan, inf]
+        for ref in (prev, first):
+            if ref is not None:
+                r = ref[name]
+                both = finite & np.isfinite(r)
+                d = x[both] - r[both]
+                row += [np.linalg.norm(d) / np.linalg.norm(r[both]), np.abs(d).max(),
+                        int((x != r).sum())]
+        rows.append(row)
+    first = current if first is None else first
+    prev = current
+print(len(rows), "rows")
 """
 TF_DIFF = """
 import sys
@@ -379,6 +428,31 @@ def bench_flat(args: argparse.Namespace, main_rows: list[dict]) -> list[dict]:
     return rows
 
 
+def trend_run(root: Path, steps: int) -> list[Path]:
+    """A run of `steps` safetensors checkpoints derived from the corpus (built once)."""
+    where = OUT / f"run-{root.name}-{steps}"
+    done = where / ".complete"
+    paths = [where / f"ckpt-{t:03d}.safetensors" for t in range(steps)]
+    if not done.exists():
+        shutil.rmtree(where, ignore_errors=True)
+        where.mkdir(parents=True)
+        subprocess.run([sys.executable, "-c", MAKE_RUN, str(where), str(steps),
+                        str(root / "before.safetensors")], check=True)
+        done.touch()
+    return paths
+
+
+def bench_trend(root: Path, args: argparse.Namespace) -> list[dict]:
+    """`weightkit trend` over a run against the same numbers from a numpy loop."""
+    paths = trend_run(root, args.run_steps)
+    print(f"trend ({len(paths)} checkpoints):", file=sys.stderr)
+    ours = measure_wk(f"weightkit trend ({len(paths)} ckpts)",
+                      wk("trend", *map(str, paths), "--format", "json"), paths, args)
+    peer = measure("numpy loop (safetensors.numpy)",
+                   [sys.executable, "-c", NUMPY_TREND, *map(str, paths)], paths, args)
+    return [compare(f"trend {len(paths)} checkpoints", ours, peer, None)]
+
+
 def compare(task: str, ours: Measure, peer: Measure, target: float | None) -> dict:
     """One table row: weightkit's wall time as a ratio of the peer's, with the target if any."""
     ratio = ours.wall_s / peer.wall_s if ours.ok and peer.ok and peer.wall_s else None
@@ -470,7 +544,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "comma-separated (default: SIZE/4 and SIZE); 4096 needs ~10 GiB RAM")
     parser.add_argument("--repeat", type=int, default=3, help="runs per command, best kept (3)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per run (1800)")
-    parser.add_argument("--only", action="append", choices=("diff", "convert", "show", "flat"),
+    parser.add_argument("--run-steps", type=int, default=10,
+                        help="checkpoints in the run that `trend` reads (10)")
+    parser.add_argument("--only", action="append",
+                        choices=("diff", "convert", "show", "flat", "trend"),
                         help="run only these tasks (repeatable)")
     parser.add_argument("--formats", default="h5,safetensors,checkpoint",
                         help="diff pairs to measure (h5,safetensors,checkpoint)")
@@ -478,7 +555,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
                   else sorted({max(1, args.size // 4), args.size}))
     args.formats = [f for f in args.formats.split(",") if f]
-    args.only = set(args.only or ("diff", "convert", "show", "flat"))
+    args.only = set(args.only or ("diff", "convert", "show", "flat", "trend"))
     return args
 
 
@@ -504,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_convert(root, args)
     if "show" in args.only:
         rows += bench_show(args)[0]
+    if "trend" in args.only:
+        rows += bench_trend(root, args)
     flat = bench_flat(args, rows) if "flat" in args.only else []
     info["loadavg_end"] = _loadavg()
     results = {"date": started.isoformat(timespec="seconds"), "size_mib": args.size,

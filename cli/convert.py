@@ -15,8 +15,15 @@ from .text import safe
 HELP = "convert a weights file to another format (written atomically; never over an input)"
 
 
+SELECTION = ("keep", "drop", "no-optimizer", "weights-only")  # edit's operations that choose variables
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_arguments(parser)
+    from .edit import add_operations
+    add_operations(parser, SELECTION, "selection (edit's operations, applied in the order given)")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="print nothing (with a selection: not the variables it dropped)")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,16 +79,22 @@ def check_output(src: str, dst: str, *others: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .edit import apply, print_edits
     check_output(args.src, args.dst, args.like or "")
     if args.match != "name" and not args.like:
         raise UsageError("--match structure pairs the weights with a template: give --like")
     fmt = args.to or format_for_output(args.dst)
-    with load(args.src, args.src_format) as store, Progress("convert", data_bytes(store)) as bar:
+    with load(args.src, args.src_format) as store, \
+            Progress("convert", data_bytes(store), enabled=not args.quiet) as bar:
         store = tracked(store, bar.advance)
+        if args.ops:
+            store = apply(store, args.ops)
         if args.like:
             with load(args.like) as template:
                 save(like_names(store, template, args.match), args.dst, fmt,
                      allow_lossy=args.allow_lossy, like=template)
         else:
             save(store, args.dst, fmt, allow_lossy=args.allow_lossy)
+        if args.ops and not args.quiet:
+            print_edits(store.edits, f"wrote {args.dst} ({fmt})")
     return 0

@@ -6,18 +6,28 @@ Exit status as diff(1) and h5diff: 0 nothing differs beyond the tolerance, 1 som
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TextIO
 
 from ..converters.errors import UsageError
 from ..converters.registry import FORMATS, index_format, load
 from ..converters.store import Store
 from ..diffing.engine import MATCH_MODES, DiffResult, Options, diff_stores
+from ..diffing.gates import Tripped, evaluate, failed
 from ..diffing.index_diff import diff_checksums
-from ..diffing.render import Target, colour, render_json, render_markdown, render_table
+from ..diffing.render import (DIFF_NUMBERS, Target, print_gates, render_json, render_markdown,
+                              render_table)
+from ..diffing.rollup import rollup_diff
 from .main import Exit
 from .progress import Progress, data_bytes
+from .report import FORMATS as REPORTS
+from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
+                     gates, view)
+from .text import colour
 
 HELP = "compare two weights files (any formats): exit 0 same, 1 different, 2 trouble"
 
@@ -26,23 +36,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The diff options, shared with the git diff driver."""
     parser.add_argument("a", help="first weights file, checkpoint prefix or directory")
     parser.add_argument("b", help="second weights file, checkpoint prefix or directory")
+    parser.add_argument("--from", dest="src_format", metavar="FORMAT",
+                        help="read both files as this format (default: detected from content)")
     add_diff_options(parser)
 
 
-def add_diff_options(parser: argparse.ArgumentParser) -> None:
+def add_diff_options(parser: argparse.ArgumentParser, formats: Sequence[str] = REPORTS,
+                     gates: bool = True) -> None:
     parser.add_argument("--atol", type=float, default=0.0,
                         help="absolute tolerance: a, b differ when |a-b| > atol + rtol*|b| (default 0)")
     parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
-    parser.add_argument("--include", metavar="GLOB", action="append", default=[],
-                        help="only variables whose name or original key matches GLOB "
-                             "(repeatable)")
-    parser.add_argument("--exclude", metavar="GLOB", action="append", default=[],
-                        help="leave out variables whose name or original key matches GLOB "
-                             "(repeatable)")
-    parser.add_argument("--no-optimizer", action="store_true",
-                        help="leave out optimizer slots and counters")
-    parser.add_argument("--weights-only", action="store_true",
-                        help="model weights only: leave out optimizer and metric state")
+    add_selection_arguments(parser)
     parser.add_argument("--match", choices=MATCH_MODES, default="auto",
                         help="pair variables by name, by structure (order and shape), or auto: "
                              "names, normalized names, equal values, then structure (default)")
@@ -51,11 +55,10 @@ def add_diff_options(parser: argparse.ArgumentParser) -> None:
                              ".index files record, without reading the data files")
     parser.add_argument("--nan-unequal", action="store_true",
                         help="count NaN as different from NaN (default: NaN equals NaN)")
-    parser.add_argument("--format", dest="output", choices=("table", "json", "markdown"),
-                        default="table", help="report format (default: table)")
     parser.add_argument("--all", action="store_true", help="list every variable, not only changes")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="print nothing; report only through the exit status")
+    add_report_arguments(parser, DIFF_NUMBERS, formats=formats, gates=gates)
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -64,25 +67,45 @@ def options(args: argparse.Namespace) -> Options:
         return Options(atol=args.atol, rtol=args.rtol, nan_equal=not args.nan_unequal,
                        match=args.match, include=tuple(args.include),
                        exclude=tuple(args.exclude), no_optimizer=args.no_optimizer,
-                       weights_only=args.weights_only)
+                       weights_only=args.weights_only,
+                       norms=args.by != "variable" or args.output == "html")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
 
+def gate_rows(result: DiffResult, by: str) -> list[tuple[str, dict]]:
+    """What --fail-if tests: every variable, or with --by every group."""
+    if by != "variable":
+        return [(g.name, g.as_dict()) for g in rollup_diff(result.entries, by)]
+    return [(e.name, e.as_dict()) for e in result.entries]
+
+
 def report(result: DiffResult, args: argparse.Namespace, label_a: str, label_b: str,
-           format_a: str, format_b: str, stream: TextIO | None = None) -> None:
+           format_a: str, format_b: str, stream: TextIO | None = None,
+           tripped: list[Tripped] | None = None, stores: tuple | None = None) -> None:
     """Print `result` as asked by `args` (nothing with --quiet)."""
-    stream = stream or sys.stdout
     if args.quiet:
         return
-    target = Target(stream, colour=colour(stream), all=args.all)
-    if args.output == "json":
-        render_json(result, target, {"path": label_a, "format": format_a},
-                    {"path": label_b, "format": format_b})
-    elif args.output == "markdown":
-        render_markdown(result, target, label_a, label_b)
-    else:
-        render_table(result, target, f"{label_a} ({format_a})", f"{label_b} ({format_b})")
+    tripped = tripped or []
+    with contextlib.ExitStack() as stack:
+        if stream is None:
+            stream, colour_on = stack.enter_context(destination(args))
+        else:
+            colour_on = colour(stream, getattr(args, "color", "auto"))
+        target = Target(stream, colour=colour_on, view=view(args), gates=tripped)
+        file_a = {"path": label_a, "format": format_a}
+        file_b = {"path": label_b, "format": format_b}
+        if args.output == "json":
+            render_json(result, target, file_a, file_b)
+        elif args.output == "markdown":
+            render_markdown(result, target, label_a, label_b)
+        elif args.output == "html":
+            from ..diffing.html import diff_report
+            stream.write(diff_report(result, target, file_a, file_b, stores))
+        else:
+            render_table(result, target, f"{label_a} ({format_a})", f"{label_b} ({format_b})")
+    if tripped and (args.output != "text" or args.output_file):
+        print_gates(tripped, sys.stderr, colour(sys.stderr, getattr(args, "color", "auto")))
 
 
 def read_index(path: str) -> Store:
@@ -98,12 +121,18 @@ def read_index(path: str) -> Store:
 
 def run(args: argparse.Namespace) -> int:
     opts = options(args)
-    read, compare = load, diff_stores
+    gate_list = gates(args, DIFF_NUMBERS)
+    check_html(args)
+    read, compare = partial(load, format=args.src_format), diff_stores
     if args.index_only:
         read, compare = read_index, diff_checksums
     with read(args.a) as store_a, read(args.b) as store_b:
         total = data_bytes(store_a) + data_bytes(store_b)
         with Progress("diff", total, enabled=not args.quiet) as bar:
             result = compare(store_a, store_b, replace(opts, progress=bar.advance))
-        report(result, args, args.a, args.b, store_a.format, store_b.format)
+        tripped = evaluate(gate_list, gate_rows(result, args.by))
+        report(result, args, args.a, args.b, store_a.format, store_b.format, tripped=tripped,
+               stores=None if args.index_only else (store_a, store_b))
+    if gate_list:
+        return Exit.DIFFERENT if failed(tripped) else Exit.OK
     return Exit.OK if result.identical else Exit.DIFFERENT

@@ -16,7 +16,7 @@ from ..converters.registry import check, format_for_output, load, plan, save
 from ..converters.store import Store
 from .convert import add_output_arguments, check_output, like_names
 from .progress import Progress, data_bytes, tracked
-from .text import safe, table
+from .text import colour, safe, table
 
 HELP = ("edit weights (rename, drop, keep, no-optimizer, weights-only, cast, scale, prune, set, "
         "add) "
@@ -115,8 +115,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_arguments(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would change (a diff table) and write nothing")
-    group = parser.add_argument_group("operations (applied in the order given, repeatable)")
-    for op, (metavar, text, _) in OPERATIONS.items():
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="print nothing (errors still go to stderr)")
+    add_operations(parser, tuple(OPERATIONS), "operations (applied in the order given, repeatable)")
+
+
+def add_operations(parser: argparse.ArgumentParser, names: Sequence[str], title: str) -> None:
+    """The flags of the operations `names` (edit: all; convert: the selection ones), each
+    appending to `args.ops` so that they apply in command-line order."""
+    group = parser.add_argument_group(title)
+    for op in names:
+        metavar, text, _ = OPERATIONS[op]
         group.add_argument(f"--{op}", metavar=metavar or None, nargs=None if metavar else 0,
                            help=text, action=_Append, const=op, dest="ops", default=[])
 
@@ -139,9 +148,15 @@ def run(args: argparse.Namespace) -> int:
     npy = [value.partition("=")[2] for op, value in args.ops if op in ("set", "add")]
     check_output(args.src, args.dst, args.like or "", *npy)
     fmt = args.to or format_for_output(args.dst)
-    with load(args.src, args.src_format) as store, Progress("edit", data_bytes(store)) as bar:
+    with load(args.src, args.src_format) as store, \
+            Progress("edit", data_bytes(store), enabled=not args.quiet) as bar:
         edited = apply(tracked(store, bar.advance), args.ops)
         if args.dry_run:
+            if args.quiet:  # the exit status is the real run's: check what writing would refuse
+                with contextlib.ExitStack() as stack:
+                    template = stack.enter_context(load(args.like)) if args.like else None
+                    check(edited, fmt, template, allow_lossy=args.allow_lossy, path=args.dst)
+                return 0
             _print_dry_run(store, edited, args, fmt)
             return 0
         if args.like:
@@ -150,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
                      allow_lossy=args.allow_lossy, like=template)
         else:
             save(edited, args.dst, fmt, allow_lossy=args.allow_lossy)
-        _print_edits(edited.edits, f"wrote {args.dst} ({fmt})")
+        if not args.quiet:
+            print_edits(edited.edits, f"wrote {args.dst} ({fmt})")
     return 0
 
 
@@ -162,7 +178,7 @@ def _measured(record: Edit) -> str:
     return text + (f", {numbers['overflow']:,} overflowed" if numbers["overflow"] else "")
 
 
-def _print_edits(edits: Sequence[Edit], heading: str) -> None:
+def print_edits(edits: Sequence[Edit], heading: str) -> None:
     rows = [[f"--{e.op} {safe(e.arg)}", safe(e.name), e.detail, _measured(e)] for e in edits]
     print(safe(heading))
     print(table(rows, ["operation", "variable", "change", "measured"]))
@@ -176,7 +192,7 @@ def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
     from ..diffing.engine import diff_stores
     from ..diffing.render import Target, render_table
 
-    _print_edits(edited.edits, f"dry run: nothing written to {args.dst} ({fmt})")
+    print_edits(edited.edits, f"dry run: nothing written to {args.dst} ({fmt})")
     with contextlib.ExitStack() as stack:
         template = stack.enter_context(load(args.like)) if args.like else None
         written = like_names(edited, template, args.match) if template is not None else edited
@@ -192,7 +208,8 @@ def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
         print(safe(f"writing {fmt} would lose: {'; '.join(lost)}"
                    + ("" if args.allow_lossy else " (refused without --allow-lossy)")))
     print()
-    render_table(diff_stores(store, edited), Target(sys.stdout),
-                 f"{args.src} ({store.format})", f"{args.dst} (edited)")
+    target = Target(sys.stdout, colour=colour(sys.stdout, args.color))
+    render_table(diff_stores(store, edited), target, f"{args.src} ({store.format})",
+                 f"{args.dst} (edited)")
     if refused is not None:
         raise refused

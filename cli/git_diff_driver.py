@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PATH OLD-FILE OLD-HEX OLD-MODE NEW-FILE NEW-HEX NEW-MODE, as git passes")
     parser.add_argument("--textconv", action="store_true",
                         help="print a text form of one file (ARG) for git's textconv")
-    add_diff_options(parser)
+    add_diff_options(parser, formats=("text", "json", "markdown"), gates=False)
 
 
 def _open(path: str, index_only: bool = False) -> Store:

@@ -15,9 +15,10 @@ import warnings
 from enum import IntEnum
 
 from ..converters.errors import WeightsError, WeightsNote
-from .text import safe
+from .text import COLOR_CHOICES, colour, paint, safe
 
-COMMANDS = ("show", "convert", "verify", "edit", "extract", "diff", "git_config", "git_diff_driver")
+COMMANDS = ("show", "convert", "verify", "edit", "extract", "diff", "trend", "git_config",
+            "git_diff_driver")
 
 
 class Exit(IntEnum):
@@ -35,8 +36,7 @@ def build_parser(prog: str | None = None, only: str | None = None) -> argparse.A
     (they stay valid choices), which keeps the start of a single command short."""
     parser = argparse.ArgumentParser(
         prog=prog, description="Convert, inspect, diff, verify and edit TensorFlow/Keras weights.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument("--version", action="version", version=_version())
+    _common_arguments(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMANDS:
         if only is not None and _command_name(module_name) != only:
@@ -45,10 +45,32 @@ def build_parser(prog: str | None = None, only: str | None = None) -> argparse.A
         module = importlib.import_module(f"{__package__}.{module_name}")
         command = sub.add_parser(_command_name(module_name), help=module.HELP,
                                  description=module.HELP)
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                             help="show tracebacks on errors")
+        _common_arguments(command)
         module.add_arguments(command)
         command.set_defaults(run=module.run)
+    return parser
+
+
+def _common_arguments(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """--debug and --color, accepted before the command and after it (where they do not
+    overwrite what was given before it)."""
+    default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
+    parser.add_argument("--debug", action="store_true", default=default(False),
+                        help="show tracebacks on errors")
+    parser.add_argument("--color", "--colour", choices=COLOR_CHOICES, default=default("auto"),
+                        help="colour the output: auto (a terminal, unless NO_COLOR is set or "
+                             "FORCE_COLOR forces it), always, never (default: auto)")
+    if top:
+        parser.add_argument("--version", action="version", version=_version())
+
+
+def build_wdiff_parser() -> argparse.ArgumentParser:
+    """`wdiff`: the diff command's parser under its own name."""
+    from . import diff
+    parser = argparse.ArgumentParser(prog="wdiff", description=diff.HELP)
+    _common_arguments(parser, top=True)
+    diff.add_arguments(parser)
+    parser.set_defaults(run=diff.run, command="diff")
     return parser
 
 
@@ -58,7 +80,8 @@ def _requested(argv: list[str]) -> str | None:
     for arg in argv:
         if arg in names:
             return arg
-        if arg != "--debug":
+        if arg not in ("--debug", "--color", "--colour", *COLOR_CHOICES) and \
+                not arg.startswith(("--color=", "--colour=")):
             return None
     return None
 
@@ -72,10 +95,11 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds through atomic writers, which remove their temporaries
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None,
+         parser: argparse.ArgumentParser | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(prog, only=_requested(argv))
+    parser = parser or build_parser(prog, only=_requested(argv))
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     show_warning = warnings.showwarning
@@ -89,7 +113,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except WeightsError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"{parser.prog}: error: {safe(exc)}", file=sys.stderr)
+        print(f"{parser.prog}: {_error(args)}: {safe(exc)}", file=sys.stderr)
         return Exit.ERROR
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
@@ -100,12 +124,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         where = f"{safe(exc.filename)}: " if exc.filename else ""
-        print(f"{parser.prog}: error: {where}{safe(exc.strerror or exc)}", file=sys.stderr)
+        print(f"{parser.prog}: {_error(args)}: {where}{safe(exc.strerror or exc)}",
+              file=sys.stderr)
         return Exit.ERROR
     except Exception as exc:  # a bug, or a library error a reader failed to translate
         if args.debug:
             traceback.print_exc()
-        print(f"{parser.prog}: error: unexpected {type(exc).__name__}: {safe(exc)} "
+        print(f"{parser.prog}: {_error(args)}: unexpected {type(exc).__name__}: {safe(exc)} "
               "(--debug shows the traceback)", file=sys.stderr)
         return Exit.ERROR
     finally:
@@ -113,10 +138,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         warnings.showwarning = show_warning
 
 
+def _error(args: argparse.Namespace) -> str:
+    return paint("error", "31", colour(sys.stderr, getattr(args, "color", "auto")))
+
+
 def wdiff(argv: list[str] | None = None) -> int:
-    """`wdiff A B ...`: the same as `weightkit diff A B ...`."""
-    argv = sys.argv[1:] if argv is None else argv
-    return main(["diff", *argv])
+    """`wdiff A B ...`: the same as `weightkit diff A B ...`, its help and errors under the
+    name `wdiff`."""
+    return main(argv, parser=build_wdiff_parser())
 
 
 def entry() -> None:

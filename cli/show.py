@@ -1,66 +1,141 @@
-"""`weightkit show FILE`: names, shapes, dtypes and statistics of every variable."""
+"""`weightkit show FILE`: names, shapes, dtypes and statistics of every variable; or the values
+of some (`--values`), printed or exported to `.npy`/`.npz`."""
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import re
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..converters.names import lookup, roles_option, select as select_names
+from ..converters.atomic import atomic_output
+from ..converters.names import match, roles_option, select as select_names
+from ..converters.errors import UsageError
 from ..converters.registry import load
-from ..converters.store import Store
+from ..converters.store import Store, Tensor
+from ..diffing.gates import evaluate, failed
+from ..diffing.render import (dump_json, fold, markdown_gates, md_code, num, print_gates,
+                              shape_text)
+from ..diffing.rollup import order, rollup_stats
 from ..diffing.summary import TensorStats, stats_of
+from .main import Exit
 from .progress import Progress
-from .text import safe, table
+from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
+                     gates, view)
+from .text import colour, md_escape, paint, safe, table
 
 HELP = "show the variables of a weights file: shapes, dtypes, statistics, values"
+SCHEMA_VERSION = 1
+# per-variable numbers of the JSON document: what --sort and --fail-if accept
+NUMBERS = ("parameters", "bytes", "min", "max", "mean", "std", "zero_fraction", "nan", "inf")
+_SPEC = re.compile(r"(.*)\[([^\[\]]*)\]")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="weights file, checkpoint prefix or directory")
-    parser.add_argument("--from", "--format", dest="format", metavar="FORMAT",
+    parser.add_argument("--from", dest="src_format", metavar="FORMAT",
                         help="read as this format (default: detected from the content)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--filter", metavar="GLOB", action="append",
-                        help="only names matching GLOB (repeatable)")
-    parser.add_argument("--no-optimizer", action="store_true",
-                        help="leave out optimizer slots and counters")
-    parser.add_argument("--weights-only", action="store_true",
-                        help="model weights only: leave out optimizer and metric state")
+    add_selection_arguments(parser, filter_alias=True)
     parser.add_argument("--no-stats", action="store_true", help="names, shapes and dtypes only")
-    parser.add_argument("--values", metavar="NAME", help="print the values of one variable")
-    parser.add_argument("--full", action="store_true", help="with --values: the whole array")
+    add_report_arguments(parser, NUMBERS, legacy_input=is_input_format)
+    values = parser.add_argument_group("values")
+    values.add_argument("--values", metavar="NAME", nargs="+", action="extend",
+                        help="print the values of variables: names or globs, each with an "
+                             "optional numpy-style index, e.g. 'conv1/kernel[0, :, :, 3]'")
+    values.add_argument("--full", action="store_true", help="with --values: the whole array")
+    values.add_argument("--npy", metavar="DIR",
+                        help="with --values: write each selection to DIR/NAME.npy")
+    values.add_argument("--npz", metavar="FILE",
+                        help="with --values: write the selections to one .npz archive")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="print nothing (with --fail-if: report only through the exit status)")
 
 
-def select(store: Store, patterns: list[str] | None, no_optimizer: bool,
-           weights_only: bool = False) -> list[str]:
-    """Names of `store` matching any of `patterns` (canonical names or original keys; all if
-    none), less the roles the flags leave out; a UsageError when a pattern matches nothing or
-    nothing is left (`names.select`)."""
-    return select_names(store, patterns or (), (), roles_option(no_optimizer, weights_only),
-                        include_option="--filter")
+def is_input_format(name: str) -> bool:
+    """Whether `name` is a weights format (the old `show --format NAME`)."""
+    from ..converters.registry import get
+    try:
+        get(name)
+    except Exception:  # noqa: BLE001 (an unknown name, whichever error the registry uses)
+        return False
+    return True
+
+
+def select(store: Store, include: Sequence[str] | None, no_optimizer: bool,
+           exclude: Sequence[str] = (), weights_only: bool = False) -> list[str]:
+    """Names of `store` matching any `include` glob (all if none) and no `exclude` glob, on
+    the name, the original key or an alias, less the roles the flags leave out; a UsageError
+    naming the closest names when a glob matches nothing or nothing is left (`names.select`)."""
+    return select_names(store, include or (), exclude,
+                        roles_option(no_optimizer, weights_only))
 
 
 def run(args: argparse.Namespace) -> int:
-    with load(args.file, args.format) as store:
+    if args.output.startswith("input:"):  # `show --format keras-h5`: the old spelling of --from
+        args.src_format, args.output = args.output[len("input:"):], "text"
+        print(f"weightkit show: --format {args.src_format} names the input format; it is now "
+              f"spelled --from {args.src_format} (--format names the report)", file=sys.stderr)
+    if (args.npy or args.npz) and not args.values:
+        raise UsageError("--npy and --npz export the selection of --values NAME...")
+    gate_list = gates(args, NUMBERS)
+    if args.values is None:
+        check_html(args)
+    with load(args.file, args.src_format) as store:
         if args.values is not None:
-            return _show_values(store, args)
-        names = select(store, args.filter, args.no_optimizer, args.weights_only)
+            return show_values(store, args)
+        names = select(store, args.include, args.no_optimizer, args.exclude, args.weights_only)
         stats: list[TensorStats | None] = [None] * len(names)
-        if not args.no_stats:
+        if not args.no_stats or gate_list or args.output == "html":
             tensors = [store[name] for name in names]
-            with Progress("show", sum(t.nbytes for t in tensors)) as bar:
+            with Progress("show", sum(t.nbytes for t in tensors), enabled=not args.quiet) as bar:
                 stats = stats_of(tensors, bar.advance)
-        rows = [_row(store, name, s) for name, s in zip(names, stats)]
-        if args.json:
-            json.dump({"file": args.file, "format": store.format, "tensors": rows,
-                       "totals": _totals(rows)}, sys.stdout, indent=1, allow_nan=False,
-                      default=str)
-            print()
+        doc = document(store, names, stats, args.file)
+        by = args.by
+        rows: list[dict] = doc["variables"]
+        if by != "variable":
+            groups = rollup_stats(names, [store[n].size for n in names],
+                                  [store[n].nbytes for n in names], stats, by)
+            doc["groups"] = [g.as_dict() for g in groups]
+            rows = doc["groups"]
+        tripped = evaluate(gate_list, [(r["name"], r) for r in rows])
+        shown = order(rows, args.sort, args.top, get=lambda r, k: r.get(k))
+        doc["view"] = view(args).as_dict()
+        if gate_list:
+            doc["gates"] = [t.as_dict() for t in tripped]
+        if not args.quiet:
+            _report(store, args, doc, shown, tripped)
+    return Exit.DIFFERENT if failed(tripped) else Exit.OK
+
+
+def document(store: Store, names: Sequence[str], stats: Sequence[TensorStats | None],
+             path: str) -> dict[str, Any]:
+    """The JSON document of `show` (see `diff/schema-show.json`)."""
+    rows = [_row(store, name, s) for name, s in zip(names, stats)]
+    return {"schema_version": SCHEMA_VERSION, "file": path, "format": store.format,
+            "variables": rows, "totals": _totals(rows)}
+
+
+def _report(store: Store, args: argparse.Namespace, doc: dict, shown: list[dict],
+            tripped: list) -> None:
+    with destination(args) as (out, colour_on):
+        if args.output == "json":
+            if args.sort or args.top:
+                doc[("groups" if "groups" in doc else "variables")] = shown
+            dump_json(doc, out)
+        elif args.output == "html":
+            from ..diffing.html import show_report
+            out.write(show_report(store, doc, shown, args.by))
+        elif args.output == "markdown":
+            _print_markdown(doc, shown, args.by, out)
+            markdown_gates(tripped, out)
         else:
-            _print_table(store, rows, args.file)
-    return 0
+            _print_table(doc, shown, args.by, out, colour_on)
+            print_gates(tripped, out, colour_on)
+    if tripped and (args.output != "text" or args.output_file):
+        print_gates(tripped, sys.stderr, colour(sys.stderr, args.color))
 
 
 def _row(store: Store, name: str, stats: TensorStats | None) -> dict:
@@ -75,37 +150,61 @@ def _row(store: Store, name: str, stats: TensorStats | None) -> dict:
 
 
 def _totals(rows: list[dict]) -> dict:
-    return {"tensors": len(rows), "parameters": sum(r["parameters"] for r in rows),
+    return {"variables": len(rows), "parameters": sum(r["parameters"] for r in rows),
             "bytes": sum(r["bytes"] for r in rows)}
 
 
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.4g}"
-
-
-def _print_table(store: Store, rows: list[dict], path: str) -> None:
-    headers = ["name", "shape", "dtype", "params"]
-    with_stats = bool(rows) and "min" in rows[0]
+def _cells(rows: list[dict], by: str, escape: Any, colour_on: bool = False
+           ) -> tuple[list[str], list[list[str]]]:
+    """Headers and text cells of the table (or of the groups' table)."""
+    with_stats = bool(rows) and "min" in rows[0] and (by == "variable" or rows[0]["min"] is not None
+                                                      or any(r["min"] is not None for r in rows))
+    if by == "variable":
+        headers = ["name", "shape", "dtype", "params"]
+    else:
+        headers = [by, "variables", "params"]
     if with_stats:
         headers += ["min", "max", "mean", "std", "zeros %", "nan/inf"]
     lines = []
     for r in rows:
-        name = safe(r["name"]) + ("" if r["role"] == "weight" else f" [{r['role']}]")
-        line = [name, "(" + ", ".join(map(str, r["shape"])) + ")", r["dtype"], f"{r['parameters']:,}"]
+        if by == "variable":
+            name = escape(r["name"]) + ("" if r["role"] == "weight" else f" [{r['role']}]")
+            line = [name, shape_text(r["shape"]), r["dtype"], f"{r['parameters']:,}"]
+        else:
+            line = [escape(r["name"]), str(r["variables"]), f"{r['parameters']:,}"]
         if with_stats:
             zeros = "" if r["zero_fraction"] is None else f"{100 * r['zero_fraction']:.1f}"
-            bad = f"{r['nan']}/{r['inf']}" if r["nan"] or r["inf"] else ""
-            line += [_fmt(r["min"]), _fmt(r["max"]), _fmt(r["mean"]), _fmt(r["std"]), zeros, bad]
+            bad = paint(f"{r['nan']}/{r['inf']}", "31", colour_on) if r["nan"] or r["inf"] else ""
+            line += [num(r["min"]), num(r["max"]), num(r["mean"]), num(r["std"]), zeros, bad]
         lines.append(line)
-    print(f"{safe(path)}: {store.format}")
+    return headers, lines
+
+
+def _totals_line(doc: dict) -> str:
+    t = doc["totals"]
+    return (f"{t['variables']} variables, {t['parameters']:,} parameters, "
+            f"{_human_bytes(t['bytes'])}")
+
+
+def _print_table(doc: dict, rows: list[dict], by: str, out: Any, colour_on: bool) -> None:
+    headers, lines = _cells(rows, by, safe, colour_on)
+    print(f"{safe(doc['file'])}: {doc['format']}", file=out)
     if lines:
-        print(table(lines, headers))
-    totals = _totals(rows)
-    print(f"{totals['tensors']} tensors, {totals['parameters']:,} parameters, "
-          f"{_human_bytes(totals['bytes'])}")
+        print(table(lines, headers), file=out)
+    print(_totals_line(doc), file=out)
 
 
-def _human_bytes(n: int) -> str:
+def _print_markdown(doc: dict, rows: list[dict], by: str, out: Any) -> None:
+    headers, lines = _cells(rows, by, md_code)
+    print(f"#### weightkit show {md_code(doc['file'])} ({doc['format']})\n", file=out)
+    print(f"**{_totals_line(doc)}**\n", file=out)
+    if lines:
+        lines = [[c if i == 0 else md_escape(c) for i, c in enumerate(line)] for line in lines]
+        print(fold(table(lines, headers, markdown=True), len(lines),
+                   "variables" if by == "variable" else f"{by}s"), file=out)
+
+
+def _human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -113,13 +212,173 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _show_values(store: Store, args: argparse.Namespace) -> int:
-    name = lookup(store, args.values)
-    tensor = store[name]
-    array = tensor.read()
+# --- values ------------------------------------------------------------------------------------
+
+def _match(store: Store, spec: str) -> list[tuple[str, tuple | None, str]]:
+    """(name, index or None, index text) for one `--values` item: an exact name (or original
+    key, or alias: `Store.resolve`), a glob (`names.match`), either followed by a numpy-style
+    index. Raises UsageError naming the closest names."""
+    def exact(name: str) -> str | None:
+        return store.resolve(name) if hasattr(store, "resolve") else \
+            (name if name in store else None)
+
+    def globbed(name: str) -> list[str]:
+        try:
+            return match(store, name, "--values")
+        except UsageError:
+            return []
+    if exact(spec) is not None:
+        return [(exact(spec), None, "")]
+    target, index, text = spec, None, ""
+    m = _SPEC.fullmatch(spec)
+    if m and (exact(m.group(1)) is not None or globbed(m.group(1))):
+        target, text = m.group(1), m.group(2)
+        index = parse_index(text)
+    if exact(target) is not None:
+        return [(exact(target), index, text)]
+    return [(n, index, text) for n in match(store, target, "--values")]
+
+
+def parse_index(text: str) -> tuple:
+    """A numpy basic index from its text: integers, `start:stop:step` slices and `...`,
+    separated by commas (parsed, never evaluated)."""
+    parts = [p.strip() for p in text.split(",")]
+    if parts and parts[-1] == "" and len(parts) > 1:
+        parts = parts[:-1]  # a trailing comma, as numpy allows
+    out: list = []
+    for part in parts:
+        if part == "...":
+            out.append(Ellipsis)
+            continue
+        try:
+            if ":" in part:
+                bounds = part.split(":")
+                if len(bounds) > 3:
+                    raise ValueError
+                out.append(slice(*(int(b) if b.strip() else None for b in bounds)))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise UsageError(f"--values: expected an index of integers, slices (a:b:c) and "
+                             f"'...', received [{text}]") from None
+    return tuple(out)
+
+
+def read_selection(tensor: Tensor, index: tuple | None) -> np.ndarray:
+    """The values `index` selects, reading only the rows of the first axis it needs."""
+    if index is None:
+        return tensor.read()
+    probe = np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), tensor.shape,
+                                            (0,) * len(tensor.shape))
+    try:
+        probe[index]  # validates the index against the shape without reading anything
+    except (IndexError, TypeError, ValueError) as exc:
+        raise UsageError(f"--values: index {_index_text(index)} does not fit shape "
+                         f"{shape_text(tensor.shape)}: {exc}") from None
+    if not index or index[0] is Ellipsis or not tensor.shape or index.count(Ellipsis) > 1:
+        return tensor.read()[index]
+    first, rest = index[0], index[1:]
+    n = tensor.shape[0]
+    if isinstance(first, int):
+        i = first + n if first < 0 else first
+        return tensor[i:i + 1][(0, *rest)]
+    start, stop, step = first.indices(n)
+    if step < 0:
+        return tensor.read()[index]
+    if stop <= start:
+        return tensor.read()[index]  # empty: numpy gives the right shape
+    return tensor[start:stop][(slice(None, None, step), *rest)]
+
+
+def _index_text(index: tuple) -> str:
+    def one(x: Any) -> str:
+        if x is Ellipsis:
+            return "..."
+        if isinstance(x, slice):
+            text = ":".join("" if v is None else str(v) for v in (x.start, x.stop))
+            return text if x.step is None else f"{text}:{x.step}"
+        return str(x)
+    return "[" + ", ".join(one(x) for x in index) + "]"
+
+
+def _exportable(array: np.ndarray) -> np.ndarray:
+    """An array numpy's own .npy reader loads without ml_dtypes or pickle: bfloat16, float8
+    and int4 widened to float32 / int8, strings as fixed-width bytes."""
+    if array.dtype == object:
+        items = [x if isinstance(x, bytes) else str(x).encode() for x in array.reshape(-1)]
+        return np.array(items, dtype=bytes).reshape(array.shape)
+    if array.dtype.kind == "V" or type(array.dtype).__module__.startswith("ml_dtypes") or \
+            array.dtype.name in ("bfloat16", "int4", "uint4") or "float8" in array.dtype.name:
+        return array.astype(np.int8 if "int" in array.dtype.name else np.float32)
+    return array
+
+
+def _json_values(array: np.ndarray) -> Any:
+    if array.dtype == object:
+        return [x.decode("utf-8", "backslashreplace") if isinstance(x, bytes) else str(x)
+                for x in array.reshape(-1)] if array.ndim else \
+            (array.item().decode("utf-8", "backslashreplace") if isinstance(array.item(), bytes)
+             else str(array.item()))
+    exported = _exportable(array)
+    if exported.dtype.kind == "c":
+        return {"real": exported.real.tolist(), "imag": exported.imag.tolist()}
+    return exported.tolist()
+
+
+def show_values(store: Store, args: argparse.Namespace) -> int:
+    picked: list[tuple[str, tuple | None, str]] = []
+    for spec in args.values:
+        picked += _match(store, spec)
+    labels = [name + (_index_text(index) if index is not None else "") for name, index, _ in picked]
+    arrays = [read_selection(store[name], index) for name, index, _ in picked]
+    if args.npy or args.npz:
+        _export(args, labels, arrays)
+    if args.quiet:
+        return Exit.OK
+    if args.output == "json":
+        dump_json({"schema_version": SCHEMA_VERSION, "file": args.file, "format": store.format,
+                   "values": [{"name": name, "index": _index_text(index) if index is not None
+                               else None, "shape": list(a.shape),
+                               "dtype": store[name].dtype_name, "values": _json_values(a)}
+                              for (name, index, _), a in zip(picked, arrays)]},
+                  sys.stdout)
+        return Exit.OK
+    if args.npy or args.npz:
+        return Exit.OK
     options = {"threshold": sys.maxsize} if args.full else {}
     with np.printoptions(**options):
-        print(f"{safe(name)}: shape {tensor.shape} {tensor.dtype_name}")
-        text = np.array2string(array, separator=", ") if array.dtype != object else repr(array.tolist())
-        print(safe(text).replace("\\x0a", "\n"))
-    return 0
+        for (name, _, _), label, array in zip(picked, labels, arrays):
+            print(f"{safe(label)}: shape {tuple(array.shape)} {store[name].dtype_name}")
+            text = (np.array2string(array, separator=", ") if array.dtype != object
+                    else repr(array.tolist()))
+            print(safe(text).replace("\\x0a", "\n"))
+    return Exit.OK
+
+
+def _file_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._\[\],:-]+", "_", label.replace(" ", "")).strip("._") or "_"
+
+
+def _export(args: argparse.Namespace, labels: list[str], arrays: list[np.ndarray]) -> None:
+    """--npy DIR (one file per selection) and --npz FILE, written atomically."""
+    with atomic_output() as out:
+        if args.npy:
+            os.makedirs(args.npy, exist_ok=True)
+            files: dict[str, str] = {}
+            for label, array in zip(labels, arrays):
+                base = _file_name(label) + ".npy"
+                if base in files:
+                    raise UsageError(f"--npy: {safe(label)!r} and {safe(files[base])!r} would "
+                                     f"both be written to {base}")
+                files[base] = label
+                with open(out.path(os.path.join(args.npy, base)), "wb") as f:
+                    np.save(f, _exportable(array), allow_pickle=False)
+        if args.npz:
+            if len(set(labels)) != len(labels):
+                raise UsageError("--npz: the same selection twice")
+            with open(out.path(args.npz), "wb") as f:
+                np.savez(f, **{label: _exportable(a) for label, a in zip(labels, arrays)})
+    if not args.quiet and args.output != "json":
+        where = [f"{len(labels)} arrays to {args.npy}/" if args.npy else "",
+                 f"{args.npz}" if args.npz else ""]
+        print(f"wrote {' and '.join(w for w in where if w)}", file=sys.stderr)

@@ -1,13 +1,15 @@
-"""Text from files is untrusted: escape it before it reaches a terminal or a CI log. And the
-plain aligned tables every command prints."""
+"""What every command's text output shares beyond what `tabulate` does: escaping untrusted text
+before it reaches a terminal or a CI log, the colour policy, and the one call into tabulate."""
 from __future__ import annotations
 
+import os
 import re
-import textwrap
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TextIO
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+COLOR_CHOICES = ("auto", "always", "never")
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -26,33 +28,47 @@ def safe(text: object) -> str:
     return text.replace("::", ":\\x3a")
 
 
-_SGR = re.compile(r"\x1b\[[0-9;]*m")  # the colour codes render_table puts around a status
+def md_escape(text: str) -> str:
+    """A cell of already `safe()` text for a GitHub markdown table: `|` escaped (tabulate's
+    github format does not), so a name cannot end a cell."""
+    return text.replace("|", "\\|")
 
 
-def width(text: str) -> int:
-    """Columns `text` takes on a terminal: colour codes take none, wide (East Asian) characters
-    two, combining marks none."""
-    return sum(0 if unicodedata.combining(c) else
-               2 if unicodedata.east_asian_width(c) in "WF" else 1
-               for c in _SGR.sub("", text))
+def colour(stream: TextIO, choice: str = "auto") -> bool:
+    """Whether to colour what goes to `stream`: `--color always|never` decides; with `auto`,
+    NO_COLOR (set and not empty: no-color.org) turns colour off, FORCE_COLOR (set and not empty:
+    force-color.org) on, and otherwise only a terminal gets colour."""
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def paint(text: str, sgr: str, on: bool) -> str:
+    """`text` in the SGR colour `sgr` (e.g. "31" red) when `on`."""
+    return f"\x1b[{sgr}m{text}\x1b[0m" if on and text else text
 
 
 def table(rows: Iterable[Sequence[str]], headers: Sequence[str], *,
           wrap: Mapping[int, int] | None = None, markdown: bool = False) -> str:
-    """Rows of text cells as aligned columns under a dashed header (or a GitHub markdown
-    table). `wrap` maps a column index to a width at which its cells wrap onto more lines."""
-    lines: list[list[str]] = []
-    for row in rows:
-        cells = [textwrap.wrap(cell, (wrap or {})[i], break_long_words=True) or [""]
-                 if wrap and i in wrap else [cell] for i, cell in enumerate(row)]
-        lines += [[c[k] if k < len(c) else "" for c in cells]
-                  for k in range(max(len(c) for c in cells))]
-    widths = [max([width(h)] + [width(line[i]) for line in lines]) for i, h in enumerate(headers)]
+    """Rows of cells, formatted beforehand as text, as aligned columns under a dashed header
+    (or a GitHub markdown table; cells must be escaped with `md_escape` first). `wrap` maps a
+    column index to a width at which its cells wrap onto more lines. Colour codes and wide
+    characters are measured as the terminal shows them (tabulate with wcwidth)."""
+    import tabulate
 
-    def joined(cells: Sequence[str], sep: str = "  ") -> str:
-        padded = [c + " " * (w - width(c)) for c, w in zip(cells, widths)]
-        return f"| {' | '.join(padded)} |" if markdown else sep.join(padded).rstrip()
-
-    rule = ("|" + "|".join("-" * (w + 2) for w in widths) + "|" if markdown
-            else "  ".join("-" * w for w in widths))
-    return "\n".join([joined(headers), rule, *(joined(line) for line in lines)])
+    widths = [(wrap or {}).get(i) for i in range(len(headers))] if wrap else None
+    padding, tabulate.MIN_PADDING = tabulate.MIN_PADDING, 0  # columns as wide as their text
+    try:
+        return tabulate.tabulate([list(r) for r in rows], list(headers), disable_numparse=True,
+                                 tablefmt="github" if markdown else "simple",
+                                 maxcolwidths=widths)
+    finally:
+        tabulate.MIN_PADDING = padding

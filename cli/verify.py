@@ -21,9 +21,11 @@ from ..diffing.oracle import FRAMEWORK_FORMATS
 from ..diffing.verify import Trip, candidates, verify
 from .main import Exit
 from .progress import Progress, data_bytes, tracked
-from .text import safe, table
+from .text import colour, paint, safe, table
 
 HELP = "round-trip a weights file through other formats and back, and compare bit for bit"
+SCHEMA_VERSION = 1
+_COLOURS = {"identical": "32", "skipped": "2", "lossy": "33", "different": "31", "failed": "31"}
 LOAD_TIMEOUT = 1800
 
 
@@ -37,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load", action="store_true",
                         help="also load the original and the round-tripped file with the "
                              "framework (needs the tensorflow extra)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--format", dest="output", choices=("text", "json"), default="text",
+                        help="report format (default: text)")
+    parser.add_argument("--json", dest="output", action="store_const", const="json",
+                        help="the same as --format json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
             _read_through(store)
             trips = verify(store, via, check)
         status = exit_status(trips)
-        if args.json:
-            json.dump({"file": args.file, "format": store.format, "status": status.name.lower(),
+        if args.output == "json":
+            json.dump({"schema_version": SCHEMA_VERSION, "file": args.file,
+                       "format": store.format, "status": status.name.lower(),
                        "trips": [t.as_dict() for t in trips]}, sys.stdout, indent=1)
             print()
         else:
-            _print_table(args.file, store, trips)
+            _print_table(args.file, store, trips, colour(sys.stdout, args.color))
     return status
 
 
@@ -124,16 +130,17 @@ def _detail(trip: Trip) -> str:
     return "; ".join((p.splitlines() or [""])[0] for p in parts)
 
 
-def _print_table(path: str, store: Store, trips: list[Trip]) -> None:
+def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = False) -> None:
     with_load = any(t.load for t in trips)
     headers = ["via", "round trip", "details"] + (["framework load"] if with_load else [])
     rows = []
     for t in trips:
         row = [f"{store.format} -> {t.via} -> {store.format}" if t.via != store.format
-               else f"{store.format} -> {t.via}", t.status, safe(_detail(t))]
+               else f"{store.format} -> {t.via}", paint(t.status, _COLOURS.get(t.status, "0"),
+                                                        colour_on), safe(_detail(t))]
         if with_load:  # the first line; --json has all of it
             row.append(safe(f"{t.load['status']}: {t.load['detail']}".splitlines()[0])
                        if t.load else "")
         rows.append(row)
-    print(f"{safe(path)}: {store.format}, {len(store)} tensors")
+    print(f"{safe(path)}: {store.format}, {len(store)} variables")
     print(table(rows, headers, wrap={2: 60, 3: 50}))

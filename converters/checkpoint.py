@@ -226,4 +226,5 @@ FORMAT = Format(
     namespace=META, structure="the tf_checkpoint object graph and its keys",
     index=IndexReading(is_index=is_index, lacks_data=index_without_data, read=read_index),
     templates=("tf-checkpoint", "saved-model"),
+    run=lambda path: state_prefixes(path) if os.path.isdir(path) else [path],
 )

@@ -13,6 +13,7 @@ _INSTALL = {
     "tensorflow": "pip install 'weightkit[tensorflow]'",
     "tf_keras": "pip install 'weightkit[tensorflow]'",
     "keras": "pip install 'weightkit[tensorflow]'",
+    "plotly": "pip install 'weightkit[report]'",  # --format html
 }
 
 

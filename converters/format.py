@@ -102,6 +102,9 @@ class Format:
     templates: names of formats whose stores this writer accepts as `like` templates (empty:
       any store carrying this format's namespace).
     output_is_directory: the written path is a directory (a SavedModel).
+    run(path) -> list[str]: optional, for a path that stands for the checkpoints of a training
+      run (a directory with a TF `checkpoint` state file): their paths, oldest first; `weightkit
+      trend DIR` reads them all.
     extract(store, name) -> Store: optional; the variables of the model nested in `store`
       under `name` as a store this format writes into a file that model loads on its own
       (`weightkit extract`); `store` is of this format (or one it names in its docstring).
@@ -120,6 +123,7 @@ class Format:
     index: IndexReading | None = None
     templates: tuple[str, ...] = ()
     output_is_directory: bool = False
+    run: Callable[[str], list[str]] | None = None
     extract: Callable[[Store, str], Store] | None = None
 
     @property

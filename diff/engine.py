@@ -24,7 +24,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import ml_dtypes
@@ -57,6 +57,7 @@ class Options:
     weights_only: bool = False  # model weights only: also leave out metric state
     max_bytes: int = CHUNK_BYTES
     workers: int = 0  # 0: one thread per core, at most 4
+    norms: bool = False  # also sum Σa² of identical variables (rollups combine every sum)
     progress: Callable[[int], None] | None = None  # called with the bytes of each compared piece
 
     def __post_init__(self) -> None:
@@ -64,6 +65,19 @@ class Options:
             raise ValueError(f"tolerances must be >= 0; received atol={self.atol}, rtol={self.rtol}")
         if self.match not in MATCH_MODES:
             raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}; received {self.match!r}")
+
+
+@dataclass
+class Sums:
+    """The exact float64 sums behind a pair's statistics, over the pairs where both values are
+    finite: what rollups add up (statistics are combined from sums, never averaged). Σa², Σb²
+    and Σab are 0 for a pair found identical unless `Options.norms` asked for them."""
+    finite: int = 0
+    sum_abs: float = 0.0  # Σ|a−b|
+    sum_sq: float = 0.0  # Σ(a−b)²
+    aa: float = 0.0
+    bb: float = 0.0
+    ab: float = 0.0
 
 
 @dataclass
@@ -82,6 +96,7 @@ class PairStats:
     nan_b: int = 0
     inf_a: int = 0
     inf_b: int = 0
+    sums: Sums | None = None
 
 
 @dataclass
@@ -111,9 +126,10 @@ class Entry:
     nan_b: int | None = None
     inf_a: int | None = None
     inf_b: int | None = None
+    sums: Sums | None = field(default=None, repr=False)  # for rollups; not part of the JSON
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sums"}
 
 
 @dataclass
@@ -129,10 +145,10 @@ class DiffResult:
 
     def as_dict(self) -> dict[str, Any]:
         opts = {f.name: getattr(self.options, f.name) for f in fields(Options)
-                if f.name not in ("max_bytes", "workers", "progress")}  # what is not the result
+                if f.name not in ("max_bytes", "workers", "progress", "norms")}  # what is not the result
         opts = {k: list(v) if isinstance(v, tuple) else v for k, v in opts.items()}
         return {"options": opts, "summary": self.summary,
-                "entries": [e.as_dict() for e in self.entries]}
+                "variables": [e.as_dict() for e in self.entries]}
 
 
 # --- one pair -------------------------------------------------------------------------------
@@ -161,6 +177,7 @@ class _Accumulator:
         # full; the Σa² of the identical pieces before it (`skipped` leading elements) is taken
         # at the end, and only if it is needed.
         self.summing = False
+        self.compared = False  # a piece was compared in full (not identical bytes)
         self.skipped = 0
         self.nonzero = False  # a nonzero value seen in an identical piece
         self._buffers: dict[tuple[str, np.dtype], np.ndarray] = {}
@@ -179,11 +196,13 @@ class _Accumulator:
 
     def stats(self) -> PairStats:
         out = PairStats(size=self.size, mismatched=self.mismatched, nan_a=self.nan_a,
-                        nan_b=self.nan_b, inf_a=self.inf_a, inf_b=self.inf_b)
+                        nan_b=self.nan_b, inf_a=self.inf_a, inf_b=self.inf_b,
+                        sums=Sums(self.finite, self.sum_abs, self.sum_sq, self.aa, self.bb,
+                                  self.ab))
         if self.finite == 0:
             return out
         out.max_abs_diff = int(self.max_abs) if self.integer else float(self.max_abs)
-        if not self.summing:  # every piece had identical bytes, all finite
+        if not self.compared:  # every piece had identical bytes, all finite
             out.max_rel_diff = out.mean_abs_diff = out.rms_diff = out.rel_l2 = 0.0
             out.cosine = 1.0 if self.nonzero else None
             return out
@@ -387,15 +406,13 @@ def compare_tensors(ta: Tensor, tb: Tensor, opts: Options | None = None) -> Pair
     strings = is_string(ta.dtype) or is_string(tb.dtype)
     integer = not strings and all(t.dtype.kind in "biu" or t.dtype in _INT4 for t in (ta, tb))
     acc = _Accumulator(ta.shape, integer)
+    acc.summing = opts.norms
     if strings and not (is_string(ta.dtype) and is_string(tb.dtype)):
         acc.size = acc.mismatched = ta.size  # strings against numbers: nothing is equal
         return acc.stats()
-    kernel = _string_chunk if strings else _int_chunk if integer else _float_chunk
+    kernel = kernel_for(strings, integer)
     for a, b in pieces(ta.iter_chunks(opts.max_bytes), tb.iter_chunks(opts.max_bytes)):
-        if strings or not (_same_bytes(a, b) and _identical(acc, a)):
-            acc.summing = True
-            kernel(acc, a, b, opts)
-        acc.chunk_offset += a.size
+        compare_piece(acc, kernel, a, b, opts)
         if opts.progress is not None:
             opts.progress(a.nbytes + b.nbytes)
     if acc.summing and acc.skipped:
@@ -404,23 +421,47 @@ def compare_tensors(ta: Tensor, tb: Tensor, opts: Options | None = None) -> Pair
     return acc.stats()
 
 
+Kernel = Callable[[_Accumulator, np.ndarray, np.ndarray, Options], None]
+
+
+def kernel_for(strings: bool, integer: bool) -> Kernel:
+    """The piece comparison for strings, integers (and booleans), or floating/complex values."""
+    return _string_chunk if strings else _int_chunk if integer else _float_chunk
+
+
+def compare_piece(acc: _Accumulator, kernel: Kernel, a: np.ndarray, b: np.ndarray,
+                  opts: Options) -> None:
+    """Add one pair of equally long pieces to `acc`: identical bytes cheaply, else `kernel`."""
+    if kernel is _string_chunk or not (_same_bytes(a, b) and _identical(acc, a)):
+        acc.summing = acc.compared = True
+        kernel(acc, a, b, opts)
+    acc.chunk_offset += a.size
+
+
 def pieces(xs: Iterable[np.ndarray], ys: Iterable[np.ndarray]
            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Two flat streams of equal total length (chunked differently where the formats or dtypes
     differ) as pairs of equally long pieces of at most PIECE elements."""
-    xs, ys = iter(xs), iter(ys)
-    x = y = np.empty(0)
+    return aligned(xs, ys)  # type: ignore[return-value]
+
+
+def aligned(*streams: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, ...]]:
+    """Flat streams of equal total length, however each is chunked, as tuples of equally long
+    pieces of at most PIECE elements (one from each stream)."""
+    its = [iter(s) for s in streams]
+    heads: list[np.ndarray | None] = [np.empty(0)] * len(its)
     while True:
-        if not x.size:
-            x = next(xs, None)
-        if not y.size:
-            y = next(ys, None)
-        if x is None or y is None:
+        # every stream is asked before stopping, so that each runs to its end (where a reader
+        # checks the crc of what it read)
+        for i, it in enumerate(its):
+            if not heads[i].size:  # type: ignore[union-attr]
+                heads[i] = next(it, None)
+        if any(h is None for h in heads):
             return
-        n = min(x.size, y.size, PIECE)
+        n = min(min(h.size for h in heads), PIECE)  # type: ignore[union-attr]
         if n:
-            yield x[:n], y[:n]
-        x, y = x[n:], y[n:]
+            yield tuple(h[:n] for h in heads)  # type: ignore[index]
+        heads = [h[n:] for h in heads]  # type: ignore[index]
 
 
 # --- two stores -----------------------------------------------------------------------------
@@ -468,8 +509,8 @@ def _entry(name_a: str | None, name_b: str | None, ta: Tensor | None, tb: Tensor
 
 
 def _fill(entry: Entry, stats: PairStats, renames: bool) -> None:
-    for key, value in asdict(stats).items():
-        setattr(entry, key, value)
+    for f in fields(stats):
+        setattr(entry, f.name, getattr(stats, f.name))
     entry.mismatch_fraction = stats.mismatched / stats.size if stats.size else None
     if entry.status == "same" and stats.mismatched:
         entry.status = "changed"
@@ -539,7 +580,7 @@ def _summary(entries: list[Entry], vars_a: list[Var], vars_b: list[Var], matchin
     peaks = [e.max_abs_diff for e in entries if e.max_abs_diff is not None]
     return {
         "identical": all(e.status == "same" for e in entries),
-        "tensors_a": len(vars_a), "tensors_b": len(vars_b),
+        "variables_a": len(vars_a), "variables_b": len(vars_b),
         "counts": counts,
         "matched_by": dict(Counter(p.matched_by for p in matching.pairs)),
         "elements_a": sum(math.prod(v.shape) for v in vars_a),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -23,13 +23,16 @@ class TensorStats:
     zeros: int = 0
     nan: int = 0
     inf: int = 0
+    finite: int = field(default=0, repr=False)  # the count behind mean and std
+    m2: float = field(default=0.0, repr=False)  # Σ(x − mean)²: rollups merge these, not stds
 
     @property
     def zero_fraction(self) -> float | None:
         return self.zeros / self.size if self.size else None
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "zero_fraction": self.zero_fraction}
+        return {**{f.name: getattr(self, f.name) for f in fields(self)
+                   if f.name not in ("finite", "m2")}, "zero_fraction": self.zero_fraction}
 
 
 PIECE = 1 << 16  # elements at a time: the float64 working copy stays in the CPU cache
@@ -59,7 +62,7 @@ def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
     stats = TensorStats(size=tensor.size)
     if is_string(tensor.dtype) or tensor.size == 0:
         return stats
-    moments = _Moments()
+    moments = Moments()
     wide = np.empty(min(PIECE, tensor.size))
     flags = np.empty(wide.size, np.bool_)
     for chunk in tensor.iter_chunks(max_bytes):
@@ -83,10 +86,11 @@ def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
     if moments.count:
         stats.min, stats.max, stats.mean = moments.lo, moments.hi, moments.mean
         stats.std = math.sqrt(moments.m2 / moments.count)
+        stats.finite, stats.m2 = moments.count, moments.m2
     return stats
 
 
-class _Moments:
+class Moments:
     """Count, min, max, mean and the sum of squared deviations, merged piece by piece."""
 
     def __init__(self) -> None:
@@ -98,7 +102,12 @@ class _Moments:
         n = w.size
         mean = float(w.sum()) / n
         np.subtract(w, mean, out=w)
-        m2 = dot(w, w)
+        self.merge(n, mean, dot(w, w), lo, hi)
+
+    def merge(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
+        """Merge the moments of `n` more values (Chan et al.'s pairwise update)."""
+        if not n:
+            return
         delta = mean - self.mean
         total = self.count + n
         self.mean += delta * n / total

@@ -151,7 +151,7 @@ def test_a_third_party_format_works_in_every_command(tmp_path):
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)
     assert doc["format"] == "toy"
-    assert [r["name"] for r in doc["tensors"]] == ["enc/kernel", "enc/bias"]
+    assert [r["name"] for r in doc["variables"]] == ["enc/kernel", "enc/bias"]
     assert _cli(site, "convert", "a.toy", "b.npz", cwd=tmp_path).returncode == 0
     same = _cli(site, "diff", "a.toy", "b.npz", cwd=tmp_path)
     assert same.returncode == 0, same.stdout + same.stderr

@@ -500,6 +500,8 @@ def test_fixtures_read_and_rewrite_identically(entry, tmp_path):
                     continue
                 prefix = checkpoint.resolve_prefix(str(path))[0]
                 original = Path(fixture(name))
+                if not str(original).startswith(prefix + "."):
+                    continue  # a run's earlier checkpoints: the directory reads as its latest
                 copy = Path(str(written) + str(original)[len(prefix):])
             else:
                 original = fixture(name)

@@ -25,7 +25,7 @@ SUFFIXES = tuple(FORMAT_OF)
 DETECT = True  # every format is registered: detection by content works for all
 
 
-def fmt_args(path: Path, option: str = "--format") -> list[str]:
+def fmt_args(path: Path, option: str = "--from") -> list[str]:
     return [] if DETECT else [option, FORMAT_OF[path.suffix]]
 
 
@@ -74,7 +74,7 @@ def test_show_table_lists_every_tensor_with_roles_and_totals(capsys, model: Path
     assert "bfloat16" in rows["adam/dense_kernel_momentum"]
     assert "[counter]" in rows["adam/iteration"] and "()" in rows["adam/iteration"]
     assert rows["dense/bias"].split()[-1] == "1/1"
-    assert lines[-1].startswith("5 tensors, 2,028 parameters,")
+    assert lines[-1].startswith("5 variables, 2,028 parameters,")
 
 
 def test_show_json_statistics_match_numpy(capsys, model: Path) -> None:
@@ -82,7 +82,7 @@ def test_show_json_statistics_match_numpy(capsys, model: Path) -> None:
     assert code == 0
     report = json.loads(out)
     assert report["format"] == FORMAT_OF[model.suffix]
-    rows = {r["name"]: r for r in report["tensors"]}
+    rows = {r["name"]: r for r in report["variables"]}
     store = model_store()
     assert list(rows) == list(store)
     for name, tensor in store.items():
@@ -96,21 +96,21 @@ def test_show_json_statistics_match_numpy(capsys, model: Path) -> None:
         assert row["zero_fraction"] == pytest.approx(np.mean(values == 0))
         assert (row["nan"], row["inf"]) == (int(np.isnan(values).sum()), int(np.isinf(values).sum()))
     assert rows["dense/kernel"]["key"] == "dense/kernel:0"
-    assert report["totals"] == {"tensors": 5, "parameters": 2028,
+    assert report["totals"] == {"variables": 5, "parameters": 2028,
                                 "bytes": sum(t.nbytes for t in store.values())}
 
 
 def test_show_filter_and_no_optimizer(capsys, model: Path) -> None:
     _, out, _ = cli(capsys, "show", model, "--json", "--no-optimizer", *fmt_args(model))
-    assert [r["name"] for r in json.loads(out)["tensors"]] == [
+    assert [r["name"] for r in json.loads(out)["variables"]] == [
         "dense/kernel", "dense/bias", "dense/embedding"]
     _, out, _ = cli(capsys, "show", model, "--json", "--filter", "*/bias", "--filter", "adam/*",
                     *fmt_args(model))
-    assert [r["name"] for r in json.loads(out)["tensors"]] == [
+    assert [r["name"] for r in json.loads(out)["variables"]] == [
         "dense/bias", "adam/dense_kernel_momentum", "adam/iteration"]
     code, out, err = cli(capsys, "show", model, "--filter", "dense/bais", *fmt_args(model))
     assert code == 2 and out == ""
-    assert "--filter 'dense/bais' matched none of 5 variable(s); did you mean 'dense/bias'" in err
+    assert "--include 'dense/bais' matched none of 5 variable(s); did you mean 'dense/bias'" in err
     code, out, err = cli(capsys, "show", model, "--filter", "adam/*", "--no-optimizer",
                          *fmt_args(model))
     assert code == 2 and "leaves none of 5" in err
@@ -229,7 +229,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str, suffix: str
 
 @pytest.mark.parametrize("target", ["missing.safetensors", "."])
 def test_missing_files_and_directories_are_one_line(tmp_path: Path, target: str) -> None:
-    result = run_cli("show", tmp_path / target, "--format", "safetensors")
+    result = run_cli("show", tmp_path / target, "--from", "safetensors")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
 

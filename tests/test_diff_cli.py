@@ -113,7 +113,7 @@ def test_names_are_escaped_everywhere(capsys, pair, fmt):
     _, out, _ = cli(capsys, *pair, "--format", fmt, "--all")
     _assert_inert(out)
     if fmt == "json":
-        names = [e["name"] for e in json.loads(out)["entries"]]
+        names = [e["name"] for e in json.loads(out)["variables"]]
         assert HOSTILE in names  # exact in the data, inert in the text
     else:
         line = next(line for line in out.splitlines() if "evil" in line)
@@ -135,7 +135,7 @@ def test_json_validates_against_schema(capsys, pair, tmp_path):
     doc = json.loads(out)
     jsonschema.validate(doc, SCHEMA)
     assert code == 1 and doc["summary"]["identical"] is False
-    entries = {e["name"]: e for e in doc["entries"]}
+    entries = {e["name"]: e for e in doc["variables"]}
     required = {"name", "status", "shape_a", "shape_b", "dtype_a", "dtype_b", "size", "mismatched",
                 "max_abs_diff", "max_abs_index", "max_rel_diff", "mean_abs_diff", "rms_diff",
                 "rel_l2", "cosine", "matched_by"}
@@ -157,10 +157,10 @@ def test_json_schema_covers_every_status(tmp_path):
     result = diff_stores(a, b, Options(match="name"))
     doc = to_json(result, {"path": "a", "format": "memory"}, {"path": "b", "format": "memory"})
     jsonschema.validate(doc, SCHEMA)
-    assert {e["status"] for e in doc["entries"]} == {
+    assert {e["status"] for e in doc["variables"]} == {
         "same", "changed", "removed", "added", "renamed", "shape_changed", "dtype_changed"}
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({**doc, "entries": [{**doc["entries"][0], "status": "moved"}]}, SCHEMA)
+        jsonschema.validate({**doc, "variables": [{**doc["variables"][0], "status": "moved"}]}, SCHEMA)
 
 
 def test_colour_only_on_a_tty(monkeypatch):
@@ -195,7 +195,7 @@ def test_rename_and_match_modes(capsys, tmp_path):
     assert code == 1 and "renamed" in out and "old/kernel -> new/kernel" in out
     _, out, _ = cli(capsys, a, b, "--match", "structure", "--format", "json")
     doc = json.loads(out)
-    assert [(e["status"], e["matched_by"]) for e in doc["entries"]] == [
+    assert [(e["status"], e["matched_by"]) for e in doc["variables"]] == [
         ("same", "structure"), ("same", "structure")]
 
 
@@ -247,9 +247,9 @@ def test_same_keras3_model_in_two_formats_is_identical(capsys, fixtures_dir, a, 
     code, doc = _json_diff(capsys, fixtures_dir, a, b)
     assert code == 0 and doc["summary"]["identical"]
     assert not doc["summary"]["unmatched_a"] and not doc["summary"]["unmatched_b"]
-    assert doc["summary"]["tensors_a"] == doc["summary"]["tensors_b"] == len(doc["entries"])
-    assert all(e["status"] == "same" and e["matched_by"] for e in doc["entries"])
-    assert {e["role"] for e in doc["entries"]} >= {"weight", "optimizer", "counter"}
+    assert doc["summary"]["variables_a"] == doc["summary"]["variables_b"] == len(doc["variables"])
+    assert all(e["status"] == "same" and e["matched_by"] for e in doc["variables"])
+    assert {e["role"] for e in doc["variables"]} >= {"weight", "optimizer", "counter"}
 
 
 @pytest.mark.parametrize("a,b", TFKERAS_H5_CKPT, ids=lambda p: p)
@@ -259,13 +259,13 @@ def test_tf_keras_h5_and_its_checkpoint(capsys, fixtures_dir, a, b):
     # checkpoint also holds the optimizer's learning_rate, which a tf.keras .h5 does not store
     assert not doc["summary"]["unmatched_a"]
     assert doc["summary"]["unmatched_b"] == ["learning_rate"]
-    matched = [e for e in doc["entries"] if e["status"] != "added"]
-    assert len(matched) == doc["summary"]["tensors_a"]
+    matched = [e for e in doc["variables"] if e["status"] != "added"]
+    assert len(matched) == doc["summary"]["variables_a"]
     assert all(e["status"] == "same" and e["matched_by"] == "name" for e in matched)
     assert code == 1
     code, doc = _json_diff(capsys, fixtures_dir, a, b, "--no-optimizer")
     assert code == 0 and doc["summary"]["identical"]
-    assert doc["summary"]["counts"]["same"] == doc["summary"]["tensors_a"] == doc["summary"]["tensors_b"]
+    assert doc["summary"]["counts"]["same"] == doc["summary"]["variables_a"] == doc["summary"]["variables_b"]
 
 
 @pytest.mark.parametrize("before,after", [
@@ -279,7 +279,7 @@ def test_one_training_step_changes_every_trained_variable(capsys, fixtures_dir, 
     code, doc = _json_diff(capsys, fixtures_dir, before, after)
     assert code == 1
     assert not doc["summary"]["unmatched_a"] and not doc["summary"]["unmatched_b"]
-    entries = {e["name"]: e for e in doc["entries"]}
+    entries = {e["name"]: e for e in doc["variables"]}
     changed = [e for e in entries.values() if e["status"] == "changed"]
     assert all(e["matched_by"] == "name" for e in entries.values())
     assert len(changed) >= len(entries) - 1  # all but the learning rate moved

@@ -276,7 +276,7 @@ def test_statuses_and_summary():
     s = result.summary
     assert s["counts"] == {"same": 1, "changed": 1, "added": 1, "removed": 1, "renamed": 1,
                            "shape_changed": 1, "dtype_changed": 1}
-    assert s["tensors_a"] == 6 and s["tensors_b"] == 6 and not s["identical"]
+    assert s["variables_a"] == 6 and s["variables_b"] == 6 and not s["identical"]
     assert s["unmatched_a"] == ["gone"] and s["unmatched_b"] == ["new"]
     assert s["elements_a"] == 12 + 12 + 2 + 6 + 12 + 6
     assert s["mismatched_elements"] == sum(e.mismatched or 0 for e in result.entries)

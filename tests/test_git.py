@@ -291,11 +291,11 @@ def test_index_diff_statuses_and_json(repo, tmp_path):
     schema = json.loads((Path(weightkit.__file__).parent / "diff" / "schema.json").read_text())
     jsonschema.validate(doc, schema)
     assert doc["a"]["format"] == doc["b"]["format"] == "tf-checkpoint-index"
-    statuses = {e["name"]: e["status"] for e in doc["entries"]}
+    statuses = {e["name"]: e["status"] for e in doc["variables"]}
     assert statuses == {"dense/kernel": "changed", "dense/bias": "same", "emb": "shape_changed",
                         "step": "dtype_changed", "gone": "removed", "fresh": "added",
                         "moved": "renamed"}
-    assert all(e["mismatched"] is None and e["max_abs_diff"] is None for e in doc["entries"])
+    assert all(e["mismatched"] is None and e["max_abs_diff"] is None for e in doc["variables"])
     assert doc["summary"]["compared_elements"] == 0 and not doc["summary"]["identical"]
 
     # with the data files beside both (a real working tree): the full diff, as wdiff does

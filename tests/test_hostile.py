@@ -97,7 +97,7 @@ def _one_line_error(result, path: str, named: str = "") -> str:
 
 def _commands(fmt: str, case_path: str, base: str, out: str) -> dict[str, list[str]]:
     available = {
-        "show": ["show", *_as("--format", fmt), case_path],
+        "show": ["show", *_as("--from", fmt), case_path],
         "convert": ["convert", *_as("--from", fmt), case_path, out],
         "diff": ["diff", base, case_path],
         "verify": ["verify", case_path],
@@ -135,7 +135,7 @@ def test_crafted_case_is_refused(case, corpus, server, output_format, tmp_path):
 def test_debug_shows_the_traceback(fmt, corpus, server):
     _skip_unlanded(fmt)
     case = next(c for c in corpus.cases if c.format == fmt)
-    result = server.cli(["--debug", "show", *_as("--format", fmt), case.path], cwd=corpus.root)
+    result = server.cli(["--debug", "show", *_as("--from", fmt), case.path], cwd=corpus.root)
     assert result.code == 2
     assert "Traceback" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("weightkit: error:")
@@ -183,7 +183,7 @@ def _assert_json_names(text: str) -> None:
 
 
 def _escape_runs(fmt: str, path: str, base: str) -> list[tuple[list[str], str]]:
-    show = ["show", *_as("--format", fmt)]
+    show = ["show", *_as("--from", fmt)]
     runs = [([*show, path], "text"), ([*show, "--json", path], "json"),
             ([*show, "--no-stats", path], "text")]
     if "diff" in COMMANDS and DETECT:
@@ -212,7 +212,7 @@ def test_refusals_name_the_file_escaped(corpus, server, tmp_path):
     _skip_unlanded("safetensors")
     hostile = tmp_path / "evil\x1b[2J\n::error::x.safetensors"
     hostile.write_bytes(b"\xff" * 64)
-    result = server.cli(["show", *_as("--format", "safetensors"), str(hostile)], cwd=tmp_path)
+    result = server.cli(["show", *_as("--from", "safetensors"), str(hostile)], cwd=tmp_path)
     assert result.code == 2
     assert len(result.stderr.splitlines()) == 1, result.stderr
     _assert_text_escaped(result.stderr)

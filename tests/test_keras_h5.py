@@ -286,6 +286,8 @@ def test_tf_keras_loads_h5_converted_from_its_checkpoints(tmp_path: Path) -> Non
     how = {"layout": "tfkeras-weights-h5", "optimizer": False}
     pairs = []
     for entry in select(framework="tf_keras", format="tf-checkpoint"):
+        if entry["builder"] is None:
+            continue  # a training run (trend's fixture), not a models.py model to rebuild
         direct, via = tmp_path / f"{entry['path']}.h5", tmp_path / f"{entry['path']}.st"
         with weightkit.load(fixture(entry)) as store:
             assert "the tf_checkpoint object graph and its keys" in weightkit.losses(store, "keras-h5")

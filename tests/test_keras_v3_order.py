@@ -157,8 +157,8 @@ def test_structure_diff_against_the_checkpoint_twin(keras_entry: dict, ckpt_entr
     with weightkit.load(fixture(keras_entry)) as store:
         ours = list(store)
     theirs = [v["name"] for v in ckpt_entry["variables"] + ckpt_entry["optimizer_variables"]]
-    assert {e["name_a"]: e["name_b"] for e in report["entries"]} == dict(zip(ours, theirs))
-    assert {e["status"] for e in report["entries"]} == {"same"}
+    assert {e["name_a"]: e["name_b"] for e in report["variables"]} == dict(zip(ours, theirs))
+    assert {e["status"] for e in report["variables"]} == {"same"}
 
 
 # -- hostile or lying configs -------------------------------------------------------------------
@@ -273,6 +273,6 @@ def test_keras_written_models_pair_with_their_checkpoint(keras_made: dict, case:
     structure with its twin (equal values); only the checkpoint's save_counter is left."""
     directory = keras_made[case]
     report = _pairs_by_structure(directory / "model.keras", directory / "ckpt-1", capsys)
-    assert {e["status"] for e in report["entries"] if e["name_a"]} == {"same"}
+    assert {e["status"] for e in report["variables"] if e["name_a"]} == {"same"}
     assert not report["summary"]["unmatched_a"]
     assert report["summary"]["unmatched_b"] == ["save_counter"]

@@ -1,0 +1,126 @@
+"""The report options every reporting command shares (`diff`, `show`, `trend`): one flag per job.
+
+`--format text|json|markdown|html` names the report (`--json` is `--format json`), `-o FILE`
+writes it atomically instead of printing it, `--by layer|module` rolls variables up, `--sort
+FIELD` and `--top N` order and cut the rows, `--fail-if 'FIELD OP NUMBER'` gates CI.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import TextIO
+
+from ..converters.atomic import atomic_output
+from ..converters.deps import require
+from ..converters.errors import UsageError
+from ..diffing.gates import Gate, parse_all
+from ..diffing.render import View
+from ..diffing.rollup import BY
+from .text import colour
+
+FORMATS = ("text", "json", "markdown", "html")
+
+
+def add_report_arguments(parser: argparse.ArgumentParser, numbers: Sequence[str], *,
+                         formats: Sequence[str] = FORMATS, gates: bool = True,
+                         legacy_input: Callable[[str], bool] | None = None) -> None:
+    """--format/--json/-o, --by/--sort/--top, and --fail-if over the per-variable `numbers`.
+    A value given to --format for which `legacy_input` holds (an input format, as `show
+    --format` once took) parses as "input:NAME" for the command to turn into --from NAME with a
+    warning."""
+    group = parser.add_argument_group("report")
+    group.add_argument("--format", dest="output", default="text", metavar="{" + ",".join(formats) + "}",
+                       type=_format_choice(formats, legacy_input),
+                       help="report format (default: text; html needs -o and weightkit[report])")
+    group.add_argument("--json", dest="output", action="store_const", const="json",
+                       help="the same as --format json")
+    group.add_argument("-o", "--output", dest="output_file", metavar="FILE",
+                       help="write the report to FILE (atomically) instead of standard output")
+    group.add_argument("--by", choices=BY, default="variable",
+                       help="one row per variable (default), per layer (the name without its "
+                            "last /part) or per module (its first /part), statistics combined "
+                            "from exact sums")
+    group.add_argument("--sort", metavar="FIELD", choices=("name", *numbers),
+                       help="order rows by FIELD, largest magnitude first (name: "
+                            f"alphabetically); FIELD one of name, {', '.join(numbers)}")
+    group.add_argument("--top", metavar="N", type=_positive, help="list only the first N rows")
+    if gates:
+        group.add_argument("--fail-if", metavar="'FIELD OP NUMBER'", action="append",
+                           default=[],
+                           help="exit 1 when some row's FIELD satisfies OP NUMBER (>, >=, <, <=, "
+                                "==, !=; repeatable), e.g. 'rel_l2>0.05', 'nan>0'; then "
+                                "differences under every gate exit 0")
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser, filter_alias: bool = False) -> None:
+    """--include/--exclude/--no-optimizer: the variables a command reads (show, diff, trend,
+    convert)."""
+    names = ("--include", "--filter") if filter_alias else ("--include",)
+    parser.add_argument(*names, dest="include", metavar="GLOB", action="append", default=[],
+                        help="only variables whose name or original key matches GLOB "
+                             "(repeatable)"
+                             + ("; --filter is the old spelling" if filter_alias else ""))
+    parser.add_argument("--exclude", metavar="GLOB", action="append", default=[],
+                        help="leave out variables whose name or original key matches GLOB "
+                             "(repeatable)")
+    parser.add_argument("--no-optimizer", action="store_true",
+                        help="leave out optimizer slots and counters")
+    parser.add_argument("--weights-only", action="store_true",
+                        help="model weights only: leave out optimizer and metric state")
+
+
+def _format_choice(formats: Sequence[str], legacy_input: Callable[[str], bool] | None = None):
+    def check(value: str) -> str:
+        value = "text" if value == "table" else value  # the old name of the text report
+        if value not in formats and legacy_input is not None and legacy_input(value):
+            return f"input:{value}"
+        if value not in formats:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {value!r} (choose from {', '.join(formats)})")
+        return value
+    return check
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, received {value}")
+    return value
+
+
+def view(args: argparse.Namespace) -> View:
+    return View(by=args.by, sort=args.sort, top=args.top, all=getattr(args, "all", False))
+
+
+def gates(args: argparse.Namespace, numbers: Sequence[str]) -> list[Gate]:
+    return parse_all(getattr(args, "fail_if", None), numbers)
+
+
+def check_html(args: argparse.Namespace) -> None:
+    """Before any work: `--format html` needs -o FILE and the report extra."""
+    if args.output != "html":
+        return
+    if not args.output_file:
+        raise UsageError("--format html: expected -o FILE (the report is one self-contained "
+                         "HTML file)")
+    require("plotly")
+
+
+@contextlib.contextmanager
+def destination(args: argparse.Namespace) -> Iterator[tuple[TextIO, bool]]:
+    """(stream, colour) for the report: standard output, or a buffer written atomically to
+    `-o FILE` when the report is complete (an error leaves no partial file)."""
+    choice = getattr(args, "color", "auto")
+    if not args.output_file:
+        yield sys.stdout, colour(sys.stdout, choice)
+        return
+    buffer = io.StringIO()
+    yield buffer, choice == "always"
+    with atomic_output() as out, open(out.path(args.output_file), "w", encoding="utf-8") as f:
+        f.write(buffer.getvalue())
