@@ -100,7 +100,11 @@ def suggestion(word: str, names: Iterable[str]) -> str:
 
 
 def nothing_matched(what: str, pattern: str, names: Sequence[str]) -> UsageError:
-    """The error for a pattern that matched no variable of `names`."""
+    """The error for a pattern that matched no variable of `names` (for a plain name: no
+    variable of that name)."""
+    if not any(c in pattern for c in "*?["):
+        return UsageError(f"{what}: no variable named {pattern!r} among {len(names)}; "
+                          f"{suggestion(pattern, names)}")
     return UsageError(f"{what} {pattern!r} matched none of {len(names)} variable(s); "
                       f"{suggestion(pattern, names)}")
 

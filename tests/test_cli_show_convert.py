@@ -110,7 +110,7 @@ def test_show_filter_and_no_optimizer(capsys, model: Path) -> None:
         "dense/bias", "adam/dense_kernel_momentum", "adam/iteration"]
     code, out, err = cli(capsys, "show", model, "--filter", "dense/bais", *fmt_args(model))
     assert code == 2 and out == ""
-    assert "--include 'dense/bais' matched none of 5 variable(s); did you mean 'dense/bias'" in err
+    assert "--include: no variable named 'dense/bais' among 5; did you mean 'dense/bias'" in err
     code, out, err = cli(capsys, "show", model, "--filter", "adam/*", "--no-optimizer",
                          *fmt_args(model))
     assert code == 2 and "leaves none of 5" in err

@@ -46,12 +46,12 @@ def test_names_and_keys_select_in_show(capsys) -> None:
     path = fixture("conv--keras3-before.keras")
     code, out, _ = run(capsys, "show", path, "--json", "--no-stats", "--filter", "*kernel*")
     assert code == 0
-    assert [r["name"] for r in json.loads(out)["tensors"]] == [
+    assert [r["name"] for r in json.loads(out)["variables"]] == [
         "c1/kernel", "out/kernel", "adam/c1_kernel_momentum", "adam/c1_kernel_velocity",
         "adam/out_kernel_momentum", "adam/out_kernel_velocity"]
     code, out, _ = run(capsys, "show", path, "--json", "--no-stats", "--weights-only",
                        "--filter", "layers/batch_normalization/*")  # the file's own keys
-    assert [r["name"] for r in json.loads(out)["tensors"]] == [
+    assert [r["name"] for r in json.loads(out)["variables"]] == [
         "bn/gamma", "bn/beta", "bn/moving_mean", "bn/moving_variance"]
     code, out, err = run(capsys, "show", path, "--filter", "bn/moving_varaince")
     assert code == 2 and out == "" and err.count("\n") == 1
@@ -68,7 +68,7 @@ def test_nested_tf_keras_model_keeps_its_scope(capsys) -> None:
         code, out, _ = run(capsys, "show", fixture(name), "--json", "--no-stats",
                            "--filter", "encoder/*")
         assert code == 0
-        assert [r["name"] for r in json.loads(out)["tensors"]] == [
+        assert [r["name"] for r in json.loads(out)["variables"]] == [
             "encoder/enc_dense/kernel", "encoder/enc_dense/bias", "encoder/enc_bn/gamma",
             "encoder/enc_bn/beta", "encoder/enc_bn/moving_mean",
             "encoder/enc_bn/moving_variance"], name
@@ -317,7 +317,7 @@ def test_same_nested_model_across_frameworks_pairs_by_name(capsys) -> None:
                        "json")
     report = json.loads(out)
     assert code == 1
-    changed = {e["name_a"]: (e["name_b"], e["matched_by"]) for e in report["entries"]
+    changed = {e["name_a"]: (e["name_b"], e["matched_by"]) for e in report["variables"]
                if e["status"] != "same"}
     assert changed == {"encoder/enc_bn/gamma": ("encoder/enc_bn/gamma", "name"),
                        "bn/moving_mean": ("bn/moving_mean", "name")}
@@ -334,8 +334,8 @@ def test_renumbered_layers_pair_by_structure_and_say_so(capsys) -> None:
                        fixture(entry["path"]), "--format", "json")
     report = json.loads(out)
     assert code == 1
-    assert {e["matched_by"] for e in report["entries"]} == {"structure"}
-    assert sorted(e["name_b"] for e in report["entries"] if e["status"] != "same") == \
+    assert {e["matched_by"] for e in report["variables"]} == {"structure"}
+    assert sorted(e["name_b"] for e in report["variables"] if e["status"] != "same") == \
         sorted(entry["changed"])
     assert report["summary"]["counts"]["same"] == 16
     assert "paired by structure" in report["summary"]["notes"][0]
