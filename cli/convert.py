@@ -6,6 +6,7 @@ import os
 
 from ..converters.errors import UsageError
 from ..converters.names import OPTIMIZER_ROLES
+from ..converters.quant import dequantize
 from ..converters.paths import same_file
 from ..converters.registry import format_for_output, load, save
 from ..converters.store import Store
@@ -24,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_operations(parser, SELECTION, "selection (edit's operations, applied in the order given)")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="print nothing (with a selection: not the variables it dropped)")
+    parser.add_argument("--dequantize", action="store_true",
+                        help="write quantized tensors (TFLite, TF.js) as float32 real values")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.to or format_for_output(args.dst)
     with load(args.src, args.src_format) as store, \
             Progress("convert", data_bytes(store), enabled=not args.quiet) as bar:
+        if args.dequantize:
+            store = dequantize(store)
         store = tracked(store, bar.advance)
         if args.ops:
             store = apply(store, args.ops)

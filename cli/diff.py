@@ -14,6 +14,7 @@ from functools import partial
 from typing import TextIO
 
 from ..converters.errors import UsageError
+from ..converters.quant import dequantize
 from ..converters.registry import FORMATS, index_format, load
 from ..converters.store import Store
 from ..diffing.engine import MATCH_MODES, DiffResult, Options, diff_stores
@@ -39,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="src_format", metavar="FORMAT",
                         help="read both files as this format (default: detected from content)")
     add_diff_options(parser)
+    parser.add_argument("--dequantize", action="store_true",
+                        help="compare quantized tensors (TFLite, TF.js) by their float32 real "
+                             "values: scale * (q - zero_point)")
 
 
 def add_diff_options(parser: argparse.ArgumentParser, formats: Sequence[str] = REPORTS,
@@ -127,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     if args.index_only:
         read, compare = read_index, diff_checksums
     with read(args.a) as store_a, read(args.b) as store_b:
+        if getattr(args, "dequantize", False):
+            store_a, store_b = dequantize(store_a), dequantize(store_b)
         total = data_bytes(store_a) + data_bytes(store_b)
         with Progress("diff", total, enabled=not args.quiet) as bar:
             result = compare(store_a, store_b, replace(opts, progress=bar.advance))

@@ -14,6 +14,7 @@ import numpy as np
 from ..converters.atomic import atomic_output
 from ..converters.names import match, roles_option, select as select_names
 from ..converters.errors import UsageError
+from ..converters.quant import dequantize
 from ..converters.registry import load
 from ..converters.store import Store, Tensor
 from ..diffing.gates import evaluate, failed
@@ -40,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read as this format (default: detected from the content)")
     add_selection_arguments(parser, filter_alias=True)
     parser.add_argument("--no-stats", action="store_true", help="names, shapes and dtypes only")
+    parser.add_argument("--dequantize", action="store_true",
+                        help="show quantized tensors as float32 real values (scale, zero point)")
     add_report_arguments(parser, NUMBERS, legacy_input=is_input_format)
     values = parser.add_argument_group("values")
     values.add_argument("--values", metavar="NAME", nargs="+", action="extend",
@@ -84,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if args.values is None:
         check_html(args)
     with load(args.file, args.src_format) as store:
+        if args.dequantize:
+            store = dequantize(store)
         if args.values is not None:
             return show_values(store, args)
         names = select(store, args.include, args.no_optimizer, args.exclude, args.weights_only)
@@ -143,6 +148,9 @@ def _row(store: Store, name: str, stats: TensorStats | None) -> dict:
     row = {"name": name, "shape": list(tensor.shape), "dtype": tensor.dtype_name,
            "parameters": tensor.size, "bytes": tensor.nbytes, "role": tensor.role,
            "key": tensor.meta.get("key", name)}
+    extra = {k: v for k, v in tensor.meta.items() if k not in ("key", "role")}
+    if extra:
+        row["meta"] = extra  # format facts: quantization, layout, shared buffers, ...
     if stats is not None:
         row.update(min=stats.min, max=stats.max, mean=stats.mean, std=stats.std,
                    zero_fraction=stats.zero_fraction, nan=stats.nan, inf=stats.inf)

@@ -40,6 +40,7 @@ from .workers import run_all
 CHUNK_BYTES = 8 << 20  # read from each side at a time (a view of the mapped file, not a copy)
 PIECE = 1 << 16  # elements compared at a time: a worker's float64 buffers (4 x 512 KiB) stay in cache
 STATUSES = ("same", "changed", "added", "removed", "renamed", "shape_changed", "dtype_changed")
+NOT_DIFFERENT = ("same", "folded")  # folded: export diffs only (a BatchNorm folded by a converter)
 MATCH_MODES = ("auto", "name", "structure")
 _INT4 = (np.dtype(ml_dtypes.int4), np.dtype(ml_dtypes.uint4))
 
@@ -126,6 +127,8 @@ class Entry:
     nan_b: int | None = None
     inf_a: int | None = None
     inf_b: int | None = None
+    transform: str | None = None  # export diffs: the layout change or fold undone (export.py)
+    worst_channel: dict | None = None  # export diffs: the quantized axis' worst channel
     sums: Sums | None = field(default=None, repr=False)  # for rollups; not part of the JSON
 
     def as_dict(self) -> dict[str, Any]:
@@ -141,7 +144,7 @@ class DiffResult:
     @property
     def identical(self) -> bool:
         """True when nothing differs beyond the tolerance (exit status 0)."""
-        return all(e.status == "same" for e in self.entries)
+        return all(e.status in NOT_DIFFERENT for e in self.entries)
 
     def as_dict(self) -> dict[str, Any]:
         opts = {f.name: getattr(self.options, f.name) for f in fields(Options)
@@ -526,6 +529,9 @@ def diff_stores(a: Store, b: Store, opts: Options | None = None) -> DiffResult:
     `.keras` says `dense/0` where its checkpoint says `dense/kernel`), so the pair is `same`,
     matched by values."""
     opts = opts or Options()
+    from . import export
+    if opts.match == "auto" and export.applies(a, b):  # an export against its source
+        return export.diff_export(a, b, opts)
     hashes: dict[tuple[str, str], bytes] = {}
 
     def content(side: str, name: str) -> bytes:

@@ -25,7 +25,7 @@ SCHEMA_VERSION = 2  # 2: "variables" for "entries", variables_a/b for tensors_a/
 FOLD_ROWS = 20  # markdown tables longer than this are folded in <details>
 
 _COLOURS = {"changed": "33", "shape_changed": "33", "dtype_changed": "33", "added": "32",
-            "removed": "31", "renamed": "36", "same": "2"}
+            "removed": "31", "renamed": "36", "same": "2", "folded": "2"}
 _HEADERS = ["status", "name", "shape", "dtype", "mismatched", "max abs", "max rel", "rel L2",
             "cosine", "matched by"]
 _GROUP_HEADERS = ["status", "variables", "changed", "mismatched", "max abs", "max rel",
@@ -105,10 +105,16 @@ def _mismatched(mismatched: int | None, fraction: float | None, size: int) -> st
 
 def _row(entry: Entry, name: str) -> list[str]:
     at = "" if not entry.max_abs_index else " @" + ",".join(map(str, entry.max_abs_index))
+    matched = entry.matched_by or ""
+    if entry.transform:
+        matched += f": {entry.transform}"
+    if entry.worst_channel:
+        w = entry.worst_channel
+        at += f" (worst channel {w['index']}: {num(w['max_abs_diff'])})"
     return [entry.status, name, _shape(entry), _dtype(entry),
             _mismatched(entry.mismatched, entry.mismatch_fraction, entry.size),
             num(entry.max_abs_diff) + at, num(entry.max_rel_diff), num(entry.rel_l2),
-            num(entry.cosine), entry.matched_by or ""]
+            num(entry.cosine), matched]
 
 
 def _group_row(group: DiffGroup) -> list[str]:
@@ -126,12 +132,12 @@ def _columns(result: DiffResult) -> list[int]:
 
 def diff_rows(result: DiffResult, view: View) -> list[Entry] | list[DiffGroup]:
     """The rows a diff report lists: entries that differ (all with `view.all`) or their groups,
-    ordered and cut as `view` says."""
+    ordered and cut as `view` says. Folded entries (export diffs) count as not different."""
     if view.by != "variable":
         rows: list = [g for g in rollup_diff(result.entries, view.by)
                       if view.all or g.status != "same"]
     else:
-        rows = [e for e in result.entries if view.all or e.status != "same"]
+        rows = [e for e in result.entries if view.all or e.status not in ("same", "folded")]
     return order(rows, view.sort, view.top)
 
 
@@ -147,8 +153,19 @@ def summary_line(result: DiffResult) -> str:
         return (f"{verdict}: {counts or 'no variables'}; compared by the checksums in the index, "
                 "data files not read (no value statistics, no tolerance)")
     tol = f" (atol {opts.atol:g}, rtol {opts.rtol:g})" if opts.atol or opts.rtol else ""
+    export = ""
+    if "export" in s:
+        x = s["export"]
+        export = (f"; {'A' if x['side'] == 'a' else 'B'} is an export of "
+                  f"{'B' if x['side'] == 'a' else 'A'}: {x['paired']} weights paired, "
+                  f"{x['folded']} folded, {len(x['structural'])} structural constants not "
+                  "compared")
+        if x.get("quantized_as_stored"):
+            export += (f"; {x['quantized_as_stored']} quantized weights compared as stored "
+                       "integers (--dequantize compares their real values)")
     return (f"{verdict}{tol}: {counts or 'no variables'}; "
-            f"{s['mismatched_elements']:,} of {s['compared_elements']:,} elements differ{peak}")
+            f"{s['mismatched_elements']:,} of {s['compared_elements']:,} elements differ{peak}"
+            f"{export}")
 
 
 def _diff_table(result: DiffResult, view: View, colour_on: bool, markdown: bool) -> str | None:

@@ -67,7 +67,7 @@ class DiffGroup:
     @property
     def status(self) -> str:
         """`same` when every member is same, else the most common status among the others."""
-        changed = {s: n for s, n in self.counts.items() if n and s != "same"}
+        changed = {s: n for s, n in self.counts.items() if n and s not in ("same", "folded")}
         return max(changed, key=changed.__getitem__) if changed else "same"
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def rollup_diff(entries: Sequence[Entry], by: str) -> list[DiffGroup]:
 def _diff_group(name: str, members: list[Entry]) -> DiffGroup:
     counts = {s: 0 for s in STATUSES}
     for e in members:
-        counts[e.status] += 1
+        counts[e.status] = counts.get(e.status, 0) + 1  # "folded": export diffs only
     group = DiffGroup(name, len(members), counts, sum(e.size for e in members),
                       [e.name for e in members])
     compared = [e for e in members if e.mismatched is not None]

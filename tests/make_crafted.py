@@ -807,6 +807,182 @@ def _saved_model(c: Corpus) -> None:
     c.add(fmt, "fifo-inside", f"{d}/fifo-inside", NOT_INPUT, "a FIFO inside the SavedModel")
 
 
+# ---------------------------------------------------------------------------------------------
+# TFLite (FlatBuffers built with the flatbuffers runtime's Builder, slot by slot)
+
+TFL_TYPES = {"float32": 0, "int32": 2, "string": 5, "int8": 9}
+
+
+def tflite_bytes(tensors: list[dict], *, version: int = 3, identifier: bytes = b"TFL3",
+                 subgraph_copies: int = 1, extra_tensor_field: bool = False,
+                 positions: dict | None = None) -> bytes:
+    """A TFLite model of one subgraph of constant tensors and no operators (a weights
+    container). Each tensor: {name, shape, type (TFL_TYPES key or code), data (bytes), and
+    optionally buffer (an index to use instead of its own), external_buffer, sparsity
+    (traversal_order, dims [(dense_size)]), outside ((offset, size) instead of data)}.
+    `subgraph_copies` repeats the offset to the one subgraph (a DAG, not more bytes);
+    `extra_tensor_field` gives each tensor a 12th field the schema does not know;
+    `positions`, if given, receives where the tensors vector's length and the root are."""
+    import flatbuffers
+    b = flatbuffers.Builder(1024)
+
+    def ints(values: list[int]) -> int:
+        b.StartVector(4, len(values), 4)
+        for v in reversed(values):
+            b.PrependInt32(v)
+        return b.EndVector()
+
+    def table(fields: list[tuple[str, int, object]], n: int) -> int:
+        b.StartObject(n)
+        for kind, slot, value in fields:
+            getattr(b, f"Prepend{kind}Slot")(slot, value, 0)
+        return b.EndObject()
+
+    buffers = [table([], 3)]
+    buffer_of = []
+    for t in tensors:
+        if "buffer" in t:
+            buffer_of.append(t["buffer"])
+            continue
+        if "outside" in t:
+            offset, size = t["outside"]
+            buffers.append(table([("Uint64", 1, offset), ("Uint64", 2, size)], 3))
+        else:
+            data = b.CreateByteVector(t["data"])
+            buffers.append(table([("UOffsetTRelative", 0, data)], 3))
+        buffer_of.append(len(buffers) - 1)
+    offsets = []
+    for t, buf in zip(tensors, buffer_of):
+        name = b.CreateString(t["name"])
+        shape = ints(list(t["shape"]))
+        sparsity = None
+        if "sparsity" in t:
+            dims = []
+            for size in t["sparsity"]["dims"]:
+                dims.append(table([("Int32", 1, size)], 4))
+            b.StartVector(4, len(dims), 4)
+            for d in reversed(dims):
+                b.PrependUOffsetTRelative(d)
+            dim_vec = b.EndVector()
+            order = ints(t["sparsity"]["traversal_order"])
+            sparsity = table([("UOffsetTRelative", 0, order), ("UOffsetTRelative", 2, dim_vec)], 3)
+        kind = t["type"]
+        fields = [("UOffsetTRelative", 0, shape), ("Int8", 1, TFL_TYPES.get(kind, kind)),
+                  ("Uint32", 2, buf), ("UOffsetTRelative", 3, name), ("Bool", 8, True)]
+        if sparsity is not None:
+            fields.append(("UOffsetTRelative", 6, sparsity))
+        if t.get("external_buffer"):
+            fields.append(("Uint32", 10, t["external_buffer"]))
+        if extra_tensor_field:
+            fields.append(("Int32", 11, 7))
+        offsets.append(table(fields, 12 if extra_tensor_field else 11))
+    b.StartVector(4, len(offsets), 4)
+    for o in reversed(offsets):
+        b.PrependUOffsetTRelative(o)
+    tensor_vec = b.EndVector()
+    empty = ints([])
+    sg_name = b.CreateString("main")
+    b.StartVector(4, 0, 4)
+    operators = b.EndVector()
+    subgraph = table([("UOffsetTRelative", 0, tensor_vec), ("UOffsetTRelative", 1, empty),
+                      ("UOffsetTRelative", 2, empty), ("UOffsetTRelative", 3, operators),
+                      ("UOffsetTRelative", 4, sg_name)], 6)
+    b.StartVector(4, subgraph_copies, 4)
+    for _ in range(subgraph_copies):
+        b.PrependUOffsetTRelative(subgraph)
+    subgraphs = b.EndVector()
+    b.StartVector(4, len(buffers), 4)
+    for o in reversed(buffers):
+        b.PrependUOffsetTRelative(o)
+    buffer_vec = b.EndVector()
+    description = b.CreateString("make_crafted")
+    model = table([("Uint32", 0, version), ("UOffsetTRelative", 2, subgraphs),
+                   ("UOffsetTRelative", 3, description), ("UOffsetTRelative", 4, buffer_vec)], 10)
+    b.Finish(model, file_identifier=identifier)
+    out = bytes(b.Output())
+    if positions is not None:
+        positions["tensors"] = len(out) - tensor_vec
+    return out
+
+
+TFL_BASE = [{"name": "dense/kernel", "shape": [4, 3], "type": "float32", "data": KERNEL.tobytes()},
+            {"name": "dense/bias", "shape": [3], "type": "float32", "data": BIAS.tobytes()}]
+
+
+def tflite_strings(values: list[bytes], offsets: list[int] | None = None) -> bytes:
+    """A TFLite string buffer: int32 count, count + 1 int32 offsets, the bytes."""
+    header = 4 * (len(values) + 2)
+    starts = offsets or list(np.cumsum([header] + [len(v) for v in values]))
+    return struct.pack(f"<{len(starts) + 1}i", len(values), *starts) + b"".join(values)
+
+
+def _tflite(c: Corpus) -> None:
+    fmt, d = "tflite", "tflite"
+    valid = tflite_bytes(TFL_BASE)
+    c.bases[fmt] = str(_write(c.path(f"{d}/valid.tflite"), valid).relative_to(c.root))
+    _common(c, fmt, ".tflite", valid)
+
+    def case(name: str, data: bytes, errors: tuple[str, ...], about: str, **kw) -> None:
+        c.add(fmt, name, str(_write(c.path(f"{d}/{name}.tflite"), data).relative_to(c.root)),
+              errors, about, **kw)
+
+    def variant(**changes) -> list[dict]:
+        return [{**TFL_BASE[0], **changes}, TFL_BASE[1]]
+
+    root = struct.unpack_from("<I", valid, 0)[0]
+    case("root-past-end", struct.pack("<I", len(valid) + 64) + valid[4:], BROKEN,
+         "the root table offset points past the end of the file")
+    vtable_lie = bytearray(valid)
+    struct.pack_into("<i", vtable_lie, root, -(1 << 30))
+    case("vtable-past-end", bytes(vtable_lie), BROKEN, "the model's vtable lies past the end")
+    vtable_neg = bytearray(valid)
+    struct.pack_into("<i", vtable_neg, root, root + 1000)
+    case("vtable-before-start", bytes(vtable_neg), BROKEN,
+         "the model's vtable lies before the file (a negative position)")
+    where: dict = {}
+    huge = bytearray(tflite_bytes(TFL_BASE, positions=where))
+    struct.pack_into("<I", huge, where["tensors"], 0x7FFFFFFF)
+    case("vector-huge", bytes(huge), BROKEN, "the tensors vector claims 2**31 - 1 entries")
+    case("dag-bomb", tflite_bytes(TFL_BASE, subgraph_copies=400_000), REFUSED,
+         "400,000 offsets to one subgraph: 1.6 million tables from 1.6 MB")
+    case("version-2", tflite_bytes(TFL_BASE, version=2), BROKEN, "schema version 2")
+    case("shape-bomb", tflite_bytes(variant(shape=[1 << 30, 1 << 30])), REFUSED,
+         "a shape of 2**60 elements over 48 bytes")
+    case("shape-negative", tflite_bytes(variant(shape=[-4, 3])), BROKEN, "a negative dimension")
+    case("type-unknown", tflite_bytes(variant(type=99)), BROKEN, "tensor type 99")
+    case("buffer-out-of-range", tflite_bytes(variant(buffer=99)), BROKEN,
+         "a tensor naming buffer 99 of 3")
+    case("external-file", tflite_bytes(variant(external_buffer=1)), UNSAFE,
+         "a tensor whose data is in an external file (Tensor.external_buffer)")
+    size = len(valid) + 4096
+    case("outside-past-end", tflite_bytes(variant(outside=(size, 48))), BROKEN,
+         "a buffer stored 'after the FlatBuffer' at an offset past the end of the file")
+    case("outside-in-structure", tflite_bytes(variant(outside=(8, 48))) + bytes(64), BROKEN,
+         "a buffer 'after the FlatBuffer' that points into the FlatBuffer itself")
+    body = tflite_bytes([{**TFL_BASE[0], "outside": (0, 0)}])
+    base = len(body) + (-len(body)) % 16 + 4096
+    overlapping = tflite_bytes([{**TFL_BASE[0], "outside": (base, 48)},
+                                {**TFL_BASE[1], "shape": [12], "outside": (base + 16, 48)}])
+    case("outside-overlapping", overlapping + bytes(base + 64 - len(overlapping)), BROKEN,
+         "two buffers after the FlatBuffer that partly overlap")
+    case("sparse-bomb", tflite_bytes(variant(shape=[1 << 16, 1 << 16], sparsity={
+        "traversal_order": [0, 1], "dims": [1 << 16, 1 << 16]})), REFUSED,
+         "48 bytes of sparse values that would densify to 16 GiB")
+    strings = tflite_strings([b"ab", b"c"], offsets=[16, 18, 4000])
+    case("string-offsets", tflite_bytes([{"name": "vocab", "shape": [2], "type": "string",
+                                          "data": strings}, TFL_BASE[1]]), CORRUPT,
+         "string offsets past the end of the string buffer", in_strings=True)
+    case("identifier-missing", valid[:4] + b"XXXX" + valid[8:], BROKEN,
+         "a FlatBuffer without the TFL3 identifier")
+
+    names = [{"name": n, "shape": [3], "type": "float32", "data": BIAS.tobytes()}
+             for n in HOSTILE_NAMES]
+    c.names[fmt] = str(_write(c.path(f"{d}/names.tflite"), tflite_bytes(names))
+                       .relative_to(c.root))
+    c.suffixes.append((fmt, str(_write(c.path(f"{d}/really-tflite.h5"), valid)
+                                .relative_to(c.root))))
+
+
 def make_corpus(root: str | os.PathLike) -> Corpus:
     """Write the whole crafted corpus under `root` (which must not exist or be empty)."""
     c = Corpus(Path(root))
@@ -820,6 +996,7 @@ def make_corpus(root: str | os.PathLike) -> Corpus:
     _keras_zip(c)
     _checkpoint(c)
     _saved_model(c)
+    _tflite(c)
     _write(c.root / "MANIFEST.json", json.dumps(c.manifest(), indent=1).encode())
     return c
 

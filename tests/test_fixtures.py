@@ -12,12 +12,12 @@ import pytest
 
 from fixtures_lib import FIXTURES, copy, diff_pairs, fixture, manifest, models, same_weights, select
 
-SOURCES = {"make_fixtures.py", "models.py", "demo.sh", "manifest.json"}
+SOURCES = {"make_fixtures.py", "models.py", "tflite_fixtures.py", "demo.sh", "manifest.json"}
 BUDGET = 2 * 1024 * 1024
 NAME = re.compile(r"^(?P<case>[a-z0-9]+)--(?P<variant>[a-z0-9-]+?)(?P<ext>\.[a-z0-9.]+)?$")
 FIELDS = {"path", "files", "case", "builder", "framework", "framework_version", "layout", "format",
           "optimizer", "optimizer_kind", "weights_id"}
-FORMATS = {"saved-model", "tf-checkpoint", "keras", "keras-weights-h5", "keras-h5"}
+FORMATS = {"saved-model", "tf-checkpoint", "keras", "keras-weights-h5", "keras-h5", "tflite"}
 
 
 def _on_disk() -> set[str]:

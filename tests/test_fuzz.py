@@ -74,6 +74,8 @@ def seeds() -> dict[str, tuple[str, dict[str, bytes], list[str], str]]:
         files = {p.name: p.read_bytes() for p in Path(tmp).iterdir()}
     out["tf-checkpoint"] = ("tf-checkpoint", files, ["model.index", "model.index",
                                                      "model.data-00000-of-00001"], "model")
+    out["tflite"] = ("tflite", {"x.tflite": mc.tflite_bytes(mc.TFL_BASE)}, ["x.tflite"],
+                     "x.tflite")
     return out
 
 
@@ -191,7 +193,7 @@ def worker(target: str, seed: int, seconds: float, out_dir: str) -> None:
 # tests
 
 TARGETS = ("safetensors", "npz", "npz-deflated", "keras-h5", "keras-weights-h5", "keras",
-           "tf-checkpoint")
+           "tf-checkpoint", "tflite")
 
 
 def landed(fmt: str) -> bool:

@@ -74,7 +74,8 @@ def test_config_is_idempotent_and_disable_removes_it(repo):
     assert sh(["git", "config", "--local", "--get-regexp", r"^diff\."], path, env).stdout == config
     assert attributes.splitlines() == ["*.png binary", "*.index diff=weightkit",
                                        "*.keras diff=weightkit", "*.h5 diff=weightkit",
-                                       "*.npz diff=weightkit", "*.safetensors diff=weightkit"]
+                                       "*.tflite diff=weightkit", "*.npz diff=weightkit",
+                                       "*.safetensors diff=weightkit"]
     assert "git-diff-driver" in config and "--textconv" in config
     sh(CLI + ["git-config", "--disable"], path, env)
     sh(CLI + ["git-config", "--disable"], path, env)

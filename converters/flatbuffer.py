@@ -1,0 +1,177 @@
+"""A bounds-checking verifier for FlatBuffers, driven by a layout table generated from a schema.
+
+The FlatBuffers Python runtime checks nothing: an offset past the end raises whatever Python
+raises (or, negative, silently reads from the end of the buffer), and a vector of a million
+offsets to one table is a million tables to its object API. Before the runtime (or its object
+API) touches an untrusted buffer, `verify()` walks it as the C++ `flatbuffers::Verifier` does
+(google/flatbuffers `include/flatbuffers/verifier.h`): every table's vtable and fields, every
+offset, string and vector inside the buffer, nesting at most `max_depth` deep and at most
+`max_tables` tables visited (the C++ defaults, 64 and 1,000,000, which TFLite's own
+`VerifyModelBuffer` uses), so that the walk is bounded whatever the file says. A table reached
+again (FlatBuffers may share one: a DAG) counts as a visit but is not walked again, and visits
+are also bounded by the size: no table takes fewer than 8 bytes with its fields, so a buffer of
+n bytes whose walk visits more than n / 8 + 1024 tables is amplifying shared tables (a bomb
+for whoever reads it table by table, as the object API does) and is refused.
+
+A layout (see `tflite_schema/layout.py`, written by its `regenerate.py` from the binary schema
+`flatc -b --schema` writes) maps each table name to its fields by id:
+`(name, kind, argument, deprecated)`, kinds `scalar` (byte size), `struct` (byte size),
+`string`, `table` (table name), `vector` (element byte size), `vector_string`,
+`vector_table` (table name), `union` ((id of the type field, {type code: table name})).
+
+Besides yes or no, the walk reports what a re-pack through the generated object API would
+drop: fields the schema does not know (a newer writer), deprecated fields that hold a value
+(the generated code has no accessor for them), and union members of unknown type.
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_DEPTH = 64
+MAX_TABLES = 1_000_000
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_UNSIGNED = {1: struct.Struct("<B"), 2: _U16, 4: _U32, 8: struct.Struct("<Q")}
+
+
+class VerifyError(ValueError):
+    """The buffer is not a valid FlatBuffer of the layout; the message says where."""
+
+
+@dataclass
+class Report:
+    """What the walk found besides validity."""
+    end: int = 0  # one past the last byte any table, vtable, string or vector uses
+    tables: int = 0
+    unknown: list[str] = field(default_factory=list)  # "Table.field" a re-pack would drop
+
+
+class _Walker:
+    def __init__(self, buf: Any, size: int, layout: Mapping[str, tuple], max_depth: int,
+                 max_tables: int):
+        self.buf, self.size, self.layout = buf, size, layout
+        self.max_depth = max_depth
+        self.max_tables = min(max_tables, size // 8 + 1024)
+        self.report = Report()
+        self.seen: set[tuple[int, str]] = set()
+
+    def _need(self, pos: int, n: int, what: str) -> None:
+        if pos < 0 or n < 0 or pos + n > self.size:
+            raise VerifyError(f"{what} at byte {pos} ({n} bytes) runs past the end "
+                              f"({self.size} bytes)")
+        if pos + n > self.report.end:
+            self.report.end = pos + n
+
+    def _u32(self, pos: int, what: str) -> int:
+        self._need(pos, 4, what)
+        return _U32.unpack_from(self.buf, pos)[0]
+
+    def _target(self, pos: int, what: str) -> int:
+        """The position an unsigned offset stored at `pos` points to."""
+        return pos + self._u32(pos, f"offset to {what}")
+
+    def table(self, pos: int, name: str, depth: int, path: str) -> None:
+        if depth > self.max_depth:
+            raise VerifyError(f"{path}: tables nested more than {self.max_depth} deep")
+        self.report.tables += 1
+        if self.report.tables > self.max_tables:
+            raise VerifyError(f"more than {self.max_tables} tables visited (shared tables "
+                              "repeated)" if len(self.seen) < self.report.tables else
+                              f"more than {self.max_tables} tables")
+        if (pos, name) in self.seen:
+            return
+        self.seen.add((pos, name))
+        self._need(pos, 4, f"{path} table")
+        vtable = pos - _I32.unpack_from(self.buf, pos)[0]
+        self._need(vtable, 4, f"{path} vtable")
+        vsize, tsize = _U16.unpack_from(self.buf, vtable)[0], _U16.unpack_from(self.buf, vtable + 2)[0]
+        if vsize < 4 or vsize % 2:
+            raise VerifyError(f"{path}: vtable of {vsize} bytes")
+        self._need(vtable, vsize, f"{path} vtable")
+        self._need(pos, max(tsize, 4), f"{path} table")
+        fields = self.layout[name]
+        count = (vsize - 4) // 2
+        for fid in range(count):
+            offset = _U16.unpack_from(self.buf, vtable + 4 + 2 * fid)[0]
+            if not offset:
+                continue
+            if fid >= len(fields):
+                self.report.unknown.append(f"{name}.field{fid}")
+                continue
+            fname, kind, arg, deprecated = fields[fid]
+            where = f"{path}.{fname}"
+            if deprecated:
+                self.report.unknown.append(f"{name}.{fname} (deprecated)")
+            self.field(pos, pos + offset, kind, arg, depth, where, vtable, fields)
+
+    def field(self, table: int, pos: int, kind: str, arg: Any, depth: int, path: str,
+              vtable: int, fields: tuple) -> None:
+        if kind in ("scalar", "struct"):
+            self._need(pos, arg, path)
+        elif kind == "string":
+            self.string(self._target(pos, path), path)
+        elif kind == "table":
+            self.table(self._target(pos, path), arg, depth + 1, path)
+        elif kind == "vector":
+            self.vector(self._target(pos, path), arg, path)
+        elif kind == "vector_string":
+            start, n = self.vector(self._target(pos, path), 4, path)
+            for i in range(n):
+                self.string(self._target(start + 4 * i, f"{path}[{i}]"), f"{path}[{i}]")
+        elif kind == "vector_table":
+            start, n = self.vector(self._target(pos, path), 4, path)
+            for i in range(n):
+                self.table(self._target(start + 4 * i, f"{path}[{i}]"), arg, depth + 1,
+                           f"{path}[{i}]")
+        elif kind == "union":
+            type_id, members = arg
+            code = 0
+            vsize = _U16.unpack_from(self.buf, vtable)[0]
+            if 4 + 2 * type_id < vsize:
+                offset = _U16.unpack_from(self.buf, vtable + 4 + 2 * type_id)[0]
+                if offset:
+                    self._need(table + offset, 1, f"{path} type")
+                    code = self.buf[table + offset]
+            if not code:
+                return
+            target = self._target(pos, path)
+            if code not in members:
+                self.report.unknown.append(f"{path} (union type {code})")
+                self._need(target, 4, path)
+                return
+            self.table(target, members[code], depth + 1, path)
+        else:  # pragma: no cover - the layout is generated
+            raise AssertionError(kind)
+
+    def string(self, pos: int, path: str) -> None:
+        n = self._u32(pos, f"{path} length")
+        self._need(pos + 4, n + 1, path)
+        if self.buf[pos + 4 + n] != 0:
+            raise VerifyError(f"{path}: string not terminated")
+
+    def vector(self, pos: int, elem: int, path: str) -> tuple[int, int]:
+        n = self._u32(pos, f"{path} length")
+        self._need(pos + 4, n * elem, path)
+        return pos + 4, n
+
+
+def verify(buf: Any, layout: Mapping[str, tuple], root: str, identifier: bytes | None = None,
+           *, size: int | None = None, max_depth: int = MAX_DEPTH,
+           max_tables: int = MAX_TABLES) -> Report:
+    """Check that `buf` (bytes, bytearray, mmap: anything `struct.unpack_from` reads) holds a
+    FlatBuffer whose root table is `root`, its first `size` bytes at most (default: all).
+
+    Raises VerifyError naming the first problem; returns a `Report`."""
+    size = len(buf) if size is None else size
+    walker = _Walker(buf, size, layout, max_depth, max_tables)
+    if size < 8:
+        raise VerifyError(f"{size} bytes is too short for a FlatBuffer")
+    if identifier is not None and bytes(buf[4:8]) != identifier:
+        raise VerifyError(f"file identifier {bytes(buf[4:8])!r}, expected {identifier!r}")
+    walker.table(walker._target(0, "the root table"), root, 0, root)
+    return walker.report
