@@ -31,22 +31,30 @@ browser:
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	} || echo "make: chromium could not be installed; the HTML report tests will skip"
 
-setup: $(FULL) browser
+# TF.js in node: the tfjs tests' oracle and fixture writer (tests/js/package-lock.json).
+JS := tests/js/node_modules/.package-lock.json
+$(JS): tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(FULL) browser $(JS)
 
 demo: $(BASE)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash fixtures/demo.sh
 
-test: $(FULL) browser
+test: $(FULL) browser $(JS)
 	$(BIN)/python -m pytest -q
 
-test-fast: $(FULL)
+test-fast: $(FULL) $(JS)
 	$(BIN)/python -m pytest -q -m "not tensorflow"
 
 # The long fuzz run: WEIGHTKIT_FUZZ_SECONDS per format (CI runs 4 s each inside `make test`).
 fuzz: $(FULL)
 	WEIGHTKIT_FUZZ_SECONDS=$${WEIGHTKIT_FUZZ_SECONDS:-300} $(BIN)/python -m pytest -q tests/test_fuzz.py
 
-fixtures: $(FULL)
+# The TF.js converter pins an older TensorFlow: installed without its dependencies (see part_tfjs).
+fixtures: $(FULL) $(JS)
+	$(BIN)/python -m pip install -q --no-deps tensorflowjs==4.22.0
 	$(BIN)/python fixtures/make_fixtures.py
 
 # Speed and memory against the peers, same run (bench/run.py). `make bench SIZE=64` is a quick run.

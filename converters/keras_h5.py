@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import hdf5
+from . import hdf5, keras_config
 from .atomic import atomic_output
 from .errors import CorruptFileError, UsageError
 from .foreign import structure_losses
@@ -267,7 +267,9 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
     """The tree to write and the tensor of each of its dataset paths."""
     recorded, lookup = hdf5.template(store, like, NAMESPACE)
     if recorded is None:
-        tree, tensors = build_tree(store)
+        model = keras_config.model_of(store)  # a Keras model another format recorded (TF.js)
+        tree, tensors = build_tree(store) if model is None else \
+            keras_config.full_model_tree(model, store)
         return tree, tensors.__getitem__
     tree = recorded["tree"]
     if like is None or NAMESPACE in store.meta:

@@ -9,7 +9,8 @@ proto3 defaults left out, unknown fields last).
 """
 from __future__ import annotations
 
-from typing import Any, Union
+from collections.abc import Iterator
+from typing import Any, NamedTuple, Union
 
 from .errors import CorruptFileError
 from .sstable import get_varint, put_varint
@@ -51,6 +52,55 @@ def parse(buf: bytes) -> list[tuple[int, int, Any, bytes]]:
             raise CorruptFileError(f"unsupported protobuf wire type {wire} (field {number})")
         fields.append((number, wire, value, bytes(buf[start:pos])))
     return fields
+
+
+class Span(NamedTuple):
+    """A field located in a buffer without copying it: `start` of its tag, `value_start` and
+    `end` of its value (for VARINT and fixed-width fields `value` holds the number)."""
+    number: int
+    wire: int
+    start: int
+    value_start: int
+    end: int
+    value: int | None
+
+
+def spans(buf: Any, start: int = 0, end: int | None = None) -> Iterator[Span]:
+    """The fields of the message in `buf[start:end]` (bytes, a memoryview or an mmap) in file
+    order, as offsets: nothing is copied, and every length is checked against `end`, so that a
+    crafted size can make nothing allocate or run past the message."""
+    end = len(buf) if end is None else end
+    pos = start
+    while pos < end:
+        field_start = pos
+        tag, pos = get_varint(buf, pos, end)
+        number, wire = tag >> 3, tag & 7
+        if number == 0:
+            raise CorruptFileError("protobuf field number 0")
+        value = None
+        if wire == VARINT:
+            value, pos = get_varint(buf, pos, end)
+            value_start = field_start
+        elif wire in (FIXED64, FIXED32):
+            width = 8 if wire == FIXED64 else 4
+            if pos + width > end:
+                raise CorruptFileError("truncated protobuf fixed-width field")
+            value = int.from_bytes(bytes(buf[pos:pos + width]), "little")
+            value_start, pos = pos, pos + width
+        elif wire == LENGTH:
+            size, value_start = get_varint(buf, pos, end)
+            if size > end - value_start:
+                raise CorruptFileError(f"protobuf field {number} claims {size} bytes, "
+                                       f"{end - value_start} remain")
+            pos = value_start + size
+        else:
+            raise CorruptFileError(f"unsupported protobuf wire type {wire} (field {number})")
+        yield Span(number, wire, field_start, value_start, pos, value)
+
+
+def length_field(number: int, body: bytes) -> bytes:
+    """A LENGTH-delimited field: tag, size, body."""
+    return put_varint(number << 3 | LENGTH) + put_varint(len(body)) + body
 
 
 def _signed(value: int) -> int:

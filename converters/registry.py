@@ -30,7 +30,7 @@ HEAD_BYTES = 4096
 # Built-in formats by module, in the order detection tries them.
 BUILTIN = (
     "saved_model", "checkpoint", "keras_v3", "keras_v3_weights", "keras_h5", "tflite", "npz",
-    "safetensors",
+    "safetensors", "tfjs", "graphdef",
 )
 
 _formats: dict[str, Format] = {}  # name -> record, built-ins first

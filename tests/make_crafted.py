@@ -981,6 +981,152 @@ def _tflite(c: Corpus) -> None:
                        .relative_to(c.root))
     c.suffixes.append((fmt, str(_write(c.path(f"{d}/really-tflite.h5"), valid)
                                 .relative_to(c.root))))
+# TF.js models (model.json + weight files) and frozen GraphDefs (issue 16)
+
+def tfjs_model(directory: Path, weights: list[dict], files: dict[str, bytes],
+               paths: list[str] | None = None, doc: dict | bytes | None = None) -> Path:
+    """A TF.js model directory: model.json with one manifest group over `files`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        _write(directory / name, data)
+    if doc is None:
+        doc = {"format": "layers-model", "weightsManifest": [
+            {"paths": list(files) if paths is None else paths, "weights": weights}]}
+    _write(directory / "model.json", doc if isinstance(doc, bytes) else json.dumps(doc).encode())
+    return directory
+
+
+TFJS_WEIGHTS = [{"name": "dense/kernel", "shape": [4, 3], "dtype": "float32"},
+                {"name": "dense/bias", "shape": [3], "dtype": "float32"}]
+TFJS_DATA = KERNEL.tobytes() + BIAS.tobytes()
+
+
+def _tfjs(c: Corpus) -> None:
+    fmt, d = "tfjs", "tfjs"
+
+    def case(name: str, errors: tuple[str, ...], about: str, **model) -> None:
+        weights = model.pop("weights", TFJS_WEIGHTS)
+        files = model.pop("files", {"group1-shard1of1.bin": TFJS_DATA})
+        tfjs_model(c.path(f"{d}/{name}"), weights, files, **model)
+        c.add(fmt, name, f"{d}/{name}", errors, about)
+
+    c.bases[fmt] = str(tfjs_model(c.path(f"{d}/valid"), TFJS_WEIGHTS,
+                                  {"group1-shard1of1.bin": TFJS_DATA}).relative_to(c.root))
+    _write(c.path("outside/tfjs.bin"), TFJS_DATA)
+    case("path-dotdot", UNSAFE, "a manifest path ../../outside/tfjs.bin", files={},
+         paths=["../../outside/tfjs.bin"])
+    case("path-absolute", UNSAFE, "an absolute manifest path", files={},
+         paths=[str(c.path("outside/tfjs.bin"))])
+    case("path-backslash", UNSAFE, "a manifest path with backslashes", files={},
+         paths=["..\\..\\outside\\tfjs.bin"])
+    case("shard-symlink-out", UNSAFE, "a weight file that is a symlink leading outside", files={},
+         paths=["group1-shard1of1.bin"])
+    os.symlink(c.path("outside/tfjs.bin"), c.path(f"{d}/shard-symlink-out/group1-shard1of1.bin"))
+    case("shard-missing", CORRUPT, "the manifest names a weight file that is not there", files={},
+         paths=["group1-shard1of1.bin"])
+    case("shard-fifo", NOT_INPUT, "a weight file that is a FIFO", files={},
+         paths=["group1-shard1of1.bin"])
+    os.mkfifo(c.path(f"{d}/shard-fifo/group1-shard1of1.bin"))
+    case("shard-short", CORRUPT, "weight files 8 bytes shorter than the manifest says",
+         files={"a.bin": TFJS_DATA[:30], "b.bin": TFJS_DATA[30:-8]})
+    case("shard-long", CORRUPT, "weight files longer than the manifest says",
+         files={"group1-shard1of1.bin": TFJS_DATA + b"\0" * 16})
+    case("shape-huge", CORRUPT, "a weight of shape [2^40, 2^40] in 60 bytes",
+         weights=[{"name": "big", "shape": [1 << 40, 1 << 40], "dtype": "float32"}])
+    case("shape-negative", CORRUPT, "a weight of shape [-1, 15]",
+         weights=[{"name": "neg", "shape": [-1, 15], "dtype": "float32"}])
+    strings = (3).to_bytes(4, "little") + b"abc" + (0xFFFFFFF0).to_bytes(4, "little") + b"xy"
+    case("string-length-past-end", CORRUPT, "a string element claiming 4 GiB in a 13-byte file",
+         weights=[{"name": "s", "shape": [2], "dtype": "string"}],
+         files={"group1-shard1of1.bin": strings})
+    case("string-count-huge", CORRUPT, "2^40 string elements in 13 bytes",
+         weights=[{"name": "s", "shape": [1 << 40], "dtype": "string"}],
+         files={"group1-shard1of1.bin": strings})
+    case("dtype-unknown", CORRUPT, "a weight of dtype float64 (TF.js has none)",
+         weights=[{**TFJS_WEIGHTS[0], "dtype": "float64"}, TFJS_WEIGHTS[1]])
+    case("quantization-no-scale", CORRUPT, "uint8 quantization without scale and min",
+         weights=[{**TFJS_WEIGHTS[0], "quantization": {"dtype": "uint8"}}, TFJS_WEIGHTS[1]],
+         files={"group1-shard1of1.bin": bytes(12) + BIAS.tobytes()})
+    case("quantization-nan", CORRUPT, "uint8 quantization with a scale of 1e999 (infinite)",
+         doc=(b'{"weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": [{"name": '
+              b'"k", "shape": [12], "dtype": "float32", "quantization": {"dtype": "uint8", '
+              b'"scale": 1e999, "min": 0}}]}]}'), files={"group1-shard1of1.bin": bytes(12)})
+    case("duplicate-names", CORRUPT, "two weights of the same name",
+         weights=[TFJS_WEIGHTS[0], {**TFJS_WEIGHTS[1], "name": "dense/kernel"}])
+    case("json-duplicate-keys", CORRUPT, "model.json with the key weightsManifest twice",
+         doc=b'{"weightsManifest": [], "weightsManifest": []}')
+    case("json-broken", BROKEN, "model.json that is not JSON", doc=b'{"weightsManifest": [')
+    case("manifest-not-list", CORRUPT, "weightsManifest that is an object",
+         doc=b'{"weightsManifest": {"paths": []}}')
+    huge = c.path(f"{d}/json-huge")
+    huge.mkdir(parents=True)
+    _sparse(huge / "model.json", b'{"weightsManifest": [', 300 << 20)
+    c.add(fmt, "json-huge", f"{d}/json-huge", REFUSED, "a 300 MiB model.json")
+    names = [{"name": n, "shape": [3], "dtype": "float32"} for n in HOSTILE_NAMES]
+    c.names[fmt] = str(tfjs_model(c.path(f"{d}/names"), names, {
+        "group1-shard1of1.bin": BIAS.tobytes() * len(HOSTILE_NAMES)}).relative_to(c.root))
+
+
+def const_node(name: str, dtype: int, shape: tuple[int, ...], *, content: bytes | None = None,
+               typed: bytes = b"", extra: bytes = b"") -> bytes:
+    """A NodeDef `name` = Const of a TensorProto (tensor_content or typed value fields)."""
+    dims = b"".join(_field(2, _field(1, d) if d else b"") for d in shape)
+    tensor = _field(1, dtype) + _field(2, dims) + (b"" if content is None else _field(4, content))
+    tensor += typed + extra
+    attrs = (_field(5, _field(1, b"dtype") + _field(2, _field(6, dtype)))
+             + _field(5, _field(1, b"value") + _field(2, _field(8, tensor))))
+    return _field(1, _field(1, name.encode()) + _field(2, b"Const") + attrs)
+
+
+def _graphdef(c: Corpus) -> None:
+    fmt, d = "tf-graphdef", "tf-graphdef"
+    kernel = const_node("dense/kernel", 1, (4, 3), content=KERNEL.tobytes())
+    bias = const_node("dense/bias", 1, (3,), content=BIAS.tobytes())
+    valid = kernel + bias
+    c.bases[fmt] = str(_write(c.path(f"{d}/valid.pb"), valid).relative_to(c.root))
+
+    def case(name: str, data: bytes, errors: tuple[str, ...], about: str) -> None:
+        c.add(fmt, name, str(_write(c.path(f"{d}/{name}.pb"), data).relative_to(c.root)), errors,
+              about)
+
+    case("garbage", b"\x0a\x05" + bytes(range(256)) * 8, BROKEN, "bytes of no format")
+    for name, size in (("truncated-half", len(valid) // 2), ("truncated-tail", len(valid) - 7)):
+        case(name, valid[:size], BROKEN, f"the first {size} of {len(valid)} bytes")
+    c.path(f"{d}/directory.pb").mkdir(parents=True)
+    c.add(fmt, "directory", f"{d}/directory.pb", NOT_INPUT, "a directory named like a file")
+    os.mkfifo(c.path(f"{d}/fifo.pb"))
+    c.add(fmt, "fifo", f"{d}/fifo.pb", NOT_INPUT, "a FIFO (reading it would block)")
+    saved = c.path(f"{d}/savedmodel/saved_model.pb")
+    _write(saved, _field(1, 1) + _field(2, _field(2, valid)))
+    c.add(fmt, "saved-model-pb", f"{d}/savedmodel/saved_model.pb", BROKEN,
+          "a SavedModel's saved_model.pb given as a frozen graph")
+    case("content-short", const_node("k", 1, (4, 3), content=KERNEL.tobytes()[:-4]), CORRUPT,
+         "tensor_content 4 bytes short of its shape")
+    case("broadcast-bomb", const_node("k", 1, (1 << 40,), typed=_field(5, b"\0\0\x80\x3f")),
+         REFUSED, "one float_val broadcast to 2^40 elements")
+    case("dtype-unknown", const_node("k", 99, (3,), content=BIAS.tobytes()), CORRUPT,
+         "a Const of TensorFlow dtype 99")
+    case("dim-negative", const_node("k", 1, (3,), content=BIAS.tobytes())
+         .replace(_field(2, _field(2, _field(1, 3))), _field(2, _field(2, _field(1, -3)))),
+         CORRUPT, "a dimension of -3")
+    case("string-content", const_node("k", 7, (2,), content=b"abcd"), CORRUPT,
+         "a string Const in tensor_content")
+    case("length-past-end", b"\x0a\xff\xff\xff\x0f" + valid, BROKEN,
+         "a node claiming 4 GiB in a small file")
+    case("varint-overlong", valid[:-len(bias)] + b"\x0a" + b"\xff" * 11 + b"\x01", CORRUPT,
+         "a varint of 12 bytes")
+    case("packed-truncated", const_node("k", 3, (3,), typed=_field(7, b"\x01\x82")), CORRUPT,
+         "packed int_val ending inside a varint")
+    case("duplicate-names", kernel + kernel, CORRUPT, "two Const nodes of the same name")
+    case("wire-group", valid + b"\x0b\x0c", CORRUPT, "a (deprecated) group wire type")
+    deep = b"\x01"
+    for _ in range(200):
+        deep = _field(1, deep)
+    c.suffixes.append((fmt, str(_write(c.path(f"{d}/deep-unknown-field.pb"),
+                                       valid + _field(1000, deep)).relative_to(c.root))))
+    c.names[fmt] = str(_write(c.path(f"{d}/names.pb"), b"".join(
+        const_node(n, 1, (3,), content=BIAS.tobytes()) for n in HOSTILE_NAMES))
+        .relative_to(c.root))
 
 
 def make_corpus(root: str | os.PathLike) -> Corpus:
@@ -997,6 +1143,8 @@ def make_corpus(root: str | os.PathLike) -> Corpus:
     _checkpoint(c)
     _saved_model(c)
     _tflite(c)
+    _tfjs(c)
+    _graphdef(c)
     _write(c.root / "MANIFEST.json", json.dumps(c.manifest(), indent=1).encode())
     return c
 

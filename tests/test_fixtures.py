@@ -17,7 +17,8 @@ BUDGET = 5 * 1024 * 1024 // 2  # 2.5 MiB: the names cases (nested, renumbered, u
 NAME = re.compile(r"^(?P<case>[a-z0-9]+)--(?P<variant>[a-z0-9-]+?)(?P<ext>\.[a-z0-9.]+)?$")
 FIELDS = {"path", "files", "case", "builder", "framework", "framework_version", "layout", "format",
           "optimizer", "optimizer_kind", "weights_id"}
-FORMATS = {"saved-model", "tf-checkpoint", "keras", "keras-weights-h5", "keras-h5", "tflite"}
+FORMATS = {"saved-model", "tf-checkpoint", "keras", "keras-weights-h5", "keras-h5", "tflite",
+           "tfjs", "tf-graphdef"}
 
 
 def _on_disk() -> set[str]:
@@ -62,7 +63,7 @@ def test_entry_is_complete_and_named_by_case(name):
         assert bool(entry["optimizer_variables"]) == entry["optimizer"]
         assert (entry["optimizer_kind"] in models.OPTIMIZERS) == entry["optimizer"]
     if entry["format"] in {"tf-checkpoint", "saved-model"}:
-        assert entry["checkpoint_keys"]
+        assert entry.get("checkpoint_keys") or entry.get("graph_constants")
 
 
 def test_models_and_lib_import_no_framework():

@@ -76,6 +76,21 @@ def seeds() -> dict[str, tuple[str, dict[str, bytes], list[str], str]]:
                                                      "model.data-00000-of-00001"], "model")
     out["tflite"] = ("tflite", {"x.tflite": mc.tflite_bytes(mc.TFL_BASE)}, ["x.tflite"],
                      "x.tflite")
+    strings = b"".join(len(s).to_bytes(4, "little") + s for s in (b"ab", b"", b"h\xc3\xa9"))
+    tfjs_weights = mc.TFJS_WEIGHTS + [
+        {"name": "q", "shape": [4], "dtype": "float32",
+         "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0}},
+        {"name": "s", "shape": [3], "dtype": "string"}]
+    tfjs_doc = json.dumps({"format": "layers-model", "weightsManifest": [
+        {"paths": ["a.bin", "b.bin"], "weights": tfjs_weights}]}).encode()
+    data = mc.TFJS_DATA + bytes([0, 1, 2, 255]) + strings
+    out["tfjs"] = ("tfjs", {"model.json": tfjs_doc, "a.bin": data[:23], "b.bin": data[23:]},
+                   ["model.json", "a.bin", "b.bin"], ".")
+    graph = (mc.const_node("dense/kernel", 1, (4, 3), content=mc.KERNEL.tobytes())
+             + mc.const_node("half", 19, (), typed=mc._field(13, mc._varint(15872)))
+             + mc.const_node("broadcast", 1, (8,), typed=mc._field(5, b"\0\0\xc0\x3f"))
+             + mc.const_node("words", 7, (2,), typed=mc._field(8, b"ab") + mc._field(8, b"")))
+    out["tf-graphdef"] = ("tf-graphdef", {"x.pb": graph}, ["x.pb"], "x.pb")
     return out
 
 
@@ -193,7 +208,7 @@ def worker(target: str, seed: int, seconds: float, out_dir: str) -> None:
 # tests
 
 TARGETS = ("safetensors", "npz", "npz-deflated", "keras-h5", "keras-weights-h5", "keras",
-           "tf-checkpoint", "tflite")
+           "tf-checkpoint", "tflite", "tfjs", "tf-graphdef")
 
 
 def landed(fmt: str) -> bool:

@@ -1,0 +1,505 @@
+"""The constants of a TensorFlow GraphDef, read and replaced in place: shared by the frozen
+GraphDef format (`graphdef.py`) and SavedModels whose weights are graph constants
+(`saved_model.py`).
+
+Messages (tensorflow/tensorflow `tensorflow/core/framework/graph.proto`, `node_def.proto`,
+`attr_value.proto`, `tensor.proto`, `tensor_shape.proto`, `function.proto`;
+`tensorflow/core/protobuf/saved_model.proto`, `meta_graph.proto`):
+
+    GraphDef      1 node (NodeDef), 2 library (FunctionDefLibrary), 4 versions, ...
+    NodeDef       1 name, 2 op, 3 input, 4 device, 5 attr (map<string, AttrValue>)
+    AttrValue     6 type (DataType), 8 tensor (TensorProto), ...
+    FunctionDefLibrary  1 function (FunctionDef: 1 signature (OpDef: 1 name), 3 node_def)
+    TensorProto   1 dtype, 2 tensor_shape, 3 version_number, 4 tensor_content, 5 float_val,
+                  6 double_val, 7 int_val, 8 string_val, 9 scomplex_val, 10 int64_val,
+                  11 bool_val, 12 dcomplex_val, 13 half_val, 14 resource_handle_val,
+                  15 variant_val, 16 uint32_val, 17 uint64_val, 18 float8_val
+    SavedModel    1 saved_model_schema_version, 2 meta_graphs (MetaGraphDef: 2 graph_def)
+
+Every `Const` node's `value` is a constant, named by the node (by `function:node` inside a
+function of the library). Its value (tensorflow/tensorflow `tensorflow/core/framework/tensor.cc`,
+`Tensor::FromProto`): a non-empty `tensor_content` holds the raw little-endian bytes and must be
+complete; otherwise the dtype's typed field holds the values, where fewer values than elements
+repeat the last one and none means zeros (float16 and bfloat16 as their bits in `half_val`).
+A typed constant is refused when it would expand beyond `MAX_EXPANSION` times the file (a shape
+bomb). Constants of dtype resource or variant are not weights and are skipped.
+
+Nothing is copied while the file is scanned (field offsets into a map of it), every length is
+checked against its enclosing message, and only the fixed path from a GraphDef to a tensor is
+descended, so a crafted file can make the reader neither allocate nor recurse without bound.
+
+Writing replaces each constant's TensorProto in place, in the encoding it had (tensor_content,
+or the typed field with as many values as before when the new value is still that broadcast),
+and copies every other byte: with unchanged values the file comes back byte for byte.
+"""
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import ml_dtypes
+import numpy as np
+
+from .dtypes import STRING, dtype_from_name
+from .errors import CorruptFileError, UnsafeFileError, UsageError
+from .protowire import FIXED32, FIXED64, LENGTH, VARINT, Span, length_field, spans
+from .sstable import put_varint
+
+NAMESPACE_KEY = "tf_graphdef"
+MAX_EXPANSION = 1024          # a typed constant may expand to this many times the file ...
+SMALL_BYTES = 1 << 20         # ... plus this much
+
+# TensorFlow DataType -> canonical dtype (tensorflow/core/framework/types.proto); quantized
+# types as their storage types.
+TF_DTYPES: dict[int, str] = {
+    1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
+    8: "complex64", 9: "int64", 10: "bool", 11: "int8", 12: "uint8", 13: "int32",
+    14: "bfloat16", 15: "int16", 16: "uint16", 17: "uint16", 18: "complex128", 19: "float16",
+    22: "uint32", 23: "uint64", 24: "float8_e5m2", 25: "float8_e4m3fn", 26: "float8_e4m3fnuz",
+    28: "float8_e5m2fnuz", 29: "int4", 30: "uint4", 33: "float4_e2m1fn",
+}
+NOT_WEIGHTS = {20: "resource", 21: "variant"}
+QUANTIZED_ENUMS = {11: "qint8", 12: "quint8", 13: "qint32", 15: "qint16", 16: "quint16"}
+
+CONTENT = 4
+# TensorProto typed field per canonical dtype: (number, element kind)
+#   kinds: "varint" (int64 two's complement), "f32", "f64", "bytes" (one per element),
+#   "half" (varint of the 16 bits), "byte" (float8_val: one byte per element in one field)
+_TYPED: dict[str, tuple[int, str]] = {
+    "float32": (5, "f32"), "float64": (6, "f64"), "int32": (7, "varint"), "uint8": (7, "varint"),
+    "int16": (7, "varint"), "int8": (7, "varint"), "uint16": (7, "varint"),
+    "int4": (7, "varint"), "uint4": (7, "varint"), "string": (8, "bytes"),
+    "complex64": (9, "f32"), "int64": (10, "varint"), "bool": (11, "varint"),
+    "complex128": (12, "f64"), "float16": (13, "half"), "bfloat16": (13, "half"),
+    "uint32": (16, "varint"), "uint64": (17, "varint"), "float8_e5m2": (18, "byte"),
+    "float8_e4m3fn": (18, "byte"), "float8_e4m3fnuz": (18, "byte"),
+    "float8_e5m2fnuz": (18, "byte"), "float4_e2m1fn": (18, "byte"),
+}
+FIELD_NAMES = {4: "tensor_content", 5: "float_val", 6: "double_val", 7: "int_val",
+               8: "string_val", 9: "scomplex_val", 10: "int64_val", 11: "bool_val",
+               12: "dcomplex_val", 13: "half_val", 16: "uint32_val", 17: "uint64_val",
+               18: "float8_val"}
+VALUE_FIELDS = frozenset(range(4, 19))
+
+
+@dataclass
+class Constant:
+    """A Const node's tensor, located in the file."""
+    name: str                    # the variable name: node, or `function:node`
+    node: str
+    function: str | None
+    enum: int                    # TensorFlow DataType
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    chain: tuple[Span, ...]      # enclosing fields, outermost first, ending at the TensorProto
+    field: int                   # where the value is: CONTENT or the typed field number
+    values: list[Span]           # the value field(s) as found
+    count: int                   # typed: how many values the file gives
+    packed: bool                 # typed: packed (one LENGTH field) rather than one per value
+
+
+def tf_dtype(enum: int, where: str, path: str | None) -> np.dtype:
+    if enum not in TF_DTYPES:
+        raise CorruptFileError(f"{where}: unknown TensorFlow dtype {enum}", path)
+    return dtype_from_name(TF_DTYPES[enum])
+
+
+def _text(buf: Any, span: Span) -> str:
+    return bytes(buf[span.value_start:span.end]).decode("utf-8", "surrogateescape")
+
+
+def _message(span: Span, what: str, path: str | None) -> Span:
+    if span.wire != LENGTH:
+        raise CorruptFileError(f"{what}: expected a message (wire type 2), received wire type "
+                               f"{span.wire}", path)
+    return span
+
+
+def graph_constants(buf: Any, start: int, end: int, chain: tuple[Span, ...],
+                    path: str | None, file_size: int) -> list[Constant]:
+    """The constants of the GraphDef message at `buf[start:end]` (main graph, then the
+    functions of its library), `chain` being the fields that enclose it."""
+    out: list[Constant] = []
+    for field in spans(buf, start, end):
+        if field.number == 1:
+            constant = _node(buf, _message(field, "GraphDef.node", path), chain + (field,),
+                             None, path, file_size)
+            if constant is not None:
+                out.append(constant)
+        elif field.number == 2:
+            library = _message(field, "GraphDef.library", path)
+            for function in spans(buf, library.value_start, library.end):
+                if function.number == 1:
+                    out += _function(buf, _message(function, "FunctionDefLibrary.function", path),
+                                     chain + (library, function), path, file_size)
+    return out
+
+
+def _function(buf: Any, field: Span, chain: tuple[Span, ...], path: str | None,
+              file_size: int) -> list[Constant]:
+    name, nodes = None, []
+    for inner in spans(buf, field.value_start, field.end):
+        if inner.number == 1:  # signature (OpDef): its field 1 is the name
+            for sig in spans(buf, _message(inner, "FunctionDef.signature", path).value_start,
+                             inner.end):
+                if sig.number == 1 and sig.wire == LENGTH:
+                    name = _text(buf, sig)
+        elif inner.number == 3:
+            nodes.append(_message(inner, "FunctionDef.node_def", path))
+    out = []
+    for node in nodes:
+        constant = _node(buf, node, chain + (node,), name or "", path, file_size)
+        if constant is not None:
+            out.append(constant)
+    return out
+
+
+def _node(buf: Any, field: Span, chain: tuple[Span, ...], function: str | None,
+          path: str | None, file_size: int) -> Constant | None:
+    name = op = None
+    value = None
+    for inner in spans(buf, field.value_start, field.end):
+        if inner.number == 1 and inner.wire == LENGTH:
+            name = _text(buf, inner)
+        elif inner.number == 2 and inner.wire == LENGTH:
+            op = _text(buf, inner)
+        elif inner.number == 5:
+            entry = _message(inner, "NodeDef.attr", path)
+            key = attr = None
+            for part in spans(buf, entry.value_start, entry.end):
+                if part.number == 1 and part.wire == LENGTH:
+                    key = _text(buf, part)
+                elif part.number == 2:
+                    attr = _message(part, "NodeDef.attr value", path)
+            if key == "value" and attr is not None:
+                for part in spans(buf, attr.value_start, attr.end):
+                    if part.number == 8:
+                        value = (entry, attr, _message(part, "AttrValue.tensor", path))
+    if op != "Const" or value is None:
+        return None
+    if not name:
+        raise CorruptFileError("a Const node without a name", path)
+    full = name if function is None else f"{function}:{name}"
+    return _tensor(buf, full, name, function, chain + value, path, file_size)
+
+
+def _tensor(buf: Any, full: str, node: str, function: str | None, chain: tuple[Span, ...],
+            path: str | None, file_size: int) -> Constant | None:
+    proto = chain[-1]
+    enum, shape, content, typed = 1, (), None, {}
+    unknown_rank = False
+    for part in spans(buf, proto.value_start, proto.end):
+        if part.number == 1 and part.wire == VARINT:
+            enum = part.value
+        elif part.number == 2:
+            shape, unknown_rank = _shape(buf, _message(part, "TensorProto.tensor_shape", path),
+                                         full, path)
+        elif part.number == CONTENT and part.wire == LENGTH:
+            content = part
+        elif part.number in VALUE_FIELDS:
+            typed.setdefault(part.number, []).append(part)
+    if enum in NOT_WEIGHTS:
+        return None
+    where = f"constant {full!r}"
+    dtype = tf_dtype(enum, where, path)
+    if unknown_rank:
+        raise CorruptFileError(f"{where}: a constant of unknown rank", path)
+    count = math.prod(shape)
+    kind = TF_DTYPES[enum]
+    if content is not None and content.end > content.value_start:
+        if kind == "string":
+            raise CorruptFileError(f"{where}: a string constant in tensor_content", path)
+        nbytes = content.end - content.value_start
+        if nbytes != count * dtype.itemsize:
+            raise CorruptFileError(f"{where}: shape {list(shape)} of {kind} needs "
+                                   f"{count * dtype.itemsize} bytes, tensor_content holds "
+                                   f"{nbytes}", path)
+        return Constant(full, node, function, enum, dtype, shape, chain, CONTENT, [content],
+                        count, False)
+    number, element = _TYPED[kind]
+    found = typed.get(number, [])
+    if element == "bytes":
+        given, packed = len(found), False
+    elif element == "byte":
+        given = sum(f.end - f.value_start for f in found if f.wire == LENGTH)
+        packed = True
+    else:
+        given, packed = _count(buf, found, element, where, path)
+        if kind.startswith("complex"):
+            if given % 2:
+                raise CorruptFileError(f"{where}: an odd number of complex parts", path)
+            given //= 2
+    expanded = count * (8 if kind == "string" else dtype.itemsize)
+    if given < count and expanded > MAX_EXPANSION * file_size + SMALL_BYTES:
+        raise UnsafeFileError(f"{where}: {given} value(s) expand to shape {list(shape)} "
+                              f"({expanded} bytes), more than {MAX_EXPANSION} times the file; "
+                              "refused", path)
+    return Constant(full, node, function, enum, dtype, shape, chain, number, found,
+                    min(given, count) if count else given, packed)
+
+
+def _shape(buf: Any, field: Span, where: str, path: str | None) -> tuple[tuple[int, ...], bool]:
+    dims, unknown = [], False
+    for part in spans(buf, field.value_start, field.end):
+        if part.number == 2:
+            size = 0
+            for dim in spans(buf, _message(part, "TensorShapeProto.dim", path).value_start,
+                             part.end):
+                if dim.number == 1 and dim.wire == VARINT:
+                    size = dim.value - (1 << 64) if dim.value >= 1 << 63 else dim.value
+            if size < 0:
+                raise CorruptFileError(f"constant {where!r}: dimension {size}", path)
+            dims.append(size)
+        elif part.number == 3 and part.wire == VARINT:
+            unknown = bool(part.value)
+    return tuple(dims), unknown
+
+
+_WIDTH = {"f32": 4, "f64": 8}
+
+
+def _count(buf: Any, found: list[Span], element: str, where: str, path: str | None
+           ) -> tuple[int, bool]:
+    """How many numbers the typed field spans hold, and whether they are packed."""
+    packed = any(f.wire == LENGTH for f in found)
+    if packed and len(found) != 1:
+        packed = False  # several packed runs, or a mix: read field by field
+    total = 0
+    for f in found:
+        if f.wire == LENGTH:
+            size = f.end - f.value_start
+            if element in _WIDTH:
+                if size % _WIDTH[element]:
+                    raise CorruptFileError(f"{where}: packed values of {size} bytes", path)
+                total += size // _WIDTH[element]
+            else:
+                data = np.frombuffer(bytes(buf[f.value_start:f.end]), np.uint8)
+                if data.size and data[-1] >= 0x80:
+                    raise CorruptFileError(f"{where}: truncated packed varints", path)
+                total += int(np.count_nonzero(data < 0x80))
+        else:
+            expected = {"f32": FIXED32, "f64": FIXED64}.get(element, VARINT)
+            if f.wire != expected:
+                raise CorruptFileError(f"{where}: a value of wire type {f.wire}", path)
+            total += 1
+    return total, packed
+
+
+# ---------------------------------------------------------------------------------------------
+# values
+
+def varints(data: bytes) -> np.ndarray:
+    """Decode concatenated varints (as uint64, two's complement for negatives), vectorized."""
+    raw = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(raw < 0x80)
+    if raw.size and (not ends.size or ends[-1] != raw.size - 1):
+        raise CorruptFileError("truncated packed varints")
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+    lengths = ends - starts + 1
+    if lengths.size and lengths.max() > 10:
+        raise CorruptFileError("a varint longer than 10 bytes")
+    values = np.zeros(ends.size, np.uint64)
+    for k in range(int(lengths.max()) if lengths.size else 0):
+        mask = lengths > k
+        values[mask] |= (raw[starts[mask] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+    return values
+
+
+def typed_values(buf: Any, constant: Constant) -> np.ndarray:
+    """The values a typed field gives, flat, in the constant's dtype (before broadcasting)."""
+    kind = TF_DTYPES[constant.enum]
+    number, element = _TYPED[kind]
+    parts = constant.values
+    if element == "bytes":
+        out = np.empty(len(parts), dtype=object)
+        out[:] = [bytes(buf[p.value_start:p.end]) for p in parts]
+        return out
+    if element == "byte":
+        data = b"".join(bytes(buf[p.value_start:p.end]) for p in parts if p.wire == LENGTH)
+        return np.frombuffer(data, np.uint8).view(constant.dtype)
+    if element in _WIDTH:
+        chunks = []
+        for p in parts:
+            chunks.append(bytes(buf[p.value_start:p.end]) if p.wire == LENGTH
+                          else p.value.to_bytes(_WIDTH[element], "little"))
+        numbers = np.frombuffer(b"".join(chunks), "<f4" if element == "f32" else "<f8")
+        if kind in ("complex64", "complex128"):
+            return numbers.view(constant.dtype.newbyteorder("<")).astype(constant.dtype)
+        return numbers.astype(constant.dtype)
+    chunks = [varints(bytes(buf[p.value_start:p.end])) if p.wire == LENGTH
+              else np.array([p.value], np.uint64) for p in parts]
+    words = np.concatenate(chunks) if chunks else np.zeros(0, np.uint64)
+    if element == "half":
+        return words.astype(np.uint16).view(constant.dtype)
+    if kind == "bool":
+        return words != 0
+    if kind in ("uint64", "uint32"):
+        return words.astype(constant.dtype)
+    return words.view(np.int64).astype(constant.dtype)
+
+
+def broadcast(values: np.ndarray, constant: Constant) -> np.ndarray:
+    """TensorFlow's reading of typed values: the last repeats, none means zeros."""
+    count = math.prod(constant.shape)
+    dtype = constant.dtype
+    if values.size >= count:
+        flat = values[:count]
+    elif values.size == 0:
+        flat = np.full(count, b"", dtype=object) if dtype == STRING else np.zeros(count, dtype)
+    else:
+        flat = np.empty(count, dtype=dtype)
+        flat[:values.size] = values
+        flat[values.size:] = values[-1]
+    return np.asarray(flat, dtype=dtype).reshape(constant.shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+def encode_tensor(buf: Any, constant: Constant, array: np.ndarray) -> bytes:
+    """The TensorProto body for `constant` holding `array` (same dtype and shape): its other
+    fields as they are, the value in the encoding it had when that still describes `array`."""
+    kind = TF_DTYPES[constant.enum]
+    array = np.asarray(array, dtype=constant.dtype).reshape(constant.shape)
+    proto = constant.chain[-1]
+    value = _value_fields(constant, array, kind)
+    out, placed = bytearray(), False
+    for part in spans(buf, proto.value_start, proto.end):
+        if part.number in VALUE_FIELDS:
+            continue
+        if part.number > CONTENT and not placed:
+            out += value
+            placed = True
+        out += bytes(buf[part.start:part.end])
+    if not placed:
+        out += value
+    return bytes(out)
+
+
+def _value_fields(constant: Constant, array: np.ndarray, kind: str) -> bytes:
+    flat = array.reshape(-1)
+    if constant.field != CONTENT:
+        given = constant.count
+        head = flat[:given]
+        if given <= flat.size and _repeats(flat, given):
+            return _typed(constant, head, kind)
+    if kind == "string":
+        return _typed(constant, flat, kind)
+    if flat.size == 0:
+        return b""
+    data = np.ascontiguousarray(flat).astype(constant.dtype.newbyteorder("<")).tobytes()
+    return length_field(CONTENT, data)
+
+
+def _repeats(flat: np.ndarray, given: int) -> bool:
+    """Whether `flat` is what `given` typed values broadcast to (bit for bit)."""
+    if flat.size == 0:
+        return given == 0
+    if flat.dtype == STRING:
+        tail = flat[given - 1:] if given else flat
+        first = tail[0] if given else b""
+        return all(x == first for x in tail.tolist())
+    bits = np.ascontiguousarray(flat).view(np.uint8).reshape(flat.size, -1)
+    if given == 0:
+        return not bits.any()
+    return bool((bits[given - 1:] == bits[given - 1]).all())
+
+
+def _typed(constant: Constant, values: np.ndarray, kind: str) -> bytes:
+    number, element = _TYPED[kind]
+    if values.size == 0:
+        return b""
+    if element == "bytes":
+        return b"".join(length_field(number, v if isinstance(v, bytes) else str(v).encode())
+                        for v in values.tolist())
+    if element == "byte":
+        return length_field(number, np.ascontiguousarray(values).view(np.uint8).tobytes())
+    if element in _WIDTH:
+        little = "<f4" if element == "f32" else "<f8"
+        numbers = (values.view(values.dtype.newbyteorder("<")).view(little)
+                   if kind.startswith("complex") else values.astype(little))
+        if constant.packed or numbers.size > 1:
+            return length_field(number, numbers.tobytes())
+        tag = put_varint(number << 3 | (FIXED32 if element == "f32" else FIXED64))
+        return b"".join(tag + x.tobytes() for x in numbers)
+    if element == "half":
+        words = values.view(np.uint16).astype(np.uint64)
+    elif kind == "bool":
+        words = values.astype(np.uint64)
+    elif kind in ("uint64", "uint32"):
+        words = values.astype(np.uint64)
+    else:
+        words = values.astype(np.int64).view(np.uint64)
+    encoded = [put_varint(int(w)) for w in words.tolist()]
+    if constant.packed:
+        return length_field(number, b"".join(encoded))
+    tag = put_varint(number << 3 | VARINT)
+    return b"".join(tag + e for e in encoded)
+
+
+def splice(buf: Any, start: int, end: int, edits: Mapping[int, Any], out: BinaryIO) -> None:
+    """Write the message `buf[start:end]` to `out` with some fields replaced: `edits` maps a
+    field's start offset to its new body (bytes) or to a nested `edits` mapping for it."""
+    position = start
+    for field in spans(buf, start, end):
+        if field.start not in edits:
+            continue
+        out.write(bytes(buf[position:field.start]))
+        edit = edits[field.start]
+        if isinstance(edit, (bytes, bytearray)):
+            body = bytes(edit)
+        else:
+            inner = _Buffer()
+            splice(buf, field.value_start, field.end, edit, inner)
+            body = inner.getvalue()
+        out.write(length_field(field.number, body))
+        position = field.end
+    out.write(bytes(buf[position:end]))
+
+
+class _Buffer:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def edits_for(replacements: list[tuple[Constant, bytes]], depth: int) -> dict[int, Any]:
+    """The nested `splice` edits that put each new TensorProto body in place; `depth` is the
+    number of leading chain fields that lie outside the message being spliced."""
+    root: dict[int, Any] = {}
+    for constant, body in replacements:
+        node = root
+        chain = constant.chain[depth:]
+        for field in chain[:-1]:
+            node = node.setdefault(field.start, {})
+        node[chain[-1].start] = body
+    return root
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeError):
+        raise CorruptFileError(f"{NAMESPACE_KEY} metadata: bad base64") from None
+
+
+def iter_saved_model_graphs(buf: Any, path: str | None) -> Iterator[tuple[Span, Span]]:
+    """(MetaGraphDef field, GraphDef field) of each meta graph of a `saved_model.pb`."""
+    for field in spans(buf, 0, len(buf)):
+        if field.number == 2:
+            meta = _message(field, "SavedModel.meta_graphs", path)
+            for part in spans(buf, meta.value_start, meta.end):
+                if part.number == 2:
+                    yield meta, _message(part, "MetaGraphDef.graph_def", path)

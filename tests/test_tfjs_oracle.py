@@ -1,0 +1,242 @@
+"""TF.js itself (in node, tests/js/oracle.js) and tf_keras as the oracles of the tfjs format:
+TF.js loads what weightkit writes with the same weights bit for bit and runs it; the TF.js
+converter's own output is what weightkit writes for a tf.keras model; tf_keras loads the full
+`.h5` weightkit makes from a TF.js layers model and predicts what TF.js predicts."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import weightkit
+from fixtures_lib import fixture, manifest, models, select
+
+JS = Path(__file__).resolve().parent / "js"
+HAVE_TFJS = (JS / "node_modules" / "@tensorflow" / "tfjs").is_dir() and shutil.which("node")
+needs_tfjs = pytest.mark.skipif(not HAVE_TFJS, reason="TF.js missing: npm ci --prefix tests/js "
+                                                      "(make test does)")
+TFJS = [e["path"] for e in select(format="tfjs")]
+QUANTIZED = {e["path"] for e in select(format="tfjs") if e.get("quantization")}
+NODE_DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_,
+               "complex64": np.complex64}
+
+
+def tfjs(*args: str) -> dict:
+    result = subprocess.run(["node", "oracle.js", *map(str, args)], cwd=JS, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def array(record: dict) -> np.ndarray:
+    """A tensor as TF.js gave it."""
+    if record["dtype"] == "string":
+        values = np.empty(len(record["data"]), dtype=object)
+        values[:] = [base64.b64decode(x) for x in record["data"]]
+        return values.reshape(record["shape"])
+    raw = base64.b64decode(record["data"])
+    return np.frombuffer(raw, NODE_DTYPES[record["dtype"]]).reshape(record["shape"])
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype == object or b.dtype == object:
+        return a.shape == b.shape and a.reshape(-1).tolist() == b.reshape(-1).tolist()
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def input_for(case: str) -> dict:
+    x, _ = models.sample_data(case, n=3)
+    return {"shape": list(x.shape), "values": x.reshape(-1).tolist(),
+            "dtype": "int32" if x.dtype.kind == "i" else "float32"}
+
+
+# --- reading and writing back -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", TFJS)
+def test_write_back_gives_the_same_files(tmp_path: Path, name: str) -> None:
+    with weightkit.load(fixture(name)) as store:
+        weightkit.save(store, tmp_path / "out", "tfjs")
+    assert files(tmp_path / "out") == files(fixture(name))
+
+
+@needs_tfjs
+@pytest.mark.parametrize("name", [n for n in TFJS if n not in QUANTIZED])
+def test_tfjs_decodes_every_weight_as_weightkit_reads_it(name: str) -> None:
+    decoded = tfjs("weights", fixture(name) / "model.json")
+    with weightkit.load(fixture(name)) as store:
+        assert list(store) == list(decoded)
+        for key, record in decoded.items():
+            assert same_bits(store[key].read(), array(record)), key
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZED))
+def test_quantized_weights_read_as_stored_with_their_parameters(name: str) -> None:
+    doc = json.loads((fixture(name) / "model.json").read_text())
+    entries = {w["name"]: w for g in doc["weightsManifest"] for w in g["weights"]}
+    with weightkit.load(fixture(name)) as store:
+        for key, tensor in store.items():
+            q = entries[key]["quantization"]
+            assert tensor.dtype_name == q["dtype"]
+            assert tensor.meta["tfjs"] == {"dtype": entries[key]["dtype"], "quantization": q}
+            expected = ({"scheme": "cast", "dtype": "float32"} if q["dtype"] == "float16" else
+                        {"scheme": "min_scale", "scale": q["scale"], "min": q["min"],
+                         "dtype": "float32"})
+            assert tensor.meta["quantization"] == expected
+
+
+def test_weights_spanning_shards_read_across_files() -> None:
+    entry = manifest()["conv--tfjs-layers"]
+    assert len([f for f in entry["files"] if f.endswith(".bin")]) == 3
+    with weightkit.load(fixture(entry)) as store:
+        kernel = store["c1/kernel"]  # bytes 32..464 of the group: all three files
+        whole = kernel.read()
+        assert np.array_equal(np.concatenate(list(kernel.iter_chunks(40))), whole.reshape(-1))
+        assert np.array_equal(kernel[1:3], whole[1:3])
+    variables = {v["name"]: v["sha256"] for v in entry["variables"]}
+    with weightkit.load(fixture(entry)) as store:
+        for name, tensor in store.items():
+            assert models.value_digest(tensor.read()) == variables[f"{name}:0"], name
+
+
+@needs_tfjs
+def test_edited_layers_model_loads_in_tfjs_with_the_edited_weights(tmp_path: Path) -> None:
+    with weightkit.load(fixture("conv--tfjs-layers")) as store:
+        edited = weightkit.edit(store).scale("c1/kernel", 0.5).scale("out/*", 2.0)
+        weightkit.save(edited, tmp_path / "edited", "tfjs")
+        want = {name: edited[name].read() for name in edited}
+    decoded = tfjs("weights", tmp_path / "edited" / "model.json")
+    assert {k: same_bits(want[k], array(v)) for k, v in decoded.items()} == dict.fromkeys(want, True)
+    # the same files and sizes: only bytes changed
+    assert {k: len(v) for k, v in files(tmp_path / "edited").items()} == \
+        {k: len(v) for k, v in files(fixture("conv--tfjs-layers")).items()}
+    x = tmp_path / "x.json"
+    x.write_text(json.dumps(input_for("conv")))
+    assert tfjs("predict", tmp_path / "edited" / "model.json", x)["shape"] == [3, 3]
+
+
+@needs_tfjs
+def test_edited_graph_model_runs_in_tfjs_with_the_new_constants(tmp_path: Path) -> None:
+    """Doubling the last MatMul's weights and bias doubles the output exactly."""
+    x = tmp_path / "x.json"
+    x.write_text(json.dumps(input_for("conv")))
+    with weightkit.load(fixture("conv--tfjs-graph")) as store:
+        weights = [n for n in store if "/out/" in n]
+        edited = weightkit.edit(store).scale("*/out/*", 2.0)
+        weightkit.save(edited, tmp_path / "edited", "tfjs")
+    assert len(weights) == 2
+    before = array(tfjs("predict", fixture("conv--tfjs-graph") / "model.json", x))
+    after = array(tfjs("predict", tmp_path / "edited" / "model.json", x))
+    assert same_bits(after, before * np.float32(2))
+
+
+@needs_tfjs
+def test_every_dtype_through_other_formats_loads_in_tfjs(tmp_path: Path) -> None:
+    """A store from elsewhere: dtypes TF.js lacks are stored in forms it loads."""
+    arrays = {"f16": np.array([1.5, -2.25], np.float16), "u8": np.array([0, 200, 255], np.uint8),
+              "i8": np.array([-128, 5], np.int8), "bf": np.array([3.5], "bfloat16"),
+              "i64": np.array([2**40 + 3], np.int64), "s": np.array([b"x", b""], object)}
+    weightkit.save(weightkit.Store.from_arrays(arrays), tmp_path / "m", "tfjs")
+    decoded = tfjs("weights", tmp_path / "m" / "model.json")
+    assert array(decoded["f16"]).tolist() == [1.5, -2.25]
+    assert array(decoded["u8"]).tolist() == [0, 200, 255]
+    assert array(decoded["i8"]).tolist() == [-128, 5]
+    assert array(decoded["bf"]).tolist() == [3.5]
+    assert array(decoded["i64"]).reshape(-1).view(np.int64).tolist() == [2**40 + 3]
+    assert array(decoded["s"]).tolist() == [b"x", b""]
+    with weightkit.load(tmp_path / "m") as back:
+        for name, value in arrays.items():
+            assert same_bits(back[name].read(), value), name
+
+
+# --- Keras <-> TF.js ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["conv--tfjs-layers", "lstm--tfjs-layers"])
+def test_keras_h5_converts_as_the_tfjs_converter_does(tmp_path: Path, name: str) -> None:
+    """The converter's model.json (topology, manifest order, names, shapes, dtypes) and weight
+    bytes, from the same .h5; weightkit names itself as converter, and leaves the optimizer."""
+    entry = manifest()[name]
+    with weightkit.load(fixture(entry["source"])) as store:
+        lost = " ".join(weightkit.losses(store, "tfjs"))
+        assert "optimizer" in lost and "keras_h5" in lost
+        with pytest.raises(weightkit.LossyConversionError):
+            weightkit.save(store, tmp_path / "out", "tfjs")
+        weightkit.save(store, tmp_path / "out", "tfjs", allow_lossy=True)
+    ours = json.loads((tmp_path / "out" / "model.json").read_text())
+    theirs = json.loads((fixture(name) / "model.json").read_text())
+    assert ours["convertedBy"].startswith("weightkit ")
+    for key in ("format", "generatedBy", "modelTopology"):
+        assert ours[key] == theirs[key], key
+    assert [g["weights"] for g in ours["weightsManifest"]] == \
+        [g["weights"] for g in theirs["weightsManifest"]]
+
+    def data(directory: Path, doc: dict) -> bytes:
+        return b"".join((directory / p).read_bytes() for g in doc["weightsManifest"]
+                        for p in g["paths"])
+    assert data(tmp_path / "out", ours) == data(fixture(name), theirs)
+
+
+TF_KERAS_PREDICT = r"""
+import json, os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import numpy as np
+import tf_keras
+path, x_path = sys.argv[1:]
+model = tf_keras.models.load_model(path, compile=False)
+x = json.load(open(x_path))
+inputs = np.asarray(x["values"], dtype=x["dtype"]).reshape(x["shape"])
+y = model.predict(inputs, verbose=0)
+weights = {w.name: w.numpy().tobytes().hex() for w in model.weights}
+print(json.dumps({"y": y.astype("float32").tobytes().hex(), "shape": list(y.shape),
+                  "weights": weights}))
+"""
+
+
+@pytest.mark.tensorflow
+@needs_tfjs
+@pytest.mark.parametrize("name,case", [("conv--tfjs-layers", "conv"),
+                                       ("lstm--tfjs-layers", "lstm"),
+                                       ("mlp--tfjs-saved", None)])
+def test_tfjs_layers_model_to_tf_keras_h5_predicts_what_tfjs_predicts(
+        tmp_path: Path, name: str, case: str | None) -> None:
+    h5 = tmp_path / "model.h5"
+    with weightkit.load(fixture(name)) as store:
+        weightkit.save(store, h5, "keras-h5", allow_lossy=True)  # the tfjs file structure
+        read = {n: store[n].read() for n in store}
+    with weightkit.load(h5) as back:
+        assert back.meta["keras_h5"]["layout"] == "model"
+    x = tmp_path / "x.json"
+    if case is None:
+        values = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+        x.write_text(json.dumps({"shape": [3, 4], "values": values.reshape(-1).tolist(),
+                                 "dtype": "float32"}))
+    else:
+        x.write_text(json.dumps(input_for(case)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, "-c", TF_KERAS_PREDICT, str(h5), str(x)],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    keras = json.loads(result.stdout.strip().splitlines()[-1])
+    # every weight tf_keras loaded is the TF.js weight of that name, bit for bit
+    loaded = {k[:-2] if k.endswith(":0") else k: v for k, v in keras["weights"].items()}
+    assert len(loaded) == len(read)
+    for key, hexed in loaded.items():
+        match = key if key in read else next(n for n in read if n.split("/")[-1] ==
+                                             key.split("/")[-1] and n.split("/")[0] ==
+                                             key.split("/")[0])
+        assert bytes.fromhex(hexed) == np.ascontiguousarray(read[match]).tobytes(), key
+    ours = np.frombuffer(bytes.fromhex(keras["y"]), np.float32).reshape(keras["shape"])
+    theirs = array(tfjs("predict", fixture(name) / "model.json", x))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
