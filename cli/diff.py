@@ -71,6 +71,7 @@ def options(args: argparse.Namespace) -> Options:
         return Options(atol=args.atol, rtol=args.rtol, nan_equal=not args.nan_unequal,
                        match=args.match, include=tuple(args.include),
                        exclude=tuple(args.exclude), no_optimizer=args.no_optimizer,
+                       weights_only=args.weights_only,
                        norms=args.by != "variable" or args.output == "html")
     except ValueError as exc:
         raise UsageError(str(exc)) from None

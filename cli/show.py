@@ -3,8 +3,6 @@ of some (`--values`), printed or exported to `.npy`/`.npz`."""
 from __future__ import annotations
 
 import argparse
-import difflib
-import fnmatch
 import os
 import re
 import sys
@@ -14,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..converters.atomic import atomic_output
+from ..converters.names import match, roles_option, select as select_names
 from ..converters.errors import UsageError
 from ..converters.quant import dequantize
 from ..converters.registry import load
@@ -69,13 +68,12 @@ def is_input_format(name: str) -> bool:
 
 
 def select(store: Store, include: Sequence[str] | None, no_optimizer: bool,
-           exclude: Sequence[str] = ()) -> list[str]:
-    """Names of `store` matching any `include` glob (all if none) and no `exclude` glob,
-    optionally without optimizer state."""
-    return [name for name in store
-            if (not include or any(fnmatch.fnmatchcase(name, p) for p in include))
-            and not any(fnmatch.fnmatchcase(name, p) for p in exclude)
-            and not (no_optimizer and store[name].role != "weight")]
+           exclude: Sequence[str] = (), weights_only: bool = False) -> list[str]:
+    """Names of `store` matching any `include` glob (all if none) and no `exclude` glob, on
+    the name, the original key or an alias, less the roles the flags leave out; a UsageError
+    naming the closest names when a glob matches nothing or nothing is left (`names.select`)."""
+    return select_names(store, include or (), exclude,
+                        roles_option(no_optimizer, weights_only))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             store = dequantize(store)
         if args.values is not None:
             return show_values(store, args)
-        names = select(store, args.include, args.no_optimizer, args.exclude)
+        names = select(store, args.include, args.no_optimizer, args.exclude, args.weights_only)
         stats: list[TensorStats | None] = [None] * len(names)
         if not args.no_stats or gate_list or args.output == "html":
             tensors = [store[name] for name in names]
@@ -224,30 +222,29 @@ def _human_bytes(n: float) -> str:
 
 # --- values ------------------------------------------------------------------------------------
 
-def closest(name: str, names: Sequence[str], n: int = 3) -> list[str]:
-    """The names closest to `name` (for errors naming what the user may have meant); the
-    shared `converters/names.py` takes this over when it lands."""
-    return difflib.get_close_matches(name, list(names), n=n, cutoff=0.4)
-
-
 def _match(store: Store, spec: str) -> list[tuple[str, tuple | None, str]]:
-    """(name, index or None, index text) for one `--values` item: an exact name, a glob, either
-    followed by a numpy-style index. Raises UsageError naming the closest names."""
-    if spec in store:
-        return [(spec, None, "")]
+    """(name, index or None, index text) for one `--values` item: an exact name (or original
+    key, or alias: `Store.resolve`), a glob (`names.match`), either followed by a numpy-style
+    index. Raises UsageError naming the closest names."""
+    def exact(name: str) -> str | None:
+        return store.resolve(name) if hasattr(store, "resolve") else \
+            (name if name in store else None)
+
+    def globbed(name: str) -> list[str]:
+        try:
+            return match(store, name, "--values")
+        except UsageError:
+            return []
+    if exact(spec) is not None:
+        return [(exact(spec), None, "")]
     target, index, text = spec, None, ""
     m = _SPEC.fullmatch(spec)
-    if m and (m.group(1) in store or any(fnmatch.fnmatchcase(n, m.group(1)) for n in store)):
+    if m and (exact(m.group(1)) is not None or globbed(m.group(1))):
         target, text = m.group(1), m.group(2)
         index = parse_index(text)
-    if target in store:
-        return [(target, index, text)]
-    hits = [n for n in store if fnmatch.fnmatchcase(n, target)]
-    if not hits:
-        near = closest(target, list(store))
-        hint = f"; closest: {', '.join(repr(safe(n)) for n in near)}" if near else ""
-        raise UsageError(f"--values: no variable named {safe(target)!r}{hint}")
-    return [(n, index, text) for n in hits]
+    if exact(target) is not None:
+        return [(exact(target), index, text)]
+    return [(n, index, text) for n in match(store, target, "--values")]
 
 
 def parse_index(text: str) -> tuple:

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     check_html(args)
     try:
         opts = TrendOptions(include=tuple(args.include), exclude=tuple(args.exclude),
-                            no_optimizer=args.no_optimizer, explode=args.explode)
+                            no_optimizer=args.no_optimizer, explode=args.explode,
+                            weights_only=args.weights_only)
     except ValueError as exc:
         raise UsageError(f"--explode: {exc}") from None
     paths = run_paths(args.runs, args.src_format)

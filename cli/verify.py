@@ -125,8 +125,9 @@ def _framework_check(original: str, store: Store, trips: list[Trip]) -> None:
 
 
 def _detail(trip: Trip) -> str:
+    """The table's details: the first line of each (--json has all of it)."""
     parts = trip.lost + trip.differences + ([trip.error] if trip.error else []) + trip.notes
-    return "; ".join(parts)
+    return "; ".join((p.splitlines() or [""])[0] for p in parts)
 
 
 def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = False) -> None:
@@ -137,8 +138,9 @@ def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = F
         row = [f"{store.format} -> {t.via} -> {store.format}" if t.via != store.format
                else f"{store.format} -> {t.via}", paint(t.status, _COLOURS.get(t.status, "0"),
                                                         colour_on), safe(_detail(t))]
-        if with_load:
-            row.append(safe(f"{t.load['status']}: {t.load['detail']}") if t.load else "")
+        if with_load:  # the first line; --json has all of it
+            row.append(safe(f"{t.load['status']}: {t.load['detail']}".splitlines()[0])
+                       if t.load else "")
         rows.append(row)
     print(f"{safe(path)}: {store.format}, {len(store)} variables")
     print(table(rows, headers, wrap={2: 60, 3: 50}))

@@ -105,6 +105,9 @@ class Format:
     run(path) -> list[str]: optional, for a path that stands for the checkpoints of a training
       run (a directory with a TF `checkpoint` state file): their paths, oldest first; `weightkit
       trend DIR` reads them all.
+    extract(store, name) -> Store: optional; the variables of the model nested in `store`
+      under `name` as a store this format writes into a file that model loads on its own
+      (`weightkit extract`); `store` is of this format (or one it names in its docstring).
     """
     name: str
     description: str
@@ -121,6 +124,7 @@ class Format:
     templates: tuple[str, ...] = ()
     output_is_directory: bool = False
     run: Callable[[str], list[str]] | None = None
+    extract: Callable[[Store, str], Store] | None = None
 
     @property
     def writable(self) -> bool:

@@ -164,9 +164,10 @@ def decode_attr(attr: Mapping[str, Any]) -> tuple[Any, np.dtype, tuple | None]:
         items = ([x.encode("utf-8") for x in attr["value"]] if "value" in attr
                  else [base64.b64decode(x) for x in attr["b64"]])
         if h5py.check_string_dtype(dtype).length is None:
-            enc = h5py.check_string_dtype(dtype).encoding
-            data = np.array([x.decode(enc, "surrogateescape") for x in items] or [""],
-                            dtype=object)[:len(items)]
+            # Bytes, written as they are whatever the declared character set: Keras stores
+            # UTF-8 names in attributes declared ASCII.
+            data = np.empty(len(items), dtype=object)
+            data[:] = items
         else:
             data = np.array(items, dtype=f"S{max(1, dtype.itemsize)}")
         return data.reshape(shape), dtype, shape
@@ -747,7 +748,9 @@ def template(store, like, namespace: str) -> tuple[dict | None, Placement | None
     """The recorded meta of `namespace` to write back, and the placement of tensors in it.
 
     The store's own meta wins (tensors matched by their `key`); else a `like` template's meta,
-    with tensors matched by the template's canonical names. (None, None) if neither has it.
+    with tensors matched by the template's canonical names, and the template's own optimizer
+    state and counters where the store has none of that name (`format.py`'s template rule).
+    (None, None) if neither has it.
     """
     if namespace in store.meta:
         by_key = {t.meta.get("key"): t for t in store.values()}
@@ -755,7 +758,8 @@ def template(store, like, namespace: str) -> tuple[dict | None, Placement | None
         return store.meta[namespace], Placement(by_key, names, "key")
     if like is not None and namespace in like.meta:
         key_to_name = {t.meta.get("key"): n for n, t in like.items()}
-        by_key = {k: store[n] for k, n in key_to_name.items() if n in store}
+        by_key = {k: store[n] if n in store else like[n] for k, n in key_to_name.items()
+                  if n in store or like[n].role in ("optimizer", "counter")}
         return like.meta[namespace], Placement(by_key, key_to_name, "name")
     return None, None
 

@@ -20,7 +20,6 @@ Semantics (shared by every statistic):
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import math
 from collections import Counter
@@ -32,6 +31,7 @@ import ml_dtypes
 import numpy as np
 
 from ..converters.dtypes import is_string
+from ..converters.names import roles_option, select as select_names
 from ..converters.store import Store, Tensor
 from .match import Var, match
 from .numeric import dot
@@ -52,9 +52,10 @@ class Options:
     rtol: float = 0.0
     nan_equal: bool = True
     match: str = "auto"
-    include: tuple[str, ...] = ()  # globs on canonical names; empty: everything
+    include: tuple[str, ...] = ()  # globs on canonical names or original keys; empty: everything
     exclude: tuple[str, ...] = ()
     no_optimizer: bool = False  # leave out optimizer slots and counters
+    weights_only: bool = False  # model weights only: also leave out metric state
     max_bytes: int = CHUNK_BYTES
     workers: int = 0  # 0: one thread per core, at most 4
     norms: bool = False  # also sum Σa² of identical variables (rollups combine every sum)
@@ -472,12 +473,14 @@ def aligned(*streams: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, ...]]:
 
 # --- two stores -----------------------------------------------------------------------------
 
-def select(store: Store, opts: Options) -> list[str]:
-    """The names of `store` that the include/exclude globs and --no-optimizer let through."""
-    return [name for name in store
-            if (not opts.include or any(fnmatch.fnmatchcase(name, p) for p in opts.include))
-            and not any(fnmatch.fnmatchcase(name, p) for p in opts.exclude)
-            and not (opts.no_optimizer and store[name].role != "weight")]
+def select(a: Store, b: Store, opts: Options) -> tuple[list[str], list[str]]:
+    """The names of `a` and `b` that the include/exclude globs (on canonical names or original
+    keys), --no-optimizer and --weights-only let through. A glob matching nothing on either
+    side, or a selection leaving nothing to compare, is a UsageError naming the closest names
+    (`names.select`)."""
+    kept_a, kept_b = select_names([a, b], opts.include, opts.exclude,
+                                  roles_option(opts.no_optimizer, opts.weights_only))
+    return kept_a, kept_b
 
 
 def fingerprint(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> bytes:
@@ -574,8 +577,9 @@ def diff_entries(a: Store, b: Store, opts: Options, content: Callable[[str, str]
     """What every diff shares: the variables `opts` selects, paired (`content(side, name)` keys
     the pairing by equal values), an entry per pair that `settle` then compares in place, the
     variables only one side has; in A's order, B's additions last. Entries and summary."""
-    vars_a = [_var(a, n) for n in select(a, opts)]
-    vars_b = [_var(b, n) for n in select(b, opts)]
+    names_a, names_b = select(a, b, opts)
+    vars_a = [_var(a, n) for n in names_a]
+    vars_b = [_var(b, n) for n in names_b]
     matching = match(vars_a, vars_b, opts.match, content)
     entries = [_entry(p.a, p.b, a[p.a], b[p.b], p.matched_by) for p in matching.pairs]
     settle(entries)
@@ -614,4 +618,5 @@ def _summary(entries: list[Entry], vars_a: list[Var], vars_b: list[Var], matchin
         "mismatched_elements": sum(e.mismatched or 0 for e in entries),
         "max_abs_diff": max(peaks) if peaks else None,
         "unmatched_a": list(matching.only_a), "unmatched_b": list(matching.only_b),
+        "notes": [matching.note] if getattr(matching, "note", None) else [],
     }

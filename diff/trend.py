@@ -38,9 +38,10 @@ import numpy as np
 
 from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
+from ..converters.names import roles_option, select as select_names
 from ..converters.store import CHUNK_BYTES, Store, Tensor
 from .engine import (_INT4, PIECE, Options, Sums, _Accumulator, aligned, compare_piece,
-                     kernel_for, select)
+                     kernel_for)
 from .numeric import dot
 from .rollup import groups, relative
 from .workers import run_all
@@ -58,6 +59,7 @@ class TrendOptions:
     exclude: tuple[str, ...] = ()
     no_optimizer: bool = False
     explode: float = 10.0  # norm_growth above this is flagged
+    weights_only: bool = False  # model weights only: also no metric state
     workers: int = 0
     max_bytes: int = CHUNK_BYTES
     progress: Callable[[int], None] | None = None
@@ -126,7 +128,8 @@ class TrendResult:
         o = self.options
         return {"checkpoints": self.checkpoints,
                 "options": {"include": list(o.include), "exclude": list(o.exclude),
-                            "no_optimizer": o.no_optimizer, "explode": o.explode},
+                            "no_optimizer": o.no_optimizer, "weights_only": o.weights_only,
+                            "explode": o.explode},
                 "summary": self.summary(), "variables": [x.as_dict() for x in self.series]}
 
 
@@ -197,11 +200,10 @@ def trend_stores(stores: Sequence[Store], opts: TrendOptions | None = None,
     steps = step_numbers(paths)
     checkpoints = [{"path": p, "format": s.format, "step": n}
                    for p, s, n in zip(paths, stores, steps)]
-    selection = Options(include=opts.include, exclude=opts.exclude,
-                        no_optimizer=opts.no_optimizer)
     names: dict[str, None] = {}
-    for store in stores:
-        names.update(dict.fromkeys(select(store, selection)))
+    for chosen in select_names(list(stores), opts.include, opts.exclude,
+                               roles_option(opts.no_optimizer, opts.weights_only)):
+        names.update(dict.fromkeys(chosen))
     jobs, sizes = [], []
     for name in names:
         first = next(s[name] for s in stores if name in s)

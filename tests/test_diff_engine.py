@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import weightkit
+from weightkit.converters.errors import UsageError
 from weightkit.converters.store import Store, Tensor
 from weightkit.diffing import engine, workers
 from weightkit.diffing.engine import Options, compare_tensors, diff_stores, fingerprint
@@ -308,7 +309,26 @@ def test_selection():
     assert names() == ["dense/kernel", "dense/bias", "adam/m"]
     assert names(no_optimizer=True) == ["dense/kernel", "dense/bias"]
     assert names(include=("dense/*",), exclude=("*/bias",)) == ["dense/kernel"]
-    assert names(exclude=("dense/*", "adam/*")) == []
+    assert names(include=("opt",)) == ["adam/m"]  # the original key selects too
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"exclude": ("head/*", "adam/*")}, "leaves none of 3 variable(s)"),
+    ({"exclude": ("*",)}, "leaves none of 3"),
+    ({"include": ("haed/*",)}, "--include 'haed/*' matched none of 3 variable(s); did you mean "
+                               "'head/*'"),
+    ({"exclude": ("head/kernal",)}, "did you mean 'head/kernel'"),
+    ({"include": ("adam/*",), "no_optimizer": True}, "leaves none"),
+])
+def test_a_selection_that_selects_nothing_is_an_error(kw, message):
+    """A typo in --include/--exclude, or a selection leaving nothing to compare, is exit 2 with
+    the closest names, never "identical: no variables"."""
+    a = Store({"head/kernel": Tensor.from_array(np.zeros(3)),
+               "head/bias": Tensor.from_array(np.zeros(3)),
+               "adam/m": Tensor.from_array(np.zeros(3), {"role": "optimizer"})})
+    with pytest.raises(UsageError) as caught:
+        diff_stores(a, a, Options(**kw))
+    assert message in str(caught.value)
 
 
 def test_workers_give_the_same_result():
