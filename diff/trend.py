@@ -194,6 +194,18 @@ def trend_stores(stores: Sequence[Store], opts: TrendOptions | None = None,
                  paths: Sequence[str] | None = None) -> TrendResult:
     """The trend of every selected variable over `stores` (oldest first, at least two)."""
     opts = opts or TrendOptions()
+    checkpoints, variables = trend_plan(stores, opts, paths)
+    jobs = [(name, tensors, opts.max_bytes) for name, tensors in variables]
+    sizes = [sum(t.nbytes for t in tensors if t is not None) for _, tensors in variables]
+    results = run_all(_series_job, jobs, sizes, workers=opts.workers, progress=opts.progress)
+    return trend_result(checkpoints, results, opts)
+
+
+def trend_plan(stores: Sequence[Store], opts: TrendOptions, paths: Sequence[str] | None
+               ) -> tuple[list[dict[str, Any]], list[tuple[str, list[Tensor | None]]]]:
+    """The checkpoints ({"path", "format", "step"}) and the selected variables, each with its
+    tensor in every checkpoint (None where absent or of another shape than its first): what
+    a trend reads, from the stores' metadata alone."""
     if len(stores) < 2:
         raise ValueError(f"a trend needs two checkpoints or more; received {len(stores)}")
     paths = list(paths) if paths is not None else [f"#{i}" for i in range(len(stores))]
@@ -204,17 +216,21 @@ def trend_stores(stores: Sequence[Store], opts: TrendOptions | None = None,
     for chosen in select_names(list(stores), opts.include, opts.exclude,
                                roles_option(opts.no_optimizer, opts.weights_only)):
         names.update(dict.fromkeys(chosen))
-    jobs, sizes = [], []
+    variables = []
     for name in names:
         first = next(s[name] for s in stores if name in s)
-        tensors = [s[name] if name in s and s[name].shape == first.shape else None
-                   for s in stores]
-        jobs.append((name, tensors, opts.max_bytes))
-        sizes.append(sum(t.nbytes for t in tensors if t is not None))
-    results = run_all(_series_job, jobs, sizes, workers=opts.workers, progress=opts.progress)
-    for series in results:
-        _flag(series, steps, opts.explode)
-    return TrendResult(checkpoints, results, opts)
+        variables.append((name, [s[name] if name in s and s[name].shape == first.shape
+                                 else None for s in stores]))
+    return checkpoints, variables
+
+
+def trend_result(checkpoints: list[dict[str, Any]], series: list[Series],
+                 opts: TrendOptions) -> TrendResult:
+    """The result from every variable's series: frozen, NaN/Inf steps, exploding flagged."""
+    steps = [c["step"] for c in checkpoints]
+    for one in series:
+        _flag(one, steps, opts.explode)
+    return TrendResult(checkpoints, series, opts)
 
 
 # --- one variable over the run ---------------------------------------------------------------
@@ -261,10 +277,7 @@ class SeriesRun:
 
     def __init__(self, xs: Sequence[Tensor]):
         first = xs[0]
-        strings = any(is_string(x.dtype) for x in xs)
-        self.integer = not strings and all(x.dtype.kind in "biu" or x.dtype in _INT4 for x in xs)
-        self.mixed = strings and not all(is_string(x.dtype) for x in xs)
-        self.strings = strings and not self.mixed  # strings against numbers: all unequal
+        self.strings, self.integer, self.mixed = self.kind(xs)
         self.size = first.size
         self.kernel = kernel_for(self.strings, self.integer)
         self.opts = Options()
@@ -278,6 +291,15 @@ class SeriesRun:
         self.inf = [0] * len(xs)
         self.wide = None if self.strings else _wide_type(list(xs))
         self._slots: list[np.ndarray] = []
+
+    @staticmethod
+    def kind(xs: Sequence[Tensor]) -> tuple[bool, bool, bool]:
+        """(strings, integer, mixed): compared as strings, as integers (and booleans), or as
+        floating/complex values; `mixed`: strings against numbers, all unequal, never read."""
+        strings = any(is_string(x.dtype) for x in xs)
+        integer = not strings and all(x.dtype.kind in "biu" or x.dtype in _INT4 for x in xs)
+        mixed = strings and not all(is_string(x.dtype) for x in xs)
+        return strings and not mixed, integer, mixed
 
     @property
     def reads(self) -> bool:
