@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import uuid
 from collections import OrderedDict
@@ -173,6 +175,16 @@ class Source:
         return cls(path if "://" in path else os.path.abspath(path), format, dequantize, run)
 
 
+    def open(self) -> Store:
+        """The store, opened as the driver and every worker open it."""
+        from ..converters.registry import load
+        store = load(self.path, self.format)
+        if self.dequantize:
+            from ..converters.quant import dequantize
+            store = dequantize(store)
+        return store
+
+
 _STORES: OrderedDict[Source, Store] = OrderedDict()
 _LOCK = threading.Lock()
 _READY = False
@@ -197,16 +209,12 @@ def open_source(source: Source) -> Store:
         if store is not None:
             _STORES.move_to_end(source)
             return store
-    from ..converters.registry import load
     if "://" not in source.path and not os.path.exists(source.path) \
             and not os.path.exists(source.path + ".index"):
         raise UsageError(f"not found on the Dask worker on {socket.gethostname()}: the workers "
                          "must see every input at the same path (a shared filesystem, or URLs)",
                          source.path)
-    store = load(source.path, source.format)
-    if source.dequantize:
-        from ..converters.quant import dequantize
-        store = dequantize(store)
+    store = source.open()
     with _LOCK:
         if source in _STORES:  # opened meanwhile by another thread
             store.close()
@@ -220,6 +228,8 @@ def open_source(source: Source) -> Store:
 def _forget(run: str) -> int:
     """Close the stores of command `run` in this worker process (run on every worker)."""
     with _LOCK:
+        for key in [k for k in _PLANS if k[1].src.run == run]:
+            del _PLANS[key]
         gone = [s for s in _STORES if s.run == run]
         for source in gone:
             _STORES.pop(source).close()
@@ -584,3 +594,105 @@ def _trend_task(sources: Sequence[Source], max_bytes: int,
             deltas.append(run.take_delta())
         out.append(deltas)
     return out
+
+
+# --- convert ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Conversion:
+    """A conversion as the driver and every worker make it: the input, the output (`dst`,
+    `format`), the template (`like`), whether losses are allowed, and `edits`, what the
+    command's `build` applies to the input before writing (plain data)."""
+    src: Source
+    dst: str
+    format: str
+    allow_lossy: bool = False
+    like: Source | None = None
+    edits: tuple = ()
+
+
+Build = Callable[[Conversion, Callable[[Source], Store]], tuple[Store, Store | None]]
+
+
+def convert_store(store: Store, like: Store | None, conversion: Conversion, build: Build,
+                  cluster: Cluster, progress: Callable[[int], None] | None = None) -> None:
+    """Write `store` (what `build(conversion, open)` made on the driver, template `like`) as
+    `conversion` asks, on `cluster`; the same files as `registry.save`.
+
+    A format with a sharded form (`Format.sharded`: a TF checkpoint's data shards, a sharded
+    Keras 3 `.weights.json`) is written one shard per task, each worker opening the input and
+    writing its shard into a scratch directory beside the output; the driver then moves the
+    shards into place and writes the index last (`atomic_output`: nothing is visible before,
+    and a failed task leaves nothing). Any other output is written whole by one worker,
+    atomically by the format's own `write`. `build` is a module-level function (the workers
+    import it) that opens the inputs with the opener it is given and applies the edits; the
+    plan is made again on each worker from the same data, so it is the same plan."""
+    from ..converters.atomic import atomic_output
+    from ..converters.registry import check, get
+    conversion = replace(conversion, src=replace(conversion.src, run=cluster.run_id),
+                         like=None if conversion.like is None
+                         else replace(conversion.like, run=cluster.run_id))
+    planned = check(store, conversion.format, like, allow_lossy=conversion.allow_lossy,
+                    path=conversion.dst)
+    record = get(conversion.format)
+    total = sum(t.nbytes for t in store.values())
+    split = None
+    if record.sharded is not None and "://" not in conversion.dst:
+        split = record.sharded(planned, conversion.dst)
+    if split is None:
+        cluster.run(_convert_task, [(build, conversion, None, None)], [total], progress)
+        return
+    parent = os.path.dirname(os.path.abspath(split.index))
+    scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(split.index)[:100]}.wk-tmp-",
+                               dir=parent)
+    try:
+        targets = [os.path.join(scratch, os.path.basename(f)) for f in split.files]
+        tasks = [(build, conversion, k, target) for k, target in enumerate(targets)]
+        facts = cluster.run(_convert_task, tasks, [total // len(tasks)] * len(tasks), progress)
+        with atomic_output() as out:
+            for target, final in zip(targets, split.files):
+                out.adopt(target, final)
+            with out.open(split.index) as f:
+                split.write_index(facts, f)
+    finally:
+        # renamed first: a task still running (cancelled after another failed) can no longer
+        # create a file in it, so that the removal leaves nothing behind
+        gone = f"{scratch}.gone"
+        try:
+            os.rename(scratch, gone)
+        except OSError:
+            gone = scratch
+        shutil.rmtree(gone, ignore_errors=True)
+
+
+_PLANS: OrderedDict[tuple, tuple] = OrderedDict()
+
+
+def _convert_task(build: Build, conversion: Conversion, shard: int | None,
+                  target: str | None) -> Any:
+    """On a worker: write shard `shard` of the conversion into `target` (its facts for the
+    index come back), or with shard None the whole output (None comes back)."""
+    from ..converters.registry import check, get, save
+    key = (build, conversion)
+    with _LOCK:
+        made = _PLANS.get(key)
+    if made is None:
+        store, like = build(conversion, open_source)
+        made = store, like, check(store, conversion.format, like,
+                                  allow_lossy=conversion.allow_lossy, path=conversion.dst)
+        with _LOCK:
+            _PLANS[key] = made
+            while len(_PLANS) > 4:
+                _PLANS.popitem(last=False)
+    store, like, planned = made
+    if shard is None:
+        save(store, conversion.dst, conversion.format, allow_lossy=conversion.allow_lossy,
+             like=like, planned=planned)
+        return None
+    assert target is not None
+    if not os.path.isdir(os.path.dirname(target)):
+        raise UsageError(f"the output directory is not visible on the Dask worker on "
+                         f"{socket.gethostname()}: the workers must see the output at the same "
+                         "path (a shared filesystem)", conversion.dst)
+    split = get(conversion.format).sharded(planned, conversion.dst)  # type: ignore[misc]
+    return split.write_shard(shard, target)
