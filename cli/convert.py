@@ -124,24 +124,35 @@ def _run_on_cluster(args: argparse.Namespace, fmt: str) -> int:
         Source.of(args.src, args.src_format, args.dequantize), args.dst, fmt, args.allow_lossy,
         Source.of(args.like) if args.like else None, (ops, args.match))
     with contextlib.ExitStack() as stack:
-        store, like = build(conversion, lambda source: stack.enter_context(source.open()))
+        opened: dict = {}
+
+        def open_store(source: Any) -> Store:
+            if source not in opened:
+                opened[source] = stack.enter_context(source.open())
+            return opened[source]
+        store, like = build(conversion, open_store)
         on_cluster = stack.enter_context(cluster(args))
         with Progress("convert", data_bytes(store), enabled=not args.quiet) as bar:
             convert_store(store, like, conversion, build, on_cluster, bar.advance)
-    if ops and not args.quiet:
-        print_edits(store.edits, f"wrote {args.dst} ({fmt})")
+        if ops and not args.quiet:
+            print_edits(_edited(conversion, open_store).edits, f"wrote {args.dst} ({fmt})")
     return 0
 
 
 def build(conversion: Any, open_store: Callable[[Any], Store]) -> tuple[Store, Store | None]:
     """The store `convert` writes and its template, from `conversion` (its `edits`: the
     selection operations and --match): on the driver and on every Dask worker alike."""
+    store = _edited(conversion, open_store)
+    like = open_store(conversion.like) if conversion.like is not None else None
+    if like is not None:
+        store = like_names(store, like, conversion.edits[1])
+    return store, like
+
+
+def _edited(conversion: Any, open_store: Callable[[Any], Store]) -> Store:
     from .edit import apply
-    ops, match = conversion.edits
+    ops = conversion.edits[0]
     store = open_store(conversion.src)
     if ops:
         store = apply(store, [(op, list(v) if isinstance(v, tuple) else v) for op, v in ops])
-    like = open_store(conversion.like) if conversion.like is not None else None
-    if like is not None:
-        store = like_names(store, like, match)
-    return store, like
+    return store

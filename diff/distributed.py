@@ -50,7 +50,7 @@ from ..converters.dtypes import is_string
 from ..converters.errors import MissingDependencyError, UsageError, WeightsError
 from ..converters.store import Index, Store, Tensor, block_indices
 from . import engine
-from .engine import (PIECE, Delta, DiffResult, Options, PairStats, _Accumulator, _fill, _var,
+from .engine import (Delta, DiffResult, Options, PairStats, _Accumulator, _fill, _var,
                      compare_piece, compare_tensors, diff_entries, fingerprint, kernel_for,
                      pair_kind, pieces, piece_squares, select)
 from .match import match
@@ -88,7 +88,8 @@ class Cluster:
                                  f"received {address!r}")
             self._local = distributed.LocalCluster(
                 n_workers=int(count), threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR)
+                dashboard_address=None, silence_logs=logging.ERROR,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})  # no port 8787 taken
             target: Any = self._local
         else:
             target = address
@@ -284,7 +285,7 @@ def range_chunks(tensor: Tensor, start: int, stop: int, max_bytes: int) -> Itera
 
 def piece_count(size: int) -> int:
     """Pieces of the grid in a variable of `size` elements."""
-    return -(-size // PIECE)
+    return -(-size // engine.PIECE)
 
 
 @dataclass
@@ -297,9 +298,10 @@ class _Work:
 
 def plan_tasks(sizes: Sequence[int], splittable: Sequence[int],
                task_bytes: int | None = None) -> list[list[_Work]]:
-    """Tasks of at least `task_bytes` each (but the last), in item order: an item of
+    """Tasks of at least `task_bytes` each (TASK_BYTES by default), but the last: an item of
     2·task_bytes or more whose `splittable` (its pieces, 0 if it cannot be split) allows it is
-    cut into ranges of whole pieces of about task_bytes each; smaller items are batched."""
+    cut into ranges of whole pieces of about task_bytes each, a task each; smaller items are
+    batched in order."""
     task_bytes = task_bytes or TASK_BYTES
     tasks: list[list[_Work]] = []
     batch: list[_Work] = []
@@ -426,7 +428,7 @@ def _compare(pairs: list[tuple[str, str]], unread: list[tuple[str, str]],
         for k, d in sorted(deltas[i], key=lambda kd: kd[0]):
             acc.apply_delta(d, own.get(k))
         if acc.summing and acc.skipped:  # the leading identical pieces, as `_sum_skipped`
-            for k in range(acc.skipped // PIECE):
+            for k in range(acc.skipped // engine.PIECE):
                 acc.add_squares(own[k])
         acc.size = ta.size
         out[na, nb] = acc.stats()
@@ -449,7 +451,7 @@ def _squares(pairs: list[tuple[str, str]], deltas: dict[int, list[tuple[int, Del
     a = stores[0]
     items = list(wanted)
     itemsize = [a[pairs[i][0]].dtype.itemsize for i in items]
-    sizes = [len(wanted[i]) * PIECE * n for i, n in zip(items, itemsize)]
+    sizes = [len(wanted[i]) * engine.PIECE * n for i, n in zip(items, itemsize)]
     tasks = plan_tasks(sizes, [len(wanted[i]) for i in items])
     jobs = []
     for task in tasks:
@@ -500,8 +502,8 @@ def _pair_range(ta: Tensor, tb: Tensor, opts: Options, p0: int, p1: int) -> list
     kernel = kernel_for(strings, integer)
     acc = _Accumulator(ta.shape, integer)
     acc.summing = opts.norms
-    acc.chunk_offset = p0 * PIECE
-    start, stop = p0 * PIECE, min(p1 * PIECE, ta.size)
+    acc.chunk_offset = p0 * engine.PIECE
+    start, stop = p0 * engine.PIECE, min(p1 * engine.PIECE, ta.size)
     out = []
     with np.errstate(all="ignore"):
         for x, y in pieces(range_chunks(ta, start, stop, opts.max_bytes),
@@ -521,7 +523,8 @@ def _piece_squares(ta: Tensor, tb: Tensor, chosen: Sequence[int], opts: Options)
         end = k + 1
         while end < len(chosen) and chosen[end] == chosen[end - 1] + 1:
             end += 1
-        start, stop = chosen[k] * PIECE, min(chosen[end - 1] * PIECE + PIECE, ta.size)
+        piece = engine.PIECE
+        start, stop = chosen[k] * piece, min((chosen[end - 1] + 1) * piece, ta.size)
         for (x,) in engine.aligned(range_chunks(ta, start, stop, opts.max_bytes)):
             out.append(piece_squares(acc, x))
         k = end
@@ -585,8 +588,8 @@ def _trend_task(sources: Sequence[Source], max_bytes: int,
         xs = [t for t in tensors if t is not None]
         run = SeriesRun(xs)
         p0, p1 = span
-        run.at(p0 * PIECE)
-        start, stop = p0 * PIECE, min(p1 * PIECE, xs[0].size)
+        run.at(p0 * engine.PIECE)
+        start, stop = p0 * engine.PIECE, min(p1 * engine.PIECE, xs[0].size)
         per_stream = max(min(max_bytes, READ_BUDGET // len(xs)), 1 << 16)
         deltas = []
         for piece in engine.aligned(*(range_chunks(x, start, stop, per_stream) for x in xs)):
