@@ -173,13 +173,14 @@ def run_paths(runs: Sequence[str | os.PathLike], format: str | None = None) -> l
 
 def trend(runs: str | os.PathLike | Sequence[str | os.PathLike], *, format: str | None = None,
           include: Sequence[str] = (), exclude: Sequence[str] = (), no_optimizer: bool = False,
-          explode: float = 10.0) -> dict[str, Any]:
+          explode: float = 10.0, scheduler: str | None = None) -> dict[str, Any]:
     """The trend of a training run as the JSON document `weightkit trend --format json` prints
     (`diff/schema-trend.json`; non-finite numbers as "inf"/"-inf"/"nan").
 
     `runs`: a checkpoint directory with a `checkpoint` state file, or the checkpoints (files or
-    prefixes, any format weightkit reads) oldest first. Raises UsageError (fewer than two
-    checkpoints) and the readers' WeightsError subclasses."""
+    prefixes, any format weightkit reads) oldest first. `scheduler`: run on a Dask cluster
+    (`--scheduler`: an address, or `local:N`; the same document). Raises UsageError (fewer than
+    two checkpoints) and the readers' WeightsError subclasses."""
     from ..converters.registry import load
     from .render import trend_json
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
@@ -187,7 +188,12 @@ def trend(runs: str | os.PathLike | Sequence[str | os.PathLike], *, format: str 
     opts = TrendOptions(tuple(include), tuple(exclude), no_optimizer, explode)
     with contextlib.ExitStack() as stack:
         stores = [stack.enter_context(load(p, format)) for p in paths]
-        return trend_json(trend_stores(stores, opts, paths))
+        if scheduler is None:
+            return trend_json(trend_stores(stores, opts, paths))
+        from . import distributed
+        cluster = stack.enter_context(distributed.Cluster(scheduler))
+        sources = [distributed.Source.of(p, format) for p in paths]
+        return trend_json(distributed.trend_stores(stores, sources, opts, paths, cluster))
 
 
 def trend_stores(stores: Sequence[Store], opts: TrendOptions | None = None,

@@ -299,6 +299,10 @@ def test_trend_on_the_cluster_is_the_local_document(run_dir, scheduler, capsys, 
         assert len(pickle.dumps(result)) <= nbytes // 50 + 4096
 
 
+def test_the_python_api_takes_a_scheduler(run_dir, scheduler):
+    assert weightkit.trend(run_dir, scheduler=scheduler) == weightkit.trend(run_dir)
+
+
 def test_wdiff_on_the_cluster_is_the_local_document(run_dir, scheduler, capsys, monkeypatch,
                                                     no_reads_here, results_seen):
     monkeypatch.setattr(D, "TASK_BYTES", 1 << 20)
