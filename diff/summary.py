@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
 from ..converters.dtypes import is_string
-from ..converters.store import CHUNK_BYTES, Tensor
+from ..converters.store import CHUNK_BYTES, Store, Tensor
 from .numeric import dot
 from .workers import run_all
 
@@ -233,3 +234,36 @@ def _ldexp(x: float, exp: int) -> float:
         return math.ldexp(x, exp)
     except OverflowError:
         return math.copysign(math.inf, x)
+
+
+# --- the show document ------------------------------------------------------------------------
+
+SHOW_SCHEMA_VERSION = 1
+
+
+def show_document(store: Store, names: Sequence[str], stats: Sequence[TensorStats | None],
+             path: str) -> dict[str, Any]:
+    """The JSON document of `weightkit show --format json` and `weightkit.stats` (see
+    `diff/schema-show.json`)."""
+    rows = [_row(store, name, s) for name, s in zip(names, stats)]
+    return {"schema_version": SHOW_SCHEMA_VERSION, "file": path, "format": store.format,
+            "variables": rows, "totals": _totals(rows)}
+
+
+def _row(store: Store, name: str, stats: TensorStats | None) -> dict:
+    tensor = store[name]
+    row = {"name": name, "shape": list(tensor.shape), "dtype": tensor.dtype_name,
+           "parameters": tensor.size, "bytes": tensor.nbytes, "role": tensor.role,
+           "key": tensor.meta.get("key", name)}
+    extra = {k: v for k, v in tensor.meta.items() if k not in ("key", "role")}
+    if extra:
+        row["meta"] = extra  # format facts: quantization, layout, shared buffers, ...
+    if stats is not None:
+        row.update(min=stats.min, max=stats.max, mean=stats.mean, std=stats.std,
+                   zero_fraction=stats.zero_fraction, nan=stats.nan, inf=stats.inf)
+    return row
+
+
+def _totals(rows: list[dict]) -> dict:
+    return {"variables": len(rows), "parameters": sum(r["parameters"] for r in rows),
+            "bytes": sum(r["bytes"] for r in rows)}
