@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from ..converters.dtypes import is_string
-from ..converters.store import CHUNK_BYTES, Store, Tensor
+from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor
+from . import numeric
 from .numeric import dot
 from .workers import run_all
 
@@ -36,12 +37,11 @@ class TensorStats:
                    if f.name not in ("finite", "m2")}, "zero_fraction": self.zero_fraction}
 
 
-PIECE = 1 << 16  # elements at a time: the float64 working copy stays in the CPU cache
 SMALL_BYTES = 64 << 10  # tensors up to this size are summarised many at a time
 BATCH_ELEMENTS = 1 << 18  # elements of small tensors summarised together
 
 
-def stats_of(tensors: list[Tensor], progress: Callable[[int], None] | None = None
+def stats_of(tensors: list[Tensor], progress: Progress | None = None
              ) -> list[TensorStats]:
     """`tensor_stats` of each tensor, on every core (see `workers.py`); `progress` gets the
     bytes of each tensor done. Small numeric tensors go in batches (`batch_stats`): a file of
@@ -66,7 +66,7 @@ def stats_of(tensors: list[Tensor], progress: Callable[[int], None] | None = Non
     return [by_tensor[id(t)] for t in tensors]
 
 
-def _stats_job(tensors: list[Tensor], progress: Callable[[int], None] | None
+def _stats_job(tensors: list[Tensor], progress: Progress | None
                ) -> list[TensorStats]:
     if len(tensors) == 1 and (tensors[0].nbytes > SMALL_BYTES or is_string(tensors[0].dtype)):
         stats = [tensor_stats(tensors[0])]
@@ -143,11 +143,11 @@ def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
     if tensor.size == 0:
         return stats
     moments = Moments()
-    wide = np.empty(min(PIECE, tensor.size))
+    wide = np.empty(min(numeric.PIECE, tensor.size))
     flags = np.empty(wide.size, np.bool_)
     for chunk in tensor.iter_chunks(max_bytes):
-        for start in range(0, chunk.size, PIECE):
-            piece = chunk[start:start + PIECE]
+        for start in range(0, chunk.size, numeric.PIECE):
+            piece = chunk[start:start + numeric.PIECE]
             n = piece.size
             w = wide[:n]
             np.copyto(w, np.abs(piece) if piece.dtype.kind == "c" else piece, casting="unsafe")
