@@ -20,16 +20,15 @@ from ..converters.store import Store, Tensor
 from ..diffing.gates import evaluate, failed
 from ..diffing.render import (dump_json, fold, markdown_gates, md_code, num, print_gates,
                               shape_text)
-from ..diffing.rollup import order, rollup_stats
-from ..diffing.summary import TensorStats, stats_of
+from ..diffing.rollup import show_rows
+from ..diffing.summary import SHOW_SCHEMA_VERSION, TensorStats, show_document, stats_of
 from .main import Exit
 from .progress import Progress
 from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
-                     gates, view)
+                     gates)
 from .text import colour, md_escape, paint, safe, table
 
 HELP = "show the variables of a weights file: shapes, dtypes, statistics, values"
-SCHEMA_VERSION = 1
 # per-variable numbers of the JSON document: what --sort and --fail-if accept
 NUMBERS = ("parameters", "bytes", "min", "max", "mean", "std", "zero_fraction", "nan", "inf")
 _SPEC = re.compile(r"(.*)\[([^\[\]]*)\]")
@@ -97,17 +96,11 @@ def run(args: argparse.Namespace) -> int:
             tensors = [store[name] for name in names]
             with Progress("show", sum(t.nbytes for t in tensors), enabled=not args.quiet) as bar:
                 stats = stats_of(tensors, bar.advance)
-        doc = document(store, names, stats, args.file)
-        by = args.by
-        rows: list[dict] = doc["variables"]
-        if by != "variable":
-            groups = rollup_stats(names, [store[n].size for n in names],
-                                  [store[n].nbytes for n in names], stats, by)
-            doc["groups"] = [g.as_dict() for g in groups]
-            rows = doc["groups"]
+        doc = show_document(store, names, stats, args.file)
+        rows, shown = show_rows(doc, names, [store[n].size for n in names],
+                                [store[n].nbytes for n in names], stats, args.by, args.sort,
+                                args.top)
         tripped = evaluate(gate_list, [(r["name"], r) for r in rows])
-        shown = order(rows, args.sort, args.top, get=lambda r, k: r.get(k))
-        doc["view"] = view(args).as_dict()
         if gate_list:
             doc["gates"] = [t.as_dict() for t in tripped]
         if not args.quiet:
@@ -115,20 +108,10 @@ def run(args: argparse.Namespace) -> int:
     return Exit.DIFFERENT if failed(tripped) else Exit.OK
 
 
-def document(store: Store, names: Sequence[str], stats: Sequence[TensorStats | None],
-             path: str) -> dict[str, Any]:
-    """The JSON document of `show` (see `diff/schema-show.json`)."""
-    rows = [_row(store, name, s) for name, s in zip(names, stats)]
-    return {"schema_version": SCHEMA_VERSION, "file": path, "format": store.format,
-            "variables": rows, "totals": _totals(rows)}
-
-
 def _report(store: Store, args: argparse.Namespace, doc: dict, shown: list[dict],
             tripped: list) -> None:
     with destination(args) as (out, colour_on):
         if args.output == "json":
-            if args.sort or args.top:
-                doc[("groups" if "groups" in doc else "variables")] = shown
             dump_json(doc, out)
         elif args.output == "html":
             from ..diffing.html import show_report
@@ -141,25 +124,6 @@ def _report(store: Store, args: argparse.Namespace, doc: dict, shown: list[dict]
             print_gates(tripped, out, colour_on)
     if tripped and (args.output != "text" or args.output_file):
         print_gates(tripped, sys.stderr, colour(sys.stderr, args.color))
-
-
-def _row(store: Store, name: str, stats: TensorStats | None) -> dict:
-    tensor = store[name]
-    row = {"name": name, "shape": list(tensor.shape), "dtype": tensor.dtype_name,
-           "parameters": tensor.size, "bytes": tensor.nbytes, "role": tensor.role,
-           "key": tensor.meta.get("key", name)}
-    extra = {k: v for k, v in tensor.meta.items() if k not in ("key", "role")}
-    if extra:
-        row["meta"] = extra  # format facts: quantization, layout, shared buffers, ...
-    if stats is not None:
-        row.update(min=stats.min, max=stats.max, mean=stats.mean, std=stats.std,
-                   zero_fraction=stats.zero_fraction, nan=stats.nan, inf=stats.inf)
-    return row
-
-
-def _totals(rows: list[dict]) -> dict:
-    return {"variables": len(rows), "parameters": sum(r["parameters"] for r in rows),
-            "bytes": sum(r["bytes"] for r in rows)}
 
 
 def _cells(rows: list[dict], by: str, escape: Any, colour_on: bool = False
@@ -344,7 +308,7 @@ def show_values(store: Store, args: argparse.Namespace) -> int:
     if args.quiet:
         return Exit.OK
     if args.output == "json":
-        dump_json({"schema_version": SCHEMA_VERSION, "file": args.file, "format": store.format,
+        dump_json({"schema_version": SHOW_SCHEMA_VERSION, "file": args.file, "format": store.format,
                    "values": [{"name": name, "index": _index_text(index) if index is not None
                                else None, "shape": list(a.shape),
                                "dtype": store[name].dtype_name, "values": _json_values(a)}

@@ -34,6 +34,7 @@ MAX_RANK = 64  # numpy's NPY_MAXDIMS (numpy 2: numpy/_core/include/numpy/ndarray
 MAX_NBYTES = (1 << 63) - 1  # numpy's limit: the largest npy_intp
 
 Index = tuple  # a tuple of ints and slices: numpy basic indexing
+Progress = Callable[[int], None]  # told the bytes just read or compared; may be called from threads
 
 
 def check_shape(shape: Any, what: str = "a tensor", path: str | None = None,

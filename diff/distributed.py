@@ -49,7 +49,7 @@ from ..converters.deps import require
 from ..converters.dtypes import is_string
 from ..converters.errors import MissingDependencyError, UsageError, WeightsError
 from ..converters.store import Index, Store, Tensor, block_indices
-from . import engine
+from . import engine, numeric
 from .engine import (Delta, DiffResult, Options, PairStats, _Accumulator, _fill, _var,
                      compare_piece, compare_tensors, diff_entries, fingerprint, kernel_for,
                      pair_kind, pieces, piece_squares, select)
@@ -285,7 +285,7 @@ def range_chunks(tensor: Tensor, start: int, stop: int, max_bytes: int) -> Itera
 
 def piece_count(size: int) -> int:
     """Pieces of the grid in a variable of `size` elements."""
-    return -(-size // engine.PIECE)
+    return -(-size // numeric.PIECE)
 
 
 @dataclass
@@ -428,7 +428,7 @@ def _compare(pairs: list[tuple[str, str]], unread: list[tuple[str, str]],
         for k, d in sorted(deltas[i], key=lambda kd: kd[0]):
             acc.apply_delta(d, own.get(k))
         if acc.summing and acc.skipped:  # the leading identical pieces, as `_sum_skipped`
-            for k in range(acc.skipped // engine.PIECE):
+            for k in range(acc.skipped // numeric.PIECE):
                 acc.add_squares(own[k])
         acc.size = ta.size
         out[na, nb] = acc.stats()
@@ -451,7 +451,7 @@ def _squares(pairs: list[tuple[str, str]], deltas: dict[int, list[tuple[int, Del
     a = stores[0]
     items = list(wanted)
     itemsize = [a[pairs[i][0]].dtype.itemsize for i in items]
-    sizes = [len(wanted[i]) * engine.PIECE * n for i, n in zip(items, itemsize)]
+    sizes = [len(wanted[i]) * numeric.PIECE * n for i, n in zip(items, itemsize)]
     tasks = plan_tasks(sizes, [len(wanted[i]) for i in items])
     jobs = []
     for task in tasks:
@@ -502,8 +502,8 @@ def _pair_range(ta: Tensor, tb: Tensor, opts: Options, p0: int, p1: int) -> list
     kernel = kernel_for(strings, integer)
     acc = _Accumulator(ta.shape, integer)
     acc.summing = opts.norms
-    acc.chunk_offset = p0 * engine.PIECE
-    start, stop = p0 * engine.PIECE, min(p1 * engine.PIECE, ta.size)
+    acc.chunk_offset = p0 * numeric.PIECE
+    start, stop = p0 * numeric.PIECE, min(p1 * numeric.PIECE, ta.size)
     out = []
     with np.errstate(all="ignore"):
         for x, y in pieces(range_chunks(ta, start, stop, opts.max_bytes),
@@ -523,7 +523,7 @@ def _piece_squares(ta: Tensor, tb: Tensor, chosen: Sequence[int], opts: Options)
         end = k + 1
         while end < len(chosen) and chosen[end] == chosen[end - 1] + 1:
             end += 1
-        piece = engine.PIECE
+        piece = numeric.PIECE
         start, stop = chosen[k] * piece, min((chosen[end - 1] + 1) * piece, ta.size)
         for (x,) in engine.aligned(range_chunks(ta, start, stop, opts.max_bytes)):
             out.append(piece_squares(acc, x))
@@ -588,8 +588,8 @@ def _trend_task(sources: Sequence[Source], max_bytes: int,
         xs = [t for t in tensors if t is not None]
         run = SeriesRun(xs)
         p0, p1 = span
-        run.at(p0 * engine.PIECE)
-        start, stop = p0 * engine.PIECE, min(p1 * engine.PIECE, xs[0].size)
+        run.at(p0 * numeric.PIECE)
+        start, stop = p0 * numeric.PIECE, min(p1 * numeric.PIECE, xs[0].size)
         per_stream = max(min(max_bytes, READ_BUDGET // len(xs)), 1 << 16)
         deltas = []
         for piece in engine.aligned(*(range_chunks(x, start, stop, per_stream) for x in xs)):

@@ -32,13 +32,13 @@ import numpy as np
 
 from ..converters.dtypes import is_string
 from ..converters.names import roles_option, select as select_names
-from ..converters.store import Store, Tensor
+from ..converters.store import Progress, Store, Tensor
 from .match import Var, match
+from . import numeric
 from .numeric import dot
 from .workers import run_all
 
 CHUNK_BYTES = 8 << 20  # read from each side at a time (a view of the mapped file, not a copy)
-PIECE = 1 << 16  # elements compared at a time: a worker's float64 buffers (4 x 512 KiB) stay in cache
 STATUSES = ("same", "changed", "added", "removed", "renamed", "shape_changed", "dtype_changed")
 NOT_DIFFERENT = ("same", "folded")  # folded: export diffs only (a BatchNorm folded by a converter)
 MATCH_MODES = ("auto", "name", "structure")
@@ -59,7 +59,7 @@ class Options:
     max_bytes: int = CHUNK_BYTES
     workers: int = 0  # 0: one thread per core, at most 4
     norms: bool = False  # also sum Σa² of identical variables (rollups combine every sum)
-    progress: Callable[[int], None] | None = None  # called with the bytes of each compared piece
+    progress: Progress | None = None  # called with the bytes of each compared piece
 
     def __post_init__(self) -> None:
         if not (self.atol >= 0 and self.rtol >= 0):  # also refuses NaN
@@ -551,7 +551,7 @@ def aligned(*streams: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, ...]]:
     while True:
         # every stream is asked before stopping, so that each runs to its end (where a reader
         # checks the crc of what it read)
-        got = [c.take(PIECE) for c in cuts]
+        got = [c.take(numeric.PIECE) for c in cuts]
         if any(g is None for g in got):
             return
         n = min(g.size for g in got)  # type: ignore[union-attr]
@@ -679,7 +679,7 @@ def read_unpaired(a: Store, b: Store, entries: list[Entry], opts: Options) -> No
             workers=opts.workers, progress=opts.progress)
 
 
-def _read_job(tensor: Tensor, progress: Callable[[int], None] | None) -> None:
+def _read_job(tensor: Tensor, progress: Progress | None) -> None:
     for chunk in tensor.iter_chunks():
         if progress is not None:
             progress(chunk.nbytes)
@@ -710,7 +710,7 @@ def compare_pairs(pairs: list[tuple[Tensor, Tensor]], opts: Options) -> list[Pai
                    progress=opts.progress)
 
 
-def _compare_job(ta: Tensor, tb: Tensor, opts: Options, progress: Callable[[int], None] | None
+def _compare_job(ta: Tensor, tb: Tensor, opts: Options, progress: Progress | None
                  ) -> PairStats:
     return compare_tensors(ta, tb, replace(opts, progress=progress))
 

@@ -30,7 +30,7 @@ import contextlib
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -39,9 +39,10 @@ import numpy as np
 from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
 from ..converters.names import roles_option, select as select_names
-from ..converters.store import CHUNK_BYTES, Store, Tensor
-from .engine import (_INT4, PIECE, Options, Sums, _Accumulator, aligned, compare_piece,
+from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor
+from .engine import (_INT4, Options, Sums, _Accumulator, aligned, compare_piece,
                      kernel_for)
+from . import numeric
 from .numeric import dot
 from .rollup import groups, relative
 from .workers import run_all
@@ -62,7 +63,7 @@ class TrendOptions:
     weights_only: bool = False  # model weights only: also no metric state
     workers: int = 0
     max_bytes: int = CHUNK_BYTES
-    progress: Callable[[int], None] | None = None
+    progress: Progress | None = None
 
     def __post_init__(self) -> None:
         if not self.explode > 1:
@@ -242,7 +243,7 @@ def trend_result(checkpoints: list[dict[str, Any]], series: list[Series],
 # --- one variable over the run ---------------------------------------------------------------
 
 def _series_job(name: str, tensors: list[Tensor | None], max_bytes: int,
-                progress: Callable[[int], None] | None) -> Series:
+                progress: Progress | None) -> Series:
     present = [t for t, x in enumerate(tensors) if x is not None]
     xs = [tensors[t] for t in present]
     series = new_series(name, tensors)
@@ -325,7 +326,8 @@ class SeriesRun:
             return
         k = piece[0].size
         if not self._slots:
-            self._slots = [np.empty(min(PIECE, self.size), self.wide) for _ in range(3)]
+            self._slots = [np.empty(min(numeric.PIECE, self.size), self.wide)
+                           for _ in range(3)]
         views = []  # each checkpoint's piece widened once: slot 0 the first, slots 1 and 2
         for j, raw in enumerate(piece):  # the current and the previous in turn
             w = self._slots[0 if j == 0 else 1 + j % 2][:k]

@@ -24,8 +24,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from ..converters.store import Progress
+
 Result = TypeVar("Result")
-Progress = Callable[[int], None]
 
 PROCESS_MIN_BYTES = 64 << 20  # smaller jobs finish before forked workers would pay off
 _JOBS: list[tuple[Callable[..., Any], tuple]] = []  # inherited by forked workers, never pickled

@@ -10,7 +10,7 @@ import pytest
 import weightkit
 from weightkit.converters.errors import UsageError
 from weightkit.converters.store import Store, Tensor
-from weightkit.diffing import engine, workers
+from weightkit.diffing import engine, numeric, workers
 from weightkit.diffing.engine import Options, compare_tensors, diff_stores, fingerprint
 from weightkit.diffing.match import Var, match, normalize
 
@@ -159,7 +159,7 @@ def test_identical_denormals_whose_squares_underflow():
 @pytest.mark.parametrize("where", [0, 50, 99])
 def test_a_late_difference_after_identical_pieces(where, monkeypatch):
     """Σa² of the identical pieces before the first difference is read again when needed."""
-    monkeypatch.setattr(engine, "PIECE", 4)
+    monkeypatch.setattr(numeric, "PIECE", 4)
     rng = np.random.default_rng(9)
     a = rng.standard_normal((10, 10)).astype(np.float32)
     b = a.copy()
@@ -177,7 +177,7 @@ def test_identical_bytes_with_nan():
 
 
 def test_progress_counts_every_byte(monkeypatch):
-    monkeypatch.setattr(engine, "PIECE", 16)  # progress is reported piece by piece
+    monkeypatch.setattr(numeric, "PIECE", 16)  # progress is reported piece by piece
     a, b = perturbed(np.float32, shape=(30, 20))
     seen = []
     compare_tensors(Tensor.from_array(a), Tensor.from_array(b.astype(np.float64)),

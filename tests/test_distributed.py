@@ -30,7 +30,7 @@ import weightkit
 from weightkit.cli.main import main
 from weightkit.converters.store import Store, Tensor
 from weightkit.diffing import distributed as D
-from weightkit.diffing import engine
+from weightkit.diffing import engine, numeric
 from weightkit.diffing.engine import Options, compare_tensors, diff_stores
 from weightkit.diffing.trend import TrendOptions, trend_stores
 
@@ -107,7 +107,7 @@ def pairs_of_every_kind(rng: np.random.Generator) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("norms", [False, True])
 def test_plan_and_reduce_give_the_local_diff_exactly(tmp_path, in_process, monkeypatch, norms):
-    monkeypatch.setattr(engine, "PIECE", 16)
+    monkeypatch.setattr(numeric, "PIECE", 16)
     monkeypatch.setattr(D, "TASK_BYTES", 1000)  # every variable of 8 KiB in ranges of ~1 KB
     a, b = pairs_of_every_kind(np.random.default_rng(1))
     pa, pb = save(tmp_path, "a.safetensors", a), save(tmp_path, "b.safetensors", b)
@@ -120,7 +120,7 @@ def test_plan_and_reduce_give_the_local_diff_exactly(tmp_path, in_process, monke
 
 
 def test_tolerances_and_nan_unequal(tmp_path, in_process, monkeypatch):
-    monkeypatch.setattr(engine, "PIECE", 16)
+    monkeypatch.setattr(numeric, "PIECE", 16)
     monkeypatch.setattr(D, "TASK_BYTES", 1000)
     a, b = pairs_of_every_kind(np.random.default_rng(2))
     pa, pb = save(tmp_path, "a.safetensors", a), save(tmp_path, "b.safetensors", b)
@@ -138,7 +138,7 @@ def test_renames_are_found_by_hashes_the_workers_compute(tmp_path, in_process):
 
 
 def test_plan_and_reduce_give_the_local_trend_exactly(tmp_path, in_process, monkeypatch):
-    monkeypatch.setattr(engine, "PIECE", 16)
+    monkeypatch.setattr(numeric, "PIECE", 16)
     monkeypatch.setattr(D, "TASK_BYTES", 3000)
     rng = np.random.default_rng(4)
     current = {"kernel": rng.standard_normal((40, 30)).astype(np.float32),
