@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Callable
+from typing import Any
 
 from ..converters.errors import UsageError
 from ..converters.names import OPTIMIZER_ROLES
@@ -27,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print nothing (with a selection: not the variables it dropped)")
     parser.add_argument("--dequantize", action="store_true",
                         help="write quantized tensors (TFLite, TF.js) as float32 real values")
+    from .cluster import add_scheduler_argument
+    add_scheduler_argument(parser, "read and write (one task per output shard: TF checkpoint "
+                                   "data shards, sharded Keras 3 .weights.json)")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if args.match != "name" and not args.like:
         raise UsageError("--match structure pairs the weights with a template: give --like")
     fmt = args.to or format_for_output(args.dst)
+    if getattr(args, "scheduler", None):
+        return _run_on_cluster(args, fmt)
     with load(args.src, args.src_format) as store, \
             Progress("convert", data_bytes(store), enabled=not args.quiet) as bar:
         if args.dequantize:
@@ -103,3 +111,48 @@ def run(args: argparse.Namespace) -> int:
         if args.ops and not args.quiet:
             print_edits(store.edits, f"wrote {args.dst} ({fmt})")
     return 0
+
+
+def _run_on_cluster(args: argparse.Namespace, fmt: str) -> int:
+    """`convert --scheduler`: the workers read the input and write the output, one task per
+    output shard; the driver reads metadata only (`distributed.convert_store`)."""
+    from ..diffing.distributed import Conversion, Source, convert_store
+    from .cluster import cluster
+    from .edit import print_edits
+    ops = tuple((op, tuple(v) if isinstance(v, list) else v) for op, v in args.ops)
+    conversion = Conversion(
+        Source.of(args.src, args.src_format, args.dequantize), args.dst, fmt, args.allow_lossy,
+        Source.of(args.like) if args.like else None, (ops, args.match))
+    with contextlib.ExitStack() as stack:
+        opened: dict = {}
+
+        def open_store(source: Any) -> Store:
+            if source not in opened:
+                opened[source] = stack.enter_context(source.open())
+            return opened[source]
+        store, like = build(conversion, open_store)
+        on_cluster = stack.enter_context(cluster(args))
+        with Progress("convert", data_bytes(store), enabled=not args.quiet) as bar:
+            convert_store(store, like, conversion, build, on_cluster, bar.advance)
+        if ops and not args.quiet:
+            print_edits(_edited(conversion, open_store).edits, f"wrote {args.dst} ({fmt})")
+    return 0
+
+
+def build(conversion: Any, open_store: Callable[[Any], Store]) -> tuple[Store, Store | None]:
+    """The store `convert` writes and its template, from `conversion` (its `edits`: the
+    selection operations and --match): on the driver and on every Dask worker alike."""
+    store = _edited(conversion, open_store)
+    like = open_store(conversion.like) if conversion.like is not None else None
+    if like is not None:
+        store = like_names(store, like, conversion.edits[1])
+    return store, like
+
+
+def _edited(conversion: Any, open_store: Callable[[Any], Store]) -> Store:
+    from .edit import apply
+    ops = conversion.edits[0]
+    store = open_store(conversion.src)
+    if ops:
+        store = apply(store, [(op, list(v) if isinstance(v, tuple) else v) for op, v in ops])
+    return store

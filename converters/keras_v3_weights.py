@@ -36,7 +36,7 @@ from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
 from .paths import check_input, inside
-from .format import Format, WritePlan
+from .format import Format, ShardedWrite, WritePlan
 from .store import Store, Tensor
 
 NAME = "keras-weights-h5"
@@ -231,6 +231,15 @@ def _write_sharded(recorded: Mapping[str, Any], path: str, get: Callable[[str], 
                    out) -> None:
     """Shards are renamed after the output (`y.weights.json` -> `y_00000.weights.h5`, as Keras
     names them) and the index's weight_map follows; the index is kept verbatim otherwise."""
+    files, index_text = _shard_layout(recorded, path)
+    for shard, final in zip(recorded["shards"], files):
+        _write_shard(out.path(final), shard, get, path)
+    with open(out.path(path), "w", encoding="utf-8") as f:
+        f.write(index_text)
+
+
+def _shard_layout(recorded: Mapping[str, Any], path: str) -> tuple[list[str], str]:
+    """The path of each shard written for `path`, and the index text naming them."""
     if not path.lower().endswith(".weights.json"):
         raise UsageError("a sharded Keras 3 store is written as NAME.weights.json", path)
     stem = os.path.basename(path)[:-len(".weights.json")]
@@ -243,11 +252,26 @@ def _write_sharded(recorded: Mapping[str, Any], path: str, get: Callable[[str], 
                                for g, fs in index["weight_map"].items()}
         index_text = json.dumps(index, indent=4)
     directory = os.path.dirname(os.path.abspath(path))
-    for shard in recorded["shards"]:
-        write_h5(out.path(os.path.join(directory, renames[shard["file"]])), shard["tree"],
-                 lambda p, s=shard["file"]: get(f"{s}:{p}"), path)
-    with open(out.path(path), "w", encoding="utf-8") as f:
-        f.write(index_text)
+    return [os.path.join(directory, renames[s["file"]]) for s in recorded["shards"]], index_text
+
+
+def _write_shard(target: str, shard: Mapping[str, Any], get: Callable[[str], Tensor],
+                 path: str) -> None:
+    write_h5(target, shard["tree"], lambda p, s=shard["file"]: get(f"{s}:{p}"), path)
+
+
+def sharded(plan: WritePlan, path: str) -> ShardedWrite | None:
+    """A sharded `.weights.json` as its `.weights.h5` shards, each on its own, and the index
+    last (one task per shard with `convert --scheduler`): the files `write` writes. None for a
+    single `.weights.h5`."""
+    recorded, lookup = plan.detail
+    if "shards" not in recorded:
+        return None
+    files, index_text = _shard_layout(recorded, path)
+    get = lambda p: hdf5.widen(lookup(p))  # noqa: E731
+    return ShardedWrite(
+        files, lambda k, target: _write_shard(target, recorded["shards"][k], get, path),
+        path, lambda facts, f: f.write(index_text.encode("utf-8")))
 
 
 def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
@@ -280,4 +304,5 @@ FORMAT = Format(
     structure="the keras_weights_h5 file structure (layer groups, attributes)",
     templates=("keras-weights-h5",),
     extract=extract,
+    sharded=sharded,
 )

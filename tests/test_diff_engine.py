@@ -176,7 +176,8 @@ def test_identical_bytes_with_nan():
     assert got.mismatched == 1 and got.nan_a == got.nan_b == 1 and got.inf_a == 1
 
 
-def test_progress_counts_every_byte():
+def test_progress_counts_every_byte(monkeypatch):
+    monkeypatch.setattr(numeric, "PIECE", 16)  # progress is reported piece by piece
     a, b = perturbed(np.float32, shape=(30, 20))
     seen = []
     compare_tensors(Tensor.from_array(a), Tensor.from_array(b.astype(np.float64)),
