@@ -23,6 +23,7 @@ from ..diffing.index_diff import diff_checksums
 from ..diffing.render import (DIFF_NUMBERS, Target, print_gates, render_json, render_markdown,
                               render_table)
 from ..diffing.rollup import rollup_diff
+from .cluster import add_scheduler_argument, cluster
 from .main import Exit
 from .progress import Progress, data_bytes
 from .report import FORMATS as REPORTS
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dequantize", action="store_true",
                         help="compare quantized tensors (TFLite, TF.js) by their float32 real "
                              "values: scale * (q - zero_point)")
+    add_scheduler_argument(parser, "compare")
 
 
 def add_diff_options(parser: argparse.ArgumentParser, formats: Sequence[str] = REPORTS,
@@ -71,6 +73,7 @@ def options(args: argparse.Namespace) -> Options:
         return Options(atol=args.atol, rtol=args.rtol, nan_equal=not args.nan_unequal,
                        match=args.match, include=tuple(args.include),
                        exclude=tuple(args.exclude), no_optimizer=args.no_optimizer,
+                       weights_only=args.weights_only,
                        norms=args.by != "variable" or args.output == "html")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -129,12 +132,18 @@ def run(args: argparse.Namespace) -> int:
     read, compare = partial(load, format=args.src_format), diff_stores
     if args.index_only:
         read, compare = read_index, diff_checksums
-    with read(args.a) as store_a, read(args.b) as store_b:
-        if getattr(args, "dequantize", False):
+    with read(args.a) as store_a, read(args.b) as store_b, \
+            cluster(None if args.index_only else args) as on_cluster:
+        quantized = getattr(args, "dequantize", False)
+        if quantized:
             store_a, store_b = dequantize(store_a), dequantize(store_b)
+        if on_cluster is not None:
+            from ..diffing.distributed import Source, diff_stores as diff_on
+            sources = tuple(Source.of(p, args.src_format, quantized) for p in (args.a, args.b))
+            compare = partial(diff_on, sources=sources, cluster=on_cluster)
         total = data_bytes(store_a) + data_bytes(store_b)
         with Progress("diff", total, enabled=not args.quiet) as bar:
-            result = compare(store_a, store_b, replace(opts, progress=bar.advance))
+            result = compare(store_a, store_b, opts=replace(opts, progress=bar.advance))
         tripped = evaluate(gate_list, gate_rows(result, args.by))
         report(result, args, args.a, args.b, store_a.format, store_b.format, tripped=tripped,
                stores=None if args.index_only else (store_a, store_b))

@@ -14,11 +14,12 @@ from ..converters.errors import UsageError, WeightsError
 from ..converters.paths import check_input
 from ..converters.registry import check, format_for_output, load, plan, save
 from ..converters.store import Store
-from .convert import add_output_arguments, check_output
+from .convert import add_output_arguments, check_output, like_names
 from .progress import Progress, data_bytes, tracked
 from .text import colour, safe, table
 
-HELP = ("edit weights (rename, drop, keep, no-optimizer, cast, scale, prune, set, add) "
+HELP = ("edit weights (rename, drop, keep, no-optimizer, weights-only, cast, scale, prune, set, "
+        "add) "
         "and write a new file")
 
 
@@ -91,6 +92,8 @@ OPERATIONS: dict[str, tuple[str, str, Apply]] = {
     "keep": ("GLOB", "keep only matching variables", lambda s, o, v: s.keep(v)),
     "no-optimizer": ("", "drop the optimizer state (variables of role optimizer or counter)",
                      lambda s, o, v: s.drop_optimizer()),
+    "weights-only": ("", "keep the model weights only (drop roles optimizer, counter, metric)",
+                     lambda s, o, v: s.weights_only()),
     "cast": ("GLOB=DTYPE", "cast floating variables (float32, float16, bfloat16, ...)", _cast),
     "scale": ("GLOB=FACTOR", "multiply floating variables by FACTOR", _scale),
     "prune": ("GLOB=FRACTION", "zero the smallest-magnitude FRACTION of each matching variable",
@@ -138,8 +141,10 @@ def apply(store: Store, ops: Sequence[tuple[str, str]]) -> EditedStore:
 def run(args: argparse.Namespace) -> int:
     if not args.ops:
         raise UsageError("expected at least one operation (--rename, --drop, --keep, "
-                         "--no-optimizer, --cast, --scale, --prune, --set, --add); to only "
-                         "convert, use convert")
+                         "--no-optimizer, --weights-only, --cast, --scale, --prune, --set, "
+                         "--add); to only convert, use convert")
+    if args.match != "name" and not args.like:
+        raise UsageError("--match structure pairs the weights with a template: give --like")
     npy = [value.partition("=")[2] for op, value in args.ops if op in ("set", "add")]
     check_output(args.src, args.dst, args.like or "", *npy)
     fmt = args.to or format_for_output(args.dst)
@@ -156,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.like:
             with load(args.like) as template:
-                save(edited, args.dst, fmt, allow_lossy=args.allow_lossy, like=template)
+                save(like_names(edited, template, args.match), args.dst, fmt,
+                     allow_lossy=args.allow_lossy, like=template)
         else:
             save(edited, args.dst, fmt, allow_lossy=args.allow_lossy)
         if not args.quiet:
@@ -189,10 +195,11 @@ def _print_dry_run(store: Store, edited: EditedStore, args: argparse.Namespace,
     print_edits(edited.edits, f"dry run: nothing written to {args.dst} ({fmt})")
     with contextlib.ExitStack() as stack:
         template = stack.enter_context(load(args.like)) if args.like else None
-        planned = plan(edited, fmt, template)
+        written = like_names(edited, template, args.match) if template is not None else edited
+        planned = plan(written, fmt, template)
         lost = planned.losses
         try:
-            check(edited, fmt, template, allow_lossy=args.allow_lossy, path=args.dst,
+            check(written, fmt, template, allow_lossy=args.allow_lossy, path=args.dst,
                   planned=planned)
             refused = None
         except WeightsError as exc:

@@ -19,7 +19,8 @@ from ..converters import source, store
 from ..converters.errors import WeightsError, WeightsNote
 from .text import COLOR_CHOICES, colour, paint, safe
 
-COMMANDS = ("show", "convert", "verify", "edit", "diff", "trend", "git_config", "git_diff_driver")
+COMMANDS = ("show", "convert", "verify", "edit", "extract", "diff", "trend", "git_config",
+            "git_diff_driver")
 
 
 class Exit(IntEnum):

@@ -9,9 +9,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TextIO
 
+from ..converters import store as stores
 from ..converters.store import CHUNK_BYTES, Store, Tensor
 
 DELAY = 0.5  # seconds before the line first appears
@@ -90,25 +91,25 @@ def data_bytes(store: Store) -> int:
 
 
 class _Counted(Tensor):
-    """A tensor that reports the bytes of every read to `count`."""
+    """A tensor that reports the bytes of every read to `progress`."""
 
-    __slots__ = ("_inner", "_count")
+    __slots__ = ("_inner", "_progress")
 
-    def __init__(self, inner: Tensor, count: Callable[[int], None]):
+    def __init__(self, inner: Tensor, progress: stores.Progress):
         def get(index: Any) -> Any:
             out = inner[index]
-            count(out.nbytes)
+            progress(out.nbytes)
             return out
         super().__init__(inner.shape, inner.dtype, get, inner.meta)
         self._inner = inner
-        self._count = count
+        self._progress = progress
 
     def iter_chunks(self, max_bytes: int = CHUNK_BYTES) -> Iterator[Any]:
         for chunk in self._inner.iter_chunks(max_bytes):  # the format's own streaming read
-            self._count(chunk.nbytes)
+            self._progress(chunk.nbytes)
             yield chunk
 
 
-def tracked(store: Store, count: Callable[[int], None]) -> Store:
+def tracked(store: Store, progress: stores.Progress) -> Store:
     """The same store (files, format, metadata), its tensors counting what they read."""
-    return store.replace({name: _Counted(t, count) for name, t in store.items()})
+    return store.replace({name: _Counted(t, progress) for name, t in store.items()})

@@ -60,12 +60,16 @@ def add_selection_arguments(parser: argparse.ArgumentParser, filter_alias: bool 
     convert)."""
     names = ("--include", "--filter") if filter_alias else ("--include",)
     parser.add_argument(*names, dest="include", metavar="GLOB", action="append", default=[],
-                        help="only variables whose name matches GLOB (repeatable)"
+                        help="only variables whose name or original key matches GLOB "
+                             "(repeatable)"
                              + ("; --filter is the old spelling" if filter_alias else ""))
     parser.add_argument("--exclude", metavar="GLOB", action="append", default=[],
-                        help="leave out variables whose name matches GLOB (repeatable)")
+                        help="leave out variables whose name or original key matches GLOB "
+                             "(repeatable)")
     parser.add_argument("--no-optimizer", action="store_true",
                         help="leave out optimizer slots and counters")
+    parser.add_argument("--weights-only", action="store_true",
+                        help="model weights only: leave out optimizer and metric state")
 
 
 def _format_choice(formats: Sequence[str], legacy_input: Callable[[str], bool] | None = None):

@@ -3,8 +3,6 @@ of some (`--values`), printed or exported to `.npy`/`.npz`."""
 from __future__ import annotations
 
 import argparse
-import difflib
-import fnmatch
 import os
 import re
 import sys
@@ -14,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..converters.atomic import atomic_output
+from ..converters.names import match, roles_option, select as select_names
 from ..converters.errors import UsageError
 from ..converters.quant import dequantize
 from ..converters.registry import load
@@ -21,16 +20,15 @@ from ..converters.store import Store, Tensor
 from ..diffing.gates import evaluate, failed
 from ..diffing.render import (dump_json, fold, markdown_gates, md_code, num, print_gates,
                               shape_text)
-from ..diffing.rollup import order, rollup_stats
-from ..diffing.summary import TensorStats, stats_of
+from ..diffing.rollup import show_rows
+from ..diffing.summary import SHOW_SCHEMA_VERSION, TensorStats, show_document, stats_of
 from .main import Exit
 from .progress import Progress
 from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
-                     gates, view)
+                     gates)
 from .text import colour, md_escape, paint, safe, table
 
 HELP = "show the variables of a weights file: shapes, dtypes, statistics, values"
-SCHEMA_VERSION = 1
 # per-variable numbers of the JSON document: what --sort and --fail-if accept
 NUMBERS = ("parameters", "bytes", "min", "max", "mean", "std", "zero_fraction", "nan", "inf")
 _SPEC = re.compile(r"(.*)\[([^\[\]]*)\]")
@@ -69,13 +67,12 @@ def is_input_format(name: str) -> bool:
 
 
 def select(store: Store, include: Sequence[str] | None, no_optimizer: bool,
-           exclude: Sequence[str] = ()) -> list[str]:
-    """Names of `store` matching any `include` glob (all if none) and no `exclude` glob,
-    optionally without optimizer state."""
-    return [name for name in store
-            if (not include or any(fnmatch.fnmatchcase(name, p) for p in include))
-            and not any(fnmatch.fnmatchcase(name, p) for p in exclude)
-            and not (no_optimizer and store[name].role != "weight")]
+           exclude: Sequence[str] = (), weights_only: bool = False) -> list[str]:
+    """Names of `store` matching any `include` glob (all if none) and no `exclude` glob, on
+    the name, the original key or an alias, less the roles the flags leave out; a UsageError
+    naming the closest names when a glob matches nothing or nothing is left (`names.select`)."""
+    return select_names(store, include or (), exclude,
+                        roles_option(no_optimizer, weights_only))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,23 +90,17 @@ def run(args: argparse.Namespace) -> int:
             store = dequantize(store)
         if args.values is not None:
             return show_values(store, args)
-        names = select(store, args.include, args.no_optimizer, args.exclude)
+        names = select(store, args.include, args.no_optimizer, args.exclude, args.weights_only)
         stats: list[TensorStats | None] = [None] * len(names)
         if not args.no_stats or gate_list or args.output == "html":
             tensors = [store[name] for name in names]
             with Progress("show", sum(t.nbytes for t in tensors), enabled=not args.quiet) as bar:
                 stats = stats_of(tensors, bar.advance)
-        doc = document(store, names, stats, args.file)
-        by = args.by
-        rows: list[dict] = doc["variables"]
-        if by != "variable":
-            groups = rollup_stats(names, [store[n].size for n in names],
-                                  [store[n].nbytes for n in names], stats, by)
-            doc["groups"] = [g.as_dict() for g in groups]
-            rows = doc["groups"]
+        doc = show_document(store, names, stats, args.file)
+        rows, shown = show_rows(doc, names, [store[n].size for n in names],
+                                [store[n].nbytes for n in names], stats, args.by, args.sort,
+                                args.top)
         tripped = evaluate(gate_list, [(r["name"], r) for r in rows])
-        shown = order(rows, args.sort, args.top, get=lambda r, k: r.get(k))
-        doc["view"] = view(args).as_dict()
         if gate_list:
             doc["gates"] = [t.as_dict() for t in tripped]
         if not args.quiet:
@@ -117,20 +108,10 @@ def run(args: argparse.Namespace) -> int:
     return Exit.DIFFERENT if failed(tripped) else Exit.OK
 
 
-def document(store: Store, names: Sequence[str], stats: Sequence[TensorStats | None],
-             path: str) -> dict[str, Any]:
-    """The JSON document of `show` (see `diff/schema-show.json`)."""
-    rows = [_row(store, name, s) for name, s in zip(names, stats)]
-    return {"schema_version": SCHEMA_VERSION, "file": path, "format": store.format,
-            "variables": rows, "totals": _totals(rows)}
-
-
 def _report(store: Store, args: argparse.Namespace, doc: dict, shown: list[dict],
             tripped: list) -> None:
     with destination(args) as (out, colour_on):
         if args.output == "json":
-            if args.sort or args.top:
-                doc[("groups" if "groups" in doc else "variables")] = shown
             dump_json(doc, out)
         elif args.output == "html":
             from ..diffing.html import show_report
@@ -143,25 +124,6 @@ def _report(store: Store, args: argparse.Namespace, doc: dict, shown: list[dict]
             print_gates(tripped, out, colour_on)
     if tripped and (args.output != "text" or args.output_file):
         print_gates(tripped, sys.stderr, colour(sys.stderr, args.color))
-
-
-def _row(store: Store, name: str, stats: TensorStats | None) -> dict:
-    tensor = store[name]
-    row = {"name": name, "shape": list(tensor.shape), "dtype": tensor.dtype_name,
-           "parameters": tensor.size, "bytes": tensor.nbytes, "role": tensor.role,
-           "key": tensor.meta.get("key", name)}
-    extra = {k: v for k, v in tensor.meta.items() if k not in ("key", "role")}
-    if extra:
-        row["meta"] = extra  # format facts: quantization, layout, shared buffers, ...
-    if stats is not None:
-        row.update(min=stats.min, max=stats.max, mean=stats.mean, std=stats.std,
-                   zero_fraction=stats.zero_fraction, nan=stats.nan, inf=stats.inf)
-    return row
-
-
-def _totals(rows: list[dict]) -> dict:
-    return {"variables": len(rows), "parameters": sum(r["parameters"] for r in rows),
-            "bytes": sum(r["bytes"] for r in rows)}
 
 
 def _cells(rows: list[dict], by: str, escape: Any, colour_on: bool = False
@@ -224,30 +186,29 @@ def _human_bytes(n: float) -> str:
 
 # --- values ------------------------------------------------------------------------------------
 
-def closest(name: str, names: Sequence[str], n: int = 3) -> list[str]:
-    """The names closest to `name` (for errors naming what the user may have meant); the
-    shared `converters/names.py` takes this over when it lands."""
-    return difflib.get_close_matches(name, list(names), n=n, cutoff=0.4)
-
-
 def _match(store: Store, spec: str) -> list[tuple[str, tuple | None, str]]:
-    """(name, index or None, index text) for one `--values` item: an exact name, a glob, either
-    followed by a numpy-style index. Raises UsageError naming the closest names."""
-    if spec in store:
-        return [(spec, None, "")]
+    """(name, index or None, index text) for one `--values` item: an exact name (or original
+    key, or alias: `Store.resolve`), a glob (`names.match`), either followed by a numpy-style
+    index. Raises UsageError naming the closest names."""
+    def exact(name: str) -> str | None:
+        return store.resolve(name) if hasattr(store, "resolve") else \
+            (name if name in store else None)
+
+    def globbed(name: str) -> list[str]:
+        try:
+            return match(store, name, "--values")
+        except UsageError:
+            return []
+    if exact(spec) is not None:
+        return [(exact(spec), None, "")]
     target, index, text = spec, None, ""
     m = _SPEC.fullmatch(spec)
-    if m and (m.group(1) in store or any(fnmatch.fnmatchcase(n, m.group(1)) for n in store)):
+    if m and (exact(m.group(1)) is not None or globbed(m.group(1))):
         target, text = m.group(1), m.group(2)
         index = parse_index(text)
-    if target in store:
-        return [(target, index, text)]
-    hits = [n for n in store if fnmatch.fnmatchcase(n, target)]
-    if not hits:
-        near = closest(target, list(store))
-        hint = f"; closest: {', '.join(repr(safe(n)) for n in near)}" if near else ""
-        raise UsageError(f"--values: no variable named {safe(target)!r}{hint}")
-    return [(n, index, text) for n in hits]
+    if exact(target) is not None:
+        return [(exact(target), index, text)]
+    return [(n, index, text) for n in match(store, target, "--values")]
 
 
 def parse_index(text: str) -> tuple:
@@ -347,7 +308,7 @@ def show_values(store: Store, args: argparse.Namespace) -> int:
     if args.quiet:
         return Exit.OK
     if args.output == "json":
-        dump_json({"schema_version": SCHEMA_VERSION, "file": args.file, "format": store.format,
+        dump_json({"schema_version": SHOW_SCHEMA_VERSION, "file": args.file, "format": store.format,
                    "values": [{"name": name, "index": _index_text(index) if index is not None
                                else None, "shape": list(a.shape),
                                "dtype": store[name].dtype_name, "values": _json_values(a)}

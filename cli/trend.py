@@ -17,6 +17,7 @@ from ..diffing.gates import evaluate, failed
 from ..diffing.render import (Target, dump_json, print_gates, render_trend_markdown,
                            render_trend_text, trend_json, trend_rows)
 from ..diffing.trend import STEP_FIELDS, VARIABLE_NUMBERS, TrendOptions, run_paths, trend_stores
+from .cluster import add_scheduler_argument, cluster
 from .main import Exit
 from .progress import Progress
 from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
@@ -41,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_report_arguments(parser, NUMBERS)
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="print nothing; report only through the exit status")
+    add_scheduler_argument(parser, "read and compare the checkpoints")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,16 +50,23 @@ def run(args: argparse.Namespace) -> int:
     check_html(args)
     try:
         opts = TrendOptions(include=tuple(args.include), exclude=tuple(args.exclude),
-                            no_optimizer=args.no_optimizer, explode=args.explode)
+                            no_optimizer=args.no_optimizer, explode=args.explode,
+                            weights_only=args.weights_only)
     except ValueError as exc:
         raise UsageError(f"--explode: {exc}") from None
     paths = run_paths(args.runs, args.src_format)
     with contextlib.ExitStack() as stack:
         stores = [stack.enter_context(load(p, args.src_format)) for p in paths]
+        on_cluster = stack.enter_context(cluster(args))
         total = sum(t.nbytes for s in stores for t in s.values())
         with Progress("trend", total, enabled=not args.quiet) as bar:
             opts.progress = bar.advance
-            result = trend_stores(stores, opts, paths)
+            if on_cluster is None:
+                result = trend_stores(stores, opts, paths)
+            else:
+                from ..diffing.distributed import Source, trend_stores as trend_on
+                result = trend_on(stores, [Source.of(p, args.src_format) for p in paths], opts,
+                                  paths, on_cluster)
         v = view(args)
         rows = trend_rows(result, type(v)(by=v.by))
         tripped = evaluate(gate_list, [(r.name, r.as_dict()) for r in rows])

@@ -49,6 +49,13 @@ class AtomicOutput:
         self._pending.append((temp, final))
         return temp
 
+    def adopt(self, temp: str | os.PathLike, final: str | os.PathLike) -> None:
+        """Take the finished file `temp`, written elsewhere (a Dask worker's shard, in a scratch
+        directory beside `final` on the same filesystem), as one of the outputs: made durable
+        and renamed to `final` at the commit, in registration order; removed on failure."""
+        self._pending.append((os.path.abspath(os.fspath(temp)),
+                              os.path.abspath(os.fspath(final))))
+
     def open(self, final: str | os.PathLike) -> BinaryIO:
         """A temporary file next to `final`, opened for streaming binary writes that reach the
         disk as they go (see `WritebackFile`)."""

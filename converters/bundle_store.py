@@ -36,7 +36,8 @@ from .bundle import (BUNDLE_VERSION, DT_STRING, DT_VARIANT, DTYPES, ENUMS, SPECI
 from .carry import b64, unb64
 from .errors import CorruptFileError, UsageError
 from .foreign import structure_losses
-from .format import WritePlan
+from .atomic import open_streaming
+from .format import ShardedWrite, WritePlan
 from .names import natural_key
 from .sstable import crc32c, mask_crc, write_table
 from .store import CHUNK_BYTES, Store, Tensor, gc_paused
@@ -439,20 +440,52 @@ def _write_item(f: Any, item: _Item, graph: bytes | None) -> tuple[int, int]:
 
 def write_bundle(plan: WritePlan, prefix: str, open_output: Callable[[str], BinaryIO]) -> None:
     """Carry out a `plan_bundle` plan at `prefix`; `open_output(final)` opens each file."""
-    header, shards, full, graph = plan.detail
-    entries: list[tuple[bytes, bytes]] = [(b"", header)]
-    for shard, items in enumerate(shards):
+    shards = plan.detail.shards
+    facts = []
+    for shard in range(len(shards)):
         with open_output(data_path(prefix, shard, len(shards))) as f:
-            offset = 0
-            for item in items:
-                size, crc = _write_item(f, item, graph)
-                if item.tensor is not None and item.dtype not in (DT_STRING, DT_VARIANT) \
-                        and size != math.prod(item.shape) * item.tensor.dtype.itemsize:
-                    raise CorruptFileError(f"tensor {key_text(item.key)!r} yielded {size} bytes")
-                entry = {"dtype": item.dtype, "shape": _shape_proto(item.shape), "shard_id": shard,
-                         "offset": offset, "size": size, "crc32c": crc}
-                entries.append((item.key, pw.encode(entry, pw.BUNDLE_ENTRY)))
-                offset += size
+            facts.append(_write_shard(f, plan, shard))
+    with open_output(prefix + ".index") as f:
+        _write_index(f, plan, facts)
+
+
+def sharded_bundle(plan: WritePlan, prefix: str) -> ShardedWrite:
+    """The write of a `plan_bundle` plan as its data shards, each on its own, and the `.index`
+    from their entries (`format.ShardedWrite`): the bytes `write_bundle` writes."""
+    shards = plan.detail.shards
+
+    def write_shard(shard: int, target: str) -> list[tuple[bytes, bytes]]:
+        with open_streaming(target) as f:
+            return _write_shard(f, plan, shard)
+
+    return ShardedWrite([data_path(prefix, k, len(shards)) for k in range(len(shards))],
+                        write_shard, prefix + ".index",
+                        lambda facts, f: _write_index(f, plan, facts))
+
+
+def _write_shard(f: BinaryIO, plan: WritePlan, shard: int) -> list[tuple[bytes, bytes]]:
+    """Write data shard `shard`; its index entries (key, encoded BundleEntryProto)."""
+    _, shards, _, graph = plan.detail
+    entries = []
+    offset = 0
+    for item in shards[shard]:
+        size, crc = _write_item(f, item, graph)
+        if item.tensor is not None and item.dtype not in (DT_STRING, DT_VARIANT) \
+                and size != math.prod(item.shape) * item.tensor.dtype.itemsize:
+            raise CorruptFileError(f"tensor {key_text(item.key)!r} yielded {size} bytes")
+        entry = {"dtype": item.dtype, "shape": _shape_proto(item.shape), "shard_id": shard,
+                 "offset": offset, "size": size, "crc32c": crc}
+        entries.append((item.key, pw.encode(entry, pw.BUNDLE_ENTRY)))
+        offset += size
+    return entries
+
+
+def _write_index(f: BinaryIO, plan: WritePlan, facts: list[list[tuple[bytes, bytes]]]) -> None:
+    """The `.index`: the header, every shard's entries and the partitioned tensors' own."""
+    header, _, full, _ = plan.detail
+    entries: list[tuple[bytes, bytes]] = [(b"", header)]
+    for shard_entries in facts:
+        entries += shard_entries
     for key, dtype, shape, slices, shard in full:
         extents = [{"extent": [{"start": s} if n is None else {"start": s, "length": n}
                                for s, n in spec]} for spec in slices]
@@ -460,5 +493,4 @@ def write_bundle(plan: WritePlan, prefix: str, open_output: Callable[[str], Bina
                  "slices": extents}
         entries.append((key_bytes(key), pw.encode(entry, pw.BUNDLE_ENTRY)))
     entries.sort()
-    with open_output(prefix + ".index") as f:
-        write_table(f, entries)
+    write_table(f, entries)

@@ -22,10 +22,11 @@ from . import object_graph as og
 from . import source as seam
 from .atomic import atomic_output
 from .bundle import DT_STRING, DT_VARIANT, DTYPES, Entry, Index, data_path, slice_key
-from .bundle_store import META, distinct_names, plan_bundle, read_bundle, write_bundle
+from .bundle_store import (META, distinct_names, plan_bundle, read_bundle, sharded_bundle,
+                           write_bundle)
 from .dtypes import dtype_from_name
 from .errors import CorruptFileError, UnknownFormatError, UsageError, WeightsError, WeightsNote
-from .format import Format, IndexReading, WritePlan
+from .format import Format, IndexReading, ShardedWrite, WritePlan
 from .names import natural_key
 from .paths import inside
 from .sstable import FOOTER_SIZE, MAGIC
@@ -248,11 +249,21 @@ def write(plan: WritePlan, path: str) -> None:
     """Write a checkpoint at prefix `path` (or `path` ending in `.index`), atomically. A prefix
     may be a directory and a slash (`DIR/`: the files `DIR/.index`, `DIR/.data-*`, as some
     packages ship TF1 checkpoints)."""
+    with atomic_output() as out:
+        write_bundle(plan, _prefix(path), out.open)
+
+
+def _prefix(path: str) -> str:
     prefix = output_prefix(path)
     if os.path.isdir(prefix) and not prefix.endswith(os.sep):
         raise UsageError("expected a checkpoint prefix for the output, received a directory", path)
-    with atomic_output() as out:
-        write_bundle(plan, prefix, out.open)
+    return prefix
+
+
+def sharded(plan: WritePlan, path: str) -> ShardedWrite:
+    """The write of `plan` at `path` as its data shards and the `.index` last (one task per
+    shard with `convert --scheduler`): the bytes `write` writes."""
+    return sharded_bundle(plan, _prefix(path))
 
 
 FORMAT = Format(
@@ -265,4 +276,5 @@ FORMAT = Format(
     templates=("tf-checkpoint", "saved-model"),
     run=lambda path: state_prefixes(path) if seam.isdir(path) and not seam.isfile(path)
     else [path],
+    sharded=sharded,
 )

@@ -14,6 +14,8 @@ _INSTALL = {
     "tf_keras": "pip install 'weightkit[tensorflow]'",
     "keras": "pip install 'weightkit[tensorflow]'",
     "plotly": "pip install 'weightkit[report]'",  # --format html
+    "distributed": "pip install 'weightkit[dask]'",  # --scheduler
+    "dask": "pip install 'weightkit[dask]'",
 }
 
 

@@ -16,17 +16,19 @@ its own data is read (a prune reads its tensor once more to find the threshold),
 variable of a large file never reads the others. Every tensor keeps its `meta` (original key,
 role, format namespaces) and the store keeps its format and metadata, so a writer of the source
 format puts each variable back where it came from. A rename changes the canonical name (what
-safetensors, npz, `diff` and `--like` templates see); the original key moves with it only where
-the key was the name itself (npz, safetensors).
+safetensors, npz, `diff` and `--like` templates see); the original key stays, so that a writer of
+the source format finds the variable and writes the new name into the file (or refuses it as a
+loss, where the file cannot hold it).
 
-Names are matched with shell globs (`fnmatch`, case-sensitive) or, for `rename`, a Python regular
-expression applied with `re.sub`. An operation that matches nothing is an error, so that a typo
-never passes silently. Numeric operations (`cast`, `scale`, `prune`) change floating-point
+Names are matched with shell globs (`fnmatch`, case-sensitive) against the canonical name or the
+original key (`names.match`), or, for `rename`, a Python regular expression applied with
+`re.sub` to canonical names. `set` takes a canonical name, an original key or an alias. An
+operation that matches nothing is an error naming the closest names, so that a typo never
+passes silently. Numeric operations (`cast`, `scale`, `prune`) change floating-point
 tensors and leave the other matches (integer counters, strings) as they are.
 """
 from __future__ import annotations
 
-import fnmatch
 import functools
 import math
 import re
@@ -38,6 +40,7 @@ import numpy as np
 
 from .dtypes import dtype_from_name, dtype_name, is_floating
 from .errors import UsageError
+from .names import OPTIMIZER_ROLES, lookup, match
 from .store import Store, Tensor
 
 Measure = Callable[[], dict[str, Any]]
@@ -70,14 +73,11 @@ class EditedStore(Store):
 
     def _then(self, tensors: Mapping[str, Tensor], edits: Iterable[Edit]) -> "EditedStore":
         return EditedStore(tensors, edits=(*self.edits, *edits), format=self.format,
-                           meta=self.meta, path=self.path, on_close=self._on_close)
+                           meta=self.meta, path=self.path, on_close=self._on_close,
+                           aliases=self.aliases)
 
     def _match(self, op: str, pattern: str) -> list[str]:
-        names = [name for name in self if fnmatch.fnmatchcase(name, pattern)]
-        if not names:
-            raise UsageError(f"{op} {pattern!r}: expected a glob matching some variable, "
-                             f"matched none of {len(self)} (e.g. {_examples(self)})")
-        return names
+        return match(self, pattern, op)
 
     def _floating(self, op: str, pattern: str) -> list[str]:
         names = self._match(op, pattern)
@@ -110,13 +110,11 @@ class EditedStore(Store):
                                  f"named {new!r}")
             origin[new] = name
             if new != name:
-                if tensor.meta.get("key") == name:
-                    tensor = tensor.with_meta(key=new)
                 edits.append(Edit("rename", arg, new, f"renamed from {name}"))
             tensors[new] = tensor
         if not edits:
-            raise UsageError(f"rename {pattern!r}: expected a pattern matching some variable, "
-                             f"matched none of {len(self)} (e.g. {_examples(self)})")
+            raise UsageError(f"rename {pattern!r} changed none of {len(self)} variable(s); "
+                             f"{_near(pattern, self)}")
         return self._then(tensors, edits)
 
     def drop(self, pattern: str) -> "EditedStore":
@@ -127,12 +125,23 @@ class EditedStore(Store):
 
     def drop_optimizer(self) -> "EditedStore":
         """Remove the optimizer state: every variable of role `optimizer` or `counter`."""
-        gone = [n for n, t in self.items() if t.role != "weight"]
+        gone = [n for n, t in self.items() if t.role in OPTIMIZER_ROLES]
         if not gone:
             raise UsageError(f"no-optimizer: expected optimizer state, found no variable of "
                              f"role optimizer or counter among {len(self)}")
-        return self._then({n: t for n, t in self.items() if t.role == "weight"},
+        return self._then({n: t for n, t in self.items() if t.role not in OPTIMIZER_ROLES},
                           [Edit("no-optimizer", "", n, f"dropped ({self[n].role})")
+                           for n in gone])
+
+    def weights_only(self) -> "EditedStore":
+        """Keep the model weights only: drop every variable of role `optimizer`, `counter` or
+        `metric`."""
+        gone = [n for n, t in self.items() if t.role != "weight"]
+        if not gone:
+            raise UsageError(f"weights-only: expected optimizer or metric state, found only "
+                             f"model weights among {len(self)}")
+        return self._then({n: t for n, t in self.items() if t.role == "weight"},
+                          [Edit("weights-only", "", n, f"dropped ({self[n].role})")
                            for n in gone])
 
     def keep(self, pattern: str) -> "EditedStore":
@@ -199,9 +208,10 @@ class EditedStore(Store):
     def set(self, name: str, array: Any) -> "EditedStore":
         """Replace the data of variable `name`; the shape and dtype must be the same (opaque
         bytes of the same item size count as the variable's bfloat16/float8 dtype)."""
-        if name not in self:
-            raise UsageError(f"set {name!r}: no such variable (use add for a new one; "
-                             f"e.g. {_examples(self)})")
+        if self.resolve(name) is None:
+            raise UsageError(f"set {name!r}: no such variable (use add for a new one); "
+                             f"{_near(name, self)}")
+        name = lookup(self, name)
         old = self[name]
         array = np.asarray(array.read() if isinstance(array, Tensor) else array)
         if (array.dtype.kind == "V" and array.dtype.names is None and old.dtype.kind == "V"
@@ -236,7 +246,8 @@ def edit(store: Store) -> EditedStore:
     if isinstance(store, EditedStore):
         return store
     return EditedStore(dict(store.items()), format=store.format, meta=store.meta,
-                       path=store.path, on_close=store.close)
+                       path=store.path, on_close=store.close,
+                       aliases=getattr(store, "aliases", None))
 
 
 def cast_error(source: Tensor, target: np.dtype) -> dict[str, Any]:
@@ -336,6 +347,6 @@ def _describe(tensor: Tensor) -> str:
     return f"shape {tensor.shape} {tensor.dtype_name}"
 
 
-def _examples(store: Mapping[str, Tensor]) -> str:
-    names = list(store)[:3]
-    return ", ".join(repr(n) for n in names) + (", ..." if len(store) > 3 else "") or "none"
+def _near(word: str, store: Mapping[str, Tensor]) -> str:
+    from .names import suggestion
+    return suggestion(word, list(store))

@@ -82,6 +82,25 @@ class IndexReading:
 
 
 @dataclass(frozen=True)
+class ShardedWrite:
+    """A write made of shard files, each written on its own (in any order, on any machine that
+    sees the destination), and an index written last from what every shard reported: how
+    `convert --scheduler` writes one shard per task and commits the index last
+    (`diffing/distributed.py`). The same bytes as the format's `write`.
+
+    files: the final path of each shard, in order. write_shard(number, target) -> facts: write
+      shard `number` into the new file `target`; returns what the index needs of it (small and
+      picklable: sizes, offsets, checksums). index: the final path of the index.
+      write_index(facts, f): write the index into the binary file `f` from every shard's facts,
+      in shard order.
+    """
+    files: list[str]
+    write_shard: Callable[[int, str], Any]
+    index: str
+    write_index: Callable[[list[Any], Any], None]
+
+
+@dataclass(frozen=True)
 class Format:
     """Everything weightkit knows about one file format.
 
@@ -105,6 +124,12 @@ class Format:
     run(path) -> list[str]: optional, for a path that stands for the checkpoints of a training
       run (a directory with a TF `checkpoint` state file): their paths, oldest first; `weightkit
       trend DIR` reads them all.
+    sharded(plan, path) -> ShardedWrite | None: optional; the write of `plan` to `path` as
+      independent shards and an index written last (`ShardedWrite`), None when this plan has
+      no such form (a TF checkpoint's data shards; a sharded Keras 3 `.weights.json`).
+    extract(store, name) -> Store: optional; the variables of the model nested in `store`
+      under `name` as a store this format writes into a file that model loads on its own
+      (`weightkit extract`); `store` is of this format (or one it names in its docstring).
     """
     name: str
     description: str
@@ -121,6 +146,8 @@ class Format:
     templates: tuple[str, ...] = ()
     output_is_directory: bool = False
     run: Callable[[str], list[str]] | None = None
+    extract: Callable[[Store, str], Store] | None = None
+    sharded: Callable[[WritePlan, str], ShardedWrite | None] | None = None
 
     @property
     def writable(self) -> bool:

@@ -13,11 +13,10 @@ not match the weights leaves natural order, and never changes which variables ar
 from __future__ import annotations
 
 import base64
+import json
 import os
-import re
 import tempfile
 import zipfile
-from collections.abc import Mapping
 from typing import Any
 
 from . import hdf5
@@ -25,8 +24,9 @@ from . import source as seam
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .foreign import structure_losses
-from .keras_v3_weights import (group_ranks, keras3_names, load_json, number_key, tensors_from,
-                               without_dropped, write_h5)
+from .keras_names import config_layout, group_ranks, name_tree, standalone_config, submodel
+from .keras3_tree import (load_json, rename_losses, substore, tensors_from, with_renames,
+                          without_dropped, write_h5)
 from .format import Format, WritePlan
 from .safezip import ZIP_ERRORS, Member, SafeZip, member_names
 from .store import Store
@@ -38,8 +38,6 @@ MAX_MEMBER_BYTES = 64 << 20      # config, metadata, each asset (kept in memory 
 MAX_KEPT_BYTES = 256 << 20       # all kept members together
 MAX_INFLATE_BYTES = 512 << 20    # a deflated model.weights.h5 is decompressed in memory
 MAX_CONFIG_BYTES = 8 << 20       # config.json parsed for the order of layers (~8000 layers)
-MAX_MODEL_DEPTH = 64             # models nested in models, as far as the config is followed
-_OPERATIONS = "keras.src.ops."   # config entries of a Functional's non-layer operations
 
 
 def sniff(path: str, head: bytes) -> bool:
@@ -111,10 +109,11 @@ def read(path: str) -> Store:
         raise
     try:
         tree, datasets = hdf5.describe(f, f"{path}:{WEIGHTS}", weights.size)
+        aliases: dict[str, str] = {}
         with hdf5.h5_errors(path):
-            order, layer_names = config_layout(config, tree)
-            names = keras3_names(tree, layer_names)
-            tensors = tensors_from(tree, datasets, path, names, ranks=group_ranks(order))
+            order, _ = config_layout(config, tree)
+            tensors = tensors_from(tree, datasets, path, name_tree(tree, config),
+                                   ranks=group_ranks(order), aliases=aliases)
     except BaseException:
         f.close()
         h5file.close()
@@ -126,7 +125,7 @@ def read(path: str) -> Store:
         h5file.close()
         archive.close()
     meta = {NAMESPACE: {"members": members, "files": kept, "tree": tree}}
-    return Store(tensors, format=NAME, path=path, meta=meta, on_close=close)
+    return Store(tensors, format=NAME, path=path, meta=meta, on_close=close, aliases=aliases)
 
 
 def _keep(data: bytes) -> dict:
@@ -154,132 +153,40 @@ def _config(kept: dict, path: str) -> Any:
         return None
 
 
-def to_snake_case(name: str) -> str:
-    """Keras' `naming.to_snake_case`: the group name of a layer class."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-class _Doubt(Exception):
-    """The config does not describe the weights tree as Keras would have saved it."""
-
-
-def config_layout(config: Any, tree: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
-    """From config.json (plain data, never deserialized): the layer groups of the weights tree
-    in the model's order (`layers/dense`, `layers/sequential`, `layers/sequential/layers/dense`,
-    ...), for `keras_v3_weights.group_ranks`; and {group: layer name} for groups whose `vars`
-    lack the `name` attr. ([], {}) when the config and the tree disagree anywhere.
-
-    Keras 3 `saving_lib` saves a Sequential or Functional model's `layers` first, each under
-    `layers/` + `naming.to_snake_case(class name)`, made unique per container by `_1`, `_2`, ...
-    in `model.layers` order (`_save_container_state`); a nested model's layers below its group
-    the same way. `model.layers` is the config's `layers` less its non-layer operations (a
-    Functional's `keras.ops` calls) and, in a Sequential, its leading InputLayer; each `vars`
-    group's `name` attr is the layer's name (`_save_state` metadata). A group is placed by the
-    config entry of that name (`_by_name`), or without names by class (`_by_class`)."""
-    model = config.get("config") if isinstance(config, dict) else None
-    if not isinstance(model, dict) or not isinstance(model.get("layers"), list):
-        return [], {}
-    order: list[str] = []
-    names: dict[str, str] = {}
-    try:
-        _layout(model["layers"], tree, "", order, names, 0)
-    except _Doubt:
-        return [], {}
-    return order, names
-
-
-def _children(node: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(node.get("children", [])) if isinstance(node, Mapping) else {}
-
-
-def _layout(entries: list, model: Mapping[str, Any], prefix: str, order: list[str],
-            names: dict[str, str], depth: int) -> None:
-    """Place the groups below the `layers` group of `model` (a tree node at `prefix`) by the
-    config `entries` of that model."""
-    container = _children(model).get("layers")
-    if not isinstance(container, Mapping) or "children" not in container:
-        return
-    if depth > MAX_MODEL_DEPTH or not all(isinstance(e, dict) for e in entries):
-        raise _Doubt
-    children = _children(container)
-    attrs = {child: hdf5.attrs_dict(_children(node).get("vars") or {}).get("name")
-             for child, node in children.items()}
-    attrs = {child: name for child, name in attrs.items() if isinstance(name, str) and name}
-    placed = _by_name(entries, attrs) if attrs else _by_class(entries, list(children))
-    for child, entry in placed:
-        group = f"{prefix}layers/{child}"
-        order.append(group)
-        if not attrs and isinstance(_entry_name(entry), str):
-            names[group] = _entry_name(entry)
-        inner = entry.get("config")
-        if isinstance(inner, dict) and isinstance(inner.get("layers"), list):
-            _layout(inner["layers"], children[child], f"{group}/", order, names, depth + 1)
-
-
-def _entry_name(entry: Mapping[str, Any]) -> Any:
-    inner = entry.get("config")
-    return inner.get("name") if isinstance(inner, dict) and "name" in inner else entry.get("name")
-
-
-def _group_names(entries: list) -> list[str]:
-    """The group name Keras gives each entry's layer in one container (`_get_unique_name`)."""
-    used: dict[str, int] = {}
-    out = []
-    for entry in entries:
-        base = entry.get("class_name")
-        if not isinstance(base, str) or not base:
-            raise _Doubt
-        base = to_snake_case(base)
-        used[base] = used.get(base, -1) + 1
-        out.append(base if not used[base] else f"{base}_{used[base]}")
-    return out
-
-
-def _by_name(entries: list, attrs: Mapping[str, str]) -> list[tuple[str, dict]]:
-    """(group, entry) for the groups whose layer name (`vars` attr) a config entry has, in
-    config order. Keras numbers the groups of one base name (`dense`, `dense_1`, ...) in
-    `model.layers` order, so the entries must come in that order too. The base is not checked
-    against the entry's class: exported aliases differ (`GroupQueryAttention` is saved as
-    `grouped_query_attention`)."""
-    index: dict[str, int] = {}
-    for i, entry in enumerate(entries):
-        name = _entry_name(entry)
-        if isinstance(name, str):
-            if name in index:
-                raise _Doubt
-            index[name] = i
-    if len(set(attrs.values())) != len(attrs):
-        raise _Doubt
-    placed = sorted((index[name], child) for child, name in attrs.items() if name in index)
-    last: dict[str, tuple[int, str]] = {}
-    for _, child in placed:
-        match = re.fullmatch(r"(.*)_(\d+)", child)
-        base, number = (match[1], number_key(match[2])) if match else (child, (0, ""))
-        if base in last and last[base] >= number:
-            raise _Doubt
-        last[base] = number
-    return [(child, entries[i]) for i, child in placed]
-
-
-def _by_class(entries: list, children: list[str]) -> list[tuple[str, dict]]:
-    """(group, entry) in config order for a tree without `name` attrs (older Keras 3): the
-    config's layers, named as Keras names their groups, must give exactly the tree's groups."""
-    layers = [e for e in entries if not str(e.get("module", "")).startswith(_OPERATIONS)]
-    starts_with_input = bool(layers) and layers[0].get("class_name") == "InputLayer"
-    for candidate in [layers, layers[1:]] if starts_with_input else [layers]:
-        groups = _group_names(candidate)
-        if sorted(groups) == sorted(children):
-            return list(zip(groups, candidate))
-    raise _Doubt
+def extract(store: Store, name: str) -> Store:
+    """The model nested under `name` (`encoder`) as a `.keras` archive of its own: its
+    config.json entry from the parent's config (as data), the parent's metadata.json, and its
+    weights (`keras_names.submodel`), without optimizer. `load_model` loads it standalone."""
+    recorded = store.meta.get(NAMESPACE)
+    if recorded is None:
+        raise UsageError("extract needs a .keras archive")
+    config = _config(recorded["files"], store.path or "")
+    group, tree, entry = submodel(recorded["tree"], config, name)
+    if entry is None:
+        raise UsageError(f"config.json does not describe the nested model {name!r}; extract "
+                         "its weights to a .weights.h5 instead", store.path)
+    sub = standalone_config(entry, config)
+    files = {k: v for k, v in recorded["files"].items() if k == "metadata.json"}
+    files["config.json"] = {"text": json.dumps(sub, indent=4)}
+    members = [m for m in recorded["members"] if m["name"] in (*files, WEIGHTS)]
+    if not any(m["name"] == "config.json" for m in members):
+        members.insert(0, {"name": "config.json", "compress_type": zipfile.ZIP_STORED,
+                           "date_time": [1980, 1, 1, 0, 0, 0], "external_attr": 0o600 << 16})
+    return substore(store, group, tree,
+                    lambda t: {NAMESPACE: {"members": members, "files": files, "tree": t}},
+                    NAME, sub)
 
 
 def losses(store: Store, like: Store | None = None) -> list[str]:
     """As for every HDF5 format (`hdf5.dtype_losses`), and another origin's file structure;
     a store without a `.keras` origin or template is refused by `write` (no config.json to
     write), not counted as a loss."""
-    return hdf5.dtype_losses(store) + structure_losses(store, (NAMESPACE,), like)
+    lost = hdf5.dtype_losses(store) + structure_losses(store, (NAMESPACE,), like)
+    if NAMESPACE in store.meta:
+        recorded = store.meta[NAMESPACE]
+        lost += rename_losses(with_renames(recorded, store,
+                                           _config(recorded["files"], store.path or ""))[1])
+    return lost
 
 
 def plan(store: Store, like: Store | None = None) -> WritePlan:
@@ -326,8 +233,10 @@ def _plan(store: Store, like: Store | None, path: str | None) -> tuple[dict, hdf
                          "lacks; give a .keras template (--like) or write a .weights.h5", path)
     if like is None or NAMESPACE in store.meta:
         recorded = without_dropped(recorded, lookup)
-        hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
-                           lookup)
+    hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
+                       lookup)
+    if like is None or NAMESPACE in store.meta:
+        recorded = with_renames(recorded, store, _config(recorded["files"], path or ""))[0]
     return recorded, lookup
 
 
@@ -336,4 +245,5 @@ FORMAT = Format(
     write=write, suffixes=(".keras",), git_patterns=("*.keras",), namespace=NAMESPACE,
     structure="the .keras archive (config.json, metadata.json, layer paths)",
     templates=("keras",),
+    extract=extract,
 )

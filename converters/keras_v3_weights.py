@@ -25,31 +25,24 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import hdf5
 from . import source as seam
+from .keras3_tree import (load_json, merged_tree, rename_losses, substore, tensors_from,
+                          with_renames, without_dropped, write_h5)
+from .keras_names import group_ranks, listing_key, name_tree, submodel
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
-from .format import Format, WritePlan
+from .format import Format, ShardedWrite, WritePlan
 from .store import Store, Tensor
 
 NAME = "keras-weights-h5"
 NAMESPACE = "keras_weights_h5"
 MAX_INDEX_BYTES = 16 << 20
 _VAR = re.compile(r"^(?:(.*)/)?vars/(\d+)$")
-# Keras layers whose variables live in sublayers that Keras saves by attribute name, not in
-# the order the layer creates them (`layer.weights`): their sublayer groups in creation order
-# (`build()` of MultiHeadAttention, GroupedQueryAttention; Bidirectional's forward, backward).
-SUBLAYER_ORDER = (
-    ("query_dense", "key_dense", "_gate_dense", "value_dense", "output_dense"),
-    ("_query_dense", "_key_dense", "_gate_dense", "_value_dense", "_output_dense"),
-    ("forward_layer", "backward_layer"),
-)
-_OPTIONAL_SUBLAYERS = {"_gate_dense"}  # only with use_gate=True
-
 
 def sniff(path: str, head: bytes) -> bool:
     lowered = path.lower()
@@ -62,152 +55,21 @@ def sniff(path: str, head: bytes) -> bool:
         b"vars\0" in head and b"layer_names" not in head and b"model_weights" not in head)
 
 
-# -- names -------------------------------------------------------------------------------------
+# -- names: converters/keras_names.py ----------------------------------------------------------
 
-def natural_key(path: str) -> list:
-    """Sort key putting `vars/2` before `vars/10` (HDF5 lists names bytewise): the order in
-    which `keras3_names` settles name collisions, whatever order the store lists."""
-    return [(0, number_key(p), "") if p.isdigit() else (1, (0, ""), p) for p in path.split("/")]
+# -- a nested model on its own ------------------------------------------------------------------
 
-
-def number_key(digits: str) -> tuple[int, str]:
-    """Sort key of a run of digits by value, without int() (which refuses 4301 digits)."""
-    value = digits.lstrip("0")
-    return len(value), value
-
-
-def _natural(part: str) -> tuple:
-    """A group name's sort key, numbers by value (`dense_2` before `dense_10`), then bytewise."""
-    runs = re.split(r"(\d+)", part)
-    return tuple(number_key(run) if i % 2 else run for i, run in enumerate(runs)), part
-
-
-def group_ranks(groups: Iterable[str]) -> dict[str, int]:
-    """{group path: position} for groups listed in the model's order (`layers/dense`, or a
-    sharded index's `/layers/dense/vars`); a group's ancestors take the position of the first
-    group listed below them."""
-    ranks: dict[str, int] = {}
-    for position, group in enumerate(groups):
-        parts = group.strip("/").split("/")
-        for depth in range(1, len(parts) + 1):
-            ranks.setdefault("/".join(parts[:depth]), position)
-    return ranks
-
-
-def _sublayer_ranks(tree: Mapping[str, Any]) -> dict[str, int]:
-    """{group path: position} for the sublayers of the layers in `SUBLAYER_ORDER`."""
-    ranks: dict[str, int] = {}
-    for path, node in [("", tree), *hdf5.walk(tree)]:
-        children = {name for name, child in node.get("children", []) if "children" in child}
-        for sublayers in SUBLAYER_ORDER:
-            if set(sublayers) - _OPTIONAL_SUBLAYERS <= children:
-                ranks.update({f"{path}/{name}".lstrip("/"): position
-                              for position, name in enumerate(sublayers) if name in children})
-    return ranks
-
-
-def listing_key(tree: Mapping[str, Any], ranks: Mapping[str, int] | None = None
-                ) -> Callable[[str], tuple]:
-    """Sort key for the dataset paths of a Keras 3 weights tree, in the order Keras lists the
-    variables (`model.weights`, then `optimizer.variables`) as far as `ranks` (`group_ranks`
-    of the layer groups in the model's order) and the tree tell it. At every level a group's
-    own `vars` come first (a layer's own variables precede its sublayers'), then the sublayers
-    `SUBLAYER_ORDER` places (a sharded index lists them in saving order, which is not theirs),
-    then the groups `ranks` places, then the rest in natural order (`dense_2` before
-    `dense_10`); at the root `optimizer` comes last. `vars/N` by N."""
-    ranks = ranks or {}
-    sublayers = _sublayer_ranks(tree)
-
-    def key(path: str) -> tuple:
-        parts = path.split("/")
-        out = []
-        for depth, part in enumerate(parts):
-            where = "/".join(parts[:depth + 1])
-            if part == "vars" and depth < len(parts) - 1:
-                out.append((0,))
-            elif depth == 0 and part == "optimizer" and len(parts) > 1:
-                out.append((4, _natural(part)))
-            elif where in sublayers:
-                out.append((1, sublayers[where]))
-            elif where in ranks:
-                out.append((2, ranks[where], _natural(part)))
-            else:
-                out.append((3, _natural(part)))
-        return tuple(out)
-    return key
-
-
-def keras3_names(tree: Mapping[str, Any], layer_names: Mapping[str, str] | None = None
-                 ) -> dict[str, tuple[str, str]]:
-    """{dataset path: (canonical name, role)} for a Keras 3 weights tree, in file order.
-
-    `layer_names` may give names for groups whose `vars` lack the `name` attr (from a
-    `.keras` config.json).
-    """
-    nodes = dict(hdf5.walk(tree))
-    paths = sorted((p for p, node in nodes.items() if "dataset" in node), key=natural_key)
-
-    def group_name(group: str) -> str | None:
-        vars_node = nodes.get(f"{group}/vars") if group else hdf5.find(tree, "vars")
-        name = hdf5.attrs_dict(vars_node).get("name") if vars_node else None
-        return name if isinstance(name, str) and name else (layer_names or {}).get(group)
-
-    def pretty(group: str) -> str:
-        parts, out = group.split("/") if group else [], []
-        for i, part in enumerate(parts):
-            if part == "layers":
-                continue
-            out.append(group_name("/".join(parts[:i + 1])) or part)
-        return "/".join(out)
-
-    def plain(group: str) -> str:
-        return "/".join(p for p in group.split("/") if p and p != "layers")
-
-    result: dict[str, tuple[str, str]] = {}
-    candidates: dict[str, list[str]] = {}
-    for path in paths:
-        match = _VAR.match(path)
-        if match is None:
-            candidates[path] = [path]
-            result[path] = (path, "weight")
-            continue
-        group, index = match.group(1) or "", match.group(2)
-        top = group.split("/")[0]
-        role = "optimizer" if top == "optimizer" else "weight"
-        if role == "optimizer" and group == "optimizer" and index == "0":
-            role = "counter"
-        if top == "optimizer":
-            names = [f"{plain(group)}/{index}"]
-        else:
-            root = group_name("") or "model"
-            names = [f"{pretty(group) or root}/{index}", f"{plain(group) or root}/{index}"]
-        candidates[path] = names + [path]
-        result[path] = (names[0], role)
-    used: dict[str, str] = {}
-    for path in paths:
-        for name in candidates[path]:
-            if name not in used:
-                used[name] = path
-                result[path] = (name, result[path][1])
-                break
-        else:
-            raise CorruptFileError(f"cannot give {path!r} a unique name")
-    return result
-
-
-def tensors_from(tree: Mapping[str, Any], datasets: list[tuple[str, Any]], path: str,
-                 names: Mapping[str, tuple[str, str]], prefix: str = "",
-                 ranks: Mapping[str, int] | None = None) -> dict[str, Tensor]:
-    """Lazy tensors for `datasets`, keyed by canonical name (meta key: `prefix` + path), in
-    `listing_key(tree, ranks)` order."""
-    out = {}
-    key = listing_key(tree, ranks)
-    with hdf5.h5_errors(path):
-        for where, ds in sorted(datasets, key=lambda item: key(item[0])):
-            name, role = names[where]
-            dtype = hdf5.tensor_dtype(ds, hdf5.attrs_dict(hdf5.find(tree, where)), where)
-            out[name] = hdf5.lazy_tensor(ds, dtype, {"key": prefix + where, "role": role}, path)
-    return out
+def extract(store: Store, name: str) -> Store:
+    """The variables of the model nested under `name` (`encoder`) as a Keras 3 weights file of
+    that model alone (its group's subtree at the root, no optimizer): what the standalone model
+    saves and `load_weights` loads (`keras_names.submodel`)."""
+    # A .keras archive holds the same tree as its model.weights.h5 (FORMATS.md §3c).
+    recorded = store.meta.get(NAMESPACE) or store.meta.get("keras")
+    if recorded is None or "tree" not in recorded:
+        raise UsageError("extract needs a Keras 3 .weights.h5 or .keras; a sharded file: "
+                         "convert it to one .weights.h5 first")
+    group, tree, _ = submodel(recorded["tree"], None, name)
+    return substore(store, group, tree, lambda t: {NAMESPACE: {"tree": t}}, NAME)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -218,31 +80,14 @@ def read(path: str) -> Store:
     f = hdf5.open_file(path)
     try:
         tree, datasets = hdf5.describe(f, path, seam.getsize(path))
+        aliases: dict[str, str] = {}
         with hdf5.h5_errors(path):
-            tensors = tensors_from(tree, datasets, path, keras3_names(tree))
+            tensors = tensors_from(tree, datasets, path, name_tree(tree), aliases=aliases)
         return Store(tensors, format=NAME, path=path, meta={NAMESPACE: {"tree": tree}},
-                     on_close=f.close)
+                     on_close=f.close, aliases=aliases)
     except BaseException:
         f.close()
         raise
-
-
-def _strict_json(pairs: list) -> dict:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise CorruptFileError(f"duplicate keys in JSON: "
-                               f"{sorted(k for k, n in Counter(keys).items() if n > 1)}")
-    return dict(pairs)
-
-
-def load_json(raw: bytes, path: str, what: str) -> Any:
-    try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_strict_json)
-    except CorruptFileError as exc:
-        raise CorruptFileError(f"{what}: {exc.message}", path) from None
-    except (ValueError, RecursionError) as exc:  # also an integer of over 4300 digits
-        raise CorruptFileError(f"{what} is not valid JSON: {str(exc).splitlines()[0]}",
-                               path) from None
 
 
 def _shard_files(index: Any, path: str) -> list[str]:
@@ -279,9 +124,10 @@ def _read_shards(path: str) -> Store:
     # model's `vars` groups, then natural order (`listing_key`); a group split across shards
     # in shard order.
     ranks = group_ranks(index["weight_map"])
-    files, shards, tensors, position = [], [], {}, {}
+    files, shards, described, tensors, position = [], [], [], {}, {}
+    aliases: dict[str, str] = {}
     try:
-        for number, name in enumerate(_shard_files(index, path)):
+        for name in _shard_files(index, path):
             shard_path = seam.inside(directory, name)
             if not seam.exists(shard_path):
                 raise CorruptFileError(f"missing shard {name!r}", path)
@@ -290,9 +136,14 @@ def _read_shards(path: str) -> Store:
             files.append(f)
             tree, datasets = hdf5.describe(f, shard_path, size)
             shards.append({"file": name, "tree": tree})
+            described.append((name, shard_path, tree, datasets))
+        # Names come from the whole model: a layer's or the optimizer's `vars` may be split
+        # across shards.
+        naming = name_tree(merged_tree([tree for _, _, tree, _ in described], path))
+        for number, (name, shard_path, tree, datasets) in enumerate(described):
             order = listing_key(tree, ranks)
-            for key, tensor in tensors_from(tree, datasets, shard_path, keras3_names(tree),
-                                            f"{name}:").items():
+            for key, tensor in tensors_from(tree, datasets, shard_path, naming,
+                                            f"{name}:", aliases=aliases).items():
                 if key in tensors:
                     raise CorruptFileError(f"{key!r} appears in two shards", path)
                 tensors[key] = tensor
@@ -303,7 +154,8 @@ def _read_shards(path: str) -> Store:
         raise
     meta = {NAMESPACE: {"index": raw.decode("utf-8"), "shards": shards}}
     return Store({key: tensors[key] for key in sorted(tensors, key=position.__getitem__)},
-                 format=NAME, path=path, meta=meta, on_close=lambda: [f.close() for f in files])
+                 format=NAME, path=path, meta=meta, on_close=lambda: [f.close() for f in files],
+                 aliases={a: n for a, n in aliases.items() if a not in tensors})
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -314,10 +166,12 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     that the layout built from names (`build_tree`) does not give back when read."""
     foreign = structure_losses(store, (NAMESPACE,), like)
     lost = hdf5.dtype_losses(store) + foreign
-    if not foreign or NAMESPACE in store.meta:
+    if NAMESPACE in store.meta:
+        return lost + rename_losses(with_renames(store.meta[NAMESPACE], store)[1])
+    if not foreign:
         return lost
     tree, placed = build_tree(store)
-    read_as = keras3_names(tree)
+    read_as = name_tree(tree).names
     read_as = {p: read_as[p] for p in sorted(read_as, key=listing_key(tree))}
     name_of = {id(placed[path]): name for path, (name, _) in read_as.items()}
     role_of = {id(placed[path]): role for path, (_, role) in read_as.items()}
@@ -360,100 +214,10 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
         return {"tree": tree}, tensors.__getitem__
     if like is None or NAMESPACE in store.meta:
         recorded = without_dropped(recorded, lookup)
-        hdf5.check_covered(store, _recorded_paths(recorded), lookup)
+    hdf5.check_covered(store, _recorded_paths(recorded), lookup)
+    if like is None or NAMESPACE in store.meta:
+        recorded = with_renames(recorded, store)[0]
     return recorded, lookup
-
-
-def without_dropped(recorded: Mapping[str, Any], lookup: hdf5.Placement) -> dict:
-    """`recorded` (its "tree", or its "shards" and "index") less the datasets of tensors the
-    store no longer has (an edit's --drop or --keep). What Keras 3.15 loads decides what may
-    go (tests/test_edit.py checks each case with the framework):
-
-    - All of an optimizer's variables: its `vars` group goes, and the groups that leaves
-      empty, as in a file saved without an optimizer. `load_weights` and `load_model` warn
-      that they skip the optimizer ("has 10 variables whereas the saved optimizer has 0") and
-      start from a fresh one. Part of them is refused: Keras loads an optimizer's variables
-      all or none, by count and position, and would skip the rest with that warning.
-    - A layer's variable is refused: Keras loads a layer's variables by count and position,
-      and `load_weights` and `load_model` fail ("Layer 'd1' expected 2 variables, but
-      received 1"); only `skip_mismatch=True` gets past it, leaving the layer unloaded.
-
-    Sharded: shards left without datasets go (the rest are renumbered on writing), and the
-    index's weight_map and total_size follow."""
-    sharded = "shards" in recorded
-    shards = recorded["shards"] if sharded else [{"file": "", "tree": recorded["tree"]}]
-    gone = [set(hdf5.absent(s["tree"], lookup, f"{s['file']}:" if sharded else ""))
-            for s in shards]
-    if not any(gone):
-        return dict(recorded)
-    _check_drops([s["tree"] for s in shards], gone)
-    edited = [{**s, "tree": hdf5.edited(s["tree"], lost)} for s, lost in zip(shards, gone)]
-    if not sharded:
-        return {**recorded, "tree": edited[0]["tree"]}
-    kept = [new for old, new in zip(shards, edited)
-            if _holds_data(new["tree"]) or not _holds_data(old["tree"])]
-    dropped_bytes = sum(hdf5.stored_nbytes(hdf5.find(s["tree"], p)["dataset"])
-                        for s, lost in zip(shards, gone) for p in lost)
-    index = _index_without(json.loads(recorded["index"]), shards, kept, dropped_bytes)
-    return {**recorded, "shards": kept, "index": index}
-
-
-def _check_drops(trees: list[dict], gone: list[set[str]]) -> None:
-    """Refuse dropping part of an optimizer's variables or any layer variable (see
-    `without_dropped`); `trees` may be the shards of one file."""
-    groups: dict[str, list[tuple[str, bool]]] = {}
-    names: dict[str, str] = {}
-    for tree, lost in zip(trees, gone):
-        names.update({p: name for p, (name, _) in keras3_names(tree).items()})
-        for path, node in hdf5.walk(tree):
-            match = _VAR.match(path) if "dataset" in node else None
-            if match is not None:
-                groups.setdefault(path.rsplit("/", 1)[0], []).append((path, path in lost))
-    for group, members in groups.items():
-        lost = [path for path, dropped in members if dropped]
-        if not lost:
-            continue
-        example = names.get(lost[0], lost[0])
-        owner = next((hdf5.attrs_dict(node).get("name") for tree in trees
-                      if (node := hdf5.find(tree, group)) is not None), None) or group
-        if group.split("/")[0] == "optimizer":
-            if len(lost) < len(members):
-                raise UsageError(
-                    f"dropping {len(lost)} of the {len(members)} variables of optimizer "
-                    f"{owner!r} (e.g. {example!r}) leaves part of its state, which Keras 3 "
-                    "loads all or none: it would skip the rest; drop all of them (roles "
-                    "optimizer and counter) or none")
-            continue
-        raise UsageError(
-            f"cannot drop {example!r}: Keras 3 loads the variables of layer {owner!r} by count "
-            "and position, and load_weights and load_model fail on a layer that lacks one "
-            f"(expected {len(members)} variables, received {len(members) - len(lost)}); "
-            "drop only optimizer state, or write safetensors or npz")
-
-
-def _holds_data(node: Mapping[str, Any] | None) -> bool:
-    return node is not None and any("dataset" in n for _, n in hdf5.walk(node))
-
-
-def _index_without(index: dict, shards: list[dict], kept: list[dict], dropped_bytes: int) -> str:
-    """The sharded index after a drop: weight_map lists a shard for a group only while it
-    still holds that group's data; total_size (the bytes of every variable) shrinks."""
-    before = {s["file"]: s["tree"] for s in shards}
-    after = {s["file"]: s["tree"] for s in kept}
-    weight_map = {}
-    for group, files in index.get("weight_map", {}).items():
-        listed = [files] if isinstance(files, str) else files
-        left = [f for f in listed if f in after and (
-            _holds_data(hdf5.find(after[f], group))
-            or not _holds_data(hdf5.find(before[f], group)))]
-        if left:
-            weight_map[group] = left if isinstance(files, list) else left[0]
-    index["weight_map"] = weight_map
-    metadata = index.get("metadata")
-    total = metadata.get("total_size") if isinstance(metadata, dict) else None
-    if isinstance(total, (int, float)) and not isinstance(total, bool):
-        metadata["total_size"] = type(total)(total - dropped_bytes)
-    return json.dumps(index, indent=4)
 
 
 def _recorded_paths(recorded: Mapping[str, Any]) -> list[str]:
@@ -463,16 +227,19 @@ def _recorded_paths(recorded: Mapping[str, Any]) -> list[str]:
     return [p for p, node in hdf5.walk(recorded["tree"]) if "dataset" in node]
 
 
-def write_h5(target: str | Any, tree: Mapping[str, Any], get: Callable[[str], Tensor],
-             path: str) -> None:
-    with hdf5.create_file(target) as f:
-        hdf5.write_tree(f, tree, get)
-
-
 def _write_sharded(recorded: Mapping[str, Any], path: str, get: Callable[[str], Tensor],
                    out) -> None:
     """Shards are renamed after the output (`y.weights.json` -> `y_00000.weights.h5`, as Keras
     names them) and the index's weight_map follows; the index is kept verbatim otherwise."""
+    files, index_text = _shard_layout(recorded, path)
+    for shard, final in zip(recorded["shards"], files):
+        _write_shard(out.path(final), shard, get, path)
+    with open(out.path(path), "w", encoding="utf-8") as f:
+        f.write(index_text)
+
+
+def _shard_layout(recorded: Mapping[str, Any], path: str) -> tuple[list[str], str]:
+    """The path of each shard written for `path`, and the index text naming them."""
     if not path.lower().endswith(".weights.json"):
         raise UsageError("a sharded Keras 3 store is written as NAME.weights.json", path)
     stem = os.path.basename(path)[:-len(".weights.json")]
@@ -485,11 +252,26 @@ def _write_sharded(recorded: Mapping[str, Any], path: str, get: Callable[[str], 
                                for g, fs in index["weight_map"].items()}
         index_text = json.dumps(index, indent=4)
     directory = os.path.dirname(os.path.abspath(path))
-    for shard in recorded["shards"]:
-        write_h5(out.path(os.path.join(directory, renames[shard["file"]])), shard["tree"],
-                 lambda p, s=shard["file"]: get(f"{s}:{p}"), path)
-    with open(out.path(path), "w", encoding="utf-8") as f:
-        f.write(index_text)
+    return [os.path.join(directory, renames[s["file"]]) for s in recorded["shards"]], index_text
+
+
+def _write_shard(target: str, shard: Mapping[str, Any], get: Callable[[str], Tensor],
+                 path: str) -> None:
+    write_h5(target, shard["tree"], lambda p, s=shard["file"]: get(f"{s}:{p}"), path)
+
+
+def sharded(plan: WritePlan, path: str) -> ShardedWrite | None:
+    """A sharded `.weights.json` as its `.weights.h5` shards, each on its own, and the index
+    last (one task per shard with `convert --scheduler`): the files `write` writes. None for a
+    single `.weights.h5`."""
+    recorded, lookup = plan.detail
+    if "shards" not in recorded:
+        return None
+    files, index_text = _shard_layout(recorded, path)
+    get = lambda p: hdf5.widen(lookup(p))  # noqa: E731
+    return ShardedWrite(
+        files, lambda k, target: _write_shard(target, recorded["shards"][k], get, path),
+        path, lambda facts, f: f.write(index_text.encode("utf-8")))
 
 
 def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
@@ -521,4 +303,6 @@ FORMAT = Format(
     namespace=NAMESPACE,
     structure="the keras_weights_h5 file structure (layer groups, attributes)",
     templates=("keras-weights-h5",),
+    extract=extract,
+    sharded=sharded,
 )

@@ -1,14 +1,34 @@
-"""Names of variables: the one natural sort order weightkit lists names in.
+"""Names: the one natural sort key, and the one way a name or glob the user types selects
+variables of a store.
 
-Used wherever a file does not say the model's order (a TF1 checkpoint, a bare `.weights.h5`):
-numbers by value, so `dense_2` comes before `dense_10` and `vars/2` before `vars/10`.
+Every selection in weightkit (`show --filter`, `wdiff --include/--exclude`, the operations of
+`edit`, `store[name]`, `--set NAME=...`) goes through this module, so that they all accept the
+same spellings and all fail the same way:
+
+- a glob (`fnmatch`, case-sensitive; `*` also crosses `/`) matches a variable when it matches
+  its canonical name, its original key (`tensor.meta["key"]`, what the file calls it) or an
+  alias the reader recorded;
+- an exact name is a canonical name, an original key, or an alias the reader recorded (the
+  positional names older weightkit gave Keras 3 variables, `conv1/0`);
+- a pattern that matches nothing, or a selection that leaves nothing, is a `UsageError` (exit 2)
+  naming the closest real names (`difflib`), never an empty result.
 """
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-_DIGITS = re.compile(r"(\d+)")
+from .errors import UsageError
 
+_RUNS = re.compile(r"(\d+)")
+# Roles (`Tensor.meta["role"]`): model weights, optimizer slots, step counters, metric state.
+OPTIMIZER_ROLES = frozenset({"optimizer", "counter"})
+
+
+# -- natural order -------------------------------------------------------------------------------
 
 def number_key(digits: str) -> tuple[int, str]:
     """Sort key of a run of digits by value, without int() (which refuses 4301 digits)."""
@@ -17,9 +37,182 @@ def number_key(digits: str) -> tuple[int, str]:
 
 
 def natural_key(name: str) -> tuple:
-    """Sort key of a `/`-separated name: part by part, runs of digits by value, then the
-    name's bytes (so that distinct names never tie)."""
-    parts = tuple(tuple(number_key(run) if i % 2 else run
-                        for i, run in enumerate(_DIGITS.split(part)))
-                  for part in name.split("/"))
+    """Sort key putting `dense_2` before `dense_10` and `vars/2` before `vars/10`: path
+    components compared in turn, each as runs of text and of digits (digits by value), then the
+    name's bytes to break ties (`x_02` and `x_2`)."""
+    parts = tuple(tuple(number_key(run) if i % 2 else run for i, run in enumerate(_RUNS.split(p)))
+                  for p in name.split("/"))
     return parts, name.encode("utf-8", "surrogateescape")
+
+
+# -- matching ------------------------------------------------------------------------------------
+
+def _key(tensor: Any) -> str | None:
+    key = getattr(tensor, "meta", {}).get("key")
+    return key if isinstance(key, str) else None
+
+
+def glob_matches(pattern: str, name: str, tensor: Any = None,
+                 aliases: Sequence[str] = ()) -> bool:
+    """Whether glob `pattern` matches the canonical `name`, the tensor's original key or one
+    of its `aliases`."""
+    if fnmatch.fnmatchcase(name, pattern):
+        return True
+    key = _key(tensor)
+    if key is not None and key != name and fnmatch.fnmatchcase(key, pattern):
+        return True
+    return any(fnmatch.fnmatchcase(alias, pattern) for alias in aliases)
+
+
+def aliases_of(store: Mapping[str, Any]) -> dict[str, list[str]]:
+    """{canonical name: its aliases} of a store (`Store.aliases`)."""
+    out: dict[str, list[str]] = {}
+    for alias, name in (getattr(store, "aliases", None) or {}).items():
+        out.setdefault(name, []).append(alias)
+    return out
+
+
+def closest(word: str, names: Iterable[str], n: int = 3) -> list[str]:
+    """Up to `n` names closest to `word` (difflib), also offering groups (`head/*`) for a
+    glob; never more than a few."""
+    names = list(dict.fromkeys(names))
+    candidates = list(names)
+    if any(c in word for c in "*?["):
+        groups = {}
+        for name in names:
+            parts = name.split("/")
+            for depth in range(1, len(parts)):
+                groups.setdefault("/".join(parts[:depth]) + "/*", None)
+        candidates += list(groups)
+    found = difflib.get_close_matches(word, candidates, n=n, cutoff=0.6)
+    return found or difflib.get_close_matches(word, candidates, n=n, cutoff=0.3)
+
+
+def suggestion(word: str, names: Iterable[str]) -> str:
+    """`did you mean 'a', 'b'?` or `e.g. 'x', 'y', ...` when nothing is close."""
+    names = list(names)
+    near = closest(word, names)
+    if near:
+        return "did you mean " + ", ".join(repr(x) for x in near) + "?"
+    if not names:
+        return "there are no variables"
+    return "e.g. " + ", ".join(repr(x) for x in names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def nothing_matched(what: str, pattern: str, names: Sequence[str]) -> UsageError:
+    """The error for a pattern that matched no variable of `names` (for a plain name: no
+    variable of that name)."""
+    if not any(c in pattern for c in "*?["):
+        return UsageError(f"{what}: no variable named {pattern!r} among {len(names)}; "
+                          f"{suggestion(pattern, names)}")
+    return UsageError(f"{what} {pattern!r} matched none of {len(names)} variable(s); "
+                      f"{suggestion(pattern, names)}")
+
+
+def match(store: Mapping[str, Any], pattern: str, what: str = "pattern") -> list[str]:
+    """The names of `store` whose name or original key `pattern` (a glob) matches, in store
+    order; a UsageError naming the closest names when it matches none."""
+    aliases = aliases_of(store)
+    found = [name for name, tensor in store.items()
+             if glob_matches(pattern, name, tensor, aliases.get(name, ()))]
+    if not found:
+        raise nothing_matched(what, pattern, list(store))
+    return found
+
+
+def role_allows(role: str, roles: str) -> bool:
+    """`roles`: "all", "no-optimizer" (leaves out optimizer slots and counters) or "weights"
+    (model weights only: no optimizer state and no metric state)."""
+    if roles == "weights":
+        return role == "weight"
+    if roles == "no-optimizer":
+        return role not in OPTIMIZER_ROLES
+    return True
+
+
+def roles_option(no_optimizer: bool = False, weights_only: bool = False) -> str:
+    """The `roles` of `select` for the `--no-optimizer` and `--weights-only` flags."""
+    return "weights" if weights_only else "no-optimizer" if no_optimizer else "all"
+
+
+def select(stores: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+           include: Sequence[str] = (), exclude: Sequence[str] = (), roles: str = "all", *,
+           include_option: str = "--include", exclude_option: str = "--exclude"
+           ) -> list[str] | list[list[str]]:
+    """The names each store keeps: those matching any of `include` (all when empty), matching
+    none of `exclude`, of a role `roles` allows (`role_allows`); in store order.
+
+    Several stores (the two sides of a diff) are selected together: a pattern must match a
+    variable in at least one of them. A pattern matching nothing, or a selection that leaves
+    no variable in any store, is a UsageError naming the closest real names. Returns one list
+    for one store, a list of lists for a sequence of stores."""
+    single = isinstance(stores, Mapping)
+    group: list[Mapping[str, Any]] = [stores] if single else list(stores)
+    every = list(dict.fromkeys(n for s in group for n in s))
+    known = [aliases_of(s) for s in group]
+    for option, patterns in ((include_option, include), (exclude_option, exclude)):
+        for pattern in patterns:
+            if not any(glob_matches(pattern, n, t, a.get(n, ()))
+                       for s, a in zip(group, known) for n, t in s.items()):
+                raise nothing_matched(option, pattern, every)
+    chosen = [[name for name, tensor in s.items()
+               if (not include or any(glob_matches(p, name, tensor, a.get(name, ()))
+                                      for p in include))
+               and not any(glob_matches(p, name, tensor, a.get(name, ())) for p in exclude)
+               and role_allows(getattr(tensor, "role", "weight"), roles)]
+              for s, a in zip(group, known)]
+    if every and not any(chosen):
+        asked = [f"{include_option} {p!r}" for p in include]
+        asked += [f"{exclude_option} {p!r}" for p in exclude]
+        if roles != "all":
+            asked.append("--weights-only" if roles == "weights" else "--no-optimizer")
+        raise UsageError(f"the selection ({', '.join(asked)}) leaves none of {len(every)} "
+                         "variable(s)")
+    return chosen[0] if single else chosen
+
+
+def lookup(store: Mapping[str, Any], name: str, what: str = "variable") -> str:
+    """The canonical name `name` refers to in `store`: itself, an original key, or an alias the
+    reader recorded (`Store.resolve`); a UsageError naming the closest names otherwise."""
+    resolve = getattr(store, "resolve", None)
+    found = resolve(name) if resolve is not None else (name if name in store else None)
+    if found is None:
+        raise UsageError(f"no {what} named {name!r}; {suggestion(name, list(store))}")
+    return found
+
+
+def unique_names(candidates: Mapping[str, Sequence[str]], what: str = "variable"
+                 ) -> dict[str, str]:
+    """{item: name} giving every item the first of its candidate names that is free.
+
+    An item keeps its first candidate when no other item has the same first candidate, or
+    when it is the only one of those whose sole candidate it is (a dataset named by its own
+    path); the others take their next candidate that is nobody's first and not taken yet.
+    Two items never get one name, and a fallback never takes another item's own name. A
+    ValueError when an item has no free candidate (the caller says which file)."""
+    sharers: dict[str, list[str]] = {}
+    for item, options in candidates.items():
+        if options:
+            sharers.setdefault(options[0], []).append(item)
+    owner: dict[str, str] = {}
+    for first, items in sharers.items():
+        if len(items) == 1:
+            owner[first] = items[0]
+            continue
+        sole = [i for i in items if len(candidates[i]) == 1]
+        if len(sole) == 1:
+            owner[first] = sole[0]
+    out = {owner[c[0]]: c[0] for c in candidates.values() if c and owner.get(c[0]) is not None}
+    taken = set(owner)
+    for item, options in candidates.items():
+        if item in out:
+            continue
+        for option in options[1:]:
+            if option not in taken and option not in sharers:
+                out[item] = option
+                taken.add(option)
+                break
+        else:
+            raise ValueError(f"cannot give {what} {item!r} a unique name "
+                             f"(candidates {list(options)!r} are taken)")
+    return {item: out[item] for item in candidates}

@@ -8,7 +8,10 @@ Metadata is plain JSON-able data, so that any format able to carry text (safeten
 `__metadata__`, for one) can carry what another format needs to be written back exactly:
 - `Store.meta` holds store-level facts in one namespace per format (`meta["keras_h5"]`, ...);
 - `Tensor.meta` holds per-variable facts: `key` (the name in the source file), `role`
-  (`weight`, `optimizer` or `counter`), and format namespaces of its own.
+  (`weight`, `optimizer`, `counter` or `metric`), and format namespaces of its own.
+
+A store is keyed by canonical names; `store[name]` also accepts an original key or an alias
+a reader recorded (`Store.resolve`), while iteration, `len` and `in` see canonical names only.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ MAX_RANK = 64  # numpy's NPY_MAXDIMS (numpy 2: numpy/_core/include/numpy/ndarray
 MAX_NBYTES = (1 << 63) - 1  # numpy's limit: the largest npy_intp
 
 Index = tuple  # a tuple of ints and slices: numpy basic indexing
+Progress = Callable[[int], None]  # told the bytes just read or compared; may be called from threads
 
 
 def check_shape(shape: Any, what: str = "a tensor", path: str | None = None,
@@ -211,12 +215,15 @@ class Store(Mapping[str, Tensor]):
 
     def __init__(self, tensors: Mapping[str, Tensor] | None = None, *, format: str = "memory",
                  meta: Mapping[str, Any] | None = None, path: str | None = None,
-                 on_close: Callable[[], None] | None = None):
+                 on_close: Callable[[], None] | None = None,
+                 aliases: Mapping[str, str] | None = None):
         self._tensors = dict(tensors or {})
         self.format = format
         self.meta = dict(meta or {})
         self.path = path
         self._on_close = on_close
+        self.aliases: dict[str, str] = dict(aliases or {})
+        self._by_key: dict[str, str] | None = None
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, Any], **kwargs: Any) -> "Store":
@@ -224,7 +231,37 @@ class Store(Mapping[str, Tensor]):
         return cls({name: Tensor.from_array(a) for name, a in arrays.items()}, **kwargs)
 
     def __getitem__(self, name: str) -> Tensor:
-        return self._tensors[name]
+        try:
+            return self._tensors[name]
+        except KeyError:
+            pass
+        found = self.resolve(name)
+        if found is None:
+            from .names import suggestion
+            raise KeyError(f"no variable named {name!r}; {suggestion(name, list(self))}")
+        return self._tensors[found]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tensors
+
+    def resolve(self, name: str) -> str | None:
+        """The canonical name `name` refers to: itself, else the variable whose original key
+        (`meta["key"]`) it is, else the one a reader's alias (a positional Keras 3 name such as
+        `conv1/0`) points to; None if none. A key or alias shared by two variables refers to
+        neither."""
+        if name in self._tensors:
+            return name
+        if self._by_key is None:
+            by_key: dict[str, str | None] = {}
+            for canonical, tensor in self._tensors.items():
+                key = tensor.meta.get("key")
+                if isinstance(key, str) and key != canonical:
+                    by_key[key] = None if key in by_key else canonical
+            self._by_key = {k: v for k, v in by_key.items() if v is not None}
+        found = self._by_key.get(name)
+        if found is None:
+            found = self.aliases.get(name)
+        return found if found in self._tensors else None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tensors)
@@ -235,7 +272,7 @@ class Store(Mapping[str, Tensor]):
     def replace(self, tensors: Mapping[str, Tensor] | None = None, **kwargs: Any) -> "Store":
         """A new store sharing this one's files, with other tensors or attributes."""
         fields = {"format": self.format, "meta": self.meta, "path": self.path,
-                  "on_close": self._on_close}
+                  "on_close": self._on_close, "aliases": self.aliases}
         fields.update(kwargs)
         return Store(self._tensors if tensors is None else tensors, **fields)
 

@@ -20,25 +20,25 @@ Semantics (shared by every statistic):
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_dtypes
 import numpy as np
 
 from ..converters.dtypes import is_string
-from ..converters.store import Store, Tensor
+from ..converters.names import roles_option, select as select_names
+from ..converters.store import Progress, Store, Tensor
 from .match import Var, match
+from . import numeric
 from .numeric import dot
 from .workers import run_all
 
 CHUNK_BYTES = 8 << 20  # read from each side at a time (a view of the mapped file, not a copy)
-PIECE = 1 << 16  # elements compared at a time: a worker's float64 buffers (4 x 512 KiB) stay in cache
 STATUSES = ("same", "changed", "added", "removed", "renamed", "shape_changed", "dtype_changed")
 NOT_DIFFERENT = ("same", "folded")  # folded: export diffs only (a BatchNorm folded by a converter)
 MATCH_MODES = ("auto", "name", "structure")
@@ -52,13 +52,14 @@ class Options:
     rtol: float = 0.0
     nan_equal: bool = True
     match: str = "auto"
-    include: tuple[str, ...] = ()  # globs on canonical names; empty: everything
+    include: tuple[str, ...] = ()  # globs on canonical names or original keys; empty: everything
     exclude: tuple[str, ...] = ()
     no_optimizer: bool = False  # leave out optimizer slots and counters
+    weights_only: bool = False  # model weights only: also leave out metric state
     max_bytes: int = CHUNK_BYTES
     workers: int = 0  # 0: one thread per core, at most 4
     norms: bool = False  # also sum Σa² of identical variables (rollups combine every sum)
-    progress: Callable[[int], None] | None = None  # called with the bytes of each compared piece
+    progress: Progress | None = None  # called with the bytes of each compared piece
 
     def __post_init__(self) -> None:
         if not (self.atol >= 0 and self.rtol >= 0):  # also refuses NaN
@@ -78,6 +79,28 @@ class Sums:
     aa: float = 0.0
     bb: float = 0.0
     ab: float = 0.0
+
+
+class Delta(NamedTuple):
+    """What one piece added to a pair's running sums and counts (`_Accumulator.take_delta`):
+    a distributed task's partial result, plain numbers."""
+    compared: bool  # compared in full (else its two sides had identical bytes)
+    nonzero: bool
+    finite: int
+    mismatched: int
+    max_abs: float | int
+    max_at: int  # flat index of max_abs in the variable
+    max_rel: float
+    sum_abs: float
+    sum_sq: float
+    aa: float
+    bb: float
+    ab: float
+    nan_a: int
+    nan_b: int
+    inf_a: int
+    inf_b: int
+    skipped: int  # identical and not summed (its Σa² is read again if a later piece differs)
 
 
 @dataclass
@@ -196,6 +219,60 @@ class _Accumulator:
         if value > self.max_abs:
             self.max_abs, self.max_at = value, flat_index
 
+    # A distributed run (`distributed.py`) compares the pieces of a range of a variable on a
+    # worker and adds them up on the driver. Floating-point sums depend on their order, so the
+    # worker hands back what each piece added (`take_delta` after every piece) and the driver
+    # adds those in the local order (`apply_delta`): each field gets at most one addition per
+    # piece, so the sums are the local ones bit for bit.
+
+    def take_delta(self) -> Delta:
+        """What the pieces since the last call added to the sums and counts; those are zero
+        again after it (the run's `summing` and its position `chunk_offset` stay)."""
+        delta = Delta(self.compared, self.nonzero, self.finite, self.mismatched, self.max_abs,
+                      self.max_at, self.max_rel, self.sum_abs, self.sum_sq, self.aa, self.bb,
+                      self.ab, self.nan_a, self.nan_b, self.inf_a, self.inf_b, self.skipped)
+        self.compared = self.nonzero = False
+        self.finite = self.mismatched = self.skipped = 0
+        self.nan_a = self.nan_b = self.inf_a = self.inf_b = 0
+        self.max_abs, self.max_at, self.max_rel = 0, -1, 0.0
+        self.sum_abs = self.sum_sq = self.aa = self.bb = self.ab = 0.0
+        return delta
+
+    def apply_delta(self, d: Delta, squares: float | None = None) -> None:
+        """Add one piece's `take_delta` as `compare_piece` adds the piece. A piece of
+        identical bytes reached while this run sums Σa² needs its Σa²: the delta's own (the
+        worker was summing too), else `squares` (read again, as `_sum_skipped` reads them)."""
+        if d.compared:
+            self.summing = self.compared = True
+            self.finite += d.finite
+            self.mismatched += d.mismatched
+            self.take_max(d.max_abs, d.max_at)
+            self.max_rel = max(self.max_rel, d.max_rel)
+            self.sum_abs += d.sum_abs
+            self.sum_sq += d.sum_sq
+            self.aa += d.aa
+            self.bb += d.bb
+            self.ab += d.ab
+            self.nan_a += d.nan_a
+            self.nan_b += d.nan_b
+            self.inf_a += d.inf_a
+            self.inf_b += d.inf_b
+            return
+        self.finite += d.finite  # identical bytes
+        self.nonzero = self.nonzero or d.nonzero
+        if not self.summing:
+            self.skipped += d.finite
+            return
+        if d.skipped and squares is None:
+            raise ValueError("an identical piece after a difference needs its Σa²")
+        self.add_squares(squares if d.skipped else d.aa)
+
+    def add_squares(self, square: float) -> None:
+        """Add the Σa² of an identical piece (to Σa², Σb² and Σab, as `_add_squares` does)."""
+        self.aa += square
+        self.bb += square
+        self.ab += square
+
     def stats(self) -> PairStats:
         out = PairStats(size=self.size, mismatched=self.mismatched, nan_a=self.nan_a,
                         nan_b=self.nan_b, inf_a=self.inf_a, inf_b=self.inf_b,
@@ -268,21 +345,23 @@ def _plain_sum(acc: _Accumulator, a: np.ndarray) -> float:
 
 def _add_squares(acc: _Accumulator, a: np.ndarray) -> None:
     """Σa² of an identical, finite piece: its aa, bb and ab."""
+    acc.add_squares(piece_squares(acc, a))
+
+
+def piece_squares(acc: _Accumulator, a: np.ndarray) -> float:
+    """Σa² of an identical, finite piece, in float64 (complex: Σ|a|²)."""
     wide = _widen(acc, "a", a, np.dtype(np.float64) if acc.integer else _wide(a.dtype))
-    square = dot(wide, wide)
-    acc.aa += square
-    acc.bb += square
-    acc.ab += square
+    return dot(wide, wide)
 
 
 def _sum_skipped(acc: _Accumulator, tensor: Tensor, max_bytes: int) -> None:
-    """Σa² of the identical leading pieces, read again now that a later piece differed."""
+    """Σa² of the identical leading pieces, read again now that a later piece differed (the
+    same pieces: the skipped ones are whole pieces of the grid)."""
     left = acc.skipped
-    for chunk in tensor.iter_chunks(max_bytes):
-        for start in range(0, min(left, chunk.size), PIECE):
-            _add_squares(acc, chunk[start:min(start + PIECE, left)])
-        left -= min(left, chunk.size)
-        if not left:
+    for (a,) in aligned(tensor.iter_chunks(max_bytes)):
+        _add_squares(acc, a)
+        left -= a.size
+        if left <= 0:
             break
 
 
@@ -406,14 +485,21 @@ def compare_tensors(ta: Tensor, tb: Tensor, opts: Options | None = None) -> Pair
         return _compare_tensors(ta, tb, opts or Options())  # statistics say so, not a warning
 
 
+def pair_kind(ta: Tensor, tb: Tensor) -> tuple[bool, bool, bool]:
+    """(strings, integer, mixed) of a pair: compared as strings, as integers (and booleans),
+    or as floating/complex values; `mixed`: strings against numbers, where nothing is equal."""
+    strings = is_string(ta.dtype) or is_string(tb.dtype)
+    integer = not strings and all(t.dtype.kind in "biu" or t.dtype in _INT4 for t in (ta, tb))
+    return strings, integer, strings and not (is_string(ta.dtype) and is_string(tb.dtype))
+
+
 def _compare_tensors(ta: Tensor, tb: Tensor, opts: Options) -> PairStats:
     if ta.shape != tb.shape:
         raise ValueError(f"shapes differ: {ta.shape} and {tb.shape}")
-    strings = is_string(ta.dtype) or is_string(tb.dtype)
-    integer = not strings and all(t.dtype.kind in "biu" or t.dtype in _INT4 for t in (ta, tb))
+    strings, integer, mixed = pair_kind(ta, tb)
     acc = _Accumulator(ta.shape, integer)
     acc.summing = opts.norms
-    if strings and not (is_string(ta.dtype) and is_string(tb.dtype)):
+    if mixed:
         acc.size = acc.mismatched = ta.size  # strings against numbers: nothing is equal
         return acc.stats()
     kernel = kernel_for(strings, integer)
@@ -447,37 +533,67 @@ def compare_piece(acc: _Accumulator, kernel: Kernel, a: np.ndarray, b: np.ndarra
 def pieces(xs: Iterable[np.ndarray], ys: Iterable[np.ndarray]
            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Two flat streams of equal total length (chunked differently where the formats or dtypes
-    differ) as pairs of equally long pieces of at most PIECE elements."""
+    differ) as pairs of equally long pieces of the grid (see `aligned`)."""
     return aligned(xs, ys)  # type: ignore[return-value]
 
 
 def aligned(*streams: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, ...]]:
     """Flat streams of equal total length, however each is chunked, as tuples of equally long
-    pieces of at most PIECE elements (one from each stream)."""
-    its = [iter(s) for s in streams]
-    heads: list[np.ndarray | None] = [np.empty(0)] * len(its)
+    pieces (one from each stream): the pieces of one grid, elements [k·PIECE, (k+1)·PIECE),
+    the last one shorter.
+
+    The pieces, and so every sum taken piece by piece, depend on the number of elements alone,
+    never on how a reader chunks or on the read budget: a range that starts on the grid has
+    the same pieces wherever it is read (`distributed.py` relies on it). A piece across two
+    chunks is copied together; where chunks are multiples of PIECE elements (most are) every
+    piece is a view."""
+    cuts = [_Cutter(s) for s in streams]
     while True:
         # every stream is asked before stopping, so that each runs to its end (where a reader
         # checks the crc of what it read)
-        for i, it in enumerate(its):
-            if not heads[i].size:  # type: ignore[union-attr]
-                heads[i] = next(it, None)
-        if any(h is None for h in heads):
+        got = [c.take(numeric.PIECE) for c in cuts]
+        if any(g is None for g in got):
             return
-        n = min(min(h.size for h in heads), PIECE)  # type: ignore[union-attr]
-        if n:
-            yield tuple(h[:n] for h in heads)  # type: ignore[index]
-        heads = [h[n:] for h in heads]  # type: ignore[index]
+        n = min(g.size for g in got)  # type: ignore[union-attr]
+        yield tuple(g[:n] for g in got)  # type: ignore[index]
+
+
+class _Cutter:
+    """One flat stream, cut into pieces of a given length whatever its chunks."""
+
+    def __init__(self, stream: Iterable[np.ndarray]):
+        self._it = iter(stream)
+        self._head: np.ndarray | None = None
+
+    def take(self, n: int) -> np.ndarray | None:
+        """The next `n` elements (fewer at the end of the stream; None when none are left)."""
+        parts, got = [], 0
+        while got < n:
+            head = self._head
+            if head is None or not head.size:
+                self._head = next(self._it, None)
+                if self._head is None:
+                    break
+                continue
+            part = head[:n - got]
+            self._head = head[part.size:]
+            parts.append(part)
+            got += part.size
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 # --- two stores -----------------------------------------------------------------------------
 
-def select(store: Store, opts: Options) -> list[str]:
-    """The names of `store` that the include/exclude globs and --no-optimizer let through."""
-    return [name for name in store
-            if (not opts.include or any(fnmatch.fnmatchcase(name, p) for p in opts.include))
-            and not any(fnmatch.fnmatchcase(name, p) for p in opts.exclude)
-            and not (opts.no_optimizer and store[name].role != "weight")]
+def select(a: Store, b: Store, opts: Options) -> tuple[list[str], list[str]]:
+    """The names of `a` and `b` that the include/exclude globs (on canonical names or original
+    keys), --no-optimizer and --weights-only let through. A glob matching nothing on either
+    side, or a selection leaving nothing to compare, is a UsageError naming the closest names
+    (`names.select`)."""
+    kept_a, kept_b = select_names([a, b], opts.include, opts.exclude,
+                                  roles_option(opts.no_optimizer, opts.weights_only))
+    return kept_a, kept_b
 
 
 def fingerprint(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> bytes:
@@ -563,7 +679,7 @@ def read_unpaired(a: Store, b: Store, entries: list[Entry], opts: Options) -> No
             workers=opts.workers, progress=opts.progress)
 
 
-def _read_job(tensor: Tensor, progress: Callable[[int], None] | None) -> None:
+def _read_job(tensor: Tensor, progress: Progress | None) -> None:
     for chunk in tensor.iter_chunks():
         if progress is not None:
             progress(chunk.nbytes)
@@ -574,8 +690,9 @@ def diff_entries(a: Store, b: Store, opts: Options, content: Callable[[str, str]
     """What every diff shares: the variables `opts` selects, paired (`content(side, name)` keys
     the pairing by equal values), an entry per pair that `settle` then compares in place, the
     variables only one side has; in A's order, B's additions last. Entries and summary."""
-    vars_a = [_var(a, n) for n in select(a, opts)]
-    vars_b = [_var(b, n) for n in select(b, opts)]
+    names_a, names_b = select(a, b, opts)
+    vars_a = [_var(a, n) for n in names_a]
+    vars_b = [_var(b, n) for n in names_b]
     matching = match(vars_a, vars_b, opts.match, content)
     entries = [_entry(p.a, p.b, a[p.a], b[p.b], p.matched_by) for p in matching.pairs]
     settle(entries)
@@ -593,7 +710,7 @@ def compare_pairs(pairs: list[tuple[Tensor, Tensor]], opts: Options) -> list[Pai
                    progress=opts.progress)
 
 
-def _compare_job(ta: Tensor, tb: Tensor, opts: Options, progress: Callable[[int], None] | None
+def _compare_job(ta: Tensor, tb: Tensor, opts: Options, progress: Progress | None
                  ) -> PairStats:
     return compare_tensors(ta, tb, replace(opts, progress=progress))
 
@@ -614,4 +731,5 @@ def _summary(entries: list[Entry], vars_a: list[Var], vars_b: list[Var], matchin
         "mismatched_elements": sum(e.mismatched or 0 for e in entries),
         "max_abs_diff": max(peaks) if peaks else None,
         "unmatched_a": list(matching.only_a), "unmatched_b": list(matching.only_b),
+        "notes": [matching.note] if getattr(matching, "note", None) else [],
     }

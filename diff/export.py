@@ -456,10 +456,12 @@ def diff_export(a: Store, b: Store, opts: Any) -> Any:
     from .engine import DiffResult, Entry, _fill, compare_pairs, select
     export_is_a = _is_export(a)
     src_store, exp_store = (b, a) if export_is_a else (a, b)
-    src_names = [n for n in select(src_store, opts) if src_store[n].role == "weight"]
-    skipped = [n for n in select(src_store, opts) if src_store[n].role != "weight"]
+    chosen_a, chosen_b = select(a, b, opts)  # both sides at once (names.select)
+    src_chosen, exp_chosen = (chosen_b, chosen_a) if export_is_a else (chosen_a, chosen_b)
+    src_names = [n for n in src_chosen if src_store[n].role == "weight"]
+    skipped = [n for n in src_chosen if src_store[n].role != "weight"]
     srcs = _sources(src_store, src_names)
-    exps, structural = _exports(exp_store, select(exp_store, opts))
+    exps, structural = _exports(exp_store, exp_chosen)
     result = pair(srcs, exps)
     result.structural = structural + result.structural
 

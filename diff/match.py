@@ -13,7 +13,10 @@ Stages, each working only on what the previous ones left unmatched:
    order and (shape, dtype), longest common subsequence first.
 
 `--match name` runs 1–3, `--match structure` runs 4 on everything (names ignored) then 3,
-`--match auto` runs 1–4.
+`--match auto` runs 1–4, then judges the result: when the names left mostly shape changes and
+added/removed variables that order and shape pair instead (a model whose auto-numbered layers
+are `dense_4` where they were `dense_3`), it pairs by structure and says so in `note`; when
+structure would pair only some of them, the note says that and the names stand.
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ class Matching:
     pairs: list[Pair]
     only_a: list[str]
     only_b: list[str]
+    note: str | None = None
 
 
 def normalize(name: str) -> str:
@@ -146,6 +150,34 @@ def _align(left_a: list[Var], left_b: list[Var]) -> list[Pair]:
     return pairs
 
 
+def _fits(pairs: list[Pair], a: Sequence[Var], b: Sequence[Var]) -> int:
+    """How many pairs hold variables of one shape and dtype."""
+    sig_a = {v.name: v.signature for v in a}
+    sig_b = {v.name: v.signature for v in b}
+    return sum(1 for p in pairs if sig_a[p.a] == sig_b[p.b])
+
+
+def _judged(named: Matching, structure: Matching, a: Sequence[Var], b: Sequence[Var]
+            ) -> Matching:
+    """The name-first matching, or the structure matching when the names leave mostly what
+    structure explains (see the module docstring); with a note when it tells."""
+    good = _fits(named.pairs, a, b)
+    better = _fits(structure.pairs, a, b)
+    if better <= good:
+        return named
+    misfits = len(named.pairs) - good
+    by_name = sum(1 for p in named.pairs if p.matched_by in ("name", "normalized"))
+    left = len(named.only_a) + len(named.only_b)
+    told = (f"by name {misfits} pair(s) changed shape or dtype and {left} variable(s) were "
+            f"added or removed; their order and shapes pair {better - good} more")
+    if misfits + left > by_name - misfits:
+        structure.note = told + " variable(s): paired by structure (--match name to keep " \
+            "the names)"
+        return structure
+    named.note = told + " (--match structure to pair them so)"
+    return named
+
+
 def match(a: Sequence[Var], b: Sequence[Var], mode: str = "auto",
           fingerprint: Callable[[str, str], Hashable] | None = None) -> Matching:
     """Pair the variables of A and B. `fingerprint(side, name)` ("a" or "b") gives a content
@@ -173,6 +205,9 @@ def match(a: Sequence[Var], b: Sequence[Var], mode: str = "auto",
     if mode == "structure":
         take(_align(left_a, left_b))
         take(by_values())
+    elif mode == "auto":
+        named = match(a, b, "name-then-structure", fingerprint)
+        return _judged(named, match(a, b, "structure", fingerprint), a, b)
     else:
         take(_pair_by_key(left_a, left_b, lambda v: v.name, lambda v: v.name, "name"))
         candidates = [
@@ -181,7 +216,7 @@ def match(a: Sequence[Var], b: Sequence[Var], mode: str = "auto",
             for ka in _scope_variants(left_a) for kb in _scope_variants(left_b)]
         take(max(candidates, key=len))
         take(by_values())
-        if mode == "auto":
+        if mode == "name-then-structure":
             take(_positional(left_a, left_b) + _positional(left_b, left_a, swap=True))
             take(_align(left_a, left_b))
     order_a = {v.name: i for i, v in enumerate(a)}

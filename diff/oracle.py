@@ -10,7 +10,8 @@ Each job names a format, the original file and its round-tripped copy; the frame
     saved-model       tf.train.load_checkpoint on variables/ as above, then tf.saved_model.load
                       of both; the serving_default signature, if any, runs on a seeded input
     keras             keras.saving.load_model of both (compile=False): every weight, then the
-                      outputs of both models on a seeded input
+                      outputs of both models on a seeded input that fits (`model_inputs`); a
+                      forward pass the original cannot run is skipped, with the reason
     keras-h5          a full model (root attribute model_config): load_model with tf_keras when
                       keras_version is 2.x, else Keras 3; weights and outputs as above
     weights only      a Keras 3 .weights.h5 or a tf_keras save_weights .h5 holds no architecture,
@@ -96,12 +97,57 @@ def check_saved_model(original: str, copy: str) -> list[str]:
     return found
 
 
-def _model_outputs(model: Any) -> list[tuple[str, Any]]:
+def _embedding_limits(model: Any) -> dict[int, int]:
+    """{id of a model input: the smallest `input_dim` of the Embedding layers it feeds}: such
+    an input gets integer indices below it (an index of -1 fails every route)."""
+    limits: dict[int, int] = {}
+    inputs = {id(t) for t in model.inputs}
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        stack += [l for l in getattr(layer, "layers", []) if l is not layer]
+        dim = getattr(layer, "input_dim", None)
+        if not isinstance(dim, int) or dim <= 0:
+            continue
+        try:
+            fed = layer.input
+        except (AttributeError, ValueError, RuntimeError):
+            continue
+        for tensor in fed if isinstance(fed, (list, tuple)) else [fed]:
+            if id(tensor) in inputs:
+                limits[id(tensor)] = min(dim, limits.get(id(tensor), dim))
+    return limits
+
+
+def model_inputs(model: Any) -> list[Any]:
+    """A seeded input for each of the model's inputs that fits it: its shape (a batch of 2, 3
+    for other unknown dimensions), its dtype as the config declares it, integer indices below
+    the `input_dim` of an Embedding it feeds."""
     rng = np.random.default_rng(SEED)
-    inputs = [_seeded(t, rng) for t in model.inputs]
+    limits = _embedding_limits(model)
+    out = []
+    for tensor in model.inputs:
+        value = _seeded(tensor, rng)
+        if id(tensor) in limits:
+            value = rng.integers(0, limits[id(tensor)], size=value.shape).astype(value.dtype)
+        out.append(value)
+    return out
+
+
+def _model_outputs(model: Any) -> list[tuple[str, Any]]:
+    inputs = model_inputs(model)
     outputs = model(inputs if len(inputs) > 1 else inputs[0], training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     return [(str(i), np.asarray(o)) for i, o in enumerate(outputs)]
+
+
+class ForwardSkipped(Exception):
+    """The original model's forward pass cannot be fed or run: outputs are not compared."""
+
+
+def _reason(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _compare_models(load_model: Callable[[str], Any], original: str, copy: str) -> list[str]:
@@ -110,7 +156,13 @@ def _compare_models(load_model: Callable[[str], Any], original: str, copy: str) 
                                       for w in models[0].weights],
                            [(w.path if hasattr(w, "path") else w.name, w.numpy())
                             for w in models[1].weights])
-    return found + _compare_lists("output", _model_outputs(models[0]), _model_outputs(models[1]))
+    try:
+        want = _model_outputs(models[0])
+    except Exception as exc:  # the original itself cannot run: nothing to compare against
+        if found:
+            return found
+        raise ForwardSkipped(_reason(exc)) from None
+    return found + _compare_lists("output", want, _model_outputs(models[1]))
 
 
 def _keras3(path: str) -> Any:
@@ -159,6 +211,9 @@ SKIPPED = ("a weights-only file holds no architecture, so no framework loads it 
 def run_job(job: dict[str, str]) -> dict[str, str]:
     try:
         found = CHECKS[job["format"]](job["original"], job["copy"])
+    except ForwardSkipped as exc:
+        return {"status": "identical", "detail": "loaded by the framework: weights "
+                f"bit-identical; forward pass skipped, the original cannot run: {exc}"}
     except Exception as exc:  # the framework refusing a file is the finding
         return {"status": "failed", "detail": f"{type(exc).__name__}: {str(exc)[:500]}"}
     if found is None:

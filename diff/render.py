@@ -205,6 +205,8 @@ def render_table(result: DiffResult, target: Target, label_a: str | None = None,
     if text:
         print(text, file=target.stream)
     print(summary_line(result), file=target.stream)
+    for note in result.summary.get("notes", []):
+        print(f"note: {safe(note)}", file=target.stream)
     print_gates(target.gates, target.stream, target.colour)
 
 
@@ -237,6 +239,9 @@ def render_markdown(result: DiffResult, target: Target, label_a: str, label_b: s
     out = target.stream
     print(f"#### wdiff {md_code(label_a)} → {md_code(label_b)}\n", file=out)
     print(f"**{summary_line(result)}**\n", file=out)
+    for note in result.summary.get("notes", []):
+        print(f"> note: {md_escape(note)}\n",
+              file=out)
     text = _diff_table(result, target.view, False, markdown=True)  # type: ignore[arg-type]
     if text:
         n = len(text.splitlines()) - 2

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
 from ..converters.dtypes import is_string
-from ..converters.store import CHUNK_BYTES, Tensor
+from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor
+from . import numeric
 from .numeric import dot
 from .workers import run_all
 
@@ -35,12 +37,11 @@ class TensorStats:
                    if f.name not in ("finite", "m2")}, "zero_fraction": self.zero_fraction}
 
 
-PIECE = 1 << 16  # elements at a time: the float64 working copy stays in the CPU cache
 SMALL_BYTES = 64 << 10  # tensors up to this size are summarised many at a time
 BATCH_ELEMENTS = 1 << 18  # elements of small tensors summarised together
 
 
-def stats_of(tensors: list[Tensor], progress: Callable[[int], None] | None = None
+def stats_of(tensors: list[Tensor], progress: Progress | None = None
              ) -> list[TensorStats]:
     """`tensor_stats` of each tensor, on every core (see `workers.py`); `progress` gets the
     bytes of each tensor done. Small numeric tensors go in batches (`batch_stats`): a file of
@@ -65,7 +66,7 @@ def stats_of(tensors: list[Tensor], progress: Callable[[int], None] | None = Non
     return [by_tensor[id(t)] for t in tensors]
 
 
-def _stats_job(tensors: list[Tensor], progress: Callable[[int], None] | None
+def _stats_job(tensors: list[Tensor], progress: Progress | None
                ) -> list[TensorStats]:
     if len(tensors) == 1 and (tensors[0].nbytes > SMALL_BYTES or is_string(tensors[0].dtype)):
         stats = [tensor_stats(tensors[0])]
@@ -142,11 +143,11 @@ def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
     if tensor.size == 0:
         return stats
     moments = Moments()
-    wide = np.empty(min(PIECE, tensor.size))
+    wide = np.empty(min(numeric.PIECE, tensor.size))
     flags = np.empty(wide.size, np.bool_)
     for chunk in tensor.iter_chunks(max_bytes):
-        for start in range(0, chunk.size, PIECE):
-            piece = chunk[start:start + PIECE]
+        for start in range(0, chunk.size, numeric.PIECE):
+            piece = chunk[start:start + numeric.PIECE]
             n = piece.size
             w = wide[:n]
             np.copyto(w, np.abs(piece) if piece.dtype.kind == "c" else piece, casting="unsafe")
@@ -233,3 +234,36 @@ def _ldexp(x: float, exp: int) -> float:
         return math.ldexp(x, exp)
     except OverflowError:
         return math.copysign(math.inf, x)
+
+
+# --- the show document ------------------------------------------------------------------------
+
+SHOW_SCHEMA_VERSION = 1
+
+
+def show_document(store: Store, names: Sequence[str], stats: Sequence[TensorStats | None],
+             path: str) -> dict[str, Any]:
+    """The JSON document of `weightkit show --format json` and `weightkit.stats` (see
+    `diff/schema-show.json`)."""
+    rows = [_row(store, name, s) for name, s in zip(names, stats)]
+    return {"schema_version": SHOW_SCHEMA_VERSION, "file": path, "format": store.format,
+            "variables": rows, "totals": _totals(rows)}
+
+
+def _row(store: Store, name: str, stats: TensorStats | None) -> dict:
+    tensor = store[name]
+    row = {"name": name, "shape": list(tensor.shape), "dtype": tensor.dtype_name,
+           "parameters": tensor.size, "bytes": tensor.nbytes, "role": tensor.role,
+           "key": tensor.meta.get("key", name)}
+    extra = {k: v for k, v in tensor.meta.items() if k not in ("key", "role")}
+    if extra:
+        row["meta"] = extra  # format facts: quantization, layout, shared buffers, ...
+    if stats is not None:
+        row.update(min=stats.min, max=stats.max, mean=stats.mean, std=stats.std,
+                   zero_fraction=stats.zero_fraction, nan=stats.nan, inf=stats.inf)
+    return row
+
+
+def _totals(rows: list[dict]) -> dict:
+    return {"variables": len(rows), "parameters": sum(r["parameters"] for r in rows),
+            "bytes": sum(r["bytes"] for r in rows)}

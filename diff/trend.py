@@ -30,7 +30,7 @@ import contextlib
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -38,9 +38,11 @@ import numpy as np
 
 from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
-from ..converters.store import CHUNK_BYTES, Store, Tensor
-from .engine import (_INT4, PIECE, Options, Sums, _Accumulator, aligned, compare_piece,
-                     kernel_for, select)
+from ..converters.names import roles_option, select as select_names
+from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor
+from .engine import (_INT4, Options, Sums, _Accumulator, aligned, compare_piece,
+                     kernel_for)
+from . import numeric
 from .numeric import dot
 from .rollup import groups, relative
 from .workers import run_all
@@ -58,9 +60,10 @@ class TrendOptions:
     exclude: tuple[str, ...] = ()
     no_optimizer: bool = False
     explode: float = 10.0  # norm_growth above this is flagged
+    weights_only: bool = False  # model weights only: also no metric state
     workers: int = 0
     max_bytes: int = CHUNK_BYTES
-    progress: Callable[[int], None] | None = None
+    progress: Progress | None = None
 
     def __post_init__(self) -> None:
         if not self.explode > 1:
@@ -126,7 +129,8 @@ class TrendResult:
         o = self.options
         return {"checkpoints": self.checkpoints,
                 "options": {"include": list(o.include), "exclude": list(o.exclude),
-                            "no_optimizer": o.no_optimizer, "explode": o.explode},
+                            "no_optimizer": o.no_optimizer, "weights_only": o.weights_only,
+                            "explode": o.explode},
                 "summary": self.summary(), "variables": [x.as_dict() for x in self.series]}
 
 
@@ -172,13 +176,14 @@ def run_paths(runs: Sequence[str | os.PathLike], format: str | None = None) -> l
 
 def trend(runs: str | os.PathLike | Sequence[str | os.PathLike], *, format: str | None = None,
           include: Sequence[str] = (), exclude: Sequence[str] = (), no_optimizer: bool = False,
-          explode: float = 10.0) -> dict[str, Any]:
+          explode: float = 10.0, scheduler: str | None = None) -> dict[str, Any]:
     """The trend of a training run as the JSON document `weightkit trend --format json` prints
     (`diff/schema-trend.json`; non-finite numbers as "inf"/"-inf"/"nan").
 
     `runs`: a checkpoint directory with a `checkpoint` state file, or the checkpoints (files or
-    prefixes, any format weightkit reads) oldest first. Raises UsageError (fewer than two
-    checkpoints) and the readers' WeightsError subclasses."""
+    prefixes, any format weightkit reads) oldest first. `scheduler`: run on a Dask cluster
+    (`--scheduler`: an address, or `local:N`; the same document). Raises UsageError (fewer than
+    two checkpoints) and the readers' WeightsError subclasses."""
     from ..converters.registry import load
     from .render import trend_json
     runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
@@ -186,117 +191,206 @@ def trend(runs: str | os.PathLike | Sequence[str | os.PathLike], *, format: str 
     opts = TrendOptions(tuple(include), tuple(exclude), no_optimizer, explode)
     with contextlib.ExitStack() as stack:
         stores = [stack.enter_context(load(p, format)) for p in paths]
-        return trend_json(trend_stores(stores, opts, paths))
+        if scheduler is None:
+            return trend_json(trend_stores(stores, opts, paths))
+        from . import distributed
+        cluster = stack.enter_context(distributed.Cluster(scheduler))
+        sources = [distributed.Source.of(p, format) for p in paths]
+        return trend_json(distributed.trend_stores(stores, sources, opts, paths, cluster))
 
 
 def trend_stores(stores: Sequence[Store], opts: TrendOptions | None = None,
                  paths: Sequence[str] | None = None) -> TrendResult:
     """The trend of every selected variable over `stores` (oldest first, at least two)."""
     opts = opts or TrendOptions()
+    checkpoints, variables = trend_plan(stores, opts, paths)
+    jobs = [(name, tensors, opts.max_bytes) for name, tensors in variables]
+    sizes = [sum(t.nbytes for t in tensors if t is not None) for _, tensors in variables]
+    results = run_all(_series_job, jobs, sizes, workers=opts.workers, progress=opts.progress)
+    return trend_result(checkpoints, results, opts)
+
+
+def trend_plan(stores: Sequence[Store], opts: TrendOptions, paths: Sequence[str] | None
+               ) -> tuple[list[dict[str, Any]], list[tuple[str, list[Tensor | None]]]]:
+    """The checkpoints ({"path", "format", "step"}) and the selected variables, each with its
+    tensor in every checkpoint (None where absent or of another shape than its first): what
+    a trend reads, from the stores' metadata alone."""
     if len(stores) < 2:
         raise ValueError(f"a trend needs two checkpoints or more; received {len(stores)}")
     paths = list(paths) if paths is not None else [f"#{i}" for i in range(len(stores))]
     steps = step_numbers(paths)
     checkpoints = [{"path": p, "format": s.format, "step": n}
                    for p, s, n in zip(paths, stores, steps)]
-    selection = Options(include=opts.include, exclude=opts.exclude,
-                        no_optimizer=opts.no_optimizer)
     names: dict[str, None] = {}
-    for store in stores:
-        names.update(dict.fromkeys(select(store, selection)))
-    jobs, sizes = [], []
+    for chosen in select_names(list(stores), opts.include, opts.exclude,
+                               roles_option(opts.no_optimizer, opts.weights_only)):
+        names.update(dict.fromkeys(chosen))
+    variables = []
     for name in names:
         first = next(s[name] for s in stores if name in s)
-        tensors = [s[name] if name in s and s[name].shape == first.shape else None
-                   for s in stores]
-        jobs.append((name, tensors, opts.max_bytes))
-        sizes.append(sum(t.nbytes for t in tensors if t is not None))
-    results = run_all(_series_job, jobs, sizes, workers=opts.workers, progress=opts.progress)
-    for series in results:
-        _flag(series, steps, opts.explode)
-    return TrendResult(checkpoints, results, opts)
+        variables.append((name, [s[name] if name in s and s[name].shape == first.shape
+                                 else None for s in stores]))
+    return checkpoints, variables
+
+
+def trend_result(checkpoints: list[dict[str, Any]], series: list[Series],
+                 opts: TrendOptions) -> TrendResult:
+    """The result from every variable's series: frozen, NaN/Inf steps, exploding flagged."""
+    steps = [c["step"] for c in checkpoints]
+    for one in series:
+        _flag(one, steps, opts.explode)
+    return TrendResult(checkpoints, series, opts)
 
 
 # --- one variable over the run ---------------------------------------------------------------
 
 def _series_job(name: str, tensors: list[Tensor | None], max_bytes: int,
-                progress: Callable[[int], None] | None) -> Series:
+                progress: Progress | None) -> Series:
     present = [t for t, x in enumerate(tensors) if x is not None]
     xs = [tensors[t] for t in present]
-    first = xs[0]
-    n = len(tensors)
-    series = Series(name, first.role, list(first.shape), first.dtype_name, first.size,
-                    *([None] * n for _ in range(7)), sums=[None] * n)  # type: ignore[arg-type]
-    strings = any(is_string(x.dtype) for x in xs)
-    integer = not strings and all(x.dtype.kind in "biu" or x.dtype in _INT4 for x in xs)
-    if strings and not all(is_string(x.dtype) for x in xs):
-        strings = False  # strings against numbers: compared as unequal below
-    kernel = kernel_for(strings, integer)
-    opts = Options()  # exact: NaN equals NaN, no tolerance
-    shared: dict = {}
-    prev_acc, first_acc = {}, {}
-    for j in range(1, len(xs)):
-        prev_acc[j] = _shared(_Accumulator(first.shape, integer), shared)
-        if j >= 2:
-            first_acc[j] = _shared(_Accumulator(first.shape, integer), shared)
-    norm = [0.0] * len(xs)
-    nan = [0] * len(xs)
-    inf = [0] * len(xs)
-    mixed = any(is_string(x.dtype) for x in xs) and not strings
+    series = new_series(name, tensors)
+    run = SeriesRun(xs)
     per_stream = max(min(max_bytes, READ_BUDGET // len(xs)), 1 << 16)
     pending = 0
-    if not mixed and first.size:
-        wide = None if strings else _wide_type(xs)
-        slots = [] if wide is None else [np.empty(min(PIECE, first.size), wide) for _ in range(3)]
+    if run.reads:
         for piece in aligned(*(x.iter_chunks(per_stream) for x in xs)):
-            k = piece[0].size
-            views = piece
-            if wide is not None:  # widen each checkpoint's piece once: slot 0 the first,
-                views = []        # slots 1 and 2 the current and the previous in turn
-                for j, raw in enumerate(piece):
-                    w = slots[0 if j == 0 else 1 + j % 2][:k]
-                    np.copyto(w, raw, casting="unsafe")
-                    total, bad_nan, bad_inf = _norm_sq(w)
-                    norm[j] += total
-                    nan[j] += bad_nan
-                    inf[j] += bad_inf
-                    views.append(w)
-                    if j >= 1:
-                        _compare(prev_acc, first_acc, j, kernel, piece if integer else views,
-                                 opts)
-            else:
-                for j in range(1, len(piece)):
-                    _compare(prev_acc, first_acc, j, kernel, piece, opts)
+            run.add(piece)
             pending += sum(raw.nbytes for raw in piece)
             if progress is not None and pending >= (8 << 20):
                 progress(pending)
                 pending = 0
     if progress is not None and pending:
         progress(pending)
-    for j, t in enumerate(present):
-        if mixed:
-            series.changed[t] = first.size if j else None
-            continue
-        if not strings:
-            if nan[j] + inf[j] < first.size:  # else no finite value to take a norm of
-                series.l2_norm[t] = math.sqrt(norm[j])
-            series.nan[t], series.inf[t] = nan[j], inf[j]
-        sums = StepSums(norm[j])
-        if j >= 1:
-            stats = _finish(prev_acc[j], first.size)
-            series.changed[t] = stats.mismatched
-            series.max_abs_diff_prev[t] = stats.max_abs_diff
-            series.rel_l2_prev[t] = stats.rel_l2
-            sums.prev = stats.sums
-            if j == 1:
-                series.rel_l2_first[t], sums.first = stats.rel_l2, stats.sums
-            else:
-                fstats = _finish(first_acc[j], first.size)
-                series.rel_l2_first[t], sums.first = fstats.rel_l2, fstats.sums
-        elif not strings:
-            series.rel_l2_first[t] = 0.0
-        series.sums[t] = sums
+    run.fill(series, present)
     return series
+
+
+def new_series(name: str, tensors: Sequence[Tensor | None]) -> Series:
+    """The empty series of variable `name` (`tensors`: one per checkpoint, None where absent;
+    only their metadata is used)."""
+    first = next(t for t in tensors if t is not None)
+    n = len(tensors)
+    return Series(name, first.role, list(first.shape), first.dtype_name, first.size,
+                  *([None] * n for _ in range(7)), sums=[None] * n)  # type: ignore[arg-type]
+
+
+class SeriesRun:
+    """The running sums of one variable over the checkpoints where it is present (`xs`, oldest
+    first), fed piece by piece (`add`: one piece of the engine's grid per checkpoint): each
+    checkpoint's Σx², NaN and Inf counts, and its comparison with the previous and with the
+    first checkpoint (`compare_piece`, exact: NaN equals NaN, no tolerance).
+
+    The local trend feeds every piece of the variable. A distributed task feeds the pieces of
+    a range and hands back what each piece added (`take_delta`); the driver adds those in order
+    (`apply_delta`), which gives the local sums bit for bit (see `engine.Delta`)."""
+
+    def __init__(self, xs: Sequence[Tensor]):
+        first = xs[0]
+        self.strings, self.integer, self.mixed = self.kind(xs)
+        self.size = first.size
+        self.kernel = kernel_for(self.strings, self.integer)
+        self.opts = Options()
+        shared: dict = {}
+        self.prev = {j: _shared(_Accumulator(first.shape, self.integer), shared)
+                     for j in range(1, len(xs))}
+        self.first = {j: _shared(_Accumulator(first.shape, self.integer), shared)
+                      for j in range(2, len(xs))}
+        self.norm = [0.0] * len(xs)
+        self.nan = [0] * len(xs)
+        self.inf = [0] * len(xs)
+        self.wide = None if self.strings else _wide_type(list(xs))
+        self._slots: list[np.ndarray] = []
+
+    @staticmethod
+    def kind(xs: Sequence[Tensor]) -> tuple[bool, bool, bool]:
+        """(strings, integer, mixed): compared as strings, as integers (and booleans), or as
+        floating/complex values; `mixed`: strings against numbers, all unequal, never read."""
+        strings = any(is_string(x.dtype) for x in xs)
+        integer = not strings and all(x.dtype.kind in "biu" or x.dtype in _INT4 for x in xs)
+        mixed = strings and not all(is_string(x.dtype) for x in xs)
+        return strings and not mixed, integer, mixed
+
+    @property
+    def reads(self) -> bool:
+        """Whether the values are read at all (not for strings against numbers)."""
+        return not self.mixed and self.size > 0
+
+    def at(self, offset: int) -> None:
+        """Start at element `offset` (a distributed range): where `max_abs_index` counts from."""
+        for acc in [*self.prev.values(), *self.first.values()]:
+            acc.chunk_offset = offset
+
+    def add(self, piece: Sequence[np.ndarray]) -> None:
+        """One piece of every checkpoint (equally long, the same elements)."""
+        if self.wide is None:
+            for j in range(1, len(piece)):
+                _compare(self.prev, self.first, j, self.kernel, piece, self.opts)
+            return
+        k = piece[0].size
+        if not self._slots:
+            self._slots = [np.empty(min(numeric.PIECE, self.size), self.wide)
+                           for _ in range(3)]
+        views = []  # each checkpoint's piece widened once: slot 0 the first, slots 1 and 2
+        for j, raw in enumerate(piece):  # the current and the previous in turn
+            w = self._slots[0 if j == 0 else 1 + j % 2][:k]
+            np.copyto(w, raw, casting="unsafe")
+            total, bad_nan, bad_inf = _norm_sq(w)
+            self.norm[j] += total
+            self.nan[j] += bad_nan
+            self.inf[j] += bad_inf
+            views.append(w)
+            if j >= 1:
+                _compare(self.prev, self.first, j, self.kernel,
+                         piece if self.integer else views, self.opts)
+
+    def take_delta(self) -> tuple:
+        """What the pieces since the last call added, as plain numbers; zero again after it."""
+        delta = (tuple(self.norm), tuple(self.nan), tuple(self.inf),
+                 tuple(a.take_delta() for a in self.prev.values()),
+                 tuple(a.take_delta() for a in self.first.values()))
+        self.norm = [0.0] * len(self.norm)
+        self.nan = [0] * len(self.nan)
+        self.inf = [0] * len(self.inf)
+        return delta
+
+    def apply_delta(self, delta: tuple) -> None:
+        """Add one piece's `take_delta`, as `add` adds the piece."""
+        norm, nan, inf, prev, first = delta
+        for j in range(len(self.norm)):
+            self.norm[j] += norm[j]
+            self.nan[j] += nan[j]
+            self.inf[j] += inf[j]
+        for acc, d in zip(self.prev.values(), prev):
+            acc.apply_delta(d)  # always summing: an identical piece's Σa² is in its delta
+        for acc, d in zip(self.first.values(), first):
+            acc.apply_delta(d)
+
+    def fill(self, series: Series, present: Sequence[int]) -> None:
+        """Write the statistics into `series` (`present`: the checkpoints of `xs`)."""
+        size = self.size
+        for j, t in enumerate(present):
+            if self.mixed:
+                series.changed[t] = size if j else None
+                continue
+            if not self.strings:
+                if self.nan[j] + self.inf[j] < size:  # else no finite value to take a norm of
+                    series.l2_norm[t] = math.sqrt(self.norm[j])
+                series.nan[t], series.inf[t] = self.nan[j], self.inf[j]
+            sums = StepSums(self.norm[j])
+            if j >= 1:
+                stats = _finish(self.prev[j], size)
+                series.changed[t] = stats.mismatched
+                series.max_abs_diff_prev[t] = stats.max_abs_diff
+                series.rel_l2_prev[t] = stats.rel_l2
+                sums.prev = stats.sums
+                if j == 1:
+                    series.rel_l2_first[t], sums.first = stats.rel_l2, stats.sums
+                else:
+                    fstats = _finish(self.first[j], size)
+                    series.rel_l2_first[t], sums.first = fstats.rel_l2, fstats.sums
+            elif not self.strings:
+                series.rel_l2_first[t] = 0.0
+            series.sums[t] = sums
 
 
 def _shared(acc: _Accumulator, buffers: dict) -> _Accumulator:

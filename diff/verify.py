@@ -266,3 +266,77 @@ def _plain(value: Any) -> str:
 def _listed(items: Sequence[str]) -> str:
     shown = ", ".join(map(str, items[:MAX_LISTED]))
     return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+# --- the verify document and the framework check ----------------------------------------------
+
+SCHEMA_VERSION = 1
+LOAD_TIMEOUT = 1800
+
+
+def check_readable(store: Store) -> None:
+    """Read every tensor once, so that a damaged input fails with its own one-line error
+    instead of as every round trip in the table."""
+    for tensor in store.values():
+        for _ in tensor.iter_chunks():
+            pass
+
+
+def status(trips: Sequence[Trip]) -> str:
+    """"error" if any conversion failed, "different" if anything was lost or differs (a
+    framework load included), else "ok" (every pair identical or skipped)."""
+    if any(t.status == "failed" for t in trips):
+        return "error"
+    if any(t.status not in ("identical", "skipped")
+           or (t.load or {}).get("status") in ("different", "failed")
+           for t in trips):
+        return "different"
+    return "ok"
+
+
+def document(path: str, store: Store, trips: Sequence[Trip]) -> dict[str, Any]:
+    """The JSON document of `weightkit verify --format json` (and `weightkit.verify`)."""
+    return {"schema_version": SCHEMA_VERSION, "file": path, "format": store.format,
+            "status": status(trips), "trips": [t.as_dict() for t in trips]}
+
+
+def framework_check(original: str, store: Store) -> Callable[[Store, list[Trip]], None]:
+    """The `check` of `verify` for `--load`: the framework loads the original and every
+    round-tripped file in a child process (this process never imports TensorFlow) and compares
+    their weights bit for bit. UsageError for a store no framework loads; MissingDependencyError
+    without the `tensorflow` extra."""
+    import importlib.util
+    from ..converters.deps import require
+    from .oracle import FRAMEWORK_FORMATS
+    if store.format not in FRAMEWORK_FORMATS:
+        raise UsageError(f"--load: expected a framework format ({', '.join(FRAMEWORK_FORMATS)}), "
+                         f"received {store.format}")
+    if importlib.util.find_spec("tensorflow") is None:
+        require("tensorflow")  # raises MissingDependencyError with the install command
+    return lambda checked, trips: _framework_check(original, checked, trips)
+
+
+def _framework_check(original: str, store: Store, trips: list[Trip]) -> None:
+    import subprocess
+    import sys
+    checked = [t for t in trips if t.files and t.status not in ("failed", "skipped")]
+    if not checked:
+        return
+    jobs = [{"format": store.format, "original": os.path.abspath(original),
+             "copy": t.files[-1]} for t in checked]
+    with tempfile.TemporaryDirectory(prefix="weightkit-load-") as work:
+        jobs_path, results_path = os.path.join(work, "jobs.json"), os.path.join(work, "results.json")
+        with open(jobs_path, "w", encoding="utf-8") as f:
+            json.dump(jobs, f)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env.setdefault("KERAS_BACKEND", "tensorflow")
+        done = subprocess.run([sys.executable, "-m", "weightkit.diffing.oracle", jobs_path,
+                               results_path], env=env, capture_output=True, text=True,
+                              timeout=LOAD_TIMEOUT)
+        if done.returncode != 0 or not os.path.exists(results_path):
+            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise UsageError(f"--load: the framework check failed: {tail[0]}")
+        with open(results_path, encoding="utf-8") as f:
+            results = json.load(f)
+    for trip, result in zip(checked, results):
+        trip.load = result

@@ -6,10 +6,13 @@ around every short numpy call, and one address space whose map/unmap calls they 
 two cores they compared a 1 GiB pair 1.3x faster than one thread, processes 1.85x. Small jobs (and
 other systems, where fork is unsafe or absent) run in threads.
 
-While they run, BLAS is held to one thread (threadpoolctl; forked workers inherit the limit):
-OpenBLAS threads inside each np.dot on top of the workers oversubscribe the cores (a diff was 5x
-slower on 2 cores). The limit is lifted when the jobs end, so a program using weightkit keeps
-its own BLAS threads.
+While they run, BLAS is held to one thread (threadpoolctl; forked workers inherit the limit),
+one job or many: OpenBLAS threads inside each np.dot on top of the workers oversubscribe the
+cores (a diff was 5x slower on 2 cores), and a dot product split over threads is summed in
+another order (np.dot of 20,000 float64 values or more gives another last bit on two threads
+than on one), which would make a result depend on how many jobs ran beside it, and a Dask
+worker's (one BLAS thread, `distributed.py`) differ from the local one. The limit is lifted when
+the jobs end, so a program using weightkit keeps its own BLAS threads.
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from ..converters.store import Progress
+
 Result = TypeVar("Result")
-Progress = Callable[[int], None]
 
 PROCESS_MIN_BYTES = 64 << 20  # smaller jobs finish before forked workers would pay off
 _JOBS: list[tuple[Callable[..., Any], tuple]] = []  # inherited by forked workers, never pickled
@@ -34,10 +38,10 @@ def run_all(fn: Callable[..., Result], jobs: Sequence[tuple], sizes: Sequence[in
     threads `fn` reports its own progress; a worker process gets None and the job's size is
     reported here when it ends. `workers` 0: one per core, at most 4."""
     workers = min(workers or min(4, os.cpu_count() or 1), len(jobs))
-    if workers <= 1:
-        return [fn(*job, progress) for job in jobs]
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=1, user_api="blas"):
+        if workers <= 1:
+            return [fn(*job, progress) for job in jobs]
         if sum(sizes) >= PROCESS_MIN_BYTES and sys.platform.startswith("linux"):
             return _in_processes(fn, jobs, sizes, workers, progress)
         with ThreadPoolExecutor(max_workers=workers) as pool:

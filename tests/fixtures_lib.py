@@ -66,6 +66,30 @@ def select(**fields: Any) -> list[dict[str, Any]]:
     return [e for e in manifest().values() if all(e.get(k) == v for k, v in fields.items())]
 
 
+# The nested models of a case: the layers of each, which the framework's names leave out of the
+# path (Keras 3 `enc_dense/kernel`, tf_keras `enc_dense/kernel:0`) and weightkit keeps.
+NESTED_MODELS = {"nested": {"encoder": ("enc_dense", "enc_bn")}}
+
+
+def canonical_name(entry: dict[str, Any], name: str) -> str:
+    """The name weightkit gives the variable the manifest lists as `name`: the framework's
+    name without `:0`, inside its nested model's scope (`encoder/enc_dense/kernel`)."""
+    name = name.removesuffix(":0")
+    for model, layers in NESTED_MODELS.get(entry["case"], {}).items():
+        if name.split("/")[0] in layers:
+            return f"{model}/{name}"
+    return name
+
+
+def canonical_names(entry: dict[str, Any], optimizer: bool = False) -> list[str]:
+    """`canonical_name` of every model variable of a manifest entry (and of the optimizer's,
+    which keep Keras' own names)."""
+    names = [canonical_name(entry, v["name"]) for v in entry["variables"]]
+    if optimizer:
+        names += [v["name"].removesuffix(":0") for v in entry.get("optimizer_variables") or []]
+    return names
+
+
 def diff_pairs() -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(before, after) entries of the same format: real pairs for wdiff tests."""
     pairs = []

@@ -69,9 +69,8 @@ def _imported_modules(path: Path) -> set[str]:
     return found
 
 
-# keras_v3 (.keras) still reads its model.weights.h5 through the .weights.h5 module's naming
-# code; the Keras naming work (issue 14) moves that into a shared Keras codec.
-KNOWN_CROSS_IMPORTS = {("keras_v3", "keras_v3_weights")}
+# The Keras 3 formats share their weights tree through keras3_tree.py and keras_names.py.
+KNOWN_CROSS_IMPORTS: set[tuple[str, str]] = set()
 
 
 def test_no_module_outside_a_format_imports_its_internals():

@@ -108,8 +108,12 @@ def test_show_filter_and_no_optimizer(capsys, model: Path) -> None:
                     *fmt_args(model))
     assert [r["name"] for r in json.loads(out)["variables"]] == [
         "dense/bias", "adam/dense_kernel_momentum", "adam/iteration"]
-    _, out, _ = cli(capsys, "show", model, "--filter", "nothing*", *fmt_args(model))
-    assert out.splitlines()[-1].startswith("0 variables, 0 parameters")
+    code, out, err = cli(capsys, "show", model, "--filter", "dense/bais", *fmt_args(model))
+    assert code == 2 and out == ""
+    assert "--include: no variable named 'dense/bais' among 5; did you mean 'dense/bias'" in err
+    code, out, err = cli(capsys, "show", model, "--filter", "adam/*", "--no-optimizer",
+                         *fmt_args(model))
+    assert code == 2 and "leaves none of 5" in err
 
 
 def numbers_in(text: str) -> list[float]:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import weightkit
+from weightkit.converters.errors import UsageError
 from weightkit.converters.store import Store, Tensor
-from weightkit.diffing import engine, workers
+from weightkit.diffing import engine, numeric, workers
 from weightkit.diffing.engine import Options, compare_tensors, diff_stores, fingerprint
 from weightkit.diffing.match import Var, match, normalize
 
@@ -158,7 +159,7 @@ def test_identical_denormals_whose_squares_underflow():
 @pytest.mark.parametrize("where", [0, 50, 99])
 def test_a_late_difference_after_identical_pieces(where, monkeypatch):
     """Σa² of the identical pieces before the first difference is read again when needed."""
-    monkeypatch.setattr(engine, "PIECE", 4)
+    monkeypatch.setattr(numeric, "PIECE", 4)
     rng = np.random.default_rng(9)
     a = rng.standard_normal((10, 10)).astype(np.float32)
     b = a.copy()
@@ -175,7 +176,8 @@ def test_identical_bytes_with_nan():
     assert got.mismatched == 1 and got.nan_a == got.nan_b == 1 and got.inf_a == 1
 
 
-def test_progress_counts_every_byte():
+def test_progress_counts_every_byte(monkeypatch):
+    monkeypatch.setattr(numeric, "PIECE", 16)  # progress is reported piece by piece
     a, b = perturbed(np.float32, shape=(30, 20))
     seen = []
     compare_tensors(Tensor.from_array(a), Tensor.from_array(b.astype(np.float64)),
@@ -308,7 +310,26 @@ def test_selection():
     assert names() == ["dense/kernel", "dense/bias", "adam/m"]
     assert names(no_optimizer=True) == ["dense/kernel", "dense/bias"]
     assert names(include=("dense/*",), exclude=("*/bias",)) == ["dense/kernel"]
-    assert names(exclude=("dense/*", "adam/*")) == []
+    assert names(include=("opt",)) == ["adam/m"]  # the original key selects too
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"exclude": ("head/*", "adam/*")}, "leaves none of 3 variable(s)"),
+    ({"exclude": ("*",)}, "leaves none of 3"),
+    ({"include": ("haed/*",)}, "--include 'haed/*' matched none of 3 variable(s); did you mean "
+                               "'head/*'"),
+    ({"exclude": ("head/kernal",)}, "did you mean 'head/kernel'"),
+    ({"include": ("adam/*",), "no_optimizer": True}, "leaves none"),
+])
+def test_a_selection_that_selects_nothing_is_an_error(kw, message):
+    """A typo in --include/--exclude, or a selection leaving nothing to compare, is exit 2 with
+    the closest names, never "identical: no variables"."""
+    a = Store({"head/kernel": Tensor.from_array(np.zeros(3)),
+               "head/bias": Tensor.from_array(np.zeros(3)),
+               "adam/m": Tensor.from_array(np.zeros(3), {"role": "optimizer"})})
+    with pytest.raises(UsageError) as caught:
+        diff_stores(a, a, Options(**kw))
+    assert message in str(caught.value)
 
 
 def test_workers_give_the_same_result():

@@ -15,7 +15,7 @@ import pytest
 
 import weightkit
 from conformance import FormatConformance
-from fixtures_lib import fixture, select
+from fixtures_lib import canonical_names, fixture, select
 from keras_lib import h5_tree, oracle
 from weightkit.converters import keras_h5
 from weightkit.converters.errors import CorruptFileError, UnsafeFileError, WeightsError
@@ -48,7 +48,7 @@ def test_canonical_names_roles_and_values(entry: dict) -> None:
     with weightkit.load(path) as store, h5py.File(path, "r") as f:
         assert store.format == "keras-h5"
         weights = [n for n, t in store.items() if t.role == "weight"]
-        expected = [v["name"].removesuffix(":0") for v in entry["variables"]]
+        expected = canonical_names(entry)
         assert sorted(weights) == sorted(expected)
         optimizer = {n: t.role for n, t in store.items() if t.role != "weight"}
         assert len(optimizer) == len(entry.get("optimizer_variables", []))

@@ -17,7 +17,7 @@ import pytest
 
 import weightkit
 from conformance import FormatConformance
-from fixtures_lib import fixture, select
+from fixtures_lib import canonical_names, fixture, models, select
 from keras_lib import h5_tree, keras_member_tree, oracle
 from weightkit.converters import keras_v3
 from weightkit.converters.errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
@@ -35,7 +35,7 @@ class TestKerasWeightsH5Conformance(FormatConformance):
     carries_metadata = False
 
     def names(self, n: int) -> list[str]:
-        return [f"dense_{i:03d}/0" for i in range(n)]
+        return [f"block_{i:03d}/0" for i in range(n)]
 
 
 def files_of(path: Path) -> dict[str, object]:
@@ -78,27 +78,40 @@ def test_exact_write_back_direct_and_through_safetensors(entry: dict, tmp_path: 
 
 
 @pytest.mark.parametrize("entry", WEIGHTS + ARCHIVES, ids=[e["path"] for e in WEIGHTS + ARCHIVES])
-def test_canonical_names_use_layer_names(entry: dict) -> None:
+def test_canonical_names_are_the_keras_paths(entry: dict) -> None:
+    """Every Keras 3 file names its variables as Keras does (`variable.path`, which the
+    manifest records from the framework): `d1/kernel`, `lstm/lstm_cell/recurrent_kernel`,
+    `mha/query/kernel`, `adam/d1_kernel_momentum`, in the model's order for `.keras` and
+    sharded files; the positional names of before (`d1/0`, `optimizer/3`) stay aliases."""
     with weightkit.load(fixture(entry)) as store:
         weights = [n for n, t in store.items() if t.role == "weight"]
-        # the manifest names variables by Keras path (`d1/kernel`); ours are `d1/0`, `d1/1`, ...
-        layers = [v["name"].rsplit("/", 1)[0] for v in entry["variables"]]
-        assert sorted({n.rsplit("/", 1)[0] for n in weights}) == sorted(set(layers))
-        assert len(weights) == len(entry["variables"])
-        roles = [t.role for t in store.values() if t.role != "weight"]
-        assert len(roles) == len(entry.get("optimizer_variables") or [])
-        if roles:
-            assert store["optimizer/0"].role == "counter"
-            assert store["optimizer/0"].dtype == np.int64 and store["optimizer/0"].shape == ()
+        optimizer = [n for n, t in store.items() if t.role != "weight"]
+        want = canonical_names(entry)
+        want_opt = [v["name"] for v in entry.get("optimizer_variables") or []]
+        if entry["format"] == "keras" or entry["path"].endswith(".json"):
+            assert weights == want and optimizer == want_opt
+        else:
+            assert sorted(weights) == sorted(want) and optimizer == want_opt
+        digests = dict(zip(canonical_names(entry, optimizer=True),
+                           [v["sha256"] for v in entry["variables"]
+                            + (entry.get("optimizer_variables") or [])]))
         for name, tensor in store.items():
-            assert tensor.meta["key"].endswith(f"vars/{name.rsplit('/', 1)[1]}")
+            assert models.value_digest(tensor.read()) == digests[name]
+        if optimizer:
+            assert store[optimizer[0]].role == "counter" and optimizer[0].endswith("/iteration")
+            assert store["optimizer/0"] is store[optimizer[0]]  # the old positional name
+        for name, alias in store.aliases.items():
+            assert store[name] is store[alias]
+        first = weights[0]
+        index = store[first].meta["key"].rsplit("/", 1)[1]
+        assert store[f"{first.rsplit('/', 1)[0]}/{index}"] is store[first]
 
 
 def test_bfloat16_tags_read_and_written(tmp_path: Path) -> None:
     entry = select(path="bf16--keras3.weights.h5")[0]
     with weightkit.load(fixture(entry)) as store:
-        assert store["d1/0"].dtype_name == "bfloat16"
-        plain = Store.from_arrays({"d1/0": store["d1/0"].read()})
+        assert store["d1/kernel"].dtype_name == "bfloat16"
+        plain = Store.from_arrays({"d1/0": store["d1/kernel"].read()})
     out = tmp_path / "bf.weights.h5"
     weightkit.save(plain, out)
     with h5py.File(out, "r") as f:
@@ -151,7 +164,9 @@ def test_weights_without_names_keep_class_paths(tmp_path: Path) -> None:
         f.create_dataset("layers/dense_1/vars/0", data=np.ones(2, np.float32))
         f.create_group("vars")
     with weightkit.load(path) as store:
-        assert list(store) == ["dense/0", "dense_1/0"]
+        # the group says Dense; one 2-D float variable can only be a kernel (use_bias=False),
+        # a 1-D one is no Dense variable at all: it keeps its position
+        assert list(store) == ["dense/kernel", "dense_1/0"]
 
 
 def test_foreign_store_to_archive_needs_a_template(tmp_path: Path) -> None:
@@ -259,7 +274,7 @@ def test_deflated_weights_read_in_memory_and_config_never_deserialized(tmp_path:
                                ("model.weights.h5", _weights_bytes())],
                     compression=zipfile.ZIP_DEFLATED)
     with weightkit.load(path) as store:
-        assert "d1/0" in store and store["d1/0"].read().shape == (8, 16)
+        assert store["d1/0"] is store["d1/kernel"] and store["d1/0"].read().shape == (8, 16)
     assert not sentinel.exists()
 
 
@@ -307,7 +322,7 @@ def test_keras3_loads_our_files_bit_identically(tmp_path: Path) -> None:
         templated = tmp_path / "templated.keras"
         weightkit.save(plain, templated, like=template)
         tampered = tmp_path / "tampered.keras"
-        edited = plain.replace({**dict(plain), "d1/0": plain["d1/0"].map(lambda a: -a)})
+        edited = plain.replace({**dict(plain), "d1/kernel": plain["d1/kernel"].map(lambda a: -a)})
         weightkit.save(edited, tampered, like=template)
     pairs += [("mlp--keras3.keras", str(templated)), ("mlp--keras3.keras", str(tampered))]
     result = oracle("keras3", pairs)

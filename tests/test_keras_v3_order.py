@@ -214,7 +214,8 @@ def test_groups_the_config_does_not_mention_come_after(tmp_path: Path) -> None:
     got = contents(path)
     assert got == contents(base)
     weights = [n for n, (role, *_) in got.items() if role == "weight"]
-    assert weights == ["out/0", "out/1", "c1/0", "c1/1", "bn/0", "bn/1", "bn/2", "bn/3"]
+    assert weights == ["out/kernel", "out/bias", "c1/kernel", "c1/bias", "bn/gamma", "bn/beta",
+                       "bn/moving_mean", "bn/moving_variance"]
 
 
 # -- models written by Keras 3 ------------------------------------------------------------------
@@ -245,16 +246,23 @@ def test_keras_written_models_list_keras_order(keras_made: dict, case: str,
                                    strip_names=True)
         assert listed(stripped, digest) == want
     archive = contents(directory / "model.keras")
-    assert contents(directory / "model.weights.h5") == archive
+    bare = contents(directory / "model.weights.h5")
+    assert {n: c for n, c in bare.items() if c[0] == "weight"} == \
+        {n: c for n, c in archive.items() if c[0] == "weight"}
+    # Without config.json the optimizer's slots are named only when one order of the layers
+    # fits their shapes; here several do (same-shaped layers of several classes): positions.
+    assert sorted(c for c in bare.values() if c[0] != "weight") == \
+        sorted(c for c in archive.values() if c[0] != "weight")
     with weightkit.load(directory / "model.weights.h5") as store:
-        groups = {n: re.sub(r"/vars/\d+$", "", t.meta["key"]) for n, t in store.items()}
+        groups = {n: re.sub(r"/vars/\d+$", "", t.meta["key"]) for n, t in store.items()
+                  if t.role == "weight"}
     # the layer that holds each variable: a top-level layer (with its sublayers), or a layer
     # of a nested model
     owner = {n: g.split("/")[1] if g.startswith("layers/") and "/layers/" not in g else g
              for n, g in groups.items()}
     for layer in set(owner.values()):
         assert [n for n in owner if owner[n] == layer] == \
-            [n for n in archive if owner[n] == layer], layer
+            [n for n in archive if n in owner and owner[n] == layer], layer
 
 
 @pytest.mark.tensorflow

@@ -303,7 +303,7 @@ def test_values_globs_exports_and_errors(kernel_file, tmp_path):
     text = run_cli("show", path, "--values", "conv1/bias").stdout
     assert text.splitlines()[0] == "conv1/bias: shape (5,) float64"
     done = run_cli("show", path, "--values", "conv1/kernal")
-    assert done.returncode == 2 and "closest: 'conv1/kernel'" in done.stderr
+    assert done.returncode == 2 and "did you mean 'conv1/kernel'" in done.stderr
     done = run_cli("show", path, "--values", "conv1/kernel[0, 9]")
     assert done.returncode == 2 and "does not fit shape (3, 3, 4, 5)" in done.stderr
     done = run_cli("show", path, "--values", "conv1/kernel[__import__('os')]")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from weightkit.converters.store import Tensor
-from weightkit.diffing import summary
+from weightkit.diffing import numeric, summary
 from weightkit.diffing.summary import tensor_stats
 
 
@@ -36,7 +36,7 @@ def check(array: np.ndarray, max_bytes: int) -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, ml_dtypes.bfloat16,
                                    np.int8, np.uint64, np.bool_, np.complex64])
 def test_dtypes_in_pieces_and_chunks(dtype, monkeypatch):
-    monkeypatch.setattr(summary, "PIECE", 7)
+    monkeypatch.setattr(numeric, "PIECE", 7)
     rng = np.random.default_rng(1)
     array = (rng.standard_normal((13, 11)) * 5).astype(dtype)
     if np.dtype(dtype).kind == "c":
@@ -47,7 +47,7 @@ def test_dtypes_in_pieces_and_chunks(dtype, monkeypatch):
 
 
 def test_nan_inf_and_all_nonfinite_pieces(monkeypatch):
-    monkeypatch.setattr(summary, "PIECE", 3)
+    monkeypatch.setattr(numeric, "PIECE", 3)
     a = np.array([np.nan, np.inf, -np.inf, 1.0, 0.0, -2.0, np.nan, np.nan, np.nan, 5.0], np.float32)
     check(a, 1 << 20)
     check(np.full(5, np.nan), 16)
@@ -63,12 +63,12 @@ def test_large_offset_keeps_std_accurate():
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1,
                 max_size=60), st.integers(1, 9), st.integers(4, 64))
 def test_any_values_any_pieces(values, piece, max_bytes):
-    original = summary.PIECE
-    summary.PIECE = piece
+    original = numeric.PIECE
+    numeric.PIECE = piece
     try:
         check(np.array(values, np.float32), max_bytes)
     finally:
-        summary.PIECE = original
+        numeric.PIECE = original
 
 
 def test_batched_small_tensors_match_one_by_one():

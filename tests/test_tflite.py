@@ -401,14 +401,16 @@ def validate(report: dict) -> None:
 def test_batchnorm_folded_into_the_convolution_is_shown_as_folded() -> None:
     code, report = _wdiff(fixture("tlconv--keras3.keras"), fixture("tlconv--keras3-f32.tflite"))
     by_a = {e["name_a"]: e for e in report["variables"]}
-    assert {by_a[f"bn1/{i}"]["status"] for i in range(4)} == {"folded"}
-    assert all(by_a[f"bn1/{i}"]["name_b"] == "tlconv_1/c1_1/convolution" for i in range(4))
-    kernel = by_a["c1/0"]
+    bn = ("gamma", "beta", "moving_mean", "moving_variance")  # Keras' names (issue 14)
+    assert {by_a[f"bn1/{v}"]["status"] for v in bn} == {"folded"}
+    assert all(by_a[f"bn1/{v}"]["name_b"] == "tlconv_1/c1_1/convolution" for v in bn)
+    kernel = by_a["c1/kernel"]
     assert kernel["name_b"] == "tlconv_1/c1_1/convolution" and kernel["status"] == "same"
     assert "folded with bn1" in kernel["transform"] and "OHWI→HWIO" in kernel["transform"]
-    assert "folded with bn1" in by_a["c1/1"]["transform"]
-    assert by_a["fc/1"]["status"] == "folded" and "all zeros" in by_a["fc/1"]["transform"]
-    assert by_a["dw/0"]["transform"] == "1HW(C*M)→HWCM" and by_a["dw/0"]["max_abs_diff"] == 0
+    assert "folded with bn1" in by_a["c1/bias"]["transform"]
+    assert by_a["fc/bias"]["status"] == "folded" and "all zeros" in by_a["fc/bias"]["transform"]
+    assert by_a["dw/kernel"]["transform"] == "1HW(C*M)→HWCM"
+    assert by_a["dw/kernel"]["max_abs_diff"] == 0
     assert report["summary"]["export"]["side"] == "b"
     assert sorted(report["summary"]["export"]["structural"]) == [
         "tlconv_1/gap_1/Mean/reduction_indices", "tlconv_1/tc_1/conv_transpose/input_sizes"]
@@ -425,9 +427,9 @@ def test_int8_export_reports_the_quantization_error_per_layer() -> None:
             weightkit.load(fixture("tlconv--keras3-int8.tflite")) as lite:
         real = dequantize(lite)
         for source, exported, to_stored in (
-                ("dw/0", "tlconv_1/dw_1/depthwise", lambda k: k.reshape(1, 3, 3, 16)),
-                ("tc/0", "tlconv_1/tc_1/conv_transpose", lambda k: k.transpose(2, 0, 1, 3)),
-                ("fc/0", "tlconv_1/fc_1/MatMul", lambda k: k.T)):
+                ("dw/kernel", "tlconv_1/dw_1/depthwise", lambda k: k.reshape(1, 3, 3, 16)),
+                ("tc/kernel", "tlconv_1/tc_1/conv_transpose", lambda k: k.transpose(2, 0, 1, 3)),
+                ("fc/kernel", "tlconv_1/fc_1/MatMul", lambda k: k.T)):
             want = to_stored(keras[source].read()).astype(np.float64)
             have = real[exported].read().astype(np.float64)
             e = by_a[source]
@@ -440,8 +442,9 @@ def test_int8_export_reports_the_quantization_error_per_layer() -> None:
             assert e["worst_channel"]["axis"] == axis
             assert e["worst_channel"]["index"] == int(per.argmax())
             assert e["worst_channel"]["max_abs_diff"] == pytest.approx(per.max(), rel=1e-12)
-        assert "folded with bn1 (ε=0.001)" in by_a["c1/0"]["transform"]
-        assert {by_a[f"bn1/{i}"]["status"] for i in range(4)} == {"folded"}
+        assert "folded with bn1 (ε=0.001)" in by_a["c1/kernel"]["transform"]
+        assert {by_a[f"bn1/{v}"]["status"]
+                for v in ("gamma", "beta", "moving_mean", "moving_variance")} == {"folded"}
     validate(report)
 
 
@@ -460,7 +463,7 @@ def test_export_diff_either_way_round() -> None:
     assert {(e["name_b"], e["name_a"]): e["status"] for e in backward["variables"]} == pairs
     assert backward["summary"]["export"]["side"] == "a"
     changed = {a for (a, _), s in pairs.items() if s == "changed"}
-    assert changed == {"d1/0", "d2/0"}  # the two kernels of >= 1024 elements became int8
+    assert changed == {"d1/kernel", "d2/kernel"}  # the two kernels of >= 1024 elements: int8
 
 
 def test_pruned_export_differs_exactly_where_it_was_pruned() -> None:
@@ -470,8 +473,8 @@ def test_pruned_export_differs_exactly_where_it_was_pruned() -> None:
         name = next(n for n in lite if "sparsity" in lite[n].meta["tflite"])
         zeroed = int(np.sum((lite[name].read().T == 0) & (keras["d1/0"].read() != 0)))
     by_a = {e["name_a"]: e for e in report["variables"]}
-    assert by_a["d1/0"]["name_b"] == name and by_a["d1/0"]["mismatched"] == zeroed > 0
-    assert all(e["status"] == "same" for a, e in by_a.items() if a != "d1/0")
+    assert by_a["d1/kernel"]["name_b"] == name and by_a["d1/kernel"]["mismatched"] == zeroed > 0
+    assert all(e["status"] == "same" for a, e in by_a.items() if a != "d1/kernel")
 
 
 def test_low_bit_types_unpack_lowest_bits_first(tmp_path: Path) -> None:
@@ -503,9 +506,7 @@ def test_export_diff_pairs_checkpoint_style_names_and_skips_optimizer_state() ->
     optimizer slots) pairs the same way; optimizer state is listed as not exported."""
     with weightkit.load(fixture("tldense--keras3.keras")) as keras, \
             weightkit.load(fixture("tldense--keras3-int8.tflite")) as lite:
-        names = {"0": "kernel", "1": "bias"}
-        tensors = {f"model/{n.split('/')[0]}/{names[n.split('/')[1]]}": t
-                   for n, t in keras.items()}
+        tensors = {f"model/{n}": t for n, t in keras.items()}  # d1/kernel as Keras names it
         tensors["optimizer/d1/kernel/m"] = Tensor.from_array(np.zeros((32, 64), np.float32),
                                                              {"role": "optimizer"})
         source = Store(tensors)
