@@ -421,6 +421,8 @@ class Bundle(Index):
         super()._open(root)
         self.sizes = []
         self.pins: dict[int, seam.Stat] = {}  # a URL's shards, pinned when the index is read
+        seam.stat_all([data_path(self.prefix, s, self.num_shards) for s in
+                       range(self.num_shards)] if seam.is_url(self.prefix) else [])
         for shard in range(self.num_shards):
             path = data_path(self.prefix, shard, self.num_shards)
             if not seam.is_url(path):

@@ -472,8 +472,11 @@ class _HTTP(_Backend):
     listable = False
 
     def stat(self, url: str) -> Stat | None:
+        return self.run(self.astat(url))
+
+    async def astat(self, url: str) -> Stat | None:
         try:
-            info = self.fs.info(url)
+            info = await self.fs._info(url)
         except FileNotFoundError as exc:
             if _status(exc.__cause__) in (401, 403):
                 raise  # fsspec's HTTP backend calls a refusal "not found"
@@ -681,6 +684,32 @@ def stat(url: str) -> Stat | None:
     if url not in cache.single:
         cache.single[url] = _call(url, lambda: backend.stat(url))
     return cache.single[url]
+
+
+def stat_all(urls: Sequence[str]) -> None:
+    """Ask about many objects at once, for the `stat` calls that follow: over HTTP, which has
+    no listings, the HEAD requests go out together (a TF.js model's 64 shards: one round trip,
+    not 64). Errors are left for `stat` to raise."""
+    import asyncio
+    cache = _listings()
+    todo = [u for u in dict.fromkeys(urls) if is_url(u) and u not in cache.single]
+    todo = [u for u in todo if isinstance(_backend(u), _HTTP)]
+    if not todo:
+        return
+    backend = _backend(todo[0])
+    same = [u for u in todo if _backend(u) is backend]
+
+    async def all_of() -> list:
+        limit = asyncio.Semaphore(MAX_REQUESTS)
+
+        async def one(url: str) -> Any:
+            async with limit:
+                return await backend.astat(url)
+        return await asyncio.gather(*(one(u) for u in same), return_exceptions=True)
+    for url, found in zip(same, backend.run(all_of())):
+        if not isinstance(found, BaseException):
+            cache.single[url] = found
+    stat_all([u for u in todo if u not in same])
 
 
 def isfile(path: str) -> bool:
@@ -1021,7 +1050,7 @@ class RemoteFile:
                                 continue
                             table[b + 1] = 0  # left behind by a process that ended
                         piece = None if exact else self._piece_for_block(b)
-                        runs = self._missing(*self._blocks_of(piece)) if piece is not None \
+                        runs = self._piece_runs(piece) if piece is not None \
                             else self._missing(b, last)
                         runs = [r for r in runs if r[0] <= b < r[1]] + \
                             [r for r in runs if not r[0] <= b < r[1]]
@@ -1052,6 +1081,20 @@ class RemoteFile:
     def _blocks_of(self, piece: int) -> tuple[int, int]:
         start, end = self._index[piece]
         return start // BLOCK, min(self._blocks, -(-end // BLOCK))
+
+    def _piece_runs(self, piece: int) -> list[tuple[int, int]]:
+        """The request(s) that complete a piece: one, from its first missing block to its
+        last (blocks cached in between are fetched again rather than splitting the request),
+        unless some are in flight."""
+        first, last = self._blocks_of(piece)
+        states = self._shared.table[first + 1:last + 1]
+        absent = np.flatnonzero(states == 0)
+        if absent.size == 0:
+            return []
+        lo, hi = first + int(absent[0]), first + int(absent[-1]) + 1
+        if (self._shared.table[lo + 1:hi + 1] < 0).any():
+            return self._missing(first, last)
+        return [(lo, hi)]
 
     def _missing(self, first: int, last: int) -> list[tuple[int, int]]:
         """The runs of absent blocks in [first, last), each at most a piece."""
@@ -1089,7 +1132,7 @@ class RemoteFile:
                 return
             first, last = self._blocks_of(nxt)
             ahead += (last - first) * BLOCK
-            for run in self._missing(first, last):
+            for run in self._piece_runs(nxt):
                 if self._submit(run) is None:
                     return
 
@@ -1105,11 +1148,12 @@ class RemoteFile:
         import asyncio
         table = self._shared.table
         first, last = run
-        if any(table[b + 1] != 0 for b in range(first, last)):
+        states = table[first + 1:last + 1]
+        if (states < 0).any() or not (states == 0).any():
             return None
         if len(self._inflight) >= self._limit():
             return None
-        table[first + 1:last + 1] = -os.getpid()
+        states[states == 0] = -os.getpid()  # blocks cached already are fetched again, unclaimed
         start, end = first * BLOCK, min(last * BLOCK, self.size)
         future = asyncio.run_coroutine_threadsafe(self._fetch(first, last, start, end),
                                                   self._backend.loop)

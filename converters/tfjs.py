@@ -361,7 +361,8 @@ def layout(groups: list[Group], root: str, path: str) -> list[GroupData]:
     out = []
     remote = seam.is_url(root)
     if remote:
-        seam.scan(root.rstrip("/") + "/")  # every weight file: one listing
+        seam.scan(root.rstrip("/") + "/")  # every weight file: one listing (HTTP: HEADs at once)
+        seam.stat_all([seam.inside(root, n) for g in groups for n in g.paths])
     for g, group in enumerate(groups):
         group.files, group.sizes, group.pins = [], [], []
         for name in group.paths:
