@@ -51,18 +51,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from . import carry, keras_config
 from .atomic import atomic_output
-from .dtypes import STRING, dtype_from_name, dtype_name, is_string
+from .dtypes import STRING, dtype_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .foreign import structure_losses
 from .format import Format, WritePlan
 from .mapped import GRANULARITY, rows
 from .paths import check_input, inside
-from .store import CHUNK_BYTES, Index, Store, Tensor
+from .store import Index, Store, Tensor
 
 NAME = "tfjs"
 NAMESPACE = "tfjs"
