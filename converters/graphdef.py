@@ -40,13 +40,12 @@ from .paths import check_input
 from .protowire import LENGTH, VARINT, length_field, spans
 from .sstable import get_varint, put_varint
 from .store import Index, Store, Tensor
+from .tf_dtypes import DTYPES as TF_DTYPES, ENUMS, QUANTIZED
 
 NAME = "tf-graphdef"
 NAMESPACE = codec.NAMESPACE_KEY
 CARRY_LIMIT = 32 << 20
 NODE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_>./]*")   # tensorflow/core/graph/graph.cc
-_ENUMS = {name: enum for enum, name in codec.TF_DTYPES.items()
-          if enum not in codec.QUANTIZED_ENUMS}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,8 +186,8 @@ def describe(constant: codec.Constant) -> dict[str, Any]:
     out: dict[str, Any] = {"field": field}
     if constant.field != codec.CONTENT:
         out.update(values=constant.count, packed=constant.packed)
-    if constant.enum in codec.QUANTIZED_ENUMS:
-        out["dtype"] = codec.QUANTIZED_ENUMS[constant.enum]
+    if constant.enum in QUANTIZED:
+        out["dtype"] = QUANTIZED[constant.enum]
     return out
 
 
@@ -286,7 +285,7 @@ def _plan(store: Store, like: Store | None) -> Plan:
                              "constant")
         t = store[constant.name]
         if t.dtype != constant.dtype or t.shape != constant.shape:
-            raise UsageError(f"{constant.name!r} is a {codec.TF_DTYPES[constant.enum]} "
+            raise UsageError(f"{constant.name!r} is a {TF_DTYPES[constant.enum]} "
                              f"constant of shape {list(constant.shape)} in the graph; the store "
                              f"has {t.dtype_name} {list(t.shape)} (the graph's other nodes "
                              "depend on them)")
@@ -318,7 +317,7 @@ def _plan_new(store: Store) -> Plan:
         if not NODE_NAME.fullmatch(name):
             raise UsageError(f"{name!r} is not a valid TensorFlow node name "
                              f"({NODE_NAME.pattern}); rename it (weightkit edit --rename)")
-        if t.dtype_name not in _ENUMS:
+        if t.dtype_name not in ENUMS:
             raise UsageError(f"a GraphDef cannot hold {name!r} ({t.dtype_name})")
 
     def write(out: Any) -> None:
@@ -329,7 +328,7 @@ def _plan_new(store: Store) -> Plan:
 
 def node_bytes(name: str, t: Tensor) -> bytes:
     """A Const NodeDef holding `t`, as TensorFlow serializes one (attrs by key)."""
-    enum = _ENUMS[t.dtype_name]
+    enum = ENUMS[t.dtype_name]
     shape = b"".join(length_field(2, b"" if d == 0 else b"\x08" + put_varint(d))
                      for d in t.shape)
     proto = b"\x08" + put_varint(enum) + length_field(2, shape)

@@ -46,22 +46,11 @@ from .dtypes import STRING, dtype_from_name
 from .errors import CorruptFileError, UnsafeFileError
 from .protowire import FIXED32, FIXED64, LENGTH, VARINT, Span, length_field, spans
 from .sstable import put_varint
+from .tf_dtypes import DTYPES as TF_DTYPES, HANDLES
 
 NAMESPACE_KEY = "tf_graphdef"
 MAX_EXPANSION = 1024          # a typed constant may expand to this many times the file ...
 SMALL_BYTES = 1 << 20         # ... plus this much
-
-# TensorFlow DataType -> canonical dtype (tensorflow/core/framework/types.proto); quantized
-# types as their storage types.
-TF_DTYPES: dict[int, str] = {
-    1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
-    8: "complex64", 9: "int64", 10: "bool", 11: "int8", 12: "uint8", 13: "int32",
-    14: "bfloat16", 15: "int16", 16: "uint16", 17: "uint16", 18: "complex128", 19: "float16",
-    22: "uint32", 23: "uint64", 24: "float8_e5m2", 25: "float8_e4m3fn", 26: "float8_e4m3fnuz",
-    28: "float8_e5m2fnuz", 29: "int4", 30: "uint4", 33: "float4_e2m1fn",
-}
-NOT_WEIGHTS = {20: "resource", 21: "variant"}
-QUANTIZED_ENUMS = {11: "qint8", 12: "quint8", 13: "qint32", 15: "qint16", 16: "quint16"}
 
 CONTENT = 4
 # TensorProto typed field per canonical dtype: (number, element kind)
@@ -200,7 +189,7 @@ def _tensor(buf: Any, full: str, node: str, function: str | None, chain: tuple[S
             content = part
         elif part.number in VALUE_FIELDS:
             typed.setdefault(part.number, []).append(part)
-    if enum in NOT_WEIGHTS:
+    if enum in HANDLES:
         return None
     where = f"constant {full!r}"
     dtype = tf_dtype(enum, where, path)
