@@ -14,7 +14,8 @@ Messages (tensorflow/tensorflow `tensorflow/core/framework/graph.proto`, `node_d
                   6 double_val, 7 int_val, 8 string_val, 9 scomplex_val, 10 int64_val,
                   11 bool_val, 12 dcomplex_val, 13 half_val, 14 resource_handle_val,
                   15 variant_val, 16 uint32_val, 17 uint64_val, 18 float8_val
-    SavedModel    1 saved_model_schema_version, 2 meta_graphs (MetaGraphDef: 2 graph_def)
+    SavedModel    1 saved_model_schema_version, 2 meta_graphs (MetaGraphDef: 2 graph_def,
+                  7 object_graph_def (SavedObjectGraph: 1 nodes (SavedObject: 7 variable)))
 
 Every `Const` node's `value` is a constant, named by the node (by `function:node` inside a
 function of the library). Its value (tensorflow/tensorflow `tensorflow/core/framework/tensor.cc`,
@@ -663,3 +664,23 @@ def replacer(graph: bytes, pairs: list[tuple[Constant, Tensor]]) -> Callable[[Bi
             bodies.append((constant, encode_tensor(graph, constant, array)))
         splice(graph, 0, len(graph), edits_for(bodies, 0), out)
     return write
+
+
+def saved_model_declares_variables(buf: Any, path: str | None) -> bool:
+    """Whether an object graph of a `saved_model.pb` holds a variable (a SavedObject of kind
+    `variable`; tensorflow/tensorflow `tensorflow/core/protobuf/saved_object_graph.proto`)."""
+    for field in spans(buf, 0, len(buf)):
+        if field.number != 2:
+            continue
+        meta = _message(field, "SavedModel.meta_graphs", path)
+        for part in spans(buf, meta.value_start, meta.end):
+            if part.number != 7:
+                continue
+            graph = _message(part, "MetaGraphDef.object_graph_def", path)
+            for node in spans(buf, graph.value_start, graph.end):
+                if node.number == 1 and any(
+                        kind.number == 7 for kind in spans(
+                            buf, _message(node, "SavedObjectGraph.nodes", path).value_start,
+                            node.end)):
+                    return True
+    return False
