@@ -17,6 +17,7 @@ import pytest
 
 import weightkit
 from fixtures_lib import fixture, manifest, models, select
+from weightkit.converters.quant import dequantize
 
 JS = Path(__file__).resolve().parent / "js"
 HAVE_TFJS = (JS / "node_modules" / "@tensorflow" / "tfjs").is_dir() and shutil.which("node")
@@ -95,6 +96,61 @@ def test_quantized_weights_read_as_stored_with_their_parameters(name: str) -> No
                         {"scheme": "min_scale", "scale": q["scale"], "min": q["min"],
                          "dtype": "float32"})
             assert tensor.meta["quantization"] == expected
+
+
+# Quantized weights TF.js decodes with every rounding its decoder has: float32 from uint8 and
+# uint16, int32 with halves of both signs (Math.round: toward +inf), values that wrap modulo
+# 2^32, infinity (ToInt32: 0) and steps that are not exact in binary.
+DEQUANTIZE_CASES = [  # name, dtype, quantized dtype, scale, min
+    ("f_u8", "float32", "uint8", 0.1, -12.8),
+    ("f_u16", "float32", "uint16", 3.0517578125e-05 / 3, -1.0),
+    ("i_u8_halves", "int32", "uint8", 0.5, -64.5),
+    ("i_u8_tenths", "int32", "uint8", 0.1, -12.85),
+    ("i_u16_wraps", "int32", "uint16", 65537.0, 2147483000.0),
+    ("i_u16_infinite", "int32", "uint16", 1e308, -1e308),
+]
+
+
+@needs_tfjs
+@pytest.mark.parametrize("name", sorted(QUANTIZED) + ["hand-made"])
+def test_dequantized_weights_are_what_tfjs_decodes(tmp_path: Path, name: str) -> None:
+    """`--dequantize` gives, bit for bit, the tensors TF.js's own decoder (tfjs-core
+    `decodeWeight`) loads: the converter's uint8 and float16 models, and hand-made int32 and
+    float32 weights of every rounding case (int32 weights dequantize to int32, as TF.js loads
+    them)."""
+    if name == "hand-made":
+        rng = np.random.default_rng(0)
+        weights, data = [], b""
+        for key, dtype, stored, scale, low in DEQUANTIZE_CASES:
+            q = np.arange(256 if stored == "uint8" else 2048).astype(stored)
+            if stored == "uint16":
+                q = np.concatenate([q, rng.integers(0, 65536, 2048).astype(stored)])
+            weights.append({"name": key, "shape": [int(q.size)], "dtype": dtype,
+                            "quantization": {"dtype": stored, "scale": scale, "min": low}})
+            data += q.astype(f"<{np.dtype(stored).str[1:]}").tobytes()
+        path = tmp_path / "model"
+        path.mkdir()
+        (path / "group1-shard1of1.bin").write_bytes(data)
+        (path / "model.json").write_text(json.dumps({
+            "format": "graph-model", "generatedBy": "test", "convertedBy": None,
+            "modelTopology": {"node": []},
+            "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": weights}]}))
+    else:
+        path = fixture(name)
+    decoded = tfjs("weights", path / "model.json")
+    with weightkit.load(path) as store:
+        plain = dequantize(store)
+        assert list(plain) == list(decoded)
+        for key, record in decoded.items():
+            got = plain[key].read()
+            assert plain[key].meta["dequantized"]["from"] == store[key].dtype_name
+            assert same_bits(got, array(record)), key
+            assert np.array_equal(np.concatenate(list(plain[key].iter_chunks(37))),
+                                  got.reshape(-1)), key
+    if name == "hand-made":
+        ints = [array(decoded[k]) for k in ("i_u8_halves", "i_u16_wraps", "i_u16_infinite")]
+        assert {-2, 2}.issubset(set(ints[0].tolist()))  # halves of both signs were rounded
+        assert ints[1].min() < 0 < ints[1].max() and (ints[2] == 0).all()
 
 
 def test_weights_spanning_shards_read_across_files() -> None:
