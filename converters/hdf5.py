@@ -279,14 +279,18 @@ def _check_dataset(ds, where: str, file_size: int | None, h5py, descriptor: int 
 
 def describe(f, path: str | None = None, file_size: int | None = None
              ) -> tuple[dict, list[tuple[str, Any]]]:
-    """Walk an open file: (tree, [(dataset path, h5py dataset), ...] in file order).
+    """Walk an open file: (tree, [(dataset path, dataset), ...] in file order), each dataset a
+    `Described` (its shape, dtype and data offset known from the walk; the library's object is
+    opened only when a read needs it).
 
     Raises UnsafeFileError / CorruptFileError before any dataset data is read.
     """
     h5py = h5py_module()
     seen: set = set()
     datasets: list[tuple[str, Any]] = []
+    offsets: dict[str, int] = {}
     descriptor = 8 + f.id.get_create_plist().get_sizes()[0]  # length, heap address, index
+    mapped = f.driver == "sec2"  # a file opened by path: contiguous data can be mapped
 
     def node_attrs(obj) -> list:
         return [[name, encode_attr(obj.attrs, name)] for name in obj.attrs]
@@ -311,9 +315,12 @@ def describe(f, path: str | None = None, file_size: int | None = None
             if isinstance(obj, h5py.Dataset):
                 node = {"attrs": node_attrs(obj),
                         "dataset": _check_dataset(obj, where, file_size, h5py, descriptor)}
+                offset = _contiguous_offset(obj, node["dataset"]) if mapped else None
+                if offset is not None:
+                    offsets[where] = offset
                 if _is_vlen(node["dataset"]["type"]):  # read in the child: libhdf5 may
                     read_strings(obj, (), where)          # loop on a damaged global heap
-                datasets.append((where, obj))
+                datasets.append((where, node["dataset"]))
             elif isinstance(obj, h5py.Group):
                 node = visit(obj, where + "/")
             else:
@@ -325,8 +332,9 @@ def describe(f, path: str | None = None, file_size: int | None = None
     def walk_all() -> dict:
         seen.clear()
         datasets.clear()
+        offsets.clear()
         seen.add(h5py.h5o.get_info(f.id).addr)
-        return visit(f, "")
+        return {"tree": visit(f, ""), "offsets": offsets}
 
     with h5_errors(path):
         identity = _identity(f)
@@ -334,13 +342,47 @@ def describe(f, path: str | None = None, file_size: int | None = None
         if data is None:
             data = in_child(walk_all, path)
             if data is None:  # the child failed with an error: the same walk raises it here
-                return walk_all(), datasets
+                walked = walk_all()
+                return walked["tree"], [(w, Described(f, w, ds, offsets.get(w)))
+                                        for w, ds in datasets]
             if identity is not None:
                 _VETTED[identity] = data
                 while len(_VETTED) > VETTED_FILES:
                     del _VETTED[next(iter(_VETTED))]
-        tree = json.loads(data)
-        return tree, [(where, f[where]) for where, node in walk(tree) if "dataset" in node]
+        walked = json.loads(data)
+        tree, offsets = walked["tree"], walked["offsets"]
+        return tree, [(where, Described(f, where, node["dataset"], offsets.get(where)))
+                      for where, node in walk(tree) if "dataset" in node]
+
+
+class Described:
+    """A dataset of an open file as the vetting walk described it: `shape`, `dtype`, `chunks`
+    and the byte `offset` of contiguous data come from the description, and the library's
+    dataset object is opened only when something else is asked of it (a chunked, filtered or
+    string read). Opening 10,000 h5py datasets costs seconds; these cost nothing."""
+
+    __slots__ = ("file", "name", "shape", "dtype", "chunks", "offset", "_dataset")
+
+    def __init__(self, f, name: str, description: Mapping[str, Any], offset: int | None):
+        self.file, self.name, self.offset, self._dataset = f, name, offset, None
+        self.shape = tuple(description["shape"])
+        self.dtype = _numpy_type(description["type"], h5py_module())
+        self.chunks = tuple(description["chunks"]) if "chunks" in description else None
+
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            self._dataset = self.file[self.name]
+        return self._dataset
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.dataset, attr)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.dataset[index]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
 
 
 VETTED_FILES = 64  # trees of files vetted in this process, by identity
@@ -456,10 +498,11 @@ def tensor_dtype(ds, attrs: Mapping[str, Any], where: str) -> np.dtype:
     return dt.newbyteorder("=") if dt.byteorder not in "=|" else dt
 
 
-def _contiguous_offset(ds) -> int | None:
-    """Where a dataset's numbers lie in one unfiltered run of bytes of a file opened by path
-    (h5py's default driver), or None: chunked, not yet written, or not a plain number type."""
-    if ds.chunks is not None or ds.file.driver != "sec2" or ds.dtype.kind not in "biufc":
+def _contiguous_offset(ds, description: Mapping[str, Any]) -> int | None:
+    """Where a dataset's numbers lie in one unfiltered run of bytes of the file, or None:
+    chunked, not yet written, or not a plain number type."""
+    if "chunks" in description or _numpy_type(description["type"], h5py_module()).kind \
+            not in "biufc":
         return None
     return ds.id.get_offset()
 
@@ -467,13 +510,14 @@ def _contiguous_offset(ds) -> int | None:
 def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.ndarray]:
     """get(index) as a zero-copy view of a map of the rows it needs (the HDF5 library would
     copy every block into a new array first)."""
-    fd, dtype, shape = ds.file.id.get_vfd_handle(), ds.dtype, ds.shape
+    fid = ds.file.id
+    fd, dtype, shape, filename = fid.get_vfd_handle(), ds.dtype, ds.shape, ds.file.filename
     row_bytes = dtype.itemsize * math.prod(shape[1:])
     opened = os.fstat(fd)
     size = opened.st_size
 
     def get(index: tuple) -> np.ndarray:
-        if not ds.id.valid:  # closed: the descriptor may already name another file
+        if not fid.valid:  # closed: the descriptor may already name another file
             raise UsageError("the store is closed", path)
         run = rows(index, shape)
         r0, r1, index = (0, shape[0] if shape else 1, index) if run is None else run
@@ -490,7 +534,7 @@ def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.nd
         else:
             if start + nbytes > os.fstat(fd).st_size:
                 raise FileChangedError(path=path)
-            mapped, at = map_range(fd, start, nbytes, path or ds.file.filename, opened)
+            mapped, at = map_range(fd, start, nbytes, path or filename, opened)
             block = np.frombuffer(mapped, dtype, nbytes // dtype.itemsize, at)
         return block.reshape((r1 - r0, *shape[1:]) if shape else ())[index]
     return get
@@ -572,7 +616,7 @@ def _read_banded(ds, index: tuple, band: int | None) -> np.ndarray:
 
 def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) -> Tensor:
     """A Tensor reading `ds` on demand, with errors turned into CorruptFileError."""
-    offset = _contiguous_offset(ds) if dtype != STRING else None
+    offset = ds.offset if isinstance(ds, Described) and dtype != STRING else None
     if offset is not None:
         return Tensor(ds.shape, dtype, _mapped_getter(ds, offset, path), meta)
     vlen = dtype == STRING and h5py_module().check_string_dtype(ds.dtype).length is None
@@ -612,10 +656,30 @@ def walk(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, dict]
             yield from walk(node, where + "/")
 
 
+_INDEXES: dict[int, tuple[list, int, dict]] = {}  # id(children) -> (children, len, name -> node)
+
+
+def child(node: Mapping[str, Any], name: str) -> dict | None:
+    """The child `name` of a described group (the last of that name), or None. Groups with many
+    children are indexed once (trees only ever grow by appending), so finding each of 10,000
+    datasets is not quadratic."""
+    children = node.get("children")
+    if not children:
+        return None
+    if len(children) < 16:
+        return next((c for n, c in reversed(children) if n == name), None)
+    hit = _INDEXES.get(id(children))
+    if hit is None or hit[0] is not children or hit[1] != len(children):
+        if len(_INDEXES) > 64:
+            _INDEXES.clear()  # bounded: the cache keeps the lists it indexes alive
+        hit = _INDEXES[id(children)] = (children, len(children), dict(children))
+    return hit[2].get(name)
+
+
 def find(tree: Mapping[str, Any], path: str) -> dict | None:
     node: Any = tree
     for part in [p for p in path.split("/") if p]:
-        node = dict((n, c) for n, c in node.get("children", [])).get(part)
+        node = child(node, part)
         if node is None:
             return None
     return node
@@ -858,7 +922,7 @@ def place(node: dict, relpath: str, tensor: Tensor, tensors: dict, prefix: str) 
         raise UsageError(f"cannot store {relpath!r} in HDF5: empty or dot path component")
     for i, part in enumerate(parts):
         children = node["children"]
-        existing = dict((n, c) for n, c in children).get(part)
+        existing = child(node, part)
         last = i == len(parts) - 1
         if existing is None:
             existing = {"attrs": [], "dataset": {}} if last else {"attrs": [], "children": []}

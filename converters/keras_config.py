@@ -265,25 +265,6 @@ def full_model_tree(model: KerasModel, store: Store) -> tuple[dict, dict[str, Te
             if quantization is not None and tensor.dtype_name in ("uint8", "uint16"):
                 raise UsageError(f"{name!r} is quantized ({tensor.dtype_name}); Keras would "
                                  "load the stored integers: convert with --dequantize")
-            _place(node, weight_name, f"model_weights/{layer}/", tensor, tensors)
+            hdf5.place(node, weight_name, tensor, tensors, f"model_weights/{layer}/")
         weights_node["children"].append([layer, node])
     return {"attrs": root_attrs, "children": [["model_weights", weights_node]]}, tensors
-
-
-def _place(node: dict, relpath: str, prefix: str, tensor: Tensor,
-           tensors: dict[str, Tensor]) -> None:
-    """A dataset for `tensor` at `relpath` below `node`, creating the groups on the way."""
-    parts = relpath.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise UsageError(f"cannot store {relpath!r} in HDF5: empty or dot path component")
-    for i, part in enumerate(parts):
-        children = dict((n, c) for n, c in node["children"])
-        last = i == len(parts) - 1
-        child = children.get(part)
-        if child is None:
-            child = {"attrs": [], "dataset": {}} if last else {"attrs": [], "children": []}
-            node["children"].append([part, child])
-        elif last or "dataset" in child:
-            raise UsageError(f"cannot store {prefix}{relpath!r} in HDF5: the path is taken")
-        node = child
-    tensors[prefix + relpath] = tensor
