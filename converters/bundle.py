@@ -31,23 +31,18 @@ from .paths import inside
 from .source import Source
 from .sstable import FOOTER_SIZE, crc32c, get_varint, mask_crc, put_varint, read_table
 from .store import CHUNK_BYTES, Tensor, block_indices, check_shape
+from .tf_dtypes import DT_STRING, DT_VARIANT, DTYPES as TF_DTYPES, QUANTIZED
 
-DT_STRING, DT_VARIANT = 7, 21
 BUNDLE_VERSION = 1
 _CRC_STEP = 8 << 20
 _BYTE = np.dtype(np.uint8)
 
-# TensorFlow DataType enum -> canonical dtype name. Quantized types read as their storage type
-# (the enum is kept in tensor meta); variants are kept as opaque bytes.
-DTYPES: dict[int, str] = {
-    1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
-    8: "complex64", 9: "int64", 10: "bool", 11: "int8", 12: "uint8", 13: "int32",
-    14: "bfloat16", 15: "int16", 16: "uint16", 17: "uint16", 18: "complex128", 19: "float16",
-    21: "uint8", 22: "uint32", 23: "uint64", 24: "float8_e5m2", 25: "float8_e4m3fn",
-    26: "float8_e4m3fnuz", 28: "float8_e5m2fnuz", 29: "int4", 30: "uint4", 33: "float4_e2m1fn",
-}
-SPECIAL = {11, 12, 13, 15, 16, DT_VARIANT}  # enums not implied by the numpy dtype alone
-ENUMS: dict[str, int] = {name: enum for enum, name in DTYPES.items() if enum not in SPECIAL}
+# TensorFlow DataType enum -> canonical dtype name (tf_dtypes.py). Quantized types read as their
+# storage type (the enum is kept in tensor meta); a variant's bytes (its own encoding) are kept
+# as opaque uint8.
+DTYPES: dict[int, str] = {**TF_DTYPES, DT_VARIANT: "uint8"}
+SPECIAL = {*QUANTIZED, DT_VARIANT}  # enums not implied by the numpy dtype alone
+
 
 def data_path(prefix: str, shard: int, num_shards: int) -> str:
     return f"{prefix}.data-{shard:05d}-of-{num_shards:05d}"

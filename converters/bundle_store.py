@@ -30,7 +30,7 @@ import numpy as np
 
 from . import object_graph as og
 from . import protowire as pw
-from .bundle import (BUNDLE_VERSION, DT_STRING, DT_VARIANT, DTYPES, ENUMS, SPECIAL, Bundle,
+from .bundle import (BUNDLE_VERSION, DT_STRING, DT_VARIANT, DTYPES, SPECIAL, Bundle,
                      BundleTensor, Entry, data_path, key_bytes, key_text, region, region_shape,
                      slice_key, string_bytes, tiling_problem, variant_crc)
 from .carry import b64, unb64
@@ -41,6 +41,7 @@ from .format import ShardedWrite, WritePlan
 from .names import natural_key
 from .sstable import crc32c, mask_crc, write_table
 from .store import CHUNK_BYTES, Store, Tensor, gc_paused
+from .tf_dtypes import ENUMS
 
 META = "tf_checkpoint"
 

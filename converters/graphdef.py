@@ -17,12 +17,9 @@ one per variable (names must be valid TensorFlow node names), which TensorFlow i
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,21 +28,19 @@ import numpy as np
 from . import graphdef_codec as codec
 from .atomic import atomic_output
 from .dtypes import STRING
-from .errors import CorruptFileError, UnknownFormatError, UsageError, WeightsError
+from .errors import CorruptFileError, UnknownFormatError, UsageError
 from .foreign import structure_losses
 from .format import Format, WritePlan
 from . import source as seam
-from .mapped import MappedFile, rows
 from .protowire import LENGTH, VARINT, length_field, spans
 from .sstable import get_varint, put_varint
-from .store import Index, Store, Tensor
+from .store import Store, Tensor
+from .tf_dtypes import ENUMS
 
 NAME = "tf-graphdef"
 NAMESPACE = codec.NAMESPACE_KEY
 CARRY_LIMIT = 32 << 20
 NODE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_>./]*")   # tensorflow/core/graph/graph.cc
-_ENUMS = {name: enum for enum, name in codec.TF_DTYPES.items()
-          if enum not in codec.QUANTIZED_ENUMS}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,44 +97,7 @@ def sniff(path: str, head: bytes) -> bool:
 # ---------------------------------------------------------------------------------------------
 # reading
 
-@contextlib.contextmanager
-def named(path: str | None) -> Iterator[None]:
-    """Name the file in weightkit errors raised without one (the wire codec does not know it)."""
-    try:
-        yield
-    except WeightsError as exc:
-        if exc.path is None and path is not None:
-            raise type(exc)(exc.message, path) from None
-        raise
-
-
-class _Map:
-    """A read-only map of a whole file (closed with the store): the protobuf is parsed whole,
-    so a URL is fetched once (in merged concurrent requests) and mapped locally."""
-
-    def __init__(self, path: str):
-        self.source = seam.open_source(path)
-        self.size = self.source.size
-        self.view: Any = b""
-        self._map = None
-        try:
-            self.file = self.source.mapped()
-            if self.size:
-                self._map = self.view = self.file.whole()
-        except BaseException:
-            self.source.close()
-            raise
-
-    def close(self) -> None:
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:
-                pass  # a tensor still refers to it; it goes with that tensor
-        self.source.close()
-
-
-def constants(buf: Any, path: str | None, file_size: int) -> list[codec.Constant]:
+def constants(buf: Any, path: str | None, file_size: int | None) -> list[codec.Constant]:
     """The constants of a GraphDef file, unique by name."""
     found = codec.graph_constants(buf, 0, len(buf), (), path, file_size)
     seen: set[str] = set()
@@ -160,9 +118,9 @@ def read(path: str) -> Store:
     if is_saved_model(head):
         raise UnknownFormatError("this is a SavedModel's saved_model.pb, not a frozen GraphDef: "
                                  "open the SavedModel directory (format saved-model)", path)
-    mapped = _Map(path)
+    mapped = codec.GraphFile(path)
     try:
-        with named(path):
+        with codec.named(path):
             store = _read(mapped, path)
     except BaseException:
         mapped.close()
@@ -170,63 +128,14 @@ def read(path: str) -> Store:
     return store
 
 
-def _read(mapped: _Map, path: str) -> Store:
+def _read(mapped: codec.GraphFile, path: str) -> Store:
     buf = mapped.view
     found = constants(buf, path, mapped.size)
-    tensors = {c.name: tensor(mapped.file, buf, c) for c in found}
-    skeleton = strip(buf, found)
+    tensors = {c.name: codec.tensor(mapped.file, buf, c, NAMESPACE) for c in found}
+    skeleton = codec.strip(buf, found)
     meta = {NAMESPACE: {"skeleton": codec.b64(skeleton) if len(skeleton) <= CARRY_LIMIT
                         else None, "size": mapped.size}}
     return Store(tensors, format=NAME, meta=meta, path=path, on_close=mapped.close)
-
-
-def describe(constant: codec.Constant) -> dict[str, Any]:
-    """How the file stores a constant (tensor meta)."""
-    field = codec.FIELD_NAMES.get(constant.field, str(constant.field))
-    out: dict[str, Any] = {"field": field}
-    if constant.field != codec.CONTENT:
-        out.update(values=constant.count, packed=constant.packed)
-    if constant.enum in codec.QUANTIZED_ENUMS:
-        out["dtype"] = codec.QUANTIZED_ENUMS[constant.enum]
-    return out
-
-
-def tensor(file: MappedFile, buf: Any, constant: codec.Constant,
-           namespace: str = NAMESPACE) -> Tensor:
-    """A constant as a lazy tensor: mapped from `tensor_content`, decoded from a typed list."""
-    meta = {"key": constant.name, "role": "weight", namespace: describe(constant)}
-    shape, dtype = constant.shape, constant.dtype
-    if constant.field == codec.CONTENT:
-        offset = constant.values[0].value_start
-        little = dtype.newbyteorder("<")
-        row_bytes = dtype.itemsize * math.prod(shape[1:])
-
-        def get(index: Index) -> np.ndarray:
-            run = rows(index, shape)
-            if run is None:
-                return file.array(offset, little, shape)[index]
-            r0, r1, rel = run
-            return file.array(offset + r0 * row_bytes, little, (r1 - r0, *shape[1:]))[rel]
-        return Tensor(shape, dtype, get, meta)
-
-    def get_typed(index: Index) -> np.ndarray:
-        with named(file.path):
-            return codec.broadcast(codec.typed_values(buf, constant), constant)[index]
-    return Tensor(shape, dtype, get_typed, meta)
-
-
-def strip(buf: Any, found: list[codec.Constant], depth: int = 0) -> bytes:
-    """The file without its constants' values (the graph to write them back into)."""
-    out = codec._Buffer()
-    bodies = [(c, _bare(buf, c)) for c in found]
-    codec.splice(buf, 0, len(buf), codec.edits_for(bodies, depth), out)
-    return out.getvalue()
-
-
-def _bare(buf: Any, constant: codec.Constant) -> bytes:
-    proto = constant.chain[-1]
-    return b"".join(bytes(buf[p.start:p.end]) for p in spans(buf, proto.value_start, proto.end)
-                    if p.number not in codec.VALUE_FIELDS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +162,7 @@ def _skeleton(template: dict, store: Store, like: Store | None) -> bytes:
         if source is not None and source.format == NAME and source.path \
                 and seam.isfile(source.path):
             data = seam.read_bytes(source.path)
-            return strip(data, constants(data, source.path, len(data)))
+            return codec.strip(data, constants(data, source.path, len(data)))
     raise UsageError("the graph was too large to carry in metadata: give the original frozen "
                      "graph with --like")
 
@@ -271,44 +180,9 @@ def _plan(store: Store, like: Store | None) -> Plan:
     if template is None:
         return _plan_new(store)
     graph = _skeleton(template, store, like)
-    found = constants(graph, None, len(graph))
-    names = {c.name for c in found}
-    extra = [n for n in store if n not in names]
-    if extra:
-        raise UsageError(f"the graph has no Const node for {len(extra)} variable(s) (e.g. "
-                         f"{extra[0]!r}); a frozen graph cannot take new weights")
-    replacements = []
-    for constant in found:
-        if constant.name not in store:
-            raise UsageError(f"cannot drop {constant.name!r}: the graph's nodes use every "
-                             "constant")
-        t = store[constant.name]
-        if t.dtype != constant.dtype or t.shape != constant.shape:
-            raise UsageError(f"{constant.name!r} is a {codec.TF_DTYPES[constant.enum]} "
-                             f"constant of shape {list(constant.shape)} in the graph; the store "
-                             f"has {t.dtype_name} {list(t.shape)} (the graph's other nodes "
-                             "depend on them)")
-        replacements.append((_with_encoding(constant, t), t))
-
-    def write(out: Any) -> None:
-        bodies = [(c, codec.encode_tensor(graph, c, t.read())) for c, t in replacements]
-        codec.splice(graph, 0, len(graph), codec.edits_for(bodies, 0), out)
-    return Plan(graph, write)
-
-
-def _with_encoding(constant: codec.Constant, t: Tensor) -> codec.Constant:
-    """The constant with the encoding the store's tensor meta records (the skeleton has no
-    values to tell)."""
-    own = t.meta.get(NAMESPACE)
-    if not isinstance(own, dict):
-        return dataclasses.replace(constant, field=codec.CONTENT)
-    by_name = {v: k for k, v in codec.FIELD_NAMES.items()}
-    field = by_name.get(own.get("field"), codec.CONTENT)
-    count = own.get("values", 0)
-    if field != codec.CONTENT and not (type(count) is int and 0 <= count):
-        field, count = codec.CONTENT, 0
-    return dataclasses.replace(constant, field=field, count=count,
-                               packed=bool(own.get("packed", True)))
+    found = constants(graph, None, None)
+    pairs = codec.replacements([(c.name, c) for c in found], store, NAMESPACE)
+    return Plan(graph, codec.replacer(graph, pairs))
 
 
 def _plan_new(store: Store) -> Plan:
@@ -316,7 +190,7 @@ def _plan_new(store: Store) -> Plan:
         if not NODE_NAME.fullmatch(name):
             raise UsageError(f"{name!r} is not a valid TensorFlow node name "
                              f"({NODE_NAME.pattern}); rename it (weightkit edit --rename)")
-        if t.dtype_name not in _ENUMS:
+        if t.dtype_name not in ENUMS:
             raise UsageError(f"a GraphDef cannot hold {name!r} ({t.dtype_name})")
 
     def write(out: Any) -> None:
@@ -327,7 +201,7 @@ def _plan_new(store: Store) -> Plan:
 
 def node_bytes(name: str, t: Tensor) -> bytes:
     """A Const NodeDef holding `t`, as TensorFlow serializes one (attrs by key)."""
-    enum = _ENUMS[t.dtype_name]
+    enum = ENUMS[t.dtype_name]
     shape = b"".join(length_field(2, b"" if d == 0 else b"\x08" + put_varint(d))
                      for d in t.shape)
     proto = b"\x08" + put_varint(enum) + length_field(2, shape)

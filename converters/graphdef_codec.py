@@ -14,7 +14,8 @@ Messages (tensorflow/tensorflow `tensorflow/core/framework/graph.proto`, `node_d
                   6 double_val, 7 int_val, 8 string_val, 9 scomplex_val, 10 int64_val,
                   11 bool_val, 12 dcomplex_val, 13 half_val, 14 resource_handle_val,
                   15 variant_val, 16 uint32_val, 17 uint64_val, 18 float8_val
-    SavedModel    1 saved_model_schema_version, 2 meta_graphs (MetaGraphDef: 2 graph_def)
+    SavedModel    1 saved_model_schema_version, 2 meta_graphs (MetaGraphDef: 2 graph_def,
+                  7 object_graph_def (SavedObjectGraph: 1 nodes (SavedObject: 7 variable)))
 
 Every `Const` node's `value` is a constant, named by the node (by `function:node` inside a
 function of the library). Its value (tensorflow/tensorflow `tensorflow/core/framework/tensor.cc`,
@@ -35,34 +36,28 @@ and copies every other byte: with unchanged values the file comes back byte for 
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import ml_dtypes
 import numpy as np
 
 from .dtypes import STRING, dtype_from_name
-from .errors import CorruptFileError, UnsafeFileError, UsageError
+from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
+from . import source as seam
+from .mapped import MappedFile, rows
 from .protowire import FIXED32, FIXED64, LENGTH, VARINT, Span, length_field, spans
 from .sstable import put_varint
+from .store import Index, Store, Tensor
+from .tf_dtypes import DTYPES as TF_DTYPES, HANDLES, QUANTIZED
 
 NAMESPACE_KEY = "tf_graphdef"
 MAX_EXPANSION = 1024          # a typed constant may expand to this many times the file ...
 SMALL_BYTES = 1 << 20         # ... plus this much
-
-# TensorFlow DataType -> canonical dtype (tensorflow/core/framework/types.proto); quantized
-# types as their storage types.
-TF_DTYPES: dict[int, str] = {
-    1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
-    8: "complex64", 9: "int64", 10: "bool", 11: "int8", 12: "uint8", 13: "int32",
-    14: "bfloat16", 15: "int16", 16: "uint16", 17: "uint16", 18: "complex128", 19: "float16",
-    22: "uint32", 23: "uint64", 24: "float8_e5m2", 25: "float8_e4m3fn", 26: "float8_e4m3fnuz",
-    28: "float8_e5m2fnuz", 29: "int4", 30: "uint4", 33: "float4_e2m1fn",
-}
-NOT_WEIGHTS = {20: "resource", 21: "variant"}
-QUANTIZED_ENUMS = {11: "qint8", 12: "quint8", 13: "qint32", 15: "qint16", 16: "quint16"}
 
 CONTENT = 4
 # TensorProto typed field per canonical dtype: (number, element kind)
@@ -119,9 +114,11 @@ def _message(span: Span, what: str, path: str | None) -> Span:
 
 
 def graph_constants(buf: Any, start: int, end: int, chain: tuple[Span, ...],
-                    path: str | None, file_size: int) -> list[Constant]:
+                    path: str | None, file_size: int | None) -> list[Constant]:
     """The constants of the GraphDef message at `buf[start:end]` (main graph, then the
-    functions of its library), `chain` being the fields that enclose it."""
+    functions of its library), `chain` being the fields that enclose it. `file_size` sets the
+    budget of typed constants (`MAX_EXPANSION`); None for a graph whose values were stripped
+    (`strip`), which is never expanded."""
     out: list[Constant] = []
     for field in spans(buf, start, end):
         if field.number == 1:
@@ -139,7 +136,7 @@ def graph_constants(buf: Any, start: int, end: int, chain: tuple[Span, ...],
 
 
 def _function(buf: Any, field: Span, chain: tuple[Span, ...], path: str | None,
-              file_size: int) -> list[Constant]:
+              file_size: int | None) -> list[Constant]:
     name, nodes = None, []
     for inner in spans(buf, field.value_start, field.end):
         if inner.number == 1:  # signature (OpDef): its field 1 is the name
@@ -158,7 +155,7 @@ def _function(buf: Any, field: Span, chain: tuple[Span, ...], path: str | None,
 
 
 def _node(buf: Any, field: Span, chain: tuple[Span, ...], function: str | None,
-          path: str | None, file_size: int) -> Constant | None:
+          path: str | None, file_size: int | None) -> Constant | None:
     name = op = None
     value = None
     for inner in spans(buf, field.value_start, field.end):
@@ -187,7 +184,7 @@ def _node(buf: Any, field: Span, chain: tuple[Span, ...], function: str | None,
 
 
 def _tensor(buf: Any, full: str, node: str, function: str | None, chain: tuple[Span, ...],
-            path: str | None, file_size: int) -> Constant | None:
+            path: str | None, file_size: int | None) -> Constant | None:
     proto = chain[-1]
     enum, shape, content, typed = 1, (), None, {}
     unknown_rank = False
@@ -201,7 +198,7 @@ def _tensor(buf: Any, full: str, node: str, function: str | None, chain: tuple[S
             content = part
         elif part.number in VALUE_FIELDS:
             typed.setdefault(part.number, []).append(part)
-    if enum in NOT_WEIGHTS:
+    if enum in HANDLES:
         return None
     where = f"constant {full!r}"
     dtype = tf_dtype(enum, where, path)
@@ -233,7 +230,8 @@ def _tensor(buf: Any, full: str, node: str, function: str | None, chain: tuple[S
                 raise CorruptFileError(f"{where}: an odd number of complex parts", path)
             given //= 2
     expanded = count * (8 if kind == "string" else dtype.itemsize)
-    if given < count and expanded > MAX_EXPANSION * file_size + SMALL_BYTES:
+    if file_size is not None and given < count \
+            and expanded > MAX_EXPANSION * file_size + SMALL_BYTES:
         raise UnsafeFileError(f"{where}: {given} value(s) expand to shape {list(shape)} "
                               f"({expanded} bytes), more than {MAX_EXPANSION} times the file; "
                               "refused", path)
@@ -503,3 +501,187 @@ def iter_saved_model_graphs(buf: Any, path: str | None) -> Iterator[tuple[Span, 
             for part in spans(buf, meta.value_start, meta.end):
                 if part.number == 2:
                     yield meta, _message(part, "MetaGraphDef.graph_def", path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the constants of a file as tensors, and the plan that writes new values back
+
+@contextlib.contextmanager
+def named(path: str | None) -> Iterator[None]:
+    """Name the file in weightkit errors raised without one (the wire codec does not know it)."""
+    try:
+        yield
+    except WeightsError as exc:
+        if exc.path is None and path is not None:
+            raise type(exc)(exc.message, path) from None
+        raise
+
+
+class GraphFile:
+    """A read-only map of a whole protobuf file (`view`), closed with the store reading it;
+    `file` reads a constant's `tensor_content` in bounded pieces. The protobuf is parsed whole,
+    so a URL is fetched once (in merged concurrent requests) and mapped locally."""
+
+    def __init__(self, path: str):
+        self.source = seam.open_source(path)
+        self.size = self.source.size
+        self.view: Any = b""
+        self._map = None
+        try:
+            self.file = self.source.mapped()
+            if self.size:
+                self._map = self.view = self.file.whole()
+        except BaseException:
+            self.source.close()
+            raise
+
+    def close(self) -> None:
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # a tensor still refers to it; it goes with that tensor
+        self.source.close()
+
+
+def describe(constant: Constant) -> dict[str, Any]:
+    """How the file stores a constant (its tensor meta in the reading format's namespace):
+    `field`, and for a typed field how many `values` it gives and whether they are `packed`;
+    `dtype` names a quantized type (qint8, ...) read as its storage type."""
+    field = FIELD_NAMES.get(constant.field, str(constant.field))
+    out: dict[str, Any] = {"field": field}
+    if constant.field != CONTENT:
+        out.update(values=constant.count, packed=constant.packed)
+    if constant.enum in QUANTIZED:
+        out["dtype"] = QUANTIZED[constant.enum]
+    return out
+
+
+def tensor(file: MappedFile, buf: Any, constant: Constant, namespace: str,
+           name: str | None = None) -> Tensor:
+    """A constant as a lazy tensor: mapped from `tensor_content` (only the rows an index
+    needs), decoded from a typed list. `name` is its variable name (default: the constant's);
+    its meta says how the file stores it under `namespace` (`describe`)."""
+    meta = {"key": name or constant.name, "role": "weight", namespace: describe(constant)}
+    shape, dtype = constant.shape, constant.dtype
+    if constant.field == CONTENT:
+        offset = constant.values[0].value_start
+        little = dtype.newbyteorder("<")
+        row_bytes = dtype.itemsize * math.prod(shape[1:])
+
+        def get(index: Index) -> np.ndarray:
+            run = rows(index, shape)
+            if run is None:
+                return file.array(offset, little, shape)[index]
+            r0, r1, rel = run
+            return file.array(offset + r0 * row_bytes, little, (r1 - r0, *shape[1:]))[rel]
+        return Tensor(shape, dtype, get, meta)
+
+    def get_typed(index: Index) -> np.ndarray:
+        with named(file.path):
+            return broadcast(typed_values(buf, constant), constant)[index]
+    return Tensor(shape, dtype, get_typed, meta)
+
+
+def strip(buf: Any, found: list[Constant]) -> bytes:
+    """The message `buf` without its constants' values (the *skeleton* to write new values
+    into: every other byte as it was); `found` are constants located in `buf` from its start."""
+    out = _Buffer()
+    bodies = [(c, _bare(buf, c)) for c in found]
+    splice(buf, 0, len(buf), edits_for(bodies, 0), out)
+    return out.getvalue()
+
+
+def _bare(buf: Any, constant: Constant) -> bytes:
+    proto = constant.chain[-1]
+    return b"".join(bytes(buf[p.start:p.end]) for p in spans(buf, proto.value_start, proto.end)
+                    if p.number not in VALUE_FIELDS)
+
+
+def same_value(buf: Any, a: Constant, b: Constant) -> bool:
+    """Whether two constants of `buf` are the same TensorProto, byte for byte."""
+    pa, pb = a.chain[-1], b.chain[-1]
+    if pa.end - pa.value_start != pb.end - pb.value_start:
+        return False
+    with memoryview(buf) as view:
+        return view[pa.value_start:pa.end] == view[pb.value_start:pb.end]
+
+
+def with_encoding(constant: Constant, t: Tensor, namespace: str) -> Constant:
+    """The constant of a skeleton with the encoding the store's tensor meta records under
+    `namespace` (the skeleton has no values to tell); `tensor_content` without a record."""
+    own = t.meta.get(namespace)
+    if not isinstance(own, dict):
+        return dataclasses.replace(constant, field=CONTENT)
+    by_name = {v: k for k, v in FIELD_NAMES.items()}
+    field = by_name.get(own.get("field"), CONTENT)
+    count = own.get("values", 0)
+    if field != CONTENT and not (type(count) is int and 0 <= count):
+        field, count = CONTENT, 0
+    return dataclasses.replace(constant, field=field, count=count,
+                               packed=bool(own.get("packed", True)))
+
+
+def replacements(found: list[tuple[str, Constant]], store: Store, namespace: str
+                 ) -> list[tuple[Constant, Tensor]]:
+    """Each constant of a skeleton (`found`: (variable name, constant); several constants may
+    share a name, copies of one variable) with the store's tensor that replaces it. Refused
+    (UsageError): a store variable with no constant, a constant with no variable (the graph's
+    nodes use every constant), a changed dtype or shape (the graph's other nodes depend on
+    them)."""
+    names = {name for name, _ in found}
+    extra = [n for n in store if n not in names]
+    if extra:
+        raise UsageError(f"the graph has no Const node for {len(extra)} variable(s) (e.g. "
+                         f"{extra[0]!r}); a graph's constants cannot take new weights")
+    out = []
+    for name, constant in found:
+        if name not in store:
+            raise UsageError(f"cannot drop {name!r}: the graph's nodes use every constant")
+        t = store[name]
+        if t.dtype != constant.dtype or t.shape != constant.shape:
+            raise UsageError(f"{name!r} is a {TF_DTYPES[constant.enum]} constant of shape "
+                             f"{list(constant.shape)} in the graph; the store has "
+                             f"{t.dtype_name} {list(t.shape)} (the graph's other nodes depend "
+                             "on them)")
+        out.append((with_encoding(constant, t, namespace), t))
+    return out
+
+
+def replacer(graph: bytes, pairs: list[tuple[Constant, Tensor]]) -> Callable[[BinaryIO], None]:
+    """write(out): the message `graph` (a skeleton, or the original file) with each constant's
+    value replaced by its tensor's, in place; each tensor is read once."""
+    def write(out: BinaryIO) -> None:
+        left = Counter(id(t) for _, t in pairs)
+        values: dict[int, np.ndarray] = {}
+        bodies = []
+        for constant, t in pairs:
+            array = values.pop(id(t), None)
+            if array is None:
+                array = t.read()
+            left[id(t)] -= 1
+            if left[id(t)]:
+                values[id(t)] = array
+            bodies.append((constant, encode_tensor(graph, constant, array)))
+        splice(graph, 0, len(graph), edits_for(bodies, 0), out)
+    return write
+
+
+def saved_model_declares_variables(buf: Any, path: str | None) -> bool:
+    """Whether an object graph of a `saved_model.pb` holds a variable (a SavedObject of kind
+    `variable`; tensorflow/tensorflow `tensorflow/core/protobuf/saved_object_graph.proto`)."""
+    for field in spans(buf, 0, len(buf)):
+        if field.number != 2:
+            continue
+        meta = _message(field, "SavedModel.meta_graphs", path)
+        for part in spans(buf, meta.value_start, meta.end):
+            if part.number != 7:
+                continue
+            graph = _message(part, "MetaGraphDef.object_graph_def", path)
+            for node in spans(buf, graph.value_start, graph.end):
+                if node.number == 1 and any(
+                        kind.number == 7 for kind in spans(
+                            buf, _message(node, "SavedObjectGraph.nodes", path).value_start,
+                            node.end)):
+                    return True
+    return False

@@ -9,14 +9,19 @@ tensor's metadata, `meta["quantization"]`, with a `scheme`:
                (`static_cast<float>(q − zero_point) * scale` in float32; tensorflow/tensorflow
                `tensorflow/lite/kernels/internal/reference/dequantize.h`); per channel along
                `axis` when there are several scales (one per index of that axis).
-    min_scale  {"scale": s, "min": m}: real = q · scale + min (TF.js uint8/uint16 weights;
-               tfjs-core `io_utils.js` `decodeWeight`), in float64 rounded to float32.
+    min_scale  {"scale": s, "min": m, "dtype": "float32" | "int32"}: q · scale + min (TF.js
+               uint8/uint16 weights; tfjs-core `dist/io/io_utils.js` `decodeWeight`), in
+               float64 (JavaScript's numbers), then as TF.js stores it: a float32 weight
+               rounded to float32 (`Float32Array`), an int32 weight by `Math.round` (the
+               nearest integer, halves toward +∞) then ToInt32 (NaN and ±∞ to 0, else modulo
+               2^32: `Int32Array`), so an int32 weight dequantizes to int32.
     cast       {"dtype": "float32"}: a float16 weight the model widens (TFLite DEQUANTIZE).
     blockwise  {"scales": NAME, "zero_points": NAME | None, "block_size": n}: the scales (and
                zero points) are other tensors of the same store, one per block of `n` along
                the last axis: real = scale[..., i // n] · (q[..., i] − zero_point[..., i // n]).
 
-`dequantize(store)` replaces every such tensor by a lazy float32 one (read in the same pieces
+`dequantize(store)` replaces every such tensor by a lazy float32 one (int32 for a TF.js int32
+weight, the dtype TF.js loads; read in the same pieces
 as the stored one) whose meta keeps everything else (the layout an export diff uses) and says
 `"dequantized": {"from": <dtype>, "scheme": <scheme>, "axis": <per-channel axis or None>}`. Parameters come from untrusted files:
 they are checked against the tensor's shape before anything is read.
@@ -35,6 +40,7 @@ from .store import Index, Store, Tensor
 KEY = "quantization"
 SCHEMES = ("affine", "min_scale", "cast", "blockwise")
 FLOAT32 = np.dtype(np.float32)
+INT32 = np.dtype(np.int32)
 
 
 def scheme(tensor: Tensor) -> str | None:
@@ -91,10 +97,34 @@ def _min_scale(tensor: Tensor, params: dict, name: str, path: str | None) -> Ten
                for v in values):
         raise CorruptFileError(f"{name!r}: quantization scale and min must be numbers", path)
     scale, low = (float(v) for v in values)
+    target = params.get("dtype", "float32")
+    if target not in ("float32", "int32"):
+        raise CorruptFileError(f"{name!r}: min/scale quantization of a {target!r} weight (TF.js "
+                               "dequantizes to float32 or int32)", path)
 
     def get(index: Index) -> np.ndarray:
-        return (np.asarray(tensor[index]).astype(np.float64) * scale + low).astype(np.float32)
-    return Tensor(tensor.shape, FLOAT32, get)
+        with np.errstate(over="ignore", invalid="ignore"):  # JavaScript's ±∞ (then 0) too
+            real = np.asarray(tensor[index]).astype(np.float64) * scale + low
+        return js_int32(js_round(real)) if target == "int32" else real.astype(np.float32)
+    return Tensor(tensor.shape, INT32 if target == "int32" else FLOAT32, get)
+
+
+def js_round(x: np.ndarray) -> np.ndarray:
+    """JavaScript's `Math.round` on float64: the integer nearest to x, halves toward +∞ (so
+    -2.5 -> -2, 0.49999999999999994 -> 0). ECMAScript `Math.round`; `x - floor(x)` is exact
+    near 0.5, so the comparison is too."""
+    floor = np.floor(x)
+    with np.errstate(invalid="ignore"):  # ±∞ - ±∞: NaN, which ToInt32 makes 0 anyway
+        return floor + (x - floor >= 0.5)
+
+
+def js_int32(x: np.ndarray) -> np.ndarray:
+    """JavaScript's ToInt32 of integral float64 values (an `Int32Array` store): NaN and ±∞ are 0,
+    anything else is taken modulo 2^32 into [-2^31, 2^31)."""
+    x = np.where(np.isfinite(x), x, 0.0)
+    wrapped = np.fmod(x, 2.0 ** 32)
+    wrapped = np.where(wrapped < 0, wrapped + 2.0 ** 32, wrapped)
+    return np.where(wrapped >= 2.0 ** 31, wrapped - 2.0 ** 32, wrapped).astype(np.int32)
 
 
 def _blockwise(tensor: Tensor, params: dict, name: str, store: Store) -> Tensor:

@@ -18,7 +18,12 @@ min, in float64, then rounded to the entry's dtype; `Math.round` for int32), or 
 Reading: the canonical names are the manifest names, in manifest order. A quantized weight is
 read as stored (uint8, uint16 or float16) with its parameters in
 `tensor.meta["tfjs"]["quantization"]` and the manifest dtype in `tensor.meta["tfjs"]["dtype"]`;
-`converters/quant.py` presents it as float32 (`--dequantize`). Data is mapped lazily from the
+`converters/quant.py` presents it as float32 (`--dequantize`). In a graph model, a weight read
+by an operator whose weight layout is known (MatMul, Conv2D, DepthwiseConv2dNative, their fused
+forms, Conv2DBackpropInput, Conv3D, GatherV2, the bias of a fused op or of the BiasAdd/Add after
+one) declares it in `tensor.meta["layout"]` (`graph_layouts`), for comparing the model with its
+Keras source (`diff/export.py`); derived from the topology, it is never written. Data is mapped
+lazily from the
 weight files, a piece at a time (see `mapped.py`), and read across file boundaries when a weight
 spans them. Untrusted input: manifest paths must stay inside the model's directory (no absolute
 paths, `..`, backslashes or symlinks leading out), every file must be a regular file, and the
@@ -50,19 +55,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from . import carry, keras_config
 from .atomic import atomic_output
-from .dtypes import STRING, dtype_from_name, dtype_name, is_string
+from .dtypes import STRING, dtype_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .foreign import structure_losses
 from .format import Format, WritePlan
 from . import source as seam
 from .mapped import rows
 from .paths import inside
-from .store import CHUNK_BYTES, Index, Store, Tensor
+from .store import Index, Store, Tensor
 
 NAME = "tfjs"
 NAMESPACE = "tfjs"
@@ -90,6 +94,23 @@ _WIDENED = {"int8": "int32", "int16": "int32", "int4": "int32", "uint4": "int32"
 # ... or as their bits in int32 words (a trailing axis of that many words; 0: none).
 _BITS = {"int64": 2, "uint64": 2, "float64": 2, "complex128": 4, "uint32": 0}
 _SHARD_NAME = re.compile(r"group(\d+)-shard\d+of\d+(\.bin)?")
+# A graph model's ops that read a weight: op -> (input, operand, layout as stored). TensorFlow
+# keeps Keras' layouts (tensorflow/tensorflow `tensorflow/core/ops/nn_ops.cc`, `math_ops.cc`):
+# [in, out] matrices (transposed for MatMul's transpose_b), HWIO filters, HWCM depthwise
+# filters, HWOI transposed-convolution filters, [V, D] embeddings. The fused forms
+# (`tensorflow/core/grappler/optimizers/remapper.cc`, the TF.js converter's
+# `fuse_depthwise_conv2d.py`) take a bias as their first extra input when `fused_ops` starts
+# with BiasAdd.
+_WEIGHT_OPS: dict[str, tuple[int, str, str]] = {
+    "MatMul": (1, "weights", "IO"), "_FusedMatMul": (1, "weights", "IO"),
+    "Conv2D": (1, "filter", "HWIO"), "_FusedConv2D": (1, "filter", "HWIO"),
+    "DepthwiseConv2dNative": (1, "filter", "HWCM"),
+    "FusedDepthwiseConv2dNative": (1, "filter", "HWCM"),
+    "Conv2DBackpropInput": (1, "filter", "HWOI"), "Conv3D": (1, "filter", "DHWIO"),
+    "Conv3DBackpropInputV2": (1, "filter", "DHWOI"), "GatherV2": (0, "params", "VD"),
+}
+_FUSED = ("_FusedMatMul", "_FusedConv2D", "FusedDepthwiseConv2dNative")
+_BIAS_OPS = ("BiasAdd", "Add", "AddV2")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,11 +474,13 @@ def read(path: str) -> Store:
     weights = [(w, datas[w.group]) for group in groups for w in group.weights]
     names = [w.name for w, _ in weights]
     carried = carry.Carry(_carried(doc, path), names, path)
+    layouts = graph_layouts(doc.get("modelTopology")) if doc.get("format") == "graph-model" \
+        else {}
     tensors: dict[str, Tensor] = {}
     by_name = {w.name: (w, d) for w, d in weights}
     for name in carried.order:
         weight, data = by_name[name]
-        tensors[name] = _tensor(weight, data, carried, path)
+        tensors[name] = _tensor(weight, data, carried, path, layouts.get(name))
     meta = {} if generated(text, doc, groups) else \
         {NAMESPACE: {"model_json": text, "sizes": [g.sizes for g in groups]}}
     return Store(tensors, format=NAME, meta=carried.store_meta(meta), path=path,
@@ -486,12 +509,72 @@ def generated(text: str, doc: dict, groups: list[Group]) -> bool:
     return text == dumps(doc, None)
 
 
+def graph_layouts(topology: Any) -> dict[str, dict]:
+    """The layout each weight of a graph model (a Const node of `topology`, the GraphDef as
+    JSON) has for the operator that reads it: {"op", "operand", "stored", "source" (Keras'
+    layout), "to_source" (steps from stored to source), "operator" ([node name]: the weights of
+    one operator share it)}. Malformed nodes are skipped: the layouts only guide a diff."""
+    nodes = topology.get("node") if isinstance(topology, dict) else None
+    if not isinstance(nodes, list):
+        return {}
+    graph: dict[str, tuple[str, list[str], dict]] = {}
+    for node in nodes:
+        if isinstance(node, dict) and isinstance(node.get("name"), str) \
+                and isinstance(node.get("op"), str):
+            inputs = node.get("input") if isinstance(node.get("input"), list) else []
+            attrs = node.get("attr") if isinstance(node.get("attr"), dict) else {}
+            graph[node["name"]] = (node["op"], [_source_node(i) for i in inputs
+                                                if isinstance(i, str) and not i.startswith("^")],
+                                   attrs)
+    out: dict[str, dict] = {}
+
+    def declare(name: str, op: str, operand: str, stored: str, operator: str,
+                steps: list | None = None) -> None:
+        if name in graph and graph[name][0] == "Const" and name not in out:
+            out[name] = {"op": op, "operand": operand, "stored": stored,
+                         "source": "IO" if stored == "OI" else stored,
+                         "to_source": steps or [], "operator": [operator]}
+
+    for name, (op, inputs, attrs) in graph.items():
+        if op in _WEIGHT_OPS and len(inputs) > _WEIGHT_OPS[op][0]:
+            at, operand, stored = _WEIGHT_OPS[op]
+            transposed = "MatMul" in op and _attr(attrs, "transpose_b", "b") is True
+            declare(inputs[at], op, operand, "OI" if transposed else stored, name,
+                    [["transpose", [1, 0]]] if transposed else [])
+            fused = _attr(attrs, "fused_ops", "list")
+            first = fused.get("s", [None])[0] if isinstance(fused, dict) \
+                and isinstance(fused.get("s"), list) and fused["s"] else None
+            if op in _FUSED and len(inputs) > 2 and first == "Qmlhc0FkZA==":  # "BiasAdd"
+                declare(inputs[2], op, "bias", "O", name)
+        elif op in _BIAS_OPS and len(inputs) == 2:
+            for const, other in ((inputs[1], inputs[0]), (inputs[0], inputs[1])):
+                producer = graph.get(other)
+                if producer is not None and producer[0] in _WEIGHT_OPS \
+                        and producer[0] != "GatherV2":
+                    declare(const, op, "bias", "O", other)
+    return out
+
+
+def _source_node(tensor: str) -> str:
+    """The node of an input (`node`, `node:1`)."""
+    node, _, index = tensor.rpartition(":")
+    return node if node and index.isdigit() else tensor
+
+
+def _attr(attrs: dict, key: str, kind: str) -> Any:
+    value = attrs.get(key)
+    return value.get(kind) if isinstance(value, dict) else None
+
+
 def role_of(weight: Weight) -> str:
     return "optimizer" if weight.tag == "optimizer" else "weight"
 
 
-def _tensor(weight: Weight, data: GroupData, carried: carry.Carry, path: str) -> Tensor:
+def _tensor(weight: Weight, data: GroupData, carried: carry.Carry, path: str,
+            layout: dict | None = None) -> Tensor:
     meta: dict[str, Any] = {"key": weight.name, "role": role_of(weight)}
+    if layout is not None:
+        meta["layout"] = layout
     if weight.quantization is not None:
         meta[NAMESPACE] = {"dtype": weight.dtype, "quantization": weight.quantization}
         meta[QUANTIZATION] = neutral_quantization(weight)
@@ -678,8 +761,9 @@ def _carry_doc(store: Store, encodings: dict[str, dict], order: list[str],
     meta = {k: v for k, v in store.meta.items() if k not in gone}
     tensors = {}
     for name, tensor in store.items():
-        derived = (NAMESPACE, QUANTIZATION) if isinstance(tensor.meta.get(NAMESPACE), dict) \
-            and "quantization" in tensor.meta[NAMESPACE] else (NAMESPACE,)
+        derived = (NAMESPACE, QUANTIZATION, "layout") if isinstance(
+            tensor.meta.get(NAMESPACE), dict) and "quantization" in tensor.meta[NAMESPACE] \
+            else (NAMESPACE, "layout")  # a layout comes from a model's operators
         own = {k: v for k, v in tensor.meta.items() if k not in derived
                and not (k == "key" and v == name)
                and not (k == "role" and v in ("weight", "optimizer"))}  # the manifest says

@@ -1,7 +1,9 @@
-"""Comparing a deployment export with the model it came from: `wdiff model.keras model.tflite`.
+"""Comparing a deployment export with the model it came from: `wdiff model.keras model.tflite`,
+`wdiff model.h5 tfjs_graph_model/`.
 
 The engine hands a pair of stores here when exactly one side declares a deployment layout
-(`Tensor.meta["layout"]`, see `converters/tflite.py`) and the pairing is automatic (`--match
+(`Tensor.meta["layout"]`, see `converters/tflite.py` and, for a TF.js graph model,
+`converters/tfjs.py` `graph_layouts`) and the pairing is automatic (`--match
 name|structure` asks for the ordinary pairing instead): that side is the *export*. The other side is the
 *source* (a Keras file, a checkpoint, a SavedModel). The converter renamed, transposed,
 reshaped, folded and quantized the source's variables; this module undoes what the export
@@ -16,11 +18,16 @@ declares and pairs each exported weight with the variable(s) it came from:
 3. A BatchNormalization folded into the operator (a layer of four equal vectors the names
    mention, or the one after the kernel's layer) is recognised by comparing the export with
    the folded source, kernel·s and (bias − mean)·s + beta, s = gamma / √(variance + ε) per
-   output channel (ε estimated from the values, Keras' 1e-3 when they do not tell): the
-   kernel and bias entries say `folded with <layer>`, the BatchNormalization's variables get
-   status `folded`. A source bias of zeros whose operator has none is `folded` too (the
-   converter drops it).
-4. Other float constants are paired by name and shape; integer constants without quantization
+   output channel (ε: Keras' 1e-3 or TensorFlow's 1e-5, or one estimated from the values when
+   it alone explains the export to float32 rounding): the kernel and bias entries say
+   `folded with <layer>`, the BatchNormalization's variables get status `folded`. A source
+   bias of zeros whose operator has none is `folded` too (the converter drops it).
+4. A BatchNormalization kept as two constants of its width that its name mentions (TensorFlow's
+   y = x·scale + offset, a TF.js graph model's `bn/batchnorm/mul` and `bn/batchnorm/sub`; by
+   values within 1e-3 when no name mentions it) pairs gamma with the scale, gamma / √(variance
+   + ε), and beta with the offset, beta − mean·scale; the moving mean and variance are
+   `folded` into them. Such a layer is never folded into a kernel.
+5. Other float constants are paired by name and shape; integer constants without quantization
    (shapes, axes, permutations) are listed in the summary as structural, not compared.
 
 Each pair is compared as the engine compares any pair (the statistics of `engine.py`), in the
@@ -189,6 +196,7 @@ class _Pair:
     expected: Tensor  # the source's value as the export should hold it, in the source layout
     transform: str
     folded: bool = False
+    magnitude: float | None = None  # of the fold's terms (its float32 rounding), if not |expected|
 
 
 def _score(src: _Src, exp_words: set[str]) -> int:
@@ -234,9 +242,8 @@ def _bn_layers(srcs: list[_Src]) -> dict[str, dict[str, _Src]]:
 
 def _fold_scale(bn: dict[str, _Src], kernel: np.ndarray, exported: np.ndarray,
                 axis: Any) -> tuple[np.ndarray, float]:
-    """s = gamma / sqrt(variance + eps) per output channel. The epsilon is the one of Keras'
-    default (1e-3), TensorFlow's fused default (1e-5) and an estimate from the values that
-    folds the kernel closest to the export (a rounder one unless another is clearly closer)."""
+    """s = gamma / sqrt(variance + eps) per output channel. The epsilon is Keras' default
+    (1e-3), TensorFlow's fused default (1e-5) or an estimate from the values (`_epsilon`)."""
     gamma = np.asarray(bn["gamma"].tensor.read(), np.float64)
     var = np.asarray(bn["moving_variance"].tensor.read(), np.float64)
     candidates = [EPSILON, 1e-5]
@@ -254,10 +261,22 @@ def _fold_scale(bn: dict[str, _Src], kernel: np.ndarray, exported: np.ndarray,
 
     def error(eps: float) -> float:
         return _rel(_scale_kernel(kernel, gamma / np.sqrt(var + eps), axis), exported)
-    errors = [error(eps) for eps in candidates]
-    best = min(errors)
-    eps = next(c for c, err in zip(candidates, errors) if err <= best * 2 + 1e-12)
+    _, eps = _epsilon([(error(eps), eps) for eps in candidates])
     return gamma / np.sqrt(var + eps), eps
+
+
+def _epsilon(fits: list[tuple[float, float]]) -> tuple[float, float]:
+    """The (error, ε) to fold with, of fits for Keras' default, TensorFlow's fused default and
+    maybe an estimate from the values, in that order: the estimate only when it alone explains
+    the export to float32 rounding (a model built with another ε; never to absorb an edit or a
+    quantization error), else the default that fits best (the first unless the other is clearly
+    closer)."""
+    rounding = FOLD_ULPS * float(np.finfo(np.float32).eps)
+    defaults, estimate = fits[:2], fits[2:]
+    best = min(error for error, _ in defaults)
+    if estimate and estimate[0][0] <= rounding < best:
+        return estimate[0]
+    return next(fit for fit in defaults if fit[0] <= max(best * 2, rounding))
 
 
 def _per_channel(array: np.ndarray, axis: Any) -> np.ndarray:
@@ -332,6 +351,8 @@ def pair(srcs: list[_Src], exps: list[_Exp]) -> _Result:
     for e in exps:
         groups.setdefault(e.op, []).append(e)
     bns = _bn_layers(srcs)
+    kept = {name: found for name, bn in bns.items()
+            if (found := _bn_constants(name, bn, [e for e in exps if e.kind == "const"]))}
     layer_order = {s.layer: s.order for s in reversed(srcs)}
     paired_layers: dict[str, tuple] = {}
     for op, members in groups.items():
@@ -359,7 +380,8 @@ def pair(srcs: list[_Src], exps: list[_Exp]) -> _Result:
                 bias_pair = _Pair(own[0], bias_exp, own[0].tensor, _transform(bias_exp))
         if len(kernel_pairs) == 1:
             k = kernel_pairs[0]
-            bn_name = _bn_for(k, bns, words, layer_order, used_src)
+            bn_name = _bn_for(k, {n: v for n, v in bns.items() if n not in kept}, words,
+                              layer_order, used_src)
             folded = None
             if bn_name is not None:
                 folded = _fold(k, bias_pair, bias_exp, bns[bn_name], bn_name)
@@ -377,6 +399,12 @@ def pair(srcs: list[_Src], exps: list[_Exp]) -> _Result:
             used_src.add(bias_pair.src.name)
             used_exp.add(bias_pair.exp.name)
             result.pairs.append(bias_pair)
+    for bn_name, bn in bns.items():  # BatchNormalization kept as its scale and offset
+        if not any(s.name in used_src for s in bn.values()):
+            named = [e for e in kept.get(bn_name, []) if e.name not in used_exp]
+            free = named if len(named) >= 2 else _bn_constants(
+                "", bn, [e for e in exps if e.name not in used_exp and e.kind == "const"])
+            _pair_batchnorm(bn, free, len(named) < 2, result, used_src, used_exp)
     for e in exps:  # constants: by name and shape
         if e.name in used_exp:
             continue
@@ -402,6 +430,64 @@ def pair(srcs: list[_Src], exps: list[_Exp]) -> _Result:
     result.only_exp = [e for e in exps if e.name not in used_exp]
     result.pairs.sort(key=lambda p: p.src.order)
     return result
+
+
+def _bn_constants(bn_name: str, bn: dict[str, _Src], consts: list[_Exp]) -> list[_Exp]:
+    """The export's float constants of the BatchNormalization's width whose names mention
+    layer `bn_name` (any, for ""), if there are two or more: then it may have been kept as its
+    scale and offset rather than folded into a kernel."""
+    leaf = bn_name.split("/")[-1]
+    found = [e for e in consts if e.view.shape == bn["gamma"].tensor.shape
+             and e.view.dtype.kind == "f" and (not leaf or leaf in e.words)]
+    return found if len(found) >= 2 else []
+
+
+def _pair_batchnorm(bn: dict[str, _Src], candidates: list[_Exp], strict: bool, result: _Result,
+                    used_src: set[str], used_exp: set[str]) -> None:
+    """A BatchNormalization the converter reduced to two constants, y = x·scale + offset
+    (TensorFlow's `batch_normalization`: scale = gamma / √(variance + ε), offset = beta −
+    mean·scale; a TF.js graph model's `bn/batchnorm/mul` and `bn/batchnorm/sub`), among
+    `candidates` (of its width; whose names mention the layer, else, `strict`, any whose values
+    fit within 1e-3): the scale is the one closest to gamma / √(variance + ε) for the ε that
+    fits it best, the offset the one closest to beta − mean·scale among the others."""
+    if len(candidates) < 2:
+        return
+    gamma, beta, mean, var = (np.asarray(bn[k].tensor.read(), np.float64) for k in BN)
+    fits = [(_bn_scale(gamma, var, np.asarray(e.view.read(), np.float64)), e) for e in candidates]
+    (error, eps, scale), scale_exp = min(fits, key=lambda fit: fit[0][0])
+    offset = beta - mean * scale
+    rest = [e for e in candidates if e is not scale_exp]
+    offset_exp = min(rest, key=lambda e: _rel(np.asarray(e.view.read(), np.float64), offset))
+    if strict and (error > 1e-3 or _rel(np.asarray(offset_exp.view.read(), np.float64),
+                                        offset) > 1e-3):
+        return
+    dtype = np.dtype(np.float64)
+    note = f"ε={eps:g}"
+    result.pairs.append(_Pair(bn["gamma"], scale_exp, _cached(scale.shape, dtype, lambda: scale),
+                              f"folded: gamma / √(moving_variance + ε), {note}", folded=True))
+    magnitude = float(np.max(np.maximum(np.abs(beta), np.abs(mean * scale)), initial=0.0))
+    result.pairs.append(_Pair(bn["beta"], offset_exp,
+                              _cached(offset.shape, dtype, lambda: offset),
+                              f"folded: beta − moving_mean · scale, {note}", folded=True,
+                              magnitude=magnitude))
+    result.folded.append((bn["moving_variance"], scale_exp.name,
+                          f"folded into {scale_exp.name}"))
+    result.folded.append((bn["moving_mean"], offset_exp.name, f"folded into {offset_exp.name}"))
+    used_src.update(s.name for s in bn.values())
+    used_exp.update((scale_exp.name, offset_exp.name))
+
+
+def _bn_scale(gamma: np.ndarray, var: np.ndarray, value: np.ndarray
+              ) -> tuple[float, float, np.ndarray]:
+    """(relative error, ε, gamma / √(var + ε)) for the ε that fits `value` (`_epsilon`)."""
+    candidates = [EPSILON, 1e-5]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        guess = (gamma / value) ** 2 - var
+    guess = guess[np.isfinite(guess)]
+    if guess.size and 0 <= float(np.median(guess)) < 1:
+        candidates.append(float(np.median(guess)))
+    error, eps = _epsilon([(_rel(gamma / np.sqrt(var + eps), value), eps) for eps in candidates])
+    return error, eps, gamma / np.sqrt(var + eps)
 
 
 def _uniform(tensor: Tensor) -> bool:
@@ -488,7 +574,8 @@ def diff_export(a: Store, b: Store, opts: Any) -> Any:
         first, second = (p.exp.view, p.expected) if export_is_a else (p.expected, p.exp.view)
         o = opts
         if p.folded:
-            peak = float(np.max(np.abs(np.asarray(p.expected.read(), np.float64)), initial=0.0))
+            peak = p.magnitude if p.magnitude is not None else \
+                float(np.max(np.abs(np.asarray(p.expected.read(), np.float64)), initial=0.0))
             o = replace(opts, atol=max(opts.atol, FOLD_ULPS * float(np.finfo(np.float32).eps)
                                        * peak))
         jobs.append((e, first, second, o, p))

@@ -1007,7 +1007,25 @@ def _saved_model(c: Corpus) -> None:
     for p in variables.iterdir():
         p.unlink()
     variables.rmdir()
-    c.add(fmt, "variables-missing", f"{d}/variables-missing", CORRUPT, "no variables/ directory")
+    c.add(fmt, "variables-missing", f"{d}/variables-missing", CORRUPT,
+          "no variables/ directory, and no meta graph whose constants would be the weights")
+
+    def constants(name: str, nodes: bytes, errors: tuple[str, ...], about: str) -> None:
+        """A SavedModel of constants (no variables/): one meta graph of `nodes`."""
+        _write(c.path(f"{d}/{name}") / "saved_model.pb",
+               _field(1, 1) + _field(2, _field(2, nodes)))
+        c.add(fmt, name, f"{d}/{name}", errors, about)
+
+    constants("constants-bomb", const_node("k", 1, (1 << 40,), typed=_field(5, b"\0\0\x80\x3f")),
+              REFUSED, "a graph constant of one float_val broadcast to 2^40 elements")
+    constants("constants-content-short",
+              const_node("k", 1, (4, 3), content=KERNEL.tobytes()[:-4]), CORRUPT,
+              "a graph constant's tensor_content 4 bytes short of its shape")
+    constants("constants-twice", const_node("k", 1, (3,), content=BIAS.tobytes()) * 2, CORRUPT,
+              "two Const nodes of one meta graph named alike")
+    constants("constants-graph-truncated",
+              (const_node("k", 1, (3,), content=BIAS.tobytes()))[:-5], BROKEN,
+              "a meta graph's GraphDef cut inside a node")
     data = model("data-symlink-out") / "variables" / "variables.data-00000-of-00001"
     data.unlink()
     os.symlink(c.path("outside/ckpt/model.data-00000-of-00001"), data)

@@ -167,3 +167,15 @@ def _replaced(store: weightkit.Store, values: dict) -> weightkit.Store:
     tensors = {name: (weightkit.Tensor.from_array(values[name], store[name].meta)
                       if name in values else t) for name, t in store.items()}
     return store.replace(tensors)
+
+
+def test_a_constant_far_larger_than_the_graph_is_written_back(tmp_path: Path) -> None:
+    """The graph without its values (the skeleton) is never expanded, so the shape-bomb budget
+    of reading (1024 times the file) does not apply to it: a 2.4 MB constant in a graph of a
+    few bytes is edited and written back."""
+    big = np.ones(600_000, np.float32)
+    weightkit.save(weightkit.Store.from_arrays({"k": big}), tmp_path / "big.pb", "tf-graphdef")
+    with weightkit.load(tmp_path / "big.pb") as store:
+        weightkit.save(weightkit.edit(store).scale("k", 2.0), tmp_path / "edited.pb")
+    with weightkit.load(tmp_path / "edited.pb") as back:
+        assert back["k"].read().tobytes() == (big * 2).tobytes()

@@ -176,3 +176,131 @@ class TestSavedModelConformance(FormatConformance):
                 except weightkit.WeightsError:
                     pass
             target.write_bytes(data)
+
+
+# --- weights as constants of the graphs (no variables/) -------------------------------------------
+
+from fixtures_lib import copy as copy_fixture, fixture, manifest, models  # noqa: E402
+from weightkit.converters.carry import unb64  # noqa: E402
+
+CONSTANTS = "dense--tf1-constants-savedmodel"
+
+
+def _as_written_by_tensorflow(tmp_path: Path) -> Path:
+    """The fixture as TensorFlow left it: with the empty `variables/` git does not keep."""
+    path = copy_fixture(CONSTANTS, tmp_path)
+    (path / "variables").mkdir()
+    return path
+
+
+def test_constants_read_as_tensorflow_reads_them(tmp_path: Path) -> None:
+    """A TF1 export of a constant graph (two meta graphs, `serve` and `train`, holding the same
+    constants) reads as the constants tf.make_ndarray gave when the fixture was made, without
+    `variables/` (a fresh clone) and with an empty one (as TensorFlow wrote it)."""
+    entry = manifest()[CONSTANTS]
+    assert not (fixture(entry) / "variables").exists()
+    want = [(c["name"], c["shape"], c["dtype"], c["sha256"]) for c in entry["graph_constants"]]
+    for path in (fixture(entry), _as_written_by_tensorflow(tmp_path)):
+        with weightkit.load(path) as store:
+            assert store.format == SM
+            got = [(n, list(t.shape), t.dtype_name, models.value_digest(t.read()))
+                   for n, t in store.items()]
+            assert got == want
+            assert store["scale"].meta["saved_model"] == {"field": "float_val", "values": 1,
+                                                          "packed": True}
+            assert store["w"].meta["saved_model"] == {"field": "tensor_content"}
+
+
+def test_constants_write_back_gives_the_same_directory(tmp_path: Path) -> None:
+    for i, path in enumerate((fixture(CONSTANTS), _as_written_by_tensorflow(tmp_path))):
+        with weightkit.load(path) as store:
+            weightkit.save(store, tmp_path / f"same{i}", SM)
+            weightkit.save(store, tmp_path / f"via{i}.safetensors")
+        with weightkit.load(tmp_path / f"via{i}.safetensors") as carried:
+            assert "saved_model.pb" in carried.meta["saved_model"]["files"]
+            weightkit.save(carried, tmp_path / f"back{i}", SM)
+        assert same_tree(str(path), str(tmp_path / f"same{i}"))
+        assert same_tree(str(path), str(tmp_path / f"back{i}"))
+
+
+def test_constants_metadata_holds_the_graph_without_its_values(tmp_path: Path) -> None:
+    """saved_model.pb travels in the metadata without the constants' values (the weights are
+    not carried twice)."""
+    values = {"w": np.full((3, 2), 1234.5, np.float32)}
+    with weightkit.load(fixture(CONSTANTS)) as store:
+        edited = weightkit.edit(store).set("w", values["w"])
+        weightkit.save(edited, tmp_path / "out", SM)
+        skeleton = unb64(store.meta["saved_model"]["files"]["saved_model.pb"], "saved_model")
+    pb = (tmp_path / "out" / "saved_model.pb").read_bytes()
+    assert values["w"].tobytes() in pb and values["w"].tobytes() not in skeleton
+    assert len(skeleton) < len(pb)
+
+
+def test_constants_keep_their_dtype_shape_and_count(tmp_path: Path) -> None:
+    with weightkit.load(fixture(CONSTANTS)) as store:
+        with pytest.raises(UsageError, match="float32 constant of shape"):
+            weightkit.save(weightkit.edit(store).cast("w", "float16"), tmp_path / "x", SM)
+        with pytest.raises(UsageError, match="cannot drop"):
+            weightkit.save(weightkit.edit(store).drop("b"), tmp_path / "x", SM)
+        extra = store.replace({**store, "new": Tensor.from_array(np.zeros(2, np.float32))})
+        with pytest.raises(UsageError, match="no Const node"):
+            weightkit.save(extra, tmp_path / "x", SM)
+    assert not (tmp_path / "x").exists()
+
+
+def _with(store: Store, **values: np.ndarray) -> Store:
+    """The store with some variables set (meta kept, as `edit --set` does) or added."""
+    tensors = dict(store)
+    for name, value in values.items():
+        meta = store[name].meta if name in store else store[name.split("@")[0]].meta
+        tensors[name] = Tensor.from_array(value, meta)
+    return store.replace(tensors)
+
+
+def test_a_copy_that_differs_between_meta_graphs_is_its_own_variable(tmp_path: Path) -> None:
+    """`w@1` (meta graph 1's copy of `w`) given: that copy gets its own value, and the file
+    then reads as `w` and `w@1`; without it every copy takes `w`."""
+    with weightkit.load(fixture(CONSTANTS)) as store:
+        w = store["w"].read()
+        weightkit.save(_with(store, **{"w@1": w * 3}), tmp_path / "split", SM)
+    with weightkit.load(tmp_path / "split") as split:
+        assert list(split) == ["w", "b", "scale", "w@1"]
+        assert split["w"].read().tobytes() == w.tobytes()
+        assert split["w@1"].read().tobytes() == (w * 3).tobytes()
+        weightkit.save(split, tmp_path / "same", SM)
+    assert same_tree(str(tmp_path / "split"), str(tmp_path / "same"))
+
+
+@pytest.mark.tensorflow
+def test_tensorflow_serves_the_edited_constants(tmp_path: Path) -> None:
+    """TensorFlow loads and serves SavedModels of constants weightkit edited: the TF1 fixture
+    (with `scale` doubled every output doubles exactly, in both meta graphs; its own `w@1`
+    serves only under `train`) and a TF2 `tf.saved_model.save` of tf.constants (its bias + 1)."""
+    made = make_cases(tmp_path / "made", {"tf": ["tf-constants-savedmodel"]})
+    with weightkit.load(fixture(CONSTANTS)) as store:
+        assert len(store) == 3  # the `train` graph's copies are the same variables
+        weightkit.save(weightkit.edit(store).scale("scale", 2.0), tmp_path / "doubled", SM)
+        weightkit.save(_with(store, **{"w@1": store["w"].read() * 0}), tmp_path / "split", SM)
+    tf2 = made["tf-constants-savedmodel"]
+    with weightkit.load(tf2) as store:
+        assert store.format == SM
+        assert not [n for n in store if "traced_save" in n or "traced_restore" in n]
+        (bias,) = [n for n, t in store.items() if t.shape == (3,)]
+        weightkit.save(_with(store, **{bias: store[bias].read() + 1}), tmp_path / "tf2", SM)
+    plain = str(fixture(CONSTANTS))
+    jobs = [["serve", plain, ["serve"]], ["serve", str(tmp_path / "doubled"), ["serve"]],
+            ["serve", str(tmp_path / "doubled"), ["train"]],
+            ["serve", plain, ["train"]], ["serve", str(tmp_path / "split"), ["serve"]],
+            ["serve", str(tmp_path / "split"), ["train"]],
+            ["serve", tf2], ["serve", str(tmp_path / "tf2")]]
+    base, doubled, doubled_train, base_train, split, split_train, before, after = tf_run(jobs)
+    y = np.asarray(base["y"], np.float32)
+    assert np.asarray(base_train["y"], np.float32).tobytes() == y.tobytes()
+    for served in (doubled, doubled_train):
+        assert np.asarray(served["y"], np.float32).tobytes() == (y * np.float32(2)).tobytes()
+    assert np.asarray(split["y"], np.float32).tobytes() == y.tobytes()
+    with weightkit.load(fixture(CONSTANTS)) as store:  # x @ 0 + b, times scale
+        b, scale = store["b"].read(), store["scale"].read()
+    expected = np.broadcast_to((b * scale).astype(np.float32), y.shape)
+    assert np.asarray(split_train["y"], np.float32).tobytes() == expected.tobytes()
+    assert np.allclose(np.asarray(after["y"]), np.asarray(before["y"]) + 1)

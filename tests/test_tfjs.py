@@ -50,3 +50,19 @@ class TestTfjsConformance(FormatConformance):
                 except WeightsError:
                     pass
             target.write_bytes(data)
+
+
+def test_int32_weights_dequantize_as_tfjs_rounds_them() -> None:
+    """TF.js stores `Math.round(q·scale + min)` for an int32 weight (halves toward +inf, then
+    modulo 2^32; infinity is 0): the node test compares with TF.js itself, this one without it."""
+    from weightkit.converters.quant import dequantize
+    from weightkit.converters.store import Store, Tensor
+    q = np.array([0, 1, 2, 3, 4, 5], np.uint8)
+    meta = {"quantization": {"scheme": "min_scale", "scale": 0.5, "min": -1.5, "dtype": "int32"}}
+    big = {"quantization": {"scheme": "min_scale", "scale": 2.0 ** 31, "min": 0.0,
+                            "dtype": "int32"}}
+    out = dequantize(Store({"halves": Tensor.from_array(q, meta),
+                            "wraps": Tensor.from_array(q, big)}))
+    assert out["halves"].dtype == np.int32
+    assert out["halves"].read().tolist() == [-1, -1, 0, 0, 1, 1]  # -1.5 -> -1, 0.5 -> 1
+    assert out["wraps"].read().tolist() == [0, -2**31, 0, -2**31, 0, -2**31]

@@ -17,6 +17,7 @@ import pytest
 
 import weightkit
 from fixtures_lib import fixture, manifest, models, select
+from weightkit.converters.quant import dequantize
 
 JS = Path(__file__).resolve().parent / "js"
 HAVE_TFJS = (JS / "node_modules" / "@tensorflow" / "tfjs").is_dir() and shutil.which("node")
@@ -95,6 +96,61 @@ def test_quantized_weights_read_as_stored_with_their_parameters(name: str) -> No
                         {"scheme": "min_scale", "scale": q["scale"], "min": q["min"],
                          "dtype": "float32"})
             assert tensor.meta["quantization"] == expected
+
+
+# Quantized weights TF.js decodes with every rounding its decoder has: float32 from uint8 and
+# uint16, int32 with halves of both signs (Math.round: toward +inf), values that wrap modulo
+# 2^32, infinity (ToInt32: 0) and steps that are not exact in binary.
+DEQUANTIZE_CASES = [  # name, dtype, quantized dtype, scale, min
+    ("f_u8", "float32", "uint8", 0.1, -12.8),
+    ("f_u16", "float32", "uint16", 3.0517578125e-05 / 3, -1.0),
+    ("i_u8_halves", "int32", "uint8", 0.5, -64.5),
+    ("i_u8_tenths", "int32", "uint8", 0.1, -12.85),
+    ("i_u16_wraps", "int32", "uint16", 65537.0, 2147483000.0),
+    ("i_u16_infinite", "int32", "uint16", 1e308, -1e308),
+]
+
+
+@needs_tfjs
+@pytest.mark.parametrize("name", sorted(QUANTIZED) + ["hand-made"])
+def test_dequantized_weights_are_what_tfjs_decodes(tmp_path: Path, name: str) -> None:
+    """`--dequantize` gives, bit for bit, the tensors TF.js's own decoder (tfjs-core
+    `decodeWeight`) loads: the converter's uint8 and float16 models, and hand-made int32 and
+    float32 weights of every rounding case (int32 weights dequantize to int32, as TF.js loads
+    them)."""
+    if name == "hand-made":
+        rng = np.random.default_rng(0)
+        weights, data = [], b""
+        for key, dtype, stored, scale, low in DEQUANTIZE_CASES:
+            q = np.arange(256 if stored == "uint8" else 2048).astype(stored)
+            if stored == "uint16":
+                q = np.concatenate([q, rng.integers(0, 65536, 2048).astype(stored)])
+            weights.append({"name": key, "shape": [int(q.size)], "dtype": dtype,
+                            "quantization": {"dtype": stored, "scale": scale, "min": low}})
+            data += q.astype(f"<{np.dtype(stored).str[1:]}").tobytes()
+        path = tmp_path / "model"
+        path.mkdir()
+        (path / "group1-shard1of1.bin").write_bytes(data)
+        (path / "model.json").write_text(json.dumps({
+            "format": "graph-model", "generatedBy": "test", "convertedBy": None,
+            "modelTopology": {"node": []},
+            "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": weights}]}))
+    else:
+        path = fixture(name)
+    decoded = tfjs("weights", path / "model.json")
+    with weightkit.load(path) as store:
+        plain = dequantize(store)
+        assert list(plain) == list(decoded)
+        for key, record in decoded.items():
+            got = plain[key].read()
+            assert plain[key].meta["dequantized"]["from"] == store[key].dtype_name
+            assert same_bits(got, array(record)), key
+            assert np.array_equal(np.concatenate(list(plain[key].iter_chunks(37))),
+                                  got.reshape(-1)), key
+    if name == "hand-made":
+        ints = [array(decoded[k]) for k in ("i_u8_halves", "i_u16_wraps", "i_u16_infinite")]
+        assert {-2, 2}.issubset(set(ints[0].tolist()))  # halves of both signs were rounded
+        assert ints[1].min() < 0 < ints[1].max() and (ints[2] == 0).all()
 
 
 def test_weights_spanning_shards_read_across_files() -> None:
@@ -240,3 +296,106 @@ def test_tfjs_layers_model_to_tf_keras_h5_predicts_what_tfjs_predicts(
     ours = np.frombuffer(bytes.fromhex(keras["y"]), np.float32).reshape(keras["shape"])
     theirs = array(tfjs("predict", fixture(name) / "model.json", x))
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+# --- a graph model against its Keras source (wdiff SOURCE GRAPH_MODEL) -----------------------------
+
+GRAPHS = [e["path"] for e in select(format="tfjs", layout="tfjs-converter-graph")]
+
+
+def _export_diff(a: Path, b: Path) -> dict:
+    report = weightkit.diff(a, b)
+    assert report["summary"]["export"]["side"] == ("a" if a.suffix != ".h5" else "b")
+    return report
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_graph_model_pairs_every_weight_with_its_keras_source(name: str) -> None:
+    """Each constant of the converter's graph model is paired with the Keras variable it came
+    from (named by the layer names the converter kept in the node names), every pair identical
+    but for the float32 rounding of a folded BatchNormalization, whose variables are `folded`;
+    shape constants are structural. Either order."""
+    entry = manifest()[name]
+    source = fixture(entry["source"])
+    report = _export_diff(source, fixture(name))
+    assert report["summary"]["identical"], [e for e in report["variables"]
+                                            if e["status"] not in ("same", "folded")]
+    by_a = {e["name_a"]: e for e in report["variables"]}
+    weights = sorted(by_a)  # tf_keras' names leave the nested model out: the ends are the same
+    assert sorted(n for n in weights) == sorted(
+        next(n for n in weights if n.endswith(v["name"].removesuffix(":0")))
+        for v in entry["variables"])
+    assert all(e["matched_by"] == "export" for e in report["variables"])
+    for weight, e in by_a.items():  # the converter kept the layer's name in the node's
+        layer = weight.rsplit("/", 1)[0].split("/")[-1]
+        if e["status"] != "folded":  # (a folded layer names the constant it went into)
+            assert f"/{layer}/" in e["name_b"], (weight, e["name_b"])
+    folded = {n for n, e in by_a.items() if e["status"] == "folded"}
+    assert folded == {n for n in weights if n.split("/")[-2] in ("bn", "enc_bn")
+                      and n.rsplit("/", 1)[1] in (("gamma", "beta", "moving_mean",
+                                                   "moving_variance") if "conv" in name else
+                                                  ("moving_mean", "moving_variance"))}
+    backward = _export_diff(fixture(name), source)
+    assert {(e["name_b"], e["name_a"], e["status"]) for e in backward["variables"]} == \
+        {(e["name_a"], e["name_b"], e["status"]) for e in report["variables"]}
+
+
+def test_batchnorm_kept_as_scale_and_offset_constants_is_shown_as_folded() -> None:
+    """After a Dense layer the converter keeps a BatchNormalization as `bn/batchnorm/mul` =
+    gamma / √(variance + ε) and `bn/batchnorm/sub` = beta − mean·mul: gamma and beta are
+    compared with those, the moving statistics are `folded` into them."""
+    report = _export_diff(fixture("nested--tfkeras-trained-full.h5"),
+                          fixture("nested--tfjs-graph"))
+    by_a = {e["name_a"]: e for e in report["variables"]}
+    for layer, prefix in (("encoder/enc_bn", "encoder/enc_bn"), ("bn", "bn")):
+        scale = f"StatefulPartitionedCall/nested/{prefix}/batchnorm/mul"
+        offset = f"StatefulPartitionedCall/nested/{prefix}/batchnorm/sub"
+        assert (by_a[f"{layer}/gamma"]["name_b"], by_a[f"{layer}/gamma"]["status"]) == \
+            (scale, "same")
+        assert (by_a[f"{layer}/beta"]["name_b"], by_a[f"{layer}/beta"]["status"]) == \
+            (offset, "same")
+        assert "ε=0.001" in by_a[f"{layer}/gamma"]["transform"]
+        assert (by_a[f"{layer}/moving_variance"]["status"],
+                by_a[f"{layer}/moving_variance"]["name_b"]) == ("folded", scale)
+        assert (by_a[f"{layer}/moving_mean"]["status"],
+                by_a[f"{layer}/moving_mean"]["name_b"]) == ("folded", offset)
+
+
+@needs_tfjs
+def test_graph_model_drift_is_what_numpy_finds_on_tfjs_weights(tmp_path: Path) -> None:
+    """A graph model whose BatchNormalization scale, Dense kernel and folded convolution were
+    changed: wdiff reports, per pair, the max |a − b| numpy finds between the weights TF.js
+    decodes and the Keras values (folded with ε = 0.001 where the converter folded)."""
+    with weightkit.load(fixture("nested--tfjs-graph")) as store:
+        edited = weightkit.edit(store).scale("*/bn/batchnorm/mul", 1.01) \
+            .scale("*/d1/MatMul/ReadVariableOp", 0.5)
+        weightkit.save(edited, tmp_path / "nested", "tfjs")
+    with weightkit.load(fixture("conv--tfjs-graph")) as store:
+        weightkit.save(weightkit.edit(store).scale("*/c1/Conv2D_weights", 0.9),
+                       tmp_path / "conv", "tfjs")
+    nested = tfjs("weights", tmp_path / "nested" / "model.json")
+    conv = tfjs("weights", tmp_path / "conv" / "model.json")
+    with weightkit.load(fixture("nested--tfkeras-trained-full.h5")) as keras:
+        k = {n: keras[n].read().astype(np.float64) for n in keras}
+    with weightkit.load(fixture("conv--tfkeras-before-full.h5")) as keras:
+        c = {n: keras[n].read().astype(np.float64) for n in keras}
+    s_bn = k["bn/gamma"] / np.sqrt(k["bn/moving_variance"] + 1e-3)
+    s_conv = c["bn/gamma"] / np.sqrt(c["bn/moving_variance"] + 1e-3)
+    want = {
+        "bn/gamma": (nested, "StatefulPartitionedCall/nested/bn/batchnorm/mul", s_bn),
+        "d1/kernel": (nested, "StatefulPartitionedCall/nested/d1/MatMul/ReadVariableOp",
+                      k["d1/kernel"]),
+        "c1/kernel": (conv, "StatefulPartitionedCall/conv/c1/Conv2D_weights",
+                      c["c1/kernel"] * s_conv),
+    }
+    reports = {"nested": _export_diff(fixture("nested--tfkeras-trained-full.h5"),
+                                      tmp_path / "nested"),
+               "conv": _export_diff(fixture("conv--tfkeras-before-full.h5"), tmp_path / "conv")}
+    for weight, (decoded, exported, expected) in want.items():
+        report = reports["conv" if decoded is conv else "nested"]
+        e = {x["name_a"]: x for x in report["variables"]}[weight]
+        assert (e["name_b"], e["status"]) == (exported, "changed")
+        have = array(decoded[exported]).astype(np.float64)
+        assert e["max_abs_diff"] == pytest.approx(np.abs(expected - have).max(), rel=1e-6)
+    untouched = {x["name_a"]: x["status"] for x in reports["nested"]["variables"]}
+    assert untouched["head/kernel"] == "same" and untouched["bn/beta"] == "same"

@@ -8,7 +8,8 @@ mix in one process) with a JSON list of jobs; prints `@@RESULT@@` and a JSON lis
     ["dump", PATH]           -> {key: [dtype, shape, sha256]} read by tf.train.load_checkpoint
     ["restore", CASE, PATH]  -> rebuilds CASE's model, restores PATH with assert_consumed(),
                                 trains one step; {name: sha256} of the restored variables
-    ["serve", DIR]           -> outputs of serving_default on a fixed input
+    ["serve", DIR, TAGS?]    -> outputs of serving_default on a fixed input (of the meta graph
+                                with TAGS, a list, when the SavedModel holds several)
     ["next", PATH]           -> the next batch of the `variant` case's restored dataset iterator
 
 The `keras3-order-*` cases write DIR/model.keras, DIR/model.weights.h5, the sharded
@@ -239,6 +240,16 @@ def make(case: str, directory: str) -> dict:
         path = os.path.join(directory, "module")
         tf.saved_model.save(module, path, signatures={"serving_default": module.f})
         return {"path": path}
+    if case == "tf-constants-savedmodel":  # weights as constants: variables/ has none
+        rng = np.random.default_rng(0)
+        module = tf.Module()
+        w = tf.constant(rng.standard_normal((2, 3)).astype(np.float32))
+        b = tf.constant(np.full(3, 0.25, np.float32))  # one float_val, broadcast
+        module.f = tf.function(lambda x: {"y": tf.matmul(x, w) + b},
+                               input_signature=[tf.TensorSpec((None, 2), tf.float32)])
+        path = os.path.join(directory, "constants")
+        tf.saved_model.save(module, path, signatures={"serving_default": module.f})
+        return {"path": path}
     raise SystemExit(f"unknown case {case!r}")
 
 
@@ -273,9 +284,9 @@ def next_batch(path: str) -> list:
     return next(iterator).numpy().tolist()
 
 
-def serve(path: str) -> dict:
+def serve(path: str, tags: list[str] | None = None) -> dict:
     import tensorflow as tf
-    loaded = tf.saved_model.load(path)
+    loaded = tf.saved_model.load(path, tags=tags)
     fn = loaded.signatures["serving_default"]
     spec = list(fn.structured_input_signature[1].values())[0]
     shape = [2 if d is None else d for d in spec.shape]
