@@ -1350,9 +1350,3 @@ def upload(local: str, url: str) -> None:
 def remove(url: str) -> None:
     backend = _backend(url)
     _call(url, lambda: backend.rm(url), "remove")
-
-
-def remote_in_use() -> bool:
-    """Whether this process opened a URL (the diff engine then runs its workers in threads,
-    which share the connections, rather than forked processes)."""
-    return bool(_backends)
