@@ -147,9 +147,15 @@ class Plan:
     write: Callable[[Any], None]             # writes the file to an open binary file
 
 
+def _sources(store: Store, like: Store | None) -> tuple[Store, ...]:
+    """Where the graph comes from: the template when one is given (format.py's rule), else the
+    store's own."""
+    return (like,) if like is not None else (store,)
+
+
 def _template(store: Store, like: Store | None) -> dict | None:
-    for source in (store, like):
-        if source is not None and isinstance(source.meta.get(NAMESPACE), dict):
+    for source in _sources(store, like):
+        if isinstance(source.meta.get(NAMESPACE), dict):
             return source.meta[NAMESPACE]
     return None
 
@@ -158,9 +164,8 @@ def _skeleton(template: dict, store: Store, like: Store | None) -> bytes:
     text = template.get("skeleton")
     if isinstance(text, str):
         return codec.unb64(text)
-    for source in (store, like):
-        if source is not None and source.format == NAME and source.path \
-                and seam.isfile(source.path):
+    for source in _sources(store, like):
+        if source.format == NAME and source.path and seam.isfile(source.path):
             data = seam.read_bytes(source.path)
             return codec.strip(data, constants(data, source.path, len(data)))
     raise UsageError("the graph was too large to carry in metadata: give the original frozen "

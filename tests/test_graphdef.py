@@ -65,6 +65,23 @@ def test_write_back_gives_the_same_bytes(tmp_path: Path, entry: dict) -> None:
     assert (tmp_path / "back.pb").read_bytes() == fixture(entry).read_bytes()
 
 
+def test_a_template_graph_wins_over_the_stores_own(tmp_path: Path) -> None:
+    """format.py's rule: with --like, the structure written is the template's (here the same
+    constants in a graph with one more node), the values the store's."""
+    original = fixture("conv--tf-frozen.pb").read_bytes()
+    extra = b"\x0a\x13\x0a\x0bextra_no_op\x12\x04NoOp"  # GraphDef.node: NodeDef(name, op)
+    template = tmp_path / "template.pb"
+    template.write_bytes(original + extra)
+    name = "conv/out/MatMul/ReadVariableOp/resource"
+    with weightkit.load(fixture("conv--tf-frozen.pb")) as store, weightkit.load(template) as like:
+        weightkit.save(weightkit.edit(store).scale(name, 2.0), tmp_path / "out.pb", like=like)
+        want = store[name].read() * 2
+    written = (tmp_path / "out.pb").read_bytes()
+    assert written.endswith(extra)
+    with weightkit.load(tmp_path / "out.pb") as back:
+        assert np.array_equal(back[name].read(), want)
+
+
 def test_a_saved_model_pb_points_to_the_saved_model_format(tmp_path: Path) -> None:
     path = fixture("mlp--tfkeras-savedmodel") / "saved_model.pb"
     with pytest.raises(weightkit.UnknownFormatError, match="saved-model"):
