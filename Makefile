@@ -17,10 +17,11 @@ $(BASE): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-# weightkit with the test tools, the framework oracles (TensorFlow, tf_keras, Keras 3) and the
-# HTML report's plotly; Playwright drives Debian's Chromium (never `playwright install`).
+# weightkit with the test tools, the framework oracles (TensorFlow, tf_keras, Keras 3), the
+# HTML report's plotly and the remote extra (fsspec, s3fs, gcsfs, aiohttp; the test extra brings
+# the S3 and GCS emulators); Playwright drives Debian's Chromium (never `playwright install`).
 $(FULL): $(BASE)
-	$(BIN)/python -m pip install -q -e '.[test,tensorflow,report]'
+	$(BIN)/python -m pip install -q -e '.[test,tensorflow,report,remote]'
 	touch $@
 
 # Debian's Chromium for the HTML report tests (CI runs as root on a fresh machine). If it cannot

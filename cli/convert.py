@@ -12,6 +12,7 @@ from ..converters.names import OPTIMIZER_ROLES
 from ..converters.quant import dequantize
 from ..converters.paths import same_file
 from ..converters.registry import format_for_output, load, save
+from ..converters.source import display, is_url
 from ..converters.store import Store
 from .progress import Progress, data_bytes, tracked
 from .text import safe
@@ -81,10 +82,16 @@ def like_names(store: Store, template: Store, match: str) -> Store:
 
 
 def check_output(src: str, dst: str, *others: str) -> None:
-    """Refuse an output that is one of the inputs."""
+    """Refuse an output that is one of the inputs (a URL: the same URL)."""
     for path in (src, *others):
-        if path and (same_file(path, dst) or os.path.abspath(path) == os.path.abspath(dst)):
-            raise UsageError(f"refusing to overwrite the input {safe(path)!r}", dst)
+        if not path:
+            continue
+        if is_url(path) or is_url(dst):
+            same = display(path).rstrip("/") == display(dst).rstrip("/")
+        else:
+            same = same_file(path, dst) or os.path.abspath(path) == os.path.abspath(dst)
+        if same:
+            raise UsageError(f"refusing to overwrite the input {safe(display(path))!r}", dst)
 
 
 def run(args: argparse.Namespace) -> int:

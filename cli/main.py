@@ -2,7 +2,8 @@
 
 Each command lives in its own module in this package with `HELP`, `add_arguments(parser)` and
 `run(args) -> int`. Errors from files become one line on stderr and exit status 2; `--debug`
-shows the traceback instead.
+shows the traceback instead. A command runs in one session of the byte seam (a URL prefix is
+listed once for the whole command) with the I/O budget `--io-budget` sets.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import traceback
 import warnings
 from enum import IntEnum
 
-from ..converters import store
+from ..converters import source, store
 from ..converters.errors import WeightsError, WeightsNote
 from .text import COLOR_CHOICES, colour, paint, safe
 
@@ -61,6 +62,10 @@ def _common_arguments(parser: argparse.ArgumentParser, top: bool = False) -> Non
     parser.add_argument("--color", "--colour", choices=COLOR_CHOICES, default=default("auto"),
                         help="colour the output: auto (a terminal, unless NO_COLOR is set or "
                              "FORCE_COLOR forces it), always, never (default: auto)")
+    parser.add_argument("--io-budget", metavar="SIZE", default=default(None),
+                        help="for files at URLs (s3://, gs://, https://): bytes in flight and "
+                             "cached per file, at most (e.g. 64M, 1G; default 256M, or "
+                             "WEIGHTKIT_IO_BUDGET)")
     if top:
         parser.add_argument("--version", action="version", version=_version())
 
@@ -81,10 +86,16 @@ def _requested(argv: list[str]) -> str | None:
     for arg in argv:
         if arg in names:
             return arg
-        if arg not in ("--debug", "--color", "--colour", *COLOR_CHOICES) and \
-                not arg.startswith(("--color=", "--colour=")):
+        if arg not in ("--debug", "--color", "--colour", "--io-budget", *COLOR_CHOICES) and \
+                not arg.startswith(("--color=", "--colour=", "--io-budget=")) and \
+                not _size_like(arg):
             return None
     return None
+
+
+def _size_like(arg: str) -> bool:
+    """An argument that may be --io-budget's value (so that `--io-budget 64M show` is seen)."""
+    return bool(arg) and arg[0].isdigit()
 
 
 def _version() -> str:
@@ -111,7 +122,10 @@ def main(argv: list[str] | None = None, prog: str | None = None,
         print(f"{parser.prog}: {kind}: {safe(str(message))}", file=sys.stderr)
     warnings.showwarning = one_line
     try:
-        return int(args.run(args))
+        if getattr(args, "io_budget", None) is not None:
+            source.set_io_budget(source.parse_size(args.io_budget))
+        with source.session():
+            return int(args.run(args))
     except WeightsError as exc:
         if args.debug:
             traceback.print_exc()

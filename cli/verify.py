@@ -11,6 +11,7 @@ import sys
 
 from ..converters.errors import UsageError
 from ..converters.registry import get, load
+from ..converters.source import is_url
 from ..converters.store import Store
 from ..diffing.verify import Trip, candidates, check_readable, document, framework_check, verify
 from .main import Exit
@@ -44,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         vias = via or candidates(loaded)
         if not vias:
             raise UsageError("no format can hold this file without loss; name one with --via")
+        if args.load and is_url(args.file):
+            raise UsageError("--load: the framework loads local files; copy the file here "
+                             "first")
         check = framework_check(args.file, loaded) if args.load else None
         # read once here, then per target once to write it and once to compare
         with Progress("verify", data_bytes(loaded) * (1 + 2 * len(vias))) as bar:

@@ -7,6 +7,16 @@ directory, fsynced, and renamed into place only when the whole write succeeded.
 
 On any exception (including KeyboardInterrupt and the SIGTERM the CLI turns into one) every
 temporary is removed and existing destinations stay untouched. Renames run in registration order.
+
+A destination that is a URL (`remote_output`) is written to a local scratch directory the same
+way, then uploaded object by object (each object appears whole or not at all): data first, the
+file a reader opens first last — the destination itself when it is a file (a `.safetensors`, a
+TF.js `model.json`, a sharded `.weights.json`), a checkpoint prefix's `.index`, a directory's
+entry file (ENTRY_FILES: a SavedModel's `saved_model.pb`, a TF.js model's `model.json`); other
+files deeper first, then in the order they were written.
+The destination's existing index object is deleted before anything is uploaded, so that no
+reader ever pairs an old index with new data; a failed upload removes what it had uploaded and
+leaves no index.
 """
 from __future__ import annotations
 
@@ -14,6 +24,7 @@ import errno
 import io
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -199,3 +210,58 @@ def _fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextmanager
+def remote_output(url: str) -> Iterator[str]:
+    """A local path standing for the URL `url`: write there (with `atomic_output`, as for any
+    destination); when the block ends, the files written are uploaded (see the module
+    docstring). The scratch directory is removed in every case."""
+    from . import source as seam
+    work = tempfile.mkdtemp(prefix="weightkit-upload-")
+    try:
+        with scratch():  # local durability is not the point: the upload is
+            yield os.path.join(work, seam.basename(url) or "output")
+        check_changed()
+        uploads_local = _upload_order(work, os.path.join(work, seam.basename(url) or "output"))
+        base = seam.parent(url)
+        uploads = [(full, seam.join(base, rel)) for rel, full in uploads_local]
+        if not uploads:
+            return
+        seam.forget(base)
+        if seam.isfile(uploads[-1][1]):
+            seam.remove(uploads[-1][1])  # no reader pairs the old index with new data
+        done: list[str] = []
+        try:
+            for full, target in uploads:
+                seam.upload(full, target)
+                done.append(target)
+        except BaseException:
+            for target in done:
+                try:
+                    seam.remove(target)
+                except Exception:  # noqa: BLE001 - the upload's error is the one to report
+                    pass
+            raise
+        finally:
+            seam.forget(base)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+ENTRY_FILES = ("saved_model.pb", "model.json")  # what a reader of a directory looks for first
+
+
+def _upload_order(work: str, local: str) -> list[tuple[str, str]]:
+    """(relative path, full path) of every file under `work`, in upload order (see the module
+    docstring); `local` is the path the writer was given."""
+    made = []
+    for parent, _, names in os.walk(work):
+        for name in names:
+            full = os.path.join(parent, name)
+            rel = os.path.relpath(full, work).replace(os.sep, "/")
+            last = full in (local, local + ".index") or (
+                os.path.dirname(full) == local and name in ENTRY_FILES)
+            made.append(((last, -rel.count("/"), os.stat(full).st_mtime_ns, rel), rel, full))
+    return [(rel, full) for _, rel, full in sorted(made)]
+

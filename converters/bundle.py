@@ -15,7 +15,6 @@ crcs, string and variant layouts), `tensorflow/core/protobuf/tensor_bundle.proto
 from __future__ import annotations
 
 import math
-import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -24,10 +23,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import protowire as pw
+from . import source as seam
 from .dtypes import dtype_from_name
 from .errors import CorruptFileError, UnknownFormatError, UsageError, WeightsError
-from .mapped import MappedFile, check_changed, rows
-from .paths import check_input, inside
+from .mapped import check_changed, rows
+from .paths import inside
+from .source import Source
 from .sstable import FOOTER_SIZE, crc32c, get_varint, mask_crc, put_varint, read_table
 from .store import CHUNK_BYTES, Tensor, block_indices, check_shape
 from .tf_dtypes import DT_STRING, DT_VARIANT, DTYPES as TF_DTYPES, QUANTIZED
@@ -316,9 +317,13 @@ class Index:
         """Read `prefix.index`; every file must resolve inside `root` (by default the prefix's
         directory), so no symlink leads the reader elsewhere."""
         self.prefix = prefix
-        root = root or os.path.dirname(os.path.abspath(prefix))
-        self.index_path = inside(root, os.path.relpath(prefix + ".index", root))
-        check_input(self.index_path)
+        root = root or seam.parent(prefix)
+        if seam.is_url(prefix):  # `prefix` lies under `root` (it was made from it)
+            seam.scan(prefix)  # the index and every data shard: one listing
+            self.index_path = prefix + ".index"
+        else:
+            self.index_path = inside(root, os.path.relpath(prefix + ".index", root))
+        seam.check_input(self.index_path)
         try:
             self._open(root)
         except WeightsError as exc:
@@ -357,12 +362,11 @@ class Index:
 
     @staticmethod
     def _read_index(path: str) -> list[tuple[bytes, bytes]]:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < FOOTER_SIZE:
+        with seam.open_source(path) as f:  # a URL: fetched whole, in one request
+            if f.size < FOOTER_SIZE:
                 raise CorruptFileError(f"expected an index of at least {FOOTER_SIZE} bytes, "
-                                       f"received {size}")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                                       f"received {f.size}")
+            with f.mapped().whole() as data:
                 return read_table(data)
 
     def _check(self, e: Entry) -> None:
@@ -404,21 +408,27 @@ class Bundle(Index):
     """An open checkpoint: its index, and lazily memory-mapped data shards."""
 
     def __init__(self, prefix: str, root: str | None):
-        self.files: dict[int, MappedFile] = {}
+        self.files: dict[int, Source] = {}
         self.verified: set[str] = set()
         super().__init__(prefix, root)
 
     def _open(self, root: str) -> None:
         super()._open(root)
         self.sizes = []
+        self.pins: dict[int, seam.Stat] = {}  # a URL's shards, pinned when the index is read
+        seam.stat_all([data_path(self.prefix, s, self.num_shards) for s in
+                       range(self.num_shards)] if seam.is_url(self.prefix) else [])
         for shard in range(self.num_shards):
-            path = inside(root, os.path.relpath(data_path(self.prefix, shard, self.num_shards),
-                                                root))
+            path = data_path(self.prefix, shard, self.num_shards)
+            if not seam.is_url(path):
+                path = inside(root, os.path.relpath(path, root))
             try:
-                self.sizes.append(check_input(path).st_size)
+                self.sizes.append(seam.check_input(path))
             except UsageError:
-                raise CorruptFileError(f"missing data shard {os.path.basename(path)}",
+                raise CorruptFileError(f"missing data shard {seam.basename(path)}",
                                        self.index_path) from None
+            if seam.is_url(path):
+                self.pins[shard] = seam.stat(path)
         for e in [*self.entries.values(), *self.slice_entries.values()]:
             if not e.slices and e.offset + e.size > self.sizes[e.shard]:
                 raise CorruptFileError(f"tensor {e.key!r} at {e.offset}+{e.size} runs past its "
@@ -426,10 +436,33 @@ class Bundle(Index):
 
     # data access
 
-    def _file(self, shard: int) -> MappedFile:
+    def expect(self, keys: list[str]) -> None:
+        """The order in which the tensors of `keys` will be read (a store's order): a URL's
+        shards are planned in it (entries not named come after, in offset order) and opened
+        now, so that forked readers share their caches."""
+        self.order = keys
+        for shard in self.pins:
+            self._file(shard)
+
+    def _file(self, shard: int) -> Source:
         if shard not in self.files:
-            self.files[shard] = MappedFile(data_path(self.prefix, shard, self.num_shards))
+            file = seam.open_source(data_path(self.prefix, shard, self.num_shards),
+                                    self.pins.get(shard))
+            if file.local is None:  # a URL: the shard's entries in reading order, merged
+                file.plan(self._ranges(shard))
+            self.files[shard] = file
         return self.files[shard]
+
+    def _ranges(self, shard: int) -> list[tuple[int, int]]:
+        ordered: list[Entry] = []
+        for key in getattr(self, "order", ()):
+            e = self.entries.get(key)
+            if e is not None:
+                ordered += [self.slice_entries[slice_key(e.key, x)] for x in e.slices] \
+                    if e.slices else [e]
+        rest = sorted([*self.entries.values(), *self.slice_entries.values()],
+                      key=lambda e: e.offset)
+        return [(e.offset, e.size) for e in ordered + rest if e.shard == shard and not e.slices]
 
     def _bytes(self, e: Entry) -> bytes:
         data = self._file(e.shard).pread(e.offset, e.size)

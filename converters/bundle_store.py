@@ -83,6 +83,7 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
             return rank, natural_key(item[1][0].key) if rank == end else ()
         order = sorted(zip(names, variables), key=position)
         tensors = {name: tensors[name] for name, _ in order}
+        bundle.expect([e.key for _, entries in order for e in entries])  # a URL's plan
         layout = {"header": b64(bundle.header_bytes),
                   "object_graph": b64(graph.data) if graph.data is not None else None,
                   "shards": _data_order(bundle),

@@ -11,6 +11,7 @@ bytes are a TensorBundle (`bundle.py`); names, roles, order and writing back are
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import struct
 import warnings
@@ -18,6 +19,7 @@ import warnings
 import numpy as np
 
 from . import object_graph as og
+from . import source as seam
 from .atomic import atomic_output
 from .bundle import DT_STRING, DT_VARIANT, DTYPES, Entry, Index, data_path, slice_key
 from .bundle_store import (META, distinct_names, plan_bundle, read_bundle, sharded_bundle,
@@ -26,7 +28,7 @@ from .dtypes import dtype_from_name
 from .errors import CorruptFileError, UnknownFormatError, UsageError, WeightsError, WeightsNote
 from .format import Format, IndexReading, ShardedWrite, WritePlan
 from .names import natural_key
-from .paths import check_input, inside
+from .paths import inside
 from .sstable import FOOTER_SIZE, MAGIC
 from .store import Store, Tensor
 
@@ -44,14 +46,14 @@ _STATE_ENTRY = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_path
 def resolve_prefix(path: str) -> tuple[str, str | None]:
     """(checkpoint prefix, directory everything must stay inside or None) for a prefix, an
     `.index` or data file, or a directory holding a `checkpoint` state file."""
-    if os.path.isdir(path):
+    if seam.isdir(path) and not seam.isfile(path):
         return state_prefixes(path)[-1], path
-    if path.endswith(".index") and os.path.isfile(path):
+    if path.endswith(".index") and seam.isfile(path):
         return path[:-len(".index")], None
-    if os.path.isfile(path + ".index"):
+    if seam.isfile(path + ".index"):
         return path, None
     match = _DATA_NAME.fullmatch(path)
-    if match and os.path.isfile(match.group(1) + ".index"):
+    if match and seam.isfile(match.group(1) + ".index"):
         return match.group(1), None
     raise UnknownFormatError("expected a checkpoint prefix, its .index file, or a directory "
                              "with a `checkpoint` state file", path)
@@ -68,13 +70,12 @@ def state_prefixes(directory: str) -> list[str]:
     state file itself leads outside the directory, CorruptFileError when it names nothing
     readable.
     """
-    state = inside(directory, STATE_FILE)  # a symlink leading out is refused here
-    if not os.path.isfile(state):
+    state = seam.inside(directory, STATE_FILE)  # a symlink leading out is refused here
+    if not seam.isfile(state):
         raise UnknownFormatError("expected a directory with a `checkpoint` state file; "
                                  "received one without it", directory)
-    check_input(state)
-    with open(state, "rb") as f:
-        text = f.read(_STATE_LIMIT).decode("utf-8", "replace")
+    seam.check_input(state)
+    text = seam.read_bytes(state, _STATE_LIMIT).decode("utf-8", "replace")
     entries = [(field, re.sub(r"\\(.)", r"\1", value)) for field, value in
                _STATE_ENTRY.findall(text)]
     newest = [value for field, value in entries if field == "model_checkpoint_path"]
@@ -94,6 +95,8 @@ def state_prefixes(directory: str) -> list[str]:
 def _inside_or_local(directory: str, name: str, state: str, only: bool) -> str | None:
     """The prefix `name` names inside `directory`; for a name leading elsewhere, the prefix of
     its basename here, else (`only`: the newest) the directory's only checkpoint."""
+    if seam.is_url(directory):
+        return _inside_or_local_url(directory, name, state, only)
     root = os.path.realpath(directory)
     target = os.path.realpath(os.path.join(root, name))
     if target.startswith(root + os.sep) and os.path.isfile(target + ".index"):
@@ -119,23 +122,57 @@ def _inside_or_local(directory: str, name: str, state: str, only: bool) -> str |
                            f"{found}: give the checkpoint prefix", state)
 
 
+def _inside_or_local_url(directory: str, name: str, state: str, only: bool) -> str | None:
+    """`_inside_or_local` for a directory that is a URL prefix: a name is inside when it is a
+    relative path staying under the prefix, or a URL under it (TF1 savers wrote full URLs);
+    another bucket, another scheme or `../` is outside."""
+    folder = directory.rstrip("/") + "/"
+    if seam.is_url(name):
+        parts = name[len(folder):].split("/") if name.startswith(folder) else [".."]
+        target = name if ".." not in parts and "." not in parts else None
+    else:
+        target = seam.within(directory, name)
+    if target is not None and seam.isfile(target + ".index"):
+        return target
+    local = posixpath.basename(name.rstrip("/"))
+    if local and local not in (".", "..") and seam.isfile(seam.join(directory, local + ".index")):
+        candidates = [local]
+    elif only:
+        candidates = sorted(f[:-len(".index")] for f in seam.listdir(directory)
+                            if f.endswith(".index") and seam.isfile(seam.join(directory, f)))
+    else:
+        return None  # an older checkpoint since deleted
+    outside = target is None
+    if len(candidates) == 1:
+        warnings.warn(WeightsNote(
+            f"{seam.display(state)}: names {name!r}{' outside the directory' if outside else ''}"
+            f"; reading {seam.display(seam.join(directory, candidates[0]))!r} instead"),
+            stacklevel=3)
+        return seam.join(directory, candidates[0])
+    where = "outside the directory, " if outside else ""
+    found = f"the directory holds {len(candidates)} checkpoints" if candidates else \
+        "the directory holds no checkpoint"
+    raise CorruptFileError(f"the state file names {name!r} ({where}no .index file there) and "
+                           f"{found}: give the checkpoint prefix", state)
+
+
 def sniff(path: str, head: bytes) -> bool:
     """A directory with a `checkpoint` state file, a file ending in the table magic, or a data
     shard next to its index."""
-    if os.path.isdir(path):
-        return (os.path.isfile(os.path.join(path, STATE_FILE))
-                and not os.path.exists(os.path.join(path, "saved_model.pb")))
+    if seam.isdir(path) and not seam.isfile(path):
+        return (seam.isfile(seam.join(path, STATE_FILE))
+                and not seam.exists(seam.join(path, "saved_model.pb")))
     match = _DATA_NAME.fullmatch(path)
-    if match and os.path.isfile(match.group(1) + ".index"):
+    if match and seam.isfile(match.group(1) + ".index"):
         return True
+    if seam.is_url(path) and not path.endswith(".index"):
+        return False  # TF names index files so; a URL's tail costs a request
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() < FOOTER_SIZE:
+        with seam.open_source(path) as f:
+            if f.size < FOOTER_SIZE:
                 return False
-            f.seek(-8, os.SEEK_END)
-            return struct.unpack("<Q", f.read(8))[0] == MAGIC
-    except OSError:
+            return struct.unpack("<Q", f.pread(f.size - 8, 8))[0] == MAGIC
+    except (OSError, WeightsError):
         return False
 
 
@@ -155,7 +192,7 @@ def _checksum(index: Index, e: Entry) -> str:
 
 def is_index(path: str) -> bool:
     """Whether `path` is a file named `*.index` that ends in the table magic."""
-    return path.endswith(".index") and os.path.isfile(path) and sniff(path, b"")
+    return path.endswith(".index") and seam.isfile(path) and sniff(path, b"")
 
 
 def index_without_data(path: str) -> bool:
@@ -168,7 +205,7 @@ def index_without_data(path: str) -> bool:
     except WeightsError:
         return False  # reading it as a checkpoint reports what is wrong
     prefix = index.prefix
-    return not all(os.path.isfile(data_path(prefix, shard, index.num_shards))
+    return not all(seam.isfile(data_path(prefix, shard, index.num_shards))
                    for shard in range(index.num_shards))
 
 
@@ -237,6 +274,7 @@ FORMAT = Format(
     namespace=META, structure="the tf_checkpoint object graph and its keys",
     index=IndexReading(is_index=is_index, lacks_data=index_without_data, read=read_index),
     templates=("tf-checkpoint", "saved-model"),
-    run=lambda path: state_prefixes(path) if os.path.isdir(path) else [path],
+    run=lambda path: state_prefixes(path) if seam.isdir(path) and not seam.isfile(path)
+    else [path],
     sharded=sharded,
 )

@@ -2,6 +2,19 @@
 from __future__ import annotations
 
 import os
+import re
+
+_URL_SECRETS = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)(?:[^/@?#]*@)?([^?#]*)[?#].*$|"
+                          r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/@?#]*@")
+
+
+def shown_path(path: str) -> str:
+    """A path as messages show it: a URL without user information or query string (a signed
+    URL's signature, a password)."""
+    if "://" not in path:
+        return path
+    return _URL_SECRETS.sub(lambda m: (m.group(1) + m.group(2)) if m.group(1) else m.group(3),
+                            path)
 
 
 class WeightsError(Exception):
@@ -9,7 +22,7 @@ class WeightsError(Exception):
 
     def __init__(self, message: str, path: str | os.PathLike | None = None):
         self.message = message
-        self.path = os.fspath(path) if path is not None else None
+        self.path = shown_path(os.fspath(path)) if path is not None else None
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
     def __reduce__(self) -> tuple:  # pickled as made (a worker process's error reaches the CLI)

@@ -31,7 +31,7 @@ from .dtypes import STRING
 from .errors import CorruptFileError, UnknownFormatError, UsageError
 from .foreign import structure_losses
 from .format import Format, WritePlan
-from .paths import check_input
+from . import source as seam
 from .protowire import LENGTH, VARINT, length_field, spans
 from .sstable import get_varint, put_varint
 from .store import Store, Tensor
@@ -84,14 +84,14 @@ def _looks_like_node(head: bytes) -> bool:
 def sniff(path: str, head: bytes) -> bool:
     """A file whose first field is a node; or any `.pb` that is a GraphDef or a SavedModel's
     `saved_model.pb` (so that reading it says which format it is)."""
-    if not os.path.isfile(path):
+    if not seam.isfile(path):
         return False
     if not head:  # an empty message is an empty GraphDef
-        return path.lower().endswith(".pb") and os.path.getsize(path) == 0
+        return path.lower().endswith(".pb") and seam.getsize(path) == 0
     if _looks_like_node(head):
         return True
     return path.lower().endswith(".pb") and is_saved_model(head) \
-        and os.path.basename(path) == "saved_model.pb"
+        and seam.basename(path) == "saved_model.pb"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,11 +111,10 @@ def constants(buf: Any, path: str | None, file_size: int | None) -> list[codec.C
 def read(path: str) -> Store:
     """Open a frozen GraphDef: its constants, lazily."""
     path = os.fspath(path)
-    check_input(path)
-    if os.path.isdir(path):
+    seam.check_input(path)
+    if seam.isdir(path) and not seam.isfile(path):
         raise UnknownFormatError("a directory is not a frozen GraphDef", path)
-    with open(path, "rb") as f:
-        head = f.read(16)
+    head = seam.head(path, 16)
     if is_saved_model(head):
         raise UnknownFormatError("this is a SavedModel's saved_model.pb, not a frozen GraphDef: "
                                  "open the SavedModel directory (format saved-model)", path)
@@ -166,9 +165,8 @@ def _skeleton(template: dict, store: Store, like: Store | None) -> bytes:
     if isinstance(text, str):
         return codec.unb64(text)
     for source in _sources(store, like):
-        if source.format == NAME and source.path and os.path.isfile(source.path):
-            with open(source.path, "rb") as f:
-                data = f.read()
+        if source.format == NAME and source.path and seam.isfile(source.path):
+            data = seam.read_bytes(source.path)
             return codec.strip(data, constants(data, source.path, len(data)))
     raise UsageError("the graph was too large to carry in metadata: give the original frozen "
                      "graph with --like")

@@ -39,7 +39,6 @@ import base64
 import contextlib
 import dataclasses
 import math
-import mmap
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ import numpy as np
 
 from .dtypes import STRING, dtype_from_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
+from . import source as seam
 from .mapped import MappedFile, rows
 from .protowire import FIXED32, FIXED64, LENGTH, VARINT, Span, length_field, spans
 from .sstable import put_varint
@@ -519,20 +519,21 @@ def named(path: str | None) -> Iterator[None]:
 
 class GraphFile:
     """A read-only map of a whole protobuf file (`view`), closed with the store reading it;
-    `file` reads a constant's `tensor_content` in bounded pieces."""
+    `file` reads a constant's `tensor_content` in bounded pieces. The protobuf is parsed whole,
+    so a URL is fetched once (in merged concurrent requests) and mapped locally."""
 
     def __init__(self, path: str):
-        self.file = MappedFile(path)
-        self.size = self.file.size
+        self.source = seam.open_source(path)
+        self.size = self.source.size
         self.view: Any = b""
         self._map = None
-        if self.size:
-            try:
-                self._map = mmap.mmap(self.file._file.fileno(), 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError) as exc:
-                self.file.close()
-                raise CorruptFileError(f"cannot map the file: {exc}", path) from None
-            self.view = self._map
+        try:
+            self.file = self.source.mapped()
+            if self.size:
+                self._map = self.view = self.file.whole()
+        except BaseException:
+            self.source.close()
+            raise
 
     def close(self) -> None:
         if self._map is not None:
@@ -540,7 +541,7 @@ class GraphFile:
                 self._map.close()
             except BufferError:
                 pass  # a tensor still refers to it; it goes with that tensor
-        self.file.close()
+        self.source.close()
 
 
 def describe(constant: Constant) -> dict[str, Any]:

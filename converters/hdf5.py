@@ -29,12 +29,14 @@ import re
 import select
 import signal
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import ml_dtypes
 import numpy as np
 
+from . import source as seam
 from .deps import require
 from .dtypes import STRING, dtype_from_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
@@ -85,18 +87,52 @@ def h5_errors(path: str | None, what: str = "HDF5 file") -> Iterator[None]:
         raise CorruptFileError(f"unreadable {what}: {text}", path) from None
 
 
-def open_file(source: str | Any, path: str | None = None):
-    """Open an HDF5 file (a path or a seekable binary file object) read-only."""
+def open_file(source: str | Any, path: str | None = None, *, data: Any = None,
+              base: int = 0):
+    """Open an HDF5 file read-only: a local path or a URL (through the byte seam), or a
+    seekable binary file object. `data`, `base`: the open source a file object reads from and
+    where the HDF5 file begins in it (a `.keras` member), so that contiguous datasets are read
+    from it by offset rather than through the HDF5 library.
+
+    A local file is opened by path (libhdf5's own I/O; datasets mapped from its descriptor); a
+    URL through a file object over the seam's block cache: the metadata walk costs a request
+    per block it touches, and `describe` plans the contiguous datasets' ranges."""
     h5py = h5py_module()
     where = path if path is not None else source
     with h5_errors(where):
         if isinstance(source, (str, os.PathLike)):
-            with open(source, "rb") as f:
-                if f.read(8) != b"\x89HDF\r\n\x1a\n":
+            src = seam.open_source(source)
+            try:
+                if src.pread(0, 8) != b"\x89HDF\r\n\x1a\n":
                     raise CorruptFileError("expected an HDF5 file (signature 89 48 44 46); "
                                            "received other bytes", where)
-            return h5py.File(source, "r")
-        return h5py.File(source, "r")
+                if src.local is not None:
+                    return h5py.File(src.local, "r")
+                f = h5py.File(src.fileobj(), "r")
+            except BaseException:
+                src.close()
+                raise
+            finally:
+                if src.local is not None:
+                    src.close()
+            weakref.finalize(f, src.close)
+            data, base = src, 0
+        else:
+            f = h5py.File(source, "r")
+        if data is not None and data.local is None:
+            _SOURCES[f.id] = (data, base)
+        return f
+
+
+# Files opened on a file object whose bytes come from a remote source: (source, base).
+_SOURCES: "weakref.WeakKeyDictionary[Any, tuple[Any, int]]" = weakref.WeakKeyDictionary()
+
+
+def _source_of(ds) -> tuple[Any, int] | None:
+    try:
+        return _SOURCES.get(ds.file.id)
+    except TypeError:
+        return None
 
 
 def is_hdf5(head: bytes) -> bool:
@@ -290,7 +326,8 @@ def describe(f, path: str | None = None, file_size: int | None = None
     datasets: list[tuple[str, Any]] = []
     offsets: dict[str, int] = {}
     descriptor = 8 + f.id.get_create_plist().get_sizes()[0]  # length, heap address, index
-    mapped = f.driver == "sec2"  # a file opened by path: contiguous data can be mapped
+    # a file opened by path (contiguous data mapped) or read from a remote source (by offset)
+    mapped = f.driver == "sec2" or _SOURCES.get(f.id) is not None
 
     def node_attrs(obj) -> list:
         return [[name, encode_attr(obj.attrs, name)] for name in obj.attrs]
@@ -507,6 +544,25 @@ def _contiguous_offset(ds, description: Mapping[str, Any]) -> int | None:
     return ds.id.get_offset()
 
 
+def _source_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.ndarray]:
+    """get(index) reading the rows it needs by offset from the remote source the file is
+    read from; its bytes are planned now (tensors are made in store order: few requests)."""
+    data, base = _source_of(ds)
+    fid, dtype, shape = ds.file.id, ds.dtype, ds.shape
+    row_bytes = dtype.itemsize * math.prod(shape[1:])
+    data.plan([(base + offset, dtype.itemsize * math.prod(shape))])
+
+    def get(index: tuple) -> np.ndarray:
+        if not fid.valid:
+            raise UsageError("the store is closed", path)
+        run = rows(index, shape)
+        r0, r1, index = (0, shape[0] if shape else 1, index) if run is None else run
+        count = (r1 - r0) * math.prod(shape[1:]) if shape else 1
+        block = data.array(base + offset + r0 * row_bytes, dtype, (count,))
+        return block.reshape((r1 - r0, *shape[1:]) if shape else ())[index]
+    return get
+
+
 def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.ndarray]:
     """get(index) as a zero-copy view of a map of the rows it needs (the HDF5 library would
     copy every block into a new array first)."""
@@ -618,7 +674,8 @@ def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) 
     """A Tensor reading `ds` on demand, with errors turned into CorruptFileError."""
     offset = ds.offset if isinstance(ds, Described) and dtype != STRING else None
     if offset is not None:
-        return Tensor(ds.shape, dtype, _mapped_getter(ds, offset, path), meta)
+        getter = _mapped_getter if ds.file.driver == "sec2" else _source_getter
+        return Tensor(ds.shape, dtype, getter(ds, offset, path), meta)
     vlen = dtype == STRING and h5py_module().check_string_dtype(ds.dtype).length is None
     where = meta.get("key")
     fd = ds.file.id.get_vfd_handle() if ds.file.driver == "sec2" else None

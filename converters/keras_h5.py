@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import hdf5, keras_config
+from . import source as seam
 from .atomic import atomic_output
 from .errors import CorruptFileError, UsageError
 from .foreign import structure_losses
@@ -42,7 +42,7 @@ _COUNTERS = re.compile(r"(^|/)iter(ation)?s?(:0)?$")
 
 def sniff(path: str, head: bytes) -> bool:
     """Any HDF5 file (Keras 3 weights files are claimed first, by the registry's order)."""
-    return os.path.isfile(path) and hdf5.is_hdf5(head)
+    return hdf5.is_hdf5(head) and seam.isfile(path)
 
 
 def canonical(weight_name: str) -> str:
@@ -95,7 +95,7 @@ def named_datasets(tree: dict) -> list[tuple[str, str, str]]:
 def read(path: str) -> Store:
     f = hdf5.open_file(path)
     try:
-        tree, datasets = hdf5.describe(f, path, os.path.getsize(path))
+        tree, datasets = hdf5.describe(f, path, seam.getsize(path))
         with hdf5.h5_errors(path):
             tensors, aliases = _tensors(tree, datasets, path)
         store = Store(tensors, format=NAME, path=path,

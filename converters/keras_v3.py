@@ -13,7 +13,6 @@ not match the weights leaves natural order, and never changes which variables ar
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import tempfile
@@ -21,6 +20,7 @@ import zipfile
 from typing import Any
 
 from . import hdf5
+from . import source as seam
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .foreign import structure_losses
@@ -41,7 +41,7 @@ MAX_CONFIG_BYTES = 8 << 20       # config.json parsed for the order of layers (~
 
 
 def sniff(path: str, head: bytes) -> bool:
-    if not (os.path.isfile(path) and head.startswith(b"PK\x03\x04")):
+    if not (head.startswith(b"PK\x03\x04") and seam.isfile(path)):
         return False
     names = member_names(path)
     if names is None:
@@ -50,18 +50,30 @@ def sniff(path: str, head: bytes) -> bool:
 
 
 def _open_weights(archive: SafeZip, member: Member, path: str):
+    """A seekable file of the weights member: a window on a stored one; a compressed one is
+    inflated once into a temporary file (CRC-32 checked at its end)."""
     if member.stored:
         return archive.window(member)
     if member.size > MAX_INFLATE_BYTES:
         raise UnsafeFileError(f"{member.name!r} is compressed and larger than "
                               f"{MAX_INFLATE_BYTES} bytes; store it uncompressed", path)
-    return io.BytesIO(archive.read(member))
+    archive.plan([member])  # a URL: its compressed bytes in merged requests
+    copy = tempfile.TemporaryFile(prefix="weightkit-keras-")
+    try:
+        archive.copy_to(member, copy)
+        copy.seek(0)
+    except BaseException:
+        copy.close()
+        raise
+    return copy
 
 
 def read(path: str) -> Store:
     archive = SafeZip(path)
+    h5file = None
     try:
         try:
+            archive.plan([m for m in archive.members if m.name != WEIGHTS and not m.is_dir])
             kept, members, total = {}, [], 0
             weights = None
             for member in archive.members:
@@ -88,8 +100,11 @@ def read(path: str) -> Store:
             if isinstance(exc, WeightsError):
                 raise
             raise CorruptFileError(f"unreadable zip archive: {exc}", path) from None
-        f = hdf5.open_file(h5file, f"{path}:{WEIGHTS}")
+        f = hdf5.open_file(h5file, f"{path}:{WEIGHTS}", data=archive.data if weights.stored
+                           else None, base=archive.offset(weights) if weights.stored else 0)
     except BaseException:
+        if h5file is not None:
+            h5file.close()
         archive.close()
         raise
     try:
@@ -101,11 +116,13 @@ def read(path: str) -> Store:
                                    ranks=group_ranks(order), aliases=aliases)
     except BaseException:
         f.close()
+        h5file.close()
         archive.close()
         raise
 
     def close() -> None:
         f.close()
+        h5file.close()
         archive.close()
     meta = {NAMESPACE: {"members": members, "files": kept, "tree": tree}}
     return Store(tensors, format=NAME, path=path, meta=meta, on_close=close, aliases=aliases)

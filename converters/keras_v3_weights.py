@@ -29,13 +29,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import hdf5
+from . import source as seam
 from .keras3_tree import (load_json, merged_tree, rename_losses, substore, tensors_from,
                           with_renames, without_dropped, write_h5)
 from .keras_names import group_ranks, listing_key, name_tree, submodel
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
-from .paths import check_input, inside
 from .format import Format, ShardedWrite, WritePlan
 from .store import Store, Tensor
 
@@ -46,9 +46,9 @@ _VAR = re.compile(r"^(?:(.*)/)?vars/(\d+)$")
 
 def sniff(path: str, head: bytes) -> bool:
     lowered = path.lower()
-    if lowered.endswith(".weights.json") and os.path.isfile(path):
+    if lowered.endswith(".weights.json") and seam.isfile(path):
         return head.lstrip().startswith(b"{") and b"weight_map" in head
-    if not (os.path.isfile(path) and hdf5.is_hdf5(head)):
+    if not (hdf5.is_hdf5(head) and seam.isfile(path)):
         return False
     # By content: Keras 3 link names (`vars`) in the root heap, no tf.keras attributes.
     return lowered.endswith(".weights.h5") or (
@@ -79,7 +79,7 @@ def read(path: str) -> Store:
         return _read_sharded(path)
     f = hdf5.open_file(path)
     try:
-        tree, datasets = hdf5.describe(f, path, os.path.getsize(path))
+        tree, datasets = hdf5.describe(f, path, seam.getsize(path))
         aliases: dict[str, str] = {}
         with hdf5.h5_errors(path):
             tensors = tensors_from(tree, datasets, path, name_tree(tree), aliases=aliases)
@@ -114,12 +114,12 @@ def _read_sharded(path: str) -> Store:
 
 
 def _read_shards(path: str) -> Store:
-    if os.path.getsize(path) > MAX_INDEX_BYTES:
+    if seam.getsize(path) > MAX_INDEX_BYTES:
         raise UnsafeFileError(f"index larger than {MAX_INDEX_BYTES} bytes; refused", path)
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = seam.read_bytes(path, MAX_INDEX_BYTES + 1)
     index = load_json(raw, path, "sharded weights index")
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = seam.parent(path)
+    seam.scan(directory.rstrip("/") + "/")  # a URL: the shards' folder, listed once
     # One order across the shards: the weight_map's, which Keras writes as it saves the
     # model's `vars` groups, then natural order (`listing_key`); a group split across shards
     # in shard order.
@@ -128,13 +128,13 @@ def _read_shards(path: str) -> Store:
     aliases: dict[str, str] = {}
     try:
         for name in _shard_files(index, path):
-            shard_path = inside(directory, name)
-            if not os.path.exists(shard_path):
+            shard_path = seam.inside(directory, name)
+            if not seam.exists(shard_path):
                 raise CorruptFileError(f"missing shard {name!r}", path)
-            check_input(shard_path)
+            size = seam.check_input(shard_path)
             f = hdf5.open_file(shard_path)
             files.append(f)
-            tree, datasets = hdf5.describe(f, shard_path, os.path.getsize(shard_path))
+            tree, datasets = hdf5.describe(f, shard_path, size)
             shards.append({"file": name, "tree": tree})
             described.append((name, shard_path, tree, datasets))
         # Names come from the whole model: a layer's or the optimizer's `vars` may be split

@@ -210,19 +210,53 @@ def map_range(fd: int, offset: int, nbytes: int, path: str, opened: os.stat_resu
 # -- files ---------------------------------------------------------------------------------------
 
 class MappedFile:
-    """An open, watched file from which byte ranges are read as read-only arrays."""
+    """An open, watched file from which byte ranges are read as read-only arrays: the local
+    implementation of the byte seam (`source.py`). `name`: what messages name (default the
+    path; a remote object's URL when this is its local copy)."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, name: str | None = None):
+        self.path = name or path
+        self.name = self.path
+        self.local = path if name is None else None
         try:
             self._file = open(path, "rb")
             stat = os.fstat(self._file.fileno())
         except OSError as exc:
-            raise UsageError(f"cannot read: {exc.strerror or exc}", path) from None
+            raise UsageError(f"cannot read: {exc.strerror or exc}", self.path) from None
         self.size = stat.st_size
         self._stat = stat
         self._block: tuple[int, bytes] = (0, b"")  # read ahead for small reads
-        self._key = watch(path, stat)
+        self._key = watch(self.path, stat)
+
+    def plan(self, ranges: Any) -> None:
+        """Nothing to plan: a local file is mapped by range when read."""
+
+    def preads(self, ranges: Any) -> list[bytes]:
+        """The bytes of several (offset, length) ranges."""
+        return [self.pread(offset, n) for offset, n in ranges]
+
+    def fileobj(self) -> Any:
+        """A seekable read-only binary file over the whole file."""
+        from .source import window
+        return window(self, 0, self.size)
+
+    def mapped(self) -> "MappedFile":
+        return self
+
+    def whole(self) -> mmap.mmap:
+        """A read-only map of the whole file (for parsers that need random access to all of it;
+        the caller closes it)."""
+        check_changed()
+        try:
+            return mmap.mmap(self._fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            raise CorruptFileError(f"cannot map the file: {exc}", self.path) from None
+
+    def __enter__(self) -> "MappedFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def pread(self, offset: int, n: int) -> bytes:
         """Up to `n` bytes at `offset` (fewer only where the range passes the end of the file

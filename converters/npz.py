@@ -205,14 +205,17 @@ def read(path: str) -> Store:
 def _read(archive: SafeZip, path: str) -> Store:
     arrays: dict[str, tuple[Member, _Npy]] = {}
     doc = None
-    for member in _members(archive, path):
+    members = _members(archive, path)
+    archive.plan(members)  # a URL: every member's header and data in merged requests
+    heads = archive.heads(members, _HeadReader.HEAD)
+    for member in members:
         name = member.name
         if name == CARRY_MEMBER:
             if member.size > MAX_CARRY:
                 raise UnsafeFileError(f"{CARRY_MEMBER} of {member.size} bytes", path)
             doc = carry.parse_json(archive.read(member), path, CARRY_MEMBER)
             continue
-        head = _HeadReader(archive, member)
+        head = _HeadReader(archive, member, heads.get(name))
         arrays[name[:-len(NPY)]] = (member, parse_npy_header(
             head, member.size, f"member {name!r}", path))
     carried = carry.Carry(doc, list(arrays), path)
@@ -226,9 +229,10 @@ class _HeadReader(io.RawIOBase):
 
     HEAD = 256  # numpy's headers are 64 or 128 bytes: one read for most
 
-    def __init__(self, archive: SafeZip, member: Member):
+    def __init__(self, archive: SafeZip, member: Member, head: bytes | None = None):
         self.archive, self.member, self.pos = archive, member, 0
-        self.head = archive.range(member, 0, min(member.size, self.HEAD))
+        self.head = head if head is not None else \
+            archive.range(member, 0, min(member.size, self.HEAD))
 
     def read(self, n: int = -1) -> bytes:
         stop = min(self.member.size, self.pos + max(n, 0))

@@ -19,9 +19,9 @@ from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
+from . import source as seam
 from .errors import LossyConversionError, UnknownFormatError, UsageError
 from .format import Format, WritePlan
-from .paths import check_input
 from .store import Store
 
 ENTRY_POINT_GROUP = "weightkit.formats"
@@ -160,19 +160,22 @@ def by_namespace(namespace: str) -> Format | None:
 
 
 def _head(path: str) -> bytes:
-    if os.path.isdir(path):
-        return b""
-    with open(path, "rb") as f:
-        return f.read(HEAD_BYTES)
+    return seam.head(path, HEAD_BYTES)
 
 
 def detect(path: str | os.PathLike) -> str:
-    """The name of the format of `path`, judged by content (suffixes only break ties)."""
-    path = os.fspath(path)
+    """The name of the format of `path` (a local path or a URL), judged by content (suffixes
+    only break ties)."""
+    path = seam.local_path(path)
     _load_builtins()
-    if not os.path.exists(path) and os.path.exists(path + ".index"):
+    with seam.session():
+        return _detect(path)
+
+
+def _detect(path: str) -> str:
+    if not seam.exists(path) and seam.exists(path + ".index"):
         return "tf-checkpoint"  # a checkpoint prefix
-    check_input(path)
+    seam.check_input(path)
     head = _head(path)
     for record in list(_formats.values()):
         if record.sniff(path, head):
@@ -183,13 +186,13 @@ def detect(path: str | os.PathLike) -> str:
         for record in [f for f in _formats.values() if f.name not in known]:
             if record.sniff(path, head):
                 return record.name
-    if os.path.isfile(path) and head:
+    if head and seam.isfile(path):
         claimed = _format_by_suffix(path)
         if claimed is not None:
             return claimed  # its reader says precisely what is wrong with the file
-    what = "directory" if os.path.isdir(path) else "file"
+    what = "directory" if seam.isdir(path) and not seam.isfile(path) else "file"
     raise UnknownFormatError(
-        f"unrecognised {what}; supported formats: {', '.join(_formats)}", path)
+        f"unrecognised {what}; supported formats: {', '.join(_formats)}", seam.display(path))
 
 
 def _format_by_suffix(path: str) -> str | None:
@@ -205,21 +208,23 @@ def format_for_output(path: str | os.PathLike) -> str:
     claimed = _format_by_suffix(path)
     if claimed is not None:
         return claimed
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+    if seam.isfile(seam.join(path, "saved_model.pb")):
         return "saved-model"
     raise UsageError("cannot tell the output format from the name; give --to FORMAT "
                      f"({', '.join(FORMATS)})", path)
 
 
 def load(path: str | os.PathLike, format: str | None = None) -> Store:
-    """Open a weights file lazily. Use the store as a context manager to close it."""
-    path = os.fspath(path)
-    record = get(format) if format else get(detect(path))
-    if format is not None and os.path.exists(path):
-        check_input(path)
-        if not record.sniff(path, _head(path)):
-            raise UnknownFormatError(f"not a {record.name} file", path)
-    return record.read(path)
+    """Open a weights file (a local path or a URL) lazily. Use the store as a context manager
+    to close it."""
+    path = seam.local_path(path)
+    with seam.session():  # detection and reading share one listing and one open object
+        record = get(format) if format else get(detect(path))
+        if format is not None and seam.exists(path):
+            seam.check_input(path)
+            if not record.sniff(path, _head(path)):
+                raise UnknownFormatError(f"not a {record.name} file", seam.display(path))
+        return record.read(path)
 
 
 def plan(store: Store, format: str, like: Store | None = None) -> WritePlan:
@@ -257,9 +262,14 @@ def save(store: Store, path: str | os.PathLike, format: str | None = None, *,
          planned: WritePlan | None = None) -> None:
     """Write `store` to `path` atomically; refuse a lossy conversion unless `allow_lossy`.
     `planned`: a plan already made for this store, format and template (not made again)."""
-    path = os.fspath(path)
+    path = seam.local_path(path)
     name = format or format_for_output(path)
     planned = check(store, name, like, allow_lossy=allow_lossy, path=path, planned=planned)
+    if seam.is_url(path):
+        from .atomic import remote_output
+        with remote_output(path) as local:  # written here, then uploaded, the index last
+            get(name).write(planned, local)
+        return
     get(name).write(planned, path)
 
 

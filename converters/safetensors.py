@@ -41,11 +41,14 @@ import ml_dtypes
 import numpy as np
 
 from . import carry
+from . import source as seam
 from .atomic import atomic_output
 from .dtypes import dtype_name, is_string
 from .format import Format, WritePlan
-from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError
-from .mapped import MappedFile, rows
+from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError, \
+    WeightsError
+from .mapped import rows
+from .source import Source
 from .store import Index, Store, Tensor, check_shape, gc_paused, shown
 
 NAME = "safetensors"
@@ -100,13 +103,13 @@ def sniff(path: str, head: bytes) -> bool:
         return False
     (n,) = struct.unpack("<Q", head[:8])
     try:
-        size = os.path.getsize(path)
-    except OSError:
+        size = seam.getsize(path)
+    except (OSError, WeightsError):
         return False
     return 2 <= n <= MAX_HEADER and 8 + n <= size
 
 
-def _header(file: MappedFile, path: str) -> tuple[int, dict]:
+def _header(file: Source, path: str) -> tuple[int, dict]:
     size = file.size
     if size < 8:
         raise CorruptFileError(f"expected at least 8 bytes (the header length), got {size}", path)
@@ -201,7 +204,7 @@ def _checked_shape(name: str, code: Any, shape: list, path: str) -> tuple[tuple[
     return shape, math.prod(shape) * itemsize
 
 
-def _getter(file: MappedFile, offset: int, entry: _Entry,
+def _getter(file: Source, offset: int, entry: _Entry,
             decode: Callable[[np.ndarray], np.ndarray] | None = None
             ) -> Callable[[Index], np.ndarray]:
     """get(index) mapping only the rows the index needs (the whole tensor otherwise)."""
@@ -219,7 +222,7 @@ def _getter(file: MappedFile, offset: int, entry: _Entry,
     return get
 
 
-def _string_getter(file: MappedFile, offset: int, entry: _Entry, lengths: list[int],
+def _string_getter(file: Source, offset: int, entry: _Entry, lengths: list[int],
                    shape: tuple[int, ...]) -> Callable[[Index], np.ndarray]:
     def get(index: Index) -> np.ndarray:
         data = file.array(offset, np.dtype(np.uint8), entry.shape)
@@ -230,7 +233,7 @@ def _string_getter(file: MappedFile, offset: int, entry: _Entry, lengths: list[i
 def read(path: str) -> Store:
     """Open a safetensors file lazily: tensors are read-only views of maps of their bytes."""
     path = os.fspath(path)
-    file = MappedFile(path)
+    file = seam.open_source(path)
     try:
         with gc_paused():
             return _read(file, path)
@@ -239,7 +242,7 @@ def read(path: str) -> Store:
         raise
 
 
-def _read(file: MappedFile, path: str) -> Store:
+def _read(file: Source, path: str) -> Store:
     n, header = _header(file, path)
     metadata = header.pop(METADATA, None)
     if metadata is not None and not (isinstance(metadata, dict) and all(
@@ -253,6 +256,8 @@ def _read(file: MappedFile, path: str) -> Store:
     base = 8 + n
     tensors: dict[str, Tensor] = {}
     by_name = {e.name: e for e in entries}
+    file.plan((base + by_name[name].begin, by_name[name].end - by_name[name].begin)
+              for name in carried.order)  # in the order the store lists them
     for name in carried.order:
         entry = by_name[name]
         tensors[name] = _tensor(file, base + entry.begin, entry, carried, path)
@@ -262,7 +267,7 @@ def _read(file: MappedFile, path: str) -> Store:
                  on_close=file.close)
 
 
-def _tensor(file: MappedFile, offset: int, entry: _Entry, carried: carry.Carry,
+def _tensor(file: Source, offset: int, entry: _Entry, carried: carry.Carry,
             path: str) -> Tensor:
     meta = carried.tensor_meta(entry.name)
     encoding = carried.encoding(entry.name, entry.shape)

@@ -16,14 +16,21 @@ anything that could mean a path outside the archive, a bomb or a lie is refused:
   share bytes (overlapping members are how a small zip is made to inflate into terabytes
   within the per-member ratio; UnsafeFileError).
 
-Stored members are read through `MappedFile` (zero-copy views; the CRC-32 checked once, over
-the mapped bytes, on first use); deflated ones by zipfile, which checks the CRC-32 when a
-member is read to its end. Zip format: PKWARE APPNOTE.TXT 6.3.x (4.3.7 local header, 4.3.12
-central directory header, 4.4.4 general purpose flags).
+Stored members are read through the byte seam (`source.py`: zero-copy views of a local file; the
+CRC-32 checked once, over the mapped bytes, on first use); deflated ones by zipfile, which checks
+the CRC-32 when a member is read to its end. Zip format: PKWARE APPNOTE.TXT 6.3.x (4.3.7 local
+header, 4.3.12 central directory header, 4.4.4 general purpose flags).
+
+An archive at a URL is opened from its central directory alone (the end of the file, through the
+block cache): each member's local header is checked when the member is first used, against the
+same rules (members sorted by header offset share no bytes exactly when each one ends before the
+next begins, so the check is per member). `plan(members)` tells the seam which members will be
+read (their header and data are then fetched in merged requests) and `heads(members, n)` reads
+the first bytes of many members in merged requests.
 """
 from __future__ import annotations
 
-import io
+import bisect
 import os
 import struct
 import threading
@@ -35,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
-from .mapped import MappedFile
+from . import source as seam
 
 DEFLATE_MAX_RATIO = 1032  # deflate cannot expand data more than this
 SMALL_BYTES = 1024  # declared bytes any member may have beyond the ratio (headers of tiny ones)
@@ -51,19 +58,26 @@ _NAMES: dict[tuple, list[str] | None] = {}  # the last few archives' member name
 
 def member_names(path: str) -> list[str] | None:
     """The member names of the zip archive at `path` (unchecked; for sniffing), or None when it
-    is not a readable zip. Remembered for the file as it is (device, inode, size, mtime), so
-    that every format's sniff of an archive of 100,000 members reads its directory once."""
+    is not a readable zip. Remembered for the file as it is (device, inode, size, mtime; a
+    URL's pin), so that every format's sniff of an archive of 100,000 members reads its
+    directory once."""
     try:
-        st = os.stat(path)
-    except OSError:
+        if seam.is_url(path):
+            found = seam.stat(path)
+            if found is None:
+                return None
+            key: tuple = (path, found.size, found.pin)
+        else:
+            st = os.stat(path)
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except (OSError, WeightsError):
         return None
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _NAMES:
         try:
-            with zipfile.ZipFile(path) as zf:
+            with seam.open_source(path) as data, data.fileobj() as f, zipfile.ZipFile(f) as zf:
                 _NAMES[key] = zf.namelist()
         except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError,
-                NotImplementedError):  # zipfile: a member needs a newer zip version
+                NotImplementedError, WeightsError):  # zipfile: a member needs a newer version
             _NAMES[key] = None
         while len(_NAMES) > 8:
             del _NAMES[next(iter(_NAMES))]
@@ -82,9 +96,11 @@ def check_member_name(name: str, path: str | None) -> None:
 
 @dataclass
 class Member:
-    """A checked member: its zipfile entry and where its data lies in the archive."""
+    """A checked member: its zipfile entry and where its data lies in the archive (-1 until
+    its local header is read, for an archive at a URL), and where the next member begins."""
     info: zipfile.ZipInfo
     data_start: int
+    limit: int = -1
 
     @property
     def name(self) -> str:
@@ -117,13 +133,14 @@ class SafeZip:
         self.lock = threading.Lock()  # the cached decompressing stream is shared
         self._stream: tuple[str, Any] | None = None
         self._verified: set[str] = set()
-        self.data = MappedFile(path)
+        self.data = seam.open_source(path)
+        self.remote = self.data.local is None  # local headers checked on first use
         self.file = None
         self.zip = None
         try:
             if self.data.size == 0:
                 raise CorruptFileError("empty file; expected a zip archive", path)
-            self.file = open(path, "rb")
+            self.file = self.data.fileobj()
             try:
                 self.zip = zipfile.ZipFile(self.file)
             except ZIP_ERRORS as exc:
@@ -141,6 +158,8 @@ class SafeZip:
     def _check(self) -> list[Member]:
         path, size = self.path, self.data.size
         members, seen, spans, declared = [], set(), [], 0
+        starts = sorted(info.header_offset for info in self.zip.infolist())
+        directory = getattr(self.zip, "start_dir", size)
         for info in self.zip.infolist():
             name = info.filename
             check_member_name(name, path)
@@ -163,14 +182,19 @@ class SafeZip:
                 raise UnsafeFileError(f"zip member {name!r} declares {info.file_size} bytes "
                                       f"from {info.compress_size} compressed (a decompression "
                                       "bomb)", path)
-            start = self._data_start(info)
+            if self.remote:  # the local header later: the least it can take now
+                start = info.header_offset + LOCAL_HEADER.size + len(_raw_name(info))
+            else:
+                start = self._data_start(info)
             end = start + info.compress_size
-            if end > size:
+            if end > size or info.header_offset < 0:
                 raise CorruptFileError(f"zip member {name!r} runs past the end of the file",
                                        path)
             spans.append((info.header_offset, end, name))
             declared += info.file_size
-            members.append(Member(info, start))
+            at = bisect.bisect_right(starts, info.header_offset)
+            limit = starts[at] if at < len(starts) else max(directory, end)
+            members.append(Member(info, -1 if self.remote else start, limit))
         if declared > size * DEFLATE_MAX_RATIO + SMALL_BYTES * max(len(members), 1):
             raise UnsafeFileError(f"the members declare {declared} bytes from a "
                                   f"{size}-byte archive (a decompression bomb)", path)
@@ -181,11 +205,53 @@ class SafeZip:
                                       "(overlapping members: a zip bomb)", path)
         return members
 
-    def _data_start(self, info: zipfile.ZipInfo) -> int:
+    def plan(self, members: list[Member]) -> None:
+        """Tell the seam these members will be read: each one's local header and data (for a
+        URL, fetched in merged requests when first used; nothing to do locally)."""
+        if self.remote:
+            self.data.plan((m.info.header_offset, m.limit - m.info.header_offset)
+                           for m in members if m.limit > m.info.header_offset)
+
+    def heads(self, members: list[Member], n: int) -> dict[str, bytes]:
+        """The first `n` bytes (or fewer) of each stored member's content, read together (for a
+        URL in merged requests, each local header checked on the way)."""
+        stored = [m for m in members if m.stored]
+        if not self.remote or self.data.size <= seam.io_budget() // 4:  # (read whole: cached)
+            return {m.name: self.range(m, 0, min(m.size, n)) for m in stored}
+        spans = [(m.info.header_offset, min(m.limit, m.info.header_offset + LOCAL_HEADER.size
+                                             + len(_raw_name(m.info)) + len(m.info.extra)
+                                             + 64 + n) - m.info.header_offset)
+                 for m in stored]
+        out = {}
+        for member, raw in zip(stored, self.data.preads(spans)):
+            self._resolve(member, raw)
+            at = member.data_start - member.info.header_offset
+            out[member.name] = raw[at:at + min(member.size, n)]
+        return out
+
+    def _start(self, member: Member) -> int:
+        """Where the member's data begins (its local header read and checked first, once)."""
+        if member.data_start < 0:
+            self._resolve(member, None)
+        return member.data_start
+
+    def _resolve(self, member: Member, raw: bytes | None) -> None:
+        if member.data_start >= 0:
+            return
+        start = self._data_start(member.info, raw)
+        if start + member.info.compress_size > member.limit:
+            raise UnsafeFileError(f"zip member {member.name!r} runs into the next member "
+                                  "(overlapping members: a zip bomb)", self.path)
+        member.data_start = start
+
+    def _data_start(self, info: zipfile.ZipInfo, raw: bytes | None = None) -> int:
         """Where a member's data begins: after its local header, which must agree with the
-        central directory entry."""
+        central directory entry. `raw`: bytes from the header on, if already read."""
         offset, name, path = info.header_offset, info.filename, self.path
-        raw = self.data.pread(offset, LOCAL_HEADER.size) if offset >= 0 else b""
+        head = raw
+        if raw is None or len(raw) < LOCAL_HEADER.size:
+            raw = self.data.pread(offset, LOCAL_HEADER.size) if offset >= 0 else b""
+        raw = raw[:LOCAL_HEADER.size]
         if len(raw) != LOCAL_HEADER.size:
             raise CorruptFileError(f"zip member {name!r}: local header outside the file", path)
         fields = LOCAL_HEADER.unpack(raw)
@@ -196,7 +262,10 @@ class SafeZip:
                                    f"method {fields[3]}, the directory {info.compress_type}",
                                    path)
         name_len, extra_len = fields[-2], fields[-1]
-        raw_name = self.data.pread(offset + LOCAL_HEADER.size, name_len)
+        if head is not None and len(head) >= LOCAL_HEADER.size + name_len:
+            raw_name = head[LOCAL_HEADER.size:LOCAL_HEADER.size + name_len]
+        else:
+            raw_name = self.data.pread(offset + LOCAL_HEADER.size, name_len)
         encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
         if raw_name.decode(encoding, "replace") != name:
             raise UnsafeFileError(f"zip member {name!r}: its local header names "
@@ -233,12 +302,12 @@ class SafeZip:
     def array(self, member: Member, offset: int, dtype: np.dtype, shape: tuple[int, ...]
               ) -> np.ndarray:
         """A read-only view of the stored member's bytes from `offset` as an array."""
-        return self.data.array(member.data_start + offset, dtype, shape)
+        return self.data.array(self._start(member) + offset, dtype, shape)
 
     def range(self, member: Member, start: int, stop: int) -> bytes:
         """Bytes [start, stop) of a member's uncompressed content."""
         if member.stored:
-            data = self.data.pread(member.data_start + start, stop - start)
+            data = self.data.pread(self._start(member) + start, stop - start)
         else:
             with self.lock:
                 try:
@@ -254,17 +323,35 @@ class SafeZip:
             raise CorruptFileError(f"zip member {member.name!r} is truncated", self.path)
         return data
 
-    def window(self, member: Member) -> io.BufferedReader:
+    def offset(self, member: Member) -> int:
+        """Where the member's data begins in the archive."""
+        return self._start(member)
+
+    def copy_to(self, member: Member, out: Any) -> None:
+        """Write a member's uncompressed content to the binary file `out`, in blocks (the
+        CRC-32 checked at its end)."""
+        with self.lock:
+            self._close_stream()
+            self._start(member)
+            try:
+                with self.zip.open(member.info) as stream:
+                    while chunk := stream.read(CRC_BLOCK):
+                        out.write(chunk)
+            except ZIP_ERRORS as exc:
+                raise self._error(member, exc) from None
+
+    def window(self, member: Member) -> Any:
         """A seekable, read-only file over a stored member's bytes (for libraries that take a
         file object, such as h5py)."""
         if not member.stored:
             raise UsageError(f"zip member {member.name!r} is compressed", self.path)
-        return io.BufferedReader(_Window(self.data, member.data_start, member.size), 1 << 16)
+        return seam.window(self.data, self._start(member), member.size)
 
     def _open(self, member: Member) -> Any:
         """The (cached) decompressing stream of a member; call with `lock` held."""
         if self._stream is None or self._stream[0] != member.name:
             self._close_stream()
+            self._start(member)  # its local header checked (zipfile reads it again)
             self._stream = (member.name, self.zip.open(member.info))
         return self._stream[1]
 
@@ -292,31 +379,6 @@ class SafeZip:
         self.close()
 
 
-class _Window(io.RawIOBase):
-    """A read-only, seekable view of `size` bytes at `offset` of a MappedFile."""
-
-    def __init__(self, data: MappedFile, offset: int, size: int):
-        self._data, self._offset, self._size, self._pos = data, offset, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._size}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        n = max(0, min(len(buffer), self._size - self._pos))
-        if n == 0:
-            return 0
-        data = self._data.pread(self._offset + self._pos, n)
-        buffer[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
+def _raw_name(info: zipfile.ZipInfo) -> bytes:
+    """A member's name as its headers store it."""
+    return info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437", "replace")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -38,7 +37,8 @@ from .carry import b64, unb64
 from .errors import CorruptFileError, UsageError
 from .foreign import structure_losses
 from .format import Format, WritePlan
-from .paths import check_input, check_tree, inside
+from . import source as seam
+from .paths import check_tree, inside
 from .store import Store
 
 NAME = "saved-model"
@@ -51,12 +51,20 @@ SAVER_FUNCTION = re.compile(r"__inference__traced_(save|restore)_\d+")
 
 
 def sniff(path: str, head: bytes) -> bool:
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
+    return seam.isdir(path) and seam.isfile(seam.join(path, "saved_model.pb"))
 
 
 def _contents(directory: str, variables: bool = False) -> tuple[list[str], list[str]]:
     """(files, directories) of a SavedModel outside `variables/` (or all), relative, sorted."""
     files, dirs = [], []
+    if seam.is_url(directory):  # objects under a prefix: directories are their parents
+        for name in seam.walk_files(directory):
+            if not variables and name.split("/")[0] == VARIABLES:
+                continue
+            files.append(name)
+            parts = name.split("/")[:-1]
+            dirs += ["/".join(parts[:i + 1]) for i in range(len(parts))]
+        return files, sorted(set(dirs))
     for parent, subdirs, names in os.walk(directory):
         rel = os.path.relpath(parent, directory)
         if not variables and (rel == VARIABLES or rel.startswith(VARIABLES + os.sep)):
@@ -71,19 +79,19 @@ def _contents(directory: str, variables: bool = False) -> tuple[list[str], list[
 def read(path: str) -> Store:
     """Open the variables of the SavedModel directory `path` lazily (or its graphs' constants:
     see the module docstring)."""
-    check_input(path)
-    check_tree(path)
-    prefix = os.path.join(path, VARIABLES, VARIABLES)
-    if not os.path.isfile(prefix + ".index"):
+    seam.check_input(path)
+    if not seam.is_url(path):
+        check_tree(path)
+    prefix = seam.join(path, VARIABLES, VARIABLES)
+    if not seam.isfile(prefix + ".index"):
         return read_constants(path)
     files, dirs = _contents(path)
-    total = sum(os.path.getsize(inside(path, f)) for f in files)
+    total = sum(seam.getsize(seam.inside(path, f)) for f in files)
     carried = None
     if total <= CARRY_LIMIT:
         carried = {}
         for name in files:
-            with open(inside(path, name), "rb") as f:
-                carried[name.replace(os.sep, "/")] = b64(f.read())
+            carried[name.replace(os.sep, "/")] = b64(seam.read_bytes(seam.inside(path, name)))
     meta = {META: {"files": carried, "names": [f.replace(os.sep, "/") for f in files],
                    "dirs": [d.replace(os.sep, "/") for d in dirs]}}
     store = read_bundle(prefix, path, format=NAME, path=path, meta=meta)
@@ -116,7 +124,7 @@ def _copy_template(template: Store, target: str, skip: str | None = None) -> Non
         os.makedirs(inside(target, name), exist_ok=True)
     carried = info.get("files")
     source = template.path if template.format == NAME else None
-    if carried is None and not (source and os.path.isdir(source)):
+    if carried is None and not (source and seam.isdir(source)):
         raise UsageError("the SavedModel's graph was too large to carry in metadata: give "
                          "--like SAVED_MODEL_DIR")
     for name in info.get("names", []):
@@ -132,7 +140,7 @@ def _copy_template(template: Store, target: str, skip: str | None = None) -> Non
             with open(dest, "wb") as f:
                 f.write(unb64(carried[name], META))
         else:
-            shutil.copyfile(inside(source, name), dest)
+            seam.copy_file(seam.inside(source, name), dest)
 
 
 def write(plan: WritePlan, path: str) -> None:
@@ -177,9 +185,9 @@ def _each_constant(buf: Any, path: str | None, size: int | None
 def _declares_variables(path: str) -> bool:
     """Whether the object graph of the SavedModel `path` holds variables (then its weights are
     those, even when `variables/` holds none)."""
-    mapped = codec.GraphFile(inside(path, GRAPH))
+    mapped = codec.GraphFile(seam.inside(path, GRAPH))
     try:
-        with codec.named(inside(path, GRAPH)):
+        with codec.named(seam.inside(path, GRAPH)):
             return codec.saved_model_declares_variables(mapped.view, None)
     finally:
         mapped.close()
@@ -187,8 +195,8 @@ def _declares_variables(path: str) -> bool:
 
 def read_constants(path: str) -> Store:
     """Open the constants of the graphs of the SavedModel directory `path` lazily."""
-    pb = inside(path, GRAPH)
-    if not os.path.isfile(pb):
+    pb = seam.inside(path, GRAPH)
+    if not seam.isfile(pb):
         raise CorruptFileError(f"no {GRAPH} in the SavedModel", path)
     mapped = codec.GraphFile(pb)
     try:
@@ -210,11 +218,11 @@ def read_constants(path: str) -> Store:
         files = [f.replace(os.sep, "/") for f in files]
         others = [f for f in files if f != GRAPH]
         carried = None
-        if len(skeleton) + sum(os.path.getsize(inside(path, f)) for f in others) <= CARRY_LIMIT:
+        if len(skeleton) + sum(seam.getsize(seam.inside(path, f)) for f in others) \
+                <= CARRY_LIMIT:
             carried = {GRAPH: b64(skeleton)}
             for name in others:
-                with open(inside(path, name), "rb") as f:
-                    carried[name] = b64(f.read())
+                carried[name] = b64(seam.read_bytes(seam.inside(path, name)))
         meta = {META: {"files": carried, "names": files, "constants": True,
                        "dirs": [d.replace(os.sep, "/") for d in dirs]}}
     except BaseException:
@@ -243,10 +251,9 @@ def _plan_constants(store: Store, like: Store | None) -> ConstantsPlan:
     carried = info.get("files")
     if isinstance(carried, dict) and isinstance(carried.get(GRAPH), str):
         graph = unb64(carried[GRAPH], META)
-    elif template.format == NAME and template.path and os.path.isfile(
-            os.path.join(template.path, GRAPH)):
-        with open(inside(template.path, GRAPH), "rb") as f:
-            graph = f.read()
+    elif template.format == NAME and template.path and seam.isfile(
+            seam.join(template.path, GRAPH)):
+        graph = seam.read_bytes(seam.inside(template.path, GRAPH))
     else:
         raise UsageError("the SavedModel's graph was too large to carry in metadata: give "
                          "--like SAVED_MODEL_DIR")

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 import re
 import stat
@@ -64,8 +63,9 @@ from .dtypes import STRING, dtype_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .foreign import structure_losses
 from .format import Format, WritePlan
-from .mapped import GRANULARITY, rows
-from .paths import check_input, inside
+from . import source as seam
+from .mapped import rows
+from .paths import inside
 from .store import Index, Store, Tensor
 
 NAME = "tfjs"
@@ -118,16 +118,15 @@ _BIAS_OPS = ("BiasAdd", "Add", "AddV2")
 
 def sniff(path: str, head: bytes) -> bool:
     """A `model.json` (or a directory with one) whose first bytes name TF.js's keys."""
-    if os.path.isdir(path):
-        candidate = os.path.join(path, MODEL_JSON)
-        if not os.path.isfile(candidate):
+    if seam.isdir(path) and not seam.isfile(path):
+        candidate = seam.join(path, MODEL_JSON)
+        if not seam.isfile(candidate):
             return False
         try:
-            with open(candidate, "rb") as f:
-                head = f.read(4096)
-        except OSError:
+            head = seam.head(candidate, 4096)
+        except (OSError, WeightsError):
             return False
-    elif not os.path.isfile(path):
+    elif not seam.isfile(path):
         return False
     text = head.lstrip()
     return text.startswith(b"{") and any(key in text for key in (
@@ -137,9 +136,9 @@ def sniff(path: str, head: bytes) -> bool:
 def locate(path: str) -> tuple[str, str]:
     """(model.json path, model directory) for a directory or a JSON file."""
     path = os.fspath(path)
-    if os.path.isdir(path):
-        return os.path.join(path, MODEL_JSON), path
-    return path, os.path.dirname(os.path.abspath(path))
+    if seam.isdir(path) and not seam.isfile(path):
+        return seam.join(path, MODEL_JSON), path
+    return path, seam.parent(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,6 +164,7 @@ class Group:
     weights: list[Weight]
     files: list[str] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    pins: list[Any] = field(default_factory=list)  # a URL's stats, taken at open
 
     @property
     def total(self) -> int:
@@ -248,34 +248,42 @@ def _parse_entry(entry: Any, g: int, path: str) -> Weight:
 # ---------------------------------------------------------------------------------------------
 # the bytes of a group, across its files
 
-def _map(file: str, size: int, offset: int, nbytes: int) -> memoryview:
-    """`nbytes` at `offset` of `file` as a read-only view of a private map (the descriptor is
-    closed at once: the map keeps the pages), refusing a file whose size changed."""
-    fd = os.open(file, os.O_RDONLY)
-    try:
-        if os.fstat(fd).st_size != size:
-            raise CorruptFileError("the file changed size while the model was open", file)
-        start = offset - offset % GRANULARITY
-        mapped = mmap.mmap(fd, offset - start + nbytes, offset=start, access=mmap.ACCESS_READ)
-    except (OSError, ValueError) as exc:
-        raise CorruptFileError(f"cannot map data: {exc}", file) from None
-    finally:
-        os.close(fd)
-    return memoryview(mapped)[offset - start:]
-
-
 class GroupData:
-    """The concatenated bytes of one group's files, read by offset."""
+    """The concatenated bytes of one group's files, read by offset through the byte seam
+    (each file opened on first use; a URL's ranges planned: few requests)."""
 
     def __init__(self, group: Group):
         self.files, self.sizes = group.files, group.sizes
+        self.pins = group.pins
         self.starts = [0]
         for size in self.sizes:
             self.starts.append(self.starts[-1] + size)
+        self.sources: dict[int, Any] = {}
+        self.ranges: list[tuple[int, int]] = []  # (offset, bytes) the weights occupy
 
     @property
     def total(self) -> int:
         return self.starts[-1]
+
+    def _source(self, i: int) -> Any:
+        source = self.sources.get(i)
+        if source is None:
+            source = seam.open_source(self.files[i], self.pins[i] if self.pins else None)
+            if source.size != self.sizes[i]:
+                source.close()
+                raise CorruptFileError("the file changed size while the model was open",
+                                       self.files[i])
+            if source.local is None:
+                lo, hi = self.starts[i], self.starts[i + 1]
+                source.plan((max(o, lo) - lo, min(o + n, hi) - max(o, lo))
+                            for o, n in self.ranges if o < hi and o + n > lo)
+            self.sources[i] = source
+        return source
+
+    def close(self) -> None:
+        for source in self.sources.values():
+            source.close()
+        self.sources.clear()
 
     def _file_at(self, offset: int) -> int:
         lo, hi = 0, len(self.sizes) - 1
@@ -300,11 +308,7 @@ class GroupData:
             local = offset + len(out) - self.starts[i]
             take = min(n - len(out), self.sizes[i] - local)
             if take > 0:
-                with open(self.files[i], "rb") as f:
-                    if os.fstat(f.fileno()).st_size != self.sizes[i]:
-                        raise CorruptFileError("the file changed size while the model was "
-                                               "open", self.files[i])
-                    chunk = os.pread(f.fileno(), take, local)
+                chunk = self._source(i).pread(local, take)
                 if len(chunk) != take:
                     raise CorruptFileError("the file became shorter while it was read",
                                            self.files[i])
@@ -322,8 +326,7 @@ class GroupData:
         i = self._file_at(offset)
         local = offset - self.starts[i]
         if local + nbytes <= self.sizes[i]:
-            view = _map(self.files[i], self.sizes[i], local, nbytes)
-            return np.frombuffer(view, dtype, count).reshape(shape)
+            return self._source(i).array(local, dtype, (count,)).reshape(shape)
         return np.frombuffer(self.read(offset, nbytes), dtype, count).reshape(shape)
 
 
@@ -377,10 +380,22 @@ def layout(groups: list[Group], root: str, path: str) -> list[GroupData]:
     """Resolve every group's files inside `root`, check their sizes against the manifest and
     place each weight at its byte offset. Nothing outside `root` is touched."""
     out = []
+    remote = seam.is_url(root)
+    if remote:
+        seam.scan(root.rstrip("/") + "/")  # every weight file: one listing (HTTP: HEADs at once)
+        seam.stat_all([seam.inside(root, n) for g in groups for n in g.paths])
     for g, group in enumerate(groups):
-        group.files, group.sizes = [], []
+        group.files, group.sizes, group.pins = [], [], []
         for name in group.paths:
-            file = inside(root, name)
+            file = seam.inside(root, name)
+            if remote:
+                found = seam.stat(file)
+                if found is None:
+                    raise CorruptFileError(f"weight file {name!r} (group {g}) is missing", path)
+                group.files.append(file)
+                group.sizes.append(found.size)
+                group.pins.append(found)
+                continue
             try:
                 st = os.stat(file)
             except FileNotFoundError:
@@ -402,6 +417,7 @@ def layout(groups: list[Group], root: str, path: str) -> list[GroupData]:
             else:
                 weight.nbytes = math.prod(weight.shape) * weight.stored.itemsize
             offset += weight.nbytes
+            data.ranges.append((weight.offset, weight.nbytes))
             if offset > data.total:
                 break
         if offset != data.total:
@@ -417,12 +433,11 @@ def layout(groups: list[Group], root: str, path: str) -> list[GroupData]:
 
 def read_json(json_path: str, path: str) -> tuple[str, dict]:
     """(text, document) of a model.json, validated as untrusted JSON."""
-    st = check_input(json_path)
-    if st.st_size > MAX_JSON_BYTES:
-        raise UnsafeFileError(f"model.json of {st.st_size} bytes; at most {MAX_JSON_BYTES} "
+    size = seam.check_input(json_path)
+    if size > MAX_JSON_BYTES:
+        raise UnsafeFileError(f"model.json of {size} bytes; at most {MAX_JSON_BYTES} "
                               "are read", path)
-    with open(json_path, "rb") as f:
-        raw = f.read(st.st_size + 1)
+    raw = seam.read_bytes(json_path, size + 1)
     if len(raw) > MAX_JSON_BYTES:
         raise UnsafeFileError(f"model.json grew past {MAX_JSON_BYTES} bytes while read", path)
     try:
@@ -447,11 +462,15 @@ def read(path: str) -> Store:
     """Open a TF.js model (its directory or its model.json) lazily."""
     path = os.fspath(path)
     json_path, root = locate(path)
-    if os.path.isdir(path) and not os.path.exists(json_path):
+    if seam.isdir(path) and not seam.exists(json_path):
         raise CorruptFileError(f"expected {MODEL_JSON} in the directory", path)
     text, doc = read_json(json_path, path)
     groups = parse_manifest(doc.get("weightsManifest"), path)
     datas = layout(groups, root, path)
+    for data in datas:  # a URL's files opened now: forked readers share their caches
+        for i, pinned in enumerate(data.pins):
+            if pinned is not None:
+                data._source(i)
     weights = [(w, datas[w.group]) for group in groups for w in group.weights]
     names = [w.name for w, _ in weights]
     carried = carry.Carry(_carried(doc, path), names, path)
@@ -464,7 +483,8 @@ def read(path: str) -> Store:
         tensors[name] = _tensor(weight, data, carried, path, layouts.get(name))
     meta = {} if generated(text, doc, groups) else \
         {NAMESPACE: {"model_json": text, "sizes": [g.sizes for g in groups]}}
-    return Store(tensors, format=NAME, meta=carried.store_meta(meta), path=path)
+    return Store(tensors, format=NAME, meta=carried.store_meta(meta), path=path,
+                 on_close=lambda: [data.close() for data in datas])
 
 
 def generated(text: str, doc: dict, groups: list[Group]) -> bool:

@@ -87,7 +87,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import mmap
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -103,8 +102,8 @@ from .errors import CorruptFileError, UnknownFormatError, UnsafeFileError, Usage
 from .flatbuffer import VerifyError, verify
 from .foreign import structure_losses
 from .format import Format, WritePlan
-from .mapped import MappedFile, rows
-from .paths import check_input
+from . import source as seam
+from .mapped import rows
 from .store import Index, Store, Tensor
 
 NAME = "tflite"
@@ -736,14 +735,19 @@ def sparse_positions(shape: tuple[int, ...], sparsity: dict, values: int, where:
 
 
 class _File:
-    """The open model file: ranges read as arrays (`MappedFile`)."""
+    """The open model file: ranges read as arrays (`MappedFile`; a URL is fetched once)."""
 
     def __init__(self, path: str):
-        self.data = MappedFile(path)
+        self.source = seam.open_source(path)
+        try:
+            self.data = self.source.mapped()
+        except BaseException:
+            self.source.close()
+            raise
         self.path = path
 
     def close(self) -> None:
-        self.data.close()
+        self.source.close()
 
 
 def _expected_bytes(var: _Var, path: str) -> None:
@@ -885,20 +889,17 @@ def _tensor_meta(var: _Var, names: dict[tuple[int, int], str]) -> dict:
 # reading
 
 def _map_file(path: str) -> tuple[Any, Any, int]:
+    """(the open file, a map of all of it, its size): the verifier walks the whole FlatBuffer,
+    so a URL is fetched once (in merged concurrent requests) and mapped locally."""
+    fh = seam.open_source(path)
     try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise UsageError(f"cannot read: {exc.strerror or exc}", path) from None
-    size = os.fstat(fh.fileno()).st_size
-    if size < 8:
+        data = fh.mapped()
+        if data.size < 8:
+            raise CorruptFileError(f"{data.size} bytes is too short for a TFLite model", path)
+        return fh, data.whole(), data.size
+    except BaseException:
         fh.close()
-        raise CorruptFileError(f"{size} bytes is too short for a TFLite model", path)
-    try:
-        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError) as exc:
-        fh.close()
-        raise CorruptFileError(f"cannot map the file: {exc}", path) from None
-    return fh, mm, size
+        raise
 
 
 def _cuts(vars_: list[_Var]) -> list[list[int]]:
@@ -933,7 +934,7 @@ def read(path: str) -> Store:
     """Open a `.tflite` model lazily: the model is verified and parsed, values are read (by
     memory-mapped ranges) only when asked for."""
     path = os.fspath(path)
-    check_input(path)
+    seam.check_input(path)
     fh, mm, size = _map_file(path)
     try:
         model = parse(mm, size, path)
@@ -1050,7 +1051,7 @@ def _open_template(store: Store, what: str) -> _Template:
         model = parse(buf, size, where)
         return _Template(buf, size, model, variables(model, where), spans, skeleton, None)
     source = store.path if store.format == NAME else None
-    if not source or not os.path.isfile(source):
+    if not source or not seam.isfile(source):
         raise UsageError("the TFLite model was too large to carry in metadata: give --like "
                          "MODEL.tflite", where)
     fh, mm, real = _map_file(source)

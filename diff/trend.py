@@ -157,12 +157,14 @@ def run_paths(runs: Sequence[str | os.PathLike], format: str | None = None) -> l
     with a TF `checkpoint` state file) stands for every checkpoint it lists
     (`all_model_checkpoint_paths`); anything else (a file, a checkpoint prefix, a SavedModel
     directory) for itself. Raises UsageError for fewer than two."""
-    from ..converters import registry
+    from ..converters import registry, source
     paths: list[str] = []
     for run in map(os.fspath, runs):
-        record = registry.get(format or registry.detect(run)) if os.path.isdir(run) else None
+        record = registry.get(format or registry.detect(run)) \
+            if source.isdir(run) and not source.isfile(run) else None
         if record is not None and record.run is not None:
-            paths += [p if os.path.isabs(run) else os.path.relpath(p) for p in record.run(run)]
+            paths += [p if os.path.isabs(run) or source.is_url(p) else os.path.relpath(p)
+                      for p in record.run(run)]
         else:
             paths.append(run)
     if len(paths) < 2:
