@@ -1,9 +1,12 @@
 """The registry of formats: each format's record (`converters/format.py`), detection by
 content, and load/plan/save through the records.
 
-Built-in formats are listed below by module, in the order detection tries them (a SavedModel
-before a checkpoint directory, a `.keras` zip before npz, Keras 3 HDF5 before tf.keras HDF5);
-their modules keep heavy imports (h5py, crc32c) inside functions, so importing them is cheap.
+Built-in formats are listed below by name and module (fsspec's `known_implementations` habit), in
+the order detection tries them (a SavedModel before a checkpoint directory, a `.keras` zip before
+npz, Keras 3 HDF5 before tf.keras HDF5). A module is imported when its format is first needed:
+detection imports them in that order and stops at the first that recognises the file, so
+`weightkit show model.safetensors` does not import the HDF5, TFLite or TF.js readers; their
+modules also keep heavy imports (h5py, crc32c, flatbuffers) inside functions.
 Third-party formats register under the entry-point group `weightkit.formats`: each entry point
 names a `Format` object or a module defining `FORMAT`. They are looked up only when needed (a
 name that is not built in, a file no built-in format recognises, a listing of every format),
@@ -27,11 +30,15 @@ from .store import Store
 ENTRY_POINT_GROUP = "weightkit.formats"
 HEAD_BYTES = 4096
 
-# Built-in formats by module, in the order detection tries them.
-BUILTIN = (
-    "saved_model", "checkpoint", "keras_v3", "keras_v3_weights", "keras_h5", "tflite", "npz",
-    "safetensors", "tfjs", "graphdef",
-)
+# Built-in formats: name -> module, in the order detection tries them. Unambiguous and common
+# first; then the ones that must precede another (a SavedModel directory may hold a
+# `checkpoint` file; a `.keras` archive is a zip, as npz is; a Keras 3 `.weights.h5` is HDF5, as
+# tf.keras files are).
+BUILTIN = {
+    "safetensors": "safetensors", "saved-model": "saved_model", "tf-checkpoint": "checkpoint",
+    "keras": "keras_v3", "npz": "npz", "keras-weights-h5": "keras_v3_weights",
+    "keras-h5": "keras_h5", "tflite": "tflite", "tfjs": "tfjs", "tf-graphdef": "graphdef",
+}
 
 _formats: dict[str, Format] = {}  # name -> record, built-ins first
 _aliases: dict[str, str] = {}
@@ -72,15 +79,31 @@ def unregister(name: str) -> None:
             _aliases.pop(alias, None)
 
 
+def _builtin(name: str) -> Format:
+    """The record of built-in format `name`, its module imported on first use."""
+    record = _formats.get(name)
+    if record is None:
+        module = BUILTIN[name]
+        record = _record(importlib.import_module(f"{__package__}.{module}"), module)
+        if record.name != name:
+            raise UsageError(f"built-in module {module} declares format {record.name!r}, "
+                             f"listed as {name!r}")
+        _formats[name] = record
+        _aliases.update({alias: name for alias in record.aliases})
+    return record
+
+
 def _load_builtins() -> None:
+    """Import every built-in format, and keep them first in listings, in detection order."""
     global _builtins_loaded
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    for module in BUILTIN:
-        record = _record(importlib.import_module(f"{__package__}.{module}"), module)
-        _formats[record.name] = record
-        _aliases.update({alias: record.name for alias in record.aliases})
+    for name in BUILTIN:
+        _builtin(name)
+    others = {n: r for n, r in _formats.items() if n not in BUILTIN}
+    _formats.clear()
+    _formats.update({n: _builtin(n) for n in BUILTIN}, **others)
 
 
 def _load_plugins() -> None:
@@ -132,7 +155,10 @@ FORMATS: Mapping[str, Format] = _Formats()
 
 def get(name: str) -> Format:
     """The record of format `name` (or an alias); UsageError naming the formats otherwise."""
-    _load_builtins()
+    if name in BUILTIN:
+        return _builtin(name)
+    if name not in _formats and name not in _aliases:
+        _load_builtins()  # aliases are known from the records
     if name not in _formats and name not in _aliases:
         _load_plugins()
     record = _formats.get(_aliases.get(name, name))
@@ -167,7 +193,6 @@ def detect(path: str | os.PathLike) -> str:
     """The name of the format of `path` (a local path or a URL), judged by content (suffixes
     only break ties)."""
     path = seam.local_path(path)
-    _load_builtins()
     with seam.session():
         return _detect(path)
 
@@ -177,15 +202,13 @@ def _detect(path: str) -> str:
         return "tf-checkpoint"  # a checkpoint prefix
     seam.check_input(path)
     head = _head(path)
-    for record in list(_formats.values()):
+    for name in BUILTIN:  # imported one by one, in order, until one recognises the file
+        if _builtin(name).sniff(path, head):
+            return name
+    _load_plugins()
+    for record in [f for f in _formats.values() if f.name not in BUILTIN]:
         if record.sniff(path, head):
             return record.name
-    if not _plugins_loaded:
-        known = set(_formats)
-        _load_plugins()
-        for record in [f for f in _formats.values() if f.name not in known]:
-            if record.sniff(path, head):
-                return record.name
     if head and seam.isfile(path):
         claimed = _format_by_suffix(path)
         if claimed is not None:

@@ -50,7 +50,7 @@ class TestToyConformance(FormatConformance):
 # --- one module per format ---------------------------------------------------------------------
 
 def _format_modules() -> set[str]:
-    return set(registry.BUILTIN)
+    return set(registry.BUILTIN.values())
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -202,3 +202,24 @@ def test_importing_weightkit_changes_no_environment_or_threads():
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"same": True, "heavy": []}
+
+
+LAZY_PROBE = """
+import sys, weightkit
+with weightkit.load(sys.argv[1]) as store:
+    list(store)
+print(sorted(m.rsplit(".", 1)[1] for m in sys.modules if m.startswith("weightkit.converters.")))
+"""
+
+
+def test_detection_imports_format_modules_only_as_far_as_it_goes(tmp_path):
+    """Detection tries the built-in formats in order and stops at the first that recognises
+    the file: a safetensors file imports none of the HDF5, TFLite, TF.js or GraphDef readers."""
+    weightkit.save(weightkit.Store.from_arrays({"w": np.ones(2, np.float32)}),
+                   tmp_path / "w.safetensors")
+    done = subprocess.run([sys.executable, "-c", LAZY_PROBE, str(tmp_path / "w.safetensors")],
+                          capture_output=True, text=True, timeout=120)
+    loaded = set(json.loads(done.stdout.replace("'", '"')))
+    assert "safetensors" in loaded, done.stderr
+    assert not loaded & {"keras_v3", "keras_v3_weights", "keras_h5", "tflite", "tfjs",
+                         "graphdef", "hdf5", "keras_names"}, loaded

@@ -72,10 +72,10 @@ def test_config_is_idempotent_and_disable_removes_it(repo):
     sh(CLI + ["git-config"], path, env)
     assert (path / ".gitattributes").read_text() == attributes
     assert sh(["git", "config", "--local", "--get-regexp", r"^diff\."], path, env).stdout == config
-    assert attributes.splitlines() == ["*.png binary", "*.index diff=weightkit",
-                                       "*.keras diff=weightkit", "*.h5 diff=weightkit",
-                                       "*.tflite diff=weightkit", "*.npz diff=weightkit",
-                                       "*.safetensors diff=weightkit"]
+    assert attributes.splitlines() == ["*.png binary", "*.safetensors diff=weightkit",
+                                       "*.index diff=weightkit", "*.keras diff=weightkit",
+                                       "*.npz diff=weightkit", "*.h5 diff=weightkit",
+                                       "*.tflite diff=weightkit"]
     assert "git-diff-driver" in config and "--textconv" in config
     sh(CLI + ["git-config", "--disable"], path, env)
     sh(CLI + ["git-config", "--disable"], path, env)

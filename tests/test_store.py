@@ -158,7 +158,7 @@ def test_detection_reads_content_and_names_the_formats(tmp_path) -> None:
     os.replace(tmp_path / "a.safetensors", tmp_path / "a.npz")
     assert registry.detect(tmp_path / "a.npz") == "safetensors"
     (tmp_path / "junk").write_bytes(b"junk")
-    with pytest.raises(UnknownFormatError, match="supported formats: saved-model"):
+    with pytest.raises(UnknownFormatError, match="supported formats: safetensors, saved-model"):
         registry.detect(tmp_path / "junk")
 
 
