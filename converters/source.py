@@ -690,6 +690,8 @@ def stat_all(urls: Sequence[str]) -> None:
     """Ask about many objects at once, for the `stat` calls that follow: over HTTP, which has
     no listings, the HEAD requests go out together (a TF.js model's 64 shards: one round trip,
     not 64). Errors are left for `stat` to raise."""
+    if not any(is_url(u) for u in urls):
+        return
     import asyncio
     cache = _listings()
     todo = [u for u in dict.fromkeys(urls) if is_url(u) and u not in cache.single]
