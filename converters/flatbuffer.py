@@ -11,7 +11,13 @@ offset, string and vector inside the buffer, nesting at most `max_depth` deep an
 again (FlatBuffers may share one: a DAG) counts as a visit but is not walked again, and visits
 are also bounded by the size: no table takes fewer than 8 bytes with its fields, so a buffer of
 n bytes whose walk visits more than n / 8 + 1024 tables is amplifying shared tables (a bomb
-for whoever reads it table by table, as the object API does) and is refused.
+for whoever reads it table by table, as the object API does) and is refused. Sharing also
+multiplies vectors: a tensor whose 1 MB quantization vector is reached through 20,000 offsets
+to the same table is 20 GB to a reader that reads each tensor it is given. So the walk also
+totals the bytes of every table, vector and string as a reader reaching each through every
+path would read them (a shared table's total is counted at every offset to it, without walking
+it again), and refuses a buffer whose total exceeds `max_expansion` times its size plus 1 MiB:
+a FlatBuffer written without sharing totals its own size at most.
 
 A layout (see `tflite_schema/layout.py`, written by its `regenerate.py` from the binary schema
 `flatc -b --schema` writes) maps each table name to its fields by id:
@@ -32,6 +38,7 @@ from typing import Any
 
 MAX_DEPTH = 64
 MAX_TABLES = 1_000_000
+MAX_EXPANSION = 4  # bytes a reader following every offset may read, per byte of the buffer
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -48,6 +55,7 @@ class Report:
     """What the walk found besides validity."""
     end: int = 0  # one past the last byte any table, vtable, string or vector uses
     tables: int = 0
+    expanded: int = 0  # bytes of tables, vectors and strings reached through every offset
     unknown: list[str] = field(default_factory=list)  # "Table.field" a re-pack would drop
 
 
@@ -58,7 +66,7 @@ class _Walker:
         self.max_depth = max_depth
         self.max_tables = min(max_tables, size // 8 + 1024)
         self.report = Report()
-        self.seen: set[tuple[int, str]] = set()
+        self.seen: dict[tuple[int, str], int] = {}  # table -> its expanded bytes
 
     def _need(self, pos: int, n: int, what: str) -> None:
         if pos < 0 or n < 0 or pos + n > self.size:
@@ -75,7 +83,9 @@ class _Walker:
         """The position an unsigned offset stored at `pos` points to."""
         return pos + self._u32(pos, f"offset to {what}")
 
-    def table(self, pos: int, name: str, depth: int, path: str) -> None:
+    def table(self, pos: int, name: str, depth: int, path: str) -> int:
+        """Walk the table at `pos`; the bytes it and everything it reaches take, counted
+        through every offset (see the module docstring)."""
         if depth > self.max_depth:
             raise VerifyError(f"{path}: tables nested more than {self.max_depth} deep")
         self.report.tables += 1
@@ -83,9 +93,10 @@ class _Walker:
             raise VerifyError(f"more than {self.max_tables} tables visited (shared tables "
                               "repeated)" if len(self.seen) < self.report.tables else
                               f"more than {self.max_tables} tables")
-        if (pos, name) in self.seen:
-            return
-        self.seen.add((pos, name))
+        known = self.seen.get((pos, name))
+        if known is not None:
+            return known
+        self.seen[(pos, name)] = 0
         self._need(pos, 4, f"{path} table")
         vtable = pos - _I32.unpack_from(self.buf, pos)[0]
         self._need(vtable, 4, f"{path} vtable")
@@ -96,6 +107,7 @@ class _Walker:
         self._need(pos, max(tsize, 4), f"{path} table")
         fields = self.layout[name]
         count = (vsize - 4) // 2
+        total = max(tsize, 4)
         for fid in range(count):
             offset = _U16.unpack_from(self.buf, vtable + 4 + 2 * fid)[0]
             if not offset:
@@ -107,28 +119,33 @@ class _Walker:
             where = f"{path}.{fname}"
             if deprecated:
                 self.report.unknown.append(f"{name}.{fname} (deprecated)")
-            self.field(pos, pos + offset, kind, arg, depth, where, vtable, fields)
+            total += self.field(pos, pos + offset, kind, arg, depth, where, vtable, fields)
+        self.seen[(pos, name)] = total
+        return total
 
     def field(self, table: int, pos: int, kind: str, arg: Any, depth: int, path: str,
-              vtable: int, fields: tuple) -> None:
+              vtable: int, fields: tuple) -> int:
+        """Check a field; the bytes it reaches outside its table (see `table`)."""
         if kind in ("scalar", "struct"):
             self._need(pos, arg, path)
-        elif kind == "string":
-            self.string(self._target(pos, path), path)
-        elif kind == "table":
-            self.table(self._target(pos, path), arg, depth + 1, path)
-        elif kind == "vector":
-            self.vector(self._target(pos, path), arg, path)
-        elif kind == "vector_string":
+            return 0
+        if kind == "string":
+            return self.string(self._target(pos, path), path)
+        if kind == "table":
+            return self.table(self._target(pos, path), arg, depth + 1, path)
+        if kind == "vector":
+            return 4 + arg * self.vector(self._target(pos, path), arg, path)[1]
+        if kind == "vector_string":
             start, n = self.vector(self._target(pos, path), 4, path)
-            for i in range(n):
+            return 4 + 4 * n + sum(
                 self.string(self._target(start + 4 * i, f"{path}[{i}]"), f"{path}[{i}]")
-        elif kind == "vector_table":
+                for i in range(n))
+        if kind == "vector_table":
             start, n = self.vector(self._target(pos, path), 4, path)
-            for i in range(n):
+            return 4 + 4 * n + sum(
                 self.table(self._target(start + 4 * i, f"{path}[{i}]"), arg, depth + 1,
-                           f"{path}[{i}]")
-        elif kind == "union":
+                           f"{path}[{i}]") for i in range(n))
+        if kind == "union":
             type_id, members = arg
             code = 0
             vsize = _U16.unpack_from(self.buf, vtable)[0]
@@ -138,21 +155,21 @@ class _Walker:
                     self._need(table + offset, 1, f"{path} type")
                     code = self.buf[table + offset]
             if not code:
-                return
+                return 0
             target = self._target(pos, path)
             if code not in members:
                 self.report.unknown.append(f"{path} (union type {code})")
                 self._need(target, 4, path)
-                return
-            self.table(target, members[code], depth + 1, path)
-        else:  # pragma: no cover - the layout is generated
-            raise AssertionError(kind)
+                return 4
+            return self.table(target, members[code], depth + 1, path)
+        raise AssertionError(kind)  # pragma: no cover - the layout is generated
 
-    def string(self, pos: int, path: str) -> None:
+    def string(self, pos: int, path: str) -> int:
         n = self._u32(pos, f"{path} length")
         self._need(pos + 4, n + 1, path)
         if self.buf[pos + 4 + n] != 0:
             raise VerifyError(f"{path}: string not terminated")
+        return n + 5
 
     def vector(self, pos: int, elem: int, path: str) -> tuple[int, int]:
         n = self._u32(pos, f"{path} length")
@@ -162,9 +179,10 @@ class _Walker:
 
 def verify(buf: Any, layout: Mapping[str, tuple], root: str, identifier: bytes | None = None,
            *, size: int | None = None, max_depth: int = MAX_DEPTH,
-           max_tables: int = MAX_TABLES) -> Report:
+           max_tables: int = MAX_TABLES, max_expansion: int = MAX_EXPANSION) -> Report:
     """Check that `buf` (bytes, bytearray, mmap: anything `struct.unpack_from` reads) holds a
-    FlatBuffer whose root table is `root`, its first `size` bytes at most (default: all).
+    FlatBuffer whose root table is `root`, its first `size` bytes at most (default: all), and
+    that a reader following every offset reads at most `max_expansion` times `size` plus 1 MiB.
 
     Raises VerifyError naming the first problem; returns a `Report`."""
     size = len(buf) if size is None else size
@@ -173,5 +191,9 @@ def verify(buf: Any, layout: Mapping[str, tuple], root: str, identifier: bytes |
         raise VerifyError(f"{size} bytes is too short for a FlatBuffer")
     if identifier is not None and bytes(buf[4:8]) != identifier:
         raise VerifyError(f"file identifier {bytes(buf[4:8])!r}, expected {identifier!r}")
-    walker.table(walker._target(0, "the root table"), root, 0, root)
+    expanded = walker.table(walker._target(0, "the root table"), root, 0, root)
+    walker.report.expanded = expanded
+    if expanded > max_expansion * size + (1 << 20):
+        raise VerifyError(f"tables shared through many offsets amount to {expanded} bytes read "
+                          f"from {size} (more than {max_expansion} times the buffer)")
     return walker.report

@@ -87,7 +87,8 @@ def _affine(tensor: Tensor, params: dict, name: str, path: str | None) -> Tensor
         q = np.asarray(tensor[index]).astype(np.int64)
         s = np.broadcast_to(scale, tensor.shape)[index]
         z = np.broadcast_to(zero, tensor.shape)[index]
-        return (q - z).astype(np.float32) * s
+        with np.errstate(over="ignore", invalid="ignore"):  # a scale of ±∞ or NaN: as TFLite
+            return (q - z).astype(np.float32) * s
     return Tensor(tensor.shape, FLOAT32, get)
 
 

@@ -104,7 +104,7 @@ from .foreign import structure_losses
 from .format import Format, WritePlan
 from . import source as seam
 from .mapped import rows
-from .store import Index, Store, Tensor
+from .store import Index, Store, Tensor, check_shape
 
 NAME = "tflite"
 NAMESPACE = "tflite"
@@ -320,16 +320,37 @@ def _sparsity(sp: _Table) -> dict:
             "dim_metadata": dims}
 
 
-def _quantization(q: _Table | None) -> dict | None:
+def _quantization(q: _Table | None, shape: tuple[int, ...], where: str,
+                  path: str) -> dict | None:
+    """A tensor's quantization parameters, checked as the TFLite interpreter checks them when it
+    loads a model (LiteRT `tflite/core/interpreter_builder.cc`, `ParseQuantization`: one zero
+    point per scale, `quantized_dimension` inside the shape, one scale or one per index of that
+    dimension) before any list is read; a zero point must fit the int32 the interpreter keeps."""
     if q is None:
         return None
+    code, detail = q.union("details")
+    scales, zeros = q.vector("scale")[1], q.vector("zero_point")[1]
+    axis = q.scalar("quantized_dimension", "i")
+    if scales and not code:
+        def bad(problem: str) -> CorruptFileError:
+            return CorruptFileError(f"{where}: quantization {problem} (the TFLite interpreter "
+                                    "refuses the model)", path)
+        if zeros != scales:
+            raise bad(f"has {zeros} zero point(s) for {scales} scale(s)")
+        if shape and not 0 <= axis < len(shape):
+            raise bad(f"quantized_dimension {axis} is outside shape {list(shape)}")
+        if scales != 1 and (not shape or scales != shape[axis]):
+            raise bad(f"has {scales} scales for "
+                      + (f"dimension {axis} of size {shape[axis]}" if shape else "a scalar"))
     out: dict[str, Any] = {}
     for key, fmt in (("scale", "f"), ("zero_point", "q"), ("min", "f"), ("max", "f")):
         values = q.ints(key, fmt)
         if values:
             out[key] = [float(v) for v in values] if fmt == "f" else [int(v) for v in values]
-    out["quantized_dimension"] = q.scalar("quantized_dimension", "i")
-    code, detail = q.union("details")
+    if any(not -(1 << 31) <= z < 1 << 31 for z in out.get("zero_point", ())):
+        raise CorruptFileError(f"{where}: a quantization zero point does not fit int32 (the "
+                               "TFLite interpreter would cut it)", path)
+    out["quantized_dimension"] = axis
     if code:
         if detail is None:
             out["details"] = {"type": f"union type {code}"}
@@ -408,9 +429,12 @@ def _read_model(buf: Any, size: int, report: Any, path: str) -> _Model:
         for j, t in enumerate(sg.tables("tensors")):
             signature = t.ints("shape_signature") if t.vector("shape_signature")[1] else None
             sparsity = t.table("sparsity")
+            shape = tuple(t.ints("shape"))
+            where = f"subgraph {s} tensor {j} ({_text(t.string('name'))!r})"
             infos.append(_TensorInfo(
-                s, j, _text(t.string("name")), tuple(t.ints("shape")), t.scalar("type", "b"),
-                t.scalar("buffer", "I"), signature, _quantization(t.table("quantization")),
+                s, j, _text(t.string("name")), shape, t.scalar("type", "b"),
+                t.scalar("buffer", "I"), signature,
+                _quantization(t.table("quantization"), shape, where, path),
                 None if sparsity is None else _sparsity(sparsity),
                 bool(t.scalar("is_variable", "B")), t.scalar("external_buffer", "I")))
         tensors.append(infos)
@@ -500,6 +524,9 @@ def variables(model: _Model, path: str) -> list[_Var]:
             if any(d < 0 for d in info.shape):
                 raise CorruptFileError(f"constant tensor {info.raw_name!r} has shape "
                                        f"{list(info.shape)}", path)
+            check_shape(info.shape, f"constant tensor {info.raw_name!r}", path,
+                        dtype_from_name(TYPES[info.type][1]).itemsize
+                        if TYPES[info.type][1] != "string" else 8)
             base = prefixes[s] + (info.raw_name or f"tensor{info.index}")
             name = base
             if name in taken:
@@ -794,13 +821,23 @@ def _getter(f: _File, var: _Var, tag: np.dtype | None) -> tuple[np.dtype, Callab
     dtype = dtype_from_name(kind)
     if info.sparsity is not None:
         sparsity = info.sparsity
+        n = buf.length // dtype.itemsize
+        found: list[np.ndarray] = []  # the values' dense positions, computed on first read
 
         def dense(index: Index) -> np.ndarray:
-            n = buf.length // dtype.itemsize
-            values = f.data.array(buf.start, dtype, (n,))
-            out = np.zeros(math.prod(shape), dtype)
-            out[sparse_positions(shape, sparsity, n, where, path)] = values
-            return out.reshape(shape)[index]
+            # Only the rows asked for are made dense (a chunk at a time: a sparse tensor may be
+            # 1024 times larger dense than stored), from positions computed once.
+            if not found:
+                found.append(sparse_positions(shape, sparsity, n, where, path))
+            positions = found[0]
+            run = rows(index, shape) or (0, shape[0] if shape else 1, index)
+            r0, r1, local = run
+            row = math.prod(shape[1:])
+            lo, hi = (r0 * row, r1 * row) if shape else (0, 1)
+            pick = np.flatnonzero((positions >= lo) & (positions < hi))
+            out = np.zeros(hi - lo, dtype)
+            out[positions[pick] - lo] = f.data.array(buf.start, dtype, (n,))[pick]
+            return out.reshape((r1 - r0, *shape[1:]) if shape else ())[local]
         return dtype, dense
     if bits:
         signed = tname in _SIGNED_PACKED
@@ -1123,20 +1160,36 @@ def _encode(a: _Assigned, where: str) -> int:
         except UsageError as exc:
             raise UsageError(exc.message, where) from None
     elif var.info.sparsity is not None:
-        dtype = _type_dtype(var)
-        dense = np.ascontiguousarray(tensor.read(), dtype=dtype).reshape(-1)
-        n = var.buffer.length // dtype.itemsize
-        positions = sparse_positions(var.info.shape, var.info.sparsity, n, f"tensor {a.name!r}",
-                                     where)
-        outside = dense.copy()
-        outside[positions] = 0
-        if np.any(outside != 0):
-            raise UsageError(f"{a.name!r} is stored sparse: its nonzero values must stay where "
-                             "the model's sparsity structure has entries", where)
-        a.encoded = dense[positions].tobytes()
+        a.encoded = _encode_sparse(a, where)
     else:
         return tensor.nbytes
     return len(a.encoded)
+
+
+def _encode_sparse(a: _Assigned, where: str) -> bytes:
+    """The stored values of a sparse tensor in its model's sparsity structure, read from the
+    dense tensor a block of rows at a time (never the whole dense tensor at once)."""
+    var, tensor = a.var, a.tensor
+    dtype = _type_dtype(var)
+    shape = var.info.shape
+    n = var.buffer.length // dtype.itemsize
+    positions = sparse_positions(shape, var.info.sparsity, n, f"tensor {a.name!r}", where)
+    values = np.zeros(n, dtype)
+    row = math.prod(shape[1:])
+    step = max(1, (16 << 20) // max(row * dtype.itemsize, 1)) if shape else 1
+    for r0 in range(0, shape[0] if shape else 1, step):
+        r1 = min(r0 + step, shape[0]) if shape else 1
+        block = np.ascontiguousarray(tensor[r0:r1] if shape else tensor[()],
+                                     dtype=dtype).reshape(-1)
+        lo = r0 * row if shape else 0
+        pick = np.flatnonzero((positions >= lo) & (positions < lo + block.size))
+        inside = np.zeros(block.size, bool)
+        inside[positions[pick] - lo] = True
+        if np.any(block[~inside] != 0):
+            raise UsageError(f"{a.name!r} is stored sparse: its nonzero values must stay where "
+                             "the model's sparsity structure has entries", where)
+        values[pick] = block[positions[pick] - lo]
+    return values.tobytes()
 
 
 def _chunks(a: _Assigned) -> Iterator[memoryview]:

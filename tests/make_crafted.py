@@ -1059,14 +1059,19 @@ TFL_TYPES = {"float32": 0, "int32": 2, "string": 5, "int8": 9}
 
 def tflite_bytes(tensors: list[dict], *, version: int = 3, identifier: bytes = b"TFL3",
                  subgraph_copies: int = 1, extra_tensor_field: bool = False,
-                 positions: dict | None = None) -> bytes:
+                 positions: dict | None = None,
+                 operators: list[tuple[int, list[int], list[int], int]] = ()) -> bytes:
     """A TFLite model of one subgraph of constant tensors and no operators (a weights
     container). Each tensor: {name, shape, type (TFL_TYPES key or code), data (bytes), and
     optionally buffer (an index to use instead of its own), external_buffer, sparsity
-    (traversal_order, dims [(dense_size)]), outside ((offset, size) instead of data)}.
+    (traversal_order, dims [(dense_size) for a DENSE dimension, or (segments, indices) for a
+    SPARSE_CSR one]), outside ((offset, size) instead of data), quantization ({scale,
+    zero_point, dim}), copies (how many offsets to the tensor the tensors vector holds)}.
     `subgraph_copies` repeats the offset to the one subgraph (a DAG, not more bytes);
     `extra_tensor_field` gives each tensor a 12th field the schema does not know;
-    `positions`, if given, receives where the tensors vector's length and the root are."""
+    `positions`, if given, receives where the tensors vector's length and the root are;
+    `operators`: (builtin code, inputs, outputs, copies) each, the operator's offset repeated
+    `copies` times."""
     import flatbuffers
     b = flatbuffers.Builder(1024)
 
@@ -1103,6 +1108,13 @@ def tflite_bytes(tensors: list[dict], *, version: int = 3, identifier: bytes = b
         if "sparsity" in t:
             dims = []
             for size in t["sparsity"]["dims"]:
+                if isinstance(size, tuple):  # SPARSE_CSR: Int32Vector segments and indices
+                    segments = table([("UOffsetTRelative", 0, ints(list(size[0])))], 1)
+                    indices = table([("UOffsetTRelative", 0, ints(list(size[1])))], 1)
+                    dims.append(table([("Int8", 0, 1), ("Uint8", 2, 1),
+                                       ("UOffsetTRelative", 3, segments), ("Uint8", 4, 1),
+                                       ("UOffsetTRelative", 5, indices)], 6))
+                    continue
                 dims.append(table([("Int32", 1, size)], 4))
             b.StartVector(4, len(dims), 4)
             for d in reversed(dims):
@@ -1110,26 +1122,49 @@ def tflite_bytes(tensors: list[dict], *, version: int = 3, identifier: bytes = b
             dim_vec = b.EndVector()
             order = ints(t["sparsity"]["traversal_order"])
             sparsity = table([("UOffsetTRelative", 0, order), ("UOffsetTRelative", 2, dim_vec)], 3)
+        quantization = None
+        if "quantization" in t:
+            q = t["quantization"]
+            scale = b.CreateNumpyVector(np.asarray(q["scale"], np.float32))
+            zero = b.CreateNumpyVector(np.asarray(q["zero_point"], np.int64))
+            quantization = table([("UOffsetTRelative", 2, scale), ("UOffsetTRelative", 3, zero),
+                                  ("Int32", 6, q.get("dim", 0))], 7)
         kind = t["type"]
         fields = [("UOffsetTRelative", 0, shape), ("Int8", 1, TFL_TYPES.get(kind, kind)),
                   ("Uint32", 2, buf), ("UOffsetTRelative", 3, name), ("Bool", 8, True)]
+        if quantization is not None:
+            fields.append(("UOffsetTRelative", 4, quantization))
         if sparsity is not None:
             fields.append(("UOffsetTRelative", 6, sparsity))
         if t.get("external_buffer"):
             fields.append(("Uint32", 10, t["external_buffer"]))
         if extra_tensor_field:
             fields.append(("Int32", 11, 7))
-        offsets.append(table(fields, 12 if extra_tensor_field else 11))
+        offsets += [table(fields, 12 if extra_tensor_field else 11)] * t.get("copies", 1)
     b.StartVector(4, len(offsets), 4)
     for o in reversed(offsets):
         b.PrependUOffsetTRelative(o)
     tensor_vec = b.EndVector()
     empty = ints([])
     sg_name = b.CreateString("main")
-    b.StartVector(4, 0, 4)
-    operators = b.EndVector()
+    codes = sorted({code for code, _, _, _ in operators})
+    ops = []
+    for code, inputs, outputs, copies in operators:
+        op = table([("Uint32", 0, codes.index(code)), ("UOffsetTRelative", 1, ints(inputs)),
+                    ("UOffsetTRelative", 2, ints(outputs))], 3)
+        ops += [op] * copies
+    b.StartVector(4, len(ops), 4)
+    for o in reversed(ops):
+        b.PrependUOffsetTRelative(o)
+    operators_vec = b.EndVector()
+    code_tables = [table([("Int8", 0, min(code, 127)), ("Int32", 2, 1), ("Int32", 3, code)], 4)
+                   for code in codes]
+    b.StartVector(4, len(code_tables), 4)
+    for o in reversed(code_tables):
+        b.PrependUOffsetTRelative(o)
+    code_vec = b.EndVector()
     subgraph = table([("UOffsetTRelative", 0, tensor_vec), ("UOffsetTRelative", 1, empty),
-                      ("UOffsetTRelative", 2, empty), ("UOffsetTRelative", 3, operators),
+                      ("UOffsetTRelative", 2, empty), ("UOffsetTRelative", 3, operators_vec),
                       ("UOffsetTRelative", 4, sg_name)], 6)
     b.StartVector(4, subgraph_copies, 4)
     for _ in range(subgraph_copies):
@@ -1140,8 +1175,9 @@ def tflite_bytes(tensors: list[dict], *, version: int = 3, identifier: bytes = b
         b.PrependUOffsetTRelative(o)
     buffer_vec = b.EndVector()
     description = b.CreateString("make_crafted")
-    model = table([("Uint32", 0, version), ("UOffsetTRelative", 2, subgraphs),
-                   ("UOffsetTRelative", 3, description), ("UOffsetTRelative", 4, buffer_vec)], 10)
+    model = table([("Uint32", 0, version), ("UOffsetTRelative", 1, code_vec),
+                   ("UOffsetTRelative", 2, subgraphs), ("UOffsetTRelative", 3, description),
+                   ("UOffsetTRelative", 4, buffer_vec)], 10)
     b.Finish(model, file_identifier=identifier)
     out = bytes(b.Output())
     if positions is not None:
@@ -1218,6 +1254,50 @@ def _tflite(c: Corpus) -> None:
          "string offsets past the end of the string buffer")
     case("identifier-missing", valid[:4] + b"XXXX" + valid[8:], BROKEN,
          "a FlatBuffer without the TFL3 identifier")
+    # Round three: shared vectors, quantization the interpreter refuses, shapes numpy cannot
+    # hold, a sparse tensor made dense a block at a time.
+    wide = np.full(50_000, 0.5, np.float32)
+    case("dag-shared-vectors", tflite_bytes([TFL_BASE[0], TFL_BASE[1], {
+        "name": "act", "shape": [wide.size], "type": "int8", "buffer": 0, "copies": 5000,
+        "quantization": {"scale": wide, "zero_point": np.zeros(wide.size, np.int64)}}]),
+        REFUSED, "a tensor with 50,000 scales reached through 5,000 offsets: 3 GB from 0.6 MB")
+    case("dag-shared-inputs", tflite_bytes(TFL_BASE, operators=[
+        (9, [0] * 100_000, [1], 5000)]), REFUSED,
+         "an operator of 100,000 inputs reached through 5,000 offsets")
+
+    def quantized(scale: list, zero: list, dim: int = 0) -> bytes:
+        return tflite_bytes([{**TFL_BASE[0], "type": "int8", "data": bytes(12),
+                              "quantization": {"scale": scale, "zero_point": zero, "dim": dim}},
+                             TFL_BASE[1]])
+    case("quant-zero-points", quantized([0.1] * 4, [0]), CORRUPT,
+         "4 scales and 1 zero point (the interpreter refuses the model)")
+    case("quant-scales-count", quantized([0.1] * 3, [0] * 3), CORRUPT,
+         "3 scales for dimension 0 of size 4")
+    case("quant-axis-outside", quantized([0.1], [0], dim=5), CORRUPT,
+         "quantized_dimension 5 of a rank-2 tensor")
+    case("quant-scales-huge", quantized([0.1] * 200_000, [0] * 200_000), CORRUPT,
+         "200,000 scales for a [4, 3] tensor (refused before they are read)")
+    case("quant-zero-point-int64", quantized([0.5], [1 << 40]), CORRUPT,
+         "a zero point of 2**40 (the interpreter keeps int32 and would cut it)")
+    case("rank-100", tflite_bytes(variant(shape=[1] * 100, data=KERNEL.tobytes()[:4])), CORRUPT,
+         "a constant tensor of rank 100")
+    big = (1 << 31) - 1
+    case("zero-size-huge", tflite_bytes(variant(shape=[0, big, big, big], data=b"")),
+         CORRUPT, "an empty constant whose other dimensions make 2**93 elements")
+    rows, cols = 4096, 4096
+    counts = (np.arange(rows) % 7) + 1
+    segments = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    indices = np.concatenate([(np.arange(k) * 577 + r) % cols for r, k in enumerate(counts)])
+    values = np.arange(1, segments[-1] + 1, dtype=np.float32)
+    dense = np.zeros((rows, cols), np.float32)
+    dense[np.repeat(np.arange(rows), counts), indices] = values
+    c.valid(fmt, "sparse-by-rows", str(_write(c.path(f"{d}/sparse-by-rows.tflite"), tflite_bytes([
+        {"name": "w", "shape": [rows, cols], "type": "float32", "data": values.tobytes(),
+         "sparsity": {"traversal_order": [0, 1], "dims": [rows, (segments, indices)]}},
+        {"name": "in", "shape": [1, cols], "type": "float32", "buffer": 0},
+        {"name": "out", "shape": [1, rows], "type": "float32", "buffer": 0}],
+        operators=[(124, [0], [2], 1)])).relative_to(c.root)), {"w": dense},
+        "a sparse tensor (CSR rows) that is 64 MiB dense, read a block of rows at a time")
 
     names = [{"name": n, "shape": [3], "type": "float32", "data": BIAS.tobytes()}
              for n in HOSTILE_NAMES]
