@@ -35,6 +35,7 @@ and copies every other byte: with unchanged values the file comes back byte for 
 """
 from __future__ import annotations
 
+import array
 import base64
 import contextlib
 import dataclasses
@@ -52,7 +53,7 @@ from . import source as seam
 from .mapped import MappedFile, rows
 from .protowire import FIXED32, FIXED64, LENGTH, VARINT, Span, length_field, spans
 from .sstable import put_varint
-from .store import Index, Store, Tensor
+from .store import Index, Store, Tensor, check_shape
 from .tf_dtypes import DTYPES as TF_DTYPES, HANDLES, QUANTIZED
 
 NAMESPACE_KEY = "tf_graphdef"
@@ -80,7 +81,7 @@ FIELD_NAMES = {4: "tensor_content", 5: "float_val", 6: "double_val", 7: "int_val
 VALUE_FIELDS = frozenset(range(4, 19))
 
 
-@dataclass
+@dataclass(slots=True)
 class Constant:
     """A Const node's tensor, located in the file."""
     name: str                    # the variable name: node, or `function:node`
@@ -91,7 +92,7 @@ class Constant:
     shape: tuple[int, ...]
     chain: tuple[Span, ...]      # enclosing fields, outermost first, ending at the TensorProto
     field: int                   # where the value is: CONTENT or the typed field number
-    values: list[Span]           # the value field(s) as found
+    values: list[Span]           # [tensor_content]; [] for a typed field (read again on use)
     count: int                   # typed: how many values the file gives
     packed: bool                 # typed: packed (one LENGTH field) rather than one per value
 
@@ -157,7 +158,8 @@ def _function(buf: Any, field: Span, chain: tuple[Span, ...], path: str | None,
 def _node(buf: Any, field: Span, chain: tuple[Span, ...], function: str | None,
           path: str | None, file_size: int | None) -> Constant | None:
     name = op = None
-    value = None
+    values: list[tuple[Span, list[Span]]] = []  # the `value` attr entries: (entry, AttrValues)
+    dtypes: list[Span] = []  # the `dtype` attr's AttrValues
     for inner in spans(buf, field.value_start, field.end):
         if inner.number == 1 and inner.wire == LENGTH:
             name = _text(buf, inner)
@@ -165,47 +167,92 @@ def _node(buf: Any, field: Span, chain: tuple[Span, ...], function: str | None,
             op = _text(buf, inner)
         elif inner.number == 5:
             entry = _message(inner, "NodeDef.attr", path)
-            key = attr = None
+            key, attrs = None, []
             for part in spans(buf, entry.value_start, entry.end):
                 if part.number == 1 and part.wire == LENGTH:
                     key = _text(buf, part)
                 elif part.number == 2:
-                    attr = _message(part, "NodeDef.attr value", path)
-            if key == "value" and attr is not None:
-                for part in spans(buf, attr.value_start, attr.end):
-                    if part.number == 8:
-                        value = (entry, attr, _message(part, "AttrValue.tensor", path))
-    if op != "Const" or value is None:
+                    attrs.append(_message(part, "NodeDef.attr value", path))
+            if key == "value":
+                values.append((entry, attrs))
+            elif key == "dtype":
+                dtypes = attrs
+    if op != "Const" or not values:
         return None
     if not name:
         raise CorruptFileError("a Const node without a name", path)
     full = name if function is None else f"{function}:{name}"
-    return _tensor(buf, full, name, function, chain + value, path, file_size)
+    entry, attrs = _one_value(buf, values, full, path)
+    attr = attrs[0]
+    tensors = [p for p in spans(buf, attr.value_start, attr.end) if p.number in _ATTR_VALUE]
+    if [p.number for p in tensors] != [8]:
+        raise CorruptFileError(f"Const {full!r}: its value attr holds "
+                               f"{', '.join(_ATTR_VALUE[p.number] for p in tensors) or 'nothing'}"
+                               ", not one tensor", path)
+    value = (entry, attr, _message(tensors[0], "AttrValue.tensor", path))
+    constant = _tensor(buf, full, name, function, chain + value, path, file_size)
+    declared = [p.value for a in dtypes for p in spans(buf, a.value_start, a.end)
+                if p.number == 6 and p.wire == VARINT]
+    if constant is not None and declared and declared[-1] != constant.enum:
+        raise CorruptFileError(f"Const {full!r}: attr dtype {declared[-1]} but a tensor of dtype "
+                               f"{constant.enum} (TensorFlow refuses the node)", path)
+    return constant
+
+
+# AttrValue's oneof `value` (tensorflow/core/framework/attr_value.proto)
+_ATTR_VALUE = {1: "list", 2: "s", 3: "i", 4: "f", 5: "b", 6: "type", 7: "shape", 8: "tensor",
+               9: "placeholder", 10: "func"}
+
+
+def _one_value(buf: Any, values: list[tuple[Span, list[Span]]], full: str, path: str | None
+               ) -> tuple[Span, list[Span]]:
+    """The one `value` attr of a Const node. Protobuf gives a map key given twice its last
+    entry, a message field given twice the merge of both, and a oneof its last member: rather
+    than follow those rules (which TensorFlow's own writer never needs), a node whose value
+    they would decide is refused, so that weightkit never reads another tensor than TensorFlow
+    does."""
+    if len(values) > 1:
+        raise CorruptFileError(f"Const {full!r}: the attr 'value' is given {len(values)} times",
+                               path)
+    entry, attrs = values[0]
+    if len(attrs) != 1:
+        raise CorruptFileError(f"Const {full!r}: the attr 'value' has {len(attrs)} values "
+                               "(protobuf would merge them)", path)
+    return entry, attrs
 
 
 def _tensor(buf: Any, full: str, node: str, function: str | None, chain: tuple[Span, ...],
             path: str | None, file_size: int | None) -> Constant | None:
     proto = chain[-1]
-    enum, shape, content, typed = 1, (), None, {}
+    enum, shape, content, shapes = 0, (), None, 0  # an absent dtype is DT_INVALID (0)
+    tallies: dict[int, _Tally] = {}  # the typed fields, counted (never kept: see _Tally)
     unknown_rank = False
     for part in spans(buf, proto.value_start, proto.end):
         if part.number == 1 and part.wire == VARINT:
             enum = part.value
         elif part.number == 2:
+            shapes += 1
             shape, unknown_rank = _shape(buf, _message(part, "TensorProto.tensor_shape", path),
                                          full, path)
         elif part.number == CONTENT and part.wire == LENGTH:
             content = part
         elif part.number in VALUE_FIELDS:
-            typed.setdefault(part.number, []).append(part)
+            tally = tallies.get(part.number)
+            if tally is None:
+                tally = tallies[part.number] = _Tally()
+            tally.add(buf, part)
     if enum in HANDLES:
         return None
     where = f"constant {full!r}"
+    if shapes > 1:
+        raise CorruptFileError(f"{where}: tensor_shape is given {shapes} times (protobuf would "
+                               "merge their dimensions)", path)
     dtype = tf_dtype(enum, where, path)
     if unknown_rank:
         raise CorruptFileError(f"{where}: a constant of unknown rank", path)
-    count = math.prod(shape)
     kind = TF_DTYPES[enum]
+    shape = check_shape(shape, where, path, 8 if kind == "string" else dtype.itemsize)
+    count = math.prod(shape)
     if content is not None and content.end > content.value_start:
         if kind == "string":
             raise CorruptFileError(f"{where}: a string constant in tensor_content", path)
@@ -217,25 +264,18 @@ def _tensor(buf: Any, full: str, node: str, function: str | None, chain: tuple[S
         return Constant(full, node, function, enum, dtype, shape, chain, CONTENT, [content],
                         count, False)
     number, element = _TYPED[kind]
-    found = typed.get(number, [])
-    if element == "bytes":
-        given, packed = len(found), False
-    elif element == "byte":
-        given = sum(f.end - f.value_start for f in found if f.wire == LENGTH)
-        packed = True
-    else:
-        given, packed = _count(buf, found, element, where, path)
-        if kind.startswith("complex"):
-            if given % 2:
-                raise CorruptFileError(f"{where}: an odd number of complex parts", path)
-            given //= 2
+    given, packed = tallies.get(number, _Tally()).count(number, element, where, path)
+    if kind.startswith("complex"):
+        if given % 2:
+            raise CorruptFileError(f"{where}: an odd number of complex parts", path)
+        given //= 2
     expanded = count * (8 if kind == "string" else dtype.itemsize)
     if file_size is not None and given < count \
             and expanded > MAX_EXPANSION * file_size + SMALL_BYTES:
         raise UnsafeFileError(f"{where}: {given} value(s) expand to shape {list(shape)} "
                               f"({expanded} bytes), more than {MAX_EXPANSION} times the file; "
                               "refused", path)
-    return Constant(full, node, function, enum, dtype, shape, chain, number, found,
+    return Constant(full, node, function, enum, dtype, shape, chain, number, [],
                     min(given, count) if count else given, packed)
 
 
@@ -259,31 +299,61 @@ def _shape(buf: Any, field: Span, where: str, path: str | None) -> tuple[tuple[i
 _WIDTH = {"f32": 4, "f64": 8}
 
 
-def _count(buf: Any, found: list[Span], element: str, where: str, path: str | None
-           ) -> tuple[int, bool]:
-    """How many numbers the typed field spans hold, and whether they are packed."""
-    packed = any(f.wire == LENGTH for f in found)
-    if packed and len(found) != 1:
-        packed = False  # several packed runs, or a mix: read field by field
-    total = 0
-    for f in found:
+_HIGH = bytes(range(0x80, 0x100))
+
+
+class _Tally:
+    """One typed field of a TensorProto, counted as its occurrences are scanned, without
+    keeping them (a constant may give millions of values one field each): occurrences by wire
+    type, and for LENGTH ones (packed runs, strings, float8 bytes) their bytes, the varints
+    they end and whether their sizes fit 4- and 8-byte numbers."""
+
+    __slots__ = ("fields", "wires", "length_bytes", "varint_ends", "truncated", "odd4", "odd8")
+
+    def __init__(self) -> None:
+        self.fields = self.length_bytes = self.varint_ends = 0
+        self.wires: dict[int, int] = {}
+        self.truncated = self.odd4 = self.odd8 = False
+
+    def add(self, buf: Any, f: Span) -> None:
+        self.fields += 1
+        self.wires[f.wire] = self.wires.get(f.wire, 0) + 1
         if f.wire == LENGTH:
             size = f.end - f.value_start
-            if element in _WIDTH:
-                if size % _WIDTH[element]:
-                    raise CorruptFileError(f"{where}: packed values of {size} bytes", path)
-                total += size // _WIDTH[element]
-            else:
-                data = np.frombuffer(bytes(buf[f.value_start:f.end]), np.uint8)
-                if data.size and data[-1] >= 0x80:
-                    raise CorruptFileError(f"{where}: truncated packed varints", path)
-                total += int(np.count_nonzero(data < 0x80))
+            self.length_bytes += size
+            self.odd4 |= bool(size % 4)
+            self.odd8 |= bool(size % 8)
+            if size:
+                data = bytes(buf[f.value_start:f.end])
+                self.truncated |= data[-1] >= 0x80
+                self.varint_ends += len(data.translate(None, _HIGH))  # bytes ending a varint
+
+    def count(self, number: int, element: str, where: str, path: str | None
+              ) -> tuple[int, bool]:
+        """How many values the field gives (bytes for float8_val) and whether they are packed
+        (one LENGTH field). A field of another wire type than the element's (protobuf would
+        skip it as unknown) is refused."""
+        scalar = {"f32": FIXED32, "f64": FIXED64, "bytes": LENGTH, "byte": LENGTH}.get(
+            element, VARINT)
+        other = set(self.wires) - {scalar, LENGTH}
+        if other:
+            raise CorruptFileError(f"{where}: {FIELD_NAMES.get(number, number)} of wire type "
+                                   f"{min(other)}", path)
+        lengths = self.wires.get(LENGTH, 0)
+        if element == "bytes":
+            return lengths, False
+        if element == "byte":
+            return self.length_bytes, True
+        if element in _WIDTH:
+            if self.odd4 if element == "f32" else self.odd8:
+                raise CorruptFileError(f"{where}: packed values of a size not a multiple of "
+                                       f"{_WIDTH[element]} bytes", path)
+            given = self.length_bytes // _WIDTH[element]
         else:
-            expected = {"f32": FIXED32, "f64": FIXED64}.get(element, VARINT)
-            if f.wire != expected:
-                raise CorruptFileError(f"{where}: a value of wire type {f.wire}", path)
-            total += 1
-    return total, packed
+            if self.truncated:
+                raise CorruptFileError(f"{where}: truncated packed varints", path)
+            given = self.varint_ends
+        return given + self.wires.get(scalar, 0), bool(lengths) and self.fields == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,28 +377,35 @@ def varints(data: bytes) -> np.ndarray:
 
 
 def typed_values(buf: Any, constant: Constant) -> np.ndarray:
-    """The values a typed field gives, flat, in the constant's dtype (before broadcasting)."""
+    """The values a typed field gives, flat, in the constant's dtype (before broadcasting), in
+    file order (packed runs and single values as they come)."""
     kind = TF_DTYPES[constant.enum]
     number, element = _TYPED[kind]
-    parts = constant.values
+    proto = constant.chain[-1]
+    parts = (p for p in spans(buf, proto.value_start, proto.end) if p.number == number)
     if element == "bytes":
-        out = np.empty(len(parts), dtype=object)
-        out[:] = [bytes(buf[p.value_start:p.end]) for p in parts]
-        return out
-    if element == "byte":
-        data = b"".join(bytes(buf[p.value_start:p.end]) for p in parts if p.wire == LENGTH)
-        return np.frombuffer(data, np.uint8).view(constant.dtype)
-    if element in _WIDTH:
-        chunks = []
+        return np.array([bytes(buf[p.value_start:p.end]) for p in parts] or [], dtype=object)
+    if element in ("byte", "f32", "f64"):  # the raw bytes of packed runs and fixed values alike
+        data = bytearray()
         for p in parts:
-            chunks.append(bytes(buf[p.value_start:p.end]) if p.wire == LENGTH
-                          else p.value.to_bytes(_WIDTH[element], "little"))
-        numbers = np.frombuffer(b"".join(chunks), "<f4" if element == "f32" else "<f8")
+            data += buf[p.value_start:p.end]
+        if element == "byte":
+            return np.frombuffer(bytes(data), np.uint8).view(constant.dtype)
+        numbers = np.frombuffer(bytes(data), "<f4" if element == "f32" else "<f8")
         if kind in ("complex64", "complex128"):
             return numbers.view(constant.dtype.newbyteorder("<")).astype(constant.dtype)
         return numbers.astype(constant.dtype)
-    chunks = [varints(bytes(buf[p.value_start:p.end])) if p.wire == LENGTH
-              else np.array([p.value], np.uint64) for p in parts]
+    chunks, single = [], array.array("Q")
+    for p in parts:
+        if p.wire == LENGTH:
+            if single:
+                chunks.append(np.frombuffer(single, np.uint64).copy())
+                single = array.array("Q")
+            chunks.append(varints(bytes(buf[p.value_start:p.end])))
+        else:
+            single.append(p.value & 0xFFFFFFFFFFFFFFFF)
+    if single:
+        chunks.append(np.frombuffer(single, np.uint64).copy())
     words = np.concatenate(chunks) if chunks else np.zeros(0, np.uint64)
     if element == "half":
         return words.astype(np.uint16).view(constant.dtype)
@@ -339,19 +416,23 @@ def typed_values(buf: Any, constant: Constant) -> np.ndarray:
     return words.view(np.int64).astype(constant.dtype)
 
 
-def broadcast(values: np.ndarray, constant: Constant) -> np.ndarray:
-    """TensorFlow's reading of typed values: the last repeats, none means zeros."""
+def broadcast(values: np.ndarray, constant: Constant, lo: int = 0, hi: int | None = None
+              ) -> np.ndarray:
+    """TensorFlow's reading of typed values: the last repeats, none means zeros. With `lo`
+    and `hi`: only elements [lo, hi) of the flat tensor (a block of rows), flat."""
     count = math.prod(constant.shape)
     dtype = constant.dtype
-    if values.size >= count:
-        flat = values[:count]
-    elif values.size == 0:
-        flat = np.full(count, b"", dtype=object) if dtype == STRING else np.zeros(count, dtype)
+    whole = hi is None
+    hi = count if hi is None else hi
+    if values.size == 0:
+        flat = np.full(hi - lo, b"", dtype=object) if dtype == STRING else np.zeros(hi - lo, dtype)
     else:
-        flat = np.empty(count, dtype=dtype)
-        flat[:values.size] = values
-        flat[values.size:] = values[-1]
-    return np.asarray(flat, dtype=dtype).reshape(constant.shape)
+        flat = np.empty(hi - lo, dtype=dtype)
+        head = values[lo:min(hi, values.size)]
+        flat[:head.size] = head
+        flat[head.size:] = values[-1]
+    flat = np.asarray(flat, dtype=dtype)
+    return flat.reshape(constant.shape) if whole else flat
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,10 +500,13 @@ def _typed(constant: Constant, values: np.ndarray, kind: str) -> bytes:
         little = "<f4" if element == "f32" else "<f8"
         numbers = (values.view(values.dtype.newbyteorder("<")).view(little)
                    if kind.startswith("complex") else values.astype(little))
-        if constant.packed or numbers.size > 1:
+        if constant.packed:
             return length_field(number, numbers.tobytes())
         tag = put_varint(number << 3 | (FIXED32 if element == "f32" else FIXED64))
-        return b"".join(tag + x.tobytes() for x in numbers)
+        fields = np.empty(numbers.size, [("tag", np.uint8, (len(tag),)), ("value", little)])
+        fields["tag"] = np.frombuffer(tag, np.uint8)
+        fields["value"] = numbers.reshape(-1)
+        return fields.tobytes()
     if element == "half":
         words = values.view(np.uint16).astype(np.uint64)
     elif kind == "bool":
@@ -438,15 +522,17 @@ def _typed(constant: Constant, values: np.ndarray, kind: str) -> bytes:
     return b"".join(tag + e for e in encoded)
 
 
-def splice(buf: Any, start: int, end: int, edits: Mapping[int, Any], out: BinaryIO) -> None:
+def splice(buf: Any, start: int, end: int, edits: Mapping[Span, Any], out: BinaryIO) -> None:
     """Write the message `buf[start:end]` to `out` with some fields replaced: `edits` maps a
-    field's start offset to its new body (bytes) or to a nested `edits` mapping for it."""
+    field (its Span, as found in `buf`) to its new body (bytes) or to a nested `edits` mapping
+    for it. Only the edited fields are visited (their spans say where they are): the bytes
+    between them are copied as they are, so the cost follows the edits, not the message."""
     position = start
-    for field in spans(buf, start, end):
-        if field.start not in edits:
-            continue
+    for field in sorted(edits, key=lambda f: f.start):
+        if not start <= field.start < field.end <= end or field.start < position:
+            raise AssertionError("an edit outside its message")  # pragma: no cover
         out.write(bytes(buf[position:field.start]))
-        edit = edits[field.start]
+        edit = edits[field]
         if isinstance(edit, (bytes, bytearray)):
             body = bytes(edit)
         else:
@@ -469,16 +555,16 @@ class _Buffer:
         return b"".join(self.parts)
 
 
-def edits_for(replacements: list[tuple[Constant, bytes]], depth: int) -> dict[int, Any]:
+def edits_for(replacements: list[tuple[Constant, bytes]], depth: int) -> dict[Span, Any]:
     """The nested `splice` edits that put each new TensorProto body in place; `depth` is the
     number of leading chain fields that lie outside the message being spliced."""
-    root: dict[int, Any] = {}
+    root: dict[Span, Any] = {}
     for constant, body in replacements:
         node = root
         chain = constant.chain[depth:]
         for field in chain[:-1]:
-            node = node.setdefault(field.start, {})
-        node[chain[-1].start] = body
+            node = node.setdefault(field, {})
+        node[chain[-1]] = body
     return root
 
 
@@ -577,9 +663,20 @@ def tensor(file: MappedFile, buf: Any, constant: Constant, namespace: str,
             return file.array(offset + r0 * row_bytes, little, (r1 - r0, *shape[1:]))[rel]
         return Tensor(shape, dtype, get, meta)
 
+    decoded: list[np.ndarray] = []  # the values the file gives, decoded on first read
+
     def get_typed(index: Index) -> np.ndarray:
-        with named(file.path):
-            return broadcast(typed_values(buf, constant), constant)[index]
+        # A block of rows at a time: a few values may broadcast to 1024 times the file.
+        if not decoded:
+            with named(file.path):
+                decoded.append(typed_values(buf, constant))
+        run = rows(index, shape)
+        if run is None:
+            return broadcast(decoded[0], constant)[index]
+        r0, r1, local = run
+        row = math.prod(shape[1:])
+        block = broadcast(decoded[0], constant, r0 * row, r1 * row)
+        return block.reshape((r1 - r0, *shape[1:]))[local]
     return Tensor(shape, dtype, get_typed, meta)
 
 
@@ -587,9 +684,32 @@ def strip(buf: Any, found: list[Constant]) -> bytes:
     """The message `buf` without its constants' values (the *skeleton* to write new values
     into: every other byte as it was); `found` are constants located in `buf` from its start."""
     out = _Buffer()
-    bodies = [(c, _bare(buf, c)) for c in found]
-    splice(buf, 0, len(buf), edits_for(bodies, 0), out)
+    splice_constants(buf, found, lambda c: _bare(buf, c), out)
     return out.getvalue()
+
+
+def splice_constants(buf: Any, found: list[Constant], body: Callable[[Constant], bytes],
+                     out: Any) -> None:
+    """Write the message `buf` (a whole file) to `out` with each constant's TensorProto body
+    replaced by `body(constant)`, one top-level field (a node, the library) at a time in file
+    order: what is held at once is one field's edits, not the whole graph's."""
+    groups: dict[Span, list[Constant]] = {}
+    for constant in found:
+        groups.setdefault(constant.chain[0], []).append(constant)
+    position = 0
+    for top in sorted(groups, key=lambda f: f.start):
+        members = groups.pop(top)
+        out.write(bytes(buf[position:top.start]))
+        if len(members[0].chain) == 1:  # pragma: no cover - a TensorProto is never top-level
+            new = body(members[0])
+        else:
+            inner = _Buffer()
+            splice(buf, top.value_start, top.end, edits_for([(c, body(c)) for c in members], 1),
+                   inner)
+            new = inner.getvalue()
+        out.write(length_field(top.number, new))
+        position = top.end
+    out.write(bytes(buf[position:len(buf)]))
 
 
 def _bare(buf: Any, constant: Constant) -> bytes:
@@ -651,19 +771,22 @@ def replacements(found: list[tuple[str, Constant]], store: Store, namespace: str
 def replacer(graph: bytes, pairs: list[tuple[Constant, Tensor]]) -> Callable[[BinaryIO], None]:
     """write(out): the message `graph` (a skeleton, or the original file) with each constant's
     value replaced by its tensor's, in place; each tensor is read once."""
+    tensors = {id(c): t for c, t in pairs}
+
     def write(out: BinaryIO) -> None:
         left = Counter(id(t) for _, t in pairs)
         values: dict[int, np.ndarray] = {}
-        bodies = []
-        for constant, t in pairs:
+
+        def body(constant: Constant) -> bytes:
+            t = tensors[id(constant)]
             array = values.pop(id(t), None)
             if array is None:
                 array = t.read()
             left[id(t)] -= 1
             if left[id(t)]:
                 values[id(t)] = array
-            bodies.append((constant, encode_tensor(graph, constant, array)))
-        splice(graph, 0, len(graph), edits_for(bodies, 0), out)
+            return encode_tensor(graph, constant, array)
+        splice_constants(graph, [c for c, _ in pairs], body, out)
     return write
 
 

@@ -66,7 +66,7 @@ from .format import Format, WritePlan
 from . import source as seam
 from .mapped import rows
 from .paths import inside
-from .store import Index, Store, Tensor
+from .store import Index, Store, Tensor, check_shape
 
 NAME = "tfjs"
 NAMESPACE = "tfjs"
@@ -222,6 +222,8 @@ def _parse_entry(entry: Any, g: int, path: str) -> Weight:
     if dtype not in DTYPES:
         raise CorruptFileError(f"weight {name!r}: dtype {_short(dtype)}; TF.js weights are "
                                f"{', '.join(DTYPES)}", path)
+    check_shape(shape, f"weight {name!r}", path,
+                8 if dtype == "string" else DTYPES[dtype].itemsize)
     tag = entry.get("group")
     if tag is not None and not isinstance(tag, str):
         raise CorruptFileError(f"weight {name!r}: group {_short(tag)} is not a string", path)

@@ -1359,6 +1359,12 @@ def _tfjs(c: Corpus) -> None:
          weights=[{"name": "big", "shape": [1 << 40, 1 << 40], "dtype": "float32"}])
     case("shape-negative", CORRUPT, "a weight of shape [-1, 15]",
          weights=[{"name": "neg", "shape": [-1, 15], "dtype": "float32"}])
+    case("rank-100", CORRUPT, "a weight of rank 100",
+         weights=[{"name": "deep", "shape": [1] * 100, "dtype": "float32"}],
+         files={"group1-shard1of1.bin": TFJS_DATA[:4]})
+    case("zero-size-huge", CORRUPT, "an empty weight whose other dimensions make 2**80 elements",
+         weights=[{"name": "none", "shape": [0, 1 << 40, 1 << 40], "dtype": "float32"}],
+         files={"group1-shard1of1.bin": b""})
     strings = (3).to_bytes(4, "little") + b"abc" + (0xFFFFFFF0).to_bytes(4, "little") + b"xy"
     case("string-length-past-end", CORRUPT, "a string element claiming 4 GiB in a 13-byte file",
          weights=[{"name": "s", "shape": [2], "dtype": "string"}],
@@ -1443,6 +1449,48 @@ def _graphdef(c: Corpus) -> None:
          "packed int_val ending inside a varint")
     case("duplicate-names", kernel + kernel, CORRUPT, "two Const nodes of the same name")
     case("wire-group", valid + b"\x0b\x0c", CORRUPT, "a (deprecated) group wire type")
+    # Round three: fields protobuf would merge (TensorFlow reads another tensor than a reader
+    # taking the last one), DT_INVALID, a dtype attr that disagrees, a wire type protobuf
+    # skips, shapes numpy cannot hold.
+    one, two = _field(5, struct.pack("<f", 1.0)), _field(5, struct.pack("<f", 2.0))
+    dims = lambda *ds: _field(2, b"".join(_field(2, _field(1, x)) for x in ds))  # noqa: E731
+
+    def raw_const(tensor: bytes, dtype: int = 1, attrs: bytes | None = None) -> bytes:
+        if attrs is None:
+            attrs = (_field(5, _field(1, b"dtype") + _field(2, _field(6, dtype)))
+                     + _field(5, _field(1, b"value") + _field(2, _field(8, tensor))))
+        return _field(1, _field(1, b"k") + _field(2, b"Const") + attrs)
+    case("shape-twice", raw_const(_field(1, 1) + dims(2) + dims(3) + one), CORRUPT,
+         "tensor_shape given twice: TensorFlow merges them into [2, 3], the last alone is [3]")
+    case("tensor-twice", raw_const(b"", attrs=_field(5, _field(1, b"dtype") + _field(
+        2, _field(6, 1))) + _field(5, _field(1, b"value") + _field(2, _field(
+            8, _field(1, 1) + dims(3) + one) + _field(8, two)))), CORRUPT,
+         "AttrValue.tensor given twice: TensorFlow merges them into [1, 2, 2], the last is 2.0")
+    case("value-twice", raw_const(b"", attrs=_field(5, _field(1, b"value") + _field(
+        2, _field(8, _field(1, 1) + dims(3) + one))) + _field(5, _field(1, b"value") + _field(
+            2, _field(6, 1)))), CORRUPT, "the attr value twice, the last not a tensor")
+    case("dtype-missing", raw_const(dims(3) + _field(4, BIAS.tobytes())), CORRUPT,
+         "a TensorProto without a dtype (DT_INVALID, which TensorFlow refuses)")
+    case("dtype-attr-differs", raw_const(_field(1, 1) + dims(3) + one, dtype=3), CORRUPT,
+         "attr dtype int32 on a float tensor (TensorFlow refuses the node)")
+    case("string-wire", raw_const(_field(1, 7) + dims(2) + b"\x40\x05" + _field(8, b"ab"),
+                                  dtype=7), CORRUPT,
+         "a string_val of wire type varint (protobuf skips it: TensorFlow reads [ab, ab])")
+    case("rank-100", const_node("k", 1, (1,) * 100, content=BIAS.tobytes()[:4]), CORRUPT,
+         "a constant of rank 100")
+    case("zero-size-huge", const_node("k", 1, (0, 1 << 40, 1 << 40)), CORRUPT,
+         "an empty constant whose other dimensions make 2**80 elements")
+    floats = np.array([0.5, -1.25, 3.0], np.float32)
+    c.valid(fmt, "unpacked-floats", str(_write(c.path(f"{d}/unpacked-floats.pb"), const_node(
+        "k", 1, (3,), typed=b"".join(b"\x2d" + v.tobytes() for v in floats))).relative_to(c.root)),
+        {"k": floats}, "float_val given one field per value (unpacked): written back so")
+    rows, cols = 4096, 1024
+    c.valid(fmt, "broadcast-by-rows", str(_write(c.path(f"{d}/broadcast-by-rows.pb"), const_node(
+        "k", 1, (rows, cols), typed=_field(5, np.float32([0.5, -2.0, 1.5]).tobytes()),
+        extra=_field(1000, bytes(16 << 10)))).relative_to(c.root)),
+        {"k": np.concatenate([[0.5, -2.0], np.full(rows * cols - 2, 1.5)]).astype(
+            np.float32).reshape(rows, cols)},
+        "three float_val broadcast to 16 MiB, made a block of rows at a time")
     deep = b"\x01"
     for _ in range(200):
         deep = _field(1, deep)
