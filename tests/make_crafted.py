@@ -1023,6 +1023,9 @@ def _saved_model(c: Corpus) -> None:
               "a graph constant's tensor_content 4 bytes short of its shape")
     constants("constants-twice", const_node("k", 1, (3,), content=BIAS.tobytes()) * 2, CORRUPT,
               "two Const nodes of one meta graph named alike")
+    constants("constants-shape-twice", const_node(
+        "k", 1, (2,), typed=_field(5, b"\0\0\x80\x3f"), extra=_field(2, _field(2, _field(1, 3)))),
+        CORRUPT, "a graph constant with tensor_shape twice (TensorFlow merges them: [2, 3])")
     constants("constants-graph-truncated",
               (const_node("k", 1, (3,), content=BIAS.tobytes()))[:-5], BROKEN,
               "a meta graph's GraphDef cut inside a node")
