@@ -62,6 +62,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -195,17 +196,26 @@ def basename(path: str) -> str:
 
 def inside(root: str, name: str) -> str:
     """`root/name`, refusing a name that leads outside `root` (UnsafeFileError): absolute
-    paths, `..` above the root, backslashes, NUL, another URL, and (locally) symlinks out."""
+    paths, `..` above the root, backslashes, NUL, another URL, and (locally) symlinks out.
+    Under a URL the name is checked as written and percent-decoded (`%2e%2e/x`: an HTTP client
+    decodes the dots and the server goes up), and an http(s) name may not carry a query or a
+    fragment (`?`, `#`: the part after them would not name a path)."""
     if not is_url(root):
         if is_url(name):
             raise UnsafeFileError(f"refusing path {name!r}: it must be relative", root)
         return paths.inside(root, name)
-    if is_url(name) or name.startswith("/") or "\\" in name or "\x00" in name:
-        raise UnsafeFileError(f"refusing path {name!r}: it must be relative", display(root))
-    normal = posixpath.normpath(name)
-    if normal == ".." or normal.startswith("../"):
-        raise UnsafeFileError(f"refusing path {name!r}: it leads outside the directory",
+    decoded = urllib.parse.unquote(name)
+    for form in (name, decoded):
+        if is_url(form) or form.startswith("/") or "\\" in form or "\x00" in form:
+            raise UnsafeFileError(f"refusing path {name!r}: it must be relative", display(root))
+        normal = posixpath.normpath(form)
+        if normal == ".." or normal.startswith("../"):
+            raise UnsafeFileError(f"refusing path {name!r}: it leads outside the directory",
+                                  display(root))
+    if protocol(root) in ("http", "https") and ("?" in name or "#" in name):
+        raise UnsafeFileError(f"refusing path {name!r}: a query or fragment names no file",
                               display(root))
+    normal = posixpath.normpath(name)
     return root if normal == "." else join(root, normal)
 
 
@@ -275,6 +285,10 @@ def _listings() -> _Listings:
 
 class _Changed(Exception):
     """The object is not the one pinned."""
+
+
+class _BadAnswer(Exception):
+    """The server answered a range request with other bytes than those asked for."""
 
 
 class _NoRanges(Exception):
@@ -432,9 +446,10 @@ class _S3(_ObjectStore):
             etag = resp.get("ETag")
             if etag and stat.pin[:1] == ("etag",) and etag != stat.pin[1]:
                 raise _Changed("its ETag changed")
+            _check_range(resp.get("ContentRange"), stat, start, end)
             at = start
             while chunk := await body.read(STREAM_CHUNK):  # written as it comes
-                at += _write(fd, chunk, at)
+                at += _write_within(fd, chunk, at, end)
         finally:
             body.close()
         return at - start
@@ -464,8 +479,9 @@ class _GCS(_ObjectStore):
         served = headers.get("x-goog-generation") or headers.get("X-Goog-Generation")
         if generation and served and served != generation:
             raise _Changed("its generation changed")
-        _check_total(headers, stat)
-        return _write(fd, data, start)
+        _check_range(headers.get("Content-Range") or headers.get("content-range"), stat,
+                     start, end)
+        return _write_within(fd, data, start, end)
 
 
 class _HTTP(_Backend):
@@ -516,10 +532,10 @@ class _HTTP(_Backend):
                 raise _Changed("its ETag changed")
             if response.status == 200 and (start > 0 or end < stat.size):
                 raise _NoRanges()
-            _check_total(response.headers, stat)
+            _check_range(response.headers.get("Content-Range"), stat, start, end)
             at = start
             async for chunk in response.content.iter_chunked(STREAM_CHUNK):
-                at += _write(fd, chunk, at)  # written as it comes
+                at += _write_within(fd, chunk, at, end)  # written as it comes
             return at - start
 
     async def download(self, url: str, stat: Stat, fd: int) -> None:
@@ -536,8 +552,7 @@ class _HTTP(_Backend):
                 raise _Changed("its ETag changed")
             at = 0
             async for chunk in response.content.iter_chunked(1 << 20):
-                os.pwrite(fd, chunk, at)
-                at += len(chunk)
+                at += _write_within(fd, chunk, at, stat.size)
             if at != stat.size:
                 raise _Changed(f"it has {at} bytes, not {stat.size}")
 
@@ -567,12 +582,36 @@ def _write(fd: int, data: Any, at: int) -> int:
     return len(view)
 
 
-def _check_total(headers: Any, stat: Stat) -> None:
-    text = headers.get("Content-Range") or headers.get("content-range")
-    if text and "/" in text:
-        total = text.rsplit("/", 1)[1].strip()
-        if total.isdigit() and int(total) != stat.size:
-            raise _Changed(f"it now has {total} bytes, not {stat.size}")
+def _write_within(fd: int, data: Any, at: int, end: int) -> int:
+    """`data` written to `fd` at `at`, refused (nothing written) if it would pass `end`: an
+    answer longer than the range asked for would overwrite cached bytes of other ranges, or
+    fill the disk (a server streaming without end)."""
+    if at + len(data) > end:
+        raise _BadAnswer(f"bytes past byte {end - 1}, the last asked for, came")
+    return _write(fd, data, at)
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def _check_range(text: str | None, stat: Stat, start: int, end: int) -> None:
+    """The answer to a request for bytes [start, end) must say it holds those bytes
+    (`Content-Range`, RFC 9110 §14.4; absent only for the whole object), of an object of the
+    size pinned: bytes of another range are never taken for the ones asked for."""
+    if not text:
+        if start == 0 and end == stat.size:
+            return
+        raise _BadAnswer(f"a partial answer that does not say which bytes it holds (bytes "
+                         f"{start}-{end - 1} were asked for)")
+    match = _CONTENT_RANGE.fullmatch(text.strip())
+    if match is None:
+        raise _BadAnswer(f"an answer with the Content-Range {text.strip()[:60]!r}")
+    total = match.group(3)
+    if total != "*" and int(total) != stat.size:
+        raise _Changed(f"it now has {total} bytes, not {stat.size}")
+    first, last = int(match.group(1)), int(match.group(2))
+    if (first, last + 1) != (start, end):
+        raise _BadAnswer(f"bytes {first}-{last} came for a request of bytes {start}-{end - 1}")
 
 
 _BACKENDS: dict[str, type[_Backend]] = {"s3": _S3, "s3a": _S3, "gs": _GCS, "gcs": _GCS,
@@ -618,6 +657,9 @@ def remote_error(exc: BaseException, url: str, doing: str = "read") -> WeightsEr
     if isinstance(exc, _Changed):
         return FileChangedError(f"the object changed while it was being read ({exc}); read "
                                 "it again once nothing writes to it", where)
+    if isinstance(exc, _BadAnswer):
+        return UsageError(f"cannot read: the server answered a range request wrongly ({exc})",
+                          where)
     status = _status(exc)
     text = _clean(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     if isinstance(exc, PermissionError) or status in (401, 403) or \

@@ -74,6 +74,10 @@ class Faults:
     errors: dict[str, int] = field(default_factory=dict)  # path regex -> status to answer
     error_methods: tuple[str, ...] = ("GET", "HEAD", "PUT", "POST", "DELETE")
     no_ranges: bool = False  # answer range requests with the whole file (200)
+    # A server that lies: "shift" answers a range from byte 0 with the length asked for (and a
+    # Content-Range saying so); "overlong" sends 1 MiB more than the range asked for (chunked,
+    # no Content-Length); "endless" ignores Range and streams a 200 without end.
+    lie: str = ""
     bandwidth: float = 0.0  # bytes per second for all responses together (0: unlimited)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _free_at: float = 0.0  # when the shared link is next free
@@ -149,6 +153,9 @@ class _FileHandler(http.server.BaseHTTPRequestHandler):
             start = int(match.group(1))
             end = min(size, int(match.group(2)) + 1) if match.group(2) else size
             status = 206
+        lie = owner.faults.lie if self.command == "GET" else ""
+        if lie:
+            return self._lie(owner, lie, target, etag, start, end, size, status, path)
         self.send_response(status)
         self.send_header("Content-Length", str(end - start))
         self.send_header("Accept-Ranges", "none" if owner.faults.no_ranges else "bytes")
@@ -179,6 +186,36 @@ class _FileHandler(http.server.BaseHTTPRequestHandler):
                     left -= len(chunk)
                     sent += len(chunk)
         owner.traffic.add(self.command, path, status, sent)
+
+    def _lie(self, owner: "HttpFiles", lie: str, target: Path, etag: str, start: int, end: int,
+             size: int, status: int, path: str) -> None:
+        """Answer a GET as a broken or hostile server would (see `Faults.lie`)."""
+        data = target.read_bytes()
+        self.send_response(200 if lie == "endless" else status)
+        self.send_header("ETag", etag)
+        if lie == "shift":
+            body = data[:end - start]
+            self.send_header("Content-Length", str(len(body)))
+            if status == 206:
+                self.send_header("Content-Range", f"bytes 0-{end - start - 1}/{size}")
+            self.end_headers()
+            self.wfile.write(body)
+            return owner.traffic.add("GET", path, status, len(body))
+        self.send_header("Transfer-Encoding", "chunked")
+        if status == 206 and lie == "overlong":
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.end_headers()
+        chunks = [data[start:end], bytes(1 << 20)] if lie == "overlong" else \
+            (bytes(1 << 20) for _ in range(1 << 14))  # 16 GiB, or until the client hangs up
+        sent = 0
+        try:
+            for chunk in chunks:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+            self.wfile.write(b"0\r\n\r\n")
+        except (ConnectionError, BrokenPipeError):
+            pass
+        owner.traffic.add("GET", path, status, sent)
 
     def _empty(self, owner: "HttpFiles", status: int) -> None:
         self.send_response(status)

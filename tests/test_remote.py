@@ -283,6 +283,56 @@ def test_http_server_without_ranges_is_read_whole_once(corpus, http):
     assert http.traffic.count("GET", "made.safetensors") <= 2
 
 
+@pytest.mark.parametrize("lie, message", [
+    ("shift", "bytes 0-1048575 came for a request of bytes 1048576-2097151"),
+    ("overlong", "bytes past byte"),
+    ("endless", "bytes past byte")])
+def test_http_server_answering_other_bytes_is_an_error(many, http, tmp_path, lie, message):
+    """A server answering a range with other bytes than those asked for (a range from byte 0
+    that says so, more bytes than asked for, a body without end) is one line and exit 2:
+    never values read from the wrong bytes (before: `shift` read as exit 0 with other values),
+    never more written to the cache than was asked for (before: `endless` filled the disk)."""
+    from weightkit.cli.main import main
+    http.faults.lie = lie
+    try:
+        with contextlib.redirect_stdout(open(os.devnull, "w")):
+            code = main(["--io-budget", "4M", "show", f"{http.url}/many.safetensors"])
+    finally:
+        http.faults.lie = ""
+    assert code == 2
+    assert sum(sent for method, path, _, sent in http.traffic.requests if method == "GET"
+               and "many.safetensors" in path) < 64 << 20 or lie != "endless"
+
+
+def test_http_lies_reach_one_line(many, http, capsys):
+    from weightkit.cli.main import main
+    http.faults.lie = "shift"
+    try:
+        assert main(["--io-budget", "4M", "show", f"{http.url}/many.safetensors"]) == 2
+    finally:
+        http.faults.lie = ""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "many.safetensors" in err
+    assert "came for a request of bytes" in err
+
+
+@pytest.mark.parametrize("path", ["%2e%2e/secret.bin", "%2E%2E/secret.bin", ".%2e/secret.bin",
+                                  "..%2fsecret.bin", "x.bin?../../secret.bin",
+                                  "x.bin#/../secret.bin"])
+def test_http_tfjs_manifest_cannot_leave_the_prefix_encoded(corpus, http, path):
+    """An HTTP client decodes `%2e%2e` and the server goes up (before: the weights were read
+    from /secret.bin); the manifest path is checked as it will be resolved."""
+    (corpus / "evil-http").mkdir(exist_ok=True)
+    doc = {"format": "layers-model", "weightsManifest": [
+        {"paths": [path], "weights": [{"name": "w", "shape": [1], "dtype": "float32"}]}]}
+    (corpus / "evil-http" / "model.json").write_text(json.dumps(doc))
+    (corpus / "secret.bin").write_bytes(b"\0\0\0\0")
+    http.traffic.reset()
+    with pytest.raises(UnsafeFileError, match="refusing path"):
+        registry.load(f"{http.url}/evil-http/model.json")
+    assert http.traffic.count(pattern="secret") == 0, http.traffic.requests
+
+
 def _requests_to_show(server, url: str, budget: str | None = None) -> int:
     from weightkit.cli.main import main
     server.traffic.reset()
