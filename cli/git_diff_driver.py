@@ -85,19 +85,22 @@ def textconv_index(path: str, out: TextIO) -> None:
 
 
 def textconv(path: str, out: TextIO | None = None) -> None:
-    """One line per variable; a change anywhere in a tensor changes its line."""
+    """One line per variable; a change anywhere in a tensor changes its line. The lines are
+    printed once every variable has been read: a file damaged in a later variable gives only
+    the line saying it cannot be read, never part of its listing."""
     out = out or sys.stdout
     if index_format(path) is not None:
         textconv_index(path, out)
         return
     with load(path) as store:
-        print(f"# weightkit: {store.format}, {len(store)} variables", file=out)
+        lines = [f"# weightkit: {store.format}, {len(store)} variables"]
         for name, tensor in store.items():
             stats = tensor_stats(tensor)
-            print(f"{safe(name)}{_role(tensor)} {_shape(tensor)} {tensor.dtype_name} "
-                  f"blake2b:{fingerprint(tensor).hex()[:16]} min={_fmt(stats.min)} "
-                  f"max={_fmt(stats.max)} mean={_fmt(stats.mean)} std={_fmt(stats.std)} "
-                  f"nan={stats.nan} inf={stats.inf}", file=out)
+            lines.append(f"{safe(name)}{_role(tensor)} {_shape(tensor)} {tensor.dtype_name} "
+                         f"blake2b:{fingerprint(tensor).hex()[:16]} min={_fmt(stats.min)} "
+                         f"max={_fmt(stats.max)} mean={_fmt(stats.mean)} std={_fmt(stats.std)} "
+                         f"nan={stats.nan} inf={stats.inf}")
+    out.write("\n".join(lines) + "\n")
 
 
 def diff_files(args: argparse.Namespace, path: str, old: str, new: str,

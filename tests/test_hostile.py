@@ -98,14 +98,19 @@ def _one_line_error(result, path: str, named: str = "") -> str:
 
 
 def _commands(fmt: str, case_path: str, base: str, out: str) -> dict[str, list[str]]:
+    edited = os.path.join(os.path.dirname(out), "edited" + os.path.splitext(out)[1])
     available = {
         "show": ["show", *_as("--from", fmt), case_path],
+        "show --json": ["show", "--json", *_as("--from", fmt), case_path],
         "convert": ["convert", *_as("--from", fmt), case_path, out],
+        "edit": ["edit", *_as("--from", fmt), case_path, edited, "--keep", "*"],
         "diff": ["diff", base, case_path],
+        "diff --dequantize": ["diff", "--dequantize", base, case_path],
         "verify": ["verify", case_path],
     }
     # diff and verify detect formats (and verify writes every one): they need all modules.
-    wanted = COMMANDS if DETECT else ("show", "convert")
+    wanted = ("show", "show --json", "convert", "edit", "diff", "diff --dequantize", "verify") \
+        if DETECT else ("show", "show --json", "convert", "edit")
     return {name: argv for name, argv in available.items() if name in wanted}
 
 
@@ -116,10 +121,18 @@ def test_crafted_case_is_refused(case, corpus, server, output_format, tmp_path):
     out.mkdir()
     base = corpus.bases[case.format]
     commands = _commands(case.format, case.path, base, str(out / output_format[1]))
+    textconv = ["git-diff-driver", "--textconv", case.path]
     results = server.batch([cli_request(argv, corpus.root) for argv in commands.values()]
+                           + [cli_request(textconv, corpus.root)]
                            + [api_request(case.path, corpus.root, None if DETECT else case.format)])
     for command, result in zip(commands, results):
         _one_line_error(result, case.path, case.named)
+    # git stops at a textconv filter that fails: it says it cannot read, in one line, exit 0
+    text = results[len(commands)]
+    assert text.signal is None and text.code == 0, text.stderr[-3000:]
+    assert "Traceback" not in text.stdout + text.stderr, text.stderr[-3000:]
+    assert len(text.stdout.splitlines()) == 1 and "cannot read" in text.stdout, text.stdout[-3000:]
+    assert text.maxrss_mib < MAX_RSS_MIB, text.maxrss_mib
     assert sorted(os.listdir(out)) == [], f"commands left {os.listdir(out)}"
     api = results[-1]
     assert api.signal is None and api.code == 0, api.stderr[-3000:]
