@@ -605,6 +605,9 @@ def _layout_of(model: _Model, s: int, t: int, readers: dict, ops: list[_Op]) -> 
                     break
                 step = "reshape"
             to_source.append([step, list(arg)])
+        axes = stored.replace("(C*M)", "X").replace("C*M", "X")  # one axis each
+        if stored and len(model.tensors[s][t].shape) != len(axes):
+            return None  # not the operand's rank: no layout to undo (a crafted model)
         out = {"op": op.code, "operand": operand, "stored": stored, "source": source,
                "to_source": to_source, "operator": [s, k]}
         if op.code in ("UNIDIRECTIONAL_SEQUENCE_LSTM", "LSTM") and "_" in operand:

@@ -120,6 +120,29 @@ def _view(tensor: Tensor, steps: list | None) -> Tensor:
     return _cached(shape, tensor.dtype, compute)
 
 
+def _fits(steps: Any, shape: tuple[int, ...]) -> bool:
+    """Whether layout steps (`[["transpose", axes] | ["reshape", shape], ...]`, or none) apply
+    to a tensor of `shape`: each transpose a permutation of its axes, each reshape of its
+    size."""
+    if steps is None:
+        return True
+    if not isinstance(steps, list):
+        return False
+    for item in steps:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)
+                and all(type(a) is int and a >= 0 for a in item[1])):
+            return False
+        step, arg = item
+        if step == "transpose" and sorted(arg) == list(range(len(shape))):
+            shape = tuple(shape[i] for i in arg)
+        elif step == "reshape" and len(arg) <= 64 and \
+                int(np.prod(arg, dtype=object)) == int(np.prod(shape, dtype=object)):
+            shape = tuple(arg)
+        else:
+            return False
+    return True
+
+
 def _to_stored(array: np.ndarray, steps: list | None, stored: tuple[int, ...]) -> np.ndarray:
     """A source-layout array in the export's stored layout (the inverse of `steps`)."""
     for step, arg in reversed(steps or []):
@@ -171,6 +194,8 @@ def _exports(store: Store, names: list[str]) -> tuple[list[_Exp], list[str]]:
     for i, name in enumerate(names):
         t = store[name]
         layout = t.meta.get("layout") if isinstance(t.meta.get("layout"), dict) else None
+        if layout is not None and not _fits(layout.get("to_source"), t.shape):
+            layout = None  # steps another rank needs (a crafted file, carried metadata)
         quantized = "quantization" in t.meta or "dequantized" in t.meta
         if layout is None and t.dtype.kind in "biu" and not quantized:
             structural.append(name)

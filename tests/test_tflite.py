@@ -187,6 +187,27 @@ def test_a_sparse_tensor_is_made_dense_a_block_at_a_time(tmp_path: Path) -> None
         assert edited["w"][5:7].sum() == 2 * 2 * per
 
 
+@pytest.mark.parametrize("op, shape", [(9, [4]), (9, [4, 3, 2]), (9, []), (3, [4, 3]),
+                                       (67, [4]), (4, [2, 3, 3, 4])])
+def test_an_operand_of_another_rank_is_compared_as_stored(op, shape, tmp_path: Path) -> None:
+    """A weight whose rank is not its operator's (FULLY_CONNECTED weights of rank 1, a CONV_2D
+    filter of rank 2, ...) has no layout to undo: wdiff against the source compares it as
+    stored (before: an IndexError escaped)."""
+    from make_crafted import tflite_bytes
+    path = tmp_path / "odd.tflite"
+    path.write_bytes(tflite_bytes([
+        {"name": "in", "shape": [1, 3], "type": "float32", "buffer": 0},
+        {"name": "d1/kernel", "shape": shape, "type": "float32",
+         "data": np.ones(int(np.prod(shape)), np.float32).tobytes()},
+        {"name": "out", "shape": [1, 4], "type": "float32", "buffer": 0}],
+        operators=[(op, [0, 1, -1], [2], 1)]))
+    for argv in (["diff", "--dequantize", str(fixture("tldense--keras3.keras")), str(path)],
+                 ["diff", str(path), str(fixture("tldense--keras3.keras"))]):
+        result = run_cli(*argv)
+        assert result.returncode in (0, 1), result.stderr
+        assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
+
+
 def test_buffers_after_the_flatbuffer(tmp_path: Path) -> None:
     """The >2 GB layout (Buffer.offset/size) reads as the inline one; edits go in place, and a
     re-pack keeps the layout with fresh offsets."""
