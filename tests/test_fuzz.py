@@ -77,6 +77,17 @@ def seeds() -> dict[str, tuple[str, dict[str, bytes], list[str], str]]:
                                                      "model.data-00000-of-00001"], "model")
     out["tflite"] = ("tflite", {"x.tflite": mc.tflite_bytes(mc.TFL_BASE)}, ["x.tflite"],
                      "x.tflite")
+    # a model with operators: a quantized weight, a sparse (CSR) one feeding DENSIFY
+    sparse = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    out["tflite-ops"] = ("tflite", {"x.tflite": mc.tflite_bytes([
+        {"name": "in", "shape": [1, 3], "type": "float32", "buffer": 0},
+        {"name": "fc/kernel", "shape": [4, 3], "type": "int8", "data": bytes(range(12)),
+         "quantization": {"scale": [0.5, 0.25, 1.0, 2.0], "zero_point": [0, 1, 0, -1]}},
+        {"name": "out", "shape": [1, 4], "type": "float32", "buffer": 0},
+        {"name": "sparse", "shape": [3, 4], "type": "float32", "data": sparse.tobytes(),
+         "sparsity": {"traversal_order": [0, 1], "dims": [3, ([0, 1, 3, 4], [2, 0, 3, 1])]}},
+        {"name": "dense", "shape": [3, 4], "type": "float32", "buffer": 0}],
+        operators=[(9, [0, 1, -1], [2], 1), (124, [3], [4], 1)])}, ["x.tflite"], "x.tflite")
     strings = b"".join(len(s).to_bytes(4, "little") + s for s in (b"ab", b"", b"h\xc3\xa9"))
     tfjs_weights = mc.TFJS_WEIGHTS + [
         {"name": "q", "shape": [4], "dtype": "float32",
@@ -90,7 +101,9 @@ def seeds() -> dict[str, tuple[str, dict[str, bytes], list[str], str]]:
     graph = (mc.const_node("dense/kernel", 1, (4, 3), content=mc.KERNEL.tobytes())
              + mc.const_node("half", 19, (), typed=mc._field(13, mc._varint(15872)))
              + mc.const_node("broadcast", 1, (8,), typed=mc._field(5, b"\0\0\xc0\x3f"))
-             + mc.const_node("words", 7, (2,), typed=mc._field(8, b"ab") + mc._field(8, b"")))
+             + mc.const_node("words", 7, (2,), typed=mc._field(8, b"ab") + mc._field(8, b""))
+             + mc.const_node("unpacked", 1, (3,), typed=b"\x2d\0\0\x80\x3f" * 3)
+             + mc.const_node("ints", 3, (2, 2), typed=mc._field(7, b"\x01\x7f\x80\x01")))
     out["tf-graphdef"] = ("tf-graphdef", {"x.pb": graph}, ["x.pb"], "x.pb")
     return out
 
@@ -128,12 +141,16 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
 
 def read_everything(path: str, fmt: str) -> None:
     import weightkit
+    from weightkit.converters.quant import dequantize
     with weightkit.load(path, fmt) as store:
         for name in store:
             tensor = store[name]
             for chunk in tensor.iter_chunks():
                 assert chunk.dtype == tensor.dtype
             _ = tensor.meta, tensor.shape, tensor.role
+        for tensor in dequantize(store).values():  # --dequantize: parameters from the file
+            for chunk in tensor.iter_chunks():
+                assert chunk.dtype == tensor.dtype
 
 
 def _judge(path: str, fmt: str, report: int) -> None:
@@ -209,7 +226,7 @@ def worker(target: str, seed: int, seconds: float, out_dir: str) -> None:
 # tests
 
 TARGETS = ("safetensors", "npz", "npz-deflated", "keras-h5", "keras-weights-h5", "keras",
-           "tf-checkpoint", "tflite", "tfjs", "tf-graphdef")
+           "tf-checkpoint", "tflite", "tflite-ops", "tfjs", "tf-graphdef")
 
 
 def landed(fmt: str) -> bool:
@@ -219,7 +236,7 @@ def landed(fmt: str) -> bool:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_byte_mutations_raise_only_weightkit_errors(target, tmp_path):
-    fmt = {"npz-deflated": "npz"}.get(target, target)
+    fmt = {"npz-deflated": "npz", "tflite-ops": "tflite"}.get(target, target)
     if not landed(fmt):
         pytest.skip(f"the {fmt} reader has not landed yet")
     seed = int(os.environ.get("WEIGHTKIT_FUZZ_SEED", "0")) or random.SystemRandom().randrange(1 << 30)
