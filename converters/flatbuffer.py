@@ -31,10 +31,13 @@ drop: fields the schema does not know (a newer writer), deprecated fields that h
 """
 from __future__ import annotations
 
+import array
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 MAX_DEPTH = 64
 MAX_TABLES = 1_000_000
@@ -61,8 +64,11 @@ class Report:
 
 class _Walker:
     def __init__(self, buf: Any, size: int, layout: Mapping[str, tuple], max_depth: int,
-                 max_tables: int):
+                 max_tables: int, payload: frozenset = frozenset()):
         self.buf, self.size, self.layout = buf, size, layout
+        self.payload = payload
+        self.structure = array.array("q")  # (start, end) of every byte range read as structure
+        self.payloads: set[tuple[int, int]] = set()
         self.max_depth = max_depth
         self.max_tables = min(max_tables, size // 8 + 1024)
         self.report = Report()
@@ -74,6 +80,8 @@ class _Walker:
                               f"({self.size} bytes)")
         if pos + n > self.report.end:
             self.report.end = pos + n
+        self.structure.append(pos)
+        self.structure.append(pos + n)
 
     def _u32(self, pos: int, what: str) -> int:
         self._need(pos, 4, what)
@@ -119,6 +127,10 @@ class _Walker:
             where = f"{path}.{fname}"
             if deprecated:
                 self.report.unknown.append(f"{name}.{fname} (deprecated)")
+            if (name, fname) in self.payload:  # bytes a writer replaces: not structure
+                start, n = self.vector(self._target(pos + offset, where), arg, where, True)
+                total += 4 + arg * n
+                continue
             total += self.field(pos, pos + offset, kind, arg, depth, where, vtable, fields)
         self.seen[(pos, name)] = total
         return total
@@ -171,28 +183,61 @@ class _Walker:
             raise VerifyError(f"{path}: string not terminated")
         return n + 5
 
-    def vector(self, pos: int, elem: int, path: str) -> tuple[int, int]:
+    def vector(self, pos: int, elem: int, path: str, payload: bool = False
+               ) -> tuple[int, int]:
         n = self._u32(pos, f"{path} length")
-        self._need(pos + 4, n * elem, path)
+        if not payload:
+            self._need(pos + 4, n * elem, path)
+        elif n:
+            if pos + 4 + n * elem > self.size:
+                raise VerifyError(f"{path} at byte {pos + 4} ({n * elem} bytes) runs past the "
+                                  f"end ({self.size} bytes)")
+            self.report.end = max(self.report.end, pos + 4 + n * elem)
+            self.payloads.add((pos + 4, pos + 4 + n * elem))
         return pos + 4, n
+
+    def check_payloads(self) -> None:
+        """Payload vectors overlap neither one another (unless they are the same bytes) nor
+        any byte read as structure: replacing them changes nothing else."""
+        if not self.payloads:
+            return
+        spans = np.array(sorted(self.payloads), dtype=np.int64)
+        if np.any(spans[1:, 0] < spans[:-1, 1]):
+            k = int(np.flatnonzero(spans[1:, 0] < spans[:-1, 1])[0])
+            raise VerifyError(f"payload bytes {spans[k, 0]}..{spans[k, 1]} and "
+                              f"{spans[k + 1, 0]}..{spans[k + 1, 1]} overlap")
+        structure = np.frombuffer(self.structure, dtype=np.int64).reshape(-1, 2)
+        structure = structure[structure[:, 1] > structure[:, 0]]
+        last = np.searchsorted(spans[:, 0], structure[:, 1], side="left") - 1
+        hit = (last >= 0) & (spans[np.maximum(last, 0), 1] > structure[:, 0])
+        if hit.any():
+            k = int(np.flatnonzero(hit)[0])
+            start, end = spans[last[k]]
+            raise VerifyError(f"payload bytes {start}..{end} overlap the structure at bytes "
+                              f"{structure[k, 0]}..{structure[k, 1]}")
 
 
 def verify(buf: Any, layout: Mapping[str, tuple], root: str, identifier: bytes | None = None,
            *, size: int | None = None, max_depth: int = MAX_DEPTH,
-           max_tables: int = MAX_TABLES, max_expansion: int = MAX_EXPANSION) -> Report:
+           max_tables: int = MAX_TABLES, max_expansion: int = MAX_EXPANSION,
+           payload: frozenset = frozenset()) -> Report:
     """Check that `buf` (bytes, bytearray, mmap: anything `struct.unpack_from` reads) holds a
     FlatBuffer whose root table is `root`, its first `size` bytes at most (default: all), and
     that a reader following every offset reads at most `max_expansion` times `size` plus 1 MiB.
+    `payload`: (table, field) names of byte vectors a writer replaces in place (TFLite's
+    `Buffer.data`), which must overlap no other byte the walk reads (nor one another, unless
+    they are the same bytes).
 
     Raises VerifyError naming the first problem; returns a `Report`."""
     size = len(buf) if size is None else size
-    walker = _Walker(buf, size, layout, max_depth, max_tables)
+    walker = _Walker(buf, size, layout, max_depth, max_tables, payload)
     if size < 8:
         raise VerifyError(f"{size} bytes is too short for a FlatBuffer")
     if identifier is not None and bytes(buf[4:8]) != identifier:
         raise VerifyError(f"file identifier {bytes(buf[4:8])!r}, expected {identifier!r}")
     expanded = walker.table(walker._target(0, "the root table"), root, 0, root)
     walker.report.expanded = expanded
+    walker.check_payloads()
     if expanded > max_expansion * size + (1 << 20):
         raise VerifyError(f"tables shared through many offsets amount to {expanded} bytes read "
                           f"from {size} (more than {max_expansion} times the buffer)")

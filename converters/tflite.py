@@ -116,6 +116,7 @@ SKELETON_LIMIT = 32 << 20
 FLATBUFFER_LIMIT = (1 << 31) - (64 << 20)  # keep a margin below 2 GiB for the structure
 BOMB_RATIO = 1024
 ALIGN = 16
+PAYLOAD = frozenset({("Buffer", "data")})  # the bytes written in place: never structure
 
 # TensorType code -> (TFLite name, weightkit dtype name, bits per element if packed)
 TYPES: dict[int, tuple[str, str, int]] = {
@@ -382,7 +383,8 @@ def parse(buf: Any, size: int, path: str) -> _Model:
     """Verify `buf` (the whole file) and read what weightkit needs of the model in it."""
     layout = _layout()
     try:
-        report = verify(buf, layout.TABLES, layout.ROOT, layout.FILE_IDENTIFIER, size=size)
+        report = verify(buf, layout.TABLES, layout.ROOT, layout.FILE_IDENTIFIER, size=size,
+                        payload=PAYLOAD)
     except VerifyError as exc:
         raise CorruptFileError(f"not a valid TFLite FlatBuffer: {exc}", path) from None
     try:

@@ -1199,6 +1199,27 @@ def tflite_strings(values: list[bytes], offsets: list[int] | None = None) -> byt
     return struct.pack(f"<{len(starts) + 1}i", len(values), *starts) + b"".join(values)
 
 
+def tflite_overlapping_structure() -> bytes:
+    """A model whose tensor `b` has its data vector moved onto bytes the FlatBuffer reads as
+    structure (a's vector length), its shape made to fit: an edit of `b` in place would
+    rewrite them."""
+    data_a, data_b = np.float32([1, 2, 3]).tobytes(), np.float32([4, 5, 6, 7, 8]).tobytes()
+    out = bytearray(tflite_bytes([{"name": "a", "shape": [3], "type": "float32", "data": data_a},
+                                  {"name": "b", "shape": [5], "type": "float32", "data": data_b}]))
+    a_length = out.index(data_a) - 4  # a's vector length: structure
+    vector_b = out.index(data_b) - 4
+    pointer = next(p for p in range(0, len(out) - 4, 4)
+                   if p + struct.unpack_from("<I", out, p)[0] == vector_b)
+    for target in range(pointer + 4, len(out) - 8, 4):
+        n = struct.unpack_from("<I", out, target)[0]
+        if n in (4, 8, 12) and target + 4 <= a_length < target + 4 + n:
+            struct.pack_into("<I", out, pointer, target - pointer)
+            shape = out.index(struct.pack("<II", 1, 5))
+            struct.pack_into("<I", out, shape + 4, n // 4)
+            return bytes(out)
+    raise AssertionError("no length field to move b's data onto")
+
+
 def _tflite(c: Corpus) -> None:
     fmt, d = "tflite", "tflite"
     valid = tflite_bytes(TFL_BASE)
@@ -1282,6 +1303,8 @@ def _tflite(c: Corpus) -> None:
          "200,000 scales for a [4, 3] tensor (refused before they are read)")
     case("quant-zero-point-int64", quantized([0.5], [1 << 40]), CORRUPT,
          "a zero point of 2**40 (the interpreter keeps int32 and would cut it)")
+    case("data-on-structure", tflite_overlapping_structure(), BROKEN,
+         "a buffer's data vector lying on another vector's length field")
     case("rank-100", tflite_bytes(variant(shape=[1] * 100, data=KERNEL.tobytes()[:4])), CORRUPT,
          "a constant tensor of rank 100")
     big = (1 << 31) - 1
