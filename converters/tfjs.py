@@ -122,6 +122,8 @@ def sniff(path: str, head: bytes) -> bool:
         candidate = seam.join(path, MODEL_JSON)
         if not seam.isfile(candidate):
             return False
+        if seam.within(path, MODEL_JSON) is None:
+            return True  # a model.json leading elsewhere: never read; `read` says why
         try:
             head = seam.head(candidate, 4096)
         except (OSError, WeightsError):
@@ -134,10 +136,11 @@ def sniff(path: str, head: bytes) -> bool:
 
 
 def locate(path: str) -> tuple[str, str]:
-    """(model.json path, model directory) for a directory or a JSON file."""
+    """(model.json path, model directory) for a directory or a JSON file. A directory's
+    model.json may not be a symlink leading out of it (UnsafeFileError)."""
     path = os.fspath(path)
     if seam.isdir(path) and not seam.isfile(path):
-        return seam.join(path, MODEL_JSON), path
+        return seam.inside(path, MODEL_JSON), path
     return path, seam.parent(path)
 
 

@@ -1372,6 +1372,15 @@ def _tfjs(c: Corpus) -> None:
     case("shard-symlink-out", UNSAFE, "a weight file that is a symlink leading outside", files={},
          paths=["group1-shard1of1.bin"])
     os.symlink(c.path("outside/tfjs.bin"), c.path(f"{d}/shard-symlink-out/group1-shard1of1.bin"))
+    link = c.path(f"{d}/model-json-symlink-out")
+    link.mkdir(parents=True)
+    _write(link / "group1-shard1of1.bin", TFJS_DATA)
+    _write(c.path("outside/tfjs/model.json"), json.dumps({"format": "layers-model",
+           "weightsManifest": [{"paths": ["group1-shard1of1.bin"],
+                                "weights": TFJS_WEIGHTS}]}).encode())
+    os.symlink(c.path("outside/tfjs/model.json"), link / "model.json")
+    c.add(fmt, "model-json-symlink-out", f"{d}/model-json-symlink-out", UNSAFE,
+          "the directory's model.json is a symlink to a file outside it")
     case("shard-missing", CORRUPT, "the manifest names a weight file that is not there", files={},
          paths=["group1-shard1of1.bin"])
     case("shard-fifo", NOT_INPUT, "a weight file that is a FIFO", files={},
