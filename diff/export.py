@@ -262,7 +262,9 @@ def _bn_layers(srcs: list[_Src]) -> dict[str, dict[str, _Src]]:
     for s in srcs:
         if s.kind in BN:
             layers.setdefault(s.layer, {})[s.kind] = s
-    return {k: v for k, v in layers.items() if set(v) == set(BN)}
+    return {k: v for k, v in layers.items() if set(v) == set(BN)
+            and len({s.tensor.shape for s in v.values()}) == 1  # one width (a crafted file)
+            and len(v["gamma"].tensor.shape) == 1}
 
 
 def _fold_scale(bn: dict[str, _Src], kernel: np.ndarray, exported: np.ndarray,
@@ -301,7 +303,7 @@ def _epsilon(fits: list[tuple[float, float]]) -> tuple[float, float]:
     best = min(error for error, _ in defaults)
     if estimate and estimate[0][0] <= rounding < best:
         return estimate[0]
-    return next(fit for fit in defaults if fit[0] <= max(best * 2, rounding))
+    return next((fit for fit in defaults if fit[0] <= max(best * 2, rounding)), defaults[0])
 
 
 def _per_channel(array: np.ndarray, axis: Any) -> np.ndarray:
@@ -334,7 +336,7 @@ def _fold(pair: _Pair, bias_pair: _Pair | None, bias_exp: _Exp | None, bn: dict[
     exported = np.asarray(pair.exp.view.read(), np.float64)
     s, eps = _fold_scale(bn, kernel, exported, axis)
     folded = _scale_kernel(kernel, s, axis)
-    if _rel(folded, exported) >= _rel(kernel, exported):
+    if not _rel(folded, exported) < _rel(kernel, exported):  # (NaN: not a better fit)
         return None
     beta = np.asarray(bn["beta"].tensor.read(), np.float64)
     mean = np.asarray(bn["moving_mean"].tensor.read(), np.float64)
@@ -345,7 +347,7 @@ def _fold(pair: _Pair, bias_pair: _Pair | None, bias_exp: _Exp | None, bn: dict[
     kernel_pair = replace(pair, expected=_cached(kernel.shape, dtype, lambda: folded),
                           transform=", ".join(filter(None, [pair.transform, note])), folded=True)
     new_bias = None
-    if bias_exp is not None:
+    if bias_exp is not None and bias_exp.view.shape == (channels,) == conv_bias.shape:
         value = (conv_bias - mean) * s + beta
         owner = bias_pair.src if bias_pair is not None else bn["beta"]
         new_bias = _Pair(owner, bias_exp, _cached(value.shape, dtype, lambda: value), note,
@@ -451,6 +453,10 @@ def pair(srcs: list[_Src], exps: list[_Exp]) -> _Result:
             used_src.add(s.name)
             result.folded.append((s, "", "all zeros: dropped by the converter (the operator has "
                                          "no bias)"))
+    for p in [p for p in result.pairs if p.expected.shape != p.exp.view.shape]:
+        result.pairs.remove(p)  # a crafted pair of shapes no fold explains: both stay unpaired
+        used_src.discard(p.src.name)
+        used_exp.discard(p.exp.name)
     result.only_src = [s for s in srcs if s.name not in used_src]
     result.only_exp = [e for e in exps if e.name not in used_exp]
     result.pairs.sort(key=lambda p: p.src.order)

@@ -7,6 +7,7 @@ interpreter's tensors) are in test_tflite_oracle.py."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -466,6 +467,32 @@ def test_batchnorm_folded_into_the_convolution_is_shown_as_folded() -> None:
     assert report["summary"]["export"]["side"] == "b"
     assert sorted(report["summary"]["export"]["structural"]) == [
         "tlconv_1/gap_1/Mean/reduction_indices", "tlconv_1/tc_1/conv_transpose/input_sizes"]
+
+
+def test_an_export_of_nan_or_renamed_weights_diffs_without_error(tmp_path: Path) -> None:
+    """Export weights no fold explains (a NaN kernel, a bias of another width under the name
+    the fold expects) are compared or left unpaired, never an escaping error (before: a
+    StopIteration choosing the fold's epsilon; a ValueError comparing shapes (4,) and (3,))."""
+    out = tmp_path / "nan.tflite"
+    with weightkit.load(fixture("tlconv--keras3-f32.tflite")) as store:
+        name = "tlconv_1/c1_1/convolution"
+        nan = np.full(store[name].shape, np.nan, store[name].dtype)
+        weightkit.save(weightkit.edit(store).set(name, nan), out)
+    code, report = _wdiff(fixture("tlconv--keras3.keras"), out)
+    assert code == 1 and report["variables"]
+    web = tmp_path / "web"
+    shutil.copytree(fixture("conv--tfjs-graph"), web)
+    doc = json.loads((web / "model.json").read_text())
+    weights = doc["weightsManifest"][0]["weights"]
+    bias = next(w for w in weights if w["name"].endswith("Conv2D_bn_offset"))
+    other = next(w for w in weights if w["name"].endswith("out/BiasAdd/ReadVariableOp"))
+    bias["name"], other["name"] = other["name"], bias["name"]
+    (web / "model.json").write_text(json.dumps(doc))
+    for argv in (["diff", "--dequantize", str(fixture("conv--tfkeras-before-full.h5")), str(web)],
+                 ["diff", str(web), str(fixture("conv--tfkeras-before-full.h5"))]):
+        result = run_cli(*argv)
+        assert result.returncode in (0, 1), result.stderr
+        assert "unexpected" not in result.stderr
 
 
 def test_int8_export_reports_the_quantization_error_per_layer() -> None:
