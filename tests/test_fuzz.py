@@ -105,6 +105,15 @@ def seeds() -> dict[str, tuple[str, dict[str, bytes], list[str], str]]:
              + mc.const_node("unpacked", 1, (3,), typed=b"\x2d\0\0\x80\x3f" * 3)
              + mc.const_node("ints", 3, (2, 2), typed=mc._field(7, b"\x01\x7f\x80\x01")))
     out["tf-graphdef"] = ("tf-graphdef", {"x.pb": graph}, ["x.pb"], "x.pb")
+    # exports read against their sources (wdiff SOURCE EXPORT --dequantize): diff/export.py
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    out["tflite-export"] = ("export:tlconv--keras3.keras", {
+        "x.tflite": (fixtures / "tlconv--keras3-int8.tflite").read_bytes()}, ["x.tflite"],
+        "x.tflite")
+    graph_model = fixtures / "conv--tfjs-graph"
+    out["tfjs-export"] = ("export:conv--tfkeras-before-full.h5", {
+        p.name: p.read_bytes() for p in graph_model.iterdir()}, ["model.json"] + sorted(
+        p.name for p in graph_model.iterdir() if p.suffix == ".bin"), ".")
     return out
 
 
@@ -142,6 +151,11 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
 def read_everything(path: str, fmt: str) -> None:
     import weightkit
     from weightkit.converters.quant import dequantize
+    if fmt.startswith("export:"):  # an export against its source, both ways
+        source = Path(__file__).resolve().parent.parent / "fixtures" / fmt.split(":", 1)[1]
+        weightkit.diff(source, path, dequantize=True)
+        weightkit.diff(path, source)
+        return
     with weightkit.load(path, fmt) as store:
         for name in store:
             tensor = store[name]
@@ -226,7 +240,8 @@ def worker(target: str, seed: int, seconds: float, out_dir: str) -> None:
 # tests
 
 TARGETS = ("safetensors", "npz", "npz-deflated", "keras-h5", "keras-weights-h5", "keras",
-           "tf-checkpoint", "tflite", "tflite-ops", "tfjs", "tf-graphdef")
+           "tf-checkpoint", "tflite", "tflite-ops", "tfjs", "tf-graphdef", "tflite-export",
+           "tfjs-export")
 
 
 def landed(fmt: str) -> bool:
@@ -236,7 +251,8 @@ def landed(fmt: str) -> bool:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_byte_mutations_raise_only_weightkit_errors(target, tmp_path):
-    fmt = {"npz-deflated": "npz", "tflite-ops": "tflite"}.get(target, target)
+    fmt = {"npz-deflated": "npz", "tflite-ops": "tflite", "tflite-export": "tflite",
+           "tfjs-export": "tfjs"}.get(target, target)
     if not landed(fmt):
         pytest.skip(f"the {fmt} reader has not landed yet")
     seed = int(os.environ.get("WEIGHTKIT_FUZZ_SEED", "0")) or random.SystemRandom().randrange(1 << 30)
