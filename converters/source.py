@@ -83,6 +83,7 @@ PIECE = 32 << 20  # a request fetches at most this much
 BLOCK = 1 << 20  # the unit of the cache (and of reads outside a plan)
 DEFAULT_BUDGET = 256 << 20
 MAX_REQUESTS = 8  # concurrent requests per file, at most
+SCAN_LIMIT = 10_000  # objects a scan lists at most (10 pages of S3, 2 of GCS)
 STREAM_CHUNK = 1 << 20  # a response is written to the cache as it comes, in these
 CACHE_BUDGETS = 4  # an open file caches at most this many budgets (on local disk)
 EXTRA = "weightkit[remote]"
@@ -368,8 +369,9 @@ class _Backend:
             return None
         return Stat(int(info.get("size") or 0), self._pin(info))
 
-    def listing(self, url: str) -> dict[str, Stat]:
-        """Every object whose URL starts with `url` (listable backends)."""
+    def listing(self, url: str, limit: int | None = None) -> dict[str, Stat]:
+        """Every object whose URL starts with `url` (listable backends); with `limit`, at most
+        `limit` + 1 of them (more than `limit`: the listing is cut)."""
         raise NotImplementedError
 
     def _pin(self, info: dict) -> tuple:
@@ -419,11 +421,19 @@ class _ObjectStore(_Backend):
 
 
 class _S3(_ObjectStore):
-    def listing(self, url: str) -> dict[str, Stat]:
+    def listing(self, url: str, limit: int | None = None) -> dict[str, Stat]:
         key = self.key(url)
         base, name = self.split(key)
-        found = self.fs.find(base, prefix=name, detail=True) if name else \
-            self.fs.find(base, detail=True)
+        if limit is not None:
+            bucket, _, rest = key.partition("/")
+
+            async def first() -> dict[str, dict]:
+                return {i["name"]: i async for i in self.fs._iterdir(
+                    bucket, max_items=limit + 1, delimiter="", prefix=rest)}
+            found = self.run(first())
+        else:
+            found = self.fs.find(base, prefix=name, detail=True) if name else \
+                self.fs.find(base, detail=True)
         return {self.url(n): Stat(int(i.get("size") or 0), self._pin(i))
                 for n, i in found.items()
                 if n.startswith(key) and i.get("type", "file") != "directory"}
@@ -456,10 +466,11 @@ class _S3(_ObjectStore):
 
 
 class _GCS(_ObjectStore):
-    def listing(self, url: str) -> dict[str, Stat]:
+    def listing(self, url: str, limit: int | None = None) -> dict[str, Stat]:
         key = self.key(url)
         base, name = self.split(key)
-        objects, _ = self.run(self.fs._do_list_objects(base, delimiter="", prefix=name))
+        objects, _ = self.run(self.fs._do_list_objects(
+            base, delimiter="", prefix=name, max_results=None if limit is None else limit + 1))
         return {self.url(o["name"]): Stat(int(o.get("size") or 0), self._pin(o))
                 for o in objects
                 if o["name"].startswith(key) and o.get("type", "file") != "directory"}
@@ -685,14 +696,16 @@ def _call(url: str, fn: Any, doing: str = "read") -> Any:
         raise remote_error(exc, url, doing) from None
 
 
-def _entries(url: str) -> dict[str, Stat]:
+def _entries(url: str, limit: int | None = None) -> dict[str, Stat] | None:
     """The objects under the prefix `url` (from the session's listing covering it, or one new
-    listing)."""
+    listing); with `limit`, None when there are more than that (nothing kept)."""
     cache = _listings()
     found = cache.covering(url)
     if found is None:
         backend = _backend(url)
-        found = _call(url, lambda: backend.listing(url), "list")
+        found = _call(url, lambda: backend.listing(url, limit), "list")
+        if limit is not None and len(found) > limit:
+            return None
         cache.prefixes[url] = found
     return found
 
@@ -712,9 +725,11 @@ def forget(prefix: str) -> None:
 
 def scan(prefix: str) -> None:
     """List the objects under `prefix` once now (nothing for a local path or an HTTP URL):
-    later questions about the objects under it are answered from this listing."""
+    later questions about the objects under it are answered from this listing. A prefix of
+    more than SCAN_LIMIT objects (a model.json at the top of a bucket of millions) is not
+    listed whole: each object is then asked for on its own (a listing of its name)."""
     if is_url(prefix) and _backend(prefix).listable:
-        _entries(prefix)
+        _entries(prefix, SCAN_LIMIT)
 
 
 def stat(url: str) -> Stat | None:

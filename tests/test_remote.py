@@ -493,6 +493,28 @@ def test_s3_tfjs_manifest_cannot_leave_the_prefix(s3):
         registry.load(f"{s3.base}/evil/model.json")
 
 
+@pytest.mark.parametrize("backend", ["s3", "gcs"])
+def test_a_crowded_prefix_is_not_listed_whole(corpus, backend, request, monkeypatch):
+    """A model.json among more objects than a scan lists (SCAN_LIMIT: 10,000; here 5) reads
+    the same, its weight files asked for by name, and no listing of the crowd is kept (a
+    model.json at the top of a bucket of millions listed them all, in memory)."""
+    server = request.getfixturevalue(backend)
+    monkeypatch.setattr(source, "SCAN_LIMIT", 5)
+    fs = fsspec.filesystem("s3" if backend == "s3" else "gs")
+    local = corpus / "conv--tfjs-layers"
+    for path in local.iterdir():
+        fs.pipe(f"weights/crowd-{backend}/{path.name}", path.read_bytes())
+    for i in range(12):
+        fs.pipe(f"weights/crowd-{backend}/other-{i:02d}.bin", b"x")
+    with source.session(), registry.load(local) as want, \
+            registry.load(f"{server.base}/crowd-{backend}/model.json") as got:
+        assert list(got) == list(want)
+        for name in want:
+            np.testing.assert_array_equal(got[name].read(), want[name].read())
+        kept = source._listings().prefixes
+        assert kept and not any(p.endswith(f"crowd-{backend}/") for p in kept), kept
+
+
 def test_s3_convert_writes_the_index_last_and_atomically(corpus, s3):
     fs = fsspec.filesystem("s3")
     with registry.load(corpus / "mlp--keras3.ckpt") as store:
