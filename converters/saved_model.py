@@ -176,6 +176,9 @@ def _each_constant(buf: Any, path: str | None, size: int | None
             if c.name in seen:
                 raise CorruptFileError(f"meta graph {index}: two Const nodes are named "
                                        f"{c.name!r}", path)
+            if "@" in c.name:  # TensorFlow's node names have none: NAME@I names a copy
+                raise CorruptFileError(f"meta graph {index}: a Const node named {c.name!r} "
+                                       "(TensorFlow node names have no '@')", path)
             seen.add(c.name)
             yield index, c
     if not graphs:
@@ -209,7 +212,7 @@ def read_constants(path: str) -> Store:
                     groups[c.name] = [c]
                 elif codec.same_value(buf, copies[0], c):
                     copies.append(c)
-                else:
+                else:  # unique: node names are, within a meta graph, and have no '@'
                     groups[f"{c.name}@{index}"] = [c]
             tensors = {name: codec.tensor(mapped.file, buf, copies[0], META, name)
                        for name, copies in groups.items()}

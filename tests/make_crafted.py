@@ -1026,6 +1026,12 @@ def _saved_model(c: Corpus) -> None:
     constants("constants-shape-twice", const_node(
         "k", 1, (2,), typed=_field(5, b"\0\0\x80\x3f"), extra=_field(2, _field(2, _field(1, 3)))),
         CORRUPT, "a graph constant with tensor_shape twice (TensorFlow merges them: [2, 3])")
+    two = _field(1, 1) + _field(2, _field(2, const_node("k", 1, (3,), content=BIAS.tobytes())
+                                           + const_node("k@1", 1, (3,), content=BIAS.tobytes())))
+    _write(c.path(f"{d}/constants-copy-name") / "saved_model.pb", two + _field(2, _field(
+        2, const_node("k", 1, (3,), content=(BIAS * 2).tobytes()))))
+    c.add(fmt, "constants-copy-name", f"{d}/constants-copy-name", CORRUPT,
+          "a Const named k@1 beside k, whose differing copy in meta graph 1 is named k@1 too")
     constants("constants-graph-truncated",
               (const_node("k", 1, (3,), content=BIAS.tobytes()))[:-5], BROKEN,
               "a meta graph's GraphDef cut inside a node")
