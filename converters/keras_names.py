@@ -288,6 +288,16 @@ def layer_variables(cls: str | None, config: Mapping[str, Any] | None,
     return sorted(fitting)[0]  # variants of one naming (int8, int4 without sub-channels)
 
 
+def variable_order(names: Iterable[str]) -> tuple[str, ...] | None:
+    """The order Keras creates a layer's variables in, given their names (`{"bias",
+    "kernel"}` -> `("kernel", "bias")`): the one order of every variant in `LAYERS` holding
+    exactly these names, or None when none does or variants disagree."""
+    wanted = set(names)
+    orders = {tuple(n for n, _, _ in v) for table in LAYERS.values() for v in table(None)
+              if {n for n, _, _ in v} == wanted and len(v) == len(wanted)}
+    return orders.pop() if len(orders) == 1 else None
+
+
 def _fits(variant: Variant, held: list[tuple[tuple[int, ...], str]]) -> bool:
     if len(variant) != len(held):
         return False

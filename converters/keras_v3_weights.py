@@ -32,7 +32,7 @@ from . import hdf5
 from . import source as seam
 from .keras3_tree import (load_json, merged_tree, rename_losses, substore, tensors_from,
                           with_renames, without_dropped, write_h5)
-from .keras_names import group_ranks, listing_key, name_tree, submodel
+from .keras_names import group_ranks, listing_key, name_tree, submodel, variable_order
 from .atomic import atomic_output
 from .errors import CorruptFileError, UnsafeFileError, UsageError
 from .foreign import structure_losses
@@ -162,14 +162,13 @@ def _read_shards(path: str) -> Store:
 
 def losses(store: Store, like: Store | None = None) -> list[str]:
     """As for every HDF5 format (`hdf5.dtype_losses`): 4-bit dtypes, foreign strings with
-    NULs; for a store read from another format also its file structure and the names, roles and order
-    that the layout built from names (`build_tree`) does not give back when read."""
+    NULs; for a store not read from a `.weights.h5` (with or without a structure of its own)
+    its file structure and the names, roles and order that the layout built from names
+    (`build_tree`) does not give back when read."""
     foreign = structure_losses(store, (NAMESPACE,), like)
     lost = hdf5.dtype_losses(store) + foreign
     if NAMESPACE in store.meta:
         return lost + rename_losses(with_renames(store.meta[NAMESPACE], store)[1])
-    if not foreign:
-        return lost
     tree, placed = build_tree(store)
     read_as = name_tree(tree).names
     read_as = {p: read_as[p] for p in sorted(read_as, key=listing_key(tree))}
@@ -275,22 +274,38 @@ def sharded(plan: WritePlan, path: str) -> ShardedWrite | None:
 
 
 def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
-    """A Keras 3 layout from canonical names `<layer path>/<i>` (or a `.../vars/<i>` key)."""
+    """A Keras 3 layout from canonical names: a `.../vars/<i>` key or a positional name
+    `<layer>/<i>` keeps its place; variables named as Keras names them (`d1/kernel`,
+    `d1/bias`) go to `layers/d1/vars/<i>` in the order Keras creates them
+    (`keras_names.variable_order`), others in store order."""
     root: dict = {"attrs": [], "children": []}
     tensors: dict[str, Tensor] = {}
     counters: dict[str, int] = {}
+    placed: list[tuple[str, str | None, str, Tensor]] = []  # group, index, last part, tensor
     for name, tensor in store.items():
         key = tensor.meta.get("key", "")
         key = key.split(":", 1)[1] if re.match(r"^[^/:]+\.weights\.h5:", key or "") else key
         match = _VAR.match(key) if isinstance(key, str) else None
         if match is not None and match.group(1):
-            group, index = match.group(1), match.group(2)
-        else:
-            parts = name.rsplit("/", 1)
-            has_index = len(parts) == 2 and parts[1].isdigit()
-            layer = parts[0] if has_index else (name.split("/")[0] if "/" in name else name)
-            group = "optimizer" if tensor.role != "weight" else f"layers/{layer}"
-            index = parts[1] if has_index else str(counters.get(group, 0))
+            placed.append((match.group(1), match.group(2), "", tensor))
+            continue
+        parts = name.rsplit("/", 1)
+        has_index = len(parts) == 2 and parts[1].isdigit()
+        layer = parts[0] if has_index else (name.split("/")[0] if "/" in name else name)
+        group = "optimizer" if tensor.role != "weight" else f"layers/{layer}"
+        placed.append((group, parts[1] if has_index else None, parts[-1], tensor))
+    by_group: dict[str, list[str]] = {}
+    for group, index, last, _ in placed:
+        if index is None:
+            by_group.setdefault(group, []).append(last)
+    orders = {group: variable_order(lasts) for group, lasts in by_group.items()
+              if group != "optimizer" and len(set(lasts)) == len(lasts)}
+    for group, index, last, tensor in placed:
+        order = orders.get(group)
+        if index is None and order is not None:
+            index = str(order.index(last))
+        elif index is None:
+            index = str(counters.get(group, 0))
         counters[group] = max(counters.get(group, 0), int(index) + 1)
         hdf5.place(root, f"{group}/vars/{index}", tensor, tensors, "")
     return root, tensors

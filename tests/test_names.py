@@ -214,6 +214,39 @@ def test_names_written_from_scratch_keep_every_byte(tmp_path) -> None:
         assert list(back) == list(store)
 
 
+def test_names_a_positional_writer_cannot_give_back_are_a_declared_loss(tmp_path) -> None:
+    """A store of Keras names in file order (safetensors sorts `bias` before `kernel`) written
+    to a Keras 3 `.weights.h5`: refused, naming the loss, unless allowed; allowed, the kernel
+    goes where Keras creates it (`vars/0`), not where the store listed it. Into a tf.keras
+    `.h5` the names survive but the order does not (Keras loads a layer by position)."""
+    store = Store({"a/bias": Tensor.from_array(np.zeros(2, np.float32)),
+                   "a/kernel": Tensor.from_array(np.ones((3, 2), np.float32))})
+    with pytest.raises(weightkit.WeightsError, match=r"names of 2 variable\(s\).*order"):
+        weightkit.save(store, tmp_path / "w.weights.h5")
+    assert not (tmp_path / "w.weights.h5").exists()
+    weightkit.save(store, tmp_path / "w.weights.h5", allow_lossy=True)
+    with h5py.File(tmp_path / "w.weights.h5", "r") as f:
+        assert f["layers/a/vars/0"].shape == (3, 2) and f["layers/a/vars/1"].shape == (2,)
+    with pytest.raises(weightkit.WeightsError, match="order of variables"):
+        weightkit.save(store, tmp_path / "w.h5", "keras-h5")
+    weightkit.save(store, tmp_path / "w.h5", "keras-h5", allow_lossy=True)
+    with weightkit.load(tmp_path / "w.h5") as back:
+        assert list(back) == ["a/kernel", "a/bias"]
+
+
+def test_name_lists_longer_than_an_hdf5_attribute_are_split_as_tf_keras_splits_them(
+        tmp_path) -> None:
+    """7,000 layers: `layer_names` no longer fits one 64 kB attribute (HDF5 refused the write
+    with "object header message is too large"); it goes in chunks tf_keras reads."""
+    store = Store({f"layer_{i}/kernel": Tensor.from_array(np.full((1, 1), i, np.float32))
+                   for i in range(7000)})
+    weightkit.save(store, tmp_path / "many.h5", "keras-h5")
+    with h5py.File(tmp_path / "many.h5", "r") as f:
+        assert "layer_names" not in f.attrs and "layer_names1" in f.attrs
+    with weightkit.load(tmp_path / "many.h5") as back:
+        assert list(back) == list(store) and back["layer_6999/kernel"].read()[0, 0] == 6999
+
+
 # -- renames reach the file ----------------------------------------------------------------------
 
 def test_renames_into_keras_files_take_effect_or_are_refused(tmp_path, capsys) -> None:
