@@ -164,6 +164,14 @@ def _numpy_type(spec: Any, h5py) -> np.dtype:
     return np.dtype(np.bool_) if spec == "bool" else np.dtype(spec)
 
 
+def _decoded(name: bytes) -> str | bytes:
+    """A link name as h5py gives it (h5py/_hl/base.py `_d`): UTF-8 text, else the bytes."""
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError:
+        return name
+
+
 def _to_bytes(item: Any) -> bytes:
     return item.encode("utf-8", "surrogateescape") if isinstance(item, str) else bytes(item)
 
@@ -261,17 +269,21 @@ def chunked_attr(node: Mapping[str, Any], name: str) -> list[str] | None:
 
 # -- the tree ------------------------------------------------------------------------------------
 
-def _check_dataset(ds, where: str, file_size: int | None, h5py, descriptor: int = 16) -> dict:
+def _check_dataset(did, where: str, file_size: int | None, h5py, descriptor: int = 16) -> dict:
     """Refuse unsafe storage; return the dataset's creation description.
 
-    The bytes a dataset declares (its element count times the size of an element as stored:
-    for variable-length strings the `descriptor` each element keeps in the dataset's own
-    storage, its length and a global heap ID) must be there: a dataset declaring more than it
-    stores (more than deflate can expand to, when filtered) is refused before any read.
+    `did` is the library's low-level dataset (`h5py.h5d.DatasetID`): its properties are read
+    once each, as h5py's `Dataset` properties read them (h5py/_hl/dataset.py), at a fraction
+    of their cost. The bytes a dataset declares (its element count times the size of an
+    element as stored: for variable-length strings the `descriptor` each element keeps in the
+    dataset's own storage, its length and a global heap ID) must be there: a dataset declaring
+    more than it stores (more than deflate can expand to, when filtered) is refused before any
+    read.
     """
-    if ds.is_virtual:
+    dcpl = did.get_create_plist()
+    layout = dcpl.get_layout()
+    if layout == h5py.h5d.VIRTUAL:
         raise UnsafeFileError(f"dataset {where!r} is virtual (refers to other files); refused")
-    dcpl = ds.id.get_create_plist()
     if dcpl.get_external_count():
         raise UnsafeFileError(f"dataset {where!r} keeps its data in external files; refused")
     filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
@@ -279,18 +291,19 @@ def _check_dataset(ds, where: str, file_size: int | None, h5py, descriptor: int 
     if unknown:
         raise UnsafeFileError(f"dataset {where!r} needs filter plugin(s) {unknown}; only the "
                               f"built-in filters ({', '.join(SAFE_FILTERS.values())}) are read")
-    spec = _type_spec(ds.dtype, h5py)
-    shape = ds.shape
+    dtype = did.dtype
+    spec = _type_spec(dtype, h5py)
+    shape = did.shape
     if shape is None:
         raise CorruptFileError(f"dataset {where!r} has an empty (null) dataspace")
     vlen = isinstance(spec, dict) and spec.get("str") == "vlen"
-    element = descriptor if vlen else ds.id.get_type().get_size()
+    element = descriptor if vlen else did.get_type().get_size()
     if element <= 0:
         raise CorruptFileError(f"dataset {where!r} has a zero-width type")
-    shape = check_shape(shape, f"dataset {where!r}", None, ds.dtype.itemsize)
+    shape = check_shape(shape, f"dataset {where!r}", None, dtype.itemsize)
     desc: dict[str, Any] = {"type": spec, "shape": list(shape)}
     declared = math.prod(shape) * element
-    stored = ds.id.get_storage_size()
+    stored = did.get_storage_size()
     if filters:
         if declared > stored * MAX_EXPANSION + SMALL_BYTES:
             raise UnsafeFileError(f"dataset {where!r} declares {declared} bytes but stores "
@@ -298,18 +311,25 @@ def _check_dataset(ds, where: str, file_size: int | None, h5py, descriptor: int 
     elif declared > stored + SMALL_BYTES or (file_size is not None and stored > file_size):
         raise CorruptFileError(f"dataset {where!r} declares {declared} bytes but the file "
                                f"stores {stored}")
-    if ds.chunks is not None:
-        desc["chunks"] = list(ds.chunks)
-        if ds.maxshape != ds.shape:
-            desc["maxshape"] = [m for m in ds.maxshape]
-    for key in ("compression", "compression_opts"):
-        if getattr(ds, key) is not None:
-            desc[key] = getattr(ds, key)
-    for key in ("shuffle", "fletcher32"):
-        if getattr(ds, key):
-            desc[key] = True
-    if ds.scaleoffset is not None:
-        desc["scaleoffset"] = ds.scaleoffset
+    if layout == h5py.h5d.CHUNKED:
+        desc["chunks"] = list(dcpl.get_chunk())
+        dims = did.get_space().get_simple_extent_dims(True)
+        maxshape = None if dims is None else tuple(
+            None if d == h5py.h5s.UNLIMITED else d for d in dims)
+        if maxshape != shape:
+            desc["maxshape"] = list(maxshape) if maxshape is not None else None
+    if filters:
+        named = h5py.filters.get_filters(dcpl)
+        compression = next((x for x in ("gzip", "lzf", "szip") if x in named), None)
+        if compression is not None:
+            desc["compression"] = compression
+            if named.get(compression) is not None:
+                desc["compression_opts"] = named[compression]
+        for key in ("shuffle", "fletcher32"):
+            if key in named:
+                desc[key] = True
+        if "scaleoffset" in named and named["scaleoffset"][1] is not None:
+            desc["scaleoffset"] = named["scaleoffset"][1]
     return desc
 
 
@@ -327,51 +347,69 @@ def describe(f, path: str | None = None, file_size: int | None = None
     offsets: dict[str, int] = {}
     descriptor = 8 + f.id.get_create_plist().get_sizes()[0]  # length, heap address, index
     # a file opened by path (contiguous data mapped) or read from a remote source (by offset)
-    mapped = f.driver == "sec2" or _SOURCES.get(f.id) is not None
+    local = f.driver == "sec2"
+    mapped = local or _SOURCES.get(f.id) is not None
 
-    def node_attrs(obj) -> list:
+    def node_attrs(oid, wrap) -> list:
+        if not h5py.h5a.get_num_attrs(oid):
+            return []
+        obj = wrap(oid)
         return [[name, encode_attr(obj.attrs, name)] for name in obj.attrs]
 
-    def visit(group, prefix: str) -> dict:
+    def visit(gid, prefix: str) -> dict:
+        """The low-level API throughout (h5py's `Group` and `Dataset` objects cost ~0.3 ms
+        each to open and query: seconds for a file of 10,000 datasets); links in the order
+        h5py's `Group.__iter__` gives, by creation order where the group tracks it."""
+        tracked = gid.get_create_plist().get_link_creation_order() & h5py.h5p.CRT_ORDER_TRACKED
+        links: list[tuple[bytes, int]] = []
+        gid.links.iterate(lambda name, info: links.append((name, info.type)), info=True,
+                          idx_type=h5py.h5.INDEX_CRT_ORDER if tracked else h5py.h5.INDEX_NAME)
         children = []
-        for name in group:
+        for raw, kind in links:
             alive()
+            name = _decoded(raw)
             where = f"{prefix}{name}"
-            link = group.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                raise UnsafeFileError(f"{where!r} is an external link to "
-                                      f"{link.filename!r}; refused")
-            if isinstance(link, h5py.SoftLink):
-                raise UnsafeFileError(f"{where!r} is a soft link to {link.path!r}; refused")
-            obj = group[name]
-            token = h5py.h5o.get_info(obj.id).addr
+            if kind == h5py.h5l.TYPE_EXTERNAL:
+                filename = _decoded(gid.links.get_val(raw)[0])
+                raise UnsafeFileError(f"{where!r} is an external link to {filename!r}; refused")
+            if kind == h5py.h5l.TYPE_SOFT:
+                target = _decoded(gid.links.get_val(raw))
+                raise UnsafeFileError(f"{where!r} is a soft link to {target!r}; refused")
+            if kind != h5py.h5l.TYPE_HARD:
+                raise UnsafeFileError(f"{where!r} is a user-defined link; refused")
+            oid = h5py.h5o.open(gid, raw)
+            token = h5py.h5o.get_info(oid).addr
             if token in seen:
                 raise UnsafeFileError(f"{where!r} links an object already seen (a cycle or "
                                       "shared object); refused")
             seen.add(token)
-            if isinstance(obj, h5py.Dataset):
-                node = {"attrs": node_attrs(obj),
-                        "dataset": _check_dataset(obj, where, file_size, h5py, descriptor)}
-                offset = _contiguous_offset(obj, node["dataset"]) if mapped else None
+            if isinstance(oid, h5py.h5d.DatasetID):
+                node = {"attrs": node_attrs(oid, h5py.Dataset),
+                        "dataset": _check_dataset(oid, where, file_size, h5py, descriptor)}
+                offset = _contiguous_offset(oid, node["dataset"]) if mapped else None
                 if offset is not None:
                     offsets[where] = offset
                 if _is_vlen(node["dataset"]["type"]):  # read in the child: libhdf5 may
-                    read_strings(obj, (), where)          # loop on a damaged global heap
+                    read_strings(h5py.Dataset(oid), (), where)  # loop on a damaged heap
                 datasets.append((where, node["dataset"]))
-            elif isinstance(obj, h5py.Group):
-                node = visit(obj, where + "/")
+            elif isinstance(oid, h5py.h5g.GroupID):
+                node = visit(oid, where + "/")
+                node["attrs"] = node_attrs(oid, h5py.Group)
             else:
                 raise CorruptFileError(f"{where!r} is a committed datatype; expected groups "
                                        "and datasets only")
             children.append([name, node])
-        return {"attrs": node_attrs(group), "children": children}
+        return {"attrs": [], "children": children}
 
     def walk_all() -> dict:
         seen.clear()
         datasets.clear()
         offsets.clear()
-        seen.add(h5py.h5o.get_info(f.id).addr)
-        return {"tree": visit(f, ""), "offsets": offsets}
+        root = h5py.h5g.open(f.id, b"/")
+        seen.add(h5py.h5o.get_info(root).addr)
+        tree = visit(root, "")
+        tree["attrs"] = node_attrs(root, lambda oid: f)
+        return {"tree": tree, "offsets": offsets}
 
     with h5_errors(path):
         identity = _identity(f)
@@ -380,7 +418,7 @@ def describe(f, path: str | None = None, file_size: int | None = None
             data = in_child(walk_all, path)
             if data is None:  # the child failed with an error: the same walk raises it here
                 walked = walk_all()
-                return walked["tree"], [(w, Described(f, w, ds, offsets.get(w)))
+                return walked["tree"], [(w, Described(f, w, ds, offsets.get(w), local))
                                         for w, ds in datasets]
             if identity is not None:
                 _VETTED[identity] = data
@@ -388,8 +426,8 @@ def describe(f, path: str | None = None, file_size: int | None = None
                     del _VETTED[next(iter(_VETTED))]
         walked = json.loads(data)
         tree, offsets = walked["tree"], walked["offsets"]
-        return tree, [(where, Described(f, where, node["dataset"], offsets.get(where)))
-                      for where, node in walk(tree) if "dataset" in node]
+        return tree, [(w, Described(f, w, node["dataset"], offsets.get(w), local))
+                      for w, node in walk(tree) if "dataset" in node]
 
 
 class Described:
@@ -398,10 +436,12 @@ class Described:
     dataset object is opened only when something else is asked of it (a chunked, filtered or
     string read). Opening 10,000 h5py datasets costs seconds; these cost nothing."""
 
-    __slots__ = ("file", "name", "shape", "dtype", "chunks", "offset", "_dataset")
+    __slots__ = ("file", "name", "shape", "dtype", "chunks", "offset", "local", "_dataset")
 
-    def __init__(self, f, name: str, description: Mapping[str, Any], offset: int | None):
+    def __init__(self, f, name: str, description: Mapping[str, Any], offset: int | None,
+                 local: bool):
         self.file, self.name, self.offset, self._dataset = f, name, offset, None
+        self.local = local  # the file is opened by path (libhdf5's sec2 driver)
         self.shape = tuple(description["shape"])
         self.dtype = _numpy_type(description["type"], h5py_module())
         self.chunks = tuple(description["chunks"]) if "chunks" in description else None
@@ -535,13 +575,13 @@ def tensor_dtype(ds, attrs: Mapping[str, Any], where: str) -> np.dtype:
     return dt.newbyteorder("=") if dt.byteorder not in "=|" else dt
 
 
-def _contiguous_offset(ds, description: Mapping[str, Any]) -> int | None:
+def _contiguous_offset(did, description: Mapping[str, Any]) -> int | None:
     """Where a dataset's numbers lie in one unfiltered run of bytes of the file, or None:
-    chunked, not yet written, or not a plain number type."""
+    chunked, not yet written, or not a plain number type. `did`: the low-level dataset."""
     if "chunks" in description or _numpy_type(description["type"], h5py_module()).kind \
             not in "biufc":
         return None
-    return ds.id.get_offset()
+    return did.get_offset()
 
 
 def _source_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.ndarray]:
@@ -674,7 +714,7 @@ def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) 
     """A Tensor reading `ds` on demand, with errors turned into CorruptFileError."""
     offset = ds.offset if isinstance(ds, Described) and dtype != STRING else None
     if offset is not None:
-        getter = _mapped_getter if ds.file.driver == "sec2" else _source_getter
+        getter = _mapped_getter if ds.local else _source_getter
         return Tensor(ds.shape, dtype, getter(ds, offset, path), meta)
     vlen = dtype == STRING and h5py_module().check_string_dtype(ds.dtype).length is None
     where = meta.get("key")
