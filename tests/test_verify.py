@@ -343,6 +343,21 @@ print(codes, sorted({{m.split('.')[0] for m in sys.modules}} & {{"tensorflow", "
     assert (tmp_path / "e.keras").exists()
 
 
+def test_an_interrupt_wrapped_by_python_is_still_an_interrupt(monkeypatch, capsys):
+    """SIGTERM while a class is made (an import under way) reaches the CLI as a RuntimeError
+    from `__set_name__` whose cause is the KeyboardInterrupt: still 'interrupted', exit 130."""
+    from weightkit.cli import main as cli_main, verify as cli_verify
+
+    def run(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from exc
+    monkeypatch.setattr(cli_verify, "run", run)
+    assert cli_main.main(["verify", "x.safetensors"], prog="weightkit") == 130
+    assert capsys.readouterr().err.strip() == "weightkit: interrupted"
+
+
 def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path):
     """SIGTERM (as Ctrl-C) while round trips are written: 'interrupted' in one line, exit 130,
     and the scratch directory under TMPDIR removed (README: what remains after kill -9)."""
