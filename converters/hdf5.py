@@ -415,7 +415,7 @@ def describe(f, path: str | None = None, file_size: int | None = None
         identity = _identity(f)
         data = _VETTED.get(identity) if identity is not None else None
         if data is None:
-            data = in_child(walk_all, path)
+            data = in_child(walk_all, path, _walk_json)
             if data is None:  # the child failed with an error: the same walk raises it here
                 walked = walk_all()
                 return walked["tree"], [(w, Described(f, w, ds, offsets.get(w), local))
@@ -428,6 +428,26 @@ def describe(f, path: str | None = None, file_size: int | None = None
         tree, offsets = walked["tree"], walked["offsets"]
         return tree, [(w, Described(f, w, node["dataset"], offsets.get(w), local))
                       for w, node in walk(tree) if "dataset" in node]
+
+
+def _walk_json(walked: Mapping[str, Any]) -> Iterator[str]:
+    """`json.dumps(walked)` (a vetting walk: tree and offsets) in pieces of one dataset or
+    group header each; the same document, keys in another order."""
+    yield '{"offsets": ' + json.dumps(walked["offsets"]) + ', "tree": '
+    yield from _node_json(walked["tree"])
+    yield "}"
+
+
+def _node_json(node: Mapping[str, Any]) -> Iterator[str]:
+    if "children" not in node:
+        yield json.dumps(node)
+        return
+    yield '{"attrs": ' + json.dumps(node["attrs"]) + ', "children": ['
+    for i, (name, child) in enumerate(node["children"]):
+        yield ("," if i else "") + "[" + json.dumps(name) + ", "
+        yield from _node_json(child)
+        yield "]"
+    yield "]}"
 
 
 class Described:
@@ -484,14 +504,17 @@ def alive() -> None:
         _beat()
 
 
-def in_child(work: Callable[[], Any], path: str | None) -> bytes | None:
+def in_child(work: Callable[[], Any], path: str | None,
+             encode: Callable[[Any], Iterable[str]] = lambda result: (json.dumps(result),)
+             ) -> bytes | None:
     """Run `work` in a forked child and return its result as JSON text: a corrupt file that
     makes the HDF5 library hang or crash while parsing metadata (seen in fuzzing: a damaged
     global heap loops for minutes) is refused as corrupt instead of taking the process down.
     The child reports progress (`alive()`, a NUL byte on the pipe); VET_SECONDS without any is
     a loop, however large the file. None when the child ended with an error (or without fork):
     the caller runs `work` itself, which meets the same error on the same bytes. The result
-    comes back as JSON, never pickled."""
+    comes back as JSON, never pickled, in the pieces `encode` gives (sent as they come: one
+    `json.dumps` of a tree of 100,000 datasets would be seconds without progress)."""
     if not hasattr(os, "fork"):
         return None
     read_end, write_end = os.pipe()
@@ -501,9 +524,18 @@ def in_child(work: Callable[[], Any], path: str | None) -> bytes | None:
         try:
             os.close(read_end)
             _start_beating(write_end)
-            data = json.dumps(work()).encode()
+            result = work()
             with os.fdopen(write_end, "wb") as out:
-                out.write(data)
+                parts: list[str] = []
+                size = 0
+                for part in encode(result):
+                    parts.append(part)
+                    size += len(part)
+                    if size >= 1 << 16:
+                        out.write("".join(parts).encode())
+                        out.flush()
+                        parts, size = [], 0
+                out.write("".join(parts).encode())
         except WeightsError:
             pass
         except BaseException:  # noqa: BLE001 - reported by exit code; the parent re-raises
