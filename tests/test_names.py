@@ -236,15 +236,17 @@ def test_names_a_positional_writer_cannot_give_back_are_a_declared_loss(tmp_path
 
 def test_name_lists_longer_than_an_hdf5_attribute_are_split_as_tf_keras_splits_them(
         tmp_path) -> None:
-    """7,000 layers: `layer_names` no longer fits one 64 kB attribute (HDF5 refused the write
-    with "object header message is too large"); it goes in chunks tf_keras reads."""
-    store = Store({f"layer_{i}/kernel": Tensor.from_array(np.full((1, 1), i, np.float32))
-                   for i in range(7000)})
+    """2,000 layers of 40-byte names: `layer_names` no longer fits one 64 kB attribute (HDF5
+    refused the write with "object header message is too large"); it goes in chunks tf_keras
+    reads."""
+    store = Store({f"{'a_long_layer_name_' * 2}{i:04d}/kernel":
+                   Tensor.from_array(np.full((1, 1), i, np.float32)) for i in range(2000)})
     weightkit.save(store, tmp_path / "many.h5", "keras-h5")
     with h5py.File(tmp_path / "many.h5", "r") as f:
         assert "layer_names" not in f.attrs and "layer_names1" in f.attrs
     with weightkit.load(tmp_path / "many.h5") as back:
-        assert list(back) == list(store) and back["layer_6999/kernel"].read()[0, 0] == 6999
+        last = f"{'a_long_layer_name_' * 2}1999/kernel"
+        assert list(back) == list(store) and back[last].read()[0, 0] == 1999
 
 
 # -- renames reach the file ----------------------------------------------------------------------
