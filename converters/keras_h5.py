@@ -505,11 +505,12 @@ def without_dropped(tree: dict, layout: str, lookup: hdf5.Placement) -> dict:
 def list_attrs(attrs: list, name: str, values: list[str], cset: str = "ascii") -> list:
     """`attrs` with the Keras name list `name` (one attribute, or chunks `name0`, `name1`, ...)
     set to `values` as tf_keras' `save_attributes_to_hdf5_group` writes it: one vlen string
-    attribute, or, when the fixed-width array exceeds ATTR_LIMIT bytes, the fewest
-    `numpy.array_split` chunks of fixed-width strings that fit; an empty list as an empty
-    float64 array. A name longer than ATTR_LIMIT bytes (tf_keras refuses to save one; it reads
-    one) goes in vlen chunks, whose object header holds a VLEN_DESCRIPTOR per string. The
-    character set is the replaced attribute's, else `cset`."""
+    attribute while it fits ATTR_LIMIT bytes of object header (a VLEN_DESCRIPTOR per string),
+    else one fixed-width attribute, or, when the fixed-width array exceeds ATTR_LIMIT bytes, the
+    fewest `numpy.array_split` chunks of fixed-width strings that fit; an empty list as an
+    empty float64 array. A name longer than ATTR_LIMIT bytes (tf_keras refuses to save one; it
+    reads one) goes in vlen chunks. The character set is the replaced attribute's, else
+    `cset`."""
     chunk = re.compile(re.escape(name) + r"\d+")
     old = [attr for key, attr in attrs if key == name or chunk.fullmatch(key)]
     kept = [[key, attr] for key, attr in attrs if key != name and not chunk.fullmatch(key)]
@@ -518,13 +519,15 @@ def list_attrs(attrs: list, name: str, values: list[str], cset: str = "ascii") -
     cset = next((a["type"]["cset"] for a in old if isinstance(a["type"], dict)
                  and "cset" in a["type"]), cset)
     width = max(1, *(len(v.encode("utf-8")) for v in values))
+    vlen = {"str": "vlen", "cset": cset}
+    if len(values) * max(width, VLEN_DESCRIPTOR) <= ATTR_LIMIT:
+        return kept + [[name, {"type": vlen, "shape": [len(values)], "value": list(values)}]]
     per_fixed = ATTR_LIMIT // width
     per = per_fixed or ATTR_LIMIT // VLEN_DESCRIPTOR
     parts = -(-len(values) // per)
-    vlen = {"str": "vlen", "cset": cset}
-    if parts == 1:
-        return kept + [[name, {"type": vlen, "shape": [len(values)], "value": list(values)}]]
     kind = {"str": width, "cset": cset} if per_fixed else vlen
+    if parts == 1:
+        return kept + [[name, {"type": kind, "shape": [len(values)], "value": list(values)}]]
     return kept + [[f"{name}{i}", {"type": kind, "shape": [len(part)],
                                    "value": [values[j] for j in part]}]
                    for i, part in enumerate(np.array_split(np.arange(len(values)), parts))]

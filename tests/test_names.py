@@ -234,19 +234,23 @@ def test_names_a_positional_writer_cannot_give_back_are_a_declared_loss(tmp_path
         assert list(back) == ["a/kernel", "a/bias"]
 
 
+@pytest.mark.parametrize("layers, prefix, stored", [
+    (4100, "l", "layer_names"),             # 4,100 vlen strings: 65.6 kB of heap descriptors
+    (2000, "a_long_layer_name_" * 2, "layer_names1"),  # 80 kB of fixed-width names: chunks
+])
 def test_name_lists_longer_than_an_hdf5_attribute_are_split_as_tf_keras_splits_them(
-        tmp_path) -> None:
-    """2,000 layers of 40-byte names: `layer_names` no longer fits one 64 kB attribute (HDF5
-    refused the write with "object header message is too large"); it goes in chunks tf_keras
-    reads."""
-    store = Store({f"{'a_long_layer_name_' * 2}{i:04d}/kernel":
-                   Tensor.from_array(np.full((1, 1), i, np.float32)) for i in range(2000)})
+        tmp_path, layers: int, prefix: str, stored: str) -> None:
+    """`layer_names` that no longer fits one 64 kB object header message (HDF5 refused the
+    write: "object header message is too large") is stored fixed-width, in chunks when that
+    too is over 64 kB, as tf_keras stores it; the file reads back whole."""
+    store = Store({f"{prefix}{i:04d}/kernel": Tensor.from_array(np.full((1, 1), i, np.float32))
+                   for i in range(layers)})
     weightkit.save(store, tmp_path / "many.h5", "keras-h5")
     with h5py.File(tmp_path / "many.h5", "r") as f:
-        assert "layer_names" not in f.attrs and "layer_names1" in f.attrs
+        assert stored in f.attrs
     with weightkit.load(tmp_path / "many.h5") as back:
-        last = f"{'a_long_layer_name_' * 2}1999/kernel"
-        assert list(back) == list(store) and back[last].read()[0, 0] == 1999
+        last = f"{prefix}{layers - 1:04d}/kernel"
+        assert list(back) == list(store) and back[last].read()[0, 0] == layers - 1
 
 
 # -- renames reach the file ----------------------------------------------------------------------
