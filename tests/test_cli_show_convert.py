@@ -201,6 +201,21 @@ def test_failed_convert_leaves_the_destination_untouched(capsys, model: Path) ->
         [model.name, broken.name, dest.name])
 
 
+def test_a_file_output_onto_a_directory_names_the_directory(capsys, model: Path) -> None:
+    # The rename of the finished temporary used to fail, and the error named the temporary
+    # (`/tmp/.out.wk-tmp-1dd2b8575cda: Is a directory`), a file the user never asked for.
+    out = model.parent / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    for args in (["convert", model, out, "--to", "safetensors"],
+                 ["show", model, "--values", "dense/bias", "--npz", out]):
+        code, _, err = cli(capsys, *args, *fmt_args(model, "--from"))
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"{out}: is a directory" in err and "wk-tmp" not in err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert not [p for p in model.parent.iterdir() if "wk-tmp" in p.name]
+
+
 # -- bad input, in a real process -------------------------------------------------------------
 
 BAD_INPUTS = {
