@@ -206,14 +206,36 @@ def test_a_file_output_onto_a_directory_names_the_directory(capsys, model: Path)
     # (`/tmp/.out.wk-tmp-1dd2b8575cda: Is a directory`), a file the user never asked for.
     out = model.parent / "out"
     out.mkdir()
-    (out / "keep.txt").write_text("mine")
     for args in (["convert", model, out, "--to", "safetensors"],
                  ["show", model, "--values", "dense/bias", "--npz", out]):
         code, _, err = cli(capsys, *args, *fmt_args(model, "--from"))
         assert code == 2 and err.count("\n") == 1, err
         assert f"{out}: is a directory" in err and "wk-tmp" not in err
+        (out / "keep.txt").write_text("mine")  # the second time, not empty
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert not [p for p in model.parent.iterdir() if "wk-tmp" in p.name]
+
+
+def test_a_directory_output_never_replaces_a_directory_of_other_files(capsys, model: Path
+                                                                       ) -> None:
+    # A TF.js model or SavedModel is written as a whole directory that replaces the one at its
+    # path: `convert model.h5 . --to tfjs` deleted everything in the current directory.
+    folder = model.parent / "project"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("mine")
+    for target, cwd in ((folder, None), (".", folder)):
+        result = run_cli("convert", model, target, "--to", "tfjs", cwd=cwd)
+        assert result.returncode == 2, result.stderr
+        assert "existing directory holding files that are not a model" in result.stderr
+    assert [p.name for p in folder.iterdir()] == ["thesis.txt"]
+    web = model.parent / "web"
+    assert cli(capsys, "convert", model, web, "--to", "tfjs")[0] == 0  # a new directory
+    assert cli(capsys, "convert", model, web, "--to", "tfjs")[0] == 0  # an earlier output
+    assert sorted(p.name for p in web.iterdir()) == ["group1-shard1of1.bin", "model.json"]
+    saved_model = Path(__file__).resolve().parent.parent / "fixtures" / "mlp--tfkeras-savedmodel"
+    code, _, err = cli(capsys, "convert", saved_model, web, "--to", "saved-model")
+    assert code == 2 and "holding a tfjs model" in err  # another format's model stays too
+    assert (web / "model.json").exists()
 
 
 # -- bad input, in a real process -------------------------------------------------------------
