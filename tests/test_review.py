@@ -302,6 +302,8 @@ def test_values_globs_exports_and_errors(kernel_file, tmp_path):
     assert np.array_equal(np.load(tmp_path / "arrays" / "conv2_kernel[0,0].npy"), kernel[0, 0, :, :2])
     text = run_cli("show", path, "--values", "conv1/bias").stdout
     assert text.splitlines()[0] == "conv1/bias: shape (5,) float64"
+    text = run_cli("show", path, "--values", "conv1/kernel[1:, ::2, 1]").stdout  # not [:\x3a2]
+    assert text.splitlines()[0] == "conv1/kernel[1:, ::2, 1]: shape (2, 2, 5) float32"
     done = run_cli("show", path, "--values", "conv1/kernal")
     assert done.returncode == 2 and "did you mean 'conv1/kernel'" in done.stderr
     done = run_cli("show", path, "--values", "conv1/kernel[0, 9]")
