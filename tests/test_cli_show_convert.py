@@ -271,6 +271,19 @@ def test_missing_files_and_directories_are_one_line(tmp_path: Path, target: str)
     assert "Traceback" not in result.stderr
 
 
+def test_a_mistyped_file_name_names_the_closest_files(capsys, model: Path) -> None:
+    typo = model.with_name(model.stem + "l" + model.suffix)  # model -> modell
+    (model.parent / "run.ckpt.index").write_bytes(b"")
+    for args, want in ((["show", typo], repr(str(model))),
+                       (["diff", model, model.parent / "run.ckp"],
+                        repr(str(model.parent / "run.ckpt")))):  # a prefix, by its .index
+        code, _, err = cli(capsys, *args)
+        assert code == 2 and err.count("\n") == 1
+        assert "no such file or directory; did you mean " + want in err, err
+    code, _, err = cli(capsys, "show", model.parent / "zzzzzzzz.bin")
+    assert code == 2 and err.endswith("no such file or directory\n")  # nothing close: no guess
+
+
 @pytest.mark.skipif(not DETECT, reason="detection needs every format module of the registry")
 def test_detection_by_content_not_suffix(capsys, model: Path) -> None:
     disguised = model.parent / "weights.bin"
