@@ -212,6 +212,8 @@ def test_set_add_errors(arrays, op, name, array, message):
 @pytest.mark.parametrize("call, message", [
     (lambda e: e.cast("dense/*", "int8"), "expected a floating-point dtype"),
     (lambda e: e.cast("dense/*", "float13"), "unknown dtype"),
+    (lambda e: e.cast("dense/*", "flaot16"),
+     r"cast 'dense/\*=flaot16': unknown dtype 'flaot16'; did you mean float16"),
     (lambda e: e.cast("iteration", "float16"), "matched only int64"),
     (lambda e: e.scale("dense/*", float("inf")), "finite factor"),
     (lambda e: e.prune("dense/*", 1.5), "between 0 and 1"),
