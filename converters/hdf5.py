@@ -909,8 +909,9 @@ def check_covered(store, tree_paths: list[str], lookup: Placement) -> None:
     placed = {id(lookup(p)) for p in tree_paths if p in lookup}
     extra = [n for n, t in store.items() if id(t) not in placed]
     if extra:
-        raise UsageError(f"the recorded file layout has no place for {len(extra)} tensor(s) "
-                         f"(e.g. {extra[0]!r}); write without the recorded layout or a template")
+        raise UsageError(f"the file layout written back (the input's, or the template's) has "
+                         f"no place for {len(extra)} variable(s) (e.g. {extra[0]!r}): write "
+                         "safetensors or npz to add variables")
 
 
 def absent(tree: Mapping[str, Any], lookup: Placement, prefix: str = "") -> list[str]:
