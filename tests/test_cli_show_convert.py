@@ -133,6 +133,14 @@ def test_show_values_summarises_unless_full(capsys, model: Path) -> None:
     assert code == 2 and "no variable named 'no/such'" in err
 
 
+def test_one_variable_is_counted_in_the_singular(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "one.safetensors"
+    weightkit.save(Store.from_arrays({"w": np.zeros((), np.float32)}), path)
+    assert cli(capsys, "show", path)[1].splitlines()[-1] == "1 variable, 1 parameter, 4 B"
+    assert cli(capsys, "verify", path, "--via", "npz")[1].splitlines()[0] == \
+        f"{path}: safetensors, 1 variable"
+
+
 def test_show_escapes_hostile_names(capsys, tmp_path: Path) -> None:
     path = tmp_path / "evil.safetensors"
     name = "a\nb\x1b[31m::error::x"
