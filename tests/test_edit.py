@@ -407,6 +407,7 @@ def test_a_template_that_does_not_fit_is_refused_and_nothing_written(tmp_path, c
                  "--like", str(template)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error:" in err
+    assert "the template has no place for" in err and "--match structure" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
