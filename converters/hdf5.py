@@ -972,6 +972,11 @@ class Placement:
     def __contains__(self, path: str) -> bool:
         return path in self._by_key
 
+    @property
+    def from_template(self) -> bool:
+        """Whether the tree is a `like` template's (tensors placed by name), not the store's."""
+        return self._how == "name"
+
     def __call__(self, path: str) -> Tensor:
         try:
             return self._by_key[path]
@@ -985,9 +990,14 @@ def check_covered(store, tree_paths: list[str], lookup: Placement) -> None:
     """Refuse a write-back that would silently drop tensors the template does not place."""
     placed = {id(lookup(p)) for p in tree_paths if p in lookup}
     extra = [n for n, t in store.items() if id(t) not in placed]
+    if extra and lookup.from_template:
+        raise UsageError(f"the template has no place for {len(extra)} variable(s) (e.g. "
+                         f"{extra[0]!r}): its model has no variable of that name (another "
+                         "model? --match structure pairs by order and shape instead)")
     if extra:
-        raise UsageError(f"the recorded file layout has no place for {len(extra)} tensor(s) "
-                         f"(e.g. {extra[0]!r}); write without the recorded layout or a template")
+        raise UsageError(f"the file layout written back has no place for {len(extra)} "
+                         f"variable(s) (e.g. {extra[0]!r}): write safetensors or npz to add "
+                         "variables")
 
 
 def absent(tree: Mapping[str, Any], lookup: Placement, prefix: str = "") -> list[str]:

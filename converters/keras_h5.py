@@ -613,7 +613,7 @@ FORMAT = Format(
     sniff=sniff, read=read, plan=plan, write=write,
     suffixes=(".h5", ".hdf5"), aliases=("h5", "hdf5"), git_patterns=("*.h5",),
     namespace=NAMESPACE,
-    structure="the keras_h5 file structure (model_config, training_config, attributes)",
+    structure="the keras-h5 file structure (model_config, training_config, attributes)",
     templates=("keras-h5",),
     extract=extract,
 )

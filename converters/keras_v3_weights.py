@@ -316,7 +316,7 @@ FORMAT = Format(
     sniff=sniff, read=read, plan=plan, write=write,
     suffixes=(".weights.h5", ".weights.json"), aliases=("weights-h5",),
     namespace=NAMESPACE,
-    structure="the keras_weights_h5 file structure (layer groups, attributes)",
+    structure="the keras-weights-h5 file structure (layer groups, attributes)",
     templates=("keras-weights-h5",),
     extract=extract,
     sharded=sharded,

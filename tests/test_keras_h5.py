@@ -290,7 +290,7 @@ def test_tf_keras_loads_h5_converted_from_its_checkpoints(tmp_path: Path) -> Non
             continue  # a training run (trend's fixture), not a models.py model to rebuild
         direct, via = tmp_path / f"{entry['path']}.h5", tmp_path / f"{entry['path']}.st"
         with weightkit.load(fixture(entry)) as store:
-            assert "the tf_checkpoint object graph and its keys" in weightkit.losses(store, "keras-h5")
+            assert "the tf-checkpoint object graph and its keys" in weightkit.losses(store, "keras-h5")
             weightkit.save(store, direct, "keras-h5", allow_lossy=True)
             weightkit.save(store, via, "safetensors")
         back = tmp_path / f"{entry['path']}-via.h5"

@@ -204,6 +204,36 @@ def test_files_in_any_format_exploding_and_variables_that_appear(tmp_path):
     assert done.returncode == 0 and done.stdout.splitlines()[-1].endswith(" 0 exploding")
 
 
+def test_the_api_takes_what_the_other_api_functions_and_the_command_take(tmp_path):
+    # weightkit.trend lacked weights_only (the command has --weights-only), named the input
+    # format `format` where diff/stats say from_format, and refused open stores with a
+    # TypeError, though the README says every API function takes paths or open stores.
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal(8).astype(np.float32)
+    steps = [{"w": w * np.float32(k), "opt": w + k, "total": np.float32([k])} for k in (1, 2)]
+    paths = []
+    for k, arrays in enumerate(steps):
+        store = Store({n: weightkit.Tensor.from_array(
+            a, {"role": {"w": "weight", "opt": "optimizer", "total": "metric"}[n]})
+            for n, a in arrays.items()})
+        paths.append(tmp_path / f"ckpt-{k}.safetensors")
+        weightkit.save(store, paths[-1])
+    names = lambda doc: [v["name"] for v in doc["variables"]]  # noqa: E731
+    assert names(weightkit.trend(paths)) == ["w", "opt", "total"]
+    assert names(weightkit.trend(paths, no_optimizer=True)) == ["w", "total"]
+    assert names(weightkit.trend(paths, weights_only=True)) == ["w"]
+    doc = weightkit.trend(paths, from_format="safetensors", weights_only=True)
+    assert doc == weightkit.trend(paths, format="safetensors", weights_only=True)  # old name
+    cli = json.loads(run_cli("trend", *paths, "--weights-only", "--json").stdout)
+    assert doc["variables"] == cli["variables"]
+    with weightkit.load(paths[0]) as a, weightkit.load(paths[1]) as b:
+        opened = weightkit.trend([a, b], weights_only=True)
+    assert opened["variables"] == doc["variables"]
+    assert [c["step"] for c in opened["checkpoints"]] == [0, 1]
+    with pytest.raises(weightkit.UsageError, match="explode"):
+        weightkit.trend(paths, explode=1)
+
+
 def test_pieces_cross_chunk_boundaries_the_same(tmp_path):
     """A variable larger than one read (and than one piece) gives the same numbers in
     lockstep as numpy on the whole arrays."""

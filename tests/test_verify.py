@@ -162,6 +162,10 @@ def test_declared_losses_make_a_pair_lossy(safetensors_file, monkeypatch, capsys
     assert main(["verify", str(safetensors_file), "--from", "safetensors", "--via", "safetensors"]) == 1
     out = capsys.readouterr().out
     assert "lossy" in out and "safetensors: the moon" in out
+    # --quiet: the README's "--quiet silences it" for every command that reads a whole model
+    args = ["verify", str(safetensors_file), "--via", "safetensors", "--quiet"]
+    assert main(args) == 1 and capsys.readouterr() == ("", "")
+    assert main([*args, "--json"]) == 1 and capsys.readouterr() == ("", "")
 
 
 def test_a_plain_safetensors_file_through_a_checkpoint_is_lossy_not_different(tmp_path):
