@@ -65,7 +65,7 @@ from . import carry, keras_config
 from .atomic import atomic_output
 from .dtypes import STRING, dtype_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
-from .foreign import structure_losses
+from .foreign import reader_added, structure_losses
 from .format import Format, WritePlan
 from . import source as seam
 from .mapped import rows
@@ -764,11 +764,12 @@ def _carry_doc(store: Store, encodings: dict[str, dict], order: list[str],
     """What TF.js cannot hold of `store` (see `carry.py`); None when nothing."""
     gone = set(keep_out) | {NAMESPACE}
     meta = {k: v for k, v in store.meta.items() if k not in gone}
+    added = tuple(reader_added(store))
     tensors = {}
     for name, tensor in store.items():
-        derived = (NAMESPACE, QUANTIZATION, "layout") if isinstance(
+        derived = (NAMESPACE, QUANTIZATION, "layout", *added) if isinstance(
             tensor.meta.get(NAMESPACE), dict) and "quantization" in tensor.meta[NAMESPACE] \
-            else (NAMESPACE, "layout")  # a layout comes from a model's operators
+            else (NAMESPACE, "layout", *added)  # a layout comes from a model's operators
         own = {k: v for k, v in tensor.meta.items() if k not in derived
                and not (k == "key" and v == name)
                and not (k == "role" and v in ("weight", "optimizer"))}  # the manifest says

@@ -387,3 +387,20 @@ def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path):
     assert proc.returncode == 130, stderr
     assert stderr.strip() == "weightkit: interrupted", stderr
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["conv--tfjs-layers", "tlconv--keras3-f16.tflite",
+                                  "consts--tf-frozen.pb", "dtypes--tfjs-encoded"])
+def test_deployment_files_verify_clean(name, capsys):
+    """Valid deployment files pass a default verify: a TF.js model round-tripped through a
+    `.tflite` weights container keeps its model.json (the container's own tensor table is not
+    written into it), and a default route whose way back would lose something is skipped with
+    the reason, not reported as a lossy finding (exit 1)."""
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "fixtures" / name
+    assert main(["verify", str(path), "--json"], prog="weightkit") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "ok"
+    assert {t["status"] for t in doc["trips"]} <= {"identical", "skipped"}
+    if name == "conv--tfjs-layers":
+        assert main(["verify", str(path), "--via", "tflite"], prog="weightkit") == 0
