@@ -945,20 +945,20 @@ def empty_list_attr() -> dict:
 def template(store, like, namespace: str) -> tuple[dict | None, Placement | None]:
     """The recorded meta of `namespace` to write back, and the placement of tensors in it.
 
-    The store's own meta wins (tensors matched by their `key`); else a `like` template's meta,
-    with tensors matched by the template's canonical names, and the template's own optimizer
-    state and counters where the store has none of that name (`format.py`'s template rule).
+    A `like` template's meta wins (`format.py`'s template rule), with tensors matched by the
+    template's canonical names, and the template's own optimizer state and counters where the
+    store has none of that name; else the store's own meta (tensors matched by their `key`).
     (None, None) if neither has it.
     """
-    if namespace in store.meta:
-        by_key = {t.meta.get("key"): t for t in store.values()}
-        names = {t.meta.get("key"): n for n, t in store.items()}
-        return store.meta[namespace], Placement(by_key, names, "key")
     if like is not None and namespace in like.meta:
         key_to_name = {t.meta.get("key"): n for n, t in like.items()}
         by_key = {k: store[n] if n in store else like[n] for k, n in key_to_name.items()
                   if n in store or like[n].role in ("optimizer", "counter")}
         return like.meta[namespace], Placement(by_key, key_to_name, "name")
+    if namespace in store.meta:
+        by_key = {t.meta.get("key"): t for t in store.values()}
+        names = {t.meta.get("key"): n for n, t in store.items()}
+        return store.meta[namespace], Placement(by_key, names, "key")
     return None, None
 
 

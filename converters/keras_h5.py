@@ -241,7 +241,7 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     if NAMESPACE not in store.meta and like is None and _written_order(store) != list(store):
         lost.append("the order of variables (a tf.keras .h5 holds each layer's weights "
                     "together, in the order Keras creates them: kernel before bias)")
-    if NAMESPACE in store.meta:
+    if NAMESPACE in store.meta and (like is None or NAMESPACE not in like.meta):
         recorded = store.meta[NAMESPACE]
         problems = with_renames(recorded["tree"], recorded["layout"], store)[2]
         if problems:
@@ -275,10 +275,10 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
             keras_config.full_model_tree(model, store)
         return tree, tensors.__getitem__
     tree = recorded["tree"]
-    if like is None or NAMESPACE in store.meta:
+    if like is None or NAMESPACE not in like.meta:
         tree = without_dropped(tree, recorded["layout"], lookup)
     hdf5.check_covered(store, [p for p, node in hdf5.walk(tree) if "dataset" in node], lookup)
-    if like is None or NAMESPACE in store.meta:
+    if like is None or NAMESPACE not in like.meta:
         renamed, moved, problems = with_renames(tree, recorded["layout"], store)
         if not problems and moved:
             return renamed, lambda p, get=lookup: get(moved.get(p, p))

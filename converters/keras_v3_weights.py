@@ -167,6 +167,8 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     (`build_tree`) does not give back when read."""
     foreign = structure_losses(store, (NAMESPACE,), like)
     lost = hdf5.dtype_losses(store) + foreign
+    if like is not None and NAMESPACE in like.meta:
+        return lost  # the template's layout and names are written
     if NAMESPACE in store.meta:
         return lost + rename_losses(with_renames(store.meta[NAMESPACE], store)[1])
     tree, placed = build_tree(store)
@@ -211,10 +213,10 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
     if recorded is None:
         tree, tensors = build_tree(store)
         return {"tree": tree}, tensors.__getitem__
-    if like is None or NAMESPACE in store.meta:
+    if like is None or NAMESPACE not in like.meta:
         recorded = without_dropped(recorded, lookup)
     hdf5.check_covered(store, _recorded_paths(recorded), lookup)
-    if like is None or NAMESPACE in store.meta:
+    if like is None or NAMESPACE not in like.meta:
         recorded = with_renames(recorded, store)[0]
     return recorded, lookup
 
