@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,7 +35,7 @@ from .keras3_tree import (load_json, merged_tree, rename_losses, substore, tenso
                           with_renames, without_dropped, write_h5)
 from .keras_names import group_ranks, listing_key, name_tree, submodel, variable_order
 from .atomic import atomic_output
-from .errors import CorruptFileError, UnsafeFileError, UsageError
+from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError, WeightsNote
 from .foreign import structure_losses
 from .format import Format, ShardedWrite, WritePlan
 from .store import Store, Tensor
@@ -77,6 +78,12 @@ def extract(store: Store, name: str) -> Store:
 def read(path: str) -> Store:
     if path.lower().endswith(".json"):
         return _read_sharded(path)
+    index = _index_of_shard(path)
+    if index is not None:
+        warnings.warn(WeightsNote(
+            f"{path}: named as a shard of {index}; read alone it is part of the model (the "
+            "optimizer's variables by position): read the .weights.json for the whole model"),
+            stacklevel=2)
     f = hdf5.open_file(path)
     try:
         tree, datasets = hdf5.describe(f, path, seam.getsize(path))
@@ -88,6 +95,23 @@ def read(path: str) -> Store:
     except BaseException:
         f.close()
         raise
+
+
+_SHARD = re.compile(r"(.+)_\d{5}\.weights\.h5", re.IGNORECASE)  # keras/src/saving/saving_lib.py
+
+
+def _index_of_shard(path: str) -> str | None:
+    """The `.weights.json` beside `path` when `path` is named as Keras names its shards
+    (`model_00001.weights.h5` of `model.weights.json`). Only its existence is asked: a file
+    the user did not name is not read."""
+    match = _SHARD.fullmatch(os.path.basename(path))
+    if match is None:
+        return None
+    index = os.path.join(os.path.dirname(path), match.group(1) + ".weights.json")
+    try:
+        return index if seam.isfile(index) else None
+    except (OSError, WeightsError):
+        return None
 
 
 def _shard_files(index: Any, path: str) -> list[str]:
