@@ -251,6 +251,11 @@ def trend_plan(stores: Sequence[Store], opts: TrendOptions, paths: Sequence[str]
         first = next(s[name] for s in stores if name in s)
         variables.append((name, [s[name] if name in s and s[name].shape == first.shape
                                  else None for s in stores]))
+    weights = [ts for _, ts in variables if next(t for t in ts if t is not None).role
+               == "weight"] or [ts for _, ts in variables]
+    if weights and all(sum(t is not None for t in ts) < 2 for ts in weights):
+        raise UsageError("no model weight is in two of the checkpoints (with its shape): these "
+                         "are not checkpoints of one run; `wdiff` compares different models")
     return checkpoints, variables
 
 

@@ -271,3 +271,12 @@ def test_a_damaged_checkpoint_in_the_run_is_one_line_and_exit_2(tmp_path):
     done = run_cli("trend", run, "--format", "json")
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and "ckpt-3" in done.stderr, done.stderr
+
+
+def test_checkpoints_of_different_models_are_refused(capsys):
+    """Two unrelated models share no model weight (only the optimizer's `iteration`): not a
+    run; exit 2 saying so, instead of a table of one-step series and exit 0."""
+    from weightkit.cli.main import main
+    code = main(["trend", str(FIXTURES / "conv--tfkeras-before-full.h5"),
+                 str(FIXTURES / "mlp--tfkeras-full.h5")], prog="weightkit")
+    assert code == 2 and "not checkpoints of one run" in capsys.readouterr().err
