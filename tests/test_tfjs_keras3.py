@@ -171,20 +171,14 @@ def test_keras3_weights_in_a_tfjs_layers_model_load_and_predict_as_keras3(
 # --- the evidence: the TF.js converter's Keras 3 output does not load in TF.js ---------------------
 
 CONVERT = r"""
-import importlib, importlib.util, os, sys, types
+import importlib, os, sys
 from pathlib import Path
 os.environ.pop("TF_USE_LEGACY_KERAS", None)
-root = Path(importlib.util.find_spec("tensorflowjs").origin).parent
-# As fixtures/make_fixtures.py does: the package's __init__ files import JAX for another
-# converter, and the decision-forests and TF Hub imports serve models not converted here.
-for name, where in (("tensorflowjs", root), ("tensorflowjs.converters", root / "converters")):
-    module = types.ModuleType(name)
-    module.__path__ = [str(where)]
-    sys.modules.setdefault(name, module)
-for stand_in in ("tensorflow_decision_forests", "tensorflow_hub"):
-    sys.modules.setdefault(stand_in, types.ModuleType(stand_in))
+sys.path.insert(0, str(Path(sys.argv[5])))  # fixtures/: the converter set up as it makes them
+import make_fixtures
+make_fixtures.tensorflowjs()
 converter = importlib.import_module("tensorflowjs.converters.converter")
-keras_file, keras_out, h5_file, h5_out = sys.argv[1:]
+keras_file, keras_out, h5_file, h5_out = sys.argv[1:5]
 # tensorflowjs_converter --input_format keras_keras / --input_format keras (converter.py)
 converter.dispatch_keras_keras_to_tfjs_layers_model_conversion(keras_file, keras_out)
 converter.dispatch_keras_h5_to_tfjs_layers_model_conversion(h5_file, h5_out)
@@ -206,7 +200,8 @@ def test_tfjs_converter_output_for_keras3_does_not_load_in_tfjs(tmp_path: Path) 
     shutil.copyfile(fixture("mlp--keras3.keras"), keras_file)
     outs = {"keras_keras": tmp_path / "from-keras", "keras": tmp_path / "from-h5"}
     run = subprocess.run([sys.executable, "-c", CONVERT, str(keras_file), str(outs["keras_keras"]),
-                          str(fixture("mlp--keras3-legacy.h5")), str(outs["keras"])],
+                          str(fixture("mlp--keras3-legacy.h5")), str(outs["keras"]),
+                          str(fixture("mlp--keras3.keras").parent)],
                          capture_output=True, text=True, timeout=600,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
                               "CUDA_VISIBLE_DEVICES": ""})
