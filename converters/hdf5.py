@@ -635,37 +635,57 @@ def _source_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.nd
     return get
 
 
-def _mapped_getter(ds, offset: int, path: str | None) -> Callable[[tuple], np.ndarray]:
-    """get(index) as a zero-copy view of a map of the rows it needs (the HDF5 library would
-    copy every block into a new array first)."""
-    fid = ds.file.id
-    fd, dtype, shape, filename = fid.get_vfd_handle(), ds.dtype, ds.shape, ds.file.filename
-    row_bytes = dtype.itemsize * math.prod(shape[1:])
-    opened = os.fstat(fd)
-    size = opened.st_size
+class _OpenFile:
+    """What every mapped read of one open file shares: the library's file id (to tell a closed
+    store), its descriptor, name and size at opening."""
 
-    def get(index: tuple) -> np.ndarray:
-        if not fid.valid:  # closed: the descriptor may already name another file
+    __slots__ = ("fid", "fd", "filename", "opened", "size")
+
+    def __init__(self, f):
+        self.fid, self.fd, self.filename = f.id, f.id.get_vfd_handle(), f.filename
+        self.opened = os.fstat(self.fd)
+        self.size = self.opened.st_size
+
+
+_OPEN_FILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # h5py File -> _OpenFile
+
+
+class _MappedGetter:
+    """get(index) as a zero-copy view of a map of the rows it needs (the HDF5 library would
+    copy every block into a new array first). One small object per dataset (a closure kept
+    ten cells and an fstat result each: ~1 KB for a file of 100,000 datasets)."""
+
+    __slots__ = ("file", "offset", "dtype", "shape", "row_bytes", "path")
+
+    def __init__(self, ds, offset: int, path: str | None):
+        f = ds.file
+        self.file = _OPEN_FILES.get(f) or _OPEN_FILES.setdefault(f, _OpenFile(f))
+        self.offset, self.dtype, self.shape, self.path = offset, ds.dtype, ds.shape, path
+        self.row_bytes = self.dtype.itemsize * math.prod(self.shape[1:])
+
+    def __call__(self, index: tuple) -> np.ndarray:
+        file, dtype, shape, path = self.file, self.dtype, self.shape, self.path
+        if not file.fid.valid:  # closed: the descriptor may already name another file
             raise UsageError("the store is closed", path)
         run = rows(index, shape)
         r0, r1, index = (0, shape[0] if shape else 1, index) if run is None else run
-        start, nbytes = offset + r0 * row_bytes, (r1 - r0) * row_bytes if shape else dtype.itemsize
-        if start + nbytes > size:
+        start = self.offset + r0 * self.row_bytes
+        nbytes = (r1 - r0) * self.row_bytes if shape else dtype.itemsize
+        if start + nbytes > file.size:
             raise CorruptFileError(f"dataset data at {start}+{nbytes} runs past the end of the "
-                                   f"file ({size} bytes)", path)
+                                   f"file ({file.size} bytes)", path)
         if nbytes == 0:
             return np.empty(shape, dtype)[index]
         if nbytes < SMALL_READ:
             block = np.empty(nbytes // dtype.itemsize, dtype)
-            if os.preadv(fd, [block.view(np.uint8)], start) != nbytes:
+            if os.preadv(file.fd, [block.view(np.uint8)], start) != nbytes:
                 raise FileChangedError(path=path)
         else:
-            if start + nbytes > os.fstat(fd).st_size:
+            if start + nbytes > os.fstat(file.fd).st_size:
                 raise FileChangedError(path=path)
-            mapped, at = map_range(fd, start, nbytes, path or filename, opened)
+            mapped, at = map_range(file.fd, start, nbytes, path or file.filename, file.opened)
             block = np.frombuffer(mapped, dtype, nbytes // dtype.itemsize, at)
         return block.reshape((r1 - r0, *shape[1:]) if shape else ())[index]
-    return get
 
 
 def _is_vlen(spec: Any) -> bool:
@@ -746,7 +766,7 @@ def lazy_tensor(ds, dtype: np.dtype, meta: Mapping[str, Any], path: str | None) 
     """A Tensor reading `ds` on demand, with errors turned into CorruptFileError."""
     offset = ds.offset if isinstance(ds, Described) and dtype != STRING else None
     if offset is not None:
-        getter = _mapped_getter if ds.local else _source_getter
+        getter = _MappedGetter if ds.local else _source_getter
         return Tensor(ds.shape, dtype, getter(ds, offset, path), meta)
     vlen = dtype == STRING and h5py_module().check_string_dtype(ds.dtype).length is None
     where = meta.get("key")
