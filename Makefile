@@ -20,8 +20,11 @@ $(BASE): pyproject.toml | $(BIN)/python
 # weightkit with the test tools, the framework oracles (TensorFlow, tf_keras, Keras 3), the
 # HTML report's plotly and the remote extra (fsspec, s3fs, gcsfs, aiohttp; the test extra brings
 # the S3 and GCS emulators); Playwright drives Debian's Chromium (never `playwright install`).
+# The TF.js converter too (tests/test_tfjs_keras3.py runs it), without the dependencies that
+# would replace this TensorFlow (see fixtures/make_fixtures.py, part_tfjs).
 $(FULL): $(BASE)
 	$(BIN)/python -m pip install -q -e '.[test,tensorflow,report,remote]'
+	$(BIN)/python -m pip install -q --no-deps tensorflowjs==4.22.0
 	touch $@
 
 # Debian's Chromium for the HTML report tests (CI runs as root on a fresh machine). If it cannot

@@ -14,7 +14,7 @@ from functools import partial
 from typing import TextIO
 
 from ..converters.errors import UsageError
-from ..converters.quant import dequantize
+from ..converters.quant import dequantize, is_quantized
 from ..converters.registry import FORMATS, index_format, load
 from ..converters.store import Store
 from ..diffing.engine import MATCH_MODES, DiffResult, Options, diff_stores
@@ -144,9 +144,23 @@ def run(args: argparse.Namespace) -> int:
         total = data_bytes(store_a) + data_bytes(store_b)
         with Progress("diff", total, enabled=not args.quiet) as bar:
             result = compare(store_a, store_b, opts=replace(opts, progress=bar.advance))
+        if not quantized and not args.index_only:
+            _hint_dequantize(result, store_a, store_b)
         tripped = evaluate(gate_list, gate_rows(result, args.by))
         report(result, args, args.a, args.b, store_a.format, store_b.format, tripped=tripped,
                stores=None if args.index_only else (store_a, store_b))
     if gate_list:
         return Exit.DIFFERENT if failed(tripped) else Exit.OK
     return Exit.OK if result.identical else Exit.DIFFERENT
+
+
+def _hint_dequantize(result: DiffResult, store_a: Store, store_b: Store) -> None:
+    """A note when variables changed dtype because one side is quantized (a float model
+    against its int8 export): their rows compare stored integers with real values."""
+    quantized = [e for e in result.entries if e.status == "dtype_changed"
+                 and any(name in store and is_quantized(store[name])
+                         for store, name in ((store_a, e.name_a), (store_b, e.name_b)))]
+    if quantized and "export" not in result.summary:  # an export diff's summary says it
+        result.summary.setdefault("notes", []).append(
+            f"{len(quantized)} variable(s) are quantized on one side and compared as stored "
+            "integers; --dequantize compares their real values (scale * (q - zero_point))")

@@ -60,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
     with load(args.model, args.src_format) as store:
         sub = extracted(store, args.name, fmt)
         save(sub, args.out, fmt)
-        print(safe(f"wrote {args.out} ({fmt}): {len(sub)} variables of {args.name!r}"))
+        print(safe(f"wrote {args.out} ({fmt}): {len(sub)} variable{'s' * (len(sub) != 1)} of {args.name!r}"))
     return 0

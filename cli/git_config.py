@@ -76,12 +76,19 @@ def update_attributes(path: Path, enable: bool) -> bool:
     new = "\n".join(new_lines) + "\n" if new_lines else ""
     if new == old:
         return False
-    if not enable and not new and path.exists():
-        path.unlink()
+    if not enable and not new and path.exists() and not _tracked(path):
+        path.unlink()  # ours alone and untracked: we made it
         return True
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new)
     return True
+
+
+def _tracked(path: Path) -> bool:
+    """Whether git tracks `path` (then --disable leaves it, emptied: deleting a tracked file
+    is a change the user did not ask for)."""
+    done = _git("ls-files", "--error-unmatch", path.name, cwd=str(path.parent), check=False)
+    return done.returncode == 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None, prog: str | None = None,
               file=sys.stderr)
         return Exit.ERROR
     except Exception as exc:  # a bug, or a library error a reader failed to translate
+        if _interrupted(exc):  # Ctrl-C or SIGTERM inside code that wrapped it (an import)
+            print(f"{parser.prog}: interrupted", file=sys.stderr)
+            return 130
         if args.debug:
             traceback.print_exc()
         print(f"{parser.prog}: {_error(args)}: unexpected {type(exc).__name__}: {safe(exc)} "
@@ -152,6 +155,18 @@ def main(argv: list[str] | None = None, prog: str | None = None,
     finally:
         signal.signal(signal.SIGTERM, previous)
         warnings.showwarning = show_warning
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether `exc` was caused by an interrupt: Python wraps a KeyboardInterrupt raised while
+    a class is made (`__set_name__`) in a RuntimeError, for one."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _error(args: argparse.Namespace) -> str:

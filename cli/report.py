@@ -16,12 +16,15 @@ from typing import TextIO
 from ..converters.atomic import atomic_output
 from ..converters.deps import require
 from ..converters.errors import UsageError
-from ..diffing.gates import Gate, parse_all
+from ..diffing.gates import Gate, example, parse_all
 from ..diffing.render import View
 from ..diffing.rollup import BY
 from .text import colour
 
 FORMATS = ("text", "json", "markdown", "html")
+_GATE_EXAMPLES = (("rel_l2", "'rel_l2>0.05', 'nan_b>0'"),          # wdiff
+                  ("rel_l2_prev", "'rel_l2_prev>0.05', 'nan>0'"),  # trend
+                  ("std", "'nan>0', 'std>1'"))                     # show
 
 
 def add_report_arguments(parser: argparse.ArgumentParser, numbers: Sequence[str], *,
@@ -48,11 +51,15 @@ def add_report_arguments(parser: argparse.ArgumentParser, numbers: Sequence[str]
                             f"alphabetically); FIELD one of name, {', '.join(numbers)}")
     group.add_argument("--top", metavar="N", type=_positive, help="list only the first N rows")
     if gates:
+        examples = next((text for field, text in _GATE_EXAMPLES if field in numbers),
+                        example(numbers))
         group.add_argument("--fail-if", metavar="'FIELD OP NUMBER'", action="append",
                            default=[],
-                           help="exit 1 when some row's FIELD satisfies OP NUMBER (>, >=, <, <=, "
-                                "==, !=; repeatable), e.g. 'rel_l2>0.05', 'nan>0'; then "
-                                "differences under every gate exit 0")
+                           help="exit 1 when some row's FIELD (one of the --sort fields but "
+                                "name) satisfies OP NUMBER (>, >=, <, <=, ==, !=; repeatable), "
+                                f"e.g. {examples}; otherwise exit 0"
+                                + (", also when the files differ" if "rel_l2" in numbers
+                                   else ""))
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser, filter_alias: bool = False) -> None:

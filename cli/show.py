@@ -154,7 +154,8 @@ def _cells(rows: list[dict], by: str, escape: Any, colour_on: bool = False
 
 def _totals_line(doc: dict) -> str:
     t = doc["totals"]
-    return (f"{t['variables']} variables, {t['parameters']:,} parameters, "
+    return (f"{t['variables']} variable{'s' * (t['variables'] != 1)}, "
+            f"{t['parameters']:,} parameter{'s' * (t['parameters'] != 1)}, "
             f"{_human_bytes(t['bytes'])}")
 
 
@@ -319,8 +320,11 @@ def show_values(store: Store, args: argparse.Namespace) -> int:
         return Exit.OK
     options = {"threshold": sys.maxsize} if args.full else {}
     with np.printoptions(**options):
-        for (name, _, _), label, array in zip(picked, labels, arrays):
-            print(f"{safe(label)}: shape {tuple(array.shape)} {store[name].dtype_name}")
+        for (name, index, _), array in zip(picked, arrays):
+            # the index is parsed numbers (`_index_text`): only the name needs escaping, and
+            # escaping the whole label showed `[::2]` as `[:\x3a2]`
+            label = safe(name) + (_index_text(index) if index is not None else "")
+            print(f"{label}: shape {tuple(array.shape)} {store[name].dtype_name}")
             text = (np.array2string(array, separator=", ") if array.dtype != object
                     else repr(array.tolist()))
             print(safe(text).replace("\\x0a", "\n"))

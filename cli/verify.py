@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="report format (default: text)")
     parser.add_argument("--json", dest="output", action="store_const", const="json",
                         help="the same as --format json")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="print nothing; report only through the exit status")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,12 +52,15 @@ def run(args: argparse.Namespace) -> int:
                              "first")
         check = framework_check(args.file, loaded) if args.load else None
         # read once here, then per target once to write it and once to compare
-        with Progress("verify", data_bytes(loaded) * (1 + 2 * len(vias))) as bar:
+        with Progress("verify", data_bytes(loaded) * (1 + 2 * len(vias)),
+                      enabled=not args.quiet) as bar:
             store = tracked(loaded, bar.advance)
             check_readable(store)
             trips = verify(store, via, check)
         doc = document(args.file, store, trips)
-        if args.output == "json":
+        if args.quiet:
+            pass
+        elif args.output == "json":
             json.dump(doc, sys.stdout, indent=1)
             print()
         else:
@@ -81,5 +86,5 @@ def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = F
             row.append(safe(f"{t.load['status']}: {t.load['detail']}".splitlines()[0])
                        if t.load else "")
         rows.append(row)
-    print(f"{safe(path)}: {store.format}, {len(store)} variables")
+    print(f"{safe(path)}: {store.format}, {len(store)} variable{'s' * (len(store) != 1)}")
     print(table(rows, headers, wrap={2: 60, 3: 50}))

@@ -44,6 +44,9 @@ class AtomicOutput:
         parent, base = os.path.split(final)
         if not os.path.isdir(parent):
             raise FileNotFoundError(f"output directory does not exist: {parent}")
+        if not directory and os.path.isdir(final):  # else the rename fails, naming the temporary
+            raise IsADirectoryError(errno.EISDIR, "is a directory; name a file for this output",
+                                    final)
         prefix = f".{base[:100]}.wk-tmp-"
         temp = _create(os.path.join(parent, prefix), directory)
         self._pending.append((temp, final))

@@ -271,7 +271,7 @@ FORMAT = Format(
     description="TensorFlow checkpoint (prefix, .index, or a directory with a `checkpoint` file)",
     sniff=sniff, read=read, plan=plan, write=write,
     suffixes=(".index", ".ckpt"), aliases=("checkpoint", "ckpt"), git_patterns=("*.index",),
-    namespace=META, structure="the tf_checkpoint object graph and its keys",
+    namespace=META, structure="the tf-checkpoint object graph and its keys",
     index=IndexReading(is_index=is_index, lacks_data=index_without_data, read=read_index),
     templates=("tf-checkpoint", "saved-model"),
     run=lambda path: state_prefixes(path) if seam.isdir(path) and not seam.isfile(path)

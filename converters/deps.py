@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
 
 from .errors import MissingDependencyError
@@ -21,6 +22,9 @@ _INSTALL = {
 
 def require(module: str) -> ModuleType:
     """Import `module`, or raise MissingDependencyError with the command that installs it."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return loaded
     try:
         return importlib.import_module(module)
     except ImportError:

@@ -57,7 +57,10 @@ def dtype_from_name(name: str) -> np.dtype:
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise UsageError(f"unknown dtype {name!r}; known: {', '.join(_BY_NAME)}") from None
+        import difflib
+        close = difflib.get_close_matches(str(name), list(_BY_NAME), n=2, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UsageError(f"unknown dtype {name!r}; {hint}known: {', '.join(_BY_NAME)}") from None
 
 
 def is_floating(dtype: np.dtype) -> bool:

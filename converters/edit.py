@@ -153,7 +153,10 @@ class EditedStore(Store):
 
     def cast(self, pattern: str, dtype: str | np.dtype) -> "EditedStore":
         """Cast floating-point variables to another floating dtype (rounding to nearest)."""
-        target = dtype_from_name(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+        try:
+            target = dtype_from_name(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+        except UsageError as exc:
+            raise UsageError(f"cast {f'{pattern}={dtype}'!r}: {exc}") from None
         name_of_target = dtype_name(target)
         arg = f"{pattern}={name_of_target}"
         if not is_floating(target):

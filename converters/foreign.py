@@ -43,3 +43,20 @@ def structure_losses(store: Store, carried: Iterable[str], like: Store | None = 
         if owner is not None and owner.structure:
             lost.append(f"{owner.structure} of its variables")
     return lost
+
+
+def reader_added(store: Store) -> set[str]:
+    """The variables' metadata namespaces that only the store's own reader added: for a store
+    read from a file that carries another format's variables (a TF.js model round-tripped
+    through a `.tflite` weights container), the container's own per-variable facts (its tensor
+    table). They were never in the origin's file: writing the variables elsewhere may leave
+    them out, and a writer that records its variables' metadata in its file should, or a round
+    trip through the container would change that file."""
+    origin = store.meta.get("source_format")
+    if not isinstance(origin, str) or origin == store.format:
+        return set()
+    try:
+        namespace = registry.get(store.format).namespace
+    except UsageError:
+        return set()
+    return {namespace} if namespace else set()

@@ -8,6 +8,8 @@ recorded in `store.meta` and builds what a writer needs from it:
 - `tfjs_layers_model(model, store)`: the `model.json` the TF.js converter writes for it
   (tensorflow/tfjs `tfjs-converter/python/tensorflowjs/converters/keras_h5_conversion.py`,
   `h5_merged_saved_model_to_tfjs_format` and `write_artifacts`).
+- `tfjs_unloadable(store)`: why TF.js cannot load the Keras model `store` records as a layers
+  model (a Keras 3 model, a `.keras` archive), or None.
 - `full_model_tree(model, store)`: the HDF5 tree of a tf.keras `model.save('m.h5')` holding it,
   as `tf_keras.models.load_model` reads it (tf_keras `src/saving/legacy/hdf5_format.py`,
   `load_model_from_hdf5`, `load_weights_from_hdf5_group`): root attributes `model_config`
@@ -233,6 +235,62 @@ def tfjs_layers_model(model: KerasModel, store: Store
                for keras_name, name in members]
     used = {name for _, name in weights}
     return doc, weights, [n for n in store if n not in used]
+
+
+def _archive_version(store: Store) -> tuple[bool, str | None]:
+    """(whether `store` records a `.keras` archive with a config.json, the Keras version its
+    metadata.json names), from `meta["keras"]` as the keras format keeps it."""
+    archive = store.meta.get("keras")
+    files = archive.get("files") if isinstance(archive, dict) else None
+    if not (isinstance(files, dict) and "config.json" in files):
+        return False, None
+    kept = files.get("metadata.json")
+    text = kept.get("text") if isinstance(kept, dict) else None
+    try:
+        doc = carry.parse_json(text, None, "metadata.json") if isinstance(text, str) else None
+    except CorruptFileError:
+        doc = None
+    version = doc.get("keras_version") if isinstance(doc, dict) else None
+    return True, version if isinstance(version, str) else None
+
+
+def _major(version: str | None) -> int | None:
+    head = version.split(".", 1)[0] if version else ""
+    return int(head) if head.isdigit() else None
+
+
+def tfjs_unloadable(store: Store) -> tuple[str, str] | None:
+    """(the model, why) when TF.js cannot load the Keras model `store` records as a layers
+    model, or None (no model, or one TF.js loads: a tf.keras full-model `.h5`).
+
+    TF.js layers (@tensorflow/tfjs-layers 4.22, the last release) reads Keras 2 configs and
+    matches weights to layers by name (`d1/kernel`). A Keras 3 config is not one: its
+    InputLayer has `batch_shape`, not `batch_input_shape` ("An InputLayer should be passed
+    either a `batchInputShape` or an `inputShape`"), and its `inbound_nodes` are
+    `{"args": [{"class_name": "__keras_tensor__", ...}]}` ("Corrupted configuration, expected
+    array for nodeData"). The TF.js converter (tensorflowjs 4.22) copies that config as it is:
+    for a `.keras` archive (`--input_format keras_keras`), `keras_h5_conversion.py`
+    `h5_v3_merged_saved_model_to_tfjs_format` (lines 253-292) only drops the keys `module`,
+    `registered_name` and `date_saved`; for a Keras 3 legacy `.h5` (`--input_format keras`),
+    `h5_merged_saved_model_to_tfjs_format` copies `model_config` (`_check_version`, line 226,
+    only prints that the version is not 2). For any `.keras` archive, Keras 2 or 3, it names
+    the weights by their HDF5 path (`layers/dense/vars/0`,
+    `_convert_v3_group_structure_to_weights`, lines 294-307), which no TF.js layer owns
+    ("Provided weight data has no target variable"). tests/test_tfjs_keras3.py runs the
+    converter and TF.js to show it."""
+    archive, version = _archive_version(store)
+    if not archive:
+        model = model_of(store) if "keras_h5" in store.meta else None
+        version = model.keras_version if model is not None else None
+    major = _major(version)
+    if archive and major is not None and major < 3:
+        return (f"a .keras archive (keras {version})", "the TF.js converter names its weights "
+                "by position ('layers/dense/vars/0'), which TF.js cannot match to its layers")
+    if archive or (major is not None and major >= 3):
+        return (f"a Keras 3 model (keras {version})" if version else "a Keras 3 model",
+                "TF.js 4.22 reads tf.keras (Keras 2) configs only, and fails on what the TF.js "
+                "converter writes for Keras 3 too")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -238,7 +238,10 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     structure (names, roles and values are kept), and renames the recorded file cannot take
     (`with_renames`)."""
     lost = hdf5.dtype_losses(store) + structure_losses(store, (NAMESPACE,), like)
-    if NAMESPACE in store.meta:
+    if NAMESPACE not in store.meta and like is None and _written_order(store) != list(store):
+        lost.append("the order of variables (a tf.keras .h5 holds each layer's weights "
+                    "together, in the order Keras creates them: kernel before bias)")
+    if NAMESPACE in store.meta and (like is None or NAMESPACE not in like.meta):
         recorded = store.meta[NAMESPACE]
         problems = with_renames(recorded["tree"], recorded["layout"], store)[2]
         if problems:
@@ -272,10 +275,10 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
             keras_config.full_model_tree(model, store)
         return tree, tensors.__getitem__
     tree = recorded["tree"]
-    if like is None or NAMESPACE in store.meta:
+    if like is None or NAMESPACE not in like.meta:
         tree = without_dropped(tree, recorded["layout"], lookup)
     hdf5.check_covered(store, [p for p, node in hdf5.walk(tree) if "dataset" in node], lookup)
-    if like is None or NAMESPACE in store.meta:
+    if like is None or NAMESPACE not in like.meta:
         renamed, moved, problems = with_renames(tree, recorded["layout"], store)
         if not problems and moved:
             return renamed, lambda p, get=lookup: get(moved.get(p, p))
@@ -433,6 +436,7 @@ def _attach(node: dict, path: str, dataset: dict) -> None:
 
 # tf_keras' HDF5_OBJECT_HEADER_LIMIT: a longer name list attribute is split into chunks.
 ATTR_LIMIT = 64512
+VLEN_DESCRIPTOR = 16  # a vlen string in an attribute: length, global heap address, index
 
 
 def without_dropped(tree: dict, layout: str, lookup: hdf5.Placement) -> dict:
@@ -498,28 +502,33 @@ def without_dropped(tree: dict, layout: str, lookup: hdf5.Placement) -> dict:
     return hdf5.edited(tree, remove, attrs)
 
 
-def list_attrs(attrs: list, name: str, values: list[str]) -> list:
+def list_attrs(attrs: list, name: str, values: list[str], cset: str = "ascii") -> list:
     """`attrs` with the Keras name list `name` (one attribute, or chunks `name0`, `name1`, ...)
     set to `values` as tf_keras' `save_attributes_to_hdf5_group` writes it: one vlen string
-    attribute, or, when the fixed-width array exceeds ATTR_LIMIT bytes, the fewest
-    `numpy.array_split` chunks of fixed-width strings that fit; an empty list as an empty
-    float64 array."""
+    attribute while it fits ATTR_LIMIT bytes of object header (a VLEN_DESCRIPTOR per string),
+    else one fixed-width attribute, or, when the fixed-width array exceeds ATTR_LIMIT bytes, the
+    fewest `numpy.array_split` chunks of fixed-width strings that fit; an empty list as an
+    empty float64 array. A name longer than ATTR_LIMIT bytes (tf_keras refuses to save one; it
+    reads one) goes in vlen chunks. The character set is the replaced attribute's, else
+    `cset`."""
     chunk = re.compile(re.escape(name) + r"\d+")
     old = [attr for key, attr in attrs if key == name or chunk.fullmatch(key)]
     kept = [[key, attr] for key, attr in attrs if key != name and not chunk.fullmatch(key)]
     if not values:
         return kept + [[name, hdf5.empty_list_attr()]]
     cset = next((a["type"]["cset"] for a in old if isinstance(a["type"], dict)
-                 and "cset" in a["type"]), "ascii")
+                 and "cset" in a["type"]), cset)
     width = max(1, *(len(v.encode("utf-8")) for v in values))
-    if width > ATTR_LIMIT:
-        raise UsageError(f"a {name} entry is longer than {ATTR_LIMIT} bytes, which tf_keras "
-                         "cannot store")
-    parts = -(-len(values) // (ATTR_LIMIT // width))
+    vlen = {"str": "vlen", "cset": cset}
+    if len(values) * max(width, VLEN_DESCRIPTOR) <= ATTR_LIMIT:
+        return kept + [[name, {"type": vlen, "shape": [len(values)], "value": list(values)}]]
+    per_fixed = ATTR_LIMIT // width
+    per = per_fixed or ATTR_LIMIT // VLEN_DESCRIPTOR
+    parts = -(-len(values) // per)
+    kind = {"str": width, "cset": cset} if per_fixed else vlen
     if parts == 1:
-        return kept + [[name, {"type": {"str": "vlen", "cset": cset}, "shape": [len(values)],
-                               "value": list(values)}]]
-    return kept + [[f"{name}{i}", {"type": {"str": width, "cset": cset}, "shape": [len(part)],
+        return kept + [[name, {"type": kind, "shape": [len(values)], "value": list(values)}]]
+    return kept + [[f"{name}{i}", {"type": kind, "shape": [len(part)],
                                    "value": [values[j] for j in part]}]
                    for i, part in enumerate(np.array_split(np.arange(len(values)), parts))]
 
@@ -554,29 +563,43 @@ def keras_order(members: list[tuple[str, Tensor]]) -> list[tuple[str, Tensor]]:
     return sorted(members, key=key)
 
 
-def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
-    """A tf.keras layout from canonical names: `save_weights` when there are only weights, the
-    `model.save` weight groups (no model_config) when optimizer weights come along."""
+def _layer_groups(store: Store) -> tuple[dict[str, list[tuple[str, Tensor]]],
+                                          list[tuple[str, Tensor]]]:
+    """The weights by layer group, each in Keras' creation order; the other variables."""
     weights = [(n, t) for n, t in store.items() if t.role == "weight"]
     optimizer = [(n, t) for n, t in store.items() if t.role != "weight"]
     layers = layer_of([n for n, _ in weights])
     groups: dict[str, list[tuple[str, Tensor]]] = {}
     for name, tensor in weights:
         groups.setdefault(layers[name], []).append((name, tensor))
-    groups = {layer: keras_order(members) for layer, members in groups.items()}
+    return {layer: keras_order(members) for layer, members in groups.items()}, optimizer
+
+
+def _written_order(store: Store) -> list[str]:
+    """The order `build_tree` lays the variables out in, which a read gives back."""
+    groups, optimizer = _layer_groups(store)
+    return [n for members in groups.values() for n, _ in members] + [n for n, _ in optimizer]
+
+
+def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
+    """A tf.keras layout from canonical names: `save_weights` when there are only weights, the
+    `model.save` weight groups (no model_config) when optimizer weights come along. Name lists
+    longer than an HDF5 attribute holds are split as tf_keras splits them (`list_attrs`)."""
+    groups, optimizer = _layer_groups(store)
     tensors: dict[str, Tensor] = {}
     prefix = "model_weights/" if optimizer else ""
-    weights_root = {"attrs": [[k, hdf5.str_attr(v)] for k, v in DEFAULT_ROOT_ATTRS.items()]
-                    + [["layer_names", hdf5.str_attr(list(groups))]], "children": []}
+    weights_root = {"attrs": list_attrs([[k, hdf5.str_attr(v)]
+                                         for k, v in DEFAULT_ROOT_ATTRS.items()],
+                                        "layer_names", list(groups), "utf-8"), "children": []}
     for layer, members in groups.items():
-        node = {"attrs": [["weight_names", hdf5.str_attr([f"{n}:0" for n, _ in members])]],
-                "children": []}
+        node = {"attrs": list_attrs([], "weight_names", [f"{n}:0" for n, _ in members],
+                                    "utf-8"), "children": []}
         for name, tensor in members:
             hdf5.place(node, f"{name}:0", tensor, tensors, f"{prefix}{layer}/")
         weights_root["children"].append([layer, node])
     if not optimizer:
         return weights_root, tensors
-    opt = {"attrs": [["weight_names", hdf5.str_attr([f"{n}:0" for n, _ in optimizer])]],
+    opt = {"attrs": list_attrs([], "weight_names", [f"{n}:0" for n, _ in optimizer], "utf-8"),
            "children": []}
     for name, tensor in optimizer:
         hdf5.place(opt, f"{name}:0", tensor, tensors, "optimizer_weights/")
@@ -590,7 +613,7 @@ FORMAT = Format(
     sniff=sniff, read=read, plan=plan, write=write,
     suffixes=(".h5", ".hdf5"), aliases=("h5", "hdf5"), git_patterns=("*.h5",),
     namespace=NAMESPACE,
-    structure="the keras_h5 file structure (model_config, training_config, attributes)",
+    structure="the keras-h5 file structure (model_config, training_config, attributes)",
     templates=("keras-h5",),
     extract=extract,
 )

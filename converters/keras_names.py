@@ -34,6 +34,7 @@ The names weightkit gave before (`d1/0`, `optimizer/3`) are kept as aliases.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -286,6 +287,20 @@ def layer_variables(cls: str | None, config: Mapping[str, Any] | None,
     if len(names) != 1:
         return None
     return sorted(fitting)[0]  # variants of one naming (int8, int4 without sub-channels)
+
+
+def variable_order(names: Iterable[str]) -> tuple[str, ...] | None:
+    """The order Keras creates a layer's variables in, given their names (`{"bias",
+    "kernel"}` -> `("kernel", "bias")`): the one order of every variant in `LAYERS` holding
+    exactly these names, or None when none does or variants disagree."""
+    return _order_of(frozenset(names))
+
+
+@functools.lru_cache(maxsize=256)
+def _order_of(wanted: frozenset[str]) -> tuple[str, ...] | None:
+    orders = {tuple(n for n, _, _ in v) for table in LAYERS.values() for v in table(None)
+              if {n for n, _, _ in v} == wanted and len(v) == len(wanted)}
+    return orders.pop() if len(orders) == 1 else None
 
 
 def _fits(variant: Variant, held: list[tuple[tuple[int, ...], str]]) -> bool:

@@ -182,7 +182,7 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     a store without a `.keras` origin or template is refused by `write` (no config.json to
     write), not counted as a loss."""
     lost = hdf5.dtype_losses(store) + structure_losses(store, (NAMESPACE,), like)
-    if NAMESPACE in store.meta:
+    if NAMESPACE in store.meta and (like is None or NAMESPACE not in like.meta):
         recorded = store.meta[NAMESPACE]
         lost += rename_losses(with_renames(recorded, store,
                                            _config(recorded["files"], store.path or ""))[1])
@@ -231,11 +231,11 @@ def _plan(store: Store, like: Store | None, path: str | None) -> tuple[dict, hdf
     if recorded is None:
         raise UsageError("a .keras archive needs the model's config.json, which this store "
                          "lacks; give a .keras template (--like) or write a .weights.h5", path)
-    if like is None or NAMESPACE in store.meta:
+    if like is None or NAMESPACE not in like.meta:
         recorded = without_dropped(recorded, lookup)
     hdf5.check_covered(store, [p for p, n in hdf5.walk(recorded["tree"]) if "dataset" in n],
                        lookup)
-    if like is None or NAMESPACE in store.meta:
+    if like is None or NAMESPACE not in like.meta:
         recorded = with_renames(recorded, store, _config(recorded["files"], path or ""))[0]
     return recorded, lookup
 

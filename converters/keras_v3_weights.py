@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,9 +33,9 @@ from . import hdf5
 from . import source as seam
 from .keras3_tree import (load_json, merged_tree, rename_losses, substore, tensors_from,
                           with_renames, without_dropped, write_h5)
-from .keras_names import group_ranks, listing_key, name_tree, submodel
+from .keras_names import group_ranks, listing_key, name_tree, submodel, variable_order
 from .atomic import atomic_output
-from .errors import CorruptFileError, UnsafeFileError, UsageError
+from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError, WeightsNote
 from .foreign import structure_losses
 from .format import Format, ShardedWrite, WritePlan
 from .store import Store, Tensor
@@ -77,6 +78,12 @@ def extract(store: Store, name: str) -> Store:
 def read(path: str) -> Store:
     if path.lower().endswith(".json"):
         return _read_sharded(path)
+    index = _index_of_shard(path)
+    if index is not None:
+        warnings.warn(WeightsNote(
+            f"{path}: named as a shard of {index}; read alone it is part of the model (the "
+            "optimizer's variables by position): read the .weights.json for the whole model"),
+            stacklevel=2)
     f = hdf5.open_file(path)
     try:
         tree, datasets = hdf5.describe(f, path, seam.getsize(path))
@@ -88,6 +95,23 @@ def read(path: str) -> Store:
     except BaseException:
         f.close()
         raise
+
+
+_SHARD = re.compile(r"(.+)_\d{5}\.weights\.h5", re.IGNORECASE)  # keras/src/saving/saving_lib.py
+
+
+def _index_of_shard(path: str) -> str | None:
+    """The `.weights.json` beside `path` when `path` is named as Keras names its shards
+    (`model_00001.weights.h5` of `model.weights.json`). Only its existence is asked: a file
+    the user did not name is not read."""
+    match = _SHARD.fullmatch(os.path.basename(path))
+    if match is None:
+        return None
+    index = os.path.join(os.path.dirname(path), match.group(1) + ".weights.json")
+    try:
+        return index if seam.isfile(index) else None
+    except (OSError, WeightsError):
+        return None
 
 
 def _shard_files(index: Any, path: str) -> list[str]:
@@ -162,14 +186,15 @@ def _read_shards(path: str) -> Store:
 
 def losses(store: Store, like: Store | None = None) -> list[str]:
     """As for every HDF5 format (`hdf5.dtype_losses`): 4-bit dtypes, foreign strings with
-    NULs; for a store read from another format also its file structure and the names, roles and order
-    that the layout built from names (`build_tree`) does not give back when read."""
+    NULs; for a store not read from a `.weights.h5` (with or without a structure of its own)
+    its file structure and the names, roles and order that the layout built from names
+    (`build_tree`) does not give back when read."""
     foreign = structure_losses(store, (NAMESPACE,), like)
     lost = hdf5.dtype_losses(store) + foreign
+    if like is not None and NAMESPACE in like.meta:
+        return lost  # the template's layout and names are written
     if NAMESPACE in store.meta:
         return lost + rename_losses(with_renames(store.meta[NAMESPACE], store)[1])
-    if not foreign:
-        return lost
     tree, placed = build_tree(store)
     read_as = name_tree(tree).names
     read_as = {p: read_as[p] for p in sorted(read_as, key=listing_key(tree))}
@@ -212,10 +237,10 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
     if recorded is None:
         tree, tensors = build_tree(store)
         return {"tree": tree}, tensors.__getitem__
-    if like is None or NAMESPACE in store.meta:
+    if like is None or NAMESPACE not in like.meta:
         recorded = without_dropped(recorded, lookup)
     hdf5.check_covered(store, _recorded_paths(recorded), lookup)
-    if like is None or NAMESPACE in store.meta:
+    if like is None or NAMESPACE not in like.meta:
         recorded = with_renames(recorded, store)[0]
     return recorded, lookup
 
@@ -275,22 +300,38 @@ def sharded(plan: WritePlan, path: str) -> ShardedWrite | None:
 
 
 def build_tree(store: Store) -> tuple[dict, dict[str, Tensor]]:
-    """A Keras 3 layout from canonical names `<layer path>/<i>` (or a `.../vars/<i>` key)."""
+    """A Keras 3 layout from canonical names: a `.../vars/<i>` key or a positional name
+    `<layer>/<i>` keeps its place; variables named as Keras names them (`d1/kernel`,
+    `d1/bias`) go to `layers/d1/vars/<i>` in the order Keras creates them
+    (`keras_names.variable_order`), others in store order."""
     root: dict = {"attrs": [], "children": []}
     tensors: dict[str, Tensor] = {}
     counters: dict[str, int] = {}
+    placed: list[tuple[str, str | None, str, Tensor]] = []  # group, index, last part, tensor
     for name, tensor in store.items():
         key = tensor.meta.get("key", "")
         key = key.split(":", 1)[1] if re.match(r"^[^/:]+\.weights\.h5:", key or "") else key
         match = _VAR.match(key) if isinstance(key, str) else None
         if match is not None and match.group(1):
-            group, index = match.group(1), match.group(2)
-        else:
-            parts = name.rsplit("/", 1)
-            has_index = len(parts) == 2 and parts[1].isdigit()
-            layer = parts[0] if has_index else (name.split("/")[0] if "/" in name else name)
-            group = "optimizer" if tensor.role != "weight" else f"layers/{layer}"
-            index = parts[1] if has_index else str(counters.get(group, 0))
+            placed.append((match.group(1), match.group(2), "", tensor))
+            continue
+        parts = name.rsplit("/", 1)
+        has_index = len(parts) == 2 and parts[1].isdigit()
+        layer = parts[0] if has_index else (name.split("/")[0] if "/" in name else name)
+        group = "optimizer" if tensor.role != "weight" else f"layers/{layer}"
+        placed.append((group, parts[1] if has_index else None, parts[-1], tensor))
+    by_group: dict[str, list[str]] = {}
+    for group, index, last, _ in placed:
+        if index is None:
+            by_group.setdefault(group, []).append(last)
+    orders = {group: variable_order(lasts) for group, lasts in by_group.items()
+              if group != "optimizer" and len(set(lasts)) == len(lasts)}
+    for group, index, last, tensor in placed:
+        order = orders.get(group)
+        if index is None and order is not None:
+            index = str(order.index(last))
+        elif index is None:
+            index = str(counters.get(group, 0))
         counters[group] = max(counters.get(group, 0), int(index) + 1)
         hdf5.place(root, f"{group}/vars/{index}", tensor, tensors, "")
     return root, tensors
@@ -301,7 +342,7 @@ FORMAT = Format(
     sniff=sniff, read=read, plan=plan, write=write,
     suffixes=(".weights.h5", ".weights.json"), aliases=("weights-h5",),
     namespace=NAMESPACE,
-    structure="the keras_weights_h5 file structure (layer groups, attributes)",
+    structure="the keras-weights-h5 file structure (layer groups, attributes)",
     templates=("keras-weights-h5",),
     extract=extract,
     sharded=sharded,

@@ -2,6 +2,7 @@
 input refers to may lie outside it."""
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 
@@ -13,12 +14,35 @@ def check_input(path: str) -> os.stat_result:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise UsageError("no such file or directory", path) from None
+        raise UsageError("no such file or directory" + _nearby(path), path) from None
     except OSError as exc:
         raise UsageError(exc.strerror or str(exc), path) from None
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         raise UnsafeFileError("not a regular file or directory (FIFO, socket or device)", path)
     return st
+
+
+def _nearby(path: str, limit: int = 10_000) -> str:
+    """`; did you mean 'a', 'b'?` naming the entries of the directory `path` names whose names
+    are closest to its last part (a checkpoint prefix by its `.index`), or "" when none is close
+    (or the directory is missing or holds more than `limit` entries)."""
+    parent, base = os.path.split(path)
+    if not base:
+        return ""
+    try:
+        with os.scandir(parent or ".") as entries:
+            names = []
+            for entry in entries:
+                names.append(entry.name)
+                if len(names) > limit:
+                    return ""
+    except OSError:
+        return ""
+    names += [n[:-len(".index")] for n in names if n.endswith(".index")]
+    close = difflib.get_close_matches(base, list(dict.fromkeys(names)), n=3, cutoff=0.75)
+    if not close:
+        return ""
+    return "; did you mean " + ", ".join(repr(os.path.join(parent, n)) for n in close) + "?"
 
 
 def inside(directory: str, name: str) -> str:

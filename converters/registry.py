@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from . import source as seam
-from .errors import LossyConversionError, UnknownFormatError, UsageError
+from .errors import LossyConversionError, UnknownFormatError, UsageError, WeightsError
 from .format import Format, WritePlan
 from .store import Store
 
@@ -288,12 +288,35 @@ def save(store: Store, path: str | os.PathLike, format: str | None = None, *,
     path = seam.local_path(path)
     name = format or format_for_output(path)
     planned = check(store, name, like, allow_lossy=allow_lossy, path=path, planned=planned)
+    if not seam.is_url(path):
+        _check_replaced_directory(os.fspath(path), name)
     if seam.is_url(path):
         from .atomic import remote_output
         with remote_output(path) as local:  # written here, then uploaded, the index last
             get(name).write(planned, local)
         return
     get(name).write(planned, path)
+
+
+def _check_replaced_directory(path: str, name: str) -> None:
+    """A directory output (a SavedModel, a TF.js model) replaces what is at `path` whole: refuse
+    an existing directory that holds anything but a `name` model (the current directory, a
+    project folder), which the replacement would delete."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return
+    with os.scandir(path) as entries:
+        if next(entries, None) is None:
+            return  # empty: nothing to lose
+    try:
+        held = detect(path)
+    except WeightsError:
+        held = None
+    if held == name:
+        return  # an earlier output: replaced, as a file output is
+    what = f"a {held} model" if held else "files that are not a model"
+    raise UsageError(f"the output is an existing directory holding {what}; refusing to replace "
+                     f"it (it would be deleted): name a new directory, or remove this one first",
+                     path)
 
 
 def git_patterns() -> list[str]:

@@ -274,6 +274,6 @@ FORMAT = Format(
     name=NAME, description="TensorFlow SavedModel directory",
     sniff=sniff, read=read, plan=plan, write=write,
     aliases=("savedmodel",), namespace=META,
-    structure="the saved_model graph (saved_model.pb, assets)",
+    structure="the saved-model graph (saved_model.pb, assets)",
     templates=("saved-model",), output_is_directory=True,
 )

@@ -37,6 +37,10 @@ written as a TF.js layers model when it carries a Keras model (a tf.keras full-m
 the TF.js converter writes, see `keras_config.tfjs_layers_model`), else as a weights-only
 `model.json` (loadable with `tf.io.loadWeights`); both in converter-style shards of 4 MiB
 (`group1-shard1of2.bin`, tensorflow/tfjs `tfjs-converter/python/tensorflowjs/write_weights.py`).
+A Keras 3 model (a `.keras` archive, a Keras 3 legacy `.h5`) is refused (`UsageError`): TF.js
+cannot load it as a layers model, not even as the converter writes it
+(`keras_config.tfjs_unloadable`); its weights go into a TF.js layers model of the same
+architecture given as the template (`like`), paired by name.
 Dtypes TF.js lacks are stored in a form it loads, with the original dtype in
 `userDefinedMetadata["weightkit"]` (the carry, see `carry.py`): float16 as float16 quantization;
 uint8 / uint16 as such quantization with scale 1, min 0 (TF.js loads the exact values as int32);
@@ -61,10 +65,11 @@ from . import carry, keras_config
 from .atomic import atomic_output
 from .dtypes import STRING, dtype_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
-from .foreign import structure_losses
+from .foreign import reader_added, structure_losses
 from .format import Format, WritePlan
 from . import source as seam
 from .mapped import rows
+from .names import role_allows
 from .paths import inside
 from .store import Index, Store, Tensor, check_shape
 
@@ -764,11 +769,12 @@ def _carry_doc(store: Store, encodings: dict[str, dict], order: list[str],
     """What TF.js cannot hold of `store` (see `carry.py`); None when nothing."""
     gone = set(keep_out) | {NAMESPACE}
     meta = {k: v for k, v in store.meta.items() if k not in gone}
+    added = tuple(reader_added(store))
     tensors = {}
     for name, tensor in store.items():
-        derived = (NAMESPACE, QUANTIZATION, "layout") if isinstance(
+        derived = (NAMESPACE, QUANTIZATION, "layout", *added) if isinstance(
             tensor.meta.get(NAMESPACE), dict) and "quantization" in tensor.meta[NAMESPACE] \
-            else (NAMESPACE, "layout")  # a layout comes from a model's operators
+            else (NAMESPACE, "layout", *added)  # a layout comes from a model's operators
         own = {k: v for k, v in tensor.meta.items() if k not in derived
                and not (k == "key" and v == name)
                and not (k == "role" and v in ("weight", "optimizer"))}  # the manifest says
@@ -818,6 +824,13 @@ def _plan(store: Store, like: Store | None) -> Plan:
     template = _template(store, like)
     if template is not None:
         return _plan_template(store, template)
+    unloadable = keras_config.tfjs_unloadable(store)
+    if unloadable is not None:
+        what, why = unloadable
+        raise UsageError(f"TF.js cannot load {what} as a layers model: {why}; write the "
+                         "weights into a TF.js layers model of the same architecture (one "
+                         "TF.js saved, or one converted from a tf_keras .h5) instead: --like "
+                         "WEB_MODEL --weights-only", store.path)
     model = keras_config.model_of(store)
     if model is not None and model.source != NAME:
         return _plan_keras(store, model)
@@ -873,6 +886,11 @@ def _plan_template(store: Store, template: Any) -> Plan:
                          "TF.js loads every weight its topology names (strict loading fails); "
                          "drop only optimizer weights, or write safetensors or npz")
     if topology and added:
+        if not any(role_allows(store[n].role, "weights") for n in added):
+            raise UsageError(f"the TF.js {doc.get('format', 'model')} has no place for "
+                             f"{len(added)} optimizer or metric variable(s) (e.g. "
+                             f"{added[0]!r}): its topology names the model's weights only; "
+                             "leave them out with --weights-only")
         raise UsageError(f"the TF.js model has no place for {len(added)} tensor(s) "
                          f"(e.g. {added[0]!r}): its topology names its weights; write "
                          "safetensors or npz, or a weights-only TF.js file without --like")

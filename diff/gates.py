@@ -63,7 +63,7 @@ def parse(text: str, fields: Sequence[str]) -> Gate:
     match = _GATE.fullmatch(text)
     if not match:
         raise UsageError(f"--fail-if: expected 'FIELD OP NUMBER' with OP one of "
-                         f"{' '.join(OPERATORS)} (e.g. 'rel_l2>0.05'), received {text!r}")
+                         f"{' '.join(OPERATORS)} (e.g. {example(fields)}), received {text!r}")
     name, op, number = match.groups()
     if name not in fields:
         close = difflib.get_close_matches(name, fields, n=3, cutoff=0.5)
@@ -75,6 +75,16 @@ def parse(text: str, fields: Sequence[str]) -> Gate:
     except ValueError:
         raise UsageError(f"--fail-if: expected a number after {op}, received {number!r}") from None
     return Gate(name, op, value)
+
+
+def example(fields: Sequence[str]) -> str:
+    """A gate the command with these fields takes: 'rel_l2>0.05' for wdiff, 'nan>0' for show,
+    'rel_l2_prev>0.05' for trend."""
+    for name, text in (("rel_l2", "'rel_l2>0.05'"), ("rel_l2_prev", "'rel_l2_prev>0.05'"),
+                       ("nan", "'nan>0'")):
+        if name in fields:
+            return text
+    return f"'{fields[0]}>0'" if fields else "'FIELD>0'"
 
 
 def parse_all(texts: Iterable[str] | None, fields: Sequence[str]) -> list[Gate]:

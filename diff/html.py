@@ -257,7 +257,8 @@ def show_report(store: Store, doc: dict, rows: list[dict], by: str) -> str:
     page = _Page(f"weightkit show {doc['file']}")
     t = doc["totals"]
     page.add(f"<h1>weightkit show</h1><p class=\"meta\">{_esc(doc['file'])} "
-             f"({_esc(doc['format'])})</p><p class=\"summary\">{t['variables']} variables, "
+             f"({_esc(doc['format'])})</p><p class=\"summary\">{t['variables']} "
+             f"variable{'s' * (t['variables'] != 1)}, "
              f"{t['parameters']:,} parameters, {t['bytes']:,} bytes</p>")
     go = page.go
     layers = {}

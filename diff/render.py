@@ -422,7 +422,8 @@ def trend_summary_line(result: Any) -> str:
         parts.append(f"{s['with_nan']} with NaN (first at step {s['first_nan_step']})")
     if s["with_inf"]:
         parts.append(f"{s['with_inf']} with Inf (first at step {s['first_inf_step']})")
-    return (f"{s['checkpoints']} checkpoints (steps {steps}), {s['variables']} variables: "
+    return (f"{s['checkpoints']} checkpoints (steps {steps}), {s['variables']} "
+            f"variable{'s' * (s['variables'] != 1)}: "
             + ", ".join(parts))
 
 

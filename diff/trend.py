@@ -174,28 +174,49 @@ def run_paths(runs: Sequence[str | os.PathLike], format: str | None = None) -> l
     return paths
 
 
-def trend(runs: str | os.PathLike | Sequence[str | os.PathLike], *, format: str | None = None,
-          include: Sequence[str] = (), exclude: Sequence[str] = (), no_optimizer: bool = False,
-          explode: float = 10.0, scheduler: str | None = None) -> dict[str, Any]:
+def trend(runs: str | os.PathLike | Store | Sequence[str | os.PathLike | Store], *,
+          from_format: str | None = None, include: Sequence[str] = (),
+          exclude: Sequence[str] = (), no_optimizer: bool = False, weights_only: bool = False,
+          explode: float = 10.0, scheduler: str | None = None,
+          format: str | None = None) -> dict[str, Any]:
     """The trend of a training run as the JSON document `weightkit trend --format json` prints
     (`diff/schema-trend.json`; non-finite numbers as "inf"/"-inf"/"nan").
 
     `runs`: a checkpoint directory with a `checkpoint` state file, or the checkpoints (files or
-    prefixes, any format weightkit reads) oldest first. `scheduler`: run on a Dask cluster
-    (`--scheduler`: an address, or `local:N`; the same document). Raises UsageError (fewer than
-    two checkpoints) and the readers' WeightsError subclasses."""
+    prefixes, any format weightkit reads, or open `Store`s) oldest first. `from_format`: the
+    input format, as `--from` (`format` is its old spelling); `include`, `exclude`,
+    `no_optimizer`, `weights_only` select as the command's flags do. `scheduler`: run on a Dask
+    cluster (`--scheduler`: an address, or `local:N`; the same document; paths only). Raises
+    UsageError (fewer than two checkpoints, a bad option) and the readers' WeightsError
+    subclasses."""
     from ..converters.registry import load
     from .render import trend_json
-    runs = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
-    paths = run_paths(runs, format)
-    opts = TrendOptions(tuple(include), tuple(exclude), no_optimizer, explode)
+    if format is not None and from_format is not None and format != from_format:
+        raise UsageError(f"trend: format={format!r} and from_format={from_format!r} disagree "
+                         "(format is the old spelling of from_format)")
+    from_format = from_format or format
+    runs = [runs] if isinstance(runs, (str, os.PathLike, Store)) else list(runs)
+    try:
+        opts = TrendOptions(tuple(include), tuple(exclude), no_optimizer, explode,
+                            weights_only=weights_only)
+    except ValueError as exc:
+        raise UsageError(f"trend: {exc}") from None
+    if any(isinstance(r, Store) for r in runs):
+        if not all(isinstance(r, Store) for r in runs) or scheduler is not None:
+            raise UsageError("trend: expected paths or open stores, not both (and paths with "
+                             "a scheduler: its workers open the files themselves)")
+        if len(runs) < 2:
+            raise UsageError(f"trend: expected two checkpoints or more; received {len(runs)}")
+        return trend_json(trend_stores(runs, opts, [s.path or f"#{i}"
+                                                    for i, s in enumerate(runs)]))
+    paths = run_paths(runs, from_format)
     with contextlib.ExitStack() as stack:
-        stores = [stack.enter_context(load(p, format)) for p in paths]
+        stores = [stack.enter_context(load(p, from_format)) for p in paths]
         if scheduler is None:
             return trend_json(trend_stores(stores, opts, paths))
         from . import distributed
         cluster = stack.enter_context(distributed.Cluster(scheduler))
-        sources = [distributed.Source.of(p, format) for p in paths]
+        sources = [distributed.Source.of(p, from_format) for p in paths]
         return trend_json(distributed.trend_stores(stores, sources, opts, paths, cluster))
 
 
@@ -230,6 +251,11 @@ def trend_plan(stores: Sequence[Store], opts: TrendOptions, paths: Sequence[str]
         first = next(s[name] for s in stores if name in s)
         variables.append((name, [s[name] if name in s and s[name].shape == first.shape
                                  else None for s in stores]))
+    weights = [ts for _, ts in variables if next(t for t in ts if t is not None).role
+               == "weight"] or [ts for _, ts in variables]
+    if weights and all(sum(t is not None for t in ts) < 2 for ts in weights):
+        raise UsageError("no model weight is in two of the checkpoints (with its shape): these "
+                         "are not checkpoints of one run; `wdiff` compares different models")
     return checkpoints, variables
 
 

@@ -7,6 +7,7 @@ import ast
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,15 @@ def test_records_say_what_other_modules_used_to_hard_code():
     assert registry.by_namespace("keras").structure.startswith("the .keras archive")
     with pytest.raises(weightkit.UsageError, match="did you mean safetensors"):
         registry.get("safetensor")
+
+
+def test_what_a_conversion_loses_is_named_in_the_formats_own_names():
+    # "writing tfjs would lose: the keras_h5 file structure": an internal metadata namespace
+    # in a message whose every other format name is the one the user types (keras-h5).
+    for record in registry.FORMATS.values():
+        if record.structure and record.namespace != record.name:  # saved_model.pb is a file
+            assert not re.search(rf"\b{record.namespace}\b(?!\.)", record.structure), \
+                (record.name, record.structure)
 
 
 # --- plug-ins through entry points ---------------------------------------------------------------

@@ -133,6 +133,14 @@ def test_show_values_summarises_unless_full(capsys, model: Path) -> None:
     assert code == 2 and "no variable named 'no/such'" in err
 
 
+def test_one_variable_is_counted_in_the_singular(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "one.safetensors"
+    weightkit.save(Store.from_arrays({"w": np.zeros((), np.float32)}), path)
+    assert cli(capsys, "show", path)[1].splitlines()[-1] == "1 variable, 1 parameter, 4 B"
+    assert cli(capsys, "verify", path, "--via", "npz")[1].splitlines()[0] == \
+        f"{path}: safetensors, 1 variable"
+
+
 def test_show_escapes_hostile_names(capsys, tmp_path: Path) -> None:
     path = tmp_path / "evil.safetensors"
     name = "a\nb\x1b[31m::error::x"
@@ -201,6 +209,43 @@ def test_failed_convert_leaves_the_destination_untouched(capsys, model: Path) ->
         [model.name, broken.name, dest.name])
 
 
+def test_a_file_output_onto_a_directory_names_the_directory(capsys, model: Path) -> None:
+    # The rename of the finished temporary used to fail, and the error named the temporary
+    # (`/tmp/.out.wk-tmp-1dd2b8575cda: Is a directory`), a file the user never asked for.
+    out = model.parent / "out"
+    out.mkdir()
+    for args in (["convert", model, out, "--to", "safetensors"],
+                 ["show", model, "--values", "dense/bias", "--npz", out]):
+        code, _, err = cli(capsys, *args, *fmt_args(model, "--from"))
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"{out}: is a directory" in err and "wk-tmp" not in err
+        (out / "keep.txt").write_text("mine")  # the second time, not empty
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert not [p for p in model.parent.iterdir() if "wk-tmp" in p.name]
+
+
+def test_a_directory_output_never_replaces_a_directory_of_other_files(capsys, model: Path
+                                                                       ) -> None:
+    # A TF.js model or SavedModel is written as a whole directory that replaces the one at its
+    # path: `convert model.h5 . --to tfjs` deleted everything in the current directory.
+    folder = model.parent / "project"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("mine")
+    for target, cwd in ((folder, None), (".", folder)):
+        result = run_cli("convert", model, target, "--to", "tfjs", cwd=cwd)
+        assert result.returncode == 2, result.stderr
+        assert "existing directory holding files that are not a model" in result.stderr
+    assert [p.name for p in folder.iterdir()] == ["thesis.txt"]
+    web = model.parent / "web"
+    assert cli(capsys, "convert", model, web, "--to", "tfjs")[0] == 0  # a new directory
+    assert cli(capsys, "convert", model, web, "--to", "tfjs")[0] == 0  # an earlier output
+    assert sorted(p.name for p in web.iterdir()) == ["group1-shard1of1.bin", "model.json"]
+    saved_model = Path(__file__).resolve().parent.parent / "fixtures" / "mlp--tfkeras-savedmodel"
+    code, _, err = cli(capsys, "convert", saved_model, web, "--to", "saved-model")
+    assert code == 2 and "holding a tfjs model" in err  # another format's model stays too
+    assert (web / "model.json").exists()
+
+
 # -- bad input, in a real process -------------------------------------------------------------
 
 BAD_INPUTS = {
@@ -232,6 +277,19 @@ def test_missing_files_and_directories_are_one_line(tmp_path: Path, target: str)
     result = run_cli("show", tmp_path / target, "--from", "safetensors")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+def test_a_mistyped_file_name_names_the_closest_files(capsys, model: Path) -> None:
+    typo = model.with_name(model.stem + "l" + model.suffix)  # model -> modell
+    (model.parent / "run.ckpt.index").write_bytes(b"")
+    for args, want in ((["show", typo], repr(str(model))),
+                       (["diff", model, model.parent / "run.ckp"],
+                        repr(str(model.parent / "run.ckpt")))):  # a prefix, by its .index
+        code, _, err = cli(capsys, *args)
+        assert code == 2 and err.count("\n") == 1
+        assert "no such file or directory; did you mean " + want in err, err
+    code, _, err = cli(capsys, "show", model.parent / "zzzzzzzz.bin")
+    assert code == 2 and err.endswith("no such file or directory\n")  # nothing close: no guess
 
 
 @pytest.mark.skipif(not DETECT, reason="detection needs every format module of the registry")

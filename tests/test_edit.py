@@ -212,6 +212,8 @@ def test_set_add_errors(arrays, op, name, array, message):
 @pytest.mark.parametrize("call, message", [
     (lambda e: e.cast("dense/*", "int8"), "expected a floating-point dtype"),
     (lambda e: e.cast("dense/*", "float13"), "unknown dtype"),
+    (lambda e: e.cast("dense/*", "flaot16"),
+     r"cast 'dense/\*=flaot16': unknown dtype 'flaot16'; did you mean float16"),
     (lambda e: e.cast("iteration", "float16"), "matched only int64"),
     (lambda e: e.scale("dense/*", float("inf")), "finite factor"),
     (lambda e: e.prune("dense/*", 1.5), "between 0 and 1"),
@@ -405,6 +407,7 @@ def test_a_template_that_does_not_fit_is_refused_and_nothing_written(tmp_path, c
                  "--like", str(template)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error:" in err
+    assert "the template has no place for" in err and "--match structure" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -723,3 +726,22 @@ def test_python_api_drops_and_refuses_like_the_command(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.keras"]
     with weightkit.load(tmp_path / "small.keras") as small:
         assert list(small) == ["d1/kernel", "d1/bias", "d2/kernel", "d2/bias"]
+
+
+@pytest.mark.parametrize("name, out", [("mlp--tfkeras-full.h5", "out.h5"),
+                                       ("mlp--keras3.weights.h5", "out.weights.h5"),
+                                       ("mlp--keras3.keras", "out.keras")])
+def test_adding_to_a_keras_file_says_which_formats_take_new_variables(tmp_path, capsys, name,
+                                                                      out):
+    # It said "write without the recorded layout or a template", which no option does.
+    from fixtures_lib import fixture
+
+    np.save(tmp_path / "extra.npy", np.ones(3, np.float32))
+    assert main(["edit", str(fixture(name)), str(tmp_path / out),
+                 "--add", f"extra={tmp_path / 'extra.npy'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no place for 1 variable(s) (e.g. 'extra')" in err
+    assert "write safetensors or npz to add variables" in err
+    assert not (tmp_path / out).exists()
+    assert main(["edit", str(fixture(name)), str(tmp_path / "out.npz"),
+                 "--add", f"extra={tmp_path / 'extra.npy'}"]) == 0  # as the message says

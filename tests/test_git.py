@@ -344,3 +344,14 @@ def test_index_textconv_and_bad_index(tmp_path, fixtures_dir):
             "1" * 40, "100644"]
     driver = sh(CLI + ["git-diff-driver", *args], tmp_path, env)
     assert "weightkit: cannot compare:" in driver.stdout and "Traceback" not in driver.stderr
+
+
+def test_disable_empties_a_tracked_attributes_file_instead_of_deleting_it(repo):
+    """A `.gitattributes` holding only our lines but committed is the user's file: --disable
+    leaves it, empty, instead of deleting a tracked file."""
+    path, env = repo
+    sh(CLI + ["git-config"], path, env)
+    sh(["git", "add", ".gitattributes"], path, env)
+    sh(["git", "commit", "-q", "-m", "attributes"], path, env)
+    sh(CLI + ["git-config", "--disable"], path, env)
+    assert (path / ".gitattributes").exists() and (path / ".gitattributes").read_text() == ""

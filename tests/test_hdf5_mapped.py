@@ -57,3 +57,32 @@ def test_closed_file_is_refused(h5):
     h5.close()
     with pytest.raises(UsageError):
         tensor[0]
+
+
+@pytest.mark.parametrize("fixture", ["mlp--tfkeras-full.h5", "nested--keras3.weights.h5",
+                                     "mlp--keras3-legacy.h5"])
+def test_the_vetting_child_sends_the_walk_it_made(fixture, monkeypatch):
+    """The child's walk reaches the parent, sent in pieces (`_walk_json`), as the same tree,
+    datasets and offsets the walk gives in-process."""
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "fixtures" / fixture
+    if not path.exists():
+        pytest.skip(f"no fixture {fixture}")
+    hdf5._VETTED.clear()
+    with h5py.File(path, "r") as f:
+        tree, datasets = hdf5.describe(f, str(path))
+        pieces = []
+        original = hdf5.in_child
+
+        def counted(work, where, encode):
+            pieces.append(sum(1 for _ in encode(work())))
+            return original(work, where, encode)
+        monkeypatch.setattr(hdf5, "in_child", counted)
+        hdf5._VETTED.clear()
+        assert hdf5.describe(f, str(path))[0] == tree
+        monkeypatch.setattr(hdf5, "in_child", lambda work, where, encode: None)
+        hdf5._VETTED.clear()
+        here, here_datasets = hdf5.describe(f, str(path))
+    assert here == tree and pieces[0] > len(datasets)
+    assert [(w, d.shape, d.dtype, d.offset) for w, d in here_datasets] == \
+        [(w, d.shape, d.dtype, d.offset) for w, d in datasets]

@@ -290,7 +290,7 @@ def test_tf_keras_loads_h5_converted_from_its_checkpoints(tmp_path: Path) -> Non
             continue  # a training run (trend's fixture), not a models.py model to rebuild
         direct, via = tmp_path / f"{entry['path']}.h5", tmp_path / f"{entry['path']}.st"
         with weightkit.load(fixture(entry)) as store:
-            assert "the tf_checkpoint object graph and its keys" in weightkit.losses(store, "keras-h5")
+            assert "the tf-checkpoint object graph and its keys" in weightkit.losses(store, "keras-h5")
             weightkit.save(store, direct, "keras-h5", allow_lossy=True)
             weightkit.save(store, via, "safetensors")
         back = tmp_path / f"{entry['path']}-via.h5"
@@ -299,3 +299,21 @@ def test_tf_keras_loads_h5_converted_from_its_checkpoints(tmp_path: Path) -> Non
         pairs += [(entry["path"], str(direct), how), (entry["path"], str(back), how)]
     assert pairs
     assert oracle("tf_keras", pairs) == {p: "same" for _, p, _ in pairs}
+
+
+def test_a_template_of_the_same_format_is_written_not_ignored(tmp_path: Path) -> None:
+    """`--like` with a store of the template's own format: the template's structure is
+    written (format.py's rule), a template of another model is refused; it was ignored (the
+    store's own layout won, exit 0)."""
+    out = tmp_path / "full.h5"
+    weightkit.save(weightkit.load(fixture("mlp--tfkeras-weights.h5")), out,
+                   like=weightkit.load(fixture("mlp--tfkeras-full.h5")))
+    with h5py.File(out, "r") as f:
+        assert "model_config" in f.attrs and "optimizer_weights" in f
+    with pytest.raises(WeightsError, match="template has no place"):
+        weightkit.save(weightkit.load(fixture("mlp--tfkeras-weights.h5")), tmp_path / "x.h5",
+                       like=weightkit.load(fixture("conv--tfkeras-before-full.h5")))
+    with pytest.raises(WeightsError, match="template has no place"):
+        weightkit.save(weightkit.load(fixture("mlp--keras3.keras")), tmp_path / "x.keras",
+                       like=weightkit.load(fixture("conv--keras3-before.keras")))
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.keras").exists()

@@ -349,3 +349,15 @@ class TestKerasArchiveConformance(FormatConformance):
     template = "mlp--keras3.keras"
     template_reason = "its config.json declares the variables (see TestKerasWeightsH5Conformance)"
     carries_metadata = False
+
+
+def test_one_shard_read_alone_points_to_its_index(capsys) -> None:
+    """A shard of a sharded `.weights.json` read alone is part of the model with positional
+    optimizer names: a note names the index to read instead; the index itself reads quietly."""
+    from weightkit.cli.main import main
+    shard = str(fixture("mlp--keras3-sharded_00001.weights.h5"))
+    assert main(["show", shard], prog="weightkit") == 0
+    err = capsys.readouterr().err
+    assert "note:" in err and "mlp--keras3-sharded.weights.json" in err
+    assert main(["show", str(fixture("mlp--keras3-sharded.weights.json"))], prog="weightkit") == 0
+    assert "note:" not in capsys.readouterr().err

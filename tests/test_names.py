@@ -214,6 +214,45 @@ def test_names_written_from_scratch_keep_every_byte(tmp_path) -> None:
         assert list(back) == list(store)
 
 
+def test_names_a_positional_writer_cannot_give_back_are_a_declared_loss(tmp_path) -> None:
+    """A store of Keras names in file order (safetensors sorts `bias` before `kernel`) written
+    to a Keras 3 `.weights.h5`: refused, naming the loss, unless allowed; allowed, the kernel
+    goes where Keras creates it (`vars/0`), not where the store listed it. Into a tf.keras
+    `.h5` the names survive but the order does not (Keras loads a layer by position)."""
+    store = Store({"a/bias": Tensor.from_array(np.zeros(2, np.float32)),
+                   "a/kernel": Tensor.from_array(np.ones((3, 2), np.float32))})
+    with pytest.raises(weightkit.WeightsError, match=r"names of 2 variable\(s\).*order"):
+        weightkit.save(store, tmp_path / "w.weights.h5")
+    assert not (tmp_path / "w.weights.h5").exists()
+    weightkit.save(store, tmp_path / "w.weights.h5", allow_lossy=True)
+    with h5py.File(tmp_path / "w.weights.h5", "r") as f:
+        assert f["layers/a/vars/0"].shape == (3, 2) and f["layers/a/vars/1"].shape == (2,)
+    with pytest.raises(weightkit.WeightsError, match="order of variables"):
+        weightkit.save(store, tmp_path / "w.h5", "keras-h5")
+    weightkit.save(store, tmp_path / "w.h5", "keras-h5", allow_lossy=True)
+    with weightkit.load(tmp_path / "w.h5") as back:
+        assert list(back) == ["a/kernel", "a/bias"]
+
+
+@pytest.mark.parametrize("layers, prefix, stored", [
+    (4100, "l", "layer_names"),             # 4,100 vlen strings: 65.6 kB of heap descriptors
+    (2000, "a_long_layer_name_" * 2, "layer_names1"),  # 80 kB of fixed-width names: chunks
+])
+def test_name_lists_longer_than_an_hdf5_attribute_are_split_as_tf_keras_splits_them(
+        tmp_path, layers: int, prefix: str, stored: str) -> None:
+    """`layer_names` that no longer fits one 64 kB object header message (HDF5 refused the
+    write: "object header message is too large") is stored fixed-width, in chunks when that
+    too is over 64 kB, as tf_keras stores it; the file reads back whole."""
+    store = Store({f"{prefix}{i:04d}/kernel": Tensor.from_array(np.full((1, 1), i, np.float32))
+                   for i in range(layers)})
+    weightkit.save(store, tmp_path / "many.h5", "keras-h5")
+    with h5py.File(tmp_path / "many.h5", "r") as f:
+        assert stored in f.attrs
+    with weightkit.load(tmp_path / "many.h5") as back:
+        last = f"{prefix}{layers - 1:04d}/kernel"
+        assert list(back) == list(store) and back[last].read()[0, 0] == layers - 1
+
+
 # -- renames reach the file ----------------------------------------------------------------------
 
 def test_renames_into_keras_files_take_effect_or_are_refused(tmp_path, capsys) -> None:

@@ -46,7 +46,8 @@ def _all_fixtures() -> list[str]:
     names = []
     for path in sorted(FIXTURES.iterdir()):
         name = path.name
-        if name.endswith((".py", ".sh")) or name == "manifest.json" or ".data-" in name:
+        if name.endswith((".py", ".sh")) or name == "manifest.json" or ".data-" in name \
+                or name.startswith(("__", ".")):  # __pycache__ of `make fixtures`'s modules
             continue
         names.append(name[:-len(".index")] if name.endswith(".index") else name)
     return names + ["made.safetensors", "made.npz"]

@@ -154,6 +154,25 @@ def test_show_nan_gate(tmp_path):
     assert (done.returncode, done.stdout, done.stderr) == (1, "", "")
 
 
+def test_every_gate_example_is_a_field_of_its_command(capsys):
+    # show's and trend's help offered wdiff's 'rel_l2>0.05', which both refuse.
+    from weightkit.cli.main import build_parser
+    from weightkit.cli.show import NUMBERS as SHOW
+    from weightkit.cli.trend import NUMBERS as TREND
+    from weightkit.diffing.render import DIFF_NUMBERS as DIFF
+    for command, fields in (("show", SHOW), ("diff", DIFF), ("trend", TREND)):
+        with pytest.raises(SystemExit):
+            build_parser("weightkit", only=command).parse_args([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        gate_help = text.split("--fail-if 'FIELD OP NUMBER'")[-1]
+        examples = gate_help.split("e.g. ", 1)[1].split(";", 1)[0].split(", ")
+        for one in examples:
+            parse(one.strip("'"), fields)  # each example is a gate the command takes
+        with pytest.raises(weightkit.UsageError) as error:
+            parse("rel_l2", fields)
+        parse(str(error.value).split("(e.g. ", 1)[1].split(")")[0].strip("'"), fields)
+
+
 # --- views and formats -----------------------------------------------------------------------
 
 def test_sort_top_and_json_views():
@@ -302,6 +321,8 @@ def test_values_globs_exports_and_errors(kernel_file, tmp_path):
     assert np.array_equal(np.load(tmp_path / "arrays" / "conv2_kernel[0,0].npy"), kernel[0, 0, :, :2])
     text = run_cli("show", path, "--values", "conv1/bias").stdout
     assert text.splitlines()[0] == "conv1/bias: shape (5,) float64"
+    text = run_cli("show", path, "--values", "conv1/kernel[1:, ::2, 1]").stdout  # not [:\x3a2]
+    assert text.splitlines()[0] == "conv1/kernel[1:, ::2, 1]: shape (2, 2, 5) float32"
     done = run_cli("show", path, "--values", "conv1/kernal")
     assert done.returncode == 2 and "did you mean 'conv1/kernel'" in done.stderr
     done = run_cli("show", path, "--values", "conv1/kernel[0, 9]")

@@ -596,3 +596,13 @@ def test_export_diff_pairs_checkpoint_style_names_and_skips_optimizer_state() ->
     assert pairs["model/d3/bias"][0] == "tldense_1/d3_1/BiasAdd"
     assert result.summary["export"]["not_exported"] == ["optimizer/d1/kernel/m"]
     assert {e.status for e in result.entries} == {"changed"}
+
+
+def test_two_tflite_models_of_different_quantization_say_how_to_compare_values() -> None:
+    """A float32 .tflite against its int8 sibling (not an export pair): dtype changes whose
+    rows compare stored integers with real values come with a note naming --dequantize."""
+    result = run_cli("diff", fixture("tldense--keras3-f32.tflite"),
+                     fixture("tldense--keras3-int8.tflite"))
+    assert result.returncode == 1
+    assert "note: 6 variable(s) are quantized on one side" in result.stdout
+    assert "--dequantize compares their real values" in result.stdout

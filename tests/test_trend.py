@@ -204,6 +204,36 @@ def test_files_in_any_format_exploding_and_variables_that_appear(tmp_path):
     assert done.returncode == 0 and done.stdout.splitlines()[-1].endswith(" 0 exploding")
 
 
+def test_the_api_takes_what_the_other_api_functions_and_the_command_take(tmp_path):
+    # weightkit.trend lacked weights_only (the command has --weights-only), named the input
+    # format `format` where diff/stats say from_format, and refused open stores with a
+    # TypeError, though the README says every API function takes paths or open stores.
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal(8).astype(np.float32)
+    steps = [{"w": w * np.float32(k), "opt": w + k, "total": np.float32([k])} for k in (1, 2)]
+    paths = []
+    for k, arrays in enumerate(steps):
+        store = Store({n: weightkit.Tensor.from_array(
+            a, {"role": {"w": "weight", "opt": "optimizer", "total": "metric"}[n]})
+            for n, a in arrays.items()})
+        paths.append(tmp_path / f"ckpt-{k}.safetensors")
+        weightkit.save(store, paths[-1])
+    names = lambda doc: [v["name"] for v in doc["variables"]]  # noqa: E731
+    assert names(weightkit.trend(paths)) == ["w", "opt", "total"]
+    assert names(weightkit.trend(paths, no_optimizer=True)) == ["w", "total"]
+    assert names(weightkit.trend(paths, weights_only=True)) == ["w"]
+    doc = weightkit.trend(paths, from_format="safetensors", weights_only=True)
+    assert doc == weightkit.trend(paths, format="safetensors", weights_only=True)  # old name
+    cli = json.loads(run_cli("trend", *paths, "--weights-only", "--json").stdout)
+    assert doc["variables"] == cli["variables"]
+    with weightkit.load(paths[0]) as a, weightkit.load(paths[1]) as b:
+        opened = weightkit.trend([a, b], weights_only=True)
+    assert opened["variables"] == doc["variables"]
+    assert [c["step"] for c in opened["checkpoints"]] == [0, 1]
+    with pytest.raises(weightkit.UsageError, match="explode"):
+        weightkit.trend(paths, explode=1)
+
+
 def test_pieces_cross_chunk_boundaries_the_same(tmp_path):
     """A variable larger than one read (and than one piece) gives the same numbers in
     lockstep as numpy on the whole arrays."""
@@ -241,3 +271,12 @@ def test_a_damaged_checkpoint_in_the_run_is_one_line_and_exit_2(tmp_path):
     done = run_cli("trend", run, "--format", "json")
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and "ckpt-3" in done.stderr, done.stderr
+
+
+def test_checkpoints_of_different_models_are_refused(capsys):
+    """Two unrelated models share no model weight (only the optimizer's `iteration`): not a
+    run; exit 2 saying so, instead of a table of one-step series and exit 0."""
+    from weightkit.cli.main import main
+    code = main(["trend", str(FIXTURES / "conv--tfkeras-before-full.h5"),
+                 str(FIXTURES / "mlp--tfkeras-full.h5")], prog="weightkit")
+    assert code == 2 and "not checkpoints of one run" in capsys.readouterr().err

@@ -162,6 +162,10 @@ def test_declared_losses_make_a_pair_lossy(safetensors_file, monkeypatch, capsys
     assert main(["verify", str(safetensors_file), "--from", "safetensors", "--via", "safetensors"]) == 1
     out = capsys.readouterr().out
     assert "lossy" in out and "safetensors: the moon" in out
+    # --quiet: the README's "--quiet silences it" for every command that reads a whole model
+    args = ["verify", str(safetensors_file), "--via", "safetensors", "--quiet"]
+    assert main(args) == 1 and capsys.readouterr() == ("", "")
+    assert main([*args, "--json"]) == 1 and capsys.readouterr() == ("", "")
 
 
 def test_a_plain_safetensors_file_through_a_checkpoint_is_lossy_not_different(tmp_path):
@@ -343,6 +347,21 @@ print(codes, sorted({{m.split('.')[0] for m in sys.modules}} & {{"tensorflow", "
     assert (tmp_path / "e.keras").exists()
 
 
+def test_an_interrupt_wrapped_by_python_is_still_an_interrupt(monkeypatch, capsys):
+    """SIGTERM while a class is made (an import under way) reaches the CLI as a RuntimeError
+    from `__set_name__` whose cause is the KeyboardInterrupt: still 'interrupted', exit 130."""
+    from weightkit.cli import main as cli_main, verify as cli_verify
+
+    def run(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from exc
+    monkeypatch.setattr(cli_verify, "run", run)
+    assert cli_main.main(["verify", "x.safetensors"], prog="weightkit") == 130
+    assert capsys.readouterr().err.strip() == "weightkit: interrupted"
+
+
 def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path):
     """SIGTERM (as Ctrl-C) while round trips are written: 'interrupted' in one line, exit 130,
     and the scratch directory under TMPDIR removed (README: what remains after kill -9)."""
@@ -368,3 +387,20 @@ def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path):
     assert proc.returncode == 130, stderr
     assert stderr.strip() == "weightkit: interrupted", stderr
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["conv--tfjs-layers", "tlconv--keras3-f16.tflite",
+                                  "consts--tf-frozen.pb", "dtypes--tfjs-encoded"])
+def test_deployment_files_verify_clean(name, capsys):
+    """Valid deployment files pass a default verify: a TF.js model round-tripped through a
+    `.tflite` weights container keeps its model.json (the container's own tensor table is not
+    written into it), and a default route whose way back would lose something is skipped with
+    the reason, not reported as a lossy finding (exit 1)."""
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "fixtures" / name
+    assert main(["verify", str(path), "--json"], prog="weightkit") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "ok"
+    assert {t["status"] for t in doc["trips"]} <= {"identical", "skipped"}
+    if name == "conv--tfjs-layers":
+        assert main(["verify", str(path), "--via", "tflite"], prog="weightkit") == 0
