@@ -233,14 +233,13 @@ class _Server(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)  # a client hanging up is no error
 
 
-class HttpFiles:
-    """Serves the files under `root` at http://127.0.0.1:PORT/ (see the module docstring)."""
+class _Served:
+    """A server on 127.0.0.1 (a free port) with its handler, counting traffic, in a thread."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def _serve(self, handler: type) -> None:
         self.traffic = Traffic()
         self.faults = Faults()
-        self._server = _Server(("127.0.0.1", 0), _FileHandler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.owner = self
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -249,6 +248,14 @@ class HttpFiles:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class HttpFiles(_Served):
+    """Serves the files under `root` at http://127.0.0.1:PORT/ (see the module docstring)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._serve(_FileHandler)
 
 
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -320,22 +327,12 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = _forward
 
 
-class CountingProxy:
+class CountingProxy(_Served):
     """A reverse proxy to 127.0.0.1:`target` at http://127.0.0.1:PORT, counting requests."""
 
     def __init__(self, target: int):
         self.target = target
-        self.traffic = Traffic()
-        self.faults = Faults()
-        self._server = _Server(("127.0.0.1", 0), _ProxyHandler)
-        self._server.owner = self
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(_ProxyHandler)
 
 
 def _free_port() -> int:
