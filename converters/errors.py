@@ -1,8 +1,10 @@
 """The errors weightkit raises. Each also derives from the built-in type a caller would expect."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 
 _URL_SECRETS = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)(?:[^/@?#]*@)?([^?#]*)[?#].*$|"
                           r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/@?#]*@")
@@ -56,3 +58,15 @@ class UsageError(WeightsError, ValueError):
 class WeightsNote(UserWarning):
     """Something a reader decided for the user and says so: a file read anyway, in a way the user
     may not expect (the CLI prints it as one `note:` line on stderr)."""
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike | None) -> Iterator[None]:
+    """Name the file in weightkit errors raised inside the block without one (codecs that
+    parse bytes do not know the file they came from)."""
+    try:
+        yield
+    except WeightsError as exc:
+        if exc.path is None and path is not None:
+            raise type(exc)(exc.message, path) from None
+        raise

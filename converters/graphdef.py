@@ -28,7 +28,7 @@ import numpy as np
 from . import graphdef_codec as codec
 from .atomic import atomic_output
 from .dtypes import STRING
-from .errors import CorruptFileError, UnknownFormatError, UsageError
+from .errors import CorruptFileError, UnknownFormatError, UsageError, naming
 from .foreign import structure_losses
 from .format import Format, WritePlan
 from . import source as seam
@@ -120,7 +120,7 @@ def read(path: str) -> Store:
                                  "open the SavedModel directory (format saved-model)", path)
     mapped = codec.GraphFile(path)
     try:
-        with codec.named(path):
+        with naming(path):
             store = _read(mapped, path)
     except BaseException:
         mapped.close()

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import array
 import base64
-import contextlib
 import dataclasses
 import math
 from collections import Counter
@@ -48,7 +47,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .dtypes import STRING, dtype_from_name
-from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
+from .errors import CorruptFileError, UnsafeFileError, UsageError, naming
 from . import source as seam
 from .mapped import MappedFile, rows
 from .protowire import FIXED32, FIXED64, LENGTH, VARINT, Span, length_field, spans
@@ -592,17 +591,6 @@ def iter_saved_model_graphs(buf: Any, path: str | None) -> Iterator[tuple[Span, 
 # ---------------------------------------------------------------------------------------------
 # the constants of a file as tensors, and the plan that writes new values back
 
-@contextlib.contextmanager
-def named(path: str | None) -> Iterator[None]:
-    """Name the file in weightkit errors raised without one (the wire codec does not know it)."""
-    try:
-        yield
-    except WeightsError as exc:
-        if exc.path is None and path is not None:
-            raise type(exc)(exc.message, path) from None
-        raise
-
-
 class GraphFile:
     """A read-only map of a whole protobuf file (`view`), closed with the store reading it;
     `file` reads a constant's `tensor_content` in bounded pieces. The protobuf is parsed whole,
@@ -668,7 +656,7 @@ def tensor(file: MappedFile, buf: Any, constant: Constant, namespace: str,
     def get_typed(index: Index) -> np.ndarray:
         # A block of rows at a time: a few values may broadcast to 1024 times the file.
         if not decoded:
-            with named(file.path):
+            with naming(file.path):
                 decoded.append(typed_values(buf, constant))
         run = rows(index, shape)
         if run is None:

@@ -39,7 +39,7 @@ import numpy as np
 from . import source as seam
 from .deps import require
 from .dtypes import STRING, dtype_from_name
-from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
+from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError, naming
 from .mapped import SMALL_READ, FileChangedError, map_range, rows
 from .store import Store, Tensor, block_indices, check_shape
 
@@ -77,10 +77,9 @@ def h5_errors(path: str | None, what: str = "HDF5 file") -> Iterator[None]:
     """Turn h5py/numpy failures inside the block into a one-line CorruptFileError, and name
     the file in weightkit errors raised without one."""
     try:
-        yield
-    except WeightsError as exc:
-        if exc.path is None and path is not None:
-            raise type(exc)(exc.message, path) from None
+        with naming(path):
+            yield
+    except WeightsError:
         raise
     except H5_ERRORS as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -34,7 +34,7 @@ from . import graphdef_codec as codec
 from .atomic import atomic_output, open_streaming
 from .bundle_store import META as BUNDLE_META, plan_bundle, read_bundle, write_bundle
 from .carry import b64, unb64
-from .errors import CorruptFileError, UsageError
+from .errors import CorruptFileError, UsageError, naming
 from .foreign import structure_losses
 from .format import Format, WritePlan
 from . import source as seam
@@ -190,7 +190,7 @@ def _declares_variables(path: str) -> bool:
     those, even when `variables/` holds none)."""
     mapped = codec.GraphFile(seam.inside(path, GRAPH))
     try:
-        with codec.named(seam.inside(path, GRAPH)):
+        with naming(seam.inside(path, GRAPH)):
             return codec.saved_model_declares_variables(mapped.view, None)
     finally:
         mapped.close()
@@ -203,7 +203,7 @@ def read_constants(path: str) -> Store:
         raise CorruptFileError(f"no {GRAPH} in the SavedModel", path)
     mapped = codec.GraphFile(pb)
     try:
-        with codec.named(pb):
+        with naming(pb):
             buf = mapped.view
             groups: dict[str, list[codec.Constant]] = {}
             for index, c in _each_constant(buf, pb, mapped.size):
