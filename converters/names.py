@@ -148,6 +148,8 @@ def select(stores: Sequence[Mapping[str, Any]] | Mapping[str, Any],
     for one store, a list of lists for a sequence of stores."""
     single = isinstance(stores, Mapping)
     group: list[Mapping[str, Any]] = [stores] if single else list(stores)
+    if not include and not exclude and roles == "all":  # everything (the common call, fast)
+        return list(stores) if single else [list(s) for s in group]  # type: ignore[arg-type]
     every = list(dict.fromkeys(n for s in group for n in s))
     known = [aliases_of(s) for s in group]
     for option, patterns in ((include_option, include), (exclude_option, exclude)):

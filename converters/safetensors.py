@@ -49,7 +49,7 @@ from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, Usage
     WeightsError
 from .mapped import rows
 from .source import Source
-from .store import Index, Store, Tensor, check_shape, gc_paused, shown
+from .store import Extent, Index, Store, Tensor, check_shape, gc_paused, shown
 
 NAME = "safetensors"
 METADATA = "__metadata__"
@@ -254,13 +254,16 @@ def _read(file: Source, path: str) -> Store:
     carried = carry.Carry(None if doc is None else carry.parse_json(doc, path, "weightkit metadata"),
                           [e.name for e in entries], path)
     base = 8 + n
-    tensors: dict[str, Tensor] = {}
     by_name = {e.name: e for e in entries}
     file.plan((base + by_name[name].begin, by_name[name].end - by_name[name].begin)
               for name in carried.order)  # in the order the store lists them
-    for name in carried.order:
-        entry = by_name[name]
-        tensors[name] = _tensor(file, base + entry.begin, entry, carried, path)
+    if carried.tensors:
+        tensors = {name: _tensor(file, base + by_name[name].begin, by_name[name], carried, path)
+                   for name in carried.order}
+    else:  # nothing carried: every tensor is its bytes (the common file, made fast)
+        tensors = {name: Tensor(entry.shape, _NATIVE[entry.code], Extent(
+            file, base + entry.begin, _TYPES[entry.code], entry.shape))
+            for name in carried.order for entry in (by_name[name],)}
     namespace = ({NAME: {"metadata": native}}
                  if native or (metadata is not None and doc is None) else {})
     return Store(tensors, format=NAME, meta=carried.store_meta(namespace), path=path,
@@ -272,7 +275,8 @@ def _tensor(file: Source, offset: int, entry: _Entry, carried: carry.Carry,
     meta = carried.tensor_meta(entry.name)
     encoding = carried.encoding(entry.name, entry.shape)
     if encoding is None:
-        return Tensor(entry.shape, _NATIVE[entry.code], _getter(file, offset, entry), meta)
+        return Tensor(entry.shape, _NATIVE[entry.code],
+                      Extent(file, offset, _TYPES[entry.code], entry.shape), meta)
     dtype = encoding["dtype"]
     what = f"weightkit metadata for {entry.name!r} does not match the stored tensor"
     if is_string(dtype):

@@ -9,6 +9,7 @@ keeps exact names but is written with every non-ASCII and control character esca
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
 import re
 from collections.abc import Sequence
@@ -330,8 +331,25 @@ def dump_json(doc: Any, stream: TextIO) -> None:
     print(text, file=stream)
 
 
+def _one_line_encoder() -> Any:
+    """obj -> its JSON on one line, as `json.JSONEncoder(ensure_ascii=True, allow_nan=False)`
+    writes it. `encode` builds a new C encoder on every call (half the time of encoding a row
+    of `show --json`), so the C encoder `json.encoder` makes is made once here and called for
+    each object (the pure-Python encoder where the C one is missing)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.JSONEncoder(ensure_ascii=True, allow_nan=False).encode
+    encoder = make(None, _unencodable, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+                   False, False, False)  # markers, default, str, indent, separators, sort,
+    return lambda obj: "".join(encoder(obj, 0))  # skipkeys, allow_nan
+
+
+def _unencodable(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
 def _dumps(doc: Any) -> str:
-    encode = json.JSONEncoder(ensure_ascii=True, allow_nan=False).encode
+    encode = _one_line_encoder()
     if not isinstance(doc, dict):
         return json.dumps(doc, indent=1, ensure_ascii=True, allow_nan=False)
     parts = []

@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 
 from ..converters.dtypes import is_string
-from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor
+from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor, gc_paused, read_many
 from . import numeric
 from .numeric import dot
 from .workers import run_all
 
 
-@dataclass
+@dataclass(slots=True)
 class TensorStats:
     size: int
     min: float | None = None
@@ -81,15 +81,20 @@ def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
     """`tensor_stats` of many small numeric tensors at once: each read whole, all widened
     into one float64 array, and every statistic taken per tensor by segment reductions
     (`ufunc.reduceat`), with the same definitions as `tensor_stats`."""
-    out = [TensorStats(size=t.size) for t in tensors]
-    arrays, which = [], []
-    for i, tensor in enumerate(tensors):
-        if tensor.size:
-            array = tensor.read().reshape(-1)
-            arrays.append(np.abs(array) if array.dtype.kind == "c" else array)
-            which.append(i)
-    if not arrays:
-        return out
+    sizes = [t.size for t in tensors]
+    which = [i for i, size in enumerate(sizes) if size]
+    arrays = [a.reshape(-1) for a in read_many([tensors[i] for i in which])]
+    arrays = [np.abs(a) if a.dtype.kind == "c" else a for a in arrays]
+    out: list[TensorStats | None] = [None] * len(tensors)
+    if arrays:
+        with gc_paused():  # 100,000 objects (see gc_paused)
+            for i, stats in zip(which, _segment_stats(arrays)):
+                out[i] = stats
+    return [TensorStats(size) if s is None else s for s, size in zip(out, sizes)]
+
+
+def _segment_stats(arrays: list[np.ndarray]) -> list[TensorStats]:
+    """`batch_stats` of non-empty flat numeric arrays, by segment reductions."""
     lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
     starts = np.zeros(len(arrays), np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
@@ -119,14 +124,11 @@ def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
         m2 = np.add.reduceat(deviation * deviation, starts)
         std = np.ldexp(np.sqrt(m2 / counts), exp)
         mean, m2 = np.ldexp(mean, exp), np.ldexp(m2, 2 * exp)  # m2 may overflow to inf
-    for k, i in enumerate(which):
-        stats = out[i]
-        stats.zeros, stats.nan, stats.inf = int(zeros[k]), int(nan[k]), int(inf[k])
-        if counts[k]:
-            stats.min, stats.max = float(lo[k]), float(hi[k])
-            stats.mean, stats.std = float(mean[k]), float(std[k])
-            stats.finite, stats.m2 = int(counts[k]), float(m2[k])
-    return out
+    columns = (lengths, lo, hi, mean, std, zeros, nan, inf, counts, m2)
+    return [TensorStats(n, lo_, hi_, mean_, std_, z, nan_, inf_, c, m2_) if c else
+            TensorStats(n, zeros=z, nan=nan_, inf=inf_)
+            for n, lo_, hi_, mean_, std_, z, nan_, inf_, c, m2_
+            in zip(*(column.tolist() for column in columns))]
 
 
 def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
@@ -245,22 +247,30 @@ def show_document(store: Store, names: Sequence[str], stats: Sequence[TensorStat
              path: str) -> dict[str, Any]:
     """The JSON document of `weightkit show --format json` and `weightkit.stats` (see
     `diff/schema-show.json`)."""
-    rows = [_row(store, name, s) for name, s in zip(names, stats)]
+    dtype_names: dict[np.dtype, str] = {}
+    with gc_paused():  # a row per variable: 100,000 dicts (see gc_paused)
+        rows = [_row(name, store[name], s, dtype_names) for name, s in zip(names, stats)]
     return {"schema_version": SHOW_SCHEMA_VERSION, "file": path, "format": store.format,
             "variables": rows, "totals": _totals(rows)}
 
 
-def _row(store: Store, name: str, stats: TensorStats | None) -> dict:
-    tensor = store[name]
-    row = {"name": name, "shape": list(tensor.shape), "dtype": tensor.dtype_name,
-           "parameters": tensor.size, "bytes": tensor.nbytes, "role": tensor.role,
-           "key": tensor.meta.get("key", name)}
-    extra = {k: v for k, v in tensor.meta.items() if k not in ("key", "role")}
-    if extra:
-        row["meta"] = extra  # format facts: quantization, layout, shared buffers, ...
+def _row(name: str, tensor: Tensor, stats: TensorStats | None,
+         dtype_names: dict[np.dtype, str]) -> dict:
+    dtype, meta = tensor.dtype, tensor.meta
+    dtype_name = dtype_names.get(dtype)
+    if dtype_name is None:
+        dtype_name = dtype_names[dtype] = tensor.dtype_name
+    row = {"name": name, "shape": list(tensor.shape), "dtype": dtype_name,
+           "parameters": tensor.size, "bytes": tensor.size * dtype.itemsize,
+           "role": meta.get("role", "weight"), "key": meta.get("key", name)}
+    if meta:
+        extra = {k: v for k, v in meta.items() if k not in ("key", "role")}
+        if extra:
+            row["meta"] = extra  # format facts: quantization, layout, shared buffers, ...
     if stats is not None:
         row.update(min=stats.min, max=stats.max, mean=stats.mean, std=stats.std,
-                   zero_fraction=stats.zero_fraction, nan=stats.nan, inf=stats.inf)
+                   zero_fraction=stats.zeros / stats.size if stats.size else None,
+                   nan=stats.nan, inf=stats.inf)
     return row
 
 

@@ -20,7 +20,8 @@ from weightkit.converters.dtypes import (STRING, dtype_from_name, dtype_name, is
 from weightkit.converters.errors import (LossyConversionError, UnknownFormatError,
                                          UnsafeFileError, UsageError)
 from weightkit.converters.paths import check_input, check_tree, inside, same_file
-from weightkit.converters.store import Store, Tensor, block_indices
+from weightkit.converters.mapped import FileChangedError, MappedFile
+from weightkit.converters.store import Extent, Store, Tensor, block_indices, read_many
 
 # -- Tensor -----------------------------------------------------------------------------------
 
@@ -46,6 +47,50 @@ def test_iter_chunks_cover_the_array_in_order_within_the_budget(shape, max_bytes
     flat = np.concatenate(chunks) if chunks else np.empty(0, array.dtype)
     assert flat.tobytes() == array.tobytes()
     assert (len(chunks) == 0) == (array.size == 0)
+
+
+def test_read_many_gives_what_each_read_gives(tmp_path, monkeypatch) -> None:
+    """Extents of two files, out of order, with gaps, overlaps, a scalar, an empty and a large
+    one, a big-endian one and tensors of other getters: each array as Tensor.read() gives it,
+    the small extents of a file read in runs (one pread per run)."""
+    import weightkit.converters.store as store_module
+    monkeypatch.setattr(store_module, "READ_MANY_RUN", 256)
+    rng = np.random.default_rng(0)
+    blobs = [rng.integers(0, 256, 5000, dtype=np.uint8).tobytes() for _ in range(2)]
+    files = []
+    for i, blob in enumerate(blobs):
+        (tmp_path / f"f{i}").write_bytes(blob)
+        files.append(MappedFile(str(tmp_path / f"f{i}")))
+    specs = [(1, 8, "<f4", (3, 2)), (0, 100, "<i2", ()), (0, 0, "<f8", (0, 4)),
+             (0, 4, "<f4", (5,)), (1, 0, ">i4", (2, 2)), (0, 4, "<u1", (3,)),
+             (0, 3000, "<f4", (400,)), (0, 200, "<u2", (30,)), (1, 600, "<f2", (2, 3, 4))]
+    tensors = [Tensor(shape, np.dtype(code).newbyteorder("="),
+                      Extent(files[f], offset, np.dtype(code), shape))
+               for f, offset, code, shape in specs]
+    tensors.insert(3, Tensor.from_array(np.arange(6.0).reshape(2, 3)))
+    reads = []
+    for file in files:
+        monkeypatch.setattr(file, "pread", lambda o, n, _f=file.pread: reads.append(n) or _f(o, n))
+    got = read_many(tensors, small=1000)
+    assert len(reads) < len(tensors) - 2  # runs, not one read each
+    for tensor, array in zip(tensors, got):
+        want = tensor.read()
+        assert (array.dtype, array.shape) == (want.dtype, want.shape)
+        assert array.tobytes() == want.tobytes()
+    for file in files:
+        file.close()
+
+
+def test_read_many_notices_a_file_that_shrank(tmp_path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(bytes(4096))
+    file = MappedFile(str(path))
+    tensors = [Tensor((4,), np.float32, Extent(file, 16 * i, np.dtype("<f4"), (4,)))
+               for i in range(200)]
+    os.truncate(path, 100)
+    with pytest.raises(FileChangedError):
+        read_many(tensors)
+    file.close()
 
 
 def test_block_indices_of_a_scalar_and_of_empty_shapes() -> None:
