@@ -111,5 +111,9 @@ class _Counted(Tensor):
 
 
 def tracked(store: Store, progress: stores.Progress) -> Store:
-    """The same store (files, format, metadata), its tensors counting what they read."""
-    return store.replace({name: _Counted(t, progress) for name, t in store.items()})
+    """The same store (files, format, metadata), its tensors counting what they read (a tensor
+    read raw from a file stays an `Extent`, so that `read_many` still reads it in a run)."""
+    return store.replace({
+        name: _Counted(t, progress) if t.extent is None else
+        Tensor(t.shape, t.dtype, t.extent.counted(progress), t.meta)
+        for name, t in store.items()})

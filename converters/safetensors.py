@@ -49,7 +49,8 @@ from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, Usage
     WeightsError
 from .mapped import rows
 from .source import Source
-from .store import Extent, Index, Store, Tensor, check_shape, gc_paused, shown
+from .store import CHUNK_BYTES, Extent, Index, Store, Tensor, check_shape, gc_paused, read_many, \
+    shown
 
 NAME = "safetensors"
 METADATA = "__metadata__"
@@ -307,6 +308,7 @@ class _Planned:
     shape: tuple[int, ...]
     nbytes: int
     chunks: Callable[[], Iterator[np.ndarray]]
+    tensor: Tensor | None = None  # stored as it is (what `read_many` may read in a batch)
 
 
 def _plan(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
@@ -318,7 +320,7 @@ def _plan(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
                 {"dtype": "string", "shape": list(tensor.shape), "lengths": lengths})
     if kind in _CODES:
         code = _CODES[kind]
-        return _Planned(name, code, tensor.shape, tensor.nbytes, tensor.iter_chunks), {}
+        return _Planned(name, code, tensor.shape, tensor.nbytes, tensor.iter_chunks, tensor), {}
     spec = _ENCODINGS[kind]
     code = spec.code
     shape = tensor.shape + spec.trailing
@@ -356,8 +358,19 @@ def write(plan: WritePlan, path: str) -> None:
         with out.open(path) as f:
             f.write(struct.pack("<Q", len(header_bytes)))
             f.write(header_bytes)
+            batch: list[_Planned] = []  # small tensors stored as they are, written together
+            batch_bytes = 0
             for item in planned:
-                _write_data(f, item, path)
+                small = item.tensor is not None and item.nbytes <= SMALL_TENSOR
+                if small:
+                    batch.append(item)
+                    batch_bytes += item.nbytes
+                if not small or batch_bytes >= CHUNK_BYTES:
+                    _write_batch(f, batch, path)
+                    batch, batch_bytes = [], 0
+                if not small:
+                    _write_data(f, item, path)
+            _write_batch(f, batch, path)
 
 
 def _header_bytes(store: Store, planned: list[_Planned], doc: dict | None) -> bytes:
@@ -378,6 +391,24 @@ def _header_bytes(store: Store, planned: list[_Planned], doc: dict | None) -> by
         raise UsageError("safetensors metadata must be valid Unicode (it holds a lone "
                          "surrogate)") from None
     return text + b" " * (-len(text) % 8)
+
+
+SMALL_TENSOR = 64 << 10  # bytes up to which tensors are read and written in batches
+
+
+def _write_batch(f: Any, batch: list[_Planned], path: str) -> None:
+    """Small tensors stored as they are, in file order: read together (`read_many`, one read
+    per run of neighbours when they come from a file) and written in one call."""
+    if not batch:
+        return
+    parts = []
+    for plan, array in zip(batch, read_many([p.tensor for p in batch])):  # type: ignore[misc]
+        array = np.ascontiguousarray(array, dtype=_TYPES[plan.code]).reshape(-1)
+        if array.nbytes != plan.nbytes:
+            raise UsageError(f"tensor {plan.name!r} gave {array.nbytes} bytes of data, its "
+                             f"shape {list(plan.shape)} needs {plan.nbytes}", path)
+        parts.append(array.view(np.uint8).data)
+    f.write(b"".join(parts))
 
 
 def _write_data(f: Any, plan: _Planned, path: str) -> None:

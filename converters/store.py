@@ -138,6 +138,11 @@ class Tensor:
         return len(self.shape)
 
     @property
+    def extent(self) -> "Extent | None":
+        """Where the bytes lie, when the tensor reads them raw from a file (`Extent`)."""
+        return self._get if type(self._get) is Extent else None
+
+    @property
     def nbytes(self) -> int:
         """Bytes of the data (for strings: of the pointers; see `read()` for lengths)."""
         return self.size * self.dtype.itemsize
@@ -195,20 +200,30 @@ class Extent:
     (`mapped.rows`); `read_many` reads many small ones with one read per run of neighbours.
     One slotted object rather than a closure: a file of 100,000 variables holds 100,000."""
 
-    __slots__ = ("source", "offset", "dtype", "shape", "row_bytes", "nbytes")
+    __slots__ = ("source", "offset", "dtype", "shape", "row_bytes", "nbytes", "progress")
 
-    def __init__(self, source: Any, offset: int, dtype: np.dtype, shape: tuple[int, ...]):
+    def __init__(self, source: Any, offset: int, dtype: np.dtype, shape: tuple[int, ...],
+                 progress: Progress | None = None):
         self.source, self.offset, self.dtype, self.shape = source, offset, dtype, shape
         self.row_bytes = dtype.itemsize * math.prod(shape[1:])
         self.nbytes = self.row_bytes * shape[0] if shape else dtype.itemsize
+        self.progress = progress  # told the bytes of every read, when set
+
+    def counted(self, progress: Progress) -> "Extent":
+        """The same extent, telling `progress` the bytes of every read."""
+        return Extent(self.source, self.offset, self.dtype, self.shape, progress)
 
     def __call__(self, index: Index) -> np.ndarray:
         run = rows(index, self.shape)
         if run is None:
-            return self.source.array(self.offset, self.dtype, self.shape)[index]
-        r0, r1, index = run
-        return self.source.array(self.offset + r0 * self.row_bytes, self.dtype,
-                                 (r1 - r0, *self.shape[1:]))[index]
+            out = self.source.array(self.offset, self.dtype, self.shape)[index]
+        else:
+            r0, r1, index = run
+            out = self.source.array(self.offset + r0 * self.row_bytes, self.dtype,
+                                    (r1 - r0, *self.shape[1:]))[index]
+        if self.progress is not None:
+            self.progress(out.nbytes)
+        return out
 
 
 READ_MANY_GAP = 4 << 10  # bytes between two small extents read through rather than skipped
@@ -251,6 +266,8 @@ def read_many(tensors: Sequence[Tensor], small: int = 64 << 10) -> list[np.ndarr
             if not (get.dtype is dtype or get.dtype == dtype):
                 array = array.astype(dtype)
             out[i] = array if len(shape) == 1 else array.reshape(shape)
+            if get.progress is not None:
+                get.progress(get.nbytes)
         k = j
     check_changed()
     return out

@@ -39,7 +39,7 @@ from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
 from ..converters.mapped import FileChangedError
 from ..converters.registry import FORMATS, load, losses, plan, save
-from ..converters.store import CHUNK_BYTES, Store, Tensor
+from ..converters.store import CHUNK_BYTES, Store, Tensor, read_many
 from .engine import pieces, raw_bytes
 
 STATUSES = ("identical", "lossy", "different", "failed", "skipped")
@@ -206,8 +206,19 @@ def compare(a: Store, b: Store) -> list[str]:
     common = [n for n in names_a if n in b]
     if [n for n in names_b if n in a] != common:
         found.append("order differs")
+    by_name: dict[str, list[str]] = {}
+    small: list[str] = []  # same description, compared in batches (`_unequal_small`)
     for name in common:
-        found += [f"{name}: {text}" for text in compare_tensors(a[name], b[name])]
+        x, y = a[name], b[name]
+        by_name[name] = _described_differences(x, y)
+        if not by_name[name] and not is_string(x.dtype) and x.nbytes <= SMALL_BYTES:
+            small.append(name)
+        elif not by_name[name]:
+            _note_unequal(by_name[name], unequal_elements(x, y), x.size)
+    for name, unequal in _unequal_small(a, b, small):
+        _note_unequal(by_name[name], unequal, a[name].size)
+    for name in common:
+        found += [f"{name}: {text}" for text in by_name[name]]
     changed = _changed_meta(a.meta, b.meta)
     if changed:
         found.append(f"store metadata differs: {_listed(changed)}")
@@ -216,6 +227,14 @@ def compare(a: Store, b: Store) -> list[str]:
 
 def compare_tensors(a: Tensor, b: Tensor) -> list[str]:
     """Differences of dtype, shape, role, original meta entries and bytes of two tensors."""
+    found = _described_differences(a, b)
+    if not found:
+        _note_unequal(found, unequal_elements(a, b), a.size)
+    return found
+
+
+def _described_differences(a: Tensor, b: Tensor) -> list[str]:
+    """Differences of dtype, shape, role and original meta entries (not of values)."""
     found = []
     if a.dtype != b.dtype:
         found.append(f"dtype {a.dtype_name} became {b.dtype_name}")
@@ -223,14 +242,38 @@ def compare_tensors(a: Tensor, b: Tensor) -> list[str]:
         found.append(f"shape {a.shape} became {b.shape}")
     if a.role != b.role:
         found.append(f"role {a.role} became {b.role}")
-    changed = _changed_meta({k: v for k, v in a.meta.items() if k != "role"}, b.meta)
-    if changed:
-        found.append(f"meta differs: {', '.join(changed)}")
-    if not found:
-        unequal = unequal_elements(a, b)
-        if unequal:
-            found.append(f"{unequal:,} of {a.size:,} elements differ in their bytes")
+    if any(k != "role" and b.meta.get(k, _ABSENT) != v for k, v in a.meta.items()):
+        changed = _changed_meta({k: v for k, v in a.meta.items() if k != "role"}, b.meta)
+        if changed:
+            found.append(f"meta differs: {', '.join(changed)}")
     return found
+
+
+_ABSENT = object()
+
+
+def _note_unequal(found: list[str], unequal: int, size: int) -> None:
+    if unequal:
+        found.append(f"{unequal:,} of {size:,} elements differ in their bytes")
+
+
+def _unequal_small(a: Store, b: Store, names: list[str]) -> Iterator[tuple[str, int]]:
+    """(name, unequal elements) of the small numeric tensors `names`, read many at a time
+    (`read_many`, a batch of at most CHUNK_BYTES a side): a store of 100,000 small variables
+    costs a read per run of neighbours, not a call chain per variable."""
+    batch: list[str] = []
+    nbytes = 0
+    for i, name in enumerate(names):
+        batch.append(name)
+        nbytes += a[name].nbytes
+        if nbytes < CHUNK_BYTES and i + 1 < len(names):
+            continue
+        xs = read_many([a[n] for n in batch])
+        ys = read_many([b[n] for n in batch])
+        for n, x, y in zip(batch, xs, ys):
+            if x.tobytes() != y.tobytes():
+                yield n, _unequal_bytes(x.reshape(-1), y.reshape(-1))
+        batch, nbytes = [], 0
 
 
 def unequal_elements(a: Tensor, b: Tensor, max_bytes: int = CHUNK_BYTES) -> int:
@@ -282,10 +325,21 @@ LOAD_TIMEOUT = 1800
 
 def check_readable(store: Store) -> None:
     """Read every tensor once, so that a damaged input fails with its own one-line error
-    instead of as every round trip in the table."""
+    instead of as every round trip in the table. Small numeric tensors are read many at a time
+    (`read_many`, batches of at most CHUNK_BYTES)."""
+    batch: list[Tensor] = []
+    nbytes = 0
     for tensor in store.values():
-        for _ in tensor.iter_chunks():
-            pass
+        if is_string(tensor.dtype) or tensor.nbytes > SMALL_BYTES:
+            for _ in tensor.iter_chunks():
+                pass
+            continue
+        batch.append(tensor)
+        nbytes += tensor.nbytes
+        if nbytes >= CHUNK_BYTES:
+            read_many(batch)
+            batch, nbytes = [], 0
+    read_many(batch)
 
 
 def status(trips: Sequence[Trip]) -> str:
