@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             Progress("convert", data_bytes(store), enabled=not args.quiet) as bar:
         if args.dequantize:
             store = dequantize(store)
-        store = tracked(store, bar.advance)
+        store = tracked(store, bar)
         if args.ops:
             store = apply(store, args.ops)
         if args.like:

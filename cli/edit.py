@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.to or format_for_output(args.dst)
     with load(args.src, args.src_format) as store, \
             Progress("edit", data_bytes(store), enabled=not args.quiet) as bar:
-        edited = apply(tracked(store, bar.advance), args.ops)
+        edited = apply(tracked(store, bar), args.ops)
         if args.dry_run:
             if args.quiet:  # the exit status is the real run's: check what writing would refuse
                 with contextlib.ExitStack() as stack:

@@ -2,7 +2,7 @@
 for a moment, so short commands, pipes and CI logs never see it.
 
     with Progress("diff", total_bytes) as bar:
-        store = tracked(store, bar.advance)   # every byte the store's tensors read is counted
+        store = tracked(store, bar)   # every byte the store's tensors read is counted
 """
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ class Progress:
             if now >= self._next:
                 self._next = now + INTERVAL
                 self._draw(now)
+
+    @property
+    def drawing(self) -> bool:
+        """Whether the line may be drawn (enabled, on a terminal, not closed)."""
+        return self._enabled
 
     def _draw(self, now: float) -> None:
         share = min(self.done / self.total, 1.0)
@@ -110,9 +115,15 @@ class _Counted(Tensor):
             yield chunk
 
 
-def tracked(store: Store, progress: stores.Progress) -> Store:
+def tracked(store: Store, progress: "Progress | stores.Progress") -> Store:
     """The same store (files, format, metadata), its tensors counting what they read (a tensor
-    read raw from a file stays an `Extent`, so that `read_many` still reads it in a run)."""
+    read raw from a file stays an `Extent`, so that `read_many` still reads it in a run) to
+    `progress`: a callable, or a `Progress` line (the store itself when the line is never
+    drawn: not a terminal, or --quiet)."""
+    if isinstance(progress, Progress):
+        if not progress.drawing:
+            return store
+        progress = progress.advance
     return store.replace({
         name: _Counted(t, progress) if t.extent is None else
         Tensor(t.shape, t.dtype, t.extent.counted(progress), t.meta)

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         # read once here, then per target once to write it and once to compare
         with Progress("verify", data_bytes(loaded) * (1 + 2 * len(vias)),
                       enabled=not args.quiet) as bar:
-            store = tracked(loaded, bar.advance)
+            store = tracked(loaded, bar)
             check_readable(store)
             trips = verify(store, via, check)
         doc = document(args.file, store, trips)

@@ -197,26 +197,29 @@ def compare(a: Store, b: Store) -> list[str]:
     """Every store-level difference between `a` and `b` (empty when identical)."""
     found: list[str] = []
     names_a, names_b = list(a), list(b)
-    missing = [n for n in names_a if n not in b]
-    extra = [n for n in names_b if n not in a]
+    in_a, in_b = set(names_a), set(names_b)
+    missing = [n for n in names_a if n not in in_b]
+    extra = [n for n in names_b if n not in in_a]
     if missing:
         found.append(f"missing: {_listed(missing)}")
     if extra:
         found.append(f"unexpected: {_listed(extra)}")
-    common = [n for n in names_a if n in b]
-    if [n for n in names_b if n in a] != common:
+    common = [n for n in names_a if n in in_b]
+    if [n for n in names_b if n in in_a] != common:
         found.append("order differs")
     by_name: dict[str, list[str]] = {}
-    small: list[str] = []  # same description, compared in batches (`_unequal_small`)
+    small: list[tuple[str, Tensor, Tensor]] = []  # compared in batches (`_unequal_small`)
     for name in common:
         x, y = a[name], b[name]
-        by_name[name] = _described_differences(x, y)
-        if not by_name[name] and not is_string(x.dtype) and x.nbytes <= SMALL_BYTES:
-            small.append(name)
-        elif not by_name[name]:
-            _note_unequal(by_name[name], unequal_elements(x, y), x.size)
-    for name, unequal in _unequal_small(a, b, small):
-        _note_unequal(by_name[name], unequal, a[name].size)
+        found_here = by_name[name] = _described_differences(x, y)
+        if found_here:
+            continue
+        if not is_string(x.dtype) and x.nbytes <= SMALL_BYTES:
+            small.append((name, x, y))
+        else:
+            _note_unequal(found_here, unequal_elements(x, y), x.size)
+    for (name, x, _), unequal in _unequal_small(small):
+        _note_unequal(by_name[name], unequal, x.size)
     for name in common:
         found += [f"{name}: {text}" for text in by_name[name]]
     changed = _changed_meta(a.meta, b.meta)
@@ -257,23 +260,23 @@ def _note_unequal(found: list[str], unequal: int, size: int) -> None:
         found.append(f"{unequal:,} of {size:,} elements differ in their bytes")
 
 
-def _unequal_small(a: Store, b: Store, names: list[str]) -> Iterator[tuple[str, int]]:
-    """(name, unequal elements) of the small numeric tensors `names`, read many at a time
-    (`read_many`, a batch of at most CHUNK_BYTES a side): a store of 100,000 small variables
-    costs a read per run of neighbours, not a call chain per variable."""
-    batch: list[str] = []
-    nbytes = 0
-    for i, name in enumerate(names):
-        batch.append(name)
-        nbytes += a[name].nbytes
-        if nbytes < CHUNK_BYTES and i + 1 < len(names):
+def _unequal_small(pairs: list[tuple[str, Tensor, Tensor]]
+                   ) -> Iterator[tuple[tuple[str, Tensor, Tensor], int]]:
+    """(pair, unequal elements) of the pairs of small numeric tensors whose bytes differ, read
+    many at a time (`read_many`, a batch of at most CHUNK_BYTES a side): a store of 100,000
+    small variables costs a read per run of neighbours, not a call chain per variable."""
+    start, nbytes = 0, 0
+    for end, (_, x, _) in enumerate(pairs, 1):
+        nbytes += x.nbytes
+        if nbytes < CHUNK_BYTES and end < len(pairs):
             continue
-        xs = read_many([a[n] for n in batch])
-        ys = read_many([b[n] for n in batch])
-        for n, x, y in zip(batch, xs, ys):
+        batch = pairs[start:end]
+        xs = read_many([x for _, x, _ in batch])
+        ys = read_many([y for _, _, y in batch])
+        for pair, x, y in zip(batch, xs, ys):
             if x.tobytes() != y.tobytes():
-                yield n, _unequal_bytes(x.reshape(-1), y.reshape(-1))
-        batch, nbytes = [], 0
+                yield pair, _unequal_bytes(x.reshape(-1), y.reshape(-1))
+        start, nbytes = end, 0
 
 
 def unequal_elements(a: Tensor, b: Tensor, max_bytes: int = CHUNK_BYTES) -> int:

@@ -54,3 +54,15 @@ def test_tracked_tensor_keeps_meta_and_lazy_edits():
     t = tracked(s, seen.append)["w"]
     assert t.role == "optimizer" and t.meta["key"] == "k"
     assert np.array_equal(t.map(lambda x: x * 2)[1:3], [2.0, 4.0]) and seen == [16]
+
+
+def test_a_line_that_is_never_drawn_leaves_the_store_as_it_is():
+    s = store()
+    with Progress("verify", data_bytes(s), io.StringIO()) as bar:
+        assert tracked(s, bar) is s
+    with Progress("verify", data_bytes(s), Terminal(), enabled=False) as bar:
+        assert tracked(s, bar) is s
+    with Progress("verify", data_bytes(s), Terminal()) as bar:
+        counted = tracked(s, bar)
+        counted["a"].read()
+        assert counted is not s and bar.done == s["a"].nbytes

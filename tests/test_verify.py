@@ -404,3 +404,25 @@ def test_deployment_files_verify_clean(name, capsys):
     assert {t["status"] for t in doc["trips"]} <= {"identical", "skipped"}
     if name == "conv--tfjs-layers":
         assert main(["verify", str(path), "--via", "tflite"], prog="weightkit") == 0
+
+
+def test_compare_reads_small_tensors_of_files_in_batches(tmp_path, monkeypatch):
+    """Small tensors read from files are compared many at a time (read_many), across batch
+    boundaries, and each difference is still named, in store order."""
+    monkeypatch.setattr(verify_module, "CHUNK_BYTES", 1000)
+    arrays = {f"layer_{i}/w": np.full(i % 5 + 1, i, np.float32) for i in range(300)}
+    arrays["big"] = np.zeros(40000, np.float32)
+    weightkit.save(Store.from_arrays(arrays), tmp_path / "a.safetensors")
+    arrays["layer_150/w"] = arrays["layer_150/w"].copy()
+    arrays["layer_150/w"][0] = -1
+    arrays["layer_299/w"] = np.array([-0.0, 299, 299, 299, 299], np.float32)
+    arrays["big"] = arrays["big"].copy()
+    arrays["big"][7] = 1
+    weightkit.save(Store.from_arrays(arrays), tmp_path / "b.safetensors")
+    with weightkit.load(tmp_path / "a.safetensors") as a, \
+            weightkit.load(tmp_path / "b.safetensors") as b:
+        assert a["layer_1/w"].extent is not None  # the batched path is the one tested
+        assert compare(a, b) == ["layer_150/w: 1 of 1 elements differ in their bytes",
+                                 "layer_299/w: 1 of 5 elements differ in their bytes",
+                                 "big: 1 of 40,000 elements differ in their bytes"]
+        assert compare(a, a) == []
