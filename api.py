@@ -98,13 +98,20 @@ def verify(source: Any, *, via: Sequence[str] | None = None, load: bool = False,
            from_format: str | None = None) -> dict[str, Any]:
     """Round-trip a file through other formats and back and compare bit for bit: the document
     `weightkit verify FILE --format json` prints (`status` "ok", "different" or "error", and
-    one entry per round trip). `via`: format names (default: every format that can hold it
-    without loss). `load=True` also has the framework load every file (needs the `tensorflow`
-    extra; `source` must be a path). Raises `WeightsError`."""
+    one entry per round trip). `via`: format names, or ["all"] for every format that can hold
+    it without loss (default: all of them, or for a file of more than 10,000 variables its own
+    format, safetensors and npz; see `diffing.verify`). `load=True` also has the framework load
+    every file (needs the `tensorflow` extra; `source` must be a path). Raises `WeightsError`."""
     from .converters.registry import get
-    from .diffing.verify import check_readable, document, framework_check, verify as run
-    formats = list(dict.fromkeys(get(name).name for name in via)) if via else None
+    from .diffing.verify import (check_readable, default_vias, document, framework_check,
+                                 verify as run)
+    every = via is not None and "all" in via
+    formats = None if every or not via else list(dict.fromkeys(get(name).name for name in via))
     with _opened(source, from_format) as (store, label):
+        note = None
+        if formats is None:
+            formats, note = default_vias(store, every)
         check_readable(store)
         check = framework_check(label, store) if load else None
-        return document(label, store, run(store, formats, check))
+        trips = run(store, formats, check, optional=not via or every)
+        return document(label, store, trips, note)

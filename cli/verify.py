@@ -13,7 +13,8 @@ from ..converters.errors import UsageError
 from ..converters.registry import get, load
 from ..converters.source import is_url
 from ..converters.store import Store
-from ..diffing.verify import Trip, candidates, check_readable, document, framework_check, verify
+from ..diffing.verify import (LARGE_STORE, Trip, check_readable, default_vias, document,
+                              framework_check, verify)
 from .main import Exit
 from .progress import Progress, data_bytes, tracked
 from .text import colour, paint, safe, table
@@ -28,8 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="src_format", metavar="FORMAT",
                         help="input format (default: detected from the content)")
     parser.add_argument("--via", metavar="FORMAT", action="append",
-                        help="round-trip through FORMAT (repeatable; default: every format "
-                             "that can hold the file without loss)")
+                        help="round-trip through FORMAT (repeatable; 'all': every format "
+                             "that can hold the file without loss; default: all of them, or "
+                             f"for a file of more than {LARGE_STORE:,} variables its own format, "
+                             "safetensors and npz)")
     parser.add_argument("--load", action="store_true",
                         help="also load the original and the round-tripped file with the "
                              "framework (needs the tensorflow extra)")
@@ -42,29 +45,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    via = list(dict.fromkeys(get(name).name for name in args.via)) if args.via else None  # once
+    every = args.via is not None and "all" in args.via
+    via = None if every or not args.via else list(dict.fromkeys(get(name).name  # each once
+                                                                 for name in args.via))
     with load(args.file, args.src_format) as loaded:
-        vias = via or candidates(loaded)
-        if not vias:
+        note = None
+        if via is None:
+            via, note = default_vias(loaded, every)
+        if not via:
             raise UsageError("no format can hold this file without loss; name one with --via")
         if args.load and is_url(args.file):
             raise UsageError("--load: the framework loads local files; copy the file here "
                              "first")
         check = framework_check(args.file, loaded) if args.load else None
         # read once here, then per target once to write it and once to compare
-        with Progress("verify", data_bytes(loaded) * (1 + 2 * len(vias)),
+        with Progress("verify", data_bytes(loaded) * (1 + 2 * len(via)),
                       enabled=not args.quiet) as bar:
             store = tracked(loaded, bar)
             check_readable(store)
-            trips = verify(store, via, check)
-        doc = document(args.file, store, trips)
+            trips = verify(store, via, check, optional=args.via is None or every)
+        doc = document(args.file, store, trips, note)
         if args.quiet:
             pass
         elif args.output == "json":
             json.dump(doc, sys.stdout, indent=1)
             print()
         else:
-            _print_table(args.file, store, trips, colour(sys.stdout, args.color))
+            _print_table(args.file, store, trips, colour(sys.stdout, args.color), note)
     return EXIT[doc["status"]]
 
 
@@ -74,7 +81,8 @@ def _detail(trip: Trip) -> str:
     return "; ".join((p.splitlines() or [""])[0] for p in parts)
 
 
-def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = False) -> None:
+def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = False,
+                 note: str | None = None) -> None:
     with_load = any(t.load for t in trips)
     headers = ["via", "round trip", "details"] + (["framework load"] if with_load else [])
     rows = []
@@ -88,3 +96,5 @@ def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = F
         rows.append(row)
     print(f"{safe(path)}: {store.format}, {len(store)} variable{'s' * (len(store) != 1)}")
     print(table(rows, headers, wrap={2: 60, 3: 50}))
+    if note:
+        print(f"note: {note}")

@@ -817,10 +817,13 @@ def child(node: Mapping[str, Any], name: str) -> dict | None:
     if len(children) < 16:
         return next((c for n, c in reversed(children) if n == name), None)
     hit = _INDEXES.get(id(children))
-    if hit is None or hit[0] is not children or hit[1] != len(children):
+    if hit is None or hit[0] is not children or hit[1] > len(children):
         if len(_INDEXES) > 64:
             _INDEXES.clear()  # bounded: the cache keeps the lists it indexes alive
         hit = _INDEXES[id(children)] = (children, len(children), dict(children))
+    elif hit[1] < len(children):  # appended since: index the new ones (rebuilding it on every
+        hit[2].update(children[hit[1]:])  # append made placing n datasets in a group O(n^2))
+        hit = _INDEXES[id(children)] = (children, len(children), hit[2])
     return hit[2].get(name)
 
 

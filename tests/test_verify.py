@@ -128,7 +128,7 @@ def test_a_default_format_refusing_the_store_is_skipped(safetensors_file, monkey
     assert main(["verify", str(safetensors_file), "--from", "safetensors", "--json"]) == 0
     trips = {t["via"]: t for t in json.loads(capsys.readouterr().out)["trips"]}
     assert trips["npz"]["status"] == "skipped"
-    assert trips["npz"]["error"] == "UsageError: npz needs a template here"
+    assert trips["npz"]["error"] == "npz needs a template here"  # no type, no temporary path
     assert trips["safetensors"]["status"] == "identical"
     assert main(["verify", str(safetensors_file), "--from", "safetensors", "--via", "npz"]) == 2
 
@@ -426,3 +426,29 @@ def test_compare_reads_small_tensors_of_files_in_batches(tmp_path, monkeypatch):
                                  "layer_299/w: 1 of 5 elements differ in their bytes",
                                  "big: 1 of 40,000 elements differ in their bytes"]
         assert compare(a, a) == []
+
+
+def test_a_large_file_is_tried_through_its_own_format_and_the_archives(tmp_path, monkeypatch,
+                                                                       capsys):
+    """Above LARGE_STORE variables the default trips are the file's own format, safetensors and
+    npz, and the report says so; --via all (and weightkit.verify(via=["all"])) tries every
+    format that holds it, and naming formats is never cut."""
+    monkeypatch.setattr(verify_module, "LARGE_STORE", 3)
+    path = tmp_path / "w.h5"
+    weightkit.save(Store.from_arrays({f"d/w{i}": np.full(3, i, np.float32) for i in range(5)}),
+                   path, "keras-h5")
+    assert main(["verify", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [t["via"] for t in doc["trips"]] == ["keras-h5", "safetensors", "npz"]
+    assert doc["note"].startswith("a file of 5 variables (more than 3) is tried through "
+                                  "keras-h5, safetensors, npz only; --via all")
+    assert main(["verify", str(path)]) == 0
+    assert "note: a file of 5 variables" in capsys.readouterr().out
+    every = [t["via"] for t in weightkit.verify(path, via=["all"])["trips"]]
+    assert main(["verify", str(path), "--via", "all", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    with weightkit.load(path) as store:
+        assert [t["via"] for t in doc["trips"]] == every == verify_module.candidates(store)
+    assert len(every) > 3 and "note" not in doc
+    assert main(["verify", str(path), "--via", "tflite", "--json"]) == 0
+    assert [t["via"] for t in json.loads(capsys.readouterr().out)["trips"]] == ["tflite"]
