@@ -474,8 +474,7 @@ def bench_count(args: argparse.Namespace) -> list[dict]:
             peer = measure(name, [sys.executable, "-c", code, str(path)], [path], args)
             for task, argv, ok in (("show --json", ["show", "--json"], (0,)),
                                    ("show", ["show"], (0,)),
-                                   ("verify", ["verify", "--via", "npz", "--via", "safetensors"],
-                                    (0,))):
+                                   ("verify", ["verify"], (0,))):  # the default formats
                 if task == "verify" and n > args.verify_max:
                     continue
                 ours = measure_wk(f"weightkit {task}", wk(*argv, str(path)), [path], args,

@@ -39,7 +39,7 @@ from .foreign import structure_losses
 from .atomic import open_streaming
 from .format import ShardedWrite, WritePlan
 from .names import natural_key
-from .sstable import crc32c, mask_crc, write_table
+from .sstable import crc32c, mask_crc, put_varint, write_table
 from .store import CHUNK_BYTES, Store, Tensor, gc_paused
 from .tf_dtypes import ENUMS
 
@@ -474,11 +474,30 @@ def _write_shard(f: BinaryIO, plan: WritePlan, shard: int) -> list[tuple[bytes, 
         if item.tensor is not None and item.dtype not in (DT_STRING, DT_VARIANT) \
                 and size != math.prod(item.shape) * item.tensor.dtype.itemsize:
             raise CorruptFileError(f"tensor {key_text(item.key)!r} yielded {size} bytes")
-        entry = {"dtype": item.dtype, "shape": _shape_proto(item.shape), "shard_id": shard,
-                 "offset": offset, "size": size, "crc32c": crc}
-        entries.append((item.key, pw.encode(entry, pw.BUNDLE_ENTRY)))
+        entries.append((item.key, entry_bytes(item.dtype, item.shape, shard, offset, size, crc)))
         offset += size
     return entries
+
+
+def entry_bytes(dtype: int, shape: tuple[int, ...], shard: int, offset: int, size: int,
+                crc: int) -> bytes:
+    """The BundleEntryProto of a tensor that is not partitioned: the bytes of
+    `pw.encode({dtype, shape, shard_id, offset, size, crc32c}, pw.BUNDLE_ENTRY)` (fields in
+    number order, zero scalars left out, the shape always present), without the generic
+    encoder's per-field dispatch: a checkpoint of 100,000 variables writes 100,000 of them."""
+    dims = b"".join(b"\x12\x00" if not d else
+                    b"\x12" + put_varint(len(v) + 1) + b"\x08" + v
+                    for d in shape for v in (put_varint(d & _MASK64),))
+    return b"".join((
+        b"\x08" + put_varint(dtype) if dtype else b"",
+        b"\x12" + put_varint(len(dims)) + dims,
+        b"\x18" + put_varint(shard & _MASK64) if shard else b"",
+        b"\x20" + put_varint(offset & _MASK64) if offset else b"",
+        b"\x28" + put_varint(size & _MASK64) if size else b"",
+        b"\x35" + crc.to_bytes(4, "little") if crc else b""))
+
+
+_MASK64 = (1 << 64) - 1
 
 
 def _write_index(f: BinaryIO, plan: WritePlan, facts: list[list[tuple[bytes, bytes]]]) -> None:

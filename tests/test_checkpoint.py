@@ -18,6 +18,8 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import weightkit
 from conformance import FormatConformance
@@ -814,3 +816,15 @@ def test_empty_basename_checkpoint_round_trips(tmp_path):
     done = run_cli("convert", str(directory / ".index"), str(tmp_path / "w.npz"))
     status, out, err = done.returncode, done.stdout, done.stderr
     assert status == 0, err
+
+
+@settings(max_examples=300, deadline=None)
+@given(dtype=st.integers(0, 30), shape=st.lists(st.integers(0, 2**40), max_size=5),
+       shard=st.integers(0, 3), offset=st.integers(0, 2**40), size=st.integers(0, 2**40),
+       crc=st.integers(0, 2**32 - 1))
+def test_entry_bytes_equal_the_generic_encoder(dtype, shape, shard, offset, size, crc) -> None:
+    from weightkit.converters.bundle_store import entry_bytes
+    generic = pw.encode({"dtype": dtype, "shape": {"dim": [{"size": d} for d in shape]},
+                         "shard_id": shard, "offset": offset, "size": size, "crc32c": crc},
+                        pw.BUNDLE_ENTRY)
+    assert entry_bytes(dtype, tuple(shape), shard, offset, size, crc) == generic
