@@ -30,7 +30,7 @@ from .mapped import check_changed, rows
 from .paths import inside
 from .source import Source
 from .sstable import FOOTER_SIZE, crc32c, get_varint, mask_crc, put_varint, read_table
-from .store import CHUNK_BYTES, Tensor, block_indices, check_shape
+from .store import CHUNK_BYTES, Extent, Tensor, block_indices, check_shape
 from .tf_dtypes import DT_STRING, DT_VARIANT, DTYPES as TF_DTYPES, QUANTIZED
 
 BUNDLE_VERSION = 1
@@ -444,6 +444,10 @@ class Bundle(Index):
         for shard in self.pins:
             self._file(shard)
 
+    def shard(self, shard: int) -> Source:
+        """The open data shard `shard` (opened now, planned for a URL: call `expect` first)."""
+        return self._file(shard)
+
     def _file(self, shard: int) -> Source:
         if shard not in self.files:
             file = seam.open_source(data_path(self.prefix, shard, self.num_shards),
@@ -538,6 +542,27 @@ class Bundle(Index):
         self.files.clear()
 
 
+class _EntryExtent(Extent):
+    """The bytes of an entry that is not partitioned, in its data shard, crc verified: reads go
+    through `Bundle.get`; bytes `read_many` read are checked against the entry's crc32c."""
+
+    __slots__ = ("bundle", "entry")
+
+    def __init__(self, bundle: Bundle, entry: Entry, dtype: np.dtype):
+        super().__init__(bundle.shard(entry.shard), entry.offset, dtype, entry.shape)
+        self.bundle, self.entry = bundle, entry
+
+    def read(self, index: tuple) -> np.ndarray:
+        return self.bundle.get(self.entry, index)
+
+    def verify(self, data: memoryview) -> None:
+        e = self.entry
+        if e.key not in self.bundle.verified:
+            if mask_crc(crc32c(np.frombuffer(data, _BYTE))) != e.crc:
+                self.bundle.fail_crc(e)
+            self.bundle.verified.add(e.key)
+
+
 class BundleTensor(Tensor):
     """A checkpoint tensor: whole reads verify the crc first; `iter_chunks` streams views of the
     mapped file, verifies the crc as it goes and raises CorruptFileError at the end. A
@@ -549,7 +574,10 @@ class BundleTensor(Tensor):
         dtype = np.dtype(np.uint8) if entry.dtype == DT_VARIANT else \
             dtype_from_name(DTYPES[entry.dtype])
         shape = (entry.size,) if entry.dtype == DT_VARIANT else entry.shape
-        super().__init__(shape, dtype, lambda index: bundle.get(entry, index), meta)
+        if entry.slices or entry.dtype in (DT_STRING, DT_VARIANT):
+            super().__init__(shape, dtype, lambda index: bundle.get(entry, index), meta)
+        else:  # its bytes lie raw in a shard: `read_many` may read it with its neighbours
+            super().__init__(shape, dtype, _EntryExtent(bundle, entry, dtype), meta)
         self._bundle = bundle
         self._entry = entry
 

@@ -40,7 +40,7 @@ from .atomic import open_streaming
 from .format import ShardedWrite, WritePlan
 from .names import natural_key
 from .sstable import crc32c, mask_crc, put_varint, write_table
-from .store import CHUNK_BYTES, Store, Tensor, gc_paused
+from .store import CHUNK_BYTES, Store, Tensor, gc_paused, read_many
 from .tf_dtypes import ENUMS
 
 META = "tf_checkpoint"
@@ -62,8 +62,15 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
         graph = _graph(bundle)
         variables = _variables(bundle, graph)
         names = distinct_names([e[0].key for e in variables], graph.full_names)
+        end = len(graph.rank)
+
+        def position(item: tuple[str, list[Entry]]) -> tuple:
+            rank = min(graph.rank.get(e.key, end) for e in item[1])
+            return rank, natural_key(item[1][0].key) if rank == end else ()
+        order = sorted(zip(names, variables), key=position)
+        bundle.expect([e.key for _, entries in order for e in entries])  # a URL's plan
         tensors: dict[str, Tensor] = {}
-        for name, entries in zip(names, variables):
+        for name, entries in order:
             first = entries[0]
             full_name = graph.full_names.get(first.key, "")
             info: dict[str, Any] = {"keys": [e.key for e in entries]}
@@ -76,14 +83,6 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
             role = og.role(first.key, full_name, first.key in graph.slots)
             tensors[name] = BundleTensor(bundle, first, {"key": first.key, "role": role,
                                                          META: info})
-        end = len(graph.rank)
-
-        def position(item: tuple[str, list[Entry]]) -> tuple:
-            rank = min(graph.rank.get(e.key, end) for e in item[1])
-            return rank, natural_key(item[1][0].key) if rank == end else ()
-        order = sorted(zip(names, variables), key=position)
-        tensors = {name: tensors[name] for name, _ in order}
-        bundle.expect([e.key for _, entries in order for e in entries])  # a URL's plan
         layout = {"header": b64(bundle.header_bytes),
                   "object_graph": b64(graph.data) if graph.data is not None else None,
                   "shards": _data_order(bundle),
@@ -469,14 +468,48 @@ def _write_shard(f: BinaryIO, plan: WritePlan, shard: int) -> list[tuple[bytes, 
     _, shards, _, graph = plan.detail
     entries = []
     offset = 0
+    batch: list[_Item] = []  # small plain tensors, read together and written in one call
+    batch_bytes = 0
+
+    def flush() -> None:
+        nonlocal offset
+        parts = []
+        for item, array in zip(batch, read_many([i.tensor for i in batch])):  # type: ignore
+            data = np.ascontiguousarray(array).tobytes()
+            entries.append(_entry_of(item, shard, offset, len(data), mask_crc(crc32c(data))))
+            parts.append(data)
+            offset += len(data)
+        f.write(b"".join(parts))
+        batch.clear()
+
     for item in shards[shard]:
+        if item.tensor is not None and item.region is None and item.tensor.nbytes <= SMALL_ITEM \
+                and item.dtype not in (DT_STRING, DT_VARIANT):
+            batch.append(item)
+            batch_bytes += item.tensor.nbytes
+            if batch_bytes >= CHUNK_BYTES:
+                flush()
+                batch_bytes = 0
+            continue
+        flush()
+        batch_bytes = 0
         size, crc = _write_item(f, item, graph)
-        if item.tensor is not None and item.dtype not in (DT_STRING, DT_VARIANT) \
-                and size != math.prod(item.shape) * item.tensor.dtype.itemsize:
-            raise CorruptFileError(f"tensor {key_text(item.key)!r} yielded {size} bytes")
-        entries.append((item.key, entry_bytes(item.dtype, item.shape, shard, offset, size, crc)))
+        entries.append(_entry_of(item, shard, offset, size, crc))
         offset += size
+    flush()
     return entries
+
+
+SMALL_ITEM = 64 << 10  # bytes up to which tensors are read and written in batches
+
+
+def _entry_of(item: _Item, shard: int, offset: int, size: int, crc: int) -> tuple[bytes, bytes]:
+    """(key, BundleEntryProto) of an item written at `offset`; CorruptFileError when a numeric
+    tensor gave other than its shape's bytes."""
+    if item.tensor is not None and item.dtype not in (DT_STRING, DT_VARIANT) \
+            and size != math.prod(item.shape) * item.tensor.dtype.itemsize:
+        raise CorruptFileError(f"tensor {key_text(item.key)!r} yielded {size} bytes")
+    return item.key, entry_bytes(item.dtype, item.shape, shard, offset, size, crc)
 
 
 def entry_bytes(dtype: int, shape: tuple[int, ...], shard: int, offset: int, size: int,

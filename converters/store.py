@@ -16,6 +16,7 @@ a reader recorded (`Store.resolve`), while iteration, `len` and `in` see canonic
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import math
 import reprlib
@@ -140,7 +141,7 @@ class Tensor:
     @property
     def extent(self) -> "Extent | None":
         """Where the bytes lie, when the tensor reads them raw from a file (`Extent`)."""
-        return self._get if type(self._get) is Extent else None
+        return self._get if isinstance(self._get, Extent) else None
 
     @property
     def nbytes(self) -> int:
@@ -211,19 +212,28 @@ class Extent:
 
     def counted(self, progress: Progress) -> "Extent":
         """The same extent, telling `progress` the bytes of every read."""
-        return Extent(self.source, self.offset, self.dtype, self.shape, progress)
+        twin = copy.copy(self)
+        twin.progress = progress
+        return twin
 
     def __call__(self, index: Index) -> np.ndarray:
-        run = rows(index, self.shape)
-        if run is None:
-            out = self.source.array(self.offset, self.dtype, self.shape)[index]
-        else:
-            r0, r1, index = run
-            out = self.source.array(self.offset + r0 * self.row_bytes, self.dtype,
-                                    (r1 - r0, *self.shape[1:]))[index]
+        out = self.read(index)
         if self.progress is not None:
             self.progress(out.nbytes)
         return out
+
+    def read(self, index: Index) -> np.ndarray:
+        """What `index` selects (a format whose data carries a checksum overrides it)."""
+        run = rows(index, self.shape)
+        if run is None:
+            return self.source.array(self.offset, self.dtype, self.shape)[index]
+        r0, r1, index = run
+        return self.source.array(self.offset + r0 * self.row_bytes, self.dtype,
+                                 (r1 - r0, *self.shape[1:]))[index]
+
+    def verify(self, data: memoryview) -> None:
+        """Check the whole tensor's bytes, which `read_many` read, before they are used (a
+        format whose data carries a checksum overrides it; errors as a read would raise)."""
 
 
 READ_MANY_GAP = 4 << 10  # bytes between two small extents read through rather than skipped
@@ -240,7 +250,7 @@ def read_many(tensors: Sequence[Tensor], small: int = 64 << 10) -> list[np.ndarr
     extents: list[tuple[int, int, int, Extent]] = []  # (id of the source, offset, position, ..)
     for i, tensor in enumerate(tensors):
         get = tensor._get
-        if type(get) is Extent and get.nbytes <= small:
+        if isinstance(get, Extent) and get.nbytes <= small:
             extents.append((id(get.source), get.offset, i, get))
         else:
             out[i] = tensor.read()
@@ -255,11 +265,18 @@ def read_many(tensors: Sequence[Tensor], small: int = 64 << 10) -> list[np.ndarr
                 break
             end = max(end, offset + get.nbytes)
             j += 1
+        if end > source.size:  # a damaged file: each read raises its format's own error
+            for _, _, i, _ in extents[k:j]:
+                out[i] = tensors[i].read()
+            k = j
+            continue
         data = source.pread(start, end - start)
         if len(data) != end - start:
             from .mapped import FileChangedError
             raise FileChangedError(path=source.name)
+        view = memoryview(data)
         for _, offset, i, get in extents[k:j]:
+            get.verify(view[offset - start:offset - start + get.nbytes])
             dtype, shape = tensors[i].dtype, get.shape
             array = np.frombuffer(data, get.dtype, get.nbytes // get.dtype.itemsize,
                                   offset - start)

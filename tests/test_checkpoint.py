@@ -828,3 +828,29 @@ def test_entry_bytes_equal_the_generic_encoder(dtype, shape, shard, offset, size
                          "shard_id": shard, "offset": offset, "size": size, "crc32c": crc},
                         pw.BUNDLE_ENTRY)
     assert entry_bytes(dtype, tuple(shape), shard, offset, size, crc) == generic
+
+
+def test_small_tensors_read_together_are_still_crc_checked(tmp_path) -> None:
+    """show reads small tensors many at a time (read_many): each one's bytes are still checked
+    against its crc32c, and a data shard that shrinks while open is an error, not zeros."""
+    from weightkit.converters.store import read_many
+    prefix = str(tmp_path / "many")
+    weightkit.save(Store.from_arrays({f"v{i:03d}": np.full(3, i, np.float32)
+                                      for i in range(200)}), prefix, CKPT)
+    with weightkit.load(prefix) as store:
+        assert store["v007"].extent is not None
+        assert [a.tolist() for a in read_many(list(store.values()))][7] == [7.0] * 3
+    data = prefix + ".data-00000-of-00001"
+    with weightkit.load(prefix) as store:
+        offset = store["v150"].extent.offset
+    blob = bytearray(open(data, "rb").read())
+    blob[offset] ^= 1
+    open(data, "wb").write(bytes(blob))
+    with weightkit.load(prefix) as store, \
+            pytest.raises(weightkit.CorruptFileError, match="'v150': checksum does not match"):
+        read_many(list(store.values()))
+    assert run_cli("show", prefix).returncode == 2
+    with weightkit.load(prefix) as store:  # shrinks while open: an error, never zeros
+        open(data, "wb").write(bytes(blob[:offset]))
+        with pytest.raises(weightkit.CorruptFileError):
+            read_many(list(store.values()))
