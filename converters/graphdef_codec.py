@@ -49,7 +49,7 @@ import numpy as np
 from .dtypes import STRING, dtype_from_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, naming
 from . import source as seam
-from .mapped import MappedFile, rows
+from .mapped import MappedFile, RowReader, rows
 from .protowire import FIXED32, FIXED64, LENGTH, VARINT, Span, length_field, spans
 from .sstable import put_varint
 from .store import Index, Store, Tensor, check_shape
@@ -639,17 +639,8 @@ def tensor(file: MappedFile, buf: Any, constant: Constant, namespace: str,
     meta = {"key": name or constant.name, "role": "weight", namespace: describe(constant)}
     shape, dtype = constant.shape, constant.dtype
     if constant.field == CONTENT:
-        offset = constant.values[0].value_start
-        little = dtype.newbyteorder("<")
-        row_bytes = dtype.itemsize * math.prod(shape[1:])
-
-        def get(index: Index) -> np.ndarray:
-            run = rows(index, shape)
-            if run is None:
-                return file.array(offset, little, shape)[index]
-            r0, r1, rel = run
-            return file.array(offset + r0 * row_bytes, little, (r1 - r0, *shape[1:]))[rel]
-        return Tensor(shape, dtype, get, meta)
+        reader = RowReader(file, constant.values[0].value_start, dtype.newbyteorder("<"), shape)
+        return Tensor(shape, dtype, reader, meta)
 
     decoded: list[np.ndarray] = []  # the values the file gives, decoded on first read
 

@@ -103,7 +103,7 @@ from .flatbuffer import VerifyError, verify
 from .foreign import structure_losses
 from .format import Format, WritePlan
 from . import source as seam
-from .mapped import rows
+from .mapped import RowReader, rows
 from .store import Index, Store, Tensor, check_shape
 
 NAME = "tflite"
@@ -878,6 +878,8 @@ def _getter(f: _File, var: _Var, tag: np.dtype | None) -> tuple[np.dtype, Callab
             sub = (r1 - r0, *shape[1:]) if shape else ()
             return values.reshape(sub)[local if shape else index]
         return dtype, packed
+    if tag is None:
+        return dtype, RowReader(f.data, buf.start, dtype, shape)
     stored = tag if tag is not None else dtype
     read_as = np.dtype(np.uint8) if tag is not None else dtype
     row_bytes = read_as.itemsize * math.prod(shape[1:])
