@@ -115,7 +115,7 @@ class _Walker:
         self._need(pos, max(tsize, 4), f"{path} table")
         fields = self.layout[name]
         count = (vsize - 4) // 2
-        total = max(tsize, 4)
+        own = total = max(tsize, 4)
         for fid in range(count):
             offset = _U16.unpack_from(self.buf, vtable + 4 + 2 * fid)[0]
             if not offset:
@@ -124,9 +124,11 @@ class _Walker:
                 self.report.unknown.append(f"{name}.field{fid}")
                 continue
             fname, kind, arg, deprecated = fields[fid]
-            where = f"{path}.{fname}"
             if deprecated:
                 self.report.unknown.append(f"{name}.{fname} (deprecated)")
+            if (kind == "scalar" or kind == "struct") and offset + arg <= own:
+                continue  # inside the table's own bytes, checked and recorded above
+            where = f"{path}.{fname}"
             if (name, fname) in self.payload:  # bytes a writer replaces: not structure
                 start, n = self.vector(self._target(pos + offset, where), arg, where, True)
                 total += 4 + arg * n

@@ -49,7 +49,7 @@ import numpy as np
 from .dtypes import STRING, dtype_from_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, naming
 from . import source as seam
-from .mapped import MappedFile, rows
+from .mapped import MappedFile, RowReader, rows
 from .protowire import FIXED32, FIXED64, LENGTH, VARINT, Span, length_field, spans
 from .sstable import put_varint
 from .store import Index, Store, Tensor, check_shape
@@ -639,17 +639,8 @@ def tensor(file: MappedFile, buf: Any, constant: Constant, namespace: str,
     meta = {"key": name or constant.name, "role": "weight", namespace: describe(constant)}
     shape, dtype = constant.shape, constant.dtype
     if constant.field == CONTENT:
-        offset = constant.values[0].value_start
-        little = dtype.newbyteorder("<")
-        row_bytes = dtype.itemsize * math.prod(shape[1:])
-
-        def get(index: Index) -> np.ndarray:
-            run = rows(index, shape)
-            if run is None:
-                return file.array(offset, little, shape)[index]
-            r0, r1, rel = run
-            return file.array(offset + r0 * row_bytes, little, (r1 - r0, *shape[1:]))[rel]
-        return Tensor(shape, dtype, get, meta)
+        reader = RowReader(file, constant.values[0].value_start, dtype.newbyteorder("<"), shape)
+        return Tensor(shape, dtype, reader, meta)
 
     decoded: list[np.ndarray] = []  # the values the file gives, decoded on first read
 
@@ -690,6 +681,8 @@ def splice_constants(buf: Any, found: list[Constant], body: Callable[[Constant],
         out.write(bytes(buf[position:top.start]))
         if len(members[0].chain) == 1:  # pragma: no cover - a TensorProto is never top-level
             new = body(members[0])
+        elif len(members) == 1:  # one constant in this field (a node): one path to rebuild
+            new = _rebuilt(buf, members[0].chain, body(members[0]))
         else:
             inner = _Buffer()
             splice(buf, top.value_start, top.end, edits_for([(c, body(c)) for c in members], 1),
@@ -698,6 +691,21 @@ def splice_constants(buf: Any, found: list[Constant], body: Callable[[Constant],
         out.write(length_field(top.number, new))
         position = top.end
     out.write(bytes(buf[position:len(buf)]))
+
+
+def _rebuilt(buf: Any, chain: tuple[Span, ...], body: bytes) -> bytes:
+    """The body of field `chain[0]` with the body of the field `chain[-1]` inside it replaced
+    by `body`: what `splice` makes of the edits of a single constant, without sorting and
+    buffering at each level."""
+    outer = chain[0]
+    if len(chain) == 1:
+        return body
+    inner = chain[1]
+    if not outer.value_start <= inner.start < inner.end <= outer.end:
+        raise AssertionError("an edit outside its message")  # pragma: no cover
+    return b"".join((bytes(buf[outer.value_start:inner.start]),
+                     length_field(inner.number, _rebuilt(buf, chain[1:], body)),
+                     bytes(buf[inner.end:outer.end])))
 
 
 def _bare(buf: Any, constant: Constant) -> bytes:

@@ -56,6 +56,7 @@ NAME = "npz"
 CARRY_MEMBER = "__weightkit__.json"
 NPY = ".npy"
 MAX_NPY_HEADER = 1 << 20
+KNOWN_HEADERS = 4096  # distinct .npy headers remembered while reading one archive
 MAX_CARRY = 100_000_000  # as the safetensors header limit
 SMALL_MEMBER = 1 << 20  # members written in one piece
 KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
@@ -139,8 +140,13 @@ class _Npy:
     header_len: int
 
 
-def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str) -> _Npy:
-    """The .npy header from `fp`, checked against `data_size` (bytes in the member)."""
+def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str,
+                     known: dict | None = None) -> _Npy:
+    """The .npy header from `fp`, checked against `data_size` (bytes in the member).
+
+    `known`: headers already parsed and found valid in this archive (their text -> (shape,
+    fortran order, dtype)): many members share a header, whose parse and dtype checks are the
+    same each time; the size check is made for every member."""
     magic = fp.read(8)
     if len(magic) < 8 or magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2, 3):
         raise CorruptFileError(f"{where} is not a .npy array (bad magic)", path)
@@ -155,6 +161,12 @@ def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str) -> _Np
     text = fp.read(hlen)
     if len(text) != hlen:
         raise CorruptFileError(f"{where}: truncated .npy header", path)
+    header_len = 8 + len(raw) + hlen
+    hit = known.get((major, text)) if known is not None else None
+    if hit is not None:
+        shape, fortran, dtype = hit
+        _fits(shape, dtype, data_size - header_len, where, path)
+        return _Npy(shape, fortran, dtype, header_len)
     header = _literal(text, major, where, path)
     if not (isinstance(header, dict) and set(header) == {"descr", "fortran_order", "shape"}
             and isinstance(header["fortran_order"], bool) and isinstance(header["shape"], tuple)
@@ -176,13 +188,19 @@ def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str) -> _Np
     if dtype.itemsize == 0:  # numpy writes S1/U1 at least: S0 would make any count fit 0 bytes
         raise CorruptFileError(f"{where}: zero-width dtype {dtype.str} (numpy never writes "
                                "one)", path)
-    header_len = 8 + len(raw) + hlen
     shape = check_shape(header["shape"], where, path, dtype.itemsize)
-    need = math.prod(shape) * dtype.itemsize
-    if need != data_size - header_len:
-        raise CorruptFileError(f"{where}: shape {list(shape)} of {dtype.str} needs {need} bytes, "
-                               f"the member holds {data_size - header_len}", path)
+    _fits(shape, dtype, data_size - header_len, where, path)
+    if known is not None and len(known) < KNOWN_HEADERS:
+        known[major, text] = (shape, header["fortran_order"], dtype)
     return _Npy(shape, header["fortran_order"], dtype, header_len)
+
+
+def _fits(shape: tuple[int, ...], dtype: np.dtype, held: int, where: str, path: str) -> None:
+    """Refuse a member whose data is not the size its header declares."""
+    need = math.prod(shape) * dtype.itemsize
+    if need != held:
+        raise CorruptFileError(f"{where}: shape {list(shape)} of {dtype.str} needs {need} bytes, "
+                               f"the member holds {held}", path)
 
 
 def read(path: str) -> Store:
@@ -208,6 +226,7 @@ def _read(archive: SafeZip, path: str) -> Store:
     members = _members(archive, path)
     archive.plan(members)  # a URL: every member's header and data in merged requests
     heads = archive.heads(members, _HeadReader.HEAD)
+    known: dict = {}
     for member in members:
         name = member.name
         if name == CARRY_MEMBER:
@@ -217,7 +236,7 @@ def _read(archive: SafeZip, path: str) -> Store:
             continue
         head = _HeadReader(archive, member, heads.get(name))
         arrays[name[:-len(NPY)]] = (member, parse_npy_header(
-            head, member.size, f"member {name!r}", path))
+            head, member.size, f"member {name!r}", path, known))
     carried = carry.Carry(doc, list(arrays), path)
     tensors = {name: _tensor(archive, name, *arrays[name], carried, path) for name in carried.order}
     return Store(tensors, format=NAME, meta=carried.store_meta({}), path=path,
@@ -300,30 +319,41 @@ def _strings(array: np.ndarray, lengths: list[int] | None) -> np.ndarray:
 def _raw_getter(archive: SafeZip, member: Member, npy: _Npy) -> Callable[[Index], np.ndarray]:
     """get(index) for the array as stored (its own dtype and order), reading only the rows of
     a C-order array that the index needs."""
-    itemsize = npy.dtype.itemsize
-    row_bytes = itemsize * math.prod(npy.shape[1:])
-    stored = member.stored
+    return _RawGetter(archive, member, npy)
 
-    def block(start: int, shape: tuple[int, ...]) -> np.ndarray:
+
+class _RawGetter:
+    """get(index) of `_raw_getter`: one small object per member (a closure kept a function and
+    seven cells, for each of 100,000 members)."""
+
+    __slots__ = ("archive", "member", "npy", "row_bytes")
+
+    def __init__(self, archive: SafeZip, member: Member, npy: _Npy):
+        self.archive, self.member, self.npy = archive, member, npy
+        self.row_bytes = npy.dtype.itemsize * math.prod(npy.shape[1:])
+
+    def block(self, start: int, shape: tuple[int, ...]) -> np.ndarray:
         """The elements from byte `start` of the data, in `shape` (the array's order)."""
+        npy, archive, member = self.npy, self.archive, self.member
         n = math.prod(shape)
         if n == 0:
             return np.empty(shape, npy.dtype)
         offset = npy.header_len + start
-        if stored:
+        if member.stored:
             archive.verify(member)
             flat = archive.array(member, offset, npy.dtype, (n,))
         else:
-            flat = np.frombuffer(archive.range(member, offset, offset + n * itemsize), npy.dtype)
+            flat = np.frombuffer(archive.range(member, offset, offset + n * npy.dtype.itemsize),
+                                 npy.dtype)
         return flat.reshape(shape[::-1]).T if npy.fortran else flat.reshape(shape)
 
-    def get(index: Index) -> np.ndarray:
+    def __call__(self, index: Index) -> np.ndarray:
+        npy = self.npy
         run = None if npy.fortran else rows(index, npy.shape)
         if run is None:
-            return np.asarray(block(0, npy.shape)[index])
+            return np.asarray(self.block(0, npy.shape)[index])
         r0, r1, local = run
-        return np.asarray(block(r0 * row_bytes, (r1 - r0, *npy.shape[1:]))[local])
-    return get
+        return np.asarray(self.block(r0 * self.row_bytes, (r1 - r0, *npy.shape[1:]))[local])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,16 +445,77 @@ def write(plan: WritePlan, path: str) -> None:
     """Write the planned .npz of .npy members, atomically, streaming tensor by tensor."""
     path = os.fspath(path)
     planned, doc = plan.detail
+    headers: dict = {}
     with atomic_output() as out:
-        with out.open(path) as f, \
-                zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for item in planned:
-                _write_member(zf, item, path)
-            if doc is not None:
-                zf.writestr(zipfile.ZipInfo(CARRY_MEMBER, DATE), carry.dumps(doc).encode("utf-8"))
+        with out.open(path) as f:
+            spool = _Spool(f)
+            with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for item in planned:
+                    _write_member(zf, item, path, headers)
+                if doc is not None:
+                    zf.writestr(zipfile.ZipInfo(CARRY_MEMBER, DATE),
+                                carry.dumps(doc).encode("utf-8"))
+            spool.flush()
 
 
-def _write_member(zf: zipfile.ZipFile, plan: _Planned, path: str) -> None:
+class _Spool:
+    """The output seen by zipfile: writes gather in memory up to SPOOL_BYTES. zipfile writes
+    each member's local header, its data, then seeks back to rewrite the header with the CRC and
+    sizes; on a buffered file every such seek flushed the buffer (two writes and two seeks a
+    member: 40,000 system calls for 10,000 small tensors). Here a seek back into what is still
+    gathered patches it in memory; the file gets the same bytes at the same offsets."""
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        self.base = self.pos = f.tell()  # the file offset of buf[0]; the file stands there
+        self.buf = bytearray()
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0:
+            self._drain()
+            self.base = self.pos = self.f.seek(offset, whence)
+        elif self.base <= offset <= self.base + len(self.buf):
+            self.pos = offset
+        else:
+            self._drain()
+            self.base = self.pos = self.f.seek(offset)
+        return self.pos
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        at = self.pos - self.base
+        if at == len(self.buf) and n >= SPOOL_BYTES:  # a large piece: straight to the file
+            self._drain()
+            self.f.write(view)
+            self.base = self.pos = self.pos + n
+            return n
+        self.buf[at:at + n] = view
+        self.pos += n
+        if self.pos - self.base == len(self.buf) and len(self.buf) >= SPOOL_BYTES:
+            self._drain()
+        return n
+
+    def _drain(self) -> None:
+        """Write what is gathered at `base` (where the file stands); the file then stands at
+        its end."""
+        if self.buf:
+            self.f.write(self.buf)
+            self.base += len(self.buf)
+            self.buf = bytearray()
+
+    def flush(self) -> None:
+        self._drain()
+        self.f.flush()
+
+
+SPOOL_BYTES = 1 << 20
+
+
+def _write_member(zf: zipfile.ZipFile, plan: _Planned, path: str, headers: dict) -> None:
     header = {"descr": np.lib.format.dtype_to_descr(plan.dtype), "fortran_order": False,
               "shape": plan.shape}
     nbytes = math.prod(plan.shape) * plan.dtype.itemsize
@@ -432,7 +523,7 @@ def _write_member(zf: zipfile.ZipFile, plan: _Planned, path: str) -> None:
     info.compress_type = zipfile.ZIP_STORED
     if nbytes <= SMALL_MEMBER:  # in one piece: a streamed member costs zipfile a seek back
         member = io.BytesIO()
-        written = _fill(member, header, plan)
+        written = _fill(member, header, plan, headers)
         if written == nbytes:
             zf.writestr(info, member.getvalue())
     else:
@@ -443,12 +534,22 @@ def _write_member(zf: zipfile.ZipFile, plan: _Planned, path: str) -> None:
                          f"{list(plan.shape)} needs {nbytes}", path)
 
 
-def _fill(member: Any, header: dict, plan: _Planned) -> int:
-    """Write the .npy header and the data; the bytes of data written."""
-    try:
-        np.lib.format.write_array_header_1_0(member, header)
-    except ValueError:
-        np.lib.format.write_array_header_2_0(member, header)
+def _fill(member: Any, header: dict, plan: _Planned, headers: dict | None = None) -> int:
+    """Write the .npy header and the data; the bytes of data written. `headers`: header bytes
+    already made in this write, by descr and shape (numpy's take ~15 us each)."""
+    key = (header["descr"], repr(header["shape"])) if isinstance(header["descr"], str) \
+        else None
+    made = headers.get(key) if headers is not None and key is not None else None
+    if made is None:
+        out = io.BytesIO()
+        try:
+            np.lib.format.write_array_header_1_0(out, header)
+        except ValueError:
+            np.lib.format.write_array_header_2_0(out, header)
+        made = out.getvalue()
+        if headers is not None and key is not None and len(headers) < KNOWN_HEADERS:
+            headers[key] = made
+    member.write(made)
     written = 0
     for chunk in plan.chunks():
         chunk = np.ascontiguousarray(chunk, dtype=plan.dtype).reshape(-1)

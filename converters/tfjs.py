@@ -68,7 +68,7 @@ from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .foreign import reader_added, structure_losses
 from .format import Format, WritePlan
 from . import source as seam
-from .mapped import rows
+from .mapped import RowReader
 from .names import role_allows
 from .paths import inside
 from .store import Index, Store, Tensor, check_shape
@@ -610,16 +610,7 @@ def neutral_quantization(weight: Weight) -> dict:
 
 def _getter(weight: Weight, data: GroupData) -> Callable[[Index], np.ndarray]:
     """get(index) reading only the rows the index needs."""
-    shape, dtype = weight.shape, weight.stored
-    row_bytes = dtype.itemsize * math.prod(shape[1:])
-
-    def get(index: Index) -> np.ndarray:
-        run = rows(index, shape)
-        if run is None:
-            return data.array(weight.offset, dtype, shape)[index]
-        r0, r1, rel = run
-        return data.array(weight.offset + r0 * row_bytes, dtype, (r1 - r0, *shape[1:]))[rel]
-    return get
+    return RowReader(data, weight.offset, weight.stored, weight.shape)
 
 
 def _string_getter(weight: Weight, data: GroupData) -> Callable[[Index], np.ndarray]:

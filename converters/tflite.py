@@ -103,7 +103,7 @@ from .flatbuffer import VerifyError, verify
 from .foreign import structure_losses
 from .format import Format, WritePlan
 from . import source as seam
-from .mapped import rows
+from .mapped import RowReader, rows
 from .store import Index, Store, Tensor, check_shape
 
 NAME = "tflite"
@@ -234,16 +234,17 @@ def _text(value: bytes | None) -> str:
 
 
 class _Table:
-    """A table of a verified buffer (a `flatbuffers.table.Table`), its fields read by name
-    through the generated layout (`tflite_schema/layout.py`). Reading needs only this: flatc's
-    generated classes (a 600 KB module, 0.15-0.25 s to import) are imported for re-packs alone."""
+    """A table of a verified buffer, its fields read by name through the generated layout
+    (`tflite_schema/layout.py`), as the FlatBuffers runtime's `Table` reads them (offsets
+    relative to where they are stored, vtable entries of 0 for absent fields). Reading needs
+    only this: flatc's generated classes (a 600 KB module, 0.15-0.25 s to import) are imported
+    for re-packs alone."""
 
-    __slots__ = ("tab", "name")
+    __slots__ = ("buf", "pos", "name", "_vt")
     _slots: dict[str, dict[str, tuple[int, str, Any]]] = {}
 
     def __init__(self, buf: Any, pos: int, name: str):
-        from flatbuffers.table import Table
-        self.tab, self.name = Table(buf, pos), name
+        self.buf, self.pos, self.name, self._vt = buf, pos, name, None
 
     @classmethod
     def _field(cls, table: str, field_name: str) -> tuple[int, str, Any]:
@@ -254,35 +255,57 @@ class _Table:
         return slots[field_name]
 
     def _offset(self, field_name: str) -> tuple[int, Any]:
-        """(the field's offset in the table or 0, the layout's argument)."""
+        """(the field's offset in the table or 0, the layout's argument). The vtable is read
+        once per table, whole (the FlatBuffers runtime's `Table.Offset` reads it again for
+        every field: ~10 reads a tensor, 100,000 tensors)."""
         fid, _, arg = self._field(self.name, field_name)
-        return self.tab.Offset(4 + 2 * fid), arg
+        vt = self._vt
+        if vt is None:
+            vtable = self.pos - _I32.unpack_from(self.buf, self.pos)[0]
+            count = (_U16.unpack_from(self.buf, vtable)[0] - 4) // 2
+            vt = self._vt = struct.unpack_from(f"<{max(count, 0)}H", self.buf, vtable + 4)
+        return (vt[fid] if fid < len(vt) else 0), arg
+
+    def _uoffset(self, at: int) -> int:
+        """The position the unsigned offset stored at `at` points to."""
+        return at + _U32.unpack_from(self.buf, at)[0]
 
     def scalar(self, field_name: str, fmt: str, default: int = 0) -> int:
         o, _ = self._offset(field_name)
-        return self.tab.Get(_FLAGS[fmt], self.tab.Pos + o) if o else default
+        return _SCALARS[fmt].unpack_from(self.buf, self.pos + o)[0] if o else default
 
     def string(self, field_name: str) -> bytes | None:
         o, _ = self._offset(field_name)
-        return self.tab.String(self.tab.Pos + o) if o else None
+        if not o:
+            return None
+        at = self._uoffset(self.pos + o)
+        length = _U32.unpack_from(self.buf, at)[0]
+        return bytes(self.buf[at + 4:at + 4 + length])
 
     def table(self, field_name: str) -> "_Table | None":
         o, arg = self._offset(field_name)
-        return _Table(self.tab.Bytes, self.tab.Indirect(self.tab.Pos + o), arg) if o else None
+        return _Table(self.buf, self._uoffset(self.pos + o), arg) if o else None
 
     def vector(self, field_name: str) -> tuple[int, int]:
         """(position of the first element, count) of a vector field; (0, 0) when absent."""
         o, _ = self._offset(field_name)
-        return (self.tab.Vector(o), self.tab.VectorLen(o)) if o else (0, 0)
+        if not o:
+            return 0, 0
+        at = self._uoffset(self.pos + o)
+        return at + 4, _U32.unpack_from(self.buf, at)[0]
 
     def ints(self, field_name: str, fmt: str = "i") -> list[int]:
         start, n = self.vector(field_name)
-        return list(struct.unpack_from(f"<{n}{fmt}", self.tab.Bytes, start)) if n else []
+        return list(struct.unpack_from(f"<{n}{fmt}", self.buf, start)) if n else []
 
     def tables(self, field_name: str) -> list["_Table"]:
         start, n = self.vector(field_name)
         _, arg = self._offset(field_name)
-        return [_Table(self.tab.Bytes, self.tab.Indirect(start + 4 * i), arg) for i in range(n)]
+        if not n:
+            return []
+        buf = self.buf
+        return [_Table(buf, start + 4 * i + rel, arg)
+                for i, rel in enumerate(struct.unpack_from(f"<{n}I", buf, start))]
 
     def union(self, field_name: str) -> tuple[int, "_Table | None"]:
         """(type code, the member table or None if absent or of an unknown type)."""
@@ -290,17 +313,13 @@ class _Table:
         code = self.scalar(_layout().TABLES[self.name][type_id][0], "B")
         if not o or code not in members:
             return code, None
-        return code, _Table(self.tab.Bytes, self.tab.Indirect(self.tab.Pos + o), members[code])
+        return code, _Table(self.buf, self._uoffset(self.pos + o), members[code])
 
 
-def _flags() -> dict[str, Any]:
-    from flatbuffers import number_types as N
-    return {"b": N.Int8Flags, "B": N.Uint8Flags, "H": N.Uint16Flags, "i": N.Int32Flags,
-            "I": N.Uint32Flags, "q": N.Int64Flags, "Q": N.Uint64Flags, "f": N.Float32Flags}
-
-
-_FLAGS = _flags()
+_SCALARS = {fmt: struct.Struct("<" + fmt) for fmt in "bBHiIqQf"}
 _U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_U16 = struct.Struct("<H")
 
 
 def _index_vector(code: int, table: _Table | None) -> list[int]:
@@ -859,6 +878,8 @@ def _getter(f: _File, var: _Var, tag: np.dtype | None) -> tuple[np.dtype, Callab
             sub = (r1 - r0, *shape[1:]) if shape else ()
             return values.reshape(sub)[local if shape else index]
         return dtype, packed
+    if tag is None:
+        return dtype, RowReader(f.data, buf.start, dtype, shape)
     stored = tag if tag is not None else dtype
     read_as = np.dtype(np.uint8) if tag is not None else dtype
     row_bytes = read_as.itemsize * math.prod(shape[1:])
