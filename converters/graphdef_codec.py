@@ -49,10 +49,10 @@ import numpy as np
 from .dtypes import STRING, dtype_from_name
 from .errors import CorruptFileError, UnsafeFileError, UsageError, naming
 from . import source as seam
-from .mapped import MappedFile, RowReader, rows
+from .mapped import MappedFile, rows
 from .protowire import FIXED32, FIXED64, LENGTH, VARINT, Span, length_field, spans
 from .sstable import put_varint
-from .store import Index, Store, Tensor, check_shape
+from .store import Extent, Index, Store, Tensor, check_shape
 from .tf_dtypes import DTYPES as TF_DTYPES, HANDLES, QUANTIZED
 
 NAMESPACE_KEY = "tf_graphdef"
@@ -639,7 +639,7 @@ def tensor(file: MappedFile, buf: Any, constant: Constant, namespace: str,
     meta = {"key": name or constant.name, "role": "weight", namespace: describe(constant)}
     shape, dtype = constant.shape, constant.dtype
     if constant.field == CONTENT:
-        reader = RowReader(file, constant.values[0].value_start, dtype.newbyteorder("<"), shape)
+        reader = Extent(file, constant.values[0].value_start, dtype.newbyteorder("<"), shape)
         return Tensor(shape, dtype, reader, meta)
 
     decoded: list[np.ndarray] = []  # the values the file gives, decoded on first read

@@ -319,29 +319,6 @@ class MappedFile:
             unwatch(self._key)
 
 
-class RowReader:
-    """get(index) of an array of `shape` and `dtype` stored in C order at byte `offset` of
-    `source` (anything with `array(offset, dtype, shape)`: a MappedFile, a TF.js group),
-    reading only the rows the index needs. One small object per tensor: a closure kept a
-    function and six cells, for each of 100,000 tensors, all traversed by every full
-    collection of the cyclic GC while the store lives."""
-
-    __slots__ = ("source", "offset", "dtype", "shape", "row_bytes")
-
-    def __init__(self, source: Any, offset: int, dtype: np.dtype, shape: tuple[int, ...]):
-        self.source, self.offset, self.dtype, self.shape = source, offset, dtype, shape
-        self.row_bytes = dtype.itemsize * math.prod(shape[1:])
-
-    def __call__(self, index: Index) -> np.ndarray:
-        shape = self.shape
-        run = rows(index, shape)
-        if run is None:
-            return self.source.array(self.offset, self.dtype, shape)[index]
-        r0, r1, rel = run
-        return self.source.array(self.offset + r0 * self.row_bytes, self.dtype,
-                                 (r1 - r0, *shape[1:]))[rel]
-
-
 def rows(index: Index, shape: tuple[int, ...]) -> tuple[int, int, tuple[Any, ...]] | None:
     """If the first item of a basic `index` selects a contiguous run of rows (an int or a slice
     of step 1), that run `[r0, r1)` and the index relative to it; otherwise None."""

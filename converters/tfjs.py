@@ -68,10 +68,9 @@ from .errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError
 from .foreign import reader_added, structure_losses
 from .format import Format, WritePlan
 from . import source as seam
-from .mapped import RowReader
 from .names import role_allows
 from .paths import inside
-from .store import Index, Store, Tensor, check_shape
+from .store import Extent, Index, Store, Tensor, check_shape
 
 NAME = "tfjs"
 NAMESPACE = "tfjs"
@@ -274,6 +273,18 @@ class GroupData:
     @property
     def total(self) -> int:
         return self.starts[-1]
+
+    @property
+    def size(self) -> int:  # the byte seam's `Source.size`: tensors are `Extent`s of a group
+        return self.starts[-1]
+
+    @property
+    def name(self) -> str | None:
+        return self.files[0] if self.files else None
+
+    def pread(self, offset: int, n: int) -> bytes:
+        """`read`, as the byte seam's `Source.pread` (what `store.read_many` calls)."""
+        return self.read(offset, n)
 
     def _source(self, i: int) -> Any:
         source = self.sources.get(i)
@@ -610,7 +621,7 @@ def neutral_quantization(weight: Weight) -> dict:
 
 def _getter(weight: Weight, data: GroupData) -> Callable[[Index], np.ndarray]:
     """get(index) reading only the rows the index needs."""
-    return RowReader(data, weight.offset, weight.stored, weight.shape)
+    return Extent(data, weight.offset, weight.stored, weight.shape)
 
 
 def _string_getter(weight: Weight, data: GroupData) -> Callable[[Index], np.ndarray]:

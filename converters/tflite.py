@@ -103,8 +103,8 @@ from .flatbuffer import VerifyError, verify
 from .foreign import structure_losses
 from .format import Format, WritePlan
 from . import source as seam
-from .mapped import RowReader, rows
-from .store import Index, Store, Tensor, check_shape
+from .mapped import rows
+from .store import Extent, Index, Store, Tensor, check_shape
 
 NAME = "tflite"
 NAMESPACE = "tflite"
@@ -879,7 +879,7 @@ def _getter(f: _File, var: _Var, tag: np.dtype | None) -> tuple[np.dtype, Callab
             return values.reshape(sub)[local if shape else index]
         return dtype, packed
     if tag is None:
-        return dtype, RowReader(f.data, buf.start, dtype, shape)
+        return dtype, Extent(f.data, buf.start, dtype, shape)
     stored = tag if tag is not None else dtype
     read_as = np.dtype(np.uint8) if tag is not None else dtype
     row_bytes = read_as.itemsize * math.prod(shape[1:])
