@@ -131,23 +131,24 @@ def _plain_layout(rows: list[Sequence[str]], headers: list[str], markdown: bool,
             if text.startswith(" ") or text.endswith(" ") or " |" in text or "| " in text:
                 cells = list(map(str.strip, cells))
             most = max(width(header), max(map(len, cells)))
-            specs.append(f"{{:<{most}}}")  # padded as they are formatted
-        else:  # each cell padded by its own width, as tabulate does
-            cells = list(map(str.strip, cells))
-            measured = list(map(width, cells))
-            most = max(width(header), max(measured))
-            cells = [c.ljust(most - w + len(c)) for c, w in zip(cells, measured)]
-            most = max(width(header), max(map(width, cells)))
-            specs.append("{}")
+            specs.append(f"%-{most}s")  # padded as the rows are formatted
+        else:  # each cell padded by its own width, as tabulate does, each distinct cell once
+            cells = list(map(str.strip, cells))  # (a coloured status column holds a few)
+            measured = {c: width(c) for c in set(cells)}
+            most = max(width(header), *measured.values())
+            padded = {c: c.ljust(most - w + len(c)) for c, w in measured.items()}
+            cells = list(map(padded.__getitem__, cells))
+            most = max(width(header), *map(width, padded.values()))
+            specs.append("%s")
         columns.append(cells)
         widths.append(most)
     heads = [h.ljust(w - width(h) + len(h)) for h, w in zip(headers, widths)]
     if markdown:
         row = "| " + " | ".join(specs) + " |"
         lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("-" * (w + 2) for w in widths)
-                 + "|", *map(row.format, *columns)]  # ending in "|": nothing to strip
+                 + "|", *map(row.__mod__, zip(*columns))]  # ending in "|": nothing to strip
     else:
         row = "  ".join(specs)
         lines = ["  ".join(heads).rstrip(), "  ".join("-" * w for w in widths).rstrip(),
-                 *map(str.rstrip, map(row.format, *columns))]
+                 *map(str.rstrip, map(row.__mod__, zip(*columns)))]
     return "\n".join(lines)
