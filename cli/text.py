@@ -96,7 +96,7 @@ def _plain_layout(rows: list[Sequence[str]], headers: list[str], markdown: bool,
     (multi-line cells, separating lines, ragged rows, cells that are not text). It exists for
     long tables: tabulate works out a type for every cell even with numbers not parsed (~4 µs a
     cell; 4.3 s of `show`'s 6.8 s on 100,000 variables), which left-aligned text does not need;
-    this lays those 100,000 rows out in ~0.15 s. tests/test_text_table.py holds it to tabulate.
+    this lays those 100,000 rows out in ~0.3 s. tests/test_text_table.py holds it to tabulate.
 
     As tabulate lays such a table out: each cell stripped of surrounding whitespace (headers are
     not), left-aligned in a column as wide as its widest cell or header, measured as a terminal
