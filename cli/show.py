@@ -127,8 +127,10 @@ def _report(store: Store, args: argparse.Namespace, doc: dict, shown: list[dict]
 
 
 def _cells(rows: list[dict], by: str, escape: Any, colour_on: bool = False
-           ) -> tuple[list[str], list[list[str]]]:
-    """Headers and text cells of the table (or of the groups' table)."""
+           ) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Headers and text cells of the table (or of the groups' table). A row is a tuple: the
+    garbage collector stops tracking tuples of strings but not lists, and collecting 100,000
+    rows of lists took ~0.1 s of this function's 0.45 s."""
     with_stats = bool(rows) and "min" in rows[0] and (by == "variable" or rows[0]["min"] is not None
                                                       or any(r["min"] is not None for r in rows))
     if by == "variable":
@@ -141,13 +143,13 @@ def _cells(rows: list[dict], by: str, escape: Any, colour_on: bool = False
     for r in rows:
         if by == "variable":
             name = escape(r["name"]) + ("" if r["role"] == "weight" else f" [{r['role']}]")
-            line = [name, shape_text(r["shape"]), r["dtype"], f"{r['parameters']:,}"]
+            line = (name, shape_text(r["shape"]), r["dtype"], f"{r['parameters']:,}")
         else:
-            line = [escape(r["name"]), str(r["variables"]), f"{r['parameters']:,}"]
+            line = (escape(r["name"]), str(r["variables"]), f"{r['parameters']:,}")
         if with_stats:
             zeros = "" if r["zero_fraction"] is None else f"{100 * r['zero_fraction']:.1f}"
             bad = paint(f"{r['nan']}/{r['inf']}", "31", colour_on) if r["nan"] or r["inf"] else ""
-            line += [num(r["min"]), num(r["max"]), num(r["mean"]), num(r["std"]), zeros, bad]
+            line += (num(r["min"]), num(r["max"]), num(r["mean"]), num(r["std"]), zeros, bad)
         lines.append(line)
     return headers, lines
 

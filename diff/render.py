@@ -66,6 +66,8 @@ class Target:
 
 def num(value: float | int | None) -> str:
     """A statistic in a table cell: integers as they are, floats to 4 significant digits."""
+    if value.__class__ is float:  # most cells (4 a row in `show`): one check, not three
+        return f"{value:.4g}"
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -447,6 +447,19 @@ def test_structure_alignment_skips_an_inserted_variable():
     assert got.only_b == ["extra"] and all(p.matched_by == "structure" for p in got.pairs)
 
 
+def test_auto_skips_the_structure_alignment_when_names_pair_everything(monkeypatch):
+    from weightkit.diffing import match as matching
+    a = _vars([f"l{i}/w" for i in range(50)], [(4,)] * 50)
+    b = _vars([f"l{i}/w" for i in range(50)] + ["extra"], [(4,)] * 51)
+    expected = match(a, b, "auto")
+    aligned, align = [], matching._align
+    monkeypatch.setattr(matching, "_align",
+                        lambda left_a, left_b: aligned.append(len(left_a)) or align(left_a, left_b))
+    got = match(a, b, "auto")
+    assert got == expected and len(got.pairs) == 50 and got.only_b == ["extra"]
+    assert aligned == [0]  # only the leftovers of the names: "extra" against nothing
+
+
 def test_structure_mode_reports_changes():
     a = Store.from_arrays({"dense/kernel": np.ones((3, 2)), "dense/bias": np.zeros(2)})
     b = Store.from_arrays({"layers/dense/vars/0": np.ones((3, 2)) * 2, "layers/dense/vars/1": np.zeros(2)})
