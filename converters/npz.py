@@ -50,7 +50,7 @@ from .format import Format, WritePlan
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError, WeightsError
 from .mapped import rows
 from .safezip import ZIP_ERRORS, Member, SafeZip, check_member_name, member_names
-from .store import Index, Store, Tensor, check_shape, shown
+from .store import CHUNK_BYTES, Index, Store, Tensor, check_shape, read_many, shown
 
 NAME = "npz"
 CARRY_MEMBER = "__weightkit__.json"
@@ -381,6 +381,7 @@ class _Planned:
     dtype: np.dtype
     shape: tuple[int, ...]
     chunks: Callable[[], Iterator[np.ndarray]]
+    tensor: Tensor | None = None  # stored as it is (what `read_many` may read in a batch)
 
 
 def _plan(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
@@ -392,7 +393,7 @@ def _plan(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
         stored, to_file, _ = _ENCODINGS[kind]
         return (_Planned(name, stored, tensor.shape,
                          lambda: (to_file(c) for c in tensor.iter_chunks())), {"dtype": kind})
-    return _Planned(name, tensor.dtype, tensor.shape, tensor.iter_chunks), {}
+    return _Planned(name, tensor.dtype, tensor.shape, tensor.iter_chunks, tensor), {}
 
 
 def _plan_strings(name: str, tensor: Tensor) -> tuple[_Planned, dict]:
@@ -450,12 +451,42 @@ def write(plan: WritePlan, path: str) -> None:
         with out.open(path) as f:
             spool = _Spool(f)
             with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for item in planned:
-                    _write_member(zf, item, path, headers)
+                for batch in _batches(planned):
+                    for item in batch:
+                        _write_member(zf, item, path, headers)
                 if doc is not None:
                     zf.writestr(zipfile.ZipInfo(CARRY_MEMBER, DATE),
                                 carry.dumps(doc).encode("utf-8"))
             spool.flush()
+
+
+BATCH_TENSOR = 64 << 10  # bytes up to which tensors stored as they are are read in batches
+
+
+def _batches(planned: list[_Planned]) -> Iterator[list[_Planned]]:
+    """The plans in order, in runs of at most CHUNK_BYTES of data; the small tensors stored as
+    they are in a run read together (`read_many`: one read per run of neighbours when they
+    come from one file) and planned from those arrays."""
+    run: list[_Planned] = []
+    nbytes = 0
+    for item in planned:
+        run.append(item)
+        nbytes += math.prod(item.shape) * item.dtype.itemsize
+        if nbytes >= CHUNK_BYTES:
+            yield _read_small(run)
+            run, nbytes = [], 0
+    if run:
+        yield _read_small(run)
+
+
+def _read_small(run: list[_Planned]) -> list[_Planned]:
+    small = [i for i, p in enumerate(run)
+             if p.tensor is not None and p.tensor.nbytes <= BATCH_TENSOR]
+    for i, array in zip(small, read_many([run[i].tensor for i in small])):  # type: ignore
+        flat = array.reshape(-1)
+        run[i] = _Planned(run[i].name, run[i].dtype, run[i].shape,
+                          lambda flat=flat: iter([flat]))
+    return run
 
 
 class _Spool:
