@@ -241,6 +241,15 @@ def losses(store: Store, like: Store | None = None) -> list[str]:
     if NAMESPACE not in store.meta and like is None and _written_order(store) != list(store):
         lost.append("the order of variables (a tf.keras .h5 holds each layer's weights "
                     "together, in the order Keras creates them: kernel before bias)")
+    if NAMESPACE not in store.meta and like is None and keras_config.model_of(store) is None:
+        weights = [n for n, t in store.items() if t.role == "weight"]
+        layers = layer_of(weights)
+        moved = [f"{n} -> {scoped(layers[n], n + ':0')}" for n in weights
+                 if scoped(layers[n], n + ":0") != n]
+        if moved:
+            more = f" and {len(moved) - 3} more" if len(moved) > 3 else ""
+            lost.append(f"names outside a layer's scope ({', '.join(moved[:3])}{more}: a "
+                        "tf.keras .h5 reads each weight under its layer's name)")
     if NAMESPACE in store.meta and (like is None or NAMESPACE not in like.meta):
         recorded = store.meta[NAMESPACE]
         problems = with_renames(recorded["tree"], recorded["layout"], store)[2]

@@ -317,3 +317,21 @@ def test_a_template_of_the_same_format_is_written_not_ignored(tmp_path: Path) ->
         weightkit.save(weightkit.load(fixture("mlp--keras3.keras")), tmp_path / "x.keras",
                        like=weightkit.load(fixture("conv--keras3-before.keras")))
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.keras").exists()
+
+
+def test_names_outside_a_layer_scope_are_a_declared_loss(tmp_path) -> None:
+    """A weight named without a layer scope (an npz's `v0`) reads back from a tf.keras .h5 under
+    its layer's name (`v0/v0`): writing it is a declared loss, so convert refuses without
+    --allow-lossy and verify does not try the format by default (it said "different")."""
+    from weightkit.converters.registry import losses
+    from weightkit.diffing.verify import candidates
+    store = weightkit.Store.from_arrays({"v0": np.ones(3, np.float32),
+                                         "dense/kernel": np.ones((2, 2), np.float32)})
+    lost = losses(store, "keras-h5")
+    assert any("v0 -> v0/v0" in text and "dense/kernel" not in text for text in lost), lost
+    with pytest.raises(weightkit.LossyConversionError, match="outside a layer's scope"):
+        weightkit.save(store, tmp_path / "w.h5")
+    assert "keras-h5" not in candidates(store)
+    weightkit.save(store, tmp_path / "w.h5", allow_lossy=True)
+    with weightkit.load(tmp_path / "w.h5") as back:
+        assert list(back) == ["v0/v0", "dense/kernel"]
