@@ -703,16 +703,47 @@ def diff_entries(a: Store, b: Store, opts: Options, content: Callable[[str, str]
     return entries, _summary(entries, vars_a, vars_b, matching)
 
 
+BATCH_PAIRS = 4 << 20  # bytes of small pairs compared in one job
+
+
 def compare_pairs(pairs: list[tuple[Tensor, Tensor]], opts: Options) -> list[PairStats]:
-    """`compare_tensors` of every pair, on every core (see `workers.py`)."""
-    return run_all(_compare_job, [(ta, tb, opts) for ta, tb in pairs],
-                   [ta.nbytes + tb.nbytes for ta, tb in pairs], workers=opts.workers,
-                   progress=opts.progress)
+    """`compare_tensors` of every pair, on every core (see `workers.py`). Pairs of a few MiB
+    go many to a job (up to BATCH_PAIRS bytes): a job per pair of 100,000 small variables
+    spent 10 s handing jobs to the pool."""
+    jobs: list[tuple[list[tuple[Tensor, Tensor]], Options]] = []
+    sizes: list[int] = []
+    order: list[int] = []  # the pair behind each result, in job order
+    batch: list[int] = []
+    nbytes = 0
+    for i, (ta, tb) in enumerate(pairs):
+        size = ta.nbytes + tb.nbytes
+        if size >= BATCH_PAIRS:
+            jobs.append(([pairs[i]], opts))
+            sizes.append(size)
+            order.append(i)
+            continue
+        batch.append(i)
+        nbytes += size
+        if nbytes >= BATCH_PAIRS:
+            jobs.append(([pairs[k] for k in batch], opts))
+            sizes.append(nbytes)
+            order += batch
+            batch, nbytes = [], 0
+    if batch:
+        jobs.append(([pairs[k] for k in batch], opts))
+        sizes.append(nbytes)
+        order += batch
+    done = run_all(_compare_job, jobs, sizes, workers=opts.workers, progress=opts.progress)
+    out: list[Any] = [None] * len(pairs)
+    for i, stats in zip(order, (stats for results in done for stats in results)):
+        out[i] = stats
+    return out
 
 
-def _compare_job(ta: Tensor, tb: Tensor, opts: Options, progress: Progress | None
-                 ) -> PairStats:
-    return compare_tensors(ta, tb, replace(opts, progress=progress))
+def _compare_job(pairs: list[tuple[Tensor, Tensor]], opts: Options,
+                 progress: Progress | None) -> list[PairStats]:
+    job = replace(opts, progress=progress)
+    return [compare_tensors(ta, tb, job) for ta, tb in pairs]
 
 
 def _summary(entries: list[Entry], vars_a: list[Var], vars_b: list[Var], matching: Any) -> dict:

@@ -343,6 +343,7 @@ def test_workers_give_the_same_result():
 
 def test_worker_processes_give_the_same_result(monkeypatch):
     monkeypatch.setattr(workers, "PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(engine, "BATCH_PAIRS", 1)  # a job per pair, as for large tensors
     monkeypatch.setattr(workers, "_in_processes", spy := _Spy(workers._in_processes))
     rng = np.random.default_rng(6)
     arrays = {f"v{i}": rng.standard_normal((i + 1, 9)).astype(dtype)
@@ -358,6 +359,7 @@ def test_worker_processes_give_the_same_result(monkeypatch):
 
 def test_an_error_in_a_worker_process_is_the_same_error(monkeypatch):
     monkeypatch.setattr(workers, "PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(engine, "BATCH_PAIRS", 1)
 
     def broken(index):
         raise weightkit.CorruptFileError("checksum does not match", "/x/ckpt.data-00000-of-00001")
@@ -521,3 +523,18 @@ def test_renamed_only_within_one_format():
     assert (entry.status, entry.matched_by) == ("same", "values")
     same_format = diff_stores(a, b.replace(format="keras")).entries[0]
     assert same_format.status == "renamed"
+
+
+def test_small_pairs_are_compared_many_to_a_job(monkeypatch):
+    """Pairs of small tensors go many to a job (a job per pair of 100,000 variables spent
+    seconds handing them to the pool); results stay in pair order, large pairs alone."""
+    calls = []
+    real = engine.run_all
+    monkeypatch.setattr(engine, "run_all", lambda fn, jobs, sizes, **kw: calls.append(
+        [len(job[0]) for job in jobs]) or real(fn, jobs, sizes, **kw))
+    monkeypatch.setattr(engine, "BATCH_PAIRS", 1000)
+    arrays = {f"v{i}": np.full(10 if i != 5 else 400, i, np.float32) for i in range(40)}
+    other = {k: v + (i % 2) for i, (k, v) in enumerate(arrays.items())}
+    result = diff_stores(Store.from_arrays(arrays), Store.from_arrays(other), Options())
+    assert calls and len(calls[0]) < 40 and 1 in calls[0] and sum(calls[0]) == 40
+    assert [e.status for e in result.entries] == ["same", "changed"] * 20
