@@ -75,7 +75,7 @@ def test_a_write_from_a_truncated_mapping_names_the_input(tmp_path, suffix):
             data = source[index]
             os.truncate(path, 1000)
             return data
-        shrinking = Store({"a": Tensor(source.shape, source.dtype, get)})
+        shrinking = Store({"layer/a": Tensor(source.shape, source.dtype, get)})  # .h5: scoped
         with pytest.raises(FileChangedError, match="changed") as info:
             weightkit.save(shrinking, str(out / f"x{suffix}"))
     assert str(path) in str(info.value)
