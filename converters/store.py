@@ -27,7 +27,7 @@ import numpy as np
 
 from .dtypes import dtype_name, is_string
 from .errors import CorruptFileError
-from .mapped import check_changed, rows
+from .mapped import FileChangedError, check_changed, rows
 
 CHUNK_BYTES = 16 << 20
 ROLES = ("weight", "optimizer", "counter", "metric")
@@ -259,7 +259,8 @@ def read_many(tensors: Sequence[Tensor], small: int = 64 << 10) -> list[np.ndarr
     while k < len(extents):
         source, start = extents[k][3].source, extents[k][1]
         end, j = start, k
-        for _, offset, _, get in extents[k:]:
+        while j < len(extents):  # the run: neighbours in the same source
+            _, offset, _, get = extents[j]
             if get.source is not source or offset - end > READ_MANY_GAP \
                     or offset + get.nbytes - start > READ_MANY_RUN and j > k:
                 break
@@ -272,7 +273,6 @@ def read_many(tensors: Sequence[Tensor], small: int = 64 << 10) -> list[np.ndarr
             continue
         data = source.pread(start, end - start)
         if len(data) != end - start:
-            from .mapped import FileChangedError
             raise FileChangedError(path=source.name)
         view = memoryview(data)
         for _, offset, i, get in extents[k:j]:

@@ -307,3 +307,18 @@ def test_safe_never_lets_controls_or_workflow_commands_through(text: str) -> Non
     out = safe(text)
     assert "::" not in out and "\n" not in out and "\x1b" not in out and "\r" not in out
     assert all(ord(c) >= 0x20 and not 0x7f <= ord(c) <= 0x9f for c in out)
+
+
+def test_read_many_reads_far_extents_one_by_one(tmp_path, monkeypatch) -> None:
+    """Small extents further apart than READ_MANY_GAP are each their own run: one read each,
+    no bytes between them read."""
+    path = tmp_path / "f"
+    path.write_bytes(bytes(2_000 * 8192))
+    file = MappedFile(str(path))
+    tensors = [Tensor((4,), np.float32, Extent(file, 8192 * i, np.dtype("<f4"), (4,)))
+               for i in range(2_000)]
+    reads = []
+    monkeypatch.setattr(file, "pread", lambda o, n, _f=file.pread: reads.append(n) or _f(o, n))
+    assert len(read_many(tensors)) == 2_000
+    assert reads == [16] * 2_000
+    file.close()
