@@ -40,7 +40,7 @@ from .atomic import open_streaming
 from .format import ShardedWrite, WritePlan
 from .names import natural_key
 from .sstable import crc32c, mask_crc, put_varint, write_table
-from .store import CHUNK_BYTES, Store, Tensor, gc_paused, read_many
+from .store import CHUNK_BYTES, SMALL_TENSOR, Store, Tensor, gc_paused, read_many
 from .tf_dtypes import ENUMS
 
 META = "tf_checkpoint"
@@ -483,7 +483,7 @@ def _write_shard(f: BinaryIO, plan: WritePlan, shard: int) -> list[tuple[bytes, 
         batch.clear()
 
     for item in shards[shard]:
-        if item.tensor is not None and item.region is None and item.tensor.nbytes <= SMALL_ITEM \
+        if item.tensor is not None and item.region is None and item.tensor.nbytes <= SMALL_TENSOR \
                 and item.dtype not in (DT_STRING, DT_VARIANT):
             batch.append(item)
             batch_bytes += item.tensor.nbytes
@@ -498,9 +498,6 @@ def _write_shard(f: BinaryIO, plan: WritePlan, shard: int) -> list[tuple[bytes, 
         offset += size
     flush()
     return entries
-
-
-SMALL_ITEM = 64 << 10  # bytes up to which tensors are read and written in batches
 
 
 def _entry_of(item: _Item, shard: int, offset: int, size: int, crc: int) -> tuple[bytes, bytes]:

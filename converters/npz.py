@@ -50,7 +50,7 @@ from .format import Format, WritePlan
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError, WeightsError
 from .mapped import rows
 from .safezip import ZIP_ERRORS, Member, SafeZip, check_member_name, member_names
-from .store import CHUNK_BYTES, Index, Store, Tensor, check_shape, read_many, shown
+from .store import CHUNK_BYTES, SMALL_TENSOR, Index, Store, Tensor, check_shape, read_many, shown
 
 NAME = "npz"
 CARRY_MEMBER = "__weightkit__.json"
@@ -460,9 +460,6 @@ def write(plan: WritePlan, path: str) -> None:
             spool.flush()
 
 
-BATCH_TENSOR = 64 << 10  # bytes up to which tensors stored as they are are read in batches
-
-
 def _batches(planned: list[_Planned]) -> Iterator[list[_Planned]]:
     """The plans in order, in runs of at most CHUNK_BYTES of data; the small tensors stored as
     they are in a run read together (`read_many`: one read per run of neighbours when they
@@ -481,7 +478,7 @@ def _batches(planned: list[_Planned]) -> Iterator[list[_Planned]]:
 
 def _read_small(run: list[_Planned]) -> list[_Planned]:
     small = [i for i, p in enumerate(run)
-             if p.tensor is not None and p.tensor.nbytes <= BATCH_TENSOR]
+             if p.tensor is not None and p.tensor.nbytes <= SMALL_TENSOR]
     for i, array in zip(small, read_many([run[i].tensor for i in small])):  # type: ignore
         flat = array.reshape(-1)
         run[i] = _Planned(run[i].name, run[i].dtype, run[i].shape,

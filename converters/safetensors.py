@@ -49,8 +49,8 @@ from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, Usage
     WeightsError
 from .mapped import rows
 from .source import Source
-from .store import CHUNK_BYTES, Extent, Index, Store, Tensor, check_shape, gc_paused, read_many, \
-    shown
+from .store import (CHUNK_BYTES, SMALL_TENSOR, Extent, Index, Store, Tensor, check_shape,
+                    gc_paused, read_many, shown)
 
 NAME = "safetensors"
 METADATA = "__metadata__"
@@ -391,9 +391,6 @@ def _header_bytes(store: Store, planned: list[_Planned], doc: dict | None) -> by
         raise UsageError("safetensors metadata must be valid Unicode (it holds a lone "
                          "surrogate)") from None
     return text + b" " * (-len(text) % 8)
-
-
-SMALL_TENSOR = 64 << 10  # bytes up to which tensors are read and written in batches
 
 
 def _write_batch(f: Any, batch: list[_Planned], path: str) -> None:

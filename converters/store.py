@@ -236,11 +236,12 @@ class Extent:
         format whose data carries a checksum overrides it; errors as a read would raise)."""
 
 
+SMALL_TENSOR = 64 << 10  # bytes up to which `read_many` reads a tensor with its neighbours
 READ_MANY_GAP = 4 << 10  # bytes between two small extents read through rather than skipped
 READ_MANY_RUN = 4 << 20  # bytes of one read of neighbouring extents, at most
 
 
-def read_many(tensors: Sequence[Tensor], small: int = 64 << 10) -> list[np.ndarray]:
+def read_many(tensors: Sequence[Tensor], small: int = SMALL_TENSOR) -> list[np.ndarray]:
     """Every tensor's whole array, as `Tensor.read()` gives it. Tensors of at most `small`
     bytes whose getter is an `Extent` are read together: sorted by file and offset, each run of
     neighbours (gaps under READ_MANY_GAP, at most READ_MANY_RUN bytes) with one read, and cut
