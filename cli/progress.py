@@ -126,7 +126,7 @@ def tracked(store: Store, progress: "Progress | stores.Progress") -> Store:
         if not progress.drawing:
             return store
         progress = progress.advance
-    return store.replace({
-        name: _Counted(t, progress) if t.extent is None else
+    return store.replace({  # a Tensor subclass keeps its own streaming read (checksummed)
+        name: _Counted(t, progress) if t.extent is None or type(t) is not Tensor else
         Tensor(t.shape, t.dtype, t.extent.counted(progress), t.meta)
         for name, t in store.items()})
