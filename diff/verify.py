@@ -238,10 +238,10 @@ def _trips_in_children(store: Store, vias: list[str], workdir: str, optional: bo
         pool = multiprocessing.get_context("fork").Pool(min(workers, len(vias)), _child_init)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    trip_bytes = 2 * sum(t.nbytes for t in store.values())  # the store read twice a trip
     try:
         done = [pool.apply_async(_child_trip, (via,), callback=(
-            None if progress is None else lambda _: progress(trip_bytes))) for via in vias]
+            None if progress is None else lambda _: progress(2 * _data_bytes(store))))
+            for via in vias]
         trips = [result.get() for result in done]
         pool.close()
         return trips
@@ -265,6 +265,10 @@ def _child_trip(via: str) -> Trip:
     os.mkdir(path)
     with _entered(round_trip(store, via, path, optional)) as trip:
         return trip
+
+
+def _data_bytes(store: Store) -> int:
+    return sum(t.nbytes for t in store.values())
 
 
 class _entered:
