@@ -32,8 +32,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -47,8 +45,7 @@ from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
 from ..converters.mapped import FileChangedError
 from ..converters.registry import FORMATS, load, losses, plan, save
-from ..converters.source import is_url
-from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor, read_many
+from ..converters.store import CHUNK_BYTES, Store, Tensor, read_many
 from .engine import pieces, raw_bytes
 
 STATUSES = ("identical", "lossy", "different", "failed", "skipped")
@@ -180,23 +177,18 @@ def default_vias(store: Store, every: bool = False) -> tuple[list[str], str | No
 
 def verify(store: Store, vias: Sequence[str] | None = None,
            check: Callable[[Store, list[Trip]], None] | None = None, *,
-           optional: bool | None = None, workers: int = 1,
-           progress: Progress | None = None) -> list[Trip]:
+           optional: bool | None = None) -> list[Trip]:
     """Round-trip `store` through each of `vias` (default: `default_vias(store)`), in order.
 
     `check(store, trips)` runs while the round-tripped files exist (the framework check).
     `optional`: the formats were chosen by default, so one refusing the store is skipped, not
-    failed (default: when `vias` is empty). `workers` > 1: trips run at once in that many
-    forked processes (`_trips_in_children`; Linux, local files, no `check`), `progress` told
-    the bytes of each finished trip (two reads of the store).
+    failed (default: when `vias` is empty).
     """
     optional = not vias if optional is None else optional
     vias = list(vias) if vias else default_vias(store)[0]
     trips: list[Trip] = []
     with tempfile.TemporaryDirectory(prefix="weightkit-verify-") as workdir, scratch(), \
             ExitStack() as stack:
-        if check is None and min(workers, len(vias)) > 1 and _forkable(store):
-            return _trips_in_children(store, vias, workdir, optional, workers, progress)
         for via in vias:
             path = os.path.join(workdir, via)
             os.mkdir(path)
@@ -210,65 +202,6 @@ def verify(store: Store, vias: Sequence[str] | None = None,
         if check is not None:
             check(store, trips)
     return trips
-
-
-def _forkable(store: Store) -> bool:
-    """Whether trips may run in forked children: Linux, and a local file (a URL's reads run
-    on an event loop thread, which a fork does not take along)."""
-    return sys.platform.startswith("linux") and not is_url(store.path or "")
-
-
-_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-_JOB: tuple | None = None  # (store, workdir, optional): inherited by the children, never pickled
-
-
-def _trips_in_children(store: Store, vias: list[str], workdir: str, optional: bool,
-                       workers: int, progress: Progress | None) -> list[Trip]:
-    """Each trip in a forked child process (`multiprocessing.Pool`), at most `workers` at once;
-    the store is inherited, only the format name and the Trip cross. Ctrl-C and SIGTERM are
-    the parent's: the children ignore SIGINT, and are terminated (and waited for) before the
-    exception leaves, so that no child still writes when the scratch directory is removed.
-    The children are forked with both signals blocked, so that an interrupt cannot land
-    between a fork and the pool knowing its child."""
-    global _JOB
-    import multiprocessing
-    _JOB = (store, workdir, optional)
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-    try:
-        pool = multiprocessing.get_context("fork").Pool(min(workers, len(vias)), _child_init)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    try:
-        done = [pool.apply_async(_child_trip, (via,), callback=(
-            None if progress is None else lambda _: progress(2 * _data_bytes(store))))
-            for via in vias]
-        trips = [result.get() for result in done]
-        pool.close()
-        return trips
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-        _JOB = None
-
-
-def _child_init() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-
-
-def _child_trip(via: str) -> Trip:
-    store, workdir, optional = _JOB  # type: ignore[misc]
-    path = os.path.join(workdir, via)
-    os.mkdir(path)
-    with _entered(round_trip(store, via, path, optional)) as trip:
-        return trip
-
-
-def _data_bytes(store: Store) -> int:
-    return sum(t.nbytes for t in store.values())
 
 
 class _entered:

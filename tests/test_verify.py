@@ -362,12 +362,9 @@ def test_an_interrupt_wrapped_by_python_is_still_an_interrupt(monkeypatch, capsy
     assert capsys.readouterr().err.strip() == "weightkit: interrupted"
 
 
-@pytest.mark.parametrize("when", ["scratch made", "trips writing"])
-def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path, when):
+def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path):
     """SIGTERM (as Ctrl-C) while round trips are written: 'interrupted' in one line, exit 130,
-    and the scratch directory under TMPDIR removed (README: what remains after kill -9); the
-    trips run in forked children, which are gone too. Signalled as soon as the scratch
-    directory exists (around the forks), or once trips write their files."""
+    and the scratch directory under TMPDIR removed (README: what remains after kill -9)."""
     import signal
     import subprocess
     import sys
@@ -381,21 +378,8 @@ def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path, when):
                             env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-
-    def ready() -> bool:
-        if when == "scratch made":
-            return any(scratch.iterdir())
-        return any(len(list(trip.rglob("*.*"))) for work in scratch.iterdir()
-                   for trip in work.iterdir())
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if ready():
-                break
-        except OSError:  # a directory went away while it was listed
-            pass
-        time.sleep(0.01)
-    children = _children(proc.pid)
-    assert children or when == "scratch made" or proc.poll() is not None  # the trips' workers
+    while not any(scratch.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     if proc.returncode == 0:
@@ -403,17 +387,6 @@ def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path, when):
     assert proc.returncode == 130, stderr
     assert stderr.strip() == "weightkit: interrupted", stderr
     assert list(scratch.iterdir()) == []
-    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")
-                and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
-
-
-def _children(pid: int) -> list[int]:
-    """The child processes of `pid` (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(c) for c in f.read().split()]
-    except OSError:
-        return []
 
 
 @pytest.mark.parametrize("name", ["conv--tfjs-layers", "tlconv--keras3-f16.tflite",
