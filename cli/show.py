@@ -156,7 +156,7 @@ def _cells(rows: list[dict], by: str, escape: Any, colour_on: bool = False
 
 def _totals_line(doc: dict) -> str:
     t = doc["totals"]
-    return (f"{t['variables']} variable{'s' * (t['variables'] != 1)}, "
+    return (f"{t['variables']:,} variable{'s' * (t['variables'] != 1)}, "
             f"{t['parameters']:,} parameter{'s' * (t['parameters'] != 1)}, "
             f"{_human_bytes(t['bytes'])}")
 

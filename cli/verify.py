@@ -94,7 +94,7 @@ def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = F
             row.append(safe(f"{t.load['status']}: {t.load['detail']}".splitlines()[0])
                        if t.load else "")
         rows.append(row)
-    print(f"{safe(path)}: {store.format}, {len(store)} variable{'s' * (len(store) != 1)}")
+    print(f"{safe(path)}: {store.format}, {len(store):,} variable{'s' * (len(store) != 1)}")
     print(table(rows, headers, wrap={2: 60, 3: 50}))
     if note:
         print(f"note: {note}")
