@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import ast
 import io
+import itertools
 import math
 import os
 import re
 import struct
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -51,6 +51,7 @@ from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, Usage
 from .mapped import rows
 from .safezip import ZIP_ERRORS, Member, SafeZip, check_member_name, member_names
 from .store import CHUNK_BYTES, SMALL_TENSOR, Index, Store, Tensor, check_shape, read_many, shown
+from .zipwrite import StoredZipWriter
 
 NAME = "npz"
 CARRY_MEMBER = "__weightkit__.json"
@@ -443,21 +444,20 @@ def _layout(store: Store) -> tuple[list[_Planned], dict | None]:
 
 
 def write(plan: WritePlan, path: str) -> None:
-    """Write the planned .npz of .npy members, atomically, streaming tensor by tensor."""
+    """Write the planned .npz of .npy members, atomically, streaming tensor by tensor (the zip
+    container by `zipwrite`: zipfile's per-member cost was most of a 100,000-tensor write)."""
     path = os.fspath(path)
     planned, doc = plan.detail
     headers: dict = {}
     with atomic_output() as out:
         with out.open(path) as f:
-            spool = _Spool(f)
-            with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for batch in _batches(planned):
-                    for item in batch:
-                        _write_member(zf, item, path, headers)
-                if doc is not None:
-                    zf.writestr(zipfile.ZipInfo(CARRY_MEMBER, DATE),
-                                carry.dumps(doc).encode("utf-8"))
-            spool.flush()
+            archive = StoredZipWriter(f, DATE)
+            for batch in _batches(planned):
+                for item in batch:
+                    _write_member(archive, item, path, headers)
+            if doc is not None:
+                archive.add(CARRY_MEMBER, carry.dumps(doc).encode("utf-8"))
+            archive.close()
 
 
 def _batches(planned: list[_Planned]) -> Iterator[list[_Planned]]:
@@ -486,104 +486,42 @@ def _read_small(run: list[_Planned]) -> list[_Planned]:
     return run
 
 
-class _Spool:
-    """The output seen by zipfile: writes gather in memory up to SPOOL_BYTES. zipfile writes
-    each member's local header, its data, then seeks back to rewrite the header with the CRC and
-    sizes; on a buffered file every such seek flushed the buffer (two writes and two seeks a
-    member: 40,000 system calls for 10,000 small tensors). Here a seek back into what is still
-    gathered patches it in memory; the file gets the same bytes at the same offsets."""
-
-    def __init__(self, f: BinaryIO):
-        self.f = f
-        self.base = self.pos = f.tell()  # the file offset of buf[0]; the file stands there
-        self.buf = bytearray()
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if whence != 0:
-            self._drain()
-            self.base = self.pos = self.f.seek(offset, whence)
-        elif self.base <= offset <= self.base + len(self.buf):
-            self.pos = offset
-        else:
-            self._drain()
-            self.base = self.pos = self.f.seek(offset)
-        return self.pos
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        n = len(view)
-        at = self.pos - self.base
-        if at == len(self.buf) and n >= SPOOL_BYTES:  # a large piece: straight to the file
-            self._drain()
-            self.f.write(view)
-            self.base = self.pos = self.pos + n
-            return n
-        self.buf[at:at + n] = view
-        self.pos += n
-        if self.pos - self.base == len(self.buf) and len(self.buf) >= SPOOL_BYTES:
-            self._drain()
-        return n
-
-    def _drain(self) -> None:
-        """Write what is gathered at `base` (where the file stands); the file then stands at
-        its end."""
-        if self.buf:
-            self.f.write(self.buf)
-            self.base += len(self.buf)
-            self.buf = bytearray()
-
-    def flush(self) -> None:
-        self._drain()
-        self.f.flush()
-
-
-SPOOL_BYTES = 1 << 20
-
-
-def _write_member(zf: zipfile.ZipFile, plan: _Planned, path: str, headers: dict) -> None:
-    header = {"descr": np.lib.format.dtype_to_descr(plan.dtype), "fortran_order": False,
-              "shape": plan.shape}
+def _write_member(archive: StoredZipWriter, plan: _Planned, path: str, headers: dict
+                  ) -> None:
+    header = _npy_header(plan, headers)
     nbytes = math.prod(plan.shape) * plan.dtype.itemsize
-    info = zipfile.ZipInfo(plan.name + NPY, DATE)
-    info.compress_type = zipfile.ZIP_STORED
-    if nbytes <= SMALL_MEMBER:  # in one piece: a streamed member costs zipfile a seek back
-        member = io.BytesIO()
-        written = _fill(member, header, plan, headers)
+    chunks = (np.ascontiguousarray(chunk, dtype=plan.dtype).reshape(-1).view(np.uint8)
+              for chunk in plan.chunks())
+    if nbytes <= SMALL_MEMBER:  # in one piece: one write, its CRC known before its header
+        data = b"".join([header, *chunks])
+        written = len(data) - len(header)
         if written == nbytes:
-            zf.writestr(info, member.getvalue())
+            archive.add(plan.name + NPY, data)
     else:
-        with zf.open(info, "w", force_zip64=nbytes > (1 << 31)) as member:
-            written = _fill(member, header, plan)
+        written = archive.add_stream(plan.name + NPY, len(header) + nbytes,
+                                     itertools.chain([header], chunks)) - len(header)
     if written != nbytes:
         raise UsageError(f"tensor {plan.name!r} gave {written} bytes of data, its shape "
                          f"{list(plan.shape)} needs {nbytes}", path)
 
 
-def _fill(member: Any, header: dict, plan: _Planned, headers: dict | None = None) -> int:
-    """Write the .npy header and the data; the bytes of data written. `headers`: header bytes
+def _npy_header(plan: _Planned, headers: dict) -> bytes:
+    """The .npy header (numpy's format 1.0, or 2.0 when it does not fit). `headers`: those
     already made in this write, by descr and shape (numpy's take ~15 us each)."""
-    key = (header["descr"], repr(header["shape"])) if isinstance(header["descr"], str) \
-        else None
-    made = headers.get(key) if headers is not None and key is not None else None
+    descr = np.lib.format.dtype_to_descr(plan.dtype)
+    key = (descr, repr(plan.shape)) if isinstance(descr, str) else None
+    made = headers.get(key) if key is not None else None
     if made is None:
         out = io.BytesIO()
+        header = {"descr": descr, "fortran_order": False, "shape": plan.shape}
         try:
             np.lib.format.write_array_header_1_0(out, header)
         except ValueError:
             np.lib.format.write_array_header_2_0(out, header)
         made = out.getvalue()
-        if headers is not None and key is not None and len(headers) < KNOWN_HEADERS:
+        if key is not None and len(headers) < KNOWN_HEADERS:
             headers[key] = made
-    member.write(made)
-    written = 0
-    for chunk in plan.chunks():
-        chunk = np.ascontiguousarray(chunk, dtype=plan.dtype).reshape(-1)
-        member.write(chunk.view(np.uint8).data)
-        written += chunk.nbytes
-    return written
+    return made
 
 
 FORMAT = Format(

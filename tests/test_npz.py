@@ -286,3 +286,65 @@ def test_names_that_are_not_unicode_are_refused_and_metadata_survives(tmp_path: 
     weightkit.save(store, tmp_path / "x.npz")
     with load(tmp_path / "x.npz") as back:
         assert back.meta == store.meta
+
+
+# -- the zip container, written by hand ------------------------------------------------------
+
+def _zipfile_bytes(members: list[tuple[str, bytes, bool]]) -> bytes:
+    """What zipfile writes for the same members: `ZipInfo(name, DATE)`, stored, the size known
+    when the member is opened (its bytes whole, or streamed in two pieces)."""
+    import io
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, data, streamed in members:
+            info = zipfile.ZipInfo(name, npz.DATE)
+            if streamed:
+                info.file_size = len(data)
+                with zf.open(info, "w") as member:
+                    member.write(data[:3])
+                    member.write(data[3:])
+            else:
+                zf.writestr(info, data)
+    return out.getvalue()
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(members=st.lists(st.tuples(st.text(st.characters(blacklist_categories=("Cs",),
+                                                        blacklist_characters="\x00/\\"),
+                                          min_size=1, max_size=8),
+                                  st.binary(max_size=300) | st.sampled_from(
+                                      [bytes(n) for n in (38, 39, 40, 41, 143, 145, 150, 151)]),
+                                  st.booleans()),
+                        max_size=12, unique_by=lambda m: m[0]),
+       limit=st.sampled_from([(1 << 31) - 1, 150, 40]), count_limit=st.sampled_from([65535, 3]))
+def test_the_zip_writer_writes_zipfiles_bytes(members, limit, count_limit, monkeypatch_module
+                                              ) -> None:
+    """StoredZipWriter's archive is byte for byte zipfile's, zip64 records included: the size
+    and count limits are lowered in both so that zip64 extra fields (sizes, offsets) and end
+    records appear in small archives."""
+    import io
+    from weightkit.converters import zipwrite
+    with monkeypatch_module.context() as patch:
+        patch.setattr(zipfile, "ZIP64_LIMIT", limit)
+        patch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", count_limit)
+        patch.setattr(zipwrite, "ZIP64_LIMIT", limit)
+        patch.setattr(zipwrite, "FILECOUNT_LIMIT", count_limit)
+        expected = _zipfile_bytes(members)
+        out = io.BytesIO()
+        archive = zipwrite.StoredZipWriter(out, npz.DATE)
+        for name, data, streamed in members:
+            if streamed:
+                assert archive.add_stream(name, len(data), [data[:3], data[3:]]) == len(data)
+            else:
+                archive.add(name, data)
+        archive.close()
+    assert out.getvalue() == expected
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
