@@ -6,6 +6,7 @@ for a moment, so short commands, pipes and CI logs never see it.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -33,6 +34,7 @@ class Progress:
         self.stream = sys.stderr if stream is None else stream
         self.done = 0
         self._enabled = enabled and _is_terminal(self.stream)
+        self._pid = os.getpid()  # a forked child's copy never draws (verify's trips)
         self._start = time.monotonic()
         self._next = self._start + DELAY
         self._drawn = False
@@ -41,7 +43,7 @@ class Progress:
     def advance(self, nbytes: int) -> None:
         with self._lock:
             self.done += nbytes
-            if not self._enabled:
+            if not self._enabled or os.getpid() != self._pid:
                 return
             now = time.monotonic()
             if now >= self._next:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ..converters.errors import UsageError
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
                       enabled=not args.quiet) as bar:
             store = tracked(loaded, bar)
             check_readable(store)
-            trips = verify(store, via, check, optional=args.via is None or every)
+            trips = verify(store, via, check, optional=args.via is None or every,
+                           workers=min(4, os.cpu_count() or 1), progress=bar.advance)
         doc = document(args.file, store, trips, note)
         if args.quiet:
             pass

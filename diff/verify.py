@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -45,7 +48,8 @@ from ..converters.dtypes import is_string
 from ..converters.errors import UsageError
 from ..converters.mapped import FileChangedError
 from ..converters.registry import FORMATS, load, losses, plan, save
-from ..converters.store import CHUNK_BYTES, Store, Tensor, read_many
+from ..converters.source import is_url
+from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor, read_many
 from .engine import pieces, raw_bytes
 
 STATUSES = ("identical", "lossy", "different", "failed", "skipped")
@@ -177,18 +181,23 @@ def default_vias(store: Store, every: bool = False) -> tuple[list[str], str | No
 
 def verify(store: Store, vias: Sequence[str] | None = None,
            check: Callable[[Store, list[Trip]], None] | None = None, *,
-           optional: bool | None = None) -> list[Trip]:
+           optional: bool | None = None, workers: int = 1,
+           progress: Progress | None = None) -> list[Trip]:
     """Round-trip `store` through each of `vias` (default: `default_vias(store)`), in order.
 
     `check(store, trips)` runs while the round-tripped files exist (the framework check).
     `optional`: the formats were chosen by default, so one refusing the store is skipped, not
-    failed (default: when `vias` is empty).
+    failed (default: when `vias` is empty). `workers` > 1: the trips run at once in up to that
+    many forked processes (`_trips_in_children`: Linux, a local file, no `check`), and
+    `progress` is told twice the store's bytes as each one ends (a child's reads are its own).
     """
     optional = not vias if optional is None else optional
     vias = list(vias) if vias else default_vias(store)[0]
     trips: list[Trip] = []
     with tempfile.TemporaryDirectory(prefix="weightkit-verify-") as workdir, scratch(), \
             ExitStack() as stack:
+        if check is None and min(workers, len(vias)) > 1 and _forkable(store):
+            return _trips_in_children(store, vias, workdir, optional, workers, progress)
         for via in vias:
             path = os.path.join(workdir, via)
             os.mkdir(path)
@@ -202,6 +211,144 @@ def verify(store: Store, vias: Sequence[str] | None = None,
         if check is not None:
             check(store, trips)
     return trips
+
+
+def _forkable(store: Store) -> bool:
+    """Whether trips may run in forked children: Linux, and a local file (a URL is read by an
+    event-loop thread, which a forked child would not have)."""
+    return sys.platform.startswith("linux") and not is_url(store.path or "")
+
+
+_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _trips_in_children(store: Store, vias: list[str], workdir: str, optional: bool,
+                       workers: int, progress: Progress | None) -> list[Trip]:
+    """The trips, each in a process forked from this one (it inherits the open store; only the
+    finished Trip comes back, as JSON over a pipe), at most `workers` at once.
+
+    Interrupts stay the parent's: children ignore SIGINT and die of SIGTERM. On any exception
+    here (Ctrl-C, SIGTERM as KeyboardInterrupt) every child is killed and waited for, with
+    SIGINT and SIGTERM blocked, before the exception leaves: no child writes into the scratch
+    directory as it is removed, and a second interrupt cannot cut the teardown short (it is
+    delivered after). Forks happen with both signals blocked too, so no child exists that the
+    parent has not recorded. No pools: multiprocessing.Pool hung when a second Ctrl-C landed
+    inside its terminate(). A child that ends without a Trip (it raised, or was killed) has its
+    trip run again here, so that the error is raised exactly as when trips run in turn."""
+    nbytes = 2 * sum(t.nbytes for t in store.values())
+    trips: list[Trip | None] = [None] * len(vias)
+    running: dict[int, tuple[int, int, bytearray]] = {}  # pipe fd -> (pid, trip index, bytes)
+    again: list[int] = []
+    try:
+        with selectors.DefaultSelector() as ready:
+            queue = list(range(len(vias)))
+            while queue or running:
+                while queue and len(running) < workers:
+                    index = queue.pop(0)
+                    fd = _fork_trip(store, vias[index], workdir, optional, index, running)
+                    if fd is None:
+                        again.append(index)
+                    else:
+                        ready.register(fd, selectors.EVENT_READ)
+                for key, _ in ready.select():
+                    pid, index, received = running[key.fd]
+                    chunk = os.read(key.fd, 1 << 16)
+                    if chunk:
+                        received += chunk
+                        continue
+                    ready.unregister(key.fd)
+                    os.close(key.fd)
+                    del running[key.fd]
+                    trip = _finished(pid, received)
+                    if trip is None:
+                        again.append(index)
+                    else:
+                        trips[index] = trip
+                        if progress is not None:
+                            progress(nbytes)
+    finally:
+        _reap(running)
+    for index in again:
+        path = os.path.join(workdir, vias[index])
+        shutil.rmtree(path, ignore_errors=True)
+        os.mkdir(path)
+        with _entered(round_trip(store, vias[index], path, optional)) as trip:
+            trips[index] = trip
+        shutil.rmtree(path, ignore_errors=True)
+    return [trip for trip in trips if trip is not None]
+
+
+def _fork_trip(store: Store, via: str, workdir: str, optional: bool, index: int,
+               running: dict[int, tuple[int, int, bytearray]]) -> int | None:
+    """Fork a child that runs one trip and writes it to a pipe; recorded in `running` before
+    any signal can arrive. Returns the pipe's reading end (None: fork failed)."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        read_end, write_end = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to be had: the trip runs here, in turn
+            os.close(read_end)
+            os.close(write_end)
+            return None
+        if pid == 0:
+            _child(store, via, workdir, optional, read_end, write_end, blocked)
+        os.close(write_end)
+        running[read_end] = (pid, index, bytearray())
+        return read_end
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _child(store: Store, via: str, workdir: str, optional: bool, read_end: int,
+           write_end: int, mask: set) -> None:
+    """A trip's process: never returns into the parent's code (os._exit, no clean-ups of the
+    parent's run twice); exit 0 only once the whole Trip is written."""
+    code = 1
+    try:
+        os.close(read_end)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        path = os.path.join(workdir, via)
+        os.mkdir(path)
+        with _entered(round_trip(store, via, path, optional)) as trip:
+            payload = json.dumps(asdict(trip)).encode()
+        shutil.rmtree(path, ignore_errors=True)
+        with open(write_end, "wb", closefd=True) as out:
+            out.write(payload)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _finished(pid: int, received: bytes) -> Trip | None:
+    """The Trip a child sent, or None when it did not end well (waited for here)."""
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        return None
+    try:
+        return Trip(**json.loads(received))
+    except (ValueError, TypeError):
+        return None
+
+
+def _reap(running: dict[int, tuple[int, int, bytearray]]) -> None:
+    """Kill and wait for every child still running (interrupts held until they are gone)."""
+    if not running:
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        for fd, (pid, _, _) in running.items():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            os.close(fd)
+        running.clear()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 class _entered:

@@ -362,12 +362,10 @@ def test_an_interrupt_wrapped_by_python_is_still_an_interrupt(monkeypatch, capsy
     assert capsys.readouterr().err.strip() == "weightkit: interrupted"
 
 
-def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path):
-    """SIGTERM (as Ctrl-C) while round trips are written: 'interrupted' in one line, exit 130,
-    and the scratch directory under TMPDIR removed (README: what remains after kill -9)."""
-    import signal
+def _verify_until(tmp_path, when: str, **popen):
+    """A `weightkit verify` of a 192 MiB file under its own TMPDIR, returned once `when`:
+    "scratch made" (around the forks) or "trips writing" (files in the trips' directories)."""
     import subprocess
-    import sys
     import time
     from safetensors.numpy import save_file
     source = tmp_path / "big.safetensors"
@@ -376,10 +374,48 @@ def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path):
     scratch.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "weightkit.cli", "verify", str(source)],
                             env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+    def ready() -> bool:
+        if when == "scratch made":
+            return any(scratch.iterdir())
+        return any(len(list(trip.rglob("*.*"))) for work in scratch.iterdir()
+                   for trip in work.iterdir())
     deadline = time.monotonic() + 60
-    while not any(scratch.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if ready():
+                break
+        except OSError:  # a directory went away while it was listed
+            pass
+        time.sleep(0.01)
+    return proc, scratch
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if os.path.exists(f"/proc/{pid}")
+            and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+
+
+@pytest.mark.parametrize("when", ["scratch made", "trips writing"])
+def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path, when):
+    """SIGTERM (as Ctrl-C) while round trips are written: 'interrupted' in one line, exit 130,
+    and the scratch directory under TMPDIR removed (README: what remains after kill -9); the
+    trips run in forked children, which are gone too. Signalled as soon as the scratch
+    directory exists (around the forks), or once trips write their files."""
+    import signal
+    proc, scratch = _verify_until(tmp_path, when)
+    children = _children(proc.pid)
+    assert children or when == "scratch made" or proc.poll() is not None  # the trips' processes
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     if proc.returncode == 0:
@@ -387,6 +423,57 @@ def test_interrupted_verify_says_so_and_leaves_no_scratch_files(tmp_path):
     assert proc.returncode == 130, stderr
     assert stderr.strip() == "weightkit: interrupted", stderr
     assert list(scratch.iterdir()) == []
+    assert not _alive(children)
+
+
+def test_a_second_interrupt_during_teardown_does_not_hang_verify(tmp_path):
+    """Ctrl-C as `timeout -s INT` sends it: to the process and to its whole process group, so
+    the parent gets it twice, the second while it tears its trips' processes down (a pool once
+    hung there for ever). Still 'interrupted', exit 130, nothing left behind, no child alive."""
+    import signal
+    proc, scratch = _verify_until(tmp_path, "trips writing", start_new_session=True)
+    children = _children(proc.pid)
+    if proc.poll() is not None:
+        pytest.skip("verify finished before the signal arrived")
+    assert children
+    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "weightkit: interrupted", stderr
+    assert list(scratch.iterdir()) == []
+    assert not _alive(children)
+
+
+def test_trips_in_children_give_what_trips_in_turn_give(tmp_path, monkeypatch):
+    """Forked trips report exactly what the same trips run in turn report, findings included;
+    a trip whose process ends without a Trip (here: every child dies at once) is run again in
+    the parent, with the same result."""
+    arrays = {f"layer_{i}/w": np.full(i % 7 + 1, i, np.float32) for i in range(50)}
+    arrays["s"] = np.array([b"a", b"bc"], object)
+    path = tmp_path / "a.safetensors"
+    weightkit.save(Store.from_arrays(arrays), path)
+    real_load = verify_module.load
+
+    def damaging_load(p, fmt=None):  # the npz trip reads one value back wrong: a finding
+        store = real_load(p, fmt)
+        if fmt == "npz":
+            store = Store({n: (Tensor.from_array(np.zeros(1, np.float32), t.meta)
+                               if n == "layer_3/w" else t) for n, t in store.items()},
+                          format=store.format, meta=store.meta, path=store.path)
+        return store
+    monkeypatch.setattr(verify_module, "load", damaging_load)
+    vias = ["safetensors", "npz", "tf-checkpoint"]
+    with weightkit.load(path) as store:
+        in_turn = [t.as_dict() for t in verify(store, vias)]
+        forked = [t.as_dict() for t in verify(store, vias, workers=2)]
+        monkeypatch.setattr(verify_module, "_child", lambda *args: os._exit(3))
+        again = [t.as_dict() for t in verify(store, vias, workers=2)]
+    assert [t["status"] for t in in_turn] == ["identical", "different", "identical"]
+    assert forked == in_turn
+    assert again == in_turn
+    assert not list(tmp_path.glob("weightkit-verify-*"))
 
 
 @pytest.mark.parametrize("name", ["conv--tfjs-layers", "tlconv--keras3-f16.tflite",
