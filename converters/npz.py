@@ -35,10 +35,9 @@ import itertools
 import math
 import os
 import re
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -60,6 +59,7 @@ MAX_NPY_HEADER = 1 << 20
 KNOWN_HEADERS = 4096  # distinct .npy headers remembered while reading one archive
 MAX_CARRY = 100_000_000  # as the safetensors header limit
 SMALL_MEMBER = 1 << 20  # members written in one piece
+HEAD_BYTES = 256  # read of each member's start for its .npy header (numpy's: 64 or 128)
 KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
 DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -141,28 +141,31 @@ class _Npy:
     header_len: int
 
 
-def parse_npy_header(fp: BinaryIO, data_size: int, where: str, path: str,
-                     known: dict | None = None) -> _Npy:
-    """The .npy header from `fp`, checked against `data_size` (bytes in the member).
+def parse_npy_header(head: bytes, more: Callable[[int], bytes], data_size: int, where: str,
+                     path: str, known: dict | None = None) -> _Npy:
+    """The .npy header at the start of a member of `data_size` bytes, checked against that size.
 
-    `known`: headers already parsed and found valid in this archive (their text -> (shape,
-    fortran order, dtype)): many members share a header, whose parse and dtype checks are the
-    same each time; the size check is made for every member."""
-    magic = fp.read(8)
-    if len(magic) < 8 or magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2, 3):
+    `head`: the member's first bytes (all of them when it is shorter; numpy's headers are 64 or
+    128 bytes, so one read of a few hundred bytes holds most); `more(n)`: its first n bytes
+    when the header runs past `head`. `known`: headers already parsed and found valid in this
+    archive (their text -> (shape, fortran order, dtype)): many members share a header, whose
+    parse and dtype checks are the same each time; the size check is made for every member.
+    Format: numpy/lib/format.py (magic, version, little-endian header length, header text)."""
+    if len(head) < 8 or head[:6] != b"\x93NUMPY" or head[6] not in (1, 2, 3):
         raise CorruptFileError(f"{where} is not a .npy array (bad magic)", path)
-    major = magic[6]
-    size_format = "<H" if major == 1 else "<I"
-    raw = fp.read(struct.calcsize(size_format))
-    if len(raw) != struct.calcsize(size_format):
+    major = head[6]
+    width = 2 if major == 1 else 4
+    if len(head) < 8 + width:
         raise CorruptFileError(f"{where}: truncated .npy header", path)
-    (hlen,) = struct.unpack(size_format, raw)
+    hlen = int.from_bytes(head[8:8 + width], "little")
     if hlen > MAX_NPY_HEADER:
         raise UnsafeFileError(f"{where}: .npy header of {hlen} bytes", path)
-    text = fp.read(hlen)
+    header_len = 8 + width + hlen
+    if header_len > len(head):
+        head = more(min(header_len, data_size))
+    text = head[8 + width:header_len]
     if len(text) != hlen:
         raise CorruptFileError(f"{where}: truncated .npy header", path)
-    header_len = 8 + len(raw) + hlen
     hit = known.get((major, text)) if known is not None else None
     if hit is not None:
         shape, fortran, dtype = hit
@@ -226,7 +229,7 @@ def _read(archive: SafeZip, path: str) -> Store:
     doc = None
     members = _members(archive, path)
     archive.plan(members)  # a URL: every member's header and data in merged requests
-    heads = archive.heads(members, _HeadReader.HEAD)
+    heads = archive.heads(members, HEAD_BYTES)
     known: dict = {}
     for member in members:
         name = member.name
@@ -235,33 +238,16 @@ def _read(archive: SafeZip, path: str) -> Store:
                 raise UnsafeFileError(f"{CARRY_MEMBER} of {member.size} bytes", path)
             doc = carry.parse_json(archive.read(member), path, CARRY_MEMBER)
             continue
-        head = _HeadReader(archive, member, heads.get(name))
+        head = heads.get(name)
+        if head is None:
+            head = archive.range(member, 0, min(member.size, HEAD_BYTES))
         arrays[name[:-len(NPY)]] = (member, parse_npy_header(
-            head, member.size, f"member {name!r}", path, known))
+            head, lambda n, member=member: archive.range(member, 0, n), member.size,
+            f"member {name!r}", path, known))
     carried = carry.Carry(doc, list(arrays), path)
     tensors = {name: _tensor(archive, name, *arrays[name], carried, path) for name in carried.order}
     return Store(tensors, format=NAME, meta=carried.store_meta({}), path=path,
                  on_close=archive.close)
-
-
-class _HeadReader(io.RawIOBase):
-    """A file-like over the start of a member, for the .npy header parser."""
-
-    HEAD = 256  # numpy's headers are 64 or 128 bytes: one read for most
-
-    def __init__(self, archive: SafeZip, member: Member, head: bytes | None = None):
-        self.archive, self.member, self.pos = archive, member, 0
-        self.head = head if head is not None else \
-            archive.range(member, 0, min(member.size, self.HEAD))
-
-    def read(self, n: int = -1) -> bytes:
-        stop = min(self.member.size, self.pos + max(n, 0))
-        if stop <= len(self.head):
-            data = self.head[self.pos:stop]
-        else:
-            data = self.archive.range(self.member, self.pos, stop) if stop > self.pos else b""
-        self.pos = stop
-        return data
 
 
 def _tensor(archive: SafeZip, name: str, member: Member, npy: _Npy, carried: carry.Carry,

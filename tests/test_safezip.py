@@ -82,3 +82,70 @@ def test_shapes_numpy_cannot_hold_are_named_without_printing_them():
     assert check_shape([0, 1 << 40], "t", "f", 4) == (0, 1 << 40)
     assert np.empty((0, 1 << 40), np.float32).size == 0  # what numpy accepts, we accept
     assert "about 2**13287" in shown([10 ** 4000])
+
+
+# -- the central directory, parsed by hand: zipfile as the oracle ------------------------------
+
+class _Bytes:
+    """The little of a seam source `directory` uses, over bytes in memory."""
+
+    def __init__(self, data: bytes):
+        self.data, self.size = data, len(data)
+
+    def pread(self, offset: int, n: int) -> bytes:
+        return self.data[offset:offset + n]
+
+
+def _zipfile_view(data: bytes) -> list[tuple] | None:
+    import zipfile
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return [(i.orig_filename, i.compress_type, i.flag_bits, i.CRC, i.compress_size,
+                     i.file_size, i.header_offset, i.extract_version, i.date_time,
+                     i.external_attr) for i in zf.infolist()]
+    except Exception:
+        return None
+
+
+def _our_view(data: bytes) -> list[tuple] | None:
+    from weightkit.converters.safezip import ZipFormatError, directory
+    try:
+        members, _ = directory(_Bytes(data))
+    except ZipFormatError:
+        return None
+    return [(m.name, m.method, m.flags, m.crc, m.compressed, m.size, m.header_offset,
+             m.extract_version, m.date_time, m.external_attr) for m in members]
+
+
+from hypothesis import assume, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None)
+@given(names=st.lists(st.text(st.characters(blacklist_categories=("Cs",),
+                                            blacklist_characters="\x00"), min_size=1,
+                              max_size=6), max_size=6, unique=True),
+       deflate=st.booleans(), zip64=st.booleans(), comment=st.binary(max_size=40),
+       prefix=st.binary(max_size=30), flips=st.lists(st.tuples(st.integers(0, 10 ** 6),
+                                                                st.integers(1, 255)),
+                                                      max_size=3))
+def test_the_directory_reads_as_zipfile_reads_it(names, deflate, zip64, comment, prefix, flips):
+    """`directory` lists what zipfile lists (names, methods, flags, CRCs, sizes, offsets,
+    versions, times, attributes) for archives zipfile writes, with comments, zip64 records and
+    data prepended; with bytes flipped anywhere, whenever both parse they agree."""
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as zf:
+        for i, name in enumerate(names):
+            with zf.open(zipfile.ZipInfo(name, (2020, 1, 2, 3, 4, 6)), "w",
+                         force_zip64=zip64) as member:
+                member.write(bytes(range(i * 7 % 256)) * 3)
+        zf.comment = comment
+    data = bytearray(prefix + buf.getvalue())
+    expected = _zipfile_view(bytes(data))
+    assume(expected is not None)  # (a comment holding the end record's signature fools both)
+    assert _our_view(bytes(data)) == expected
+    for at, xor in flips:
+        data[at % len(data)] ^= xor
+    ours, theirs = _our_view(bytes(data)), _zipfile_view(bytes(data))
+    if ours is not None and theirs is not None:
+        assert ours == theirs
