@@ -255,7 +255,7 @@ def read_many(tensors: Sequence[Tensor], small: int = SMALL_TENSOR) -> list[np.n
             extents.append((id(get.source), get.offset, i, get))
         else:
             out[i] = tensor.read()
-    extents.sort(key=_first_two)
+    extents.sort()  # by source and offset (positions are distinct: extents never compared)
     k = 0
     while k < len(extents):
         source, start = extents[k][3].source, extents[k][1]
@@ -289,10 +289,6 @@ def read_many(tensors: Sequence[Tensor], small: int = SMALL_TENSOR) -> list[np.n
         k = j
     check_changed()
     return out
-
-
-def _first_two(item: tuple) -> tuple:
-    return item[0], item[1]
 
 
 def block_indices(shape: tuple[int, ...], itemsize: int, max_bytes: int) -> Iterator[Index]:
