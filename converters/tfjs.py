@@ -783,8 +783,6 @@ def _carry_doc(store: Store, encodings: dict[str, dict], order: list[str],
         tensors[name] = Tensor(tensor.shape, tensor.dtype, tensor._get, own)
     doc = carry.build(Store(tensors, meta=meta, format=NAME), NAME, native_namespace=None,
                       encodings=encodings, file_order=order)
-    if doc is not None:
-        doc.pop(carry.SOURCE_FORMAT, None)
     return doc if doc is not None and len(doc) > 1 else None
 
 

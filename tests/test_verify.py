@@ -539,3 +539,17 @@ def test_a_large_file_is_tried_through_its_own_format_and_the_archives(tmp_path,
     assert len(every) > 3 and "note" not in doc
     assert main(["verify", str(path), "--via", "tflite", "--json"]) == 0
     assert [t["via"] for t in json.loads(capsys.readouterr().out)["trips"]] == ["tflite"]
+
+
+def test_a_converted_file_keeps_its_origin_through_tfjs(tmp_path, capsys):
+    """A safetensors file converted from a Keras 3 .weights.h5 records that origin
+    (`source_format`); the TF.js writer dropped it from its carry, so the default verify of a
+    valid file reported the tfjs trip 'different' (exit 1)."""
+    from pathlib import Path
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "mlp--keras3.weights.h5"
+    converted = tmp_path / "mlp.safetensors"
+    assert main(["convert", str(fixture), str(converted), "-q"], prog="weightkit") == 0
+    assert weightkit.load(converted).meta["source_format"] == "keras-weights-h5"
+    capsys.readouterr()
+    assert main(["verify", str(converted), "--via", "tfjs", "--json"], prog="weightkit") == 0
+    assert json.loads(capsys.readouterr().out)["trips"][0]["status"] == "identical"
