@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from contextlib import ExitStack
 
 from ..converters.errors import UsageError
 from ..converters.registry import get, load
@@ -34,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "that can hold the file without loss; default: all of them, or "
                              f"for a file of more than {LARGE_STORE:,} variables its own format, "
                              "safetensors and npz)")
+    parser.add_argument("--like", metavar="TEMPLATE",
+                        help="a file of a format that needs a template to be written (a "
+                             "SavedModel directory, a .tflite or .keras model): the round trip "
+                             "through its format writes into it, as convert --like does")
     parser.add_argument("--load", action="store_true",
                         help="also load the original and the round-tripped file with the "
                              "framework (needs the tensorflow extra)")
@@ -49,10 +54,16 @@ def run(args: argparse.Namespace) -> int:
     every = args.via is not None and "all" in args.via
     via = None if every or not args.via else list(dict.fromkeys(get(name).name  # each once
                                                                  for name in args.via))
-    with load(args.file, args.src_format) as loaded:
+    with load(args.file, args.src_format) as loaded, ExitStack() as stack:
+        like = stack.enter_context(load(args.like)) if args.like else None
         note = None
         if via is None:
             via, note = default_vias(loaded, every)
+            if like is not None and like.format not in via:
+                via.append(like.format)  # the trip the template is for
+        elif like is not None and like.format not in via:
+            raise UsageError(f"--like {args.like} is a {like.format} file, and no trip goes "
+                             f"through {like.format}: add --via {like.format}")
         if not via:
             raise UsageError("no format can hold this file without loss; name one with --via")
         if args.load and is_url(args.file):
@@ -65,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
             store = tracked(loaded, bar)
             check_readable(store)
             trips = verify(store, via, check, optional=args.via is None or every,
-                           workers=min(4, os.cpu_count() or 1), progress=bar.advance)
+                           workers=min(4, os.cpu_count() or 1), progress=bar.advance,
+                           like=like)
         doc = document(args.file, store, trips, note)
         if args.quiet:
             pass

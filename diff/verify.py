@@ -45,9 +45,10 @@ import numpy as np
 
 from ..converters.atomic import scratch
 from ..converters.dtypes import is_string
-from ..converters.errors import UsageError
+from ..converters.errors import UsageError, WeightsError
 from ..converters.mapped import FileChangedError
-from ..converters.registry import FORMATS, load, losses, plan, save
+from ..converters.foreign import structure_losses
+from ..converters.registry import FORMATS, get, load, losses, plan, save
 from ..converters.source import is_url
 from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor, read_many
 from .engine import pieces, raw_bytes
@@ -106,20 +107,27 @@ def _place(workdir: str, step: str, name: str, original: str | None) -> str:
     return os.path.join(workdir, step, _file_name(name, original))
 
 
-def round_trip(store: Store, via: str, workdir: str, optional: bool = False
-               ) -> Iterator[Trip]:
+def round_trip(store: Store, via: str, workdir: str, optional: bool = False,
+               like: Store | None = None) -> Iterator[Trip]:
     """Run one round trip; yields the Trip while its files still exist, then cleans up.
 
-    `optional`: the format was chosen by default, so its refusing the store is a skip."""
+    `optional`: the format was chosen by default, so its refusing the store is a skip.
+    `like`: the template for writing `via` (a SavedModel's graph, a .tflite model), as
+    `convert --like` takes one. Errors are kept without the temporary paths they name."""
     trip = Trip(via)
     source = store.format
     with ExitStack() as stack:
         try:
-            planned = plan(store, via)
+            planned = plan(store, via, like)
             trip.lost = [f"{via}: {text}" for text in planned.losses]
+            if like is not None:  # the file written has the template's structure, as asked:
+                kept = [get(via).namespace] + [  # the store's own, where it is another
+                    key for key, value in store.meta.items() if like.meta.get(key) == value]
+                trip.lost += [f"{via}: {text} (the template's is written)" for text in
+                              structure_losses(store, [k for k in kept if k])]
             middle = _place(workdir, "via", via, store.path)
             try:
-                save(store, middle, via, allow_lossy=True, planned=planned)
+                save(store, middle, via, allow_lossy=True, like=like, planned=planned)
             except UsageError as exc:
                 if not optional:
                     raise
@@ -146,7 +154,7 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False
                     except UsageError as exc:
                         if not trip.lost:
                             raise
-                        trip.status, trip.error = "lossy", f"{type(exc).__name__}: {exc}"
+                        trip.status, trip.error = "lossy", _error_text(exc)
                         trip.notes.append(f"not written back to {source}: the way back needs "
                                           "what was lost")
                         yield trip
@@ -159,11 +167,18 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False
             raise
         except Exception as exc:  # every failure is reported, not raised: it is the finding
             trip.status = "failed"
-            trip.error = f"{type(exc).__name__}: {exc}"
+            trip.error = _error_text(exc)
         else:
             trip.status = ("lossy" if trip.lost else
                            "different" if trip.differences else "identical")
         yield trip
+
+
+def _error_text(exc: Exception) -> str:
+    """A trip's error in one line: its kind and message, without the path of the temporary
+    file it names (gone when the report is read)."""
+    message = exc.message if isinstance(exc, WeightsError) else str(exc)
+    return f"{type(exc).__name__}: {message}"
 
 
 def default_vias(store: Store, every: bool = False) -> tuple[list[str], str | None]:
@@ -182,7 +197,7 @@ def default_vias(store: Store, every: bool = False) -> tuple[list[str], str | No
 def verify(store: Store, vias: Sequence[str] | None = None,
            check: Callable[[Store, list[Trip]], None] | None = None, *,
            optional: bool | None = None, workers: int = 1,
-           progress: Progress | None = None) -> list[Trip]:
+           progress: Progress | None = None, like: Store | None = None) -> list[Trip]:
     """Round-trip `store` through each of `vias` (default: `default_vias(store)`), in order.
 
     `check(store, trips)` runs while the round-tripped files exist (the framework check).
@@ -190,6 +205,7 @@ def verify(store: Store, vias: Sequence[str] | None = None,
     failed (default: when `vias` is empty). `workers` > 1: the trips run at once in up to that
     many forked processes (`_trips_in_children`: Linux, a local file, no `check`), and
     `progress` is told twice the store's bytes as each one ends (a child's reads are its own).
+    `like`: a template for the trip through its own format (`round_trip`).
     """
     optional = not vias if optional is None else optional
     vias = list(vias) if vias else default_vias(store)[0]
@@ -197,11 +213,11 @@ def verify(store: Store, vias: Sequence[str] | None = None,
     with tempfile.TemporaryDirectory(prefix="weightkit-verify-") as workdir, scratch(), \
             ExitStack() as stack:
         if check is None and min(workers, len(vias)) > 1 and _forkable(store):
-            return _trips_in_children(store, vias, workdir, optional, workers, progress)
+            return _trips_in_children(store, vias, workdir, optional, workers, progress, like)
         for via in vias:
             path = os.path.join(workdir, via)
             os.mkdir(path)
-            trip = _entered(round_trip(store, via, path, optional))
+            trip = _entered(_trip(store, via, path, optional, like))
             if check is None:  # nothing needs its files and stores later: release them now
                 with trip as done:
                     trips.append(done)
@@ -223,7 +239,8 @@ _SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _trips_in_children(store: Store, vias: list[str], workdir: str, optional: bool,
-                       workers: int, progress: Progress | None) -> list[Trip]:
+                       workers: int, progress: Progress | None, like: Store | None
+                       ) -> list[Trip]:
     """The trips, each in a process forked from this one (it inherits the open store; only the
     finished Trip comes back, as JSON over a pipe), at most `workers` at once.
 
@@ -245,7 +262,8 @@ def _trips_in_children(store: Store, vias: list[str], workdir: str, optional: bo
             while queue or running:
                 while queue and len(running) < workers:
                     index = queue.pop(0)
-                    fd = _fork_trip(store, vias[index], workdir, optional, index, running)
+                    fd = _fork_trip(store, vias[index], workdir, optional, like, index,
+                                    running)
                     if fd is None:
                         again.append(index)
                     else:
@@ -272,14 +290,14 @@ def _trips_in_children(store: Store, vias: list[str], workdir: str, optional: bo
         path = os.path.join(workdir, vias[index])
         shutil.rmtree(path, ignore_errors=True)
         os.mkdir(path)
-        with _entered(round_trip(store, vias[index], path, optional)) as trip:
+        with _entered(_trip(store, vias[index], path, optional, like)) as trip:
             trips[index] = trip
         shutil.rmtree(path, ignore_errors=True)
     return [trip for trip in trips if trip is not None]
 
 
-def _fork_trip(store: Store, via: str, workdir: str, optional: bool, index: int,
-               running: dict[int, tuple[int, int, bytearray]]) -> int | None:
+def _fork_trip(store: Store, via: str, workdir: str, optional: bool, like: Store | None,
+               index: int, running: dict[int, tuple[int, int, bytearray]]) -> int | None:
     """Fork a child that runs one trip and writes it to a pipe; recorded in `running` before
     any signal can arrive. Returns the pipe's reading end (None: fork failed)."""
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
@@ -292,7 +310,7 @@ def _fork_trip(store: Store, via: str, workdir: str, optional: bool, index: int,
             os.close(write_end)
             return None
         if pid == 0:
-            _child(store, via, workdir, optional, read_end, write_end, blocked)
+            _child(store, via, workdir, optional, like, read_end, write_end, blocked)
         os.close(write_end)
         running[read_end] = (pid, index, bytearray())
         return read_end
@@ -300,8 +318,8 @@ def _fork_trip(store: Store, via: str, workdir: str, optional: bool, index: int,
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _child(store: Store, via: str, workdir: str, optional: bool, read_end: int,
-           write_end: int, mask: set) -> None:
+def _child(store: Store, via: str, workdir: str, optional: bool, like: Store | None,
+           read_end: int, write_end: int, mask: set) -> None:
     """A trip's process: never returns into the parent's code (os._exit, no clean-ups of the
     parent's run twice); exit 0 only once the whole Trip is written."""
     code = 1
@@ -312,7 +330,7 @@ def _child(store: Store, via: str, workdir: str, optional: bool, read_end: int,
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         path = os.path.join(workdir, via)
         os.mkdir(path)
-        with _entered(round_trip(store, via, path, optional)) as trip:
+        with _entered(_trip(store, via, path, optional, like)) as trip:
             payload = json.dumps(asdict(trip)).encode()
         shutil.rmtree(path, ignore_errors=True)
         with open(write_end, "wb", closefd=True) as out:
@@ -349,6 +367,13 @@ def _reap(running: dict[int, tuple[int, int, bytearray]]) -> None:
         running.clear()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _trip(store: Store, via: str, path: str, optional: bool, like: Store | None
+          ) -> Iterator[Trip]:
+    """`round_trip`, given the template when it is of the format `via`."""
+    return round_trip(store, via, path, optional,
+                      like if like is not None and like.format == via else None)
 
 
 class _entered:

@@ -553,3 +553,26 @@ def test_a_converted_file_keeps_its_origin_through_tfjs(tmp_path, capsys):
     capsys.readouterr()
     assert main(["verify", str(converted), "--via", "tfjs", "--json"], prog="weightkit") == 0
     assert json.loads(capsys.readouterr().out)["trips"][0]["status"] == "identical"
+
+
+def test_like_gives_the_trip_through_its_format_a_template(tmp_path, capsys):
+    """A SavedModel needs a graph to be written into: without one the trip through it fails
+    (its error names no temporary path, and points at --like); `verify --like DIR` writes into
+    the template's graph, as `convert --like` does. A --like no trip uses is an error."""
+    from pathlib import Path
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "mlp--tfkeras-savedmodel"
+    with weightkit.load(fixture) as model:
+        plain = Store({name: Tensor.from_array(t.read(), {"role": t.role})
+                       for name, t in model.items()})  # the weights and roles, no structure
+    path = tmp_path / "plain.safetensors"
+    weightkit.save(plain, path)
+    assert main(["verify", str(path), "--via", "saved-model", "--json"], prog="weightkit") == 2
+    trip = json.loads(capsys.readouterr().out)["trips"][0]
+    assert trip["status"] == "failed" and "--like" in trip["error"]
+    assert "weightkit-verify-" not in trip["error"] and str(tmp_path) not in trip["error"]
+    assert main(["verify", str(path), "--via", "saved-model", "--like", str(fixture), "--json"],
+                prog="weightkit") == 0
+    assert json.loads(capsys.readouterr().out)["trips"][0]["status"] == "identical"
+    assert main(["verify", str(path), "--via", "npz", "--like", str(fixture)],
+                prog="weightkit") == 2
+    assert "add --via saved-model" in capsys.readouterr().err
