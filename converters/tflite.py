@@ -1030,9 +1030,9 @@ def read(path: str) -> Store:
                 tag = encoding["dtype"]
             dtype, get = _getter(f, var, tag)
             ours = _tensor_meta(var, names)
+            derived = (NAMESPACE,) if container else (NAMESPACE, "layout")  # (from operators)
             theirs = {k: v for k, v in carried.tensor_meta(var.name).items()
-                      if k not in (NAMESPACE, "layout") and not (k == "quantization"
-                                                                 and k in ours)}
+                      if k not in derived and not (k == "quantization" and k in ours)}
             if container:  # what the weightkit entry carries, as it was (see below)
                 meta = {**theirs, NAMESPACE: ours[NAMESPACE]}
             else:
@@ -1729,11 +1729,12 @@ def _write_bare(store: Store, path: str) -> None:
 
 
 def _strip_own(store: Store) -> Store:
-    """The store with the meta a TFLite reader derives anew taken out of what is carried."""
+    """The store with the meta a TFLite reader derives anew taken out of what is carried. A
+    weights container has no operators to derive a layout from: a variable's `layout` (a TF.js
+    graph's, a model's) is carried as it is."""
     tensors = {n: t.with_meta() for n, t in store.items()}
     for t in tensors.values():
-        for key in (NAMESPACE, "layout"):
-            t.meta.pop(key, None)
+        t.meta.pop(NAMESPACE, None)
     meta = {k: v for k, v in store.meta.items() if k != NAMESPACE}
     return store.replace(tensors, meta=meta)
 
