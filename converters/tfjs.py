@@ -767,16 +767,18 @@ def _template(store: Store, like: Store | None) -> dict | None:
 
 
 def _carry_doc(store: Store, encodings: dict[str, dict], order: list[str],
-               keep_out: Iterable[str]) -> dict | None:
-    """What TF.js cannot hold of `store` (see `carry.py`); None when nothing."""
+               keep_out: Iterable[str], graph: bool = False) -> dict | None:
+    """What TF.js cannot hold of `store` (see `carry.py`); None when nothing. `graph`: a
+    graph model is written, whose operators give each variable its `layout` when read (any
+    other model.json carries the layout a variable has)."""
     gone = set(keep_out) | {NAMESPACE}
     meta = {k: v for k, v in store.meta.items() if k not in gone}
-    added = tuple(reader_added(store))
+    added = (*reader_added(store), *(("layout",) if graph else ()))
     tensors = {}
     for name, tensor in store.items():
-        derived = (NAMESPACE, QUANTIZATION, "layout", *added) if isinstance(
+        derived = (NAMESPACE, QUANTIZATION, *added) if isinstance(
             tensor.meta.get(NAMESPACE), dict) and "quantization" in tensor.meta[NAMESPACE] \
-            else (NAMESPACE, "layout", *added)  # a layout comes from a model's operators
+            else (NAMESPACE, *added)
         own = {k: v for k, v in tensor.meta.items() if k not in derived
                and not (k == "key" and v == name)
                and not (k == "role" and v in ("weight", "optimizer"))}  # the manifest says
@@ -911,7 +913,8 @@ def _plan_template(store: Store, template: Any) -> Plan:
             cut = _shards(sum(p.nbytes for p in parts), SHARD_BYTES)
             planned.append(PlannedGroup(parts, _paths(0, len(cut), []), cut, {}))
     order = [p.entry["name"] for g in planned for p in g.parts]
-    new = _document(doc, planned, _carry_doc(store, encodings, order, ()))
+    new = _document(doc, planned, _carry_doc(store, encodings, order, (),
+                                             graph=doc.get("format") == "graph-model"))
     same = new == doc
     return Plan(new, text if same else None, planned, carry.json_losses(store))
 

@@ -578,16 +578,20 @@ def test_like_gives_the_trip_through_its_format_a_template(tmp_path, capsys):
     assert "add --via saved-model" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["conv--tfjs-graph", "nested--tfjs-graph"])
-def test_a_graph_models_layouts_survive_a_tflite_weights_container(tmp_path, name, capsys):
-    """A TF.js graph model's weights, converted to safetensors, keep each variable's `layout`
-    (derived from the graph's operators); a .tflite weights container has no operators to derive
-    it from again, so it carries it: the trip through tflite is identical (it was 'different')."""
+@pytest.mark.parametrize("name,via", [("conv--tfjs-graph", "tflite"),
+                                      ("nested--tfjs-graph", "tflite"),
+                                      ("tldense--keras3-f32.tflite", "tfjs"),
+                                      ("tlconv--keras3-int8.tflite", "tfjs")])
+def test_a_models_layouts_survive_a_weights_only_file(tmp_path, name, via, capsys):
+    """A model's weights (a TF.js graph's, a .tflite model's), converted to safetensors, keep
+    each variable's `layout` (derived from the model's operators); a .tflite weights container
+    or a weights-only model.json has no operators to derive it from again, so it carries it:
+    the trip through either is identical (it was 'different')."""
     from pathlib import Path
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / name
     converted = tmp_path / "w.safetensors"
     assert main(["convert", str(fixture), str(converted), "-q"], prog="weightkit") == 0
     assert any("layout" in t.meta for t in weightkit.load(converted).values())
     capsys.readouterr()
-    assert main(["verify", str(converted), "--via", "tflite", "--json"], prog="weightkit") == 0
+    assert main(["verify", str(converted), "--via", via, "--json"], prog="weightkit") == 0
     assert json.loads(capsys.readouterr().out)["trips"][0]["status"] == "identical"
