@@ -4,14 +4,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..converters.errors import UsageError
+from ..converters.errors import UsageError, WeightsNote
 from ..converters.names import OPTIMIZER_ROLES
 from ..converters.quant import dequantize
 from ..converters.paths import same_file
-from ..converters.registry import format_for_output, load, save
+from ..converters.registry import format_for_output, load, plan, save
 from ..converters.source import display, is_url
 from ..converters.store import Store
 from .progress import Progress, data_bytes, tracked
@@ -109,15 +110,23 @@ def run(args: argparse.Namespace) -> int:
         store = tracked(store, bar)
         if args.ops:
             store = apply(store, args.ops)
-        if args.like:
-            with load(args.like) as template:
-                save(like_names(store, template, args.match), args.dst, fmt,
-                     allow_lossy=args.allow_lossy, like=template)
-        else:
-            save(store, args.dst, fmt, allow_lossy=args.allow_lossy)
+        with contextlib.ExitStack() as stack:
+            template = stack.enter_context(load(args.like)) if args.like else None
+            written = store if template is None else like_names(store, template, args.match)
+            planned = plan(written, fmt, template)
+            save(written, args.dst, fmt, allow_lossy=args.allow_lossy, like=template,
+                 planned=planned)
+        _note_losses(args, planned.losses)
         if args.ops and not args.quiet:
             print_edits(store.edits, f"wrote {args.dst} ({fmt})")
     return 0
+
+
+def _note_losses(args: argparse.Namespace, losses: list[str]) -> None:
+    """What --allow-lossy accepted, said once on stderr (not with --quiet)."""
+    if losses and not args.quiet:
+        warnings.warn(f"{display(args.dst)}: written without {'; '.join(losses)} "
+                      "(--allow-lossy)", WeightsNote)
 
 
 def _run_on_cluster(args: argparse.Namespace, fmt: str) -> int:
@@ -140,7 +149,8 @@ def _run_on_cluster(args: argparse.Namespace, fmt: str) -> int:
         store, like = build(conversion, open_store)
         on_cluster = stack.enter_context(cluster(args))
         with Progress("convert", data_bytes(store), enabled=not args.quiet) as bar:
-            convert_store(store, like, conversion, build, on_cluster, bar.advance)
+            lost = convert_store(store, like, conversion, build, on_cluster, bar.advance)
+        _note_losses(args, lost)
         if ops and not args.quiet:
             print_edits(_edited(conversion, open_store).edits, f"wrote {args.dst} ({fmt})")
     return 0

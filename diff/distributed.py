@@ -618,9 +618,11 @@ Build = Callable[[Conversion, Callable[[Source], Store]], tuple[Store, Store | N
 
 
 def convert_store(store: Store, like: Store | None, conversion: Conversion, build: Build,
-                  cluster: Cluster, progress: Callable[[int], None] | None = None) -> None:
+                  cluster: Cluster, progress: Callable[[int], None] | None = None
+                  ) -> list[str]:
     """Write `store` (what `build(conversion, open)` made on the driver, template `like`) as
-    `conversion` asks, on `cluster`; the same files as `registry.save`.
+    `conversion` asks, on `cluster`; the same files as `registry.save`. Returns the losses
+    accepted (`allow_lossy`; empty when nothing is lost).
 
     A format with a sharded form (`Format.sharded`: a TF checkpoint's data shards, a sharded
     Keras 3 `.weights.json`) is written one shard per task, each worker opening the input and
@@ -644,7 +646,7 @@ def convert_store(store: Store, like: Store | None, conversion: Conversion, buil
         split = record.sharded(planned, conversion.dst)
     if split is None:
         cluster.run(_convert_task, [(build, conversion, None, None)], [total], progress)
-        return
+        return list(planned.losses)
     parent = os.path.dirname(os.path.abspath(split.index))
     scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(split.index)[:100]}.wk-tmp-",
                                dir=parent)
@@ -657,6 +659,7 @@ def convert_store(store: Store, like: Store | None, conversion: Conversion, buil
                 out.adopt(target, final)
             with out.open(split.index) as f:
                 split.write_index(facts, f)
+        return list(planned.losses)
     finally:
         # renamed first: a task still running (cancelled after another failed) can no longer
         # create a file in it, so that the removal leaves nothing behind

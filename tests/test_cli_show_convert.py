@@ -194,6 +194,12 @@ def test_convert_refuses_lossy_output_unless_allowed(capsys, monkeypatch, model:
     assert code == 2 and "would lose: the colour of 'dense/kernel'" in err
     assert "--allow-lossy" in err and not out.exists()
     code, _, err = cli(capsys, "convert", model, out, "--allow-lossy", *fmt_args(model, "--from"))
+    assert code == 0 and out.exists()  # the accepted losses said once, on stderr
+    assert err == (f"weightkit: note: {out}: written without the colour of 'dense/kernel' "
+                   "(--allow-lossy)\n")
+    out.unlink()
+    code, _, err = cli(capsys, "convert", model, out, "--allow-lossy", "-q",
+                       *fmt_args(model, "--from"))
     assert (code, err) == (0, "") and out.exists()
 
 

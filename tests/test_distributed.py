@@ -366,6 +366,21 @@ def test_convert_with_a_selection_and_a_template_on_the_cluster(tmp_path, schedu
         assert (tmp_path / "there" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
 
 
+def test_accepted_losses_are_said_alike_on_the_cluster(tmp_path, scheduler, capsys):
+    """--allow-lossy: the losses accepted are one note on stderr, here and on a cluster."""
+    src = FIXTURES / "mlp--keras3.weights.h5"
+    notes = []
+    for where, extra in (("local", []), ("there", ["--scheduler", scheduler])):
+        (tmp_path / where).mkdir()
+        code, _, err = cli("convert", src, tmp_path / where / "out.ckpt", "--allow-lossy",
+                           *extra, capsys=capsys)
+        assert code == 0
+        notes.append(err.replace(where, "WHERE"))
+    assert notes[0] == notes[1]
+    assert ": note: " in notes[0] and "(--allow-lossy)" in notes[0]
+    assert "the order of variables" in notes[0] and notes[0].count("\n") == 1
+
+
 def corrupt(prefix: str) -> str:
     """Flip one byte of the checkpoint's data: a crc mismatch only a full read finds."""
     data = Path(prefix + ".data-00000-of-00001")
