@@ -854,3 +854,42 @@ def test_small_tensors_read_together_are_still_crc_checked(tmp_path) -> None:
         open(data, "wb").write(bytes(blob[:offset]))
         with pytest.raises(weightkit.CorruptFileError):
             read_many(list(store.values()))
+
+
+def test_entries_parsed_from_known_shapes_are_the_entries_parsed_in_full(tmp_path):
+    """bundle._known_entry (an entry whose dtype and shape bytes were parsed before in the same
+    index) gives what the full parse gives, on entries TensorFlow's layout writes and on
+    mutations of them; where the full parse raises, so does the whole read."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    from weightkit.converters import bundle
+
+    prefix = str(tmp_path / "base")
+    weightkit.save(Store.from_arrays({f"w{i}": np.full((3, 4), i, np.float32)
+                                      for i in range(3)}), prefix, CKPT)
+    with open(prefix + ".index", "rb") as f:
+        items = [(k, v) for k, v in sstable.read_table(f.read()) if k.startswith(b"w")]
+    first_key, first = items[0]
+    known: dict = {}
+    bundle._parse_entry(first_key.decode(), first, known)
+    assert len(known) == 1
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.integers(1, len(items) - 1), st.integers(0, 60), st.integers(0, 255),
+           st.sampled_from(["set", "insert", "delete", "truncate", "append", "none"]))
+    def same(which, position, byte, how):
+        key, value = items[which]
+        position %= max(len(value), 1)
+        value = {"set": value[:position] + bytes([byte]) + value[position + 1:],
+                 "insert": value[:position] + bytes([byte]) + value[position:],
+                 "delete": value[:position] + value[position + 1:],
+                 "truncate": value[:position], "append": value + bytes([byte]),
+                 "none": value}[how]
+        outcomes = []
+        for memo in (dict(known), None):
+            try:
+                outcomes.append(bundle._parse_entry(key.decode(), value, memo))
+            except WeightsError as exc:
+                outcomes.append(type(exc))
+        assert outcomes[0] == outcomes[1]
+    same()
+    assert bundle._known_entry(items[1][0].decode(), items[1][1], known) is not None
