@@ -228,6 +228,14 @@ class MappedFile:
         self._block: tuple[int, bytes] = (0, b"")  # read ahead for small reads
         self._key = watch(self.path, stat)
 
+    @property
+    def identity(self) -> tuple[int, int, int, int, int]:
+        """The open file as it was when opened: device, inode, size, modification and change
+        times (ns). Equal identities mean the same bytes, unless written within the same
+        nanosecond."""
+        st = self._stat
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
     def plan(self, ranges: Any) -> None:
         """Nothing to plan: a local file is mapped by range when read."""
 

@@ -197,7 +197,13 @@ def member_names(path: str) -> list[str] | None:
     if key not in _NAMES:
         try:
             with seam.open_source(path) as data:
-                _NAMES[key] = [m.name for m in directory(data)[0]]
+                parsed = directory(data)
+                _NAMES[key] = [m.name for m in parsed[0]]
+                identity = getattr(data, "identity", None)
+                if identity is not None:  # for the SafeZip that opens the file next
+                    _PARSED[identity] = parsed
+                    while len(_PARSED) > 2:
+                        del _PARSED[next(iter(_PARSED))]
         except (OSError, ZipFormatError, WeightsError):  # ZipFormatError: a bad name's bytes too
             _NAMES[key] = None
         while len(_NAMES) > 8:
@@ -205,8 +211,16 @@ def member_names(path: str) -> list[str] | None:
     return _NAMES[key]
 
 
+# Directories `member_names` parsed, by the identity of the local file (`MappedFile.identity`):
+# the next SafeZip of that very file takes its list (once: no two archives share a Member).
+_PARSED: dict[tuple, tuple[list[Member], int]] = {}
+
+
 def check_member_name(name: str, path: str | None) -> None:
     """Refuse member names that could mean a path outside the archive (UnsafeFileError)."""
+    if name and name[0] not in "/." and name[1:2] != ":" and "//" not in name \
+            and "/." not in name and "\\" not in name and "\x00" not in name:
+        return  # no empty, '.' or '..' part can hide in it: the common name, decided at once
     parts = name.split("/")
     if (not name or name.startswith("/") or "\\" in name or "\x00" in name
             or (len(name) > 1 and name[0].isalpha() and name[1] == ":")
@@ -284,7 +298,9 @@ class SafeZip:
             if self.data.size == 0:
                 raise CorruptFileError("empty file; expected a zip archive", path)
             try:
-                listed, start_dir = directory(self.data)
+                identity = getattr(self.data, "identity", None)
+                parsed = _PARSED.pop(identity, None) if identity is not None else None
+                listed, start_dir = parsed if parsed is not None else directory(self.data)
             except ZipFormatError as exc:
                 raise CorruptFileError(f"not a valid zip archive ({exc})", path) from None
             self.members = self._check(listed, start_dir)

@@ -149,3 +149,20 @@ def test_the_directory_reads_as_zipfile_reads_it(names, deflate, zip64, comment,
     ours, theirs = _our_view(bytes(data)), _zipfile_view(bytes(data))
     if ours is not None and theirs is not None:
         assert ours == theirs
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="a/.\\:\x00Cé", max_size=8))
+def test_the_quick_name_check_refuses_what_the_rules_refuse(name):
+    """check_member_name decides common names at once; it refuses exactly what the rules
+    (relative path, non-empty parts, no '.' or '..', no backslash, NUL or drive) refuse."""
+    parts = name.split("/")
+    refused = (not name or name.startswith("/") or "\\" in name or "\x00" in name
+               or (len(name) > 1 and name[0].isalpha() and name[1] == ":")
+               or any(p in ("", ".", "..") for p in parts[:-1] + [parts[-1] or "x"]))
+    try:
+        check_member_name(name, "x.zip")
+    except UnsafeFileError:
+        assert refused
+    else:
+        assert not refused
