@@ -49,7 +49,8 @@ from .format import Format, WritePlan
 from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, UsageError, WeightsError
 from .mapped import rows
 from .safezip import ZIP_ERRORS, Member, SafeZip, check_member_name, member_names
-from .store import CHUNK_BYTES, SMALL_TENSOR, Index, Store, Tensor, check_shape, read_many, shown
+from .store import (CHUNK_BYTES, SMALL_TENSOR, Extent, Index, Store, Tensor, check_shape,
+                    read_many, shown)
 from .zipwrite import StoredZipWriter
 
 NAME = "npz"
@@ -305,8 +306,30 @@ def _strings(array: np.ndarray, lengths: list[int] | None) -> np.ndarray:
 
 def _raw_getter(archive: SafeZip, member: Member, npy: _Npy) -> Callable[[Index], np.ndarray]:
     """get(index) for the array as stored (its own dtype and order), reading only the rows of
-    a C-order array that the index needs."""
+    a C-order array that the index needs: a stored C-order member is an Extent (`read_many`
+    reads many small ones at once), anything else a `_RawGetter`."""
+    if member.stored and not npy.fortran and member.data_start >= 0:
+        return _NpyExtent(archive, member, npy)
     return _RawGetter(archive, member, npy)
+
+
+class _NpyExtent(Extent):
+    """The data of a stored, C-order .npy member, where it lies in the archive; its zip CRC-32
+    (over the .npy header and the data) checked before any of it is used."""
+
+    __slots__ = ("archive", "member", "header_len")
+
+    def __init__(self, archive: SafeZip, member: Member, npy: _Npy):
+        super().__init__(archive.data, member.data_start + npy.header_len, npy.dtype, npy.shape)
+        self.archive, self.member, self.header_len = archive, member, npy.header_len
+
+    def read(self, index: Index) -> np.ndarray:
+        self.archive.verify(self.member)
+        return super().read(index)
+
+    def verify(self, data: memoryview) -> None:
+        archive, member = self.archive, self.member
+        archive.verify_parts(member, archive.range(member, 0, self.header_len), data)
 
 
 class _RawGetter:

@@ -451,6 +451,19 @@ class SafeZip:
                                    "damaged)", self.path)
         self._verified.add(member.name)
 
+    def verify_parts(self, member: Member, *parts: Any) -> None:
+        """Check a stored member's CRC-32 over its content given in consecutive parts (bytes
+        already read, e.g. by `store.read_many`), once."""
+        if member.name in self._verified:
+            return
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        if crc != member.crc:
+            raise CorruptFileError(f"zip member {member.name!r}: CRC-32 mismatch (the data is "
+                                   "damaged)", self.path)
+        self._verified.add(member.name)
+
     def array(self, member: Member, offset: int, dtype: np.dtype, shape: tuple[int, ...]
               ) -> np.ndarray:
         """A read-only view of the stored member's bytes from `offset` as an array."""
