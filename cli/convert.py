@@ -116,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
             planned = plan(written, fmt, template)
             save(written, args.dst, fmt, allow_lossy=args.allow_lossy, like=template,
                  planned=planned)
-        _note_losses(args, planned.losses)
         if args.ops and not args.quiet:
             print_edits(store.edits, f"wrote {args.dst} ({fmt})")
+    _note_losses(args, planned.losses)  # (the progress line gone)
     return 0
 
 
@@ -150,9 +150,9 @@ def _run_on_cluster(args: argparse.Namespace, fmt: str) -> int:
         on_cluster = stack.enter_context(cluster(args))
         with Progress("convert", data_bytes(store), enabled=not args.quiet) as bar:
             lost = convert_store(store, like, conversion, build, on_cluster, bar.advance)
-        _note_losses(args, lost)
         if ops and not args.quiet:
             print_edits(_edited(conversion, open_store).edits, f"wrote {args.dst} ({fmt})")
+    _note_losses(args, lost)
     return 0
 
 

@@ -195,7 +195,12 @@ def _parse_entry(key: str, value: bytes,
                   e.get("offset", 0), e.get("size", 0), e.get("crc32c", 0), slices)
     if known is not None and not slices and len(known) < KNOWN_SHAPES and len(value) >= 4 \
             and value[0] == 0x08 and value[1] < 0x80 and value[2] == 0x12 and value[3] < 0x80:
-        known[value[:4 + value[3]]] = (entry.dtype, entry.shape)
+        prefix = value[:4 + value[3]]
+        # remembered only when the rest holds no field but shard, offset, size and crc32c (as
+        # the fast path reads it): a repeated dtype or shape later in the entry would make its
+        # dtype and shape another than the prefix's alone, and protobuf's last value wins
+        if _known_entry(key, value, {prefix: (entry.dtype, entry.shape)}) == entry:
+            known[prefix] = (entry.dtype, entry.shape)
     return entry
 
 

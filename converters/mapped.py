@@ -231,8 +231,9 @@ class MappedFile:
     @property
     def identity(self) -> tuple[int, int, int, int, int]:
         """The open file as it was when opened: device, inode, size, modification and change
-        times (ns). Equal identities mean the same bytes, unless written within the same
-        nanosecond."""
+        times (ns). Equal identities mean the same bytes, unless the file was written again
+        within one tick of the filesystem's clock (which can be milliseconds) at the same
+        size: use it to skip work, never instead of a check."""
         st = self._stat
         return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 

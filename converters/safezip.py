@@ -194,26 +194,33 @@ def member_names(path: str) -> list[str] | None:
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     except (OSError, WeightsError):
         return None
-    if key not in _NAMES:
-        try:
-            with seam.open_source(path) as data:
-                parsed = directory(data)
-                _NAMES[key] = [m.name for m in parsed[0]]
-                identity = getattr(data, "identity", None)
-                if identity is not None:  # for the SafeZip that opens the file next
-                    _PARSED[identity] = parsed
-                    while len(_PARSED) > 2:
-                        del _PARSED[next(iter(_PARSED))]
-        except (OSError, ZipFormatError, WeightsError):  # ZipFormatError: a bad name's bytes too
-            _NAMES[key] = None
+    with _CACHE_LOCK:
+        if key in _NAMES:
+            return _NAMES[key]
+    names, parsed, identity = None, None, None
+    try:
+        with seam.open_source(path) as data:
+            parsed = directory(data)
+            names = [m.name for m in parsed[0]]
+            identity = getattr(data, "identity", None)
+    except (OSError, ZipFormatError, WeightsError):  # ZipFormatError: a bad name's bytes too
+        pass
+    with _CACHE_LOCK:
+        _NAMES[key] = names
         while len(_NAMES) > 8:
             del _NAMES[next(iter(_NAMES))]
-    return _NAMES[key]
+        if parsed is not None and identity is not None:  # for the SafeZip that opens it next
+            _PARSED[identity] = parsed
+            while len(_PARSED) > 2:
+                del _PARSED[next(iter(_PARSED))]
+    return names
 
 
 # Directories `member_names` parsed, by the identity of the local file (`MappedFile.identity`):
-# the next SafeZip of that very file takes its list (once: no two archives share a Member).
+# the next SafeZip of that very file takes its list (once: no two archives share a Member), and
+# checks it against the bytes it opened like any other.
 _PARSED: dict[tuple, tuple[list[Member], int]] = {}
+_CACHE_LOCK = threading.Lock()
 
 
 def check_member_name(name: str, path: str | None) -> None:
@@ -299,7 +306,8 @@ class SafeZip:
                 raise CorruptFileError("empty file; expected a zip archive", path)
             try:
                 identity = getattr(self.data, "identity", None)
-                parsed = _PARSED.pop(identity, None) if identity is not None else None
+                with _CACHE_LOCK:
+                    parsed = _PARSED.pop(identity, None) if identity is not None else None
                 listed, start_dir = parsed if parsed is not None else directory(self.data)
             except ZipFormatError as exc:
                 raise CorruptFileError(f"not a valid zip archive ({exc})", path) from None
@@ -340,6 +348,10 @@ class SafeZip:
                 raise UnsafeFileError(f"zip member {name!r} declares {member.size} bytes "
                                       f"from {member.compressed} compressed (a decompression "
                                       "bomb)", path)
+            if member.header_offset < 0 or \
+                    member.header_offset + LOCAL_HEADER.size + len(member.raw_name) > size:
+                raise CorruptFileError(f"zip member {name!r}: local header outside the file",
+                                       path)
             if self.remote:  # the local header later: the least it can take now
                 start = member.header_offset + LOCAL_HEADER.size + len(member.raw_name)
             else:
@@ -381,8 +393,9 @@ class SafeZip:
         out = {}
         for member, raw in zip(stored, self.data.preads(spans)):
             self._resolve(member, raw)
-            at = member.data_start - member.header_offset
-            out[member.name] = raw[at:at + min(member.size, n)]
+            at, k = member.data_start - member.header_offset, min(member.size, n)
+            # a local extra field longer than the allowance: the head read on its own
+            out[member.name] = raw[at:at + k] if at + k <= len(raw) else self.range(member, 0, k)
         return out
 
     def _start(self, member: Member) -> int:

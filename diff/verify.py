@@ -154,7 +154,7 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False,
                     except UsageError as exc:
                         if not trip.lost:
                             raise
-                        trip.status, trip.error = "lossy", _error_text(exc)
+                        trip.status, trip.error = "lossy", _error_text(exc, workdir)
                         trip.notes.append(f"not written back to {source}: the way back needs "
                                           "what was lost")
                         yield trip
@@ -167,18 +167,19 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False,
             raise
         except Exception as exc:  # every failure is reported, not raised: it is the finding
             trip.status = "failed"
-            trip.error = _error_text(exc)
+            trip.error = _error_text(exc, workdir)
         else:
             trip.status = ("lossy" if trip.lost else
                            "different" if trip.differences else "identical")
         yield trip
 
 
-def _error_text(exc: Exception) -> str:
-    """A trip's error in one line: its kind and message, without the path of the temporary
-    file it names (gone when the report is read)."""
+def _error_text(exc: Exception, workdir: str) -> str:
+    """A trip's error in one line: its kind and message, without the paths of the temporary
+    files it names (gone when the report is read): a weightkit error's message names none, and
+    any other's has the trip's directory taken out of its paths."""
     message = exc.message if isinstance(exc, WeightsError) else str(exc)
-    return f"{type(exc).__name__}: {message}"
+    return f"{type(exc).__name__}: {message.replace(workdir + os.sep, '')}"
 
 
 def default_vias(store: Store, every: bool = False) -> tuple[list[str], str | None]:
@@ -271,6 +272,8 @@ def _trips_in_children(store: Store, vias: list[str], workdir: str, optional: bo
                         again.append(index)
                     else:
                         ready.register(fd, selectors.EVENT_READ)
+                if not running:  # every fork of this round failed: those run here, later
+                    continue
                 for key, _ in ready.select():
                     pid, index, received = running[key.fd]
                     chunk = os.read(key.fd, 1 << 16)

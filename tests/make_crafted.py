@@ -320,6 +320,29 @@ def _zip_patch(data: bytes, member: str, *, flags: int | None = None,
     return bytes(out)
 
 
+def zip64_offset(data: bytes, member: str, offset: int) -> bytes:
+    """`member`'s central entry given a zip64 extra field that puts its local header at
+    `offset` (the entry's own offset field 0xFFFFFFFF; APPNOTE 4.5.3)."""
+    out = bytearray(data)
+    start, end = out.find(b"PK\x01\x02"), out.rfind(b"PK\x05\x06")
+    entries, pos = [], start
+    while pos < end:
+        name_len, extra_len, comment_len = struct.unpack_from("<3H", out, pos + 28)
+        entry = bytearray(out[pos:pos + 46 + name_len + extra_len + comment_len])
+        if entry[46:46 + name_len] == member.encode():
+            extra = struct.pack("<HHQ", 1, 8, offset)
+            struct.pack_into("<H", entry, 30, len(extra))
+            struct.pack_into("<H", entry, 32, 0)
+            struct.pack_into("<I", entry, 42, 0xFFFFFFFF)
+            entry = entry[:46 + name_len] + extra
+        entries.append(bytes(entry))
+        pos += 46 + name_len + extra_len + comment_len
+    directory = b"".join(entries)
+    tail = bytearray(out[end:])
+    struct.pack_into("<I", tail, 12, len(directory))
+    return bytes(out[:start]) + directory + bytes(tail)
+
+
 def overlapping_zip(members: list[tuple[str, bytes]]) -> bytes:
     """A zip of `members` plus one more, `extra.npy`, whose central entry points at a copy of
     its local header and data stored inside the first member's data."""
@@ -393,6 +416,8 @@ def _npz(c: Corpus) -> None:
          "a stored member declaring 4 GiB")
     case("zip-version-unsupported", _zip_patch(valid, "dense/kernel.npy", version=99), BROKEN,
          "a member needing zip version 9.9 to extract (zipfile: NotImplementedError)")
+    case("zip64-offset-2^63", zip64_offset(valid, "dense/kernel.npy", 1 << 63), CORRUPT,
+         "a zip64 extra field putting a local header at 2^63 (os.pread: OverflowError)")
     case("member-not-npy", zip_bytes([("dense/kernel.npy", b"not an npy file at all" * 4)]),
          CORRUPT, "a member without the .npy magic")
     case("member-crc", _flip(valid, valid.find(KERNEL.tobytes()) + 5), CORRUPT,

@@ -893,3 +893,19 @@ def test_entries_parsed_from_known_shapes_are_the_entries_parsed_in_full(tmp_pat
         assert outcomes[0] == outcomes[1]
     same()
     assert bundle._known_entry(items[1][0].decode(), items[1][1], known) is not None
+
+
+def test_a_repeated_dtype_or_shape_field_is_not_taken_as_a_known_prefix():
+    """Protobuf's last value of a field wins: an entry repeating its dtype or shape after the
+    leading ones has another dtype or shape than those alone say, so its leading bytes are not
+    remembered for the entries after it (one would have read float32 data as int32)."""
+    from weightkit.converters import bundle
+    prefix = bytes([0x08, 0x01, 0x12, 0x04, 0x12, 0x02, 0x08, 0x03])  # float32, shape [3]
+    plain = prefix + bytes([0x28, 0x0C])
+    for first in (prefix + bytes([0x08, 0x03, 0x28, 0x0C]),  # dtype again: int32
+                  prefix + bytes([0x12, 0x04, 0x12, 0x02, 0x08, 0x06, 0x28, 0x0C])):  # [6]
+        known: dict = {}
+        bundle._parse_entry("a", first, known)
+        assert known == {}
+        assert bundle._parse_entry("b", plain, known) == bundle._parse_entry("b", plain)
+        assert bundle._parse_entry("b", plain, known).dtype == 1

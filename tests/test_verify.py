@@ -448,8 +448,9 @@ def test_a_second_interrupt_during_teardown_does_not_hang_verify(tmp_path):
 
 def test_trips_in_children_give_what_trips_in_turn_give(tmp_path, monkeypatch):
     """Forked trips report exactly what the same trips run in turn report, findings included;
-    a trip whose process ends without a Trip (here: every child dies at once) is run again in
-    the parent, with the same result."""
+    a trip whose process ends without a Trip (here: every child dies at once), or that no
+    process could be forked for (EAGAIN: a process limit), is run in the parent, with the same
+    result."""
     arrays = {f"layer_{i}/w": np.full(i % 7 + 1, i, np.float32) for i in range(50)}
     arrays["s"] = np.array([b"a", b"bc"], object)
     path = tmp_path / "a.safetensors"
@@ -470,9 +471,21 @@ def test_trips_in_children_give_what_trips_in_turn_give(tmp_path, monkeypatch):
         forked = [t.as_dict() for t in verify(store, vias, workers=2)]
         monkeypatch.setattr(verify_module, "_child", lambda *args: os._exit(3))
         again = [t.as_dict() for t in verify(store, vias, workers=2)]
+        import signal
+
+        def no_process() -> int:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        monkeypatch.setattr(verify_module.os, "fork", no_process)
+        signal.signal(signal.SIGALRM, lambda *_: pytest.fail("verify hung: no fork succeeded"))
+        signal.alarm(60)
+        try:
+            unforked = [t.as_dict() for t in verify(store, vias, workers=2)]
+        finally:
+            signal.alarm(0)
     assert [t["status"] for t in in_turn] == ["identical", "different", "identical"]
     assert forked == in_turn
     assert again == in_turn
+    assert unforked == in_turn
     assert not list(tmp_path.glob("weightkit-verify-*"))
 
 
