@@ -426,6 +426,13 @@ with h5py.File(sys.argv[1], "r") as f:
                  if isinstance(obj, h5py.Dataset) else None)
 print(len(stds), "datasets")
 """
+CHECKPOINT_STD = """
+import sys
+import tensorflow as tf
+reader = tf.train.load_checkpoint(sys.argv[1])
+stds = [float(reader.get_tensor(k).std()) for k in reader.get_variable_to_shape_map()]
+print(len(stds), "tensors")
+"""
 COUNT_FILES = """
 import sys
 import h5py
@@ -433,7 +440,12 @@ import numpy as np
 from safetensors.numpy import save_file
 kind, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 rng = np.random.default_rng(0)
-if kind == "safetensors":  # one in seven tensors has zero size
+if kind == "checkpoint":  # TensorFlow's own writer: a name-based bundle of n entries
+    import tensorflow as tf
+    tf.raw_ops.SaveV2(prefix=path, tensor_names=[f"block_{i // 8}/w{i % 8}" for i in range(n)],
+                      shape_and_slices=[""] * n,
+                      tensors=[rng.standard_normal(4).astype(np.float32) for _ in range(n)])
+elif kind == "safetensors":  # one in seven tensors has zero size
     save_file({f"block_{i // 8}/w{i % 8}": rng.standard_normal(0 if i % 7 == 3 else 4)
                .astype(np.float32) for i in range(n)}, path)
 elif kind == "npz":
@@ -447,12 +459,21 @@ else:  # one dataset in n one-element chunks (a tf.keras save_weights layout)
 """
 COUNT_PEERS = {"safetensors": ("safe_open loop, std of each", SAFE_OPEN_STD, ".safetensors"),
                "npz": ("np.load loop, std of each", NP_LOAD_STD, ".npz"),
-               "h5": ("h5py read, std", H5PY_STD, ".h5")}
+               "h5": ("h5py read, std", H5PY_STD, ".h5"),
+               "checkpoint": ("tf.train.load_checkpoint loop, std of each", CHECKPOINT_STD,
+                              ".ckpt")}
 
 
 def count_file(kind: str, n: int) -> Path:
-    """A file of `n` small variables (h5: one dataset of `n` one-element chunks), cached."""
+    """A file of `n` small variables (h5: one dataset of `n` one-element chunks; checkpoint:
+    a prefix whose index is written last), cached."""
     path = OUT / "count" / f"{kind}-{n}{COUNT_PEERS[kind][2]}"
+    if kind == "checkpoint":
+        if not Path(f"{path}.index").exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, "-c", COUNT_FILES, kind, str(n), str(path)],
+                           check=True, env=quiet_env())
+        return path
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(".tmp-" + path.name)
@@ -469,15 +490,18 @@ def bench_count(args: argparse.Namespace) -> list[dict]:
     for kind in args.count_formats:
         for n in args.counts:
             path = count_file(kind, n)
+            files = sorted(path.parent.glob(path.name + ".*")) if kind == "checkpoint" \
+                else [path]
             print(f"count {kind} {n}:", file=sys.stderr)
             name, code, _ = COUNT_PEERS[kind]
-            peer = measure(name, [sys.executable, "-c", code, str(path)], [path], args)
+            peer = measure(name, [sys.executable, "-c", code, str(path)], files, args,
+                           env=quiet_env())
             for task, argv, ok in (("show --json", ["show", "--json"], (0,)),
                                    ("show", ["show"], (0,)),
                                    ("verify", ["verify"], (0,))):  # the default formats
                 if task == "verify" and n > args.verify_max:
                     continue
-                ours = measure_wk(f"weightkit {task}", wk(*argv, str(path)), [path], args,
+                ours = measure_wk(f"weightkit {task}", wk(*argv, str(path)), files, args,
                                   ok_status=ok)
                 row = compare(f"{task} {kind} {n:,}", ours, peer, None)
                 row["count"] = n
@@ -654,8 +678,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run only these tasks (repeatable)")
     parser.add_argument("--counts", default="1000,10000,100000",
                         help="variable counts of the per-variable overhead task (count)")
-    parser.add_argument("--count-formats", default="safetensors,npz,h5",
-                        help="formats of the count task (safetensors,npz,h5)")
+    parser.add_argument("--count-formats", default="safetensors,npz,h5,checkpoint",
+                        help="formats of the count task (safetensors,npz,h5,checkpoint)")
     parser.add_argument("--verify-max", type=int, default=100000,
                         help="largest count verify is measured at")
     parser.add_argument("--formats", default="h5,safetensors,checkpoint",
