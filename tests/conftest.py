@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
+
+# A suite started in the background by a shell without job control (`nohup ... &`) inherits
+# SIGINT ignored, and so would every command a test starts (an ignored signal stays ignored
+# across exec): the tests that press Ctrl-C on a command would wait for it in vain. A handler
+# here makes the commands start with SIGINT at its default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
