@@ -144,13 +144,11 @@ def _known_entry(key: str, value: bytes, known: dict[bytes, tuple[int, tuple[int
     then field 2 of at most 127 bytes) are bytes already parsed and checked in this index, and
     the rest is shard, offset, size and crc32c (decoded as `_common_entry` decodes them); None
     for anything else. A checkpoint of 100,000 variables has a few hundred distinct shapes."""
-    if len(value) < 4 or value[0] != 0x08 or value[1] >= 0x80 or value[2] != 0x12 \
-            or value[3] >= 0x80:
-        return None
-    pos = 4 + value[3]
-    hit = known.get(value[:pos])
+    prefix = _dtype_and_shape(value)
+    hit = known.get(prefix) if prefix is not None else None
     if hit is None:
         return None
+    pos = len(prefix)
     fields = [0, 0, 0, 0]  # shard_id, offset, size, crc32c
     n = len(value)
     while pos < n:
@@ -193,15 +191,24 @@ def _parse_entry(key: str, value: bytes,
         for s in e.get("slices", []))
     entry = Entry(key, dtype, _shape(key, e, dtype), e.get("shard_id", 0),
                   e.get("offset", 0), e.get("size", 0), e.get("crc32c", 0), slices)
-    if known is not None and not slices and len(known) < KNOWN_SHAPES and len(value) >= 4 \
-            and value[0] == 0x08 and value[1] < 0x80 and value[2] == 0x12 and value[3] < 0x80:
-        prefix = value[:4 + value[3]]
+    if known is not None and not slices and len(known) < KNOWN_SHAPES:
+        prefix = _dtype_and_shape(value)
         # remembered only when the rest holds no field but shard, offset, size and crc32c (as
         # the fast path reads it): a repeated dtype or shape later in the entry would make its
         # dtype and shape another than the prefix's alone, and protobuf's last value wins
-        if _known_entry(key, value, {prefix: (entry.dtype, entry.shape)}) == entry:
+        if prefix is not None and \
+                _known_entry(key, value, {prefix: (entry.dtype, entry.shape)}) == entry:
             known[prefix] = (entry.dtype, entry.shape)
     return entry
+
+
+def _dtype_and_shape(value: bytes) -> bytes | None:
+    """The leading dtype and shape fields of an entry as TensorFlow writes them (field 1 as one
+    byte, then field 2 of at most 127 bytes), or None when the entry does not start so."""
+    if len(value) < 4 or value[0] != 0x08 or value[1] >= 0x80 or value[2] != 0x12 \
+            or value[3] >= 0x80:
+        return None
+    return value[:4 + value[3]]
 
 
 KNOWN_SHAPES = 4096  # distinct dtype-and-shape field bytes remembered while reading an index

@@ -77,10 +77,9 @@ def read(path: str) -> Store:
             kept, members, total = {}, [], 0
             weights = None
             for member in archive.members:
-                info = member.info
-                members.append({"name": info.filename, "compress_type": info.compress_type,
-                                "date_time": list(info.date_time),
-                                "external_attr": info.external_attr})
+                members.append({"name": member.name, "compress_type": member.method,
+                                "date_time": list(member.date_time),
+                                "external_attr": member.external_attr})
                 if member.name == WEIGHTS:
                     weights = member
                     continue

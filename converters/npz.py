@@ -329,7 +329,7 @@ class _NpyExtent(Extent):
 
     def verify(self, data: memoryview) -> None:
         archive, member = self.archive, self.member
-        archive.verify_parts(member, archive.range(member, 0, self.header_len), data)
+        archive.verify_parts(member, (archive.range(member, 0, self.header_len), data))
 
 
 class _RawGetter:

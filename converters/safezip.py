@@ -20,8 +20,8 @@ The central directory is parsed here (`directory`, as zipfile parses it: a prope
 the two to the same answers), in one pass without a ZipInfo per member. Stored members are read
 through the byte seam (`source.py`: zero-copy views of a local file; the CRC-32 checked once,
 over the mapped bytes, on first use); deflated ones by zipfile, opened when the first one is
-read, which checks the CRC-32 when a member is read to its end. Zip format: PKWARE APPNOTE.TXT 6.3.x (4.3.7 local
-header, 4.3.12 central directory header, 4.4.4 general purpose flags).
+read, which checks the CRC-32 when a member is read to its end. Zip format: PKWARE APPNOTE.TXT
+6.3.x (4.3.7 local header, 4.3.12 central directory header, 4.4.4 general purpose flags).
 
 An archive at a URL is opened from its central directory alone (the end of the file, through the
 block cache): each member's local header is checked when the member is first used, against the
@@ -38,6 +38,7 @@ import struct
 import threading
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +72,10 @@ class ZipFormatError(ValueError):
 
 def directory(data: seam.Source) -> tuple[list[Member], int]:
     """The members the central directory lists, in its order, parsed, not checked (SafeZip
-    checks them), and where the directory begins. The end records are found as zipfile finds them (the end of central directory
-    record in the last 22 bytes, else its last signature in the last 64 KiB; the zip64 records
-    just before it), and data prepended to the archive is allowed for as zipfile does. Raises
+    checks them), and where the directory begins. The end records are found as zipfile finds
+    them (the end of central directory record in the last 22 bytes, else its last signature in
+    the last 64 KiB; the zip64 records just before it), and data prepended to the archive is
+    allowed for as zipfile does. Raises
     ZipFormatError. One pass over the directory's bytes, no ZipInfo objects: at 100,000 members
     zipfile's parse took 0.43 s, and an archive was parsed twice (format sniffing, then
     reading). Format: APPNOTE.TXT 6.3.x 4.3.12-4.3.16, 4.5.3; CPython Lib/zipfile.py
@@ -126,12 +128,9 @@ def directory(data: seam.Source) -> tuple[list[Member], int]:
         pos += name_len + extra_len + comment_len
         if pos > cd_size:
             raise ZipFormatError("truncated central directory")
-        if extra and (stored_size == 0xFFFFFFFF or compressed == 0xFFFFFFFF
-                      or offset == 0xFFFFFFFF):
+        if extra:
             stored_size, compressed, offset = _zip64_fields(extra, stored_size, compressed,
                                                             offset)
-        elif extra:
-            _check_extra(extra)
         try:
             name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
         except UnicodeDecodeError:
@@ -141,26 +140,20 @@ def directory(data: seam.Source) -> tuple[list[Member], int]:
     return members, start_dir  # (the end record's count is unused, as in zipfile)
 
 
-def _check_extra(extra: bytes) -> None:
-    """Refuse an extra field whose records run past it (as zipfile does)."""
-    pos = 0
+def _zip64_fields(extra: bytes, size: int, compressed: int, offset: int
+                  ) -> tuple[int, int, int]:
+    """The sizes and offset a zip64 extended information field (header id 1) gives for those
+    the central record marks 0xFFFFFFFF, in the order APPNOTE 4.5.3 lists them; an extra field
+    whose records run past it is refused (as zipfile refuses it)."""
+    records, pos = [], 0
     while len(extra) - pos >= 4:
         kind, length = struct.unpack_from("<HH", extra, pos)
         if pos + 4 + length > len(extra):
             raise ZipFormatError(f"corrupt extra field {kind:04x} (size={length})")
+        records.append((kind, extra[pos + 4:pos + 4 + length]))
         pos += 4 + length
-
-
-def _zip64_fields(extra: bytes, size: int, compressed: int, offset: int
-                  ) -> tuple[int, int, int]:
-    """The sizes and offset a zip64 extended information field (header id 1) gives for those
-    the central record marks 0xFFFFFFFF, in the order APPNOTE 4.5.3 lists them."""
-    _check_extra(extra)
-    pos = 0
-    while len(extra) - pos >= 4:
-        kind, length = struct.unpack_from("<HH", extra, pos)
+    for kind, field in records:
         if kind == 1:
-            field = extra[pos + 4:pos + 4 + length]
             values = []
             for wanted, value in (("file size", size), ("compressed size", compressed),
                                   ("header offset", offset)):
@@ -171,7 +164,6 @@ def _zip64_fields(extra: bytes, size: int, compressed: int, offset: int
                     field = field[8:]
                 values.append(value)
             size, compressed, offset = values
-        pos += 4 + length
     return size, compressed, offset
 
 
@@ -357,7 +349,7 @@ class SafeZip:
             else:
                 start = member.data_start = self._data_start(member)
             end = start + member.compressed
-            if end > size or member.header_offset < 0:
+            if end > size:
                 raise CorruptFileError(f"zip member {name!r} runs past the end of the file",
                                        path)
             spans.append((member.header_offset, end, name))
@@ -455,18 +447,13 @@ class SafeZip:
         checked by zipfile when read to the end)."""
         if member.name in self._verified or not member.stored:
             return
-        crc = 0
-        for start in range(0, member.size, CRC_BLOCK):
-            n = min(CRC_BLOCK, member.size - start)
-            crc = zlib.crc32(self.array(member, start, np.dtype(np.uint8), (n,)), crc)
-        if crc != member.crc:
-            raise CorruptFileError(f"zip member {member.name!r}: CRC-32 mismatch (the data is "
-                                   "damaged)", self.path)
-        self._verified.add(member.name)
+        self.verify_parts(member, (self.array(member, start, np.dtype(np.uint8),
+                                              (min(CRC_BLOCK, member.size - start),))
+                                   for start in range(0, member.size, CRC_BLOCK)))
 
-    def verify_parts(self, member: Member, *parts: Any) -> None:
+    def verify_parts(self, member: Member, parts: Iterable[Any]) -> None:
         """Check a stored member's CRC-32 over its content given in consecutive parts (bytes
-        already read, e.g. by `store.read_many`), once."""
+        already read, e.g. by `store.read_many`, or blocks read as they are asked for), once."""
         if member.name in self._verified:
             return
         crc = 0

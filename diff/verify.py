@@ -29,6 +29,7 @@ the trip is lossy: the way back needs what was lost.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import selectors
@@ -216,15 +217,13 @@ def verify(store: Store, vias: Sequence[str] | None = None,
         if check is None and min(workers, len(vias)) > 1 and _forkable(store):
             return _trips_in_children(store, vias, workdir, optional, workers, progress, like)
         for via in vias:
-            path = os.path.join(workdir, via)
-            os.mkdir(path)
-            trip = _entered(_trip(store, via, path, optional, like))
             if check is None:  # nothing needs its files and stores later: release them now
-                with trip as done:
-                    trips.append(done)
-                shutil.rmtree(path, ignore_errors=True)
+                trips.append(_run_trip(store, via, workdir, optional, like))
             else:
-                trips.append(stack.enter_context(trip))
+                path = os.path.join(workdir, via)
+                os.mkdir(path)
+                trips.append(stack.enter_context(_entered(_trip(store, via, path, optional,
+                                                                like))))
         if check is not None:
             check(store, trips)
     return trips
@@ -266,8 +265,8 @@ def _trips_in_children(store: Store, vias: list[str], workdir: str, optional: bo
             while queue or running:
                 while queue and len(running) < workers:
                     index = queue.pop(0)
-                    fd = _fork_trip(store, vias[index], workdir, optional, like, index,
-                                    running)
+                    fd = _fork_trip(functools.partial(_run_trip, store, vias[index], workdir,
+                                                      optional, like), index, running)
                     if fd is None:
                         again.append(index)
                     else:
@@ -293,19 +292,14 @@ def _trips_in_children(store: Store, vias: list[str], workdir: str, optional: bo
     finally:
         _reap(running)
     for index in again:
-        path = os.path.join(workdir, vias[index])
-        shutil.rmtree(path, ignore_errors=True)
-        os.mkdir(path)
-        with _entered(_trip(store, vias[index], path, optional, like)) as trip:
-            trips[index] = trip
-        shutil.rmtree(path, ignore_errors=True)
+        trips[index] = _run_trip(store, vias[index], workdir, optional, like)
     return [trip for trip in trips if trip is not None]
 
 
-def _fork_trip(store: Store, via: str, workdir: str, optional: bool, like: Store | None,
-               index: int, running: dict[int, tuple[int, int, bytearray]]) -> int | None:
-    """Fork a child that runs one trip and writes it to a pipe; recorded in `running` before
-    any signal can arrive. Returns the pipe's reading end (None: fork failed)."""
+def _fork_trip(run: Callable[[], Trip], index: int,
+               running: dict[int, tuple[int, int, bytearray]]) -> int | None:
+    """Fork a child that runs one trip (`run`) and writes it to a pipe; recorded in `running`
+    before any signal can arrive. Returns the pipe's reading end (None: fork failed)."""
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     try:
         read_end, write_end = os.pipe()
@@ -316,7 +310,7 @@ def _fork_trip(store: Store, via: str, workdir: str, optional: bool, like: Store
             os.close(write_end)
             return None
         if pid == 0:
-            _child(store, via, workdir, optional, like, read_end, write_end, blocked)
+            _child(run, read_end, write_end, blocked)
         os.close(write_end)
         running[read_end] = (pid, index, bytearray())
         return read_end
@@ -324,8 +318,7 @@ def _fork_trip(store: Store, via: str, workdir: str, optional: bool, like: Store
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _child(store: Store, via: str, workdir: str, optional: bool, like: Store | None,
-           read_end: int, write_end: int, mask: set) -> None:
+def _child(run: Callable[[], Trip], read_end: int, write_end: int, mask: set) -> None:
     """A trip's process: never returns into the parent's code (os._exit, no clean-ups of the
     parent's run twice); exit 0 only once the whole Trip is written."""
     code = 1
@@ -334,11 +327,7 @@ def _child(store: Store, via: str, workdir: str, optional: bool, like: Store | N
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        path = os.path.join(workdir, via)
-        os.mkdir(path)
-        with _entered(_trip(store, via, path, optional, like)) as trip:
-            payload = json.dumps(asdict(trip)).encode()
-        shutil.rmtree(path, ignore_errors=True)
+        payload = json.dumps(asdict(run())).encode()
         with open(write_end, "wb", closefd=True) as out:
             out.write(payload)
         code = 0
@@ -373,6 +362,20 @@ def _reap(running: dict[int, tuple[int, int, bytearray]]) -> None:
         running.clear()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _run_trip(store: Store, via: str, workdir: str, optional: bool, like: Store | None
+              ) -> Trip:
+    """One trip in a directory of its own under `workdir`, removed when the trip has ended
+    (and first, should a child that died have left one)."""
+    path = os.path.join(workdir, via)
+    shutil.rmtree(path, ignore_errors=True)
+    os.mkdir(path)
+    try:
+        with _entered(_trip(store, via, path, optional, like)) as trip:
+            return trip
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _trip(store: Store, via: str, path: str, optional: bool, like: Store | None
