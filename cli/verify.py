@@ -89,10 +89,17 @@ def run(args: argparse.Namespace) -> int:
     return EXIT[doc["status"]]
 
 
+MAX_DETAILS = 4  # findings a table row shows; --json has them all
+
+
 def _detail(trip: Trip) -> str:
-    """The table's details: the first line of each (--json has all of it)."""
+    """The table's details: the first line of each of the first MAX_DETAILS findings (--json
+    has all of it): one difference per variable could otherwise fill a screen."""
     parts = trip.lost + trip.differences + ([trip.error] if trip.error else []) + trip.notes
-    return "; ".join((p.splitlines() or [""])[0] for p in parts)
+    shown = [(p.splitlines() or [""])[0] for p in parts[:MAX_DETAILS]]
+    if len(parts) > MAX_DETAILS:
+        shown.append(f"{len(parts) - MAX_DETAILS:,} more (--json lists them)")
+    return "; ".join(shown)
 
 
 def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = False,

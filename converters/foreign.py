@@ -37,8 +37,8 @@ def structure_losses(store: Store, carried: Iterable[str], like: Store | None = 
         namespace = registry.get(origin).namespace if isinstance(origin, str) else None
     except UsageError:  # an origin no format here knows: nothing of its to lose
         namespace = None
-    if namespace and namespace not in kept and any(
-            namespace in tensor.meta for tensor in store.values()):
+    if namespace and namespace not in kept and namespace not in store.meta and any(
+            namespace in tensor.meta for tensor in store.values()):  # (else said just above)
         owner = registry.by_namespace(namespace)
         if owner is not None and owner.structure:
             lost.append(f"{owner.structure} of its variables")

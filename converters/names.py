@@ -109,9 +109,9 @@ def nothing_matched(what: str, pattern: str, names: Sequence[str]) -> UsageError
     """The error for a pattern that matched no variable of `names` (for a plain name: no
     variable of that name)."""
     if not any(c in pattern for c in "*?["):
-        return UsageError(f"{what}: no variable named {pattern!r} among {len(names)}; "
+        return UsageError(f"{what}: no variable named {pattern!r} among {len(names):,}; "
                           f"{suggestion(pattern, names)}")
-    return UsageError(f"{what} {pattern!r} matched none of {len(names)} variable(s); "
+    return UsageError(f"{what} {pattern!r} matched none of {len(names):,} variable(s); "
                       f"{suggestion(pattern, names)}")
 
 
@@ -174,7 +174,7 @@ def select(stores: Sequence[Mapping[str, Any]] | Mapping[str, Any],
         asked += [f"{exclude_option} {p!r}" for p in exclude]
         if roles != "all":
             asked.append("--weights-only" if roles == "weights" else "--no-optimizer")
-        raise UsageError(f"the selection ({', '.join(asked)}) leaves none of {len(every)} "
+        raise UsageError(f"the selection ({', '.join(asked)}) leaves none of {len(every):,} "
                          "variable(s)")
     return chosen[0] if single else chosen
 

@@ -275,8 +275,10 @@ def check(store: Store, format: str, like: Store | None = None, *, allow_lossy: 
             raise type(exc)(exc.message, path) from None
         raise exc
     if planned.losses and not allow_lossy:
+        hint = "" if like is not None else \
+            f", or --like a {format} file of this model to write into its structure"
         raise LossyConversionError(f"writing {format} would lose: {'; '.join(planned.losses)} "
-                                   "(use --allow-lossy to accept)", path)
+                                   f"(use --allow-lossy to accept{hint})", path)
     return planned
 
 
