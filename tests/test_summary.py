@@ -4,7 +4,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from weightkit.converters.store import Tensor
 from weightkit.diffing import numeric, summary
@@ -108,3 +108,35 @@ def test_huge_values_give_finite_statistics(values):
             assert got.mean == pytest.approx(mean, rel=1e-9, abs=1e290)
             assert got.std == pytest.approx(std, rel=1e-6, abs=1e293)
             assert np.isfinite([got.min, got.max, got.mean, got.std]).all()
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.text(max_size=6), _JSON_VALUES, max_size=5), min_size=1,
+                max_size=4), st.dictionaries(st.text(max_size=4), _JSON_VALUES, max_size=3))
+@example([{"min": float("nan"), "max": float("inf"), "name": "w"}], {})
+@example([{"name": "caf\u00e9/kernel", "n": 2**70}, {"name": "a::b", "s": None}], {"top": None})
+@example([{"std": np.float64(0.5), "mean": np.float64("nan")}], {})
+def test_json_document_reads_back_as_jsonable_says(rows, rest):
+    """dump_json (rows by orjson, refused rows by the stdlib) reads back as the stdlib would
+    write `jsonable(doc)`: NaN and Inf as strings, non-ASCII escaped, ints past 64 bits kept,
+    no '::' anywhere; each row on a line of its own."""
+    import io
+    import json
+
+    from weightkit.diffing.render import dump_json, jsonable
+    doc = {**rest, "variables": rows}
+    out = io.StringIO()
+    dump_json(doc, out)
+    text = out.getvalue()
+    assert text.isascii() and "::" not in text
+    assert json.loads(text) == json.loads(json.dumps(jsonable(doc)))
+    lines = text.splitlines()
+    start = lines.index(' "variables": [')
+    assert len([line for line in lines[start + 1:start + 1 + len(rows)]
+                if line.startswith("  {")]) == len(rows)
