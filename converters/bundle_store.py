@@ -73,7 +73,9 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
         for name, entries in order:
             first = entries[0]
             full_name = graph.full_names.get(first.key, "")
-            info: dict[str, Any] = {"keys": [e.key for e in entries]}
+            info: dict[str, Any] = {}
+            if len(entries) > 1 or first.key != name:
+                info["keys"] = [e.key for e in entries]
             if full_name:
                 info["full_name"] = full_name
             if first.dtype in SPECIAL:
@@ -81,8 +83,7 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
             if first.dtype == DT_VARIANT:
                 info["shape"] = list(first.shape)
             role = og.role(first.key, full_name, first.key in graph.slots)
-            tensors[name] = BundleTensor(bundle, first, {"key": first.key, "role": role,
-                                                         META: info})
+            tensors[name] = BundleTensor(bundle, first, _meta(name, first.key, role, info))
         layout = {"header": b64(bundle.header_bytes),
                   "object_graph": b64(graph.data) if graph.data is not None else None,
                   "shards": _data_order(bundle),
@@ -94,6 +95,21 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
         raise
     return Store(tensors, format=format, meta={**(meta or {}), META: layout},
                  path=path or prefix, on_close=bundle.close)
+
+
+def _meta(name: str, key: str, role: str, info: dict[str, Any]) -> dict[str, Any]:
+    """A variable's meta, without what its absence says (`Tensor.role`, `names.py`,
+    `_keys_of`): no key when the key is the name, no role when it is a weight, no `META`
+    entry when it would say only that (a name-based checkpoint of 100,000 variables carries
+    no metadata per variable into the files it is converted to)."""
+    meta: dict[str, Any] = {}
+    if key != name:
+        meta["key"] = key
+    if role != "weight":
+        meta["role"] = role
+    if info:
+        meta[META] = info
+    return meta
 
 
 def _graph(bundle: Bundle) -> og.Graph:
@@ -237,6 +253,8 @@ def plan_bundle(store: Store, like: Store | None, carried: tuple[str, ...],
 def _keys_of(name: str, tensor: Tensor) -> list[str]:
     info = tensor.meta.get(META) or {}
     keys = info.get("keys") or [name]
+    if type(keys) is list and len(keys) == 1 and type(keys[0]) is str and keys[0]:
+        return keys  # (the usual variable: one entry)
     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
         raise CorruptFileError(f"{META} metadata of {name!r}: expected a list of keys")
     return keys

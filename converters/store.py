@@ -291,6 +291,39 @@ def read_many(tensors: Sequence[Tensor], small: int = SMALL_TENSOR) -> list[np.n
     return out
 
 
+def contiguous_bytes(tensors: Sequence[Tensor]) -> bytes | None:
+    """The tensors' bytes back to back, with one read, when they lie so in one file: each
+    tensor's getter an `Extent` in the tensor's own dtype, starting where the one before ends.
+    Checksums are checked and progress told as `read_many` does. None when they do not lie so
+    (or the file is too short for them: each read then raises its format's own error)."""
+    if not tensors:
+        return b""
+    first = tensors[0]._get
+    if not isinstance(first, Extent):
+        return None
+    source, start = first.source, first.offset
+    end = start
+    for tensor in tensors:
+        get = tensor._get
+        if not (isinstance(get, Extent) and get.source is source and get.offset == end
+                and (get.dtype is tensor.dtype or get.dtype == tensor.dtype)):
+            return None
+        end += get.nbytes
+    if end > source.size:
+        return None
+    data = source.pread(start, end - start)
+    if len(data) != end - start:
+        raise FileChangedError(path=source.name)
+    view = memoryview(data)
+    for tensor in tensors:
+        get = tensor._get
+        get.verify(view[get.offset - start:get.offset - start + get.nbytes])
+        if get.progress is not None:
+            get.progress(get.nbytes)
+    check_changed()
+    return data
+
+
 def block_indices(shape: tuple[int, ...], itemsize: int, max_bytes: int) -> Iterator[Index]:
     """Index tuples that cover `shape` in C order, each selecting a contiguous block of at
     most about `max_bytes` (at least one element)."""

@@ -51,7 +51,8 @@ from ..converters.mapped import FileChangedError
 from ..converters.foreign import structure_losses
 from ..converters.registry import FORMATS, get, load, losses, plan, save
 from ..converters.source import is_url
-from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor, read_many
+from ..converters.store import (CHUNK_BYTES, Progress, Store, Tensor, contiguous_bytes,
+                                gc_paused, read_many)
 from .engine import pieces, raw_bytes
 
 STATUSES = ("identical", "lossy", "different", "failed", "skipped")
@@ -412,36 +413,30 @@ def compare(a: Store, b: Store) -> list[str]:
     common = [n for n in names_a if n in in_b]
     if [n for n in names_b if n in in_a] != common:
         found.append("order differs")
-    by_name: dict[str, list[str]] = {}
+    by_name: dict[str, list[str]] = {}  # the names with differences
     small: list[tuple[str, Tensor, Tensor]] = []  # compared in batches (`_unequal_small`)
+    with gc_paused():  # 100,000 tuples (see gc_paused)
+        for name in common:
+            x, y = a[name], b[name]
+            found_here = _described_differences(x, y, name)
+            if found_here:
+                by_name[name] = found_here
+            elif not is_string(x.dtype) and x.nbytes <= SMALL_BYTES:
+                small.append((name, x, y))
+            else:
+                _note_unequal(by_name.setdefault(name, []), unequal_elements(x, y), x.size)
+        small.sort(key=_place_of)  # batches of neighbours in the first file (`_equal_batch`)
+        for (name, x, _), unequal in _unequal_small(small):
+            _note_unequal(by_name.setdefault(name, []), unequal, x.size)
     for name in common:
-        x, y = a[name], b[name]
-        found_here = by_name[name] = _described_differences(x, y)
-        if found_here:
-            continue
-        if not is_string(x.dtype) and x.nbytes <= SMALL_BYTES:
-            small.append((name, x, y))
-        else:
-            _note_unequal(found_here, unequal_elements(x, y), x.size)
-    for (name, x, _), unequal in _unequal_small(small):
-        _note_unequal(by_name[name], unequal, x.size)
-    for name in common:
-        found += [f"{name}: {text}" for text in by_name[name]]
+        found += [f"{name}: {text}" for text in by_name.get(name, ())]
     changed = _changed_meta(a.meta, b.meta)
     if changed:
         found.append(f"store metadata differs: {_listed(changed)}")
     return found
 
 
-def compare_tensors(a: Tensor, b: Tensor) -> list[str]:
-    """Differences of dtype, shape, role, original meta entries and bytes of two tensors."""
-    found = _described_differences(a, b)
-    if not found:
-        _note_unequal(found, unequal_elements(a, b), a.size)
-    return found
-
-
-def _described_differences(a: Tensor, b: Tensor) -> list[str]:
+def _described_differences(a: Tensor, b: Tensor, name: str) -> list[str]:
     """Differences of dtype, shape, role and original meta entries (not of values)."""
     if a.meta == b.meta and a.shape == b.shape and a.dtype == b.dtype:
         return []  # (the usual case, decided by one comparison of the dicts)
@@ -453,10 +448,19 @@ def _described_differences(a: Tensor, b: Tensor) -> list[str]:
     if a.role != b.role:
         found.append(f"role {a.role} became {b.role}")
     if any(k != "role" and b.meta.get(k, _ABSENT) != v for k, v in a.meta.items()):
-        changed = _changed_meta({k: v for k, v in a.meta.items() if k != "role"}, b.meta)
+        changed = _changed_meta({k: v for k, v in a.meta.items() if k != "role" and not (
+            k not in b.meta and _implied(name, k, v))}, b.meta)
         if changed:
             found.append(f"meta differs: {', '.join(changed)}")
     return found
+
+
+def _implied(name: str, key: str, value: Any) -> bool:
+    """Whether a meta entry says only what its absence says, so that a reader may leave it
+    out: the key is the name (`names.py`), or a format namespace says only that the variable
+    is stored under its name (`{"keys": [name]}`: a checkpoint's, as files converted by
+    weightkit before this reader left such entries out carry it)."""
+    return (key == "key" and value == name) or value == {"keys": [name]}
 
 
 _ABSENT = object()
@@ -478,12 +482,31 @@ def _unequal_small(pairs: list[tuple[str, Tensor, Tensor]]
         if nbytes < CHUNK_BYTES and end < len(pairs):
             continue
         batch = pairs[start:end]
+        start, nbytes = end, 0
+        if _equal_batch(batch):
+            continue
         xs = read_many([x for _, x, _ in batch])
         ys = read_many([y for _, _, y in batch])
         for pair, x, y in zip(batch, xs, ys):
             if x.tobytes() != y.tobytes():
                 yield pair, _unequal_bytes(x.reshape(-1), y.reshape(-1))
-        start, nbytes = end, 0
+
+
+def _place_of(pair: tuple[str, Tensor, Tensor]) -> tuple[int, int]:
+    extent = pair[1].extent
+    return (0, -1) if extent is None else (id(extent.source), extent.offset)
+
+
+def _equal_batch(pairs: list[tuple[str, Tensor, Tensor]]) -> bool:
+    """Whether every pair is equal, told by one comparison of each side's bytes: when each
+    side's tensors lie back to back in one file in the order of the pairs (`compare` orders
+    them by their place in the first file; a trip writes the original's format, so its
+    layout, again). False also when they do not lie so (then each pair is compared)."""
+    x = contiguous_bytes([x for _, x, _ in pairs])
+    if x is None:
+        return False
+    y = contiguous_bytes([y for _, _, y in pairs])
+    return y is not None and x == y
 
 
 def unequal_elements(a: Tensor, b: Tensor, max_bytes: int = CHUNK_BYTES) -> int:

@@ -81,6 +81,42 @@ def test_read_many_gives_what_each_read_gives(tmp_path, monkeypatch) -> None:
         file.close()
 
 
+def test_contiguous_bytes_only_of_extents_back_to_back(tmp_path) -> None:
+    """The bytes of extents that follow one another in one file, each checksum checked on its
+    own bytes; None for a gap, another order, another file, a dtype the tensor converts to,
+    another getter, or extents past the end of the file."""
+    from weightkit.converters.store import contiguous_bytes
+    blob = bytes(range(256)) * 4
+    for name in ("f", "g"):
+        (tmp_path / name).write_bytes(blob)
+    f, g = MappedFile(str(tmp_path / "f")), MappedFile(str(tmp_path / "g"))
+    checked = []
+
+    class Checked(Extent):
+        __slots__ = ()
+
+        def verify(self, data: memoryview) -> None:
+            checked.append(bytes(data))
+
+    def at(file, offset, code="<f4", shape=(2,), extent=Checked):
+        dtype = np.dtype(code)
+        return Tensor(shape, dtype.newbyteorder("="), extent(file, offset, dtype, shape))
+    run = [at(f, 8), at(f, 16, "<u1", (3,)), at(f, 19, "<i2", ()), at(f, 21, "<u1", (0,))]
+    assert contiguous_bytes(run) == blob[8:21]
+    assert checked == [blob[8:16], blob[16:19], blob[19:21], b""]
+    assert contiguous_bytes([]) == b""
+    for tensors in ([at(f, 8), at(f, 20)], [at(f, 16), at(f, 8)], [at(f, 8), at(g, 16)],
+                    [at(f, 8, ">f4")], [Tensor.from_array(np.ones(2))],
+                    [at(f, 1020), at(f, 1028)]):
+        assert contiguous_bytes(tensors) is None
+    with pytest.raises(ValueError):  # a checksum that fails fails as a read does
+        def fail(self, data):
+            raise ValueError("crc")
+        contiguous_bytes([at(f, 8, extent=type("Bad", (Extent,), {"verify": fail}))])
+    f.close()
+    g.close()
+
+
 def test_read_many_notices_a_file_that_shrank(tmp_path) -> None:
     path = tmp_path / "f"
     path.write_bytes(bytes(4096))

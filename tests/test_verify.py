@@ -13,6 +13,7 @@ import weightkit
 from weightkit import Store, Tensor
 from weightkit.cli.main import main
 from weightkit.diffing import verify as verify_module
+from weightkit.converters.store import read_many
 from weightkit.diffing.verify import compare, unequal_elements, verify
 
 
@@ -525,7 +526,34 @@ def test_compare_reads_small_tensors_of_files_in_batches(tmp_path, monkeypatch):
         assert compare(a, b) == ["layer_150/w: 1 of 1 elements differ in their bytes",
                                  "layer_299/w: 1 of 5 elements differ in their bytes",
                                  "big: 1 of 40,000 elements differ in their bytes"]
-        assert compare(a, a) == []
+        calls = []
+        monkeypatch.setattr(verify_module, "read_many",
+                            lambda tensors: calls.append(len(tensors)) or read_many(tensors))
+        assert compare(a, a) == [] and calls == []  # equal batches: one comparison each
+
+
+def test_a_name_based_checkpoint_carries_no_metadata_per_variable(tmp_path, capsys):
+    """A variable of a name-based checkpoint stored under its name, as a weight, has no meta
+    (nothing for a converted file to carry); a file converted by an earlier weightkit, which
+    carried {"key": name, "role": "weight", "tf_checkpoint": {"keys": [name]}} for each,
+    still verifies identical through a checkpoint (the entries its absence implies)."""
+    arrays = {"dense/kernel": np.ones((2, 3), np.float32), "global_step": np.array(7)}
+    weightkit.save(Store.from_arrays(arrays), tmp_path / "m.ckpt", "tf-checkpoint")
+    with weightkit.load(tmp_path / "m.ckpt") as store:
+        assert store["dense/kernel"].meta == {} and store["global_step"].meta == {
+            "role": "counter"}
+    old = {name: Tensor.from_array(a, {"key": name, "role": "weight",
+                                       "tf_checkpoint": {"keys": [name]}})
+           for name, a in arrays.items() if name != "global_step"}
+    weightkit.save(Store(old, meta={"source_format": "tf-checkpoint"}), tmp_path / "old.npz")
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "old.npz"), "--via", "tf-checkpoint", "--json"],
+                prog="weightkit") == 0
+    (trip,) = json.loads(capsys.readouterr().out)["trips"]
+    assert trip["status"] == "identical", trip
+    renamed = {"dense/kernel": old["dense/kernel"].with_meta(key="other")}
+    assert compare(Store(renamed), Store({"dense/kernel": Tensor.from_array(
+        arrays["dense/kernel"])})) == ["dense/kernel: meta differs: key"]
 
 
 def test_a_large_file_is_tried_through_its_own_format_and_the_archives(tmp_path, monkeypatch,
