@@ -32,6 +32,11 @@ def safe(text: object) -> str:
     return text.replace("::", ":\\x3a")
 
 
+def not_one_of(choices: Iterable[object], value: object) -> str:
+    """The error for an option value that is none of `choices` (after the option's name)."""
+    return f"expected one of {', '.join(map(str, choices))}; received {value!r}"
+
+
 def md_escape(text: str) -> str:
     """A cell of already `safe()` text for a GitHub markdown table: `|` escaped (tabulate's
     github format does not), so a name cannot end a cell."""

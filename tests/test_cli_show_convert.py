@@ -278,6 +278,46 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str, suffix: str
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
+USAGE_ERRORS = [  # (arguments after the file, the one line expected after "PROG: error: ")
+    (["show", "--sort", "foo"], "--sort: expected one of name, parameters, bytes, min, max, "
+                                "mean, std, zero_fraction, nan, inf; received 'foo'"),
+    (["show", "--by", "row"], "--by: expected one of variable, layer, module; received 'row'"),
+    (["show", "--format", "yaml"], "--format: expected one of text, json, markdown, html; "
+                                   "received 'yaml'"),
+    (["show", "--color", "red"], "--color/--colour: expected one of auto, always, never; "
+                                 "received 'red'"),
+    (["verify", "--format", "markdown"], "--format: expected one of text, json; received "
+                                         "'markdown'"),
+    (["convert", "out.npz", "--match", "shape"], "--match: expected one of name, structure; "
+                                                 "received 'shape'"),
+    (["show", "--top", "x"], "--top: expected a whole number, received 'x'"),
+    (["show", "--bogus"], "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize("args, message", USAGE_ERRORS)
+def test_a_usage_error_is_one_line_without_the_usage(capsys, args, message) -> None:
+    """argparse printed its whole usage block before the error; every usage error is one line,
+    as every other error is, and invalid choices list the choices as other errors do."""
+    command, *rest = args
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "model.safetensors", *rest], prog="weightkit")
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    prog = "weightkit" if "unrecognized" in message else f"weightkit {command}"
+    assert (out, err) == ("", f"{prog}: error: {message}\n")
+
+
+def test_an_unknown_command_is_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["shwo", "model.h5"], prog="weightkit")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("weightkit: error: COMMAND: expected one of "
+                                                   "show, convert, verify,")
+    assert err.endswith("; received 'shwo'\n")
+
+
 @pytest.mark.parametrize("target", ["missing.safetensors", "."])
 def test_missing_files_and_directories_are_one_line(tmp_path: Path, target: str) -> None:
     result = run_cli("show", tmp_path / target, "--from", "safetensors")
