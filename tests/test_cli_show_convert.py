@@ -278,6 +278,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str, suffix: str
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
+def test_from_a_format_the_file_is_not_in_names_the_one_it_is_in(capsys) -> None:
+    legacy = Path(__file__).resolve().parent.parent / "fixtures" / "mlp--tfkeras-full.h5"
+    code, out, err = cli(capsys, "show", "--from", "keras", legacy)
+    assert (code, out) == (2, "")
+    assert err == (f"weightkit: error: {legacy}: not a keras file; it reads as keras-h5 (Keras "
+                   "HDF5: tf.keras model.save / save_weights, Keras 3 legacy .h5): use --from "
+                   "keras-h5, or no --from\n")
+
+
 USAGE_ERRORS = [  # (arguments after the file, the one line expected after "PROG: error: ")
     (["show", "--sort", "foo"], "--sort: expected one of name, parameters, bytes, min, max, "
                                 "mean, std, zero_fraction, nan, inf; received 'foo'"),
