@@ -13,7 +13,7 @@ import warnings
 from contextlib import ExitStack
 
 from ..converters.errors import UsageError, WeightsNote
-from ..converters.registry import get, load
+from ..converters.registry import get, load, template_refusal
 from ..converters.source import is_url
 from ..converters.store import Store
 from ..diffing.verify import (LARGE_STORE, Trip, check_readable, default_vias, document,
@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
                              f"through {like.format}: add --via {like.format}")
         if not via:
             raise UsageError("no format can hold this file without loss; name one with --via")
+        refusal = template_refusal(like.format, like) if like is not None else None
+        if refusal is not None:  # before any trip: its own would only fail or be skipped
+            raise refusal
         if args.load and is_url(args.file):
             raise UsageError("--load: the framework loads local files; copy the file here "
                              "first")

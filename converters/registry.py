@@ -275,7 +275,27 @@ def plan(store: Store, format: str, like: Store | None = None) -> WritePlan:
     if not record.writable:
         return WritePlan(store, like, refusal=UsageError(
             f"weightkit reads {record.name} files but does not write them"))
+    refusal = template_refusal(record.name, like)
+    if refusal is not None:
+        return WritePlan(store, like, refusal=refusal)
     return record.plan(store, like)
+
+
+def template_refusal(format: str, like: Store | None) -> UsageError | None:
+    """The error for a `like` template the writer of `format` would take nothing from: one
+    without that format's file structure (`Store.meta[namespace]`), as a `.keras` archive is
+    for a `.weights.h5`. Ignored, it would still silence what the write loses (the structure
+    written is the template's, `format.py`'s rule), so it is refused, naming the formats."""
+    record = get(format)
+    if like is None or record.namespace is None or record.namespace in like.meta:
+        return None
+    fitting = record.templates or (record.name,)
+    if like.format in fitting:
+        return UsageError(f"writing {record.name} takes nothing from a template: leave --like "
+                          "out", like.path)
+    return UsageError(f"writing {record.name} takes nothing from a {like.format} template: "
+                      f"give --like a {' or '.join(fitting)} file of this model, or leave "
+                      "--like out", like.path)
 
 
 def losses(store: Store, format: str, like: Store | None = None) -> list[str]:

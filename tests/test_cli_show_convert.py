@@ -287,6 +287,28 @@ def test_from_a_format_the_file_is_not_in_names_the_one_it_is_in(capsys) -> None
                    "keras-h5, or no --from\n")
 
 
+def test_a_template_of_another_format_than_the_output_is_refused(capsys, tmp_path) -> None:
+    """`--like X.keras` for a .weights.h5 output was ignored, and silenced what the write
+    loses; a template the output's writer takes nothing from is an error naming both formats
+    and the template to give. A template carried through safetensors still serves."""
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    keras, weights = fixtures / "mlp--keras3.keras", fixtures / "mlp--keras3.weights.h5"
+    out = tmp_path / "out.weights.h5"
+    for command in (["convert", weights, out, "--to", "weights-h5"],
+                    ["edit", weights, out, "--scale", "d1/kernel=2"]):
+        code, _, err = cli(capsys, *command, "--like", keras)
+        assert code == 2 and not out.exists()
+        assert err == (f"weightkit: error: {keras}: writing keras-weights-h5 takes nothing from "
+                       "a keras template: give --like a keras-weights-h5 file of this model, "
+                       "or leave --like out\n")
+    carried = tmp_path / "carried.safetensors"
+    assert cli(capsys, "convert", keras, carried)[0] == 0
+    assert cli(capsys, "convert", weights, tmp_path / "out.keras", "--like", carried)[0] == 0
+    code, _, err = cli(capsys, "verify", weights, "--like", carried)
+    assert code == 2 and err == (f"weightkit: error: {carried}: writing safetensors takes "
+                                 "nothing from a template: leave --like out\n")
+
+
 USAGE_ERRORS = [  # (arguments after the file, the one line expected after "PROG: error: ")
     (["show", "--sort", "foo"], "--sort: expected one of name, parameters, bytes, min, max, "
                                 "mean, std, zero_fraction, nan, inf; received 'foo'"),
