@@ -132,7 +132,7 @@ def add_operations(parser: argparse.ArgumentParser, names: Sequence[str], title:
 
 def apply(store: Store, ops: Sequence[tuple[str, str]]) -> EditedStore:
     """Apply `(operation, value)` pairs as given on the command line."""
-    edited = edit(store)
+    edited = edit(store, flags=True)
     for op, value in ops:
         edited = OPERATIONS[op][2](edited, f"--{op}", value)
     return edited

@@ -10,15 +10,17 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import re
 import signal
 import sys
 import traceback
 import warnings
 from enum import IntEnum
+from typing import Any, NoReturn
 
 from ..converters import source, store
 from ..converters.errors import WeightsError, WeightsNote
-from .text import COLOR_CHOICES, colour, paint, safe
+from .text import COLOR_CHOICES, colour, not_one_of, paint, safe
 
 # The cyclic collector's thresholds while a command runs. CPython's default collects the young
 # generation every 700 new container objects, and a file of 100,000 variables makes millions
@@ -36,6 +38,21 @@ class Exit(IntEnum):
     ERROR = 2
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, its usage errors one line like every other error (`weightkit show:
+    error: --sort: expected one of name, ...; received 'foo'`), exit status 2; `--help` has the
+    usage. Subcommand parsers are of the same class (argparse's default)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)  # as our errors name options
+        self.exit(Exit.ERROR, f"{self.prog}: {_error(argparse.Namespace())}: {safe(message)}\n")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # argparse's own message quotes every choice, and differently across Python versions
+        if action.choices is not None and value not in action.choices:
+            raise argparse.ArgumentError(action, not_one_of(action.choices, value))
+
+
 def _command_name(module: str) -> str:
     return module.replace("_", "-")
 
@@ -43,7 +60,7 @@ def _command_name(module: str) -> str:
 def build_parser(prog: str | None = None, only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command; with `only`, the other commands' modules are not imported
     (they stay valid choices), which keeps the start of a single command short."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog, description="Convert, inspect, diff, verify and edit TensorFlow/Keras weights.")
     _common_arguments(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -80,7 +97,7 @@ def _common_arguments(parser: argparse.ArgumentParser, top: bool = False) -> Non
 def build_wdiff_parser() -> argparse.ArgumentParser:
     """`wdiff`: the diff command's parser under its own name."""
     from . import diff
-    parser = argparse.ArgumentParser(prog="wdiff", description=diff.HELP)
+    parser = Parser(prog="wdiff", description=diff.HELP)
     _common_arguments(parser, top=True)
     diff.add_arguments(parser)
     parser.set_defaults(run=diff.run, command="diff")

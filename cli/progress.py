@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from ..converters import store as stores
 from ..converters.store import CHUNK_BYTES, Store, Tensor
+from .text import byte_unit, human_bytes, in_unit
 
 DELAY = 0.5  # seconds before the line first appears
 INTERVAL = 0.1  # seconds between redraws
@@ -22,7 +23,8 @@ WIDTH = 24  # characters of the bar
 
 
 class Progress:
-    """Bytes done out of `total`, drawn as `label [#####-----] 41%  1.2/2.9 GB  1.4 GB/s`.
+    """Bytes done out of `total`, drawn as `label [#####-----] 41%  1.2/2.9 GiB  1.4 GiB/s`
+    (done and total in the unit that fits the total, as `show` gives sizes).
 
     `advance` may be called from several threads. Nothing is drawn unless `enabled` and `stream`
     is a terminal; the line is erased on exit."""
@@ -59,9 +61,10 @@ class Progress:
         share = min(self.done / self.total, 1.0)
         filled = int(share * WIDTH)
         rate = self.done / max(now - self._start, 1e-9)
+        unit = byte_unit(self.total)
         self.stream.write(f"\r{self.label} [{'#' * filled}{'-' * (WIDTH - filled)}] "
-                          f"{share:4.0%}  {_gb(self.done)}/{_gb(self.total)} GB  "
-                          f"{_gb(rate)} GB/s\x1b[K")
+                          f"{share:4.0%}  {in_unit(self.done, unit)}/{in_unit(self.total, unit)} "
+                          f"{unit[0]}  {human_bytes(rate)}/s\x1b[K")
         self.stream.flush()
         self._drawn = True
 
@@ -79,10 +82,6 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f}"
 
 
 def _is_terminal(stream: TextIO) -> bool:

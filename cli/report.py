@@ -19,7 +19,7 @@ from ..converters.errors import UsageError
 from ..diffing.gates import Gate, example, parse_all
 from ..diffing.render import View
 from ..diffing.rollup import BY
-from .text import colour
+from .text import colour, not_one_of
 
 FORMATS = ("text", "json", "markdown", "html")
 _GATE_EXAMPLES = (("rel_l2", "'rel_l2>0.05', 'nan_b>0'"),          # wdiff
@@ -85,8 +85,7 @@ def _format_choice(formats: Sequence[str], legacy_input: Callable[[str], bool] |
         if value not in formats and legacy_input is not None and legacy_input(value):
             return f"input:{value}"
         if value not in formats:
-            raise argparse.ArgumentTypeError(
-                f"invalid choice: {value!r} (choose from {', '.join(formats)})")
+            raise argparse.ArgumentTypeError(not_one_of(formats, value))
         return value
     return check
 

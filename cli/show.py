@@ -26,7 +26,7 @@ from .main import Exit
 from .progress import Progress
 from .report import (add_report_arguments, add_selection_arguments, check_html, destination,
                      gates)
-from .text import colour, md_escape, paint, safe, table
+from .text import colour, human_bytes, md_escape, paint, safe, table
 
 HELP = "show the variables of a weights file: shapes, dtypes, statistics, values"
 # per-variable numbers of the JSON document: what --sort and --fail-if accept
@@ -157,7 +157,7 @@ def _totals_line(doc: dict) -> str:
     t = doc["totals"]
     return (f"{t['variables']:,} variable{'s' * (t['variables'] != 1)}, "
             f"{t['parameters']:,} parameter{'s' * (t['parameters'] != 1)}, "
-            f"{_human_bytes(t['bytes'])}")
+            f"{human_bytes(t['bytes'])}")
 
 
 def _print_table(doc: dict, rows: list[dict], by: str, out: Any, colour_on: bool) -> None:
@@ -176,14 +176,6 @@ def _print_markdown(doc: dict, rows: list[dict], by: str, out: Any) -> None:
         lines = [[c if i == 0 else md_escape(c) for i, c in enumerate(line)] for line in lines]
         print(fold(table(lines, headers, markdown=True), len(lines),
                    "variables" if by == "variable" else f"{by}s"), file=out)
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 # --- values ------------------------------------------------------------------------------------

@@ -32,6 +32,31 @@ def safe(text: object) -> str:
     return text.replace("::", ":\\x3a")
 
 
+def not_one_of(choices: Iterable[object], value: object) -> str:
+    """The error for an option value that is none of `choices` (after the option's name)."""
+    return f"expected one of {', '.join(map(str, choices))}; received {value!r}"
+
+
+BYTE_UNITS = (("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30))
+
+
+def byte_unit(n: float) -> tuple[str, int]:
+    """(name, size) of the unit `n` bytes read best in: the largest of BYTE_UNITS not above it."""
+    return next((unit for unit in reversed(BYTE_UNITS) if n >= unit[1]), BYTE_UNITS[0])
+
+
+def in_unit(n: float, unit: tuple[str, int]) -> str:
+    """`n` bytes as a number of `unit`: bytes whole, larger units to one decimal."""
+    name, size = unit
+    return f"{n:.0f}" if size == 1 else f"{n / size:.1f}"
+
+
+def human_bytes(n: float) -> str:
+    """`n` bytes in the unit that fits them: `512 B`, `1.5 KiB`, `3.2 GiB`."""
+    unit = byte_unit(n)
+    return f"{in_unit(n, unit)} {unit[0]}"
+
+
 def md_escape(text: str) -> str:
     """A cell of already `safe()` text for a GitHub markdown table: `|` escaped (tabulate's
     github format does not), so a name cannot end a cell."""

@@ -9,10 +9,11 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from contextlib import ExitStack
 
-from ..converters.errors import UsageError
-from ..converters.registry import get, load
+from ..converters.errors import UsageError, WeightsNote
+from ..converters.registry import get, load, template_refusal
 from ..converters.source import is_url
 from ..converters.store import Store
 from ..diffing.verify import (LARGE_STORE, Trip, check_readable, default_vias, document,
@@ -66,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
                              f"through {like.format}: add --via {like.format}")
         if not via:
             raise UsageError("no format can hold this file without loss; name one with --via")
+        refusal = template_refusal(like.format, like) if like is not None else None
+        if refusal is not None:  # before any trip: its own would only fail or be skipped
+            raise refusal
         if args.load and is_url(args.file):
             raise UsageError("--load: the framework loads local files; copy the file here "
                              "first")
@@ -85,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
             json.dump(doc, sys.stdout, indent=1)
             print()
         else:
-            _print_table(args.file, store, trips, colour(sys.stdout, args.color), note)
+            _print_table(args.file, store, trips, colour(sys.stdout, args.color))
+    if note and not args.quiet:  # on stderr, as convert's notes are
+        warnings.warn(note, WeightsNote)
     return EXIT[doc["status"]]
 
 
@@ -102,8 +108,7 @@ def _detail(trip: Trip) -> str:
     return "; ".join(shown)
 
 
-def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = False,
-                 note: str | None = None) -> None:
+def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = False) -> None:
     with_load = any(t.load for t in trips)
     headers = ["via", "round trip", "details"] + (["framework load"] if with_load else [])
     rows = []
@@ -117,5 +122,3 @@ def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = F
         rows.append(row)
     print(f"{safe(path)}: {store.format}, {len(store):,} variable{'s' * (len(store) != 1)}")
     print(table(rows, headers, wrap={2: 60, 3: 50}))
-    if note:
-        print(f"note: {note}")

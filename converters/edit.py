@@ -64,37 +64,44 @@ class Edit:
 
 
 class EditedStore(Store):
-    """A store with the log of edits that made it; every operation returns a new one."""
+    """A store with the log of edits that made it; every operation returns a new one.
+    `flags`: errors name the operations as the command line's flags (`--scale`), not as the
+    methods (`scale`)."""
 
     def __init__(self, tensors: Mapping[str, Tensor], *, edits: Iterable[Edit] = (),
-                 **kwargs: Any):
+                 flags: bool = False, **kwargs: Any):
         super().__init__(tensors, **kwargs)
         self.edits: tuple[Edit, ...] = tuple(edits)
+        self.flags = flags
 
     def _then(self, tensors: Mapping[str, Tensor], edits: Iterable[Edit]) -> "EditedStore":
-        return EditedStore(tensors, edits=(*self.edits, *edits), format=self.format,
-                           meta=self.meta, path=self.path, on_close=self._on_close,
-                           aliases=self.aliases)
+        return EditedStore(tensors, edits=(*self.edits, *edits), flags=self.flags,
+                           format=self.format, meta=self.meta, path=self.path,
+                           on_close=self._on_close, aliases=self.aliases)
+
+    def _op(self, op: str) -> str:
+        """Operation `op` as errors name it: the method, or the flag (`flags`)."""
+        return f"--{op}" if self.flags else op
 
     def _match(self, op: str, pattern: str) -> list[str]:
-        return match(self, pattern, op)
+        return match(self, pattern, self._op(op))
 
     def _floating(self, op: str, pattern: str) -> list[str]:
         names = self._match(op, pattern)
         chosen = [name for name in names if is_floating(self[name].dtype)]
         if not chosen:
             found = sorted({self[name].dtype_name for name in names})
-            raise UsageError(f"{op} {pattern!r}: expected floating-point variables, "
+            raise UsageError(f"{self._op(op)} {pattern!r}: expected floating-point variables, "
                              f"matched only {', '.join(found)}")
         return chosen
 
     def rename(self, pattern: str, repl: str) -> "EditedStore":
         """Rename with `re.sub(pattern, repl, name)`; refuses names that would collide."""
-        arg = f"{pattern}={repl}"
+        arg, op = f"{pattern}={repl}", self._op("rename")
         try:
             regex = re.compile(pattern)
         except re.error as exc:
-            raise UsageError(f"rename: invalid regular expression {pattern!r}: {exc}") from None
+            raise UsageError(f"{op}: invalid regular expression {pattern!r}: {exc}") from None
         tensors: dict[str, Tensor] = {}
         origin: dict[str, str] = {}
         edits = []
@@ -102,18 +109,18 @@ class EditedStore(Store):
             try:
                 new = regex.sub(repl, name)
             except (re.error, IndexError) as exc:
-                raise UsageError(f"rename: invalid replacement {repl!r}: {exc}") from None
+                raise UsageError(f"{op}: invalid replacement {repl!r}: {exc}") from None
             if not new:
-                raise UsageError(f"rename {arg!r}: {name!r} would get an empty name")
+                raise UsageError(f"{op} {arg!r}: {name!r} would get an empty name")
             if new in origin:
-                raise UsageError(f"rename {arg!r}: {origin[new]!r} and {name!r} would both be "
+                raise UsageError(f"{op} {arg!r}: {origin[new]!r} and {name!r} would both be "
                                  f"named {new!r}")
             origin[new] = name
             if new != name:
                 edits.append(Edit("rename", arg, new, f"renamed from {name}"))
             tensors[new] = tensor
         if not edits:
-            raise UsageError(f"rename {pattern!r} changed none of {len(self)} variable(s); "
+            raise UsageError(f"{op} {pattern!r} changed none of {len(self)} variable(s); "
                              f"{_near(pattern, self)}")
         return self._then(tensors, edits)
 
@@ -127,7 +134,7 @@ class EditedStore(Store):
         """Remove the optimizer state: every variable of role `optimizer` or `counter`."""
         gone = [n for n, t in self.items() if t.role in OPTIMIZER_ROLES]
         if not gone:
-            raise UsageError(f"no-optimizer: expected optimizer state, found no variable of "
+            raise UsageError(f"{self._op('no-optimizer')}: expected optimizer state, found no variable of "
                              f"role optimizer or counter among {len(self)}")
         return self._then({n: t for n, t in self.items() if t.role not in OPTIMIZER_ROLES},
                           [Edit("no-optimizer", "", n, f"dropped ({self[n].role})")
@@ -138,7 +145,7 @@ class EditedStore(Store):
         `metric`."""
         gone = [n for n, t in self.items() if t.role != "weight"]
         if not gone:
-            raise UsageError(f"weights-only: expected optimizer or metric state, found only "
+            raise UsageError(f"{self._op('weights-only')}: expected optimizer or metric state, found only "
                              f"model weights among {len(self)}")
         return self._then({n: t for n, t in self.items() if t.role == "weight"},
                           [Edit("weights-only", "", n, f"dropped ({self[n].role})")
@@ -156,11 +163,11 @@ class EditedStore(Store):
         try:
             target = dtype_from_name(dtype) if isinstance(dtype, str) else np.dtype(dtype)
         except UsageError as exc:
-            raise UsageError(f"cast {f'{pattern}={dtype}'!r}: {exc}") from None
+            raise UsageError(f"{self._op('cast')} {f'{pattern}={dtype}'!r}: {exc}") from None
         name_of_target = dtype_name(target)
         arg = f"{pattern}={name_of_target}"
         if not is_floating(target):
-            raise UsageError(f"cast {arg!r}: expected a floating-point dtype, "
+            raise UsageError(f"{self._op('cast')} {arg!r}: expected a floating-point dtype, "
                              f"received {name_of_target}")
         tensors = dict(self)
         edits = []
@@ -177,7 +184,7 @@ class EditedStore(Store):
         """Multiply floating-point variables by `factor` (computed in float64, rounded once)."""
         factor = float(factor)
         if not math.isfinite(factor):
-            raise UsageError(f"scale {pattern!r}: expected a finite factor, received {factor}")
+            raise UsageError(f"{self._op('scale')} {pattern!r}: expected a finite factor, received {factor}")
         tensors = dict(self)
         names = self._floating("scale", pattern)
         for name in names:
@@ -193,7 +200,7 @@ class EditedStore(Store):
         as the largest magnitude)."""
         fraction = float(fraction)
         if not 0.0 <= fraction <= 1.0:
-            raise UsageError(f"prune {pattern!r}: expected a fraction between 0 and 1, "
+            raise UsageError(f"{self._op('prune')} {pattern!r}: expected a fraction between 0 and 1, "
                              f"received {fraction:g}")
         tensors = dict(self)
         edits = []
@@ -212,7 +219,8 @@ class EditedStore(Store):
         """Replace the data of variable `name`; the shape and dtype must be the same (opaque
         bytes of the same item size count as the variable's bfloat16/float8 dtype)."""
         if self.resolve(name) is None:
-            raise UsageError(f"set {name!r}: no such variable (use add for a new one); "
+            raise UsageError(f"{self._op('set')} {name!r}: no such variable (use "
+                             f"{self._op('add')} for a new one); "
                              f"{_near(name, self)}")
         name = lookup(self, name)
         old = self[name]
@@ -220,9 +228,9 @@ class EditedStore(Store):
         if (array.dtype.kind == "V" and array.dtype.names is None and old.dtype.kind == "V"
                 and array.dtype.itemsize == old.dtype.itemsize):
             array = array.view(old.dtype)  # .npy holds bfloat16/float8 as opaque V2/V1 bytes
-        array = _as_array("set", name, array)
+        array = _as_array(self._op("set"), name, array)
         if array.shape != old.shape or dtype_name(array.dtype) != old.dtype_name:
-            raise UsageError(f"set {name!r}: expected shape {old.shape} {old.dtype_name}, "
+            raise UsageError(f"{self._op('set')} {name!r}: expected shape {old.shape} {old.dtype_name}, "
                              f"received shape {array.shape} {dtype_name(array.dtype)}")
         tensors = dict(self)
         tensors[name] = Tensor(old.shape, old.dtype, array.__getitem__, old.meta)
@@ -232,11 +240,11 @@ class EditedStore(Store):
     def add(self, name: str, array: Any) -> "EditedStore":
         """Add a new variable (role `weight`, no original key) at the end."""
         if name in self:
-            raise UsageError(f"add {name!r}: a variable of that name exists "
-                             f"({_describe(self[name])}); use set to replace it")
+            raise UsageError(f"{self._op('add')} {name!r}: a variable of that name exists "
+                             f"({_describe(self[name])}); use {self._op('set')} to replace it")
         if not name:
-            raise UsageError("add: expected a variable name, received an empty one")
-        array = _as_array("add", name, array)
+            raise UsageError(f"{self._op('add')}: expected a variable name, received an empty one")
+        array = _as_array(self._op("add"), name, array)
         tensors = dict(self)
         tensors[name] = Tensor(array.shape, dtype_from_name(dtype_name(array.dtype)),
                                array.__getitem__, {"role": "weight"})
@@ -244,11 +252,13 @@ class EditedStore(Store):
                                          f"added {_describe(tensors[name])}")])
 
 
-def edit(store: Store) -> EditedStore:
-    """Start a chain of edits on `store` (nothing is read or copied)."""
-    if isinstance(store, EditedStore):
+def edit(store: Store, *, flags: bool = False) -> EditedStore:
+    """Start a chain of edits on `store` (nothing is read or copied). `flags`: errors name the
+    operations as `weightkit edit`'s flags (`--scale 'dense/*': ...`)."""
+    if isinstance(store, EditedStore) and store.flags == flags:
         return store
-    return EditedStore(dict(store.items()), format=store.format, meta=store.meta,
+    return EditedStore(dict(store.items()), edits=getattr(store, "edits", ()), flags=flags,
+                       format=store.format, meta=store.meta,
                        path=store.path, on_close=store.close,
                        aliases=getattr(store, "aliases", None))
 

@@ -26,6 +26,8 @@ from the template only if it is optimizer state or a counter (role `optimizer` o
 fresh learning rate, say); a missing model weight, or a store variable the template has no place
 for, is refused with the names. Without a template, the store's own structure is written when it
 holds one in the format's namespace (`Store.meta[namespace]`), else the format's default layout.
+A template without the format's namespace (a `.keras` archive for a `.weights.h5`) gives the
+writer nothing: the registry refuses it before the writer sees it (`registry.template_refusal`).
 """
 from __future__ import annotations
 
@@ -118,8 +120,10 @@ class Format:
       file structure it needs to write the same file back; structure: the phrase naming what
       another format's writer loses of it (e.g. "the .keras archive (config.json, ...)").
     index: optional index-only reading (see `IndexReading`).
-    templates: names of formats whose stores this writer accepts as `like` templates (empty:
-      any store carrying this format's namespace).
+    templates: names of formats whose files serve this writer as `like` templates (empty: this
+      format's own), named by the error for a template that does not serve; a store serves when
+      it carries this format's namespace (as one read from such a file, or carried through
+      safetensors, does).
     output_is_directory: the written path is a directory (a SavedModel).
     run(path) -> list[str]: optional, for a path that stands for the checkpoints of a training
       run (a directory with a TF `checkpoint` state file): their paths, oldest first; `weightkit

@@ -202,13 +202,9 @@ def _detect(path: str) -> str:
         return "tf-checkpoint"  # a checkpoint prefix
     seam.check_input(path)
     head = _head(path)
-    for name in BUILTIN:  # imported one by one, in order, until one recognises the file
-        if _builtin(name).sniff(path, head):
-            return name
-    _load_plugins()
-    for record in [f for f in _formats.values() if f.name not in BUILTIN]:
-        if record.sniff(path, head):
-            return record.name
+    sniffed = _sniffed(path, head)
+    if sniffed is not None:
+        return sniffed
     if head and seam.isfile(path):
         claimed = _format_by_suffix(path)
         if claimed is not None:
@@ -216,6 +212,18 @@ def _detect(path: str) -> str:
     what = "directory" if seam.isdir(path) and not seam.isfile(path) else "file"
     raise UnknownFormatError(
         f"unrecognised {what}; supported formats: {', '.join(_formats)}", seam.display(path))
+
+
+def _sniffed(path: str, head: bytes) -> str | None:
+    """The first format, built-ins in order then plug-ins, that recognises `path` by content."""
+    for name in BUILTIN:  # imported one by one, in order, until one recognises the file
+        if _builtin(name).sniff(path, head):
+            return name
+    _load_plugins()
+    for record in [f for f in _formats.values() if f.name not in BUILTIN]:
+        if record.sniff(path, head):
+            return record.name
+    return None
 
 
 def _format_by_suffix(path: str) -> str | None:
@@ -245,9 +253,20 @@ def load(path: str | os.PathLike, format: str | None = None) -> Store:
         record = get(format) if format else get(detect(path))
         if format is not None and seam.exists(path):
             seam.check_input(path)
-            if not record.sniff(path, _head(path)):
-                raise UnknownFormatError(f"not a {record.name} file", seam.display(path))
+            head = _head(path)
+            if not record.sniff(path, head):
+                raise UnknownFormatError(_not_in(record, path, head), seam.display(path))
         return record.read(path)
+
+
+def _not_in(record: Format, path: str, head: bytes) -> str:
+    """Why `path` was refused as `record`'s format: it is not, and the format that does read
+    it, if one does (`--from keras` on a tf.keras `.h5`)."""
+    other = _sniffed(path, head)
+    if other is None:
+        return f"not a {record.name} file"
+    return (f"not a {record.name} file; it reads as {other} ({get(other).description}): use "
+            f"--from {other}, or no --from")
 
 
 def plan(store: Store, format: str, like: Store | None = None) -> WritePlan:
@@ -256,7 +275,27 @@ def plan(store: Store, format: str, like: Store | None = None) -> WritePlan:
     if not record.writable:
         return WritePlan(store, like, refusal=UsageError(
             f"weightkit reads {record.name} files but does not write them"))
+    refusal = template_refusal(record.name, like)
+    if refusal is not None:
+        return WritePlan(store, like, refusal=refusal)
     return record.plan(store, like)
+
+
+def template_refusal(format: str, like: Store | None) -> UsageError | None:
+    """The error for a `like` template the writer of `format` would take nothing from: one
+    without that format's file structure (`Store.meta[namespace]`), as a `.keras` archive is
+    for a `.weights.h5`. Ignored, it would still silence what the write loses (the structure
+    written is the template's, `format.py`'s rule), so it is refused, naming the formats."""
+    record = get(format)
+    if like is None or record.namespace is None or record.namespace in like.meta:
+        return None
+    fitting = record.templates or (record.name,)
+    if like.format in fitting:
+        return UsageError(f"writing {record.name} takes nothing from a template: leave --like "
+                          "out", like.path)
+    return UsageError(f"writing {record.name} takes nothing from a {like.format} template: "
+                      f"give --like a {' or '.join(fitting)} file of this model, or leave "
+                      "--like out", like.path)
 
 
 def losses(store: Store, format: str, like: Store | None = None) -> list[str]:

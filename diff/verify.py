@@ -177,11 +177,15 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False,
 
 
 def _error_text(exc: Exception, workdir: str) -> str:
-    """A trip's error in one line: its kind and message, without the paths of the temporary
+    """A trip's error in one line, as the command line prints errors: the message of a
+    weightkit or system error, an unexpected one's kind too; without the paths of the temporary
     files it names (gone when the report is read): a weightkit error's message names none, and
     any other's has the trip's directory taken out of its paths."""
     message = exc.message if isinstance(exc, WeightsError) else str(exc)
-    return f"{type(exc).__name__}: {message.replace(workdir + os.sep, '')}"
+    message = message.replace(workdir + os.sep, "")
+    if isinstance(exc, (WeightsError, OSError)):
+        return message
+    return f"unexpected {type(exc).__name__}: {message}"
 
 
 def default_vias(store: Store, every: bool = False) -> tuple[list[str], str | None]:

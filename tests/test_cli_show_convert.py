@@ -278,6 +278,77 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str, suffix: str
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
+def test_from_a_format_the_file_is_not_in_names_the_one_it_is_in(capsys) -> None:
+    legacy = Path(__file__).resolve().parent.parent / "fixtures" / "mlp--tfkeras-full.h5"
+    code, out, err = cli(capsys, "show", "--from", "keras", legacy)
+    assert (code, out) == (2, "")
+    assert err == (f"weightkit: error: {legacy}: not a keras file; it reads as keras-h5 (Keras "
+                   "HDF5: tf.keras model.save / save_weights, Keras 3 legacy .h5): use --from "
+                   "keras-h5, or no --from\n")
+
+
+def test_a_template_of_another_format_than_the_output_is_refused(capsys, tmp_path) -> None:
+    """`--like X.keras` for a .weights.h5 output was ignored, and silenced what the write
+    loses; a template the output's writer takes nothing from is an error naming both formats
+    and the template to give. A template carried through safetensors still serves."""
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    keras, weights = fixtures / "mlp--keras3.keras", fixtures / "mlp--keras3.weights.h5"
+    out = tmp_path / "out.weights.h5"
+    for command in (["convert", weights, out, "--to", "weights-h5"],
+                    ["edit", weights, out, "--scale", "d1/kernel=2"]):
+        code, _, err = cli(capsys, *command, "--like", keras)
+        assert code == 2 and not out.exists()
+        assert err == (f"weightkit: error: {keras}: writing keras-weights-h5 takes nothing from "
+                       "a keras template: give --like a keras-weights-h5 file of this model, "
+                       "or leave --like out\n")
+    carried = tmp_path / "carried.safetensors"
+    assert cli(capsys, "convert", keras, carried)[0] == 0
+    assert cli(capsys, "convert", weights, tmp_path / "out.keras", "--like", carried)[0] == 0
+    code, _, err = cli(capsys, "verify", weights, "--like", carried)
+    assert code == 2 and err == (f"weightkit: error: {carried}: writing safetensors takes "
+                                 "nothing from a template: leave --like out\n")
+
+
+USAGE_ERRORS = [  # (arguments after the file, the one line expected after "PROG: error: ")
+    (["show", "--sort", "foo"], "--sort: expected one of name, parameters, bytes, min, max, "
+                                "mean, std, zero_fraction, nan, inf; received 'foo'"),
+    (["show", "--by", "row"], "--by: expected one of variable, layer, module; received 'row'"),
+    (["show", "--format", "yaml"], "--format: expected one of text, json, markdown, html; "
+                                   "received 'yaml'"),
+    (["show", "--color", "red"], "--color/--colour: expected one of auto, always, never; "
+                                 "received 'red'"),
+    (["verify", "--format", "markdown"], "--format: expected one of text, json; received "
+                                         "'markdown'"),
+    (["convert", "out.npz", "--match", "shape"], "--match: expected one of name, structure; "
+                                                 "received 'shape'"),
+    (["show", "--top", "x"], "--top: expected a whole number, received 'x'"),
+    (["show", "--bogus"], "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize("args, message", USAGE_ERRORS)
+def test_a_usage_error_is_one_line_without_the_usage(capsys, args, message) -> None:
+    """argparse printed its whole usage block before the error; every usage error is one line,
+    as every other error is, and invalid choices list the choices as other errors do."""
+    command, *rest = args
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "model.safetensors", *rest], prog="weightkit")
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    prog = "weightkit" if "unrecognized" in message else f"weightkit {command}"
+    assert (out, err) == ("", f"{prog}: error: {message}\n")
+
+
+def test_an_unknown_command_is_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["shwo", "model.h5"], prog="weightkit")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("weightkit: error: COMMAND: expected one of "
+                                                   "show, convert, verify,")
+    assert err.endswith("; received 'shwo'\n")
+
+
 @pytest.mark.parametrize("target", ["missing.safetensors", "."])
 def test_missing_files_and_directories_are_one_line(tmp_path: Path, target: str) -> None:
     result = run_cli("show", tmp_path / target, "--from", "safetensors")

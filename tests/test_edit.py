@@ -293,6 +293,34 @@ def test_cli_errors_exit_2_and_write_nothing(source, tmp_path, ops, message, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize("ops, message", [
+    (["--scale", "dense/*=inf"], "--scale 'dense/*': expected a finite factor, received inf"),
+    (["--scale", "nothing*=2"], "--scale 'nothing*' matched none of 4 variable(s)"),
+    (["--prune", "dense/*=1.5"], "--prune 'dense/*': expected a fraction between 0 and 1"),
+    (["--cast", "dense/*=int8"], "--cast 'dense/*=int8': expected a floating-point dtype"),
+    (["--cast", "iteration=float16"], "--cast 'iteration': expected floating-point variables"),
+    (["--drop", "nothing*"], "--drop 'nothing*' matched none"),
+    (["--keep", "nothing"], "--keep: no variable named 'nothing'"),
+    (["--rename", "(=x"], "--rename: invalid regular expression '('"),
+    (["--rename", "^zz=y"], "--rename '^zz' changed none of 4 variable(s)"),
+    (["--drop", "iteration", "--no-optimizer"], "--no-optimizer: expected optimizer state"),
+    (["--weights-only", "--weights-only"], "--weights-only: expected optimizer or metric state"),
+    (["--set", "nope=ZEROS"], "--set 'nope': no such variable (use --add for a new one)"),
+    (["--add", "dense/bias=ZEROS"], "--add 'dense/bias': a variable of that name exists "
+                                    "(shape (32,) float32); use --set to replace it"),
+])
+def test_cli_errors_name_the_flag_as_typed(source, tmp_path, ops, message, capsys):
+    """The library's errors name its methods (`scale`); the command line's name the flags the
+    user typed (`--scale`), hints included (`use --add`)."""
+    np.save(tmp_path / "ZEROS.npy", np.zeros(3, np.float32))
+    ops = [op.replace("=ZEROS", f"={tmp_path}/ZEROS.npy") for op in ops]
+    assert edit_cli(source, tmp_path / "out.safetensors", *ops) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {message}" in err, err
+    with pytest.raises(UsageError, match=r"^scale 'dense/\*': expected a finite factor"):
+        edit(Store.from_arrays({"dense/w": np.zeros(2, np.float32)})).scale("dense/*", np.inf)
+
+
 def test_cli_dry_run_prints_a_diff_and_writes_nothing(source, tmp_path, capsys):
     before = sorted(p.name for p in tmp_path.iterdir())
     assert edit_cli(source, tmp_path / "out.safetensors", "--scale", "dense/bias=2",

@@ -66,3 +66,18 @@ def test_a_line_that_is_never_drawn_leaves_the_store_as_it_is():
         counted = tracked(s, bar)
         counted["a"].read()
         assert counted is not s and bar.done == s["a"].nbytes
+
+
+def test_sizes_are_in_the_unit_that_fits_the_total(monkeypatch):
+    """A small file showed `0.0/0.0 GB`: done and total share the unit the total reads best in
+    (the units `show` gives sizes in), the rate has its own."""
+    monkeypatch.setattr(progress, "DELAY", 0.0)
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    for total, done, sizes in ((800, 400, "400/800 B"), (48_000, 12_000, "11.7/46.9 KiB"),
+                               (3 << 20, 1 << 20, "1.0/3.0 MiB"),
+                               (5 << 30, 1 << 29, "0.5/5.0 GiB")):
+        out = Terminal()
+        with Progress("show", total, out) as bar:
+            bar.advance(done)
+            line = out.getvalue()
+        assert f"  {sizes}  " in line and line.endswith("/s\x1b[K"), line

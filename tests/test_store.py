@@ -219,8 +219,15 @@ def test_output_format_of_a_saved_model_directory_and_of_nothing(tmp_path) -> No
 
 def test_load_with_a_format_checks_the_content(tmp_path) -> None:
     np.savez(tmp_path / "x.npz", a=np.zeros(2))
-    with pytest.raises(UnknownFormatError, match="not a safetensors file"):
+    with pytest.raises(UnknownFormatError, match="not a safetensors file") as refused:
         weightkit.load(tmp_path / "x.npz", "safetensors")
+    # the format that does read it is named (a new user tried --from keras on a tf.keras .h5)
+    assert refused.value.message == ("not a safetensors file; it reads as npz (NumPy .npz "
+                                     "archive): use --from npz, or no --from")
+    (tmp_path / "x.bin").write_bytes(b"\x00garbage" * 50)
+    with pytest.raises(UnknownFormatError) as refused:
+        weightkit.load(tmp_path / "x.bin", "safetensors")
+    assert refused.value.message == "not a safetensors file"  # nothing reads it: no guess
 
 
 def test_save_refuses_what_the_format_would_lose(tmp_path, monkeypatch) -> None:
