@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..converters.dtypes import is_string
-from ..converters.store import CHUNK_BYTES, Progress, Store, Tensor, gc_paused, read_many
+from ..converters.store import (CHUNK_BYTES, Progress, Store, Tensor, contiguous_bytes, gc_paused,
+                                read_many)
 from . import numeric
 from .numeric import dot
 from .workers import run_all
@@ -49,10 +50,14 @@ def stats_of(tensors: list[Tensor], progress: Progress | None = None
     jobs: list[tuple[list[Tensor]]] = []
     batch: list[Tensor] = []
     elements = 0
+    small = []
     for tensor in tensors:
         if tensor.nbytes > SMALL_BYTES or is_string(tensor.dtype):
             jobs.append(([tensor],))
-            continue
+        else:
+            small.append(tensor)
+    small.sort(key=_place)  # neighbours in their file batched together (`batch_stats`)
+    for tensor in small:
         batch.append(tensor)
         elements += tensor.size
         if elements >= BATCH_ELEMENTS:
@@ -64,6 +69,11 @@ def stats_of(tensors: list[Tensor], progress: Progress | None = None
                    progress=progress)
     by_tensor = {id(t): s for job, results in zip(jobs, done) for t, s in zip(job[0], results)}
     return [by_tensor[id(t)] for t in tensors]
+
+
+def _place(tensor: Tensor) -> tuple[int, int]:
+    extent = tensor.extent
+    return (0, -1) if extent is None else (id(extent.source), extent.offset)
 
 
 def _stats_job(tensors: list[Tensor], progress: Progress | None
@@ -83,22 +93,35 @@ def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
     (`ufunc.reduceat`), with the same definitions as `tensor_stats`."""
     sizes = [t.size for t in tensors]
     which = [i for i, size in enumerate(sizes) if size]
-    arrays = [a.reshape(-1) for a in read_many([tensors[i] for i in which])]
-    arrays = [np.abs(a) if a.dtype.kind == "c" else a for a in arrays]
     out: list[TensorStats | None] = [None] * len(tensors)
-    if arrays:
+    if which:
+        nonempty = [tensors[i] for i in which]
+        lengths = np.fromiter((sizes[i] for i in which), np.int64, len(which))
         with gc_paused():  # 100,000 objects (see gc_paused)
-            for i, stats in zip(which, _segment_stats(arrays)):
+            for i, stats in zip(which, _segment_stats(_values(nonempty), lengths)):
                 out[i] = stats
     return [TensorStats(size) if s is None else s for s, size in zip(out, sizes)]
 
 
-def _segment_stats(arrays: list[np.ndarray]) -> list[TensorStats]:
-    """`batch_stats` of non-empty flat numeric arrays, by segment reductions."""
-    lengths = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
-    starts = np.zeros(len(arrays), np.int64)
+def _values(tensors: list[Tensor]) -> np.ndarray:
+    """The tensors' elements (complex ones: magnitudes) one after another, as float64: from
+    one read when they lie back to back in a file in one dtype (`contiguous_bytes`), else
+    from an array per tensor (`read_many`)."""
+    dtype = tensors[0].dtype
+    data = contiguous_bytes(tensors) if all(t.dtype == dtype for t in tensors) else None
+    if data is not None:
+        arrays = [np.frombuffer(data, dtype)]
+    else:
+        arrays = [a.reshape(-1) for a in read_many(tensors)]
+    arrays = [np.abs(a) if a.dtype.kind == "c" else a for a in arrays]
+    return np.concatenate(arrays, dtype=np.float64, casting="unsafe")
+
+
+def _segment_stats(w: np.ndarray, lengths: np.ndarray) -> list[TensorStats]:
+    """`batch_stats` of non-empty flat segments of `lengths` elements of `w` (float64), by
+    segment reductions."""
+    starts = np.zeros(len(lengths), np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
-    w = np.concatenate(arrays, dtype=np.float64, casting="unsafe")
     zeros = np.add.reduceat(w == 0.0, starts)
     finite = np.isfinite(w)
     if finite.all():

@@ -140,3 +140,31 @@ def test_json_document_reads_back_as_jsonable_says(rows, rest):
     start = lines.index(' "variables": [')
     assert len([line for line in lines[start + 1:start + 1 + len(rows)]
                 if line.startswith("  {")]) == len(rows)
+
+
+def test_batched_statistics_of_a_file_from_one_read(tmp_path, monkeypatch):
+    """Small tensors lying back to back in a file, in one dtype, are summarised from one read
+    (no array per tensor) with the statistics each gives alone; other batches as before."""
+    import weightkit
+    from weightkit import Store
+    rng = np.random.default_rng(1)
+    arrays = {f"l{i}/w": rng.normal(size=i % 7).astype(np.float32) for i in range(60)}
+    arrays["l3/w"][1] = np.nan
+    arrays["l4/w"][:] = [np.inf, 0, -np.inf, 2]
+    arrays["h/w"] = np.arange(5, dtype=np.float16)
+    weightkit.save(Store.from_arrays(arrays), tmp_path / "m.safetensors")
+    with weightkit.load(tmp_path / "m.safetensors") as store:
+        floats = sorted((t for t in store.values() if t.dtype == np.float32),
+                        key=lambda t: t.extent.offset)  # as stats_of orders a batch
+        monkeypatch.setattr(summary, "read_many", None)  # one read, or this fails
+        batched = summary.batch_stats(floats)
+        monkeypatch.undo()
+        for tensor, got in zip(floats, batched):
+            want = tensor_stats(tensor)
+            assert (got.size, got.zeros, got.nan, got.inf) == (want.size, want.zeros, want.nan,
+                                                                want.inf)
+            for key in ("min", "max", "mean", "std"):
+                assert getattr(got, key) == (None if getattr(want, key) is None else
+                                             pytest.approx(getattr(want, key), rel=1e-12)), key
+        every = list(store.values())
+        assert summary.stats_of(every) == summary.batch_stats(every)  # mixed: read_many
