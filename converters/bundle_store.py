@@ -21,6 +21,7 @@ graph filled with this store's values by canonical name (`converters/format.py` 
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -40,7 +41,8 @@ from .atomic import open_streaming
 from .format import ShardedWrite, WritePlan
 from .names import natural_key
 from .sstable import crc32c, mask_crc, put_varint, write_table
-from .store import CHUNK_BYTES, SMALL_TENSOR, Store, Tensor, gc_paused, read_many
+from .store import (CHUNK_BYTES, SMALL_TENSOR, Store, Tensor, gc_paused, raw_parts,
+                    read_many)
 from .tf_dtypes import ENUMS
 
 META = "tf_checkpoint"
@@ -491,11 +493,13 @@ def _write_shard(f: BinaryIO, plan: WritePlan, shard: int) -> list[tuple[bytes, 
 
     def flush() -> None:
         nonlocal offset
-        parts = []
-        for item, array in zip(batch, read_many([i.tensor for i in batch])):  # type: ignore
-            data = np.ascontiguousarray(array).tobytes()
-            entries.append(_entry_of(item, shard, offset, len(data), mask_crc(crc32c(data))))
-            parts.append(data)
+        tensors = [i.tensor for i in batch]
+        parts: list[Any] | None = raw_parts(tensors)  # type: ignore[arg-type]
+        if parts is None:
+            parts = [np.ascontiguousarray(a).tobytes() for a in read_many(tensors)]  # type: ignore
+        for item, data in zip(batch, parts):
+            entries.append(_entry_of(item, shard, offset, len(data),
+                                     mask_crc(crc32c(np.frombuffer(data, np.uint8)))))
             offset += len(data)
         f.write(b"".join(parts))
         batch.clear()
@@ -533,9 +537,7 @@ def entry_bytes(dtype: int, shape: tuple[int, ...], shard: int, offset: int, siz
     `pw.encode({dtype, shape, shard_id, offset, size, crc32c}, pw.BUNDLE_ENTRY)` (fields in
     number order, zero scalars left out, the shape always present), without the generic
     encoder's per-field dispatch: a checkpoint of 100,000 variables writes 100,000 of them."""
-    dims = b"".join(b"\x12\x00" if not d else
-                    b"\x12" + put_varint(len(v) + 1) + b"\x08" + v
-                    for d in shape for v in (put_varint(d & _MASK64),))
+    dims = _dims(shape)
     return b"".join((
         b"\x08" + put_varint(dtype) if dtype else b"",
         b"\x12" + put_varint(len(dims)) + dims,
@@ -546,6 +548,13 @@ def entry_bytes(dtype: int, shape: tuple[int, ...], shard: int, offset: int, siz
 
 
 _MASK64 = (1 << 64) - 1
+
+
+@functools.lru_cache(maxsize=4096)
+def _dims(shape: tuple[int, ...]) -> bytes:
+    """The TensorShapeProto dims of `shape` (most variables share a few shapes)."""
+    return b"".join(b"\x12\x00" if not d else b"\x12" + put_varint(len(v) + 1) + b"\x08" + v
+                    for d in shape for v in (put_varint(d & _MASK64),))
 
 
 def _write_index(f: BinaryIO, plan: WritePlan, facts: list[list[tuple[bytes, bytes]]]) -> None:

@@ -50,7 +50,7 @@ from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, Usage
 from .mapped import rows
 from .source import Source
 from .store import (CHUNK_BYTES, SMALL_TENSOR, Extent, Index, Store, Tensor, check_shape,
-                    gc_paused, read_many, shown)
+                    gc_paused, raw_parts, read_many, shown)
 
 NAME = "safetensors"
 METADATA = "__metadata__"
@@ -398,8 +398,14 @@ def _write_batch(f: Any, batch: list[_Planned], path: str) -> None:
     per run of neighbours when they come from a file) and written in one call."""
     if not batch:
         return
+    tensors = [p.tensor for p in batch]
+    if all(p.tensor.dtype == _TYPES[p.code] for p in batch):  # type: ignore[union-attr]
+        parts = raw_parts(tensors)  # type: ignore[arg-type]
+        if parts is not None and all(len(m) == p.nbytes for m, p in zip(parts, batch)):
+            f.write(b"".join(parts))  # close together in their file: one read, no array each
+            return
     parts = []
-    for plan, array in zip(batch, read_many([p.tensor for p in batch])):  # type: ignore[misc]
+    for plan, array in zip(batch, read_many(tensors)):  # type: ignore[arg-type]
         array = np.ascontiguousarray(array, dtype=_TYPES[plan.code]).reshape(-1)
         if array.nbytes != plan.nbytes:
             raise UsageError(f"tensor {plan.name!r} gave {array.nbytes} bytes of data, its "

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..converters.dtypes import is_string
-from ..converters.store import (CHUNK_BYTES, Progress, Store, Tensor, contiguous_bytes, gc_paused,
+from ..converters.store import (CHUNK_BYTES, Progress, Store, Tensor, gc_paused, raw_parts,
                                 read_many)
 from . import numeric
 from .numeric import dot
@@ -104,13 +104,13 @@ def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
 
 
 def _values(tensors: list[Tensor]) -> np.ndarray:
-    """The tensors' elements (complex ones: magnitudes) one after another, as float64: from
-    one read when they lie back to back in a file in one dtype (`contiguous_bytes`), else
+    """The tensors' elements (complex ones: magnitudes) one after another, as float64: cut
+    from one read when they lie close together in a file in one dtype (`raw_parts`), else
     from an array per tensor (`read_many`)."""
     dtype = tensors[0].dtype
-    data = contiguous_bytes(tensors) if all(t.dtype == dtype for t in tensors) else None
-    if data is not None:
-        arrays = [np.frombuffer(data, dtype)]
+    parts = raw_parts(tensors) if all(t.dtype == dtype for t in tensors) else None
+    if parts is not None:
+        arrays = [np.frombuffer(b"".join(parts), dtype)]
     else:
         arrays = [a.reshape(-1) for a in read_many(tensors)]
     arrays = [np.abs(a) if a.dtype.kind == "c" else a for a in arrays]

@@ -51,8 +51,8 @@ from ..converters.mapped import FileChangedError
 from ..converters.foreign import structure_losses
 from ..converters.registry import FORMATS, get, load, losses, plan, save
 from ..converters.source import is_url
-from ..converters.store import (CHUNK_BYTES, Progress, Store, Tensor, contiguous_bytes,
-                                gc_paused, read_many)
+from ..converters.store import (CHUNK_BYTES, Progress, Store, Tensor, gc_paused,
+                                raw_parts, read_many)
 from .engine import pieces, raw_bytes
 
 STATUSES = ("identical", "lossy", "different", "failed", "skipped")
@@ -502,15 +502,14 @@ def _place_of(pair: tuple[str, Tensor, Tensor]) -> tuple[int, int]:
 
 
 def _equal_batch(pairs: list[tuple[str, Tensor, Tensor]]) -> bool:
-    """Whether every pair is equal, told by one comparison of each side's bytes: when each
-    side's tensors lie back to back in one file in the order of the pairs (`compare` orders
-    them by their place in the first file; a trip writes the original's format, so its
-    layout, again). False also when they do not lie so (then each pair is compared)."""
-    x = contiguous_bytes([x for _, x, _ in pairs])
+    """Whether every pair is equal, told by one comparison of each side's bytes, each side cut
+    from one read (`raw_parts`; `compare` orders the pairs by their place in the first file).
+    False also when a side cannot be read so (then each pair is compared)."""
+    x = raw_parts([x for _, x, _ in pairs])
     if x is None:
         return False
-    y = contiguous_bytes([y for _, _, y in pairs])
-    return y is not None and x == y
+    y = raw_parts([y for _, _, y in pairs])
+    return y is not None and b"".join(x) == b"".join(y)
 
 
 def unequal_elements(a: Tensor, b: Tensor, max_bytes: int = CHUNK_BYTES) -> int:

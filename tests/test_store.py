@@ -81,16 +81,20 @@ def test_read_many_gives_what_each_read_gives(tmp_path, monkeypatch) -> None:
         file.close()
 
 
-def test_contiguous_bytes_only_of_extents_back_to_back(tmp_path) -> None:
-    """The bytes of extents that follow one another in one file, each checksum checked on its
-    own bytes; None for a gap, another order, another file, a dtype the tensor converts to,
-    another getter, or extents past the end of the file."""
-    from weightkit.converters.store import contiguous_bytes
+def test_raw_parts_cut_from_one_read_of_close_extents(tmp_path, monkeypatch) -> None:
+    """Each tensor's bytes cut from one read of the span its extents lie in (any order, small
+    gaps, empty ones at any offset), each checksum checked on its own bytes; None for another
+    file, a dtype the tensor converts to, another getter, a span much wider than the bytes, or
+    extents past the end of the file."""
+    import weightkit.converters.store as store_module
+    from weightkit.converters.store import raw_parts
+    monkeypatch.setattr(store_module, "READ_MANY_RUN", 16)
     blob = bytes(range(256)) * 4
     for name in ("f", "g"):
         (tmp_path / name).write_bytes(blob)
     f, g = MappedFile(str(tmp_path / "f")), MappedFile(str(tmp_path / "g"))
-    checked = []
+    checked, reads = [], []
+    monkeypatch.setattr(f, "pread", lambda o, n, _p=f.pread: reads.append((o, n)) or _p(o, n))
 
     class Checked(Extent):
         __slots__ = ()
@@ -101,18 +105,17 @@ def test_contiguous_bytes_only_of_extents_back_to_back(tmp_path) -> None:
     def at(file, offset, code="<f4", shape=(2,), extent=Checked):
         dtype = np.dtype(code)
         return Tensor(shape, dtype.newbyteorder("="), extent(file, offset, dtype, shape))
-    run = [at(f, 8), at(f, 16, "<u1", (3,)), at(f, 19, "<i2", ()), at(f, 21, "<u1", (0,))]
-    assert contiguous_bytes(run) == blob[8:21]
-    assert checked == [blob[8:16], blob[16:19], blob[19:21], b""]
-    assert contiguous_bytes([]) == b""
-    for tensors in ([at(f, 8), at(f, 20)], [at(f, 16), at(f, 8)], [at(f, 8), at(g, 16)],
-                    [at(f, 8, ">f4")], [Tensor.from_array(np.ones(2))],
-                    [at(f, 1020), at(f, 1028)]):
-        assert contiguous_bytes(tensors) is None
+    run = [at(f, 16, "<u1", (3,)), at(f, 8), at(f, 700, "<u1", (0,)), at(f, 22, "<i2", ())]
+    assert [bytes(p) for p in raw_parts(run)] == [blob[16:19], blob[8:16], b"", blob[22:24]]
+    assert checked == [blob[16:19], blob[8:16], b"", blob[22:24]] and reads == [(8, 16)]
+    assert raw_parts([]) == [] and [bytes(p) for p in raw_parts([at(f, 5, "<u1", (0,))])] == [b""]
+    for tensors in ([at(f, 8), at(g, 16)], [at(f, 8, ">f4")], [Tensor.from_array(np.ones(2))],
+                    [at(f, 8), at(f, 100)], [at(f, 1020), at(f, 1012)]):
+        assert raw_parts(tensors) is None
     with pytest.raises(ValueError):  # a checksum that fails fails as a read does
         def fail(self, data):
             raise ValueError("crc")
-        contiguous_bytes([at(f, 8, extent=type("Bad", (Extent,), {"verify": fail}))])
+        raw_parts([at(f, 8, extent=type("Bad", (Extent,), {"verify": fail}))])
     f.close()
     g.close()
 
