@@ -12,6 +12,7 @@ import sys
 import warnings
 from contextlib import ExitStack
 
+from ..converters.edit import edit
 from ..converters.errors import UsageError, WeightsNote
 from ..converters.registry import get, load, template_refusal
 from ..converters.source import is_url
@@ -40,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a file of a format that needs a template to be written (a "
                              "SavedModel directory, a .tflite or .keras model): the round trip "
                              "through its format writes into it, as convert --like does")
+    parser.add_argument("--no-optimizer", action="store_true",
+                        help="verify without the optimizer state (variables of role optimizer "
+                             "or counter), as convert --no-optimizer writes: for a template "
+                             "with no place for it, such as an export SavedModel")
+    parser.add_argument("--weights-only", action="store_true",
+                        help="verify the model weights only (without roles optimizer, counter, "
+                             "metric)")
     parser.add_argument("--load", action="store_true",
                         help="also load the original and the round-tripped file with the "
                              "framework (needs the tensorflow extra)")
@@ -56,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     via = None if every or not args.via else list(dict.fromkeys(get(name).name  # each once
                                                                  for name in args.via))
     with load(args.file, args.src_format) as loaded, ExitStack() as stack:
+        if args.weights_only:
+            loaded = edit(loaded, flags=True).weights_only()
+        elif args.no_optimizer:
+            loaded = edit(loaded, flags=True).drop_optimizer()
         like = stack.enter_context(load(args.like)) if args.like else None
         note = None
         if via is None:

@@ -269,6 +269,26 @@ def _renamed(name: str, tensor: Tensor) -> bool:
     return name not in (info.get("full_name"), og.key_name(keys[0]), keys[0])
 
 
+def _misfit(store: Store, missing: list[str], extra: list[str]) -> str:
+    """Why a template does not fit the weights: the model weights it has and they lack, the
+    variables it has no place for (optimizer state, for an export template: say how to leave
+    it out)."""
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:5]) + (f" and {len(names) - 5:,} more" if len(names) > 5 else "")
+    parts = []
+    if missing:
+        parts.append(f"the weights lack {len(missing):,} of its variable(s): {listed(missing)}")
+    if extra:
+        roles = {store[name].role for name in extra}
+        hint = (" (optimizer state: --no-optimizer leaves it out)"
+                if roles <= {"optimizer", "counter"} else
+                " (optimizer and metric state: --weights-only leaves it out)"
+                if "weight" not in roles else "")
+        parts.append(f"it has no place for {len(extra):,} variable(s) of the weights: "
+                     f"{listed(extra)}{hint}")
+    return "the template does not fit the weights: " + "; ".join(parts)
+
+
 def _dtype_enum(tensor: Tensor, info: dict) -> int:
     enum = info.get("dtype")
     if enum in SPECIAL and DTYPES[enum] == tensor.dtype_name:
@@ -300,10 +320,7 @@ def _sources(store: Store, like: Store | None,
                ("optimizer", "counter")]
     extra = [name for name in store if name not in like]
     if missing or extra:
-        raise UsageError("the template does not fit the weights: "
-                         f"missing {', '.join(missing[:5]) or 'none'}"
-                         f"{' ...' if len(missing) > 5 else ''}; not in the template "
-                         f"{', '.join(extra[:5]) or 'none'}{' ...' if len(extra) > 5 else ''}")
+        raise UsageError(_misfit(store, missing, extra))
     out = {}
     for name, template in like.items():
         tensor = store.get(name, template)

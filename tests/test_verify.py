@@ -631,6 +631,29 @@ def test_like_gives_the_trip_through_its_format_a_template(tmp_path, capsys):
     assert "add --via saved-model" in capsys.readouterr().err
 
 
+def test_an_export_template_takes_the_weights_without_optimizer_state(tmp_path, capsys):
+    """A .keras model with its optimizer state, converted to safetensors, through an export
+    SavedModel (no place for optimizer state): the trip fails naming what has no place and
+    --no-optimizer; with --no-optimizer its values come back identical, and only the
+    structure the template replaced is declared lost (not each key, not store metadata)."""
+    from pathlib import Path
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    path = tmp_path / "m.safetensors"
+    assert main(["convert", str(fixtures / "mlp--keras3.keras"), str(path), "-q"],
+                prog="weightkit") == 0
+    export = str(fixtures / "mlp--keras3-export")
+    assert main(["verify", str(path), "--via", "saved-model", "--like", export, "--json"],
+                prog="weightkit") == 2
+    error = json.loads(capsys.readouterr().out)["trips"][0]["error"]
+    assert "no place for 10 variable(s) of the weights: adam/iteration" in error
+    assert "--no-optimizer leaves it out" in error and "missing" not in error
+    assert main(["verify", str(path), "--via", "saved-model", "--like", export, "--json",
+                 "--no-optimizer"], prog="weightkit") == 1
+    (trip,) = json.loads(capsys.readouterr().out)["trips"]
+    assert trip["status"] == "lossy" and trip["differences"] == [], trip
+    assert [text for text in trip["lost"] if "template's is written" not in text] == []
+
+
 @pytest.mark.parametrize("name,via", [("conv--tfjs-graph", "tflite"),
                                       ("nested--tfjs-graph", "tflite"),
                                       ("tldense--keras3-f32.tflite", "tfjs"),
