@@ -528,6 +528,8 @@ class SafeZip:
         if self.closed:
             raise ValueError("I/O operation on a closed archive")
         if self.zip is None:
+            if self.file is not None:  # an earlier open failed: fail as it did, not again
+                raise zipfile.BadZipFile("zipfile could not read the central directory")
             self.file = self.data.fileobj()
             self.zip = zipfile.ZipFile(self.file)
         return self.zip

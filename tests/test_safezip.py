@@ -4,6 +4,7 @@ layout, and that real archives (numpy's, zlib's best compression) pass them. The
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,25 @@ def test_numpy_archives_and_zlib_zeros_are_read(tmp_path):
         assert names == ["zeros.npy", "w.npy"]
         data = archive.read(archive.by_name["zeros.npy"])
         assert len(data) > 1 << 22
+
+
+def test_zipfile_failing_once_is_not_asked_again(tmp_path, monkeypatch):
+    """Deflated members are inflated by zipfile, opened once per archive; when it cannot read
+    the archive, every deflated read fails with the file named, without opening it again."""
+    from weightkit.converters import safezip
+    buf = io.BytesIO()
+    np.savez_compressed(buf, a=np.arange(5), b=np.arange(7))
+    opened = []
+
+    def refuse(file):
+        opened.append(file)
+        raise zipfile.BadZipFile("Bad magic number for central directory")
+    monkeypatch.setattr(safezip.zipfile, "ZipFile", refuse)
+    with _open(tmp_path, buf.getvalue()) as archive:
+        for name in ("a.npy", "b.npy", "a.npy"):
+            with pytest.raises(CorruptFileError, match=f"x.zip.*{name}"):
+                archive.read(archive.by_name[name])
+    assert len(opened) == 1 and opened[0].closed
 
 
 def test_crc_is_checked_for_stored_members(tmp_path):
