@@ -43,9 +43,12 @@ class Parser(argparse.ArgumentParser):
     error: --sort: expected one of name, ...; received 'foo'`), exit status 2; `--help` has the
     usage. Subcommand parsers are of the same class (argparse's default)."""
 
+    colour = "auto"  # --color as the command line gives it (`main` sets it before parsing)
+
     def error(self, message: str) -> NoReturn:
         message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)  # as our errors name options
-        self.exit(Exit.ERROR, f"{self.prog}: {_error(argparse.Namespace())}: {safe(message)}\n")
+        self.exit(Exit.ERROR, f"{self.prog}: {_error(argparse.Namespace(color=Parser.colour))}: "
+                              f"{safe(message)}\n")
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         # argparse's own message quotes every choice, and differently across Python versions
@@ -136,12 +139,15 @@ def main(argv: list[str] | None = None, prog: str | None = None,
     """Run the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     parser = parser or build_parser(prog, only=_requested(argv))
+    Parser.colour = _colour_option(argv)  # for a usage error, before the arguments are parsed
     args = parser.parse_args(argv)
     store.FREEZE_AFTER_BULK = True  # a command's stores live until it ends (see gc_paused)
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     previous = signal.signal(signal.SIGTERM, _terminate)
-    show_warning = warnings.showwarning
+    warned = warnings.catch_warnings()  # restored when the command ends
+    warned.__enter__()
+    warnings.simplefilter("always", WeightsNote)  # every note, each time, whatever -W says
 
     def one_line(message: Warning | str, category: type, *_: object, **__: object) -> None:
         kind = "note" if issubclass(category, WeightsNote) else "warning"
@@ -180,7 +186,7 @@ def main(argv: list[str] | None = None, prog: str | None = None,
         return Exit.ERROR
     finally:
         signal.signal(signal.SIGTERM, previous)
-        warnings.showwarning = show_warning
+        warned.__exit__(None, None, None)
         gc.set_threshold(*thresholds)
 
 
@@ -194,6 +200,16 @@ def _interrupted(exc: BaseException) -> bool:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _colour_option(argv: list[str]) -> str:
+    """The --color (--colour) value of a command line not yet parsed (the last given wins)."""
+    value = "auto"
+    for flag, following in zip(argv, [*argv[1:], ""]):
+        name, equals, given = flag.partition("=")
+        if name in ("--color", "--colour"):
+            value = given if equals else following
+    return value if value in COLOR_CHOICES else "auto"
 
 
 def _error(args: argparse.Namespace) -> str:

@@ -301,3 +301,33 @@ def test_diff_imports_no_framework(fixtures_dir):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     status, modules = result.stderr.strip().splitlines()[-1].split(" ", 1)
     assert status in ("0", "1") and modules == "[]"
+
+
+def test_usage_errors_take_the_colour_option(monkeypatch, capsys):
+    """--color never (or --colour=never) keeps a usage error plain where FORCE_COLOR would
+    colour it; without the option it is coloured as any error is."""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    for argv, coloured in ((["--color", "never", "show", "x", "--by", "bad"], False),
+                           (["show", "x", "--colour=never", "--by", "bad"], False),
+                           (["show", "x", "--by", "bad"], True)):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv, prog="weightkit")
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and ("\x1b[" in err) == coloured, (argv, err)
+
+
+def test_every_note_is_shown_each_time_whatever_the_warning_filters(tmp_path, capsys):
+    """A note (convert --allow-lossy says what it accepted) is printed on every run in one
+    process, and neither -W error nor -W ignore turns it into an error or silence."""
+    import warnings
+    src = str(Path(__file__).resolve().parents[1] / "fixtures" / "mlp--keras3.ckpt")
+    for action in ("default", "error", "ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter(action)
+            for _ in range(2):
+                code = main(["convert", src, str(tmp_path / "b.weights.h5"), "--allow-lossy"],
+                            prog="weightkit")  # a checkpoint's object graph is lost
+                err = capsys.readouterr().err
+                assert code == 0 and "weightkit: note: " in err and "(--allow-lossy)" in err, (
+                    action, err)
