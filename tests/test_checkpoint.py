@@ -29,6 +29,7 @@ from weightkit.converters import checkpoint, object_graph as og, protowire as pw
 from weightkit.converters.carry import b64
 from weightkit.converters.errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError, \
     WeightsNote
+from weightkit.converters.names import select
 from weightkit.converters.store import Store, Tensor
 
 CKPT = "tf-checkpoint"
@@ -64,12 +65,12 @@ def copy_checkpoint(prefix: str, directory: Path) -> str:
 
 GROUPS = {  # one process per framework: Keras 3 and tf_keras do not mix
     "tf": ["dtypes", "tf1-partitioned", "sharded", "variant"],
-    "keras3": ["keras3-ckpt", "keras3-ckpt-noopt", "keras3-wide-ckpt"],
+    "keras3": ["keras3-ckpt", "keras3-ckpt-noopt", "keras3-wide-ckpt", "keras3-heads-ckpt"],
     "tf_keras": ["tfkeras-ckpt", "tfkeras-lstm-ckpt", "tfkeras-wide-ckpt"],
 }
 CHECKPOINT_CASES = ["dtypes", "tf1-partitioned", "sharded", "variant", "keras3-ckpt",
                     "keras3-ckpt-noopt", "tfkeras-ckpt", "tfkeras-lstm-ckpt", "keras3-wide-ckpt",
-                    "tfkeras-wide-ckpt"]
+                    "tfkeras-wide-ckpt", "keras3-heads-ckpt"]
 
 
 @pytest.fixture(scope="session")
@@ -191,6 +192,41 @@ def test_names_and_roles(tf_made):
         assert store.meta["tf_checkpoint"]["header"]
         assert len(store.meta["tf_checkpoint"]["shards"]) > 1
 
+
+def test_trainable_weights_are_selected_by_their_path_through_the_model(fixtures_dir):
+    """`Checkpoint(model=, optimizer=)` of Keras 3: TensorFlow keys each variable by its
+    shortest object path, and the optimizer lists the trainable ones, so the model's kernels
+    are keyed `optimizer/_trainable_variables/N`. `model/*` selects the model's variables by
+    their path through the model; names stay Keras' paths."""
+    prefix = str(fixtures_dir / "mlp--keras3.ckpt")
+    with weightkit.load(prefix) as store:
+        assert store["d1/kernel"].meta["key"].startswith("optimizer/_trainable_variables/0/")
+        assert select(store, include=["model/*"]) == \
+            ["d1/kernel", "d1/bias", "d2/kernel", "d2/bias"]
+        assert store.resolve("model/_operations/1/_kernel") == "d1/kernel"
+    done = run_cli("show", prefix, "--include", "model/*", "--no-stats")
+    assert done.returncode == 0, done.stderr
+    assert "4 variables" in done.stdout and "adam/" not in done.stdout
+
+
+@pytest.mark.tensorflow
+def test_colliding_paths_fall_back_to_the_path_through_the_model(tf_made, tmp_path):
+    """Two nested models' `head/kernel` (one Keras 3 path): each is named by its path through
+    the model, not by its key under the optimizer; their slots keep the optimizer's keys; an
+    unchanged rewrite leaves the object graph as it was (the other cases of CHECKPOINT_CASES)."""
+    with weightkit.load(tf_made["keras3-heads-ckpt"], CKPT) as store:
+        heads = [n for n, t in store.items() if t.meta["tf_checkpoint"].get("full_name")
+                 == "head/kernel"]
+        assert heads == ["model/_operations/1/_operations/2/_kernel",
+                         "model/_operations/2/_operations/2/_kernel"]
+        assert all(store[n].meta["key"].startswith("optimizer/_trainable_variables/")
+                   for n in heads)
+        slots = [n for n, t in store.items() if t.meta["tf_checkpoint"].get("full_name")
+                 == "adam/head_kernel_momentum"]
+        assert len(slots) == 2 and all(n.startswith("optimizer/_variables/") for n in slots)
+        assert not [n for n in store if n.startswith("optimizer/_trainable_variables/")]
+        chosen = select(store, include=["model/*"])
+        assert len(chosen) == 10 and not [n for n in chosen if store[n].role != "weight"]
 
 @pytest.mark.tensorflow
 def test_edited_values_are_what_tensorflow_reads(tf_made, tmp_path):
