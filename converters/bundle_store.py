@@ -93,7 +93,8 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
                 info["dtype"] = first.dtype
             if first.dtype == DT_VARIANT:
                 info["shape"] = list(first.shape)
-            role = og.role(first.key, full_name, first.key in graph.slots)
+            role = og.role(first.key, full_name, first.key in graph.slots,
+                           first.key in graph.in_optimizer)
             tensors[name] = BundleTensor(bundle, first, _meta(name, first.key, role, info))
         layout = {"header": b64(bundle.header_bytes),
                   "object_graph": b64(graph.data) if graph.data is not None else None,

@@ -40,17 +40,18 @@ def key_name(key: str) -> str:
     return key[:-len(VALUE_SUFFIX)] if key.endswith(VALUE_SUFFIX) else key
 
 
-def role(key: str, full_name: str, slot: bool) -> str:
+def role(key: str, full_name: str, slot: bool, in_optimizer: bool = False) -> str:
     """The role of the variable under `key`: `optimizer` (a slot, by the graph or by TF1's
-    slot names), `counter` (iterations, save_counter, global_step), `metric` (Keras metric
-    state), else `weight`."""
+    slot names; a variable the graph reaches only through an optimizer, `Graph.in_optimizer`;
+    without a graph, a key under `optimizer/`), `counter` (iterations, save_counter,
+    global_step), `metric` (Keras metric state), else `weight`."""
     name = key_name(key)
     parts = name.split("/")
     if slot or "/.OPTIMIZER_SLOT/" in key or _TF1_SLOTS.search(name):
         return "optimizer"
     if parts[-1] in _COUNTERS or full_name.split("/")[-1] in _COUNTERS:
         return "counter"
-    if parts[0] == "optimizer" and parts[1:2] != ["_trainable_variables"]:
+    if in_optimizer or (parts[0] == "optimizer" and parts[1:2] != ["_trainable_variables"]):
         return "optimizer"
     if _METRICS.search(name):
         return "metric"

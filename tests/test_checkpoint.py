@@ -65,7 +65,8 @@ def copy_checkpoint(prefix: str, directory: Path) -> str:
 
 GROUPS = {  # one process per framework: Keras 3 and tf_keras do not mix
     "tf": ["dtypes", "tf1-partitioned", "sharded", "variant"],
-    "keras3": ["keras3-ckpt", "keras3-ckpt-noopt", "keras3-wide-ckpt", "keras3-heads-ckpt"],
+    "keras3": ["keras3-ckpt", "keras3-ckpt-noopt", "keras3-wide-ckpt", "keras3-heads-ckpt",
+               "keras3-heads-net-ckpt"],
     "tf_keras": ["tfkeras-ckpt", "tfkeras-lstm-ckpt", "tfkeras-wide-ckpt"],
 }
 CHECKPOINT_CASES = ["dtypes", "tf1-partitioned", "sharded", "variant", "keras3-ckpt",
@@ -227,6 +228,21 @@ def test_colliding_paths_fall_back_to_the_path_through_the_model(tf_made, tmp_pa
         assert not [n for n in store if n.startswith("optimizer/_trainable_variables/")]
         chosen = select(store, include=["model/*"])
         assert len(chosen) == 10 and not [n for n in chosen if store[n].role != "weight"]
+
+
+@pytest.mark.tensorflow
+def test_optimizer_state_is_told_by_the_graph_whatever_it_is_called(tf_made):
+    """`Checkpoint(net=model, opt=optimizer)`: the optimizer's variables are keyed `opt/...`,
+    not `optimizer/...`; the graph reaches them only through the optimizer (also tracked as
+    `net/optimizer`), so they are optimizer state, and `--weights-only` keeps the model's."""
+    with weightkit.load(tf_made["keras3-heads-net-ckpt"], CKPT) as store:
+        roles = Counter(t.role for t in store.values())
+        assert roles == {"weight": 10, "optimizer": 21, "counter": 2}, roles
+        assert store["adam/learning_rate"].meta["key"].startswith("opt/")
+        assert store["adam/learning_rate"].role == "optimizer"
+        assert store["adam/a_d_kernel_momentum"].role == "optimizer"
+        weights = select(store, roles="weights")
+        assert len(weights) == 10 and select(store, include=["net/*"]) == weights
 
 @pytest.mark.tensorflow
 def test_edited_values_are_what_tensorflow_reads(tf_made, tmp_path):

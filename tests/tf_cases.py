@@ -101,13 +101,14 @@ def _wide(framework: str, directory: str) -> dict:
 
 # Two nested Functional models with a Dense `head` each: Keras 3 gives both the path
 # `head/kernel`, and its optimizer lists the trainable ones, so TensorFlow keys them
-# `optimizer/_trainable_variables/N`.
-HEADS_CASES = {"keras3-heads-ckpt": "model-and-optimizer"}
+# `optimizer/_trainable_variables/N`; saved as `Checkpoint(net=model, opt=optimizer)`, the
+# optimizer's own variables are `opt/...` and reachable as `net/optimizer/...` too.
+HEADS_CASES = {"keras3-heads-ckpt": "model-and-optimizer", "keras3-heads-net-ckpt": "net"}
 
 
 def _heads(how: str, directory: str) -> dict:
     """The two-heads model trained one step, as `Checkpoint(model=, optimizer=)` or (`net`)
-    as `Checkpoint(net=model)` of the compiled model."""
+    as `Checkpoint(net=, opt=)`."""
     import keras
     import tensorflow as tf
     keras.backend.clear_session()
@@ -124,7 +125,8 @@ def _heads(how: str, directory: str) -> dict:
     rng = np.random.default_rng(0)
     model.train_on_batch(rng.standard_normal((4, 4)).astype("float32"),
                          rng.standard_normal((4, 2)).astype("float32"))
-    objects = {"net": model} if how == "net" else {"model": model, "optimizer": model.optimizer}
+    objects = {"net": model, "opt": model.optimizer} if how == "net" else \
+        {"model": model, "optimizer": model.optimizer}
     return {"path": tf.train.Checkpoint(**objects).save(os.path.join(directory, "ckpt"))}
 
 
