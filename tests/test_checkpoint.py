@@ -859,6 +859,56 @@ def test_a_state_file_that_is_a_symlink_out_is_refused(tmp_path):
         weightkit.load(directory)
 
 
+def _without_state_file(fixtures_dir: Path, name: str, directory: Path) -> Path:
+    """A copy of the checkpoint directory fixture `name` without its `checkpoint` state file,
+    as `tf.train.Checkpoint.write()` leaves a directory."""
+    shutil.copytree(fixtures_dir / name, directory)
+    (directory / "checkpoint").unlink()
+    return directory
+
+
+def test_a_directory_without_state_file_holding_one_checkpoint_is_read(fixtures_dir, tmp_path):
+    directory = _without_state_file(fixtures_dir, "mlp--keras3-ckptdir", tmp_path / "one")
+    done = run_cli("show", str(directory), "--no-stats")
+    assert done.returncode == 0, done.stderr
+    with weightkit.load(directory) as store, weightkit.load(directory / "ckpt-1") as prefix:
+        assert store.format == CKPT and list(store) == list(prefix)
+        assert store.path == str(directory)
+
+
+def test_a_directory_without_state_file_holding_several_checkpoints_names_them(fixtures_dir,
+                                                                                tmp_path):
+    """TensorFlow finds a directory's checkpoint only through its state file; without one,
+    several prefixes are an error naming them (natural order, the last as the example)."""
+    directory = _without_state_file(fixtures_dir, "run--tfkeras-ckptdir", tmp_path / "run")
+    done = run_cli("show", str(directory))
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"weightkit: error: {directory} holds checkpoint prefixes ckpt-0, ckpt-1, ckpt-2, "
+        f"ckpt-3, ckpt-4, ckpt-5 but no 'checkpoint' state file: pass one prefix, e.g. "
+        f"{directory / 'ckpt-5'}")
+    for n in range(6, 11):
+        for suffix in (".index", ".data-00000-of-00001"):
+            shutil.copy(directory / f"ckpt-5{suffix}", directory / f"ckpt-{n}{suffix}")
+    with pytest.raises(UsageError, match=r"ckpt-0, ckpt-1, ckpt-2, ckpt-3, ckpt-4, \.\.\., "
+                                         r"ckpt-10 but no .* e\.g\. .*ckpt-10$"):
+        weightkit.load(directory)
+
+
+def test_a_directory_without_state_file_never_leads_outside(fixtures_dir, tmp_path):
+    """Its one `.index`, or a data file, a symlink to a checkpoint elsewhere: refused."""
+    source = fixtures_dir / "mlp--keras3-ckptdir"
+    for linked in ("ckpt-1.index", "ckpt-1.data-00000-of-00001"):
+        directory = tmp_path / linked
+        directory.mkdir()
+        for name in ("ckpt-1.index", "ckpt-1.data-00000-of-00001"):
+            if name == linked:
+                (directory / name).symlink_to(source / name)
+            else:
+                shutil.copy(source / name, directory / name)
+        with pytest.raises(UnsafeFileError, match="outside"):
+            weightkit.load(directory)
+
+
 def test_empty_basename_checkpoint_round_trips(tmp_path):
     """Some packages ship TF1 checkpoints as DIR/.index + DIR/.data-00000-of-00001."""
     directory = tmp_path / "pkg"
