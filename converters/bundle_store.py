@@ -9,7 +9,10 @@ reads the first, ../shared/docs/FORMATS.md section 2). Keys whose full_name and 
 and which sit in different top-level lists, each full_name once per list, are one variable that
 is written back to every key. Everything else keeps its own name: when a full_name is shared
 (tf_keras metric variables are all `total` and `count`), each variable falls back to its key
-name, then to its whole key; two variables never get the same name. Variables are listed in the
+name, then to its whole key; two variables never get the same name. Where a key runs through an
+optimizer (a Keras 3 optimizer's `optimizer/_trainable_variables/N` holds the model's trainable
+weights), the variable's object path through the model stands for the key name, and selects it
+as an alias (`object_graph.py`). Variables are listed in the
 order a depth-first walk of the object graph reaches them; what it does not reach, and every
 tensor of a name-based checkpoint, follows in natural key order.
 
@@ -63,7 +66,7 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
     try:
         graph = _graph(bundle)
         variables = _variables(bundle, graph)
-        names = distinct_names([e[0].key for e in variables], graph.full_names)
+        names = distinct_names([e[0].key for e in variables], graph.full_names, graph.paths)
         end = len(graph.rank)
 
         def position(item: tuple[str, list[Entry]]) -> tuple:
@@ -72,6 +75,7 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
         order = sorted(zip(names, variables), key=position)
         bundle.expect([e.key for _, entries in order for e in entries])  # a URL's plan
         tensors: dict[str, Tensor] = {}
+        aliases: dict[str, str] = {}
         for name, entries in order:
             first = entries[0]
             full_name = graph.full_names.get(first.key, "")
@@ -80,11 +84,17 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
                 info["keys"] = [e.key for e in entries]
             if full_name:
                 info["full_name"] = full_name
+            model_path = graph.paths.get(first.key)
+            if model_path is not None:
+                info["path"] = model_path
+                if model_path != name:
+                    aliases[model_path] = name
             if first.dtype in SPECIAL:
                 info["dtype"] = first.dtype
             if first.dtype == DT_VARIANT:
                 info["shape"] = list(first.shape)
-            role = og.role(first.key, full_name, first.key in graph.slots)
+            role = og.role(first.key, full_name, first.key in graph.slots,
+                           first.key in graph.in_optimizer)
             tensors[name] = BundleTensor(bundle, first, _meta(name, first.key, role, info))
         layout = {"header": b64(bundle.header_bytes),
                   "object_graph": b64(graph.data) if graph.data is not None else None,
@@ -96,7 +106,7 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
         bundle.close()
         raise
     return Store(tensors, format=format, meta={**(meta or {}), META: layout},
-                 path=path or prefix, on_close=bundle.close)
+                 path=path or prefix, on_close=bundle.close, aliases=aliases)
 
 
 def _meta(name: str, key: str, role: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -149,11 +159,14 @@ def _variables(bundle: Bundle, graph: og.Graph) -> list[list[Entry]]:
     return variables
 
 
-def distinct_names(keys: list[str], full_names: Mapping[str, str]) -> list[str]:
+def distinct_names(keys: list[str], full_names: Mapping[str, str],
+                   paths: Mapping[str, str] | None = None) -> list[str]:
     """A distinct name per variable (given by its first key): its full_name when no other
-    variable has that full_name or key name, else its key name, else (when key names collide)
-    its whole key. CorruptFileError if whole keys still collide with other names."""
-    key_names = [og.key_name(key) for key in keys]
+    variable has that full_name or key name, else its key name (its object path through the
+    model where the graph gives one, `og.Graph.paths`), else (when those collide) its whole
+    key. CorruptFileError if whole keys still collide with other names."""
+    paths = paths or {}
+    key_names = [paths.get(key) or og.key_name(key) for key in keys]
     fulls = Counter(full_names.get(key, "") for key in keys)
     others = Counter(key_names)
     names = []
@@ -266,7 +279,7 @@ def _renamed(name: str, tensor: Tensor) -> bool:
     """Whether `name` is none of the names a reader gives this tensor (an edit renamed it)."""
     info = tensor.meta.get(META) or {}
     keys = _keys_of(name, tensor)
-    return name not in (info.get("full_name"), og.key_name(keys[0]), keys[0])
+    return name not in (info.get("full_name"), info.get("path"), og.key_name(keys[0]), keys[0])
 
 
 def _misfit(store: Store, missing: list[str], extra: list[str]) -> str:

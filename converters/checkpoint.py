@@ -3,7 +3,8 @@ object-based, sharded, partitioned), read and written without TensorFlow.
 
 A checkpoint is given as its prefix, its `.index` or a data file, or as a directory holding a
 `checkpoint` state file (`model_checkpoint_path: "..."`, tensorflow/tensorflow
-`tensorflow/python/checkpoint/checkpoint_management.py`), whose newest checkpoint is read. The
+`tensorflow/python/checkpoint/checkpoint_management.py`), whose newest checkpoint is read, or
+holding one checkpoint and no state file (as `tf.train.Checkpoint.write()` leaves it). The
 bytes are a TensorBundle (`bundle.py`); names, roles, order and writing back are
 `bundle_store.py`, shared with SavedModel `variables/`. Git hands a diff driver an `.index` alone:
 `read_index` lists what it records (dtypes, shapes, crc32c) without the data files.
@@ -45,9 +46,9 @@ _STATE_ENTRY = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_path
 
 def resolve_prefix(path: str) -> tuple[str, str | None]:
     """(checkpoint prefix, directory everything must stay inside or None) for a prefix, an
-    `.index` or data file, or a directory holding a `checkpoint` state file."""
+    `.index` or data file, or a directory (`directory_prefix`)."""
     if seam.isdir(path) and not seam.isfile(path):
-        return state_prefixes(path)[-1], path
+        return directory_prefix(path), path
     if path.endswith(".index") and seam.isfile(path):
         return path[:-len(".index")], None
     if seam.isfile(path + ".index"):
@@ -57,6 +58,36 @@ def resolve_prefix(path: str) -> tuple[str, str | None]:
         return match.group(1), None
     raise UnknownFormatError("expected a checkpoint prefix, its .index file, or a directory "
                              "with a `checkpoint` state file", path)
+
+
+def held_prefixes(directory: str) -> list[str]:
+    """The names of the checkpoints directly in `directory` (`X` for each file `X.index`), in
+    natural order."""
+    return sorted((f[:-len(".index")] for f in seam.listdir(directory)
+                   if f.endswith(".index") and seam.isfile(seam.join(directory, f))),
+                  key=natural_key)
+
+
+def directory_prefix(directory: str) -> str:
+    """The checkpoint a directory given as input stands for: the newest its `checkpoint` state
+    file lists (`state_prefixes`), else the only checkpoint it holds.
+
+    TensorFlow reads a directory only through its state file (`tf.train.latest_checkpoint` is
+    None without one, and `tf.train.load_checkpoint` refuses the directory); one checkpoint and
+    no state file (what `Checkpoint.write()` leaves) is unambiguous, several are a UsageError
+    naming them rather than a guess. Everything read stays inside the directory (`Bundle`)."""
+    if seam.isfile(seam.inside(directory, STATE_FILE)):  # a symlink leading out is refused here
+        return state_prefixes(directory)[-1]
+    names = held_prefixes(directory)
+    if len(names) == 1:
+        return seam.inside(directory, names[0])
+    if not names:
+        raise UnknownFormatError("expected a directory with a `checkpoint` state file or a "
+                                 "checkpoint's .index file; received one with neither", directory)
+    shown = ", ".join(names if len(names) <= 6 else [*names[:5], "...", names[-1]])
+    raise UsageError(f"{seam.display(directory)} holds checkpoint prefixes {shown} but no "
+                     f"'{STATE_FILE}' state file: pass one prefix, e.g. "
+                     f"{seam.display(seam.join(directory, names[-1]))}")
 
 
 def state_prefixes(directory: str) -> list[str]:
@@ -106,8 +137,7 @@ def _inside_or_local(directory: str, name: str, state: str, only: bool) -> str |
     if local and os.path.isfile(os.path.join(directory, local + ".index")):
         candidates = [local]
     elif only:
-        candidates = sorted(f[:-len(".index")] for f in os.listdir(directory)
-                            if f.endswith(".index") and os.path.isfile(os.path.join(directory, f)))
+        candidates = held_prefixes(directory)
     else:
         return None  # an older checkpoint since deleted
     if len(candidates) == 1:
@@ -138,8 +168,7 @@ def _inside_or_local_url(directory: str, name: str, state: str, only: bool) -> s
     if local and local not in (".", "..") and seam.isfile(seam.join(directory, local + ".index")):
         candidates = [local]
     elif only:
-        candidates = sorted(f[:-len(".index")] for f in seam.listdir(directory)
-                            if f.endswith(".index") and seam.isfile(seam.join(directory, f)))
+        candidates = held_prefixes(directory)
     else:
         return None  # an older checkpoint since deleted
     outside = target is None
@@ -157,10 +186,10 @@ def _inside_or_local_url(directory: str, name: str, state: str, only: bool) -> s
 
 
 def sniff(path: str, head: bytes) -> bool:
-    """A directory with a `checkpoint` state file, a file ending in the table magic, or a data
-    shard next to its index."""
+    """A directory (not a SavedModel) with a `checkpoint` state file or a checkpoint's `.index`,
+    a file ending in the table magic, or a data shard next to its index."""
     if seam.isdir(path) and not seam.isfile(path):
-        return (seam.isfile(seam.join(path, STATE_FILE))
+        return ((seam.isfile(seam.join(path, STATE_FILE)) or bool(held_prefixes(path)))
                 and not seam.exists(seam.join(path, "saved_model.pb")))
     match = _DATA_NAME.fullmatch(path)
     if match and seam.isfile(match.group(1) + ".index"):
@@ -268,7 +297,8 @@ def sharded(plan: WritePlan, path: str) -> ShardedWrite:
 
 FORMAT = Format(
     name=NAME,
-    description="TensorFlow checkpoint (prefix, .index, or a directory with a `checkpoint` file)",
+    description="TensorFlow checkpoint (prefix, .index, or a directory with a `checkpoint` "
+    "file or one checkpoint)",
     sniff=sniff, read=read, plan=plan, write=write,
     suffixes=(".index", ".ckpt"), aliases=("checkpoint", "ckpt"), git_patterns=("*.index",),
     namespace=META, structure="the tf-checkpoint object graph and its keys",

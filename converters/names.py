@@ -11,10 +11,11 @@ same spellings and all fail the same way:
 - an exact name is a canonical name, an original key, or an alias the reader recorded (the
   positional names older weightkit gave Keras 3 variables, `conv1/0`);
 - a pattern that matches nothing, or a selection that leaves nothing, is a `UsageError` (exit 2)
-  naming the closest real names (`difflib`), never an empty result.
+  naming the closest real names (`closest`), never an empty result.
 """
 from __future__ import annotations
 
+import bisect
 import difflib
 import fnmatch
 import functools
@@ -78,20 +79,83 @@ def aliases_of(store: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+_WORD = re.compile(r"[^\W\d_]+")  # a run of letters: `layer` in `layer_5/kernel`
+_BRACKETS = re.compile(r"\[[^\]]*\]")  # a glob's character class
+_NUMBER = re.compile(r"\d+")
+# difflib compares a word with at most this many names (about 0.05 s); in a larger store, with
+# those next to it in sorted order (a typo in the letters is put right before, by `_respelt`).
+NEAR_CANDIDATES = 2000
+
+
 def closest(word: str, names: Iterable[str], n: int = 3) -> list[str]:
-    """Up to `n` names closest to `word` (difflib), also offering groups (`head/*`) for a
-    glob; never more than a few."""
+    """Up to `n` names closest to `word`: `word` with its misspelt words put right, keeping its
+    numbers and wildcards (`layr_5*` -> `layer_5*`), when that names or matches a variable;
+    else the nearest names by difflib, also offering groups (`head/*`) for a glob. Never more
+    than a few, and quick at 100,000 names."""
     names = list(dict.fromkeys(names))
-    candidates = list(names)
-    if any(c in word for c in "*?["):
-        groups = {}
+    glob = any(c in word for c in "*?[")
+    respelt = _respelt(word, names)
+    if respelt is not None and (any(map(re.compile(fnmatch.translate(respelt)).match, names))
+                                if glob else respelt in names):
+        return [respelt]
+    candidates = names
+    if glob:
+        groups: dict[str, None] = {}
         for name in names:
             parts = name.split("/")
             for depth in range(1, len(parts)):
                 groups.setdefault("/".join(parts[:depth]) + "/*", None)
-        candidates += list(groups)
+        candidates = names + list(groups)
+    if len(candidates) > NEAR_CANDIDATES:
+        known = set(candidates)
+        near = _next_to([word] if respelt is None else [word, respelt], candidates)
+        candidates = list(dict.fromkeys(near + [c for c in _same_form(word, known) if c in known]))
     found = difflib.get_close_matches(word, candidates, n=n, cutoff=0.6)
     return found or difflib.get_close_matches(word, candidates, n=n, cutoff=0.3)
+
+
+def _respelt(word: str, names: Sequence[str]) -> str | None:
+    """`word` with each run of letters the names never use (outside a `[...]` class) replaced
+    by the closest one they do (`layr` -> `layer`); None if nothing was replaced."""
+    vocabulary = set(_WORD.findall("\n".join(names)))
+    classes = [m.span() for m in _BRACKETS.finditer(word)]
+    pieces, last = [], 0
+    for m in _WORD.finditer(word):
+        run = m.group()
+        if run in vocabulary or any(a <= m.start() < b for a, b in classes):
+            continue
+        near = [v for v in vocabulary if abs(len(v) - len(run)) <= 2]
+        if len(near) > NEAR_CANDIDATES:
+            near = _next_to([run], near)
+        best = difflib.get_close_matches(run, near, n=1, cutoff=0.6)
+        if best:
+            pieces += [word[last:m.start()], best[0]]
+            last = m.end()
+    return "".join(pieces) + word[last:] if pieces else None
+
+
+def _same_form(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """`word`'s numbers put into the `n` forms of candidates closest to its own, a form being a
+    name with its numbers left out (`layr_5*` is like `block_#/*`: `block_5/*`)."""
+    numbers, form = _NUMBER.findall(word), _NUMBER.sub("#", word)
+    forms = {f for f in _NUMBER.sub("#", "\n".join(candidates)).split("\n")
+             if f.count("#") == len(numbers)}
+    if len(forms) > NEAR_CANDIDATES:
+        forms = set(_next_to([form], list(forms)))
+    near = difflib.get_close_matches(form, forms, n=n, cutoff=0.3)
+    return [re.sub("#", lambda _, it=iter(numbers): next(it), form) for form in near]
+
+
+def _next_to(words: Sequence[str], candidates: Sequence[str]) -> list[str]:
+    """At most NEAR_CANDIDATES of `candidates`, those next to each of `words` in sorted order
+    (sharing the longest prefixes with it)."""
+    ordered = sorted(candidates)
+    half = NEAR_CANDIDATES // (2 * len(words))
+    out: dict[str, None] = {}
+    for word in words:
+        i = bisect.bisect_left(ordered, word)
+        out.update(dict.fromkeys(ordered[max(0, i - half):i + half]))
+    return list(out)
 
 
 def suggestion(word: str, names: Iterable[str]) -> str:

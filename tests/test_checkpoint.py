@@ -29,6 +29,7 @@ from weightkit.converters import checkpoint, object_graph as og, protowire as pw
 from weightkit.converters.carry import b64
 from weightkit.converters.errors import CorruptFileError, UnsafeFileError, UsageError, WeightsError, \
     WeightsNote
+from weightkit.converters.names import select
 from weightkit.converters.store import Store, Tensor
 
 CKPT = "tf-checkpoint"
@@ -64,12 +65,13 @@ def copy_checkpoint(prefix: str, directory: Path) -> str:
 
 GROUPS = {  # one process per framework: Keras 3 and tf_keras do not mix
     "tf": ["dtypes", "tf1-partitioned", "sharded", "variant"],
-    "keras3": ["keras3-ckpt", "keras3-ckpt-noopt", "keras3-wide-ckpt"],
+    "keras3": ["keras3-ckpt", "keras3-ckpt-noopt", "keras3-wide-ckpt", "keras3-heads-ckpt",
+               "keras3-heads-net-ckpt"],
     "tf_keras": ["tfkeras-ckpt", "tfkeras-lstm-ckpt", "tfkeras-wide-ckpt"],
 }
 CHECKPOINT_CASES = ["dtypes", "tf1-partitioned", "sharded", "variant", "keras3-ckpt",
                     "keras3-ckpt-noopt", "tfkeras-ckpt", "tfkeras-lstm-ckpt", "keras3-wide-ckpt",
-                    "tfkeras-wide-ckpt"]
+                    "tfkeras-wide-ckpt", "keras3-heads-ckpt"]
 
 
 @pytest.fixture(scope="session")
@@ -191,6 +193,56 @@ def test_names_and_roles(tf_made):
         assert store.meta["tf_checkpoint"]["header"]
         assert len(store.meta["tf_checkpoint"]["shards"]) > 1
 
+
+def test_trainable_weights_are_selected_by_their_path_through_the_model(fixtures_dir):
+    """`Checkpoint(model=, optimizer=)` of Keras 3: TensorFlow keys each variable by its
+    shortest object path, and the optimizer lists the trainable ones, so the model's kernels
+    are keyed `optimizer/_trainable_variables/N`. `model/*` selects the model's variables by
+    their path through the model; names stay Keras' paths."""
+    prefix = str(fixtures_dir / "mlp--keras3.ckpt")
+    with weightkit.load(prefix) as store:
+        assert store["d1/kernel"].meta["key"].startswith("optimizer/_trainable_variables/0/")
+        assert select(store, include=["model/*"]) == \
+            ["d1/kernel", "d1/bias", "d2/kernel", "d2/bias"]
+        assert store.resolve("model/_operations/1/_kernel") == "d1/kernel"
+    done = run_cli("show", prefix, "--include", "model/*", "--no-stats")
+    assert done.returncode == 0, done.stderr
+    assert "4 variables" in done.stdout and "adam/" not in done.stdout
+
+
+@pytest.mark.tensorflow
+def test_colliding_paths_fall_back_to_the_path_through_the_model(tf_made, tmp_path):
+    """Two nested models' `head/kernel` (one Keras 3 path): each is named by its path through
+    the model, not by its key under the optimizer; their slots keep the optimizer's keys; an
+    unchanged rewrite leaves the object graph as it was (the other cases of CHECKPOINT_CASES)."""
+    with weightkit.load(tf_made["keras3-heads-ckpt"], CKPT) as store:
+        heads = [n for n, t in store.items() if t.meta["tf_checkpoint"].get("full_name")
+                 == "head/kernel"]
+        assert heads == ["model/_operations/1/_operations/2/_kernel",
+                         "model/_operations/2/_operations/2/_kernel"]
+        assert all(store[n].meta["key"].startswith("optimizer/_trainable_variables/")
+                   for n in heads)
+        slots = [n for n, t in store.items() if t.meta["tf_checkpoint"].get("full_name")
+                 == "adam/head_kernel_momentum"]
+        assert len(slots) == 2 and all(n.startswith("optimizer/_variables/") for n in slots)
+        assert not [n for n in store if n.startswith("optimizer/_trainable_variables/")]
+        chosen = select(store, include=["model/*"])
+        assert len(chosen) == 10 and not [n for n in chosen if store[n].role != "weight"]
+
+
+@pytest.mark.tensorflow
+def test_optimizer_state_is_told_by_the_graph_whatever_it_is_called(tf_made):
+    """`Checkpoint(net=model, opt=optimizer)`: the optimizer's variables are keyed `opt/...`,
+    not `optimizer/...`; the graph reaches them only through the optimizer (also tracked as
+    `net/optimizer`), so they are optimizer state, and `--weights-only` keeps the model's."""
+    with weightkit.load(tf_made["keras3-heads-net-ckpt"], CKPT) as store:
+        roles = Counter(t.role for t in store.values())
+        assert roles == {"weight": 10, "optimizer": 21, "counter": 2}, roles
+        assert store["adam/learning_rate"].meta["key"].startswith("opt/")
+        assert store["adam/learning_rate"].role == "optimizer"
+        assert store["adam/a_d_kernel_momentum"].role == "optimizer"
+        weights = select(store, roles="weights")
+        assert len(weights) == 10 and select(store, include=["net/*"]) == weights
 
 @pytest.mark.tensorflow
 def test_edited_values_are_what_tensorflow_reads(tf_made, tmp_path):
@@ -805,6 +857,56 @@ def test_a_state_file_that_is_a_symlink_out_is_refused(tmp_path):
     (directory / "checkpoint").symlink_to(outside / "checkpoint")
     with pytest.raises(UnsafeFileError, match="outside"):
         weightkit.load(directory)
+
+
+def _without_state_file(fixtures_dir: Path, name: str, directory: Path) -> Path:
+    """A copy of the checkpoint directory fixture `name` without its `checkpoint` state file,
+    as `tf.train.Checkpoint.write()` leaves a directory."""
+    shutil.copytree(fixtures_dir / name, directory)
+    (directory / "checkpoint").unlink()
+    return directory
+
+
+def test_a_directory_without_state_file_holding_one_checkpoint_is_read(fixtures_dir, tmp_path):
+    directory = _without_state_file(fixtures_dir, "mlp--keras3-ckptdir", tmp_path / "one")
+    done = run_cli("show", str(directory), "--no-stats")
+    assert done.returncode == 0, done.stderr
+    with weightkit.load(directory) as store, weightkit.load(directory / "ckpt-1") as prefix:
+        assert store.format == CKPT and list(store) == list(prefix)
+        assert store.path == str(directory)
+
+
+def test_a_directory_without_state_file_holding_several_checkpoints_names_them(fixtures_dir,
+                                                                                tmp_path):
+    """TensorFlow finds a directory's checkpoint only through its state file; without one,
+    several prefixes are an error naming them (natural order, the last as the example)."""
+    directory = _without_state_file(fixtures_dir, "run--tfkeras-ckptdir", tmp_path / "run")
+    done = run_cli("show", str(directory))
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"weightkit: error: {directory} holds checkpoint prefixes ckpt-0, ckpt-1, ckpt-2, "
+        f"ckpt-3, ckpt-4, ckpt-5 but no 'checkpoint' state file: pass one prefix, e.g. "
+        f"{directory / 'ckpt-5'}")
+    for n in range(6, 11):
+        for suffix in (".index", ".data-00000-of-00001"):
+            shutil.copy(directory / f"ckpt-5{suffix}", directory / f"ckpt-{n}{suffix}")
+    with pytest.raises(UsageError, match=r"ckpt-0, ckpt-1, ckpt-2, ckpt-3, ckpt-4, \.\.\., "
+                                         r"ckpt-10 but no .* e\.g\. .*ckpt-10$"):
+        weightkit.load(directory)
+
+
+def test_a_directory_without_state_file_never_leads_outside(fixtures_dir, tmp_path):
+    """Its one `.index`, or a data file, a symlink to a checkpoint elsewhere: refused."""
+    source = fixtures_dir / "mlp--keras3-ckptdir"
+    for linked in ("ckpt-1.index", "ckpt-1.data-00000-of-00001"):
+        directory = tmp_path / linked
+        directory.mkdir()
+        for name in ("ckpt-1.index", "ckpt-1.data-00000-of-00001"):
+            if name == linked:
+                (directory / name).symlink_to(source / name)
+            else:
+                shutil.copy(source / name, directory / name)
+        with pytest.raises(UnsafeFileError, match="outside"):
+            weightkit.load(directory)
 
 
 def test_empty_basename_checkpoint_round_trips(tmp_path):

@@ -4,6 +4,7 @@ non-ASCII and very long names come back byte for byte. Framework-written fixture
 `tensorflow` tests have the framework load what weightkit wrote."""
 from __future__ import annotations
 
+import difflib
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import weightkit
 from fixtures_lib import fixture
 from keras_lib import h5_tree, oracle
 from weightkit.cli.main import main
-from weightkit.converters.names import closest, natural_key, select, unique_names
+from weightkit.converters.names import closest, natural_key, select, suggestion, unique_names
 from weightkit.converters.store import Store, Tensor
 
 
@@ -176,6 +177,35 @@ def test_natural_key_orders_numbers_by_value_without_int() -> None:
         "dense/kernel", "dense_2/kernel", "dense_10/kernel", "vars/9", "vars/10",
         "x" + "9" * 5000]
     assert closest("haed/*", ["head/kernel", "head/bias", "dense/kernel"])[0] == "head/*"
+
+
+def test_a_misspelt_glob_is_put_right_keeping_its_numbers_and_wildcards() -> None:
+    """`layr_5*` selects `layer_5/...` and `layer_50/...`: the suggestion is that glob
+    spelt right, not the group `layer_5/*`, which would select less."""
+    layers = [f"layer_{i}/w{j}" for i in range(60) for j in range(2)]
+    assert suggestion("layr_5*", layers) == "did you mean 'layer_5*'?"
+    assert suggestion("layr_5/w1", layers) == "did you mean 'layer_5/w1'?"
+    assert suggestion("*/kernal", ["dense/kernel", "dense/bias"]) == "did you mean '*/kernel'?"
+    assert suggestion("Adam/*", ["d/kernel", "adam/iteration"]) == "did you mean 'adam/*'?"
+
+
+def test_suggestions_among_100000_names_compare_few(monkeypatch) -> None:
+    """difflib compared a typo with every name and group (112,500 here: 3 s at 100,000
+    variables); now with at most a few thousand, and still finds the name meant."""
+    compared: list[int] = []
+    real = difflib.get_close_matches
+
+    def counting(word, possibilities, *args, **kwargs):
+        possibilities = list(possibilities)
+        compared.append(len(possibilities))
+        return real(word, possibilities, *args, **kwargs)
+    monkeypatch.setattr(difflib, "get_close_matches", counting)
+    blocks = [f"block_{i}/w{j}" for i in range(12500) for j in range(8)]
+    assert suggestion("blok_5*", blocks) == "did you mean 'block_5*'?"
+    assert suggestion("layr_5*", blocks).startswith("did you mean 'block_5/*'")
+    assert suggestion("block_12345/w0x", blocks).startswith("did you mean 'block_12345/w0'")
+    assert suggestion("layer_77/w3", blocks) == "did you mean 'block_77/w3'?"
+    assert compared and max(compared) < 3000, compared
 
 
 # -- names written back exactly ------------------------------------------------------------------

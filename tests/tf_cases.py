@@ -99,6 +99,37 @@ def _wide(framework: str, directory: str) -> dict:
     return {"path": path}
 
 
+# Two nested Functional models with a Dense `head` each: Keras 3 gives both the path
+# `head/kernel`, and its optimizer lists the trainable ones, so TensorFlow keys them
+# `optimizer/_trainable_variables/N`; saved as `Checkpoint(net=model, opt=optimizer)`, the
+# optimizer's own variables are `opt/...` and reachable as `net/optimizer/...` too.
+HEADS_CASES = {"keras3-heads-ckpt": "model-and-optimizer", "keras3-heads-net-ckpt": "net"}
+
+
+def _heads(how: str, directory: str) -> dict:
+    """The two-heads model trained one step, as `Checkpoint(model=, optimizer=)` or (`net`)
+    as `Checkpoint(net=, opt=)`."""
+    import keras
+    import tensorflow as tf
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+
+    def branch(name: str):
+        x = keras.Input((4,))
+        return keras.Model(x, L.Dense(3, name="head")(L.Dense(4, name=f"{name}_d")(x)), name=name)
+    x = keras.Input((4,), name="x")
+    h = L.Concatenate(name="cat")([branch("a")(x), branch("b")(x)])
+    model = keras.Model(x, L.Dense(2, name="out")(h), name="heads")
+    model.compile(optimizer=keras.optimizers.Adam(0.01, name="adam"), loss="mse")
+    rng = np.random.default_rng(0)
+    model.train_on_batch(rng.standard_normal((4, 4)).astype("float32"),
+                         rng.standard_normal((4, 2)).astype("float32"))
+    objects = {"net": model, "opt": model.optimizer} if how == "net" else \
+        {"model": model, "optimizer": model.optimizer}
+    return {"path": tf.train.Checkpoint(**objects).save(os.path.join(directory, "ckpt"))}
+
+
 def _order_model(case: str):
     """A Keras 3 model whose HDF5 group order (by name) is not its order: Sequential and
     Functional with more than ten layers, models nested in models, layers made of sublayers."""
@@ -164,6 +195,8 @@ def make(case: str, directory: str) -> dict:
         return _wide(WIDE_CASES[case], directory)
     if case.startswith("keras3-order-"):
         return _ordered(case, directory)
+    if case in HEADS_CASES:
+        return _heads(HEADS_CASES[case], directory)
     if case in MODEL_CASES:
         model, framework, model_case, how = _keras_model(case)
         if getattr(model, "optimizer", None) is not None:
