@@ -118,6 +118,8 @@ class EditedStore(Store):
             origin[new] = name
             if new != name:
                 edits.append(Edit("rename", arg, new, f"renamed from {name}"))
+                if "key" not in tensor.meta:  # its key was its name (`names.py`): keep it
+                    tensor = tensor.with_meta(key=name)
             tensors[new] = tensor
         if not edits:
             raise UsageError(f"{op} {pattern!r} changed none of {len(self)} variable(s); "

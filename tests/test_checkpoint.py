@@ -820,7 +820,10 @@ def test_renames_reach_the_checkpoint(tmp_path):
     weightkit.save(Store.from_arrays({"dense/kernel": np.ones(2, np.float32)}), tmp_path / "n",
                    CKPT)
     with weightkit.load(tmp_path / "n", CKPT) as named:
-        weightkit.save(weightkit.edit(named).rename("^dense/", "head/"), tmp_path / "n2", CKPT)
+        renamed = weightkit.edit(named).rename("^dense/", "head/")
+        assert renamed["head/kernel"].meta["key"] == "dense/kernel"  # what the file calls it
+        assert list(weightkit.edit(renamed).scale("dense/*", 2.0)) == ["head/kernel"]
+        weightkit.save(renamed, tmp_path / "n2", CKPT)
     with weightkit.load(tmp_path / "n2", CKPT) as back:
         assert list(back) == ["head/kernel"] and "key" not in back["head/kernel"].meta
 
