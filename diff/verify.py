@@ -432,7 +432,7 @@ def compare(a: Store, b: Store, structure_written: bool = False) -> list[str]:
                 small.append((name, x, y))
             else:
                 _note_unequal(by_name.setdefault(name, []), unequal_elements(x, y), x.size)
-        small.sort(key=_place_of)  # batches of neighbours in the first file (`_equal_batch`)
+        small.sort(key=_place_of)  # batches of neighbours in the first file (`raw_parts`)
         for (name, x, _), unequal in _unequal_small(small):
             _note_unequal(by_name.setdefault(name, []), unequal, x.size)
     for name in common:
@@ -483,8 +483,10 @@ def _note_unequal(found: list[str], unequal: int, size: int) -> None:
 def _unequal_small(pairs: list[tuple[str, Tensor, Tensor]]
                    ) -> Iterator[tuple[tuple[str, Tensor, Tensor], int]]:
     """(pair, unequal elements) of the pairs of small numeric tensors whose bytes differ, read
-    many at a time (`read_many`, a batch of at most CHUNK_BYTES a side): a store of 100,000
-    small variables costs a read per run of neighbours, not a call chain per variable."""
+    many at a time (a batch of at most CHUNK_BYTES a side; `compare` orders the pairs by their
+    place in the first file): a batch whose sides are each cut from one read (`raw_parts`; a
+    trip writes the original's format, so its layout, again) is decided by one comparison,
+    other batches with a read per run of neighbours (`read_many`)."""
     start, nbytes = 0, 0
     for end, (_, x, _) in enumerate(pairs, 1):
         nbytes += x.nbytes
@@ -492,11 +494,12 @@ def _unequal_small(pairs: list[tuple[str, Tensor, Tensor]]
             continue
         batch = pairs[start:end]
         start, nbytes = end, 0
-        if _equal_batch(batch):
-            continue
-        xs = read_many([x for _, x, _ in batch])
-        ys = read_many([y for _, _, y in batch])
-        for pair, x, y in zip(batch, xs, ys):
+        xs, ys = [x for _, x, _ in batch], [y for _, _, y in batch]
+        x_parts = raw_parts(xs)  # each side cut from one read where it can be (`raw_parts`)
+        y_parts = raw_parts(ys) if x_parts is not None else None
+        if y_parts is not None and b"".join(x_parts) == b"".join(y_parts):  # type: ignore
+            continue  # the usual batch: equal, told by one comparison
+        for pair, x, y in zip(batch, _arrays(xs, x_parts), _arrays(ys, y_parts)):
             if x.tobytes() != y.tobytes():
                 yield pair, _unequal_bytes(x.reshape(-1), y.reshape(-1))
 
@@ -506,15 +509,12 @@ def _place_of(pair: tuple[str, Tensor, Tensor]) -> tuple[int, int]:
     return (0, -1) if extent is None else (id(extent.source), extent.offset)
 
 
-def _equal_batch(pairs: list[tuple[str, Tensor, Tensor]]) -> bool:
-    """Whether every pair is equal, told by one comparison of each side's bytes, each side cut
-    from one read (`raw_parts`; `compare` orders the pairs by their place in the first file).
-    False also when a side cannot be read so (then each pair is compared)."""
-    x = raw_parts([x for _, x, _ in pairs])
-    if x is None:
-        return False
-    y = raw_parts([y for _, _, y in pairs])
-    return y is not None and b"".join(x) == b"".join(y)
+def _arrays(tensors: list[Tensor], parts: list[memoryview] | None) -> list[np.ndarray]:
+    """The tensors' arrays: from their `raw_parts` when read so (not read again), else from
+    `read_many`."""
+    if parts is None:
+        return read_many(tensors)
+    return [np.frombuffer(part, t.dtype).reshape(t.shape) for t, part in zip(tensors, parts)]
 
 
 def unequal_elements(a: Tensor, b: Tensor, max_bytes: int = CHUNK_BYTES) -> int:

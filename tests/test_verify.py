@@ -538,6 +538,7 @@ def test_compare_reads_small_tensors_of_files_in_batches(tmp_path, monkeypatch):
         monkeypatch.setattr(verify_module, "read_many",
                             lambda tensors: calls.append(len(tensors)) or read_many(tensors))
         assert compare(a, a) == [] and calls == []  # equal batches: one comparison each
+        assert len(compare(a, b)) == 3 and calls == []  # unequal ones: from the same reads
 
 
 def test_a_name_based_checkpoint_carries_no_metadata_per_variable(tmp_path, capsys):
