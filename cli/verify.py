@@ -9,12 +9,13 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import warnings
 from contextlib import ExitStack
 
 from ..converters.edit import edit
 from ..converters.errors import UsageError, WeightsNote
-from ..converters.registry import get, load, template_refusal
+from ..converters.registry import get, load, save, template_refusal
 from ..converters.source import is_url
 from ..converters.store import Store
 from ..diffing.verify import (LARGE_STORE, Trip, check_readable, default_vias, document,
@@ -64,10 +65,8 @@ def run(args: argparse.Namespace) -> int:
     via = None if every or not args.via else list(dict.fromkeys(get(name).name  # each once
                                                                  for name in args.via))
     with load(args.file, args.src_format) as loaded, ExitStack() as stack:
-        if args.weights_only:
-            loaded = edit(loaded, flags=True).weights_only()
-        elif args.no_optimizer:
-            loaded = edit(loaded, flags=True).drop_optimizer()
+        if args.weights_only or args.no_optimizer:
+            loaded = _without_state(loaded, args.weights_only, stack)
         like = stack.enter_context(load(args.like)) if args.like else None
         note = None
         if via is None:
@@ -105,6 +104,20 @@ def run(args: argparse.Namespace) -> int:
     if note and not args.quiet:  # on stderr, as convert's notes are
         warnings.warn(note, WeightsNote)
     return EXIT[doc["status"]]
+
+
+def _without_state(store: Store, weights_only: bool, stack: ExitStack) -> Store:
+    """`store` as `convert --no-optimizer` (`--weights-only`) writes it in its own format, read
+    back from a temporary directory: the edit leaves the store metadata listing the state it
+    dropped, which its format's writer brings up to date (so the file verified is the one
+    convert writes)."""
+    edited = edit(store, flags=True)
+    edited = edited.weights_only() if weights_only else edited.drop_optimizer()
+    workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="weightkit-verify-"))
+    name = os.path.basename((store.path or "").rstrip("/")) or "weights"
+    path = os.path.join(workdir, name)
+    save(edited, path, store.format)
+    return stack.enter_context(load(path, store.format))
 
 
 MAX_DETAILS = 4  # findings a table row shows; --json has them all

@@ -37,7 +37,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -48,7 +48,7 @@ from ..converters.atomic import scratch
 from ..converters.dtypes import is_string
 from ..converters.errors import UsageError, WeightsError
 from ..converters.mapped import FileChangedError
-from ..converters.foreign import structure_losses
+from ..converters.foreign import KEPT_BY_ALL, structure_losses
 from ..converters.registry import FORMATS, get, load, losses, plan, save
 from ..converters.source import is_url
 from ..converters.store import (CHUNK_BYTES, Progress, Store, Tensor, gc_paused,
@@ -122,11 +122,16 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False,
         try:
             planned = plan(store, via, like)
             trip.lost = [f"{via}: {text}" for text in planned.losses]
+            replaced: set[str] = set()  # store metadata the template's structure replaces
             if like is not None:  # the file written has the template's structure, as asked:
-                kept = [get(via).namespace] + [  # the store's own, where it is another
-                    key for key, value in store.meta.items() if like.meta.get(key) == value]
+                own = get(via).namespace
+                kept = {key for key, value in store.meta.items() if like.meta.get(key) == value}
+                replaced = set(store.meta) - kept - set(KEPT_BY_ALL)
                 trip.lost += [f"{via}: {text} (the template's is written)" for text in
-                              structure_losses(store, [k for k in kept if k])]
+                              structure_losses(store, kept | {own} if own else kept)]
+                if own in replaced:  # the store's own structure in the format: another one
+                    trip.lost.append(f"{via}: {get(via).structure or repr(own)} (the "
+                                     "template's is written)")
             middle = _place(workdir, "via", via, store.path)
             try:
                 save(store, middle, via, allow_lossy=True, like=like, planned=planned)
@@ -164,7 +169,7 @@ def round_trip(store: Store, via: str, workdir: str, optional: bool = False,
                     trip.notes.append(f"written back to {source} with the original as template")
                 trip.files.append(back)
                 result = stack.enter_context(load(back, source))
-            trip.differences = compare(store, result, structure_written=like is not None)
+            trip.differences = compare(store, result, replaced)
         except FileChangedError:  # the input changed: not a finding about a format
             raise
         except Exception as exc:  # every failure is reported, not raised: it is the finding
@@ -403,11 +408,12 @@ class _entered:
         self._generator.close()
 
 
-def compare(a: Store, b: Store, structure_written: bool = False) -> list[str]:
+def compare(a: Store, b: Store, replaced: Iterable[str] = ()) -> list[str]:
     """Every store-level difference between `a` and `b` (empty when identical).
-    `structure_written`: `b`'s file was written into a template, so its structure is the
-    template's (a loss its trip declares): what a file calls a variable (`meta["key"]`) and
-    the store metadata (format namespaces, origin) are not compared."""
+    `replaced`: namespaces of `a`'s store metadata that a template's structure replaced in
+    `b`'s file (a loss the trip declares): they are not compared, and then neither is what a
+    file calls each variable (`meta["key"]`), nor the origin (`source_format`)."""
+    replaced = set(replaced)
     found: list[str] = []
     names_a, names_b = list(a), list(b)
     in_a, in_b = set(names_a), set(names_b)
@@ -425,7 +431,7 @@ def compare(a: Store, b: Store, structure_written: bool = False) -> list[str]:
     with gc_paused():  # 100,000 tuples (see gc_paused)
         for name in common:
             x, y = a[name], b[name]
-            found_here = _described_differences(x, y, name, structure_written)
+            found_here = _described_differences(x, y, name, bool(replaced))
             if found_here:
                 by_name[name] = found_here
             elif not is_string(x.dtype) and x.nbytes <= SMALL_BYTES:
@@ -437,7 +443,8 @@ def compare(a: Store, b: Store, structure_written: bool = False) -> list[str]:
             _note_unequal(by_name.setdefault(name, []), unequal, x.size)
     for name in common:
         found += [f"{name}: {text}" for text in by_name.get(name, ())]
-    changed = [] if structure_written else _changed_meta(a.meta, b.meta)
+    changed = _changed_meta({k: v for k, v in a.meta.items() if k not in replaced and not (
+        replaced and k in KEPT_BY_ALL)}, b.meta)
     if changed:
         found.append(f"store metadata differs: {_listed(changed)}")
     return found

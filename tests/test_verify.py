@@ -632,6 +632,49 @@ def test_like_gives_the_trip_through_its_format_a_template(tmp_path, capsys):
     assert "add --via saved-model" in capsys.readouterr().err
 
 
+def test_a_template_of_another_structure_in_the_same_format_is_a_declared_loss(tmp_path,
+                                                                               capsys):
+    """A SavedModel verified through a template SavedModel whose structure differs (an asset
+    more) comes back as the template's: lossy, the structure named, not identical."""
+    import shutil
+    from pathlib import Path
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "mlp--tfkeras-savedmodel"
+    other = tmp_path / "other"
+    shutil.copytree(fixture, other)
+    (other / "assets").mkdir(exist_ok=True)
+    (other / "assets" / "vocab.txt").write_text("a\nb\n")
+    assert main(["verify", str(fixture), "--via", "saved-model", "--like", str(other), "--json"],
+                prog="weightkit") == 1
+    (trip,) = json.loads(capsys.readouterr().out)["trips"]
+    assert trip["status"] == "lossy" and trip["differences"] == []
+    assert trip["lost"] == ["saved-model: the saved-model graph (saved_model.pb, assets) (the "
+                            "template's is written)"]
+    assert main(["verify", str(fixture), "--via", "saved-model", "--like", str(fixture)],
+                prog="weightkit") == 0
+
+
+@pytest.mark.parametrize("name,flag", [("mlp--tfkeras-tf2.ckpt", "--no-optimizer"),
+                                       ("mlp--keras3.keras", "--no-optimizer"),
+                                       ("mlp--keras3.weights.h5", "--weights-only")])
+def test_verify_without_optimizer_state_verifies_what_convert_writes(tmp_path, monkeypatch,
+                                                                     name, flag, capsys):
+    """--no-optimizer / --weights-only verify the file convert writes with the flag: every
+    trip identical (the layout lists no dropped variable), no temporary file left."""
+    from pathlib import Path
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / name
+    assert main(["verify", str(fixture), flag, "--via", "safetensors", "--via", "npz",
+                 "--json"], prog="weightkit") == 0, capsys.readouterr()
+    doc = json.loads(capsys.readouterr().out)
+    assert {t["status"] for t in doc["trips"]} == {"identical"}
+    with weightkit.load(fixture) as store:
+        kept = [n for n, t in store.items() if t.role in (
+            ("weight",) if flag == "--weights-only" else ("weight", "metric"))]
+    assert main(["verify", str(fixture), flag, "--via", "npz"], prog="weightkit") == 0
+    assert f", {len(kept)} variables\n" in capsys.readouterr().out and len(kept) < len(store)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_export_template_takes_the_weights_without_optimizer_state(tmp_path, capsys):
     """A .keras model with its optimizer state, converted to safetensors, through an export
     SavedModel (no place for optimizer state): the trip fails naming what has no place and
