@@ -321,13 +321,17 @@ def _sources(store: Store, like: Store | None,
     if like is None:
         sources, renamed = {}, {}
         for name, t in store.items():
+            info = t.meta.get(META) or {}
             keys = _keys_of(name, t)
-            if graph is not None and _renamed(name, t) and (t.meta.get(META) or {}).get("full_name"):
+            if keys == [name]:  # stored under its name: nothing renamed
+                sources[name] = (t, info)
+                continue
+            if graph is not None and _renamed(name, t) and info.get("full_name"):
                 renamed.update({key: name for key in keys})
             elif graph is None and _renamed(name, t) and len(keys) == 1:
                 keys = [name]  # a name-based checkpoint is restored by key: the key is the name
             for key in keys:
-                sources[key] = (t, t.meta.get(META) or {})
+                sources[key] = (t, info)
         return sources, renamed
     missing = [name for name in like if name not in store and like[name].role not in
                ("optimizer", "counter")]

@@ -45,6 +45,10 @@ FLOATING = frozenset(name for name in _BY_NAME if name.startswith(("float", "bfl
 
 def dtype_name(dtype: np.dtype) -> str:
     """The canonical name of a numpy dtype (`bfloat16`, `string`, ...)."""
+    if isinstance(dtype, np.dtype):  # the usual call: one lookup
+        name = _BY_DTYPE.get(dtype)
+        if name is not None:
+            return name
     dtype = np.dtype(dtype)
     try:
         return _BY_DTYPE[dtype.newbyteorder("=") if dtype.byteorder not in "=|" else dtype]

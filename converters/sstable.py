@@ -13,8 +13,8 @@ TensorFlow never writes but accepts) are decompressed by a small pure-Python dec
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from .deps import require
 from .errors import CorruptFileError
@@ -34,11 +34,20 @@ def mask_crc(crc: int) -> int:
 
 def crc32c(data: bytes, crc: int = 0) -> int:
     """crc32c (Castagnoli) of `data`, extending `crc`."""
-    return require("google_crc32c").extend(crc, data)
+    global _extend
+    if _extend is None:  # imported once, when first needed (a checkpoint has one per tensor)
+        _extend = require("google_crc32c").extend
+    return _extend(crc, data)
+
+
+_extend: Callable[[int, Any], int] | None = None
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
 
 
 def put_varint(value: int) -> bytes:
     """An unsigned LEB128 varint."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]  # (most lengths and shared-prefix counts of a table)
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)

@@ -243,90 +243,87 @@ READ_MANY_RUN = 4 << 20  # bytes of one read of neighbouring extents, at most
 
 def read_many(tensors: Sequence[Tensor], small: int = SMALL_TENSOR) -> list[np.ndarray]:
     """Every tensor's whole array, as `Tensor.read()` gives it. Tensors of at most `small`
-    bytes whose getter is an `Extent` are read together: sorted by file and offset, each run of
-    neighbours (gaps under READ_MANY_GAP, at most READ_MANY_RUN bytes) with one read, and cut
-    into arrays there; a file of 100,000 small variables costs a read per few MiB instead of
-    a call chain per variable. Errors are those of `Tensor.read()`."""
+    bytes whose getter is an `Extent` are read together (`_read_extents`: a read per run of
+    neighbours in their file) and cut into arrays there; a file of 100,000 small variables
+    costs a read per few MiB instead of a call chain per variable. Errors are those of
+    `Tensor.read()`."""
     out: list[Any] = [None] * len(tensors)
-    extents: list[tuple[int, int, int, Extent]] = []  # (id of the source, offset, position, ..)
+    which, gets = [], []
     for i, tensor in enumerate(tensors):
         get = tensor._get
         if isinstance(get, Extent) and get.nbytes <= small:
-            extents.append((id(get.source), get.offset, i, get))
+            which.append(i)
+            gets.append(get)
         else:
             out[i] = tensor.read()
-    extents.sort()  # by source and offset (positions are distinct: extents never compared)
+    for i, get, part in zip(which, gets, _read_extents(gets)):
+        if part is None:  # a damaged file: the read raises its format's own error
+            out[i] = tensors[i].read()
+            continue
+        dtype, shape = tensors[i].dtype, get.shape
+        array = np.frombuffer(part, get.dtype)
+        if not (get.dtype is dtype or get.dtype == dtype):
+            array = array.astype(dtype)
+        out[i] = array if len(shape) == 1 else array.reshape(shape)
+    return out
+
+
+def raw_parts(tensors: Sequence[Tensor]) -> list[memoryview] | None:
+    """Each tensor's bytes (C order, its own dtype) as `read_many` reads them, without an array
+    each: None unless every getter is an `Extent` in its tensor's own dtype and the file holds
+    them all (then `read_many` says what is wrong). A batch of 100,000 small variables costs a
+    read per run of neighbours and a slice each."""
+    gets = []
+    for tensor in tensors:
+        get = tensor._get
+        if not (isinstance(get, Extent)
+                and (get.dtype is tensor.dtype or get.dtype == tensor.dtype)):
+            return None
+        gets.append(get)
+    parts = _read_extents(gets)
+    return None if any(part is None for part in parts) else parts  # type: ignore[return-value]
+
+
+def _read_extents(gets: Sequence[Extent]) -> list[memoryview | None]:
+    """The bytes of each extent, read sorted by file and offset, with one read per run of
+    neighbours (gaps under READ_MANY_GAP, at most READ_MANY_RUN bytes) and sliced there;
+    checksums checked (`Extent.verify`) and progress told as each is cut. None for the extents
+    of a run that ends past the end of its file (damaged: each read raises its own error)."""
+    out: list[memoryview | None] = [None] * len(gets)
+    for i, get in enumerate(gets):
+        if not get.nbytes:  # nothing to read (it may claim any offset)
+            out[i] = memoryview(b"")
+            get.verify(out[i])  # type: ignore[arg-type]
+    order = sorted((i for i, get in enumerate(gets) if get.nbytes),
+                   key=lambda i: (id(gets[i].source), gets[i].offset))
     k = 0
-    while k < len(extents):
-        source, start = extents[k][3].source, extents[k][1]
+    while k < len(order):
+        first = gets[order[k]]
+        source, start = first.source, first.offset
         end, j = start, k
-        while j < len(extents):  # the run: neighbours in the same source
-            _, offset, _, get = extents[j]
-            if get.source is not source or offset - end > READ_MANY_GAP \
-                    or offset + get.nbytes - start > READ_MANY_RUN and j > k:
+        while j < len(order):  # the run: neighbours in the same source
+            get = gets[order[j]]
+            if get.source is not source or get.offset - end > READ_MANY_GAP \
+                    or get.offset + get.nbytes - start > READ_MANY_RUN and j > k:
                 break
-            end = max(end, offset + get.nbytes)
+            end = max(end, get.offset + get.nbytes)
             j += 1
-        if end > source.size:  # a damaged file: each read raises its format's own error
-            for _, _, i, _ in extents[k:j]:
-                out[i] = tensors[i].read()
-            k = j
+        run, k = order[k:j], j
+        if end > source.size:
             continue
         data = source.pread(start, end - start)
         if len(data) != end - start:
             raise FileChangedError(path=source.name)
         view = memoryview(data)
-        for _, offset, i, get in extents[k:j]:
-            get.verify(view[offset - start:offset - start + get.nbytes])
-            dtype, shape = tensors[i].dtype, get.shape
-            array = np.frombuffer(data, get.dtype, get.nbytes // get.dtype.itemsize,
-                                  offset - start)
-            if not (get.dtype is dtype or get.dtype == dtype):
-                array = array.astype(dtype)
-            out[i] = array if len(shape) == 1 else array.reshape(shape)
+        for i in run:
+            get = gets[i]
+            part = view[get.offset - start:get.offset - start + get.nbytes]
+            get.verify(part)
             if get.progress is not None:
                 get.progress(get.nbytes)
-        k = j
+            out[i] = part
     check_changed()
     return out
-
-
-def raw_parts(tensors: Sequence[Tensor]) -> list[memoryview] | None:
-    """Each tensor's bytes (C order, its own dtype), all cut from one read, when they lie in
-    one file close together (spread over at most twice their bytes and READ_MANY_RUN): each
-    tensor's getter an `Extent` in the tensor's own dtype. Checksums are checked and progress
-    told as `read_many` does. None when they do not lie so, or the file is too short for them
-    (each read then raises its format's own error). A batch of 100,000 small variables costs
-    one read and a slice each, where `read_many` makes an array each."""
-    if not tensors:
-        return []
-    source = getattr(tensors[0]._get, "source", None)
-    start, end, total = math.inf, 0, 0
-    for tensor in tensors:
-        get = tensor._get
-        if not (isinstance(get, Extent) and get.source is source
-                and (get.dtype is tensor.dtype or get.dtype == tensor.dtype)):
-            return None
-        if get.nbytes:  # (an empty one may claim any offset)
-            start, end = min(start, get.offset), max(end, get.offset + get.nbytes)
-            total += get.nbytes
-    if not total:
-        start = end = 0
-    if end - start > 2 * total + READ_MANY_RUN or end > source.size:
-        return None
-    data = source.pread(start, end - start)
-    if len(data) != end - start:
-        raise FileChangedError(path=source.name)
-    view, parts = memoryview(data), []
-    for tensor in tensors:
-        get = tensor._get
-        part = view[get.offset - start:get.offset - start + get.nbytes] if get.nbytes else view[:0]
-        get.verify(part)
-        if get.progress is not None:
-            get.progress(get.nbytes)
-        parts.append(part)
-    check_changed()
-    return parts
 
 
 def block_indices(shape: tuple[int, ...], itemsize: int, max_bytes: int) -> Iterator[Index]:

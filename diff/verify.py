@@ -574,7 +574,7 @@ LOAD_TIMEOUT = 1800
 def check_readable(store: Store) -> None:
     """Read every tensor once, so that a damaged input fails with its own one-line error
     instead of as every round trip in the table. Small numeric tensors are read many at a time
-    (`read_many`, batches of at most CHUNK_BYTES)."""
+    (batches of at most CHUNK_BYTES, `_read_whole`)."""
     batch: list[Tensor] = []
     nbytes = 0
     for tensor in store.values():
@@ -585,9 +585,16 @@ def check_readable(store: Store) -> None:
         batch.append(tensor)
         nbytes += tensor.nbytes
         if nbytes >= CHUNK_BYTES:
-            read_many(batch)
+            _read_whole(batch)
             batch, nbytes = [], 0
-    read_many(batch)
+    _read_whole(batch)
+
+
+def _read_whole(tensors: list[Tensor]) -> None:
+    """Read the tensors, checksums checked: without an array each where their bytes can be
+    cut from their file (`raw_parts`), else as `read_many` does (its errors when damaged)."""
+    if raw_parts(tensors) is None:
+        read_many(tensors)
 
 
 def status(trips: Sequence[Trip]) -> str:

@@ -81,20 +81,21 @@ def test_read_many_gives_what_each_read_gives(tmp_path, monkeypatch) -> None:
         file.close()
 
 
-def test_raw_parts_cut_from_one_read_of_close_extents(tmp_path, monkeypatch) -> None:
-    """Each tensor's bytes cut from one read of the span its extents lie in (any order, small
-    gaps, empty ones at any offset), each checksum checked on its own bytes; None for another
-    file, a dtype the tensor converts to, another getter, a span much wider than the bytes, or
-    extents past the end of the file."""
+def test_raw_parts_cut_from_a_read_per_run(tmp_path, monkeypatch) -> None:
+    """Each tensor's bytes cut from one read per run of neighbours (any order, small gaps,
+    empty ones at any offset, unread), each checksum checked on its own bytes; None for a
+    dtype the tensor converts to, another getter, or extents past the end of the file."""
     import weightkit.converters.store as store_module
     from weightkit.converters.store import raw_parts
-    monkeypatch.setattr(store_module, "READ_MANY_RUN", 16)
+    monkeypatch.setattr(store_module, "READ_MANY_GAP", 16)
     blob = bytes(range(256)) * 4
     for name in ("f", "g"):
         (tmp_path / name).write_bytes(blob)
     f, g = MappedFile(str(tmp_path / "f")), MappedFile(str(tmp_path / "g"))
     checked, reads = [], []
-    monkeypatch.setattr(f, "pread", lambda o, n, _p=f.pread: reads.append((o, n)) or _p(o, n))
+    for file in (f, g):
+        monkeypatch.setattr(file, "pread", lambda o, n, _p=file.pread: reads.append((o, n))
+                            or _p(o, n))
 
     class Checked(Extent):
         __slots__ = ()
@@ -105,12 +106,16 @@ def test_raw_parts_cut_from_one_read_of_close_extents(tmp_path, monkeypatch) -> 
     def at(file, offset, code="<f4", shape=(2,), extent=Checked):
         dtype = np.dtype(code)
         return Tensor(shape, dtype.newbyteorder("="), extent(file, offset, dtype, shape))
-    run = [at(f, 16, "<u1", (3,)), at(f, 8), at(f, 700, "<u1", (0,)), at(f, 22, "<i2", ())]
-    assert [bytes(p) for p in raw_parts(run)] == [blob[16:19], blob[8:16], b"", blob[22:24]]
-    assert checked == [blob[16:19], blob[8:16], b"", blob[22:24]] and reads == [(8, 16)]
+    run = [at(f, 16, "<u1", (3,)), at(f, 8), at(f, 700, "<u1", (0,)), at(f, 22, "<i2", ()),
+           at(g, 4), at(f, 100, "<u1", (1,))]
+    assert [bytes(p) for p in raw_parts(run)] == [blob[16:19], blob[8:16], b"", blob[22:24],
+                                                  blob[4:12], blob[100:101]]
+    assert sorted(checked) == sorted([blob[16:19], blob[8:16], b"", blob[22:24], blob[4:12],
+                                      blob[100:101]])
+    assert sorted(reads) == [(4, 8), (8, 16), (100, 1)]  # runs: f 8..24, f 100, g 4..12
     assert raw_parts([]) == [] and [bytes(p) for p in raw_parts([at(f, 5, "<u1", (0,))])] == [b""]
-    for tensors in ([at(f, 8), at(g, 16)], [at(f, 8, ">f4")], [Tensor.from_array(np.ones(2))],
-                    [at(f, 8), at(f, 100)], [at(f, 1020), at(f, 1012)]):
+    for tensors in ([at(f, 8, ">f4")], [Tensor.from_array(np.ones(2))],
+                    [at(f, 8), at(f, 1020)]):
         assert raw_parts(tensors) is None
     with pytest.raises(ValueError):  # a checksum that fails fails as a read does
         def fail(self, data):
