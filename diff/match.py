@@ -77,17 +77,21 @@ def normalize(name: str) -> str:
 
 
 def _common_scope(names: Sequence[str]) -> str | None:
-    """The first path component shared by every name (with at least two names), if any."""
+    """The first path component shared by every name (with at least two names), if any, when
+    it is above the layers (`model/dense/kernel`): a component right above each variable
+    (`d1/kernel`) is a layer, and a layer renamed is not a model scope."""
     firsts = {n.split("/", 1)[0] for n in names if "/" in n}
-    if len(names) > 1 and len(firsts) == 1 and all("/" in n for n in names):
+    if len(names) > 1 and len(firsts) == 1 and all(n.count("/") >= 2 for n in names):
         return firsts.pop() + "/"
     return None
 
 
-def _scope_variants(vars_: Sequence[Var]) -> list[dict[str, str]]:
-    """name → normalized key, as is and (if all weights share one) without the model scope."""
+def _scope_variants(vars_: Sequence[Var], side: Sequence[Var]) -> list[dict[str, str]]:
+    """name → normalized key of `vars_`, as is and (if all weights of their whole `side` share
+    one) without the model scope. The scope is the whole side's: the few variables a name
+    stage left (the layer an edit renamed) share a first component, but it is no model's."""
     keys = {v.name: normalize(v.name) for v in vars_}
-    scope = _common_scope([keys[v.name] for v in vars_ if v.role == "weight"])
+    scope = _common_scope([normalize(v.name) for v in side if v.role == "weight"])
     if not scope:
         return [keys]
     return [keys, {n: k[len(scope):] if k.startswith(scope) else k for n, k in keys.items()}]
@@ -218,7 +222,7 @@ def match(a: Sequence[Var], b: Sequence[Var], mode: str = "auto",
         candidates = [
             _pair_by_key(left_a, left_b, lambda v, ka=ka: ka[v.name], lambda v, kb=kb: kb[v.name],
                          "normalized")
-            for ka in _scope_variants(left_a) for kb in _scope_variants(left_b)]
+            for ka in _scope_variants(left_a, a) for kb in _scope_variants(left_b, b)]
         take(max(candidates, key=len))
         take(by_values())
         if mode == "name-then-structure":

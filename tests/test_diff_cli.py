@@ -331,3 +331,23 @@ def test_every_note_is_shown_each_time_whatever_the_warning_filters(tmp_path, ca
                 err = capsys.readouterr().err
                 assert code == 0 and "weightkit: note: " in err and "(--allow-lossy)" in err, (
                     action, err)
+
+
+@pytest.mark.parametrize("before,after,status", [
+    (["d1/kernel", "d1/bias", "bn/gamma", "head/kernel"],
+     ["fc/kernel", "fc/bias", "bn/gamma", "head/kernel"], "renamed"),  # a layer renamed
+    (["d1/kernel", "d1/bias"], ["fc/kernel", "fc/bias"], "renamed"),  # the only layer
+    (["model/d1/kernel", "model/head/kernel"], ["net/d1/kernel", "net/head/kernel"], "same")])
+def test_a_renamed_layer_is_a_rename_and_a_model_scope_is_not(tmp_path, capsys, before, after,
+                                                              status):
+    """Leftovers of the name stage that share a first component (the layer an edit renamed)
+    are not paired as a model scope: that is only a component above the layers that every
+    weight of a side shares."""
+    rng = np.random.default_rng(3)
+    values = [rng.normal(size=3 + i) for i in range(len(before))]
+    a = save(tmp_path / "a.npz", dict(zip(before, values)))
+    b = save(tmp_path / "b.npz", dict(zip(after, values)))
+    code, out, _ = cli(capsys, a, b, "--format", "json")
+    moved = [e for e in json.loads(out)["variables"] if e["name_a"] != e["name_b"]]
+    assert moved and {e["status"] for e in moved} == {status}
+    assert code == (1 if status == "renamed" else 0)
