@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         if args.load and is_url(args.file):
             raise UsageError("--load: the framework loads local files; copy the file here "
                              "first")
-        check = framework_check(args.file, loaded) if args.load else None
+        original = loaded.path if args.weights_only or args.no_optimizer else args.file
+        check = framework_check(original, loaded) if args.load else None  # (what is verified)
         # read once here, then per target once to write it and once to compare
         with Progress("verify", data_bytes(loaded) * (1 + 2 * len(via)),
                       enabled=not args.quiet) as bar:

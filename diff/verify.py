@@ -390,9 +390,10 @@ def _run_trip(store: Store, via: str, workdir: str, optional: bool, like: Store 
 
 def _trip(store: Store, via: str, path: str, optional: bool, like: Store | None
           ) -> Iterator[Trip]:
-    """`round_trip`, given the template when it is of the format `via`."""
-    return round_trip(store, via, path, optional,
-                      like if like is not None and like.format == via else None)
+    """`round_trip`, given the template when it is of the format `via`. That trip is asked
+    for by the template, so never optional: a template the store does not fit fails it."""
+    template = like if like is not None and like.format == via else None
+    return round_trip(store, via, path, optional and template is None, template)
 
 
 class _entered:

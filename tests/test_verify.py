@@ -675,6 +675,18 @@ def test_verify_without_optimizer_state_verifies_what_convert_writes(tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.tensorflow
+def test_the_framework_loads_what_verify_without_optimizer_state_verifies(capsys):
+    """--load with --no-optimizer has the framework load the file verified (the checkpoint
+    without its optimizer state), not the original with it."""
+    from pathlib import Path
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "mlp--tfkeras-tf2.ckpt"
+    assert main(["verify", str(fixture), "--no-optimizer", "--load", "--via", "safetensors",
+                 "--json"], prog="weightkit") == 0
+    (trip,) = json.loads(capsys.readouterr().out)["trips"]
+    assert trip["status"] == "identical" and trip["load"]["status"] == "identical", trip
+
+
 def test_an_export_template_takes_the_weights_without_optimizer_state(tmp_path, capsys):
     """A .keras model with its optimizer state, converted to safetensors, through an export
     SavedModel (no place for optimizer state): the trip fails naming what has no place and
@@ -691,6 +703,9 @@ def test_an_export_template_takes_the_weights_without_optimizer_state(tmp_path, 
     error = json.loads(capsys.readouterr().out)["trips"][0]["error"]
     assert "no place for 10 variable(s) of the weights: adam/iteration" in error
     assert "--no-optimizer leaves it out" in error and "missing" not in error
+    assert main(["verify", str(path), "--like", export, "--json"], prog="weightkit") == 2
+    trips = {t["via"]: t for t in json.loads(capsys.readouterr().out)["trips"]}
+    assert trips["saved-model"]["status"] == "failed"  # asked for by --like: never skipped
     assert main(["verify", str(path), "--via", "saved-model", "--like", export, "--json",
                  "--no-optimizer"], prog="weightkit") == 1
     (trip,) = json.loads(capsys.readouterr().out)["trips"]
