@@ -350,6 +350,24 @@ def _sources(store: Store, like: Store | None,
     return out, {}
 
 
+def _without_keys(graph: bytes, dropped: set[str]) -> bytes:
+    """The object graph without the attributes whose checkpoint keys are `dropped`: the
+    variables an edit dropped (`--no-optimizer`). TensorFlow's restore looks up the key of
+    every attribute of an object it restores and raises NotFoundError for a missing one (an
+    optimizer restored fresh from a checkpoint whose optimizer state was dropped); without the
+    attribute the object keeps its own value (tensorflow/python/checkpoint/restore.py)."""
+    if not dropped:
+        return graph
+    decoded = pw.decode(graph, pw.OBJECT_GRAPH)
+    changed = False
+    for node in decoded.get("nodes", []):
+        attributes = node.get("attributes", [])
+        kept = [a for a in attributes if a.get("checkpoint_key", "") not in dropped]
+        if len(kept) != len(attributes):
+            node["attributes"], changed = kept, True
+    return pw.encode(decoded, pw.OBJECT_GRAPH) if changed else graph
+
+
 def _with_full_names(graph: bytes, renamed: dict[str, str]) -> bytes:
     """The object graph with the full_name of the variables under `renamed`'s keys replaced."""
     decoded = pw.decode(graph, pw.OBJECT_GRAPH)
@@ -406,6 +424,10 @@ def _plan(store: Store, like: Store | None) -> BundlePlan:
     layout = _checked_layout(layout or {"shards": [[]], "slices": {}})
     graph = unb64(layout["object_graph"], META) if layout.get("object_graph") else None
     sources, renamed = _sources(store, like, graph)
+    if graph is not None:  # keys the file had that are not written: variables dropped
+        had = {ref if isinstance(ref, str) else ref[0] for refs in layout["shards"]
+               for ref in refs}
+        graph = _without_keys(graph, had - set(sources))
     if renamed:
         graph = _with_full_names(graph, renamed)
     slices = layout.get("slices") or {}

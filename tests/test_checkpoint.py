@@ -828,6 +828,23 @@ def test_renames_reach_the_checkpoint(tmp_path):
         assert list(back) == ["head/kernel"] and "key" not in back["head/kernel"].meta
 
 
+@pytest.mark.tensorflow
+def test_a_checkpoint_without_its_optimizer_state_restores_with_a_fresh_optimizer(tf_made,
+                                                                                  tmp_path):
+    """`convert --no-optimizer` to a TF2 checkpoint leaves the optimizer's attributes out of
+    the object graph too: TensorFlow restores the model into a model with a fresh optimizer
+    (it looked up every attribute's key and failed on the dropped ones), and trains on."""
+    path = tf_made["keras3-ckpt"]
+    out = tmp_path / "noopt" / "ckpt"
+    out.parent.mkdir()
+    done = run_cli("convert", path, out, "--to", CKPT, "--no-optimizer", "-q")
+    assert done.returncode == 0, done.stderr
+    with weightkit.load(path, CKPT) as store:
+        want = sorted(digest(t.read()) for t in store.values() if t.role == "weight")
+    (got,) = tf_run([["restore-fresh", "keras3-ckpt", str(out)]])
+    assert got["iterations"] == 0 and sorted(got["weights"].values()) == want
+
+
 def _state_dir(tmp_path: Path, target: str, name: str = "run") -> Path:
     directory = tmp_path / name
     directory.mkdir()

@@ -8,6 +8,8 @@ mix in one process) with a JSON list of jobs; prints `@@RESULT@@` and a JSON lis
     ["dump", PATH]           -> {key: [dtype, shape, sha256]} read by tf.train.load_checkpoint
     ["restore", CASE, PATH]  -> rebuilds CASE's model, restores PATH with assert_consumed(),
                                 trains one step; {name: sha256} of the restored variables
+    ["restore-fresh", CASE, PATH] -> the same with a fresh optimizer, from a checkpoint without
+                                optimizer state: {"weights": {name: sha256}, "iterations": n}
     ["serve", DIR, TAGS?]    -> outputs of serving_default on a fixed input (of the meta graph
                                 with TAGS, a list, when the SavedModel holds several)
     ["next", PATH]           -> the next batch of the `variant` case's restored dataset iterator
@@ -309,6 +311,23 @@ def restore(case: str, path: str) -> dict:
     return {name: digest(value) for name, value in restored.items()}
 
 
+def restore_fresh(case: str, path: str) -> dict:
+    """Rebuild CASE's model with a fresh optimizer (built), read PATH (a checkpoint without
+    optimizer state) with assert_existing_objects_matched(), train one step; the model's
+    weights as restored and the optimizer's iterations."""
+    import tensorflow as tf
+    model, framework, model_case, how = _keras_model(case)
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    tf.train.Checkpoint(model=model, optimizer=optimizer).read(path) \
+        .assert_existing_objects_matched()
+    restored = models.weights_of(model, framework, include_optimizer=False)
+    iterations = int(np.asarray(optimizer.iterations))
+    models.train(model, model_case, 1)
+    return {"weights": {name: digest(value) for name, value in restored.items()},
+            "iterations": iterations}
+
+
 def next_batch(path: str) -> list:
     """Restore the `variant` case's dataset iterator from PATH; its next batch."""
     import tensorflow as tf
@@ -327,7 +346,8 @@ def serve(path: str, tags: list[str] | None = None) -> dict:
     return {k: np.asarray(v).tolist() for k, v in fn(x).items()}
 
 
-COMMANDS = {"make": make, "dump": dump, "restore": restore, "serve": serve, "next": next_batch}
+COMMANDS = {"make": make, "dump": dump, "restore": restore, "restore-fresh": restore_fresh,
+            "serve": serve, "next": next_batch}
 MARK = "@@RESULT@@"
 
 
