@@ -90,6 +90,20 @@ def directory_prefix(directory: str) -> str:
                      f"{seam.display(seam.join(directory, names[-1]))}")
 
 
+def run_prefixes(directory: str) -> list[str]:
+    """A training run's checkpoints in `directory`, oldest first: those its `checkpoint` state
+    file lists (`state_prefixes`), else every checkpoint it holds in natural order (`ckpt-2`
+    before `ckpt-10`, as `Checkpoint.save` numbers them)."""
+    if seam.isfile(seam.inside(directory, STATE_FILE)):  # a symlink leading out is refused here
+        return state_prefixes(directory)
+    names = held_prefixes(directory)
+    if not names:
+        raise UnknownFormatError("expected a directory with a `checkpoint` state file or "
+                                 "checkpoints' .index files; received one with neither",
+                                 directory)
+    return [seam.inside(directory, name) for name in names]
+
+
 def state_prefixes(directory: str) -> list[str]:
     """The checkpoints a `checkpoint` state file lists, oldest first, ending with the newest
     (`model_checkpoint_path`), as prefixes inside `directory`.
@@ -304,7 +318,7 @@ FORMAT = Format(
     namespace=META, structure="the tf-checkpoint object graph and its keys",
     index=IndexReading(is_index=is_index, lacks_data=index_without_data, read=read_index),
     templates=("tf-checkpoint", "saved-model"),
-    run=lambda path: state_prefixes(path) if seam.isdir(path) and not seam.isfile(path)
+    run=lambda path: run_prefixes(path) if seam.isdir(path) and not seam.isfile(path)
     else [path],
     sharded=sharded,
 )

@@ -294,7 +294,7 @@ def template_refusal(format: str, like: Store | None) -> UsageError | None:
         return UsageError(f"writing {record.name} takes nothing from a template: leave --like "
                           "out", like.path)
     return UsageError(f"writing {record.name} takes nothing from a {like.format} template: "
-                      f"give --like a {' or '.join(fitting)} file of this model, or leave "
+                      f"give --like this model in {' or '.join(fitting)} format, or leave "
                       "--like out", like.path)
 
 
@@ -315,7 +315,7 @@ def check(store: Store, format: str, like: Store | None = None, *, allow_lossy: 
         raise exc
     if planned.losses and not allow_lossy:
         hint = "" if like is not None else \
-            f", or --like a {format} file of this model to write into its structure"
+            f", or --like this model in {format} format to write into its structure"
         raise LossyConversionError(f"writing {format} would lose: {'; '.join(planned.losses)} "
                                    f"(use --allow-lossy to accept{hint})", path)
     return planned

@@ -299,7 +299,7 @@ def test_a_template_of_another_format_than_the_output_is_refused(capsys, tmp_pat
         code, _, err = cli(capsys, *command, "--like", keras)
         assert code == 2 and not out.exists()
         assert err == (f"weightkit: error: {keras}: writing keras-weights-h5 takes nothing from "
-                       "a keras template: give --like a keras-weights-h5 file of this model, "
+                       "a keras template: give --like this model in keras-weights-h5 format, "
                        "or leave --like out\n")
     carried = tmp_path / "carried.safetensors"
     assert cli(capsys, "convert", keras, carried)[0] == 0

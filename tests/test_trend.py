@@ -280,3 +280,20 @@ def test_checkpoints_of_different_models_are_refused(capsys):
     code = main(["trend", str(FIXTURES / "conv--tfkeras-before-full.h5"),
                  str(FIXTURES / "mlp--tfkeras-full.h5")], prog="weightkit")
     assert code == 2 and "not checkpoints of one run" in capsys.readouterr().err
+
+
+def test_a_run_directory_without_a_state_file_is_its_checkpoints_in_natural_order(tmp_path):
+    """A directory of checkpoints and no `checkpoint` state file (`Checkpoint.write()` leaves
+    none) is a run of the checkpoints it holds, ckpt-2 before ckpt-10; an empty one is
+    unrecognised (exit 2)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for step in (10, 2):
+        weightkit.save(Store.from_arrays({"w": np.full(3, step, np.float32)}),
+                       run / f"ckpt-{step}", "tf-checkpoint")
+    doc = weightkit.trend([run])
+    assert [c["step"] for c in doc["checkpoints"]] == [2, 10]
+    assert doc["variables"][0]["max_abs_diff_prev"] == [None, 8]
+    (tmp_path / "empty").mkdir()
+    done = run_cli("trend", tmp_path / "empty")
+    assert done.returncode == 2 and "unrecognised directory" in done.stderr
