@@ -39,15 +39,16 @@ class Exit(IntEnum):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse's parser, its usage errors one line like every other error (`weightkit show:
-    error: --sort: expected one of name, ...; received 'foo'`), exit status 2; `--help` has the
+    """argparse's parser, its usage errors one line like every other error (`weightkit: error:
+    --sort: expected one of name, ...; received 'foo'`), exit status 2; `--help` has the
     usage. Subcommand parsers are of the same class (argparse's default)."""
 
     colour = "auto"  # --color as the command line gives it (`main` sets it before parsing)
 
     def error(self, message: str) -> NoReturn:
         message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)  # as our errors name options
-        self.exit(Exit.ERROR, f"{self.prog}: {_error(argparse.Namespace(color=Parser.colour))}: "
+        program = self.prog.split(" ", 1)[0]  # `weightkit`, not `weightkit show`: as every error
+        self.exit(Exit.ERROR, f"{program}: {_error(argparse.Namespace(color=Parser.colour))}: "
                               f"{safe(message)}\n")
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
