@@ -350,6 +350,34 @@ def _sources(store: Store, like: Store | None,
     return out, {}
 
 
+def _dropped(layout: dict, sources: Mapping[str, Any]) -> set[str]:
+    """The keys the layout's file had that are not written: variables an edit dropped."""
+    had = {ref if isinstance(ref, str) else ref[0] for refs in layout["shards"] for ref in refs}
+    return had - set(sources) - {og.GRAPH_KEY}
+
+
+def current_layout(store: Store) -> dict:
+    """The store's layout as `_plan` writes it for the store alone (`Format.current`): the keys
+    an edit dropped out of its shards, slices and object graph, renamed variables' new full
+    names in the graph, a variable that gets a new key (a name-based one renamed) at the end
+    of the first shard, where the writer puts it."""
+    layout = _checked_layout(store.meta.get(META))
+    graph = unb64(layout["object_graph"], META) if layout.get("object_graph") else None
+    sources, renamed = _sources(store, None, graph)
+    dropped = _dropped(layout, sources)
+    if graph is not None:
+        graph = _without_keys(graph, dropped)
+        if renamed:
+            graph = _with_full_names(graph, renamed)
+    had = {ref if isinstance(ref, str) else ref[0] for refs in layout["shards"] for ref in refs}
+    shards = [[ref for ref in refs if (ref if isinstance(ref, str) else ref[0]) not in dropped]
+              for refs in layout["shards"]]
+    shards[0] += [key for key in sources if key not in had]
+    return {**layout, "shards": shards,
+            "object_graph": b64(graph) if graph is not None else layout.get("object_graph"),
+            "slices": {k: v for k, v in (layout.get("slices") or {}).items() if k not in dropped}}
+
+
 def _without_keys(graph: bytes, dropped: set[str]) -> bytes:
     """The object graph without the attributes whose checkpoint keys are `dropped`: the
     variables an edit dropped (`--no-optimizer`). TensorFlow's restore looks up the key of
@@ -424,10 +452,8 @@ def _plan(store: Store, like: Store | None) -> BundlePlan:
     layout = _checked_layout(layout or {"shards": [[]], "slices": {}})
     graph = unb64(layout["object_graph"], META) if layout.get("object_graph") else None
     sources, renamed = _sources(store, like, graph)
-    if graph is not None:  # keys the file had that are not written: variables dropped
-        had = {ref if isinstance(ref, str) else ref[0] for refs in layout["shards"]
-               for ref in refs}
-        graph = _without_keys(graph, had - set(sources))
+    if graph is not None:
+        graph = _without_keys(graph, _dropped(layout, sources))
     if renamed:
         graph = _with_full_names(graph, renamed)
     slices = layout.get("slices") or {}

@@ -91,6 +91,8 @@ def build(store: Store, container: str, *, native_namespace: str | None,
     if source is not None:
         doc[SOURCE_FORMAT] = source
     meta = {k: v for k, v in store.meta.items() if k not in (SOURCE_FORMAT, native_namespace)}
+    if getattr(store, "edits", ()):  # an edited store: each format's structure as it now is
+        meta = {k: current(store, k, v) for k, v in meta.items()}
     meta = {k: v for k, v in meta.items() if _jsonable({k: v}) is not None}
     if meta:
         doc["meta"] = meta
@@ -108,6 +110,20 @@ def build(store: Store, container: str, *, native_namespace: str | None,
     if tensors:
         doc["tensors"] = tensors
     return doc if len(doc) > 1 else None
+
+
+def current(store: Store, namespace: str, record: Any) -> Any:
+    """`record`, the store's metadata under `namespace`, as the format owning it would write it
+    for the store (`Format.current`: less what an edit dropped, renames applied); as it is when
+    the format says nothing of it or would refuse the store."""
+    from . import registry  # (the registry imports the formats, which import this module)
+    owner = registry.by_namespace(namespace)
+    if owner is None or owner.current is None:
+        return record
+    try:
+        return owner.current(store)
+    except WeightsError:
+        return record
 
 
 def dumps(doc: dict, ascii: bool = True) -> str:

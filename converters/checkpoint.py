@@ -23,8 +23,8 @@ from . import object_graph as og
 from . import source as seam
 from .atomic import atomic_output
 from .bundle import DT_STRING, DT_VARIANT, DTYPES, Entry, Index, data_path, slice_key
-from .bundle_store import (META, distinct_names, plan_bundle, read_bundle, sharded_bundle,
-                           write_bundle)
+from .bundle_store import (META, current_layout, distinct_names, plan_bundle, read_bundle,
+                           sharded_bundle, write_bundle)
 from .dtypes import dtype_from_name
 from .errors import CorruptFileError, UnknownFormatError, UsageError, WeightsError, WeightsNote
 from .format import Format, IndexReading, ShardedWrite, WritePlan
@@ -321,4 +321,5 @@ FORMAT = Format(
     run=lambda path: run_prefixes(path) if seam.isdir(path) and not seam.isfile(path)
     else [path],
     sharded=sharded,
+    current=current_layout,
 )

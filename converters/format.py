@@ -134,6 +134,11 @@ class Format:
     extract(store, name) -> Store: optional; the variables of the model nested in `store`
       under `name` as a store this format writes into a file that model loads on its own
       (`weightkit extract`); `store` is of this format (or one it names in its docstring).
+    current(store) -> record: optional; the store's record in this format's namespace as this
+      format's writer would write it for the store (less what an edit dropped, its renames
+      applied). Another format's writer carrying the namespace of an edited store
+      (`carry.build`) carries this, so that the file it writes holds the same structure the
+      edit made; a WeightsError (a store this writer would refuse) keeps the record as it is.
     """
     name: str
     description: str
@@ -152,6 +157,7 @@ class Format:
     run: Callable[[str], list[str]] | None = None
     extract: Callable[[Store, str], Store] | None = None
     sharded: Callable[[WritePlan, str], ShardedWrite | None] | None = None
+    current: Callable[[Store], Any] | None = None
 
     @property
     def writable(self) -> bool:

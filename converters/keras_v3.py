@@ -239,9 +239,20 @@ def _plan(store: Store, like: Store | None, path: str | None) -> tuple[dict, hdf
     return recorded, lookup
 
 
+def current(store: Store) -> dict:
+    """The store's .keras record as `_plan` would write it for the store alone: its weights
+    tree less what an edit dropped, renames applied (`Format.current`)."""
+    recorded, lookup = hdf5.template(store, None, NAMESPACE)
+    if recorded is None:
+        raise UsageError("no .keras record")
+    recorded = without_dropped(recorded, lookup)
+    return with_renames(recorded, store, _config(recorded["files"], ""))[0]
+
+
 FORMAT = Format(
     name=NAME, description="Keras 3 .keras archive", sniff=sniff, read=read, plan=plan,
     write=write, suffixes=(".keras",), git_patterns=("*.keras",), namespace=NAMESPACE,
+    current=current,
     structure="the .keras archive (config.json, metadata.json, layer paths)",
     templates=("keras",),
     extract=extract,

@@ -245,6 +245,15 @@ def _plan(store: Store, like: Store | None) -> tuple[dict, Callable[[str], Tenso
     return recorded, lookup
 
 
+def current(store: Store) -> dict:
+    """The store's .weights.h5 record as `_plan` would write it for the store alone: less
+    what an edit dropped, renames applied (`Format.current`)."""
+    recorded, lookup = hdf5.template(store, None, NAMESPACE)
+    if recorded is None:
+        raise UsageError("no .weights.h5 record")
+    return with_renames(without_dropped(recorded, lookup), store)[0]
+
+
 def _recorded_paths(recorded: Mapping[str, Any]) -> list[str]:
     if "shards" in recorded:
         return [f"{s['file']}:{p}" for s in recorded["shards"]
@@ -346,4 +355,5 @@ FORMAT = Format(
     templates=("keras-weights-h5",),
     extract=extract,
     sharded=sharded,
+    current=current,
 )

@@ -687,6 +687,34 @@ def test_the_framework_loads_what_verify_without_optimizer_state_verifies(capsys
     assert trip["status"] == "identical" and trip["load"]["status"] == "identical", trip
 
 
+@pytest.mark.parametrize("name,edit", [("mlp--keras3.keras", ["--no-optimizer"]),
+                                       ("mlp--keras3.weights.h5", ["--weights-only"]),
+                                       ("mlp--tfkeras-tf2.ckpt", ["--no-optimizer"]),
+                                       ("name-based", ["--drop", "dense/bias"])])
+def test_an_edited_file_carries_the_structure_the_edit_made(tmp_path, name, edit, capsys):
+    """An edit written to safetensors carries each format's structure as that format's writer
+    would write it for the edited store (`Format.current`): here, less the dropped state.
+    Round trips through the formats of that structure are then identical, where the carried
+    structure still listed what the edit had dropped."""
+    from pathlib import Path
+    if name == "name-based":
+        source = tmp_path / "n.ckpt"
+        weightkit.save(Store.from_arrays({"dense/kernel": np.ones((2, 3), np.float32),
+                                          "dense/bias": np.zeros(3, np.float32)}),
+                       source, "tf-checkpoint")
+    else:
+        source = Path(__file__).resolve().parents[1] / "fixtures" / name
+    out = tmp_path / "edited.safetensors"
+    assert main(["edit", str(source), str(out), *edit, "-q"], prog="weightkit") == 0
+    capsys.readouterr()
+    with weightkit.load(source) as original:
+        own = original.format
+    assert main(["verify", str(out), "--via", own, "--json"], prog="weightkit") == 0, \
+        capsys.readouterr()
+    (trip,) = json.loads(capsys.readouterr().out)["trips"]
+    assert trip["status"] == "identical", trip
+
+
 def test_an_export_template_takes_the_weights_without_optimizer_state(tmp_path, capsys):
     """A .keras model with its optimizer state, converted to safetensors, through an export
     SavedModel (no place for optimizer state): the trip fails naming what has no place and
