@@ -46,8 +46,8 @@ setup: $(FULL) browser $(JS)
 demo: $(BASE)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash fixtures/demo.sh
 
-# weightkit's own modules compiled once: the tests start ~1,000 commands in subprocesses, and
-# with PYTHONDONTWRITEBYTECODE set each compiled them again (~0.15 s each; CI 14.6 -> 12.9 min).
+# weightkit's own modules compiled once: the tests start hundreds of commands in subprocesses, and
+# with PYTHONDONTWRITEBYTECODE set each compiled them again (0.1-0.2 s each; CI 14.6 -> 12.9 min).
 test: $(FULL) browser $(JS)
 	$(BIN)/python -m compileall -q cli converters diff api.py __init__.py
 	$(BIN)/python -m pytest -q
