@@ -350,10 +350,14 @@ def _sources(store: Store, like: Store | None,
     return out, {}
 
 
+def _had(layout: dict) -> set[str]:
+    """The keys the layout's file had (a partitioned tensor's once)."""
+    return {ref if isinstance(ref, str) else ref[0] for refs in layout["shards"] for ref in refs}
+
+
 def _dropped(layout: dict, sources: Mapping[str, Any]) -> set[str]:
     """The keys the layout's file had that are not written: variables an edit dropped."""
-    had = {ref if isinstance(ref, str) else ref[0] for refs in layout["shards"] for ref in refs}
-    return had - set(sources) - {og.GRAPH_KEY}
+    return _had(layout) - set(sources) - {og.GRAPH_KEY}
 
 
 def current_layout(store: Store) -> dict:
@@ -369,7 +373,7 @@ def current_layout(store: Store) -> dict:
         graph = _without_keys(graph, dropped)
         if renamed:
             graph = _with_full_names(graph, renamed)
-    had = {ref if isinstance(ref, str) else ref[0] for refs in layout["shards"] for ref in refs}
+    had = _had(layout)
     shards = [[ref for ref in refs if (ref if isinstance(ref, str) else ref[0]) not in dropped]
               for refs in layout["shards"]]
     shards[0] += [key for key in sources if key not in had]
