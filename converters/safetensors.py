@@ -49,8 +49,8 @@ from .errors import CorruptFileError, UnsafeFileError, UnknownFormatError, Usage
     WeightsError
 from .mapped import rows
 from .source import Source
-from .store import (CHUNK_BYTES, SMALL_TENSOR, Extent, Index, Store, Tensor, check_shape,
-                    gc_paused, raw_parts, read_many, shown)
+from .store import (CHUNK_BYTES, MAX_RANK, SMALL_TENSOR, Extent, Index, Store, Tensor,
+                    check_shape, gc_paused, raw_parts, read_many, shown)
 
 NAME = "safetensors"
 METADATA = "__metadata__"
@@ -150,29 +150,35 @@ _FIELDS = frozenset(("dtype", "shape", "data_offsets"))
 def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
     """Validated entries in header order; their offsets tile [0, data_size) exactly."""
     entries = []
+    append = entries.append
     checked: dict[tuple, tuple[tuple[int, ...], int]] = {}  # (code, shape) -> (shape, nbytes)
+    position = 0  # where the next entry's data starts if they lie in header order
     for name, info in header.items():
         if not (type(info) is dict and info.keys() == _FIELDS):
             raise CorruptFileError(f"entry {name!r}: expected an object with dtype, shape and "
                                    f"data_offsets, got {shown(info)}", path)
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if type(shape) is not list or not all(type(d) is int for d in shape):
+        if type(shape) is not list or (tuple(map(type, shape)) != _INTS[:len(shape)]
+                                        and not all(type(d) is int for d in shape)):
             raise CorruptFileError(f"tensor {name!r}: bad shape {shown(shape)}", path)
         known = checked.get((code, *shape)) if type(code) is str else None
         if known is None:
             known = checked[(code, *shape)] = _checked_shape(name, code, shape, path)
-        shape, nbytes = known
-        if not (type(offsets) is list and len(offsets) == 2 and type(offsets[0]) is int
-                and type(offsets[1]) is int and 0 <= offsets[0] <= offsets[1]):
+        if not (type(offsets) is list and len(offsets) == 2):
             raise CorruptFileError(f"tensor {name!r}: bad data_offsets {shown(offsets)}", path)
-        if offsets[1] > data_size:
+        begin, end = offsets
+        if not (type(begin) is int and type(end) is int and 0 <= begin <= end):
+            raise CorruptFileError(f"tensor {name!r}: bad data_offsets {shown(offsets)}", path)
+        if end > data_size:
             raise CorruptFileError(f"tensor {name!r}: data_offsets run past the end of the "
                                    f"data ({data_size} bytes)", path)
-        if nbytes != offsets[1] - offsets[0]:
-            raise CorruptFileError(f"tensor {name!r}: shape {list(shape)} of {code} needs "
-                                   f"{nbytes} bytes, data_offsets give {offsets[1] - offsets[0]}",
-                                   path)
-        entries.append(_Entry(name, code, shape, offsets[0], offsets[1]))
+        if known[1] != end - begin:
+            raise CorruptFileError(f"tensor {name!r}: shape {shape} of {code} needs "
+                                   f"{known[1]} bytes, data_offsets give {end - begin}", path)
+        append(_Entry(name, code, known[0], begin, end))
+        position = end if begin == position else -1  # (once -1, always: begin >= 0)
+    if position == data_size:  # in header order, one after another (the common file)
+        return entries
     position = 0
     for entry in sorted(entries, key=_span):
         if entry.begin != position:
@@ -184,6 +190,9 @@ def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
         raise CorruptFileError(f"tensors cover {position} bytes of data, the file has "
                                f"{data_size}", path)
     return entries
+
+
+_INTS = (int,) * MAX_RANK  # a valid shape's element types (a longer one: check_shape's error)
 
 
 def _span(entry: _Entry) -> tuple[int, int]:
@@ -252,19 +261,19 @@ def _read(file: Source, path: str) -> Store:
     entries = _entries(header, file.size - 8 - n, path)
     native = dict(metadata or {})
     doc = native.pop(CARRY_KEY, None)
+    names = [e.name for e in entries]
     carried = carry.Carry(None if doc is None else carry.parse_json(doc, path, "weightkit metadata"),
-                          [e.name for e in entries], path)
+                          names, path)
     base = 8 + n
-    by_name = {e.name: e for e in entries}
-    file.plan((base + by_name[name].begin, by_name[name].end - by_name[name].begin)
-              for name in carried.order)  # in the order the store lists them
+    if carried.order is not names:  # the store lists them in another order than the header
+        by_name = {e.name: e for e in entries}
+        entries = [by_name[name] for name in carried.order]
+    file.plan((base + e.begin, e.end - e.begin) for e in entries)
     if carried.tensors:
-        tensors = {name: _tensor(file, base + by_name[name].begin, by_name[name], carried, path)
-                   for name in carried.order}
+        tensors = {e.name: _tensor(file, base + e.begin, e, carried, path) for e in entries}
     else:  # nothing carried: every tensor is its bytes (the common file, made fast)
-        tensors = {name: Tensor(entry.shape, _NATIVE[entry.code], Extent(
-            file, base + entry.begin, _TYPES[entry.code], entry.shape))
-            for name in carried.order for entry in (by_name[name],)}
+        tensors = {e.name: Tensor.of_extent(Extent(file, base + e.begin, _TYPES[e.code], e.shape),
+                                            _NATIVE[e.code]) for e in entries}
     namespace = ({NAME: {"metadata": native}}
                  if native or (metadata is not None and doc is None) else {})
     return Store(tensors, format=NAME, meta=carried.store_meta(namespace), path=path,
