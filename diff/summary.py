@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from ..converters.dtypes import is_string
-from ..converters.store import (CHUNK_BYTES, Progress, Store, Tensor, gc_paused, raw_parts,
-                                read_many)
+from ..converters.store import (CHUNK_BYTES, Extent, Progress, Store, Tensor, gc_paused, joined_bytes,
+                                raw_parts, read_many)
 from . import numeric
 from .numeric import dot
 from .workers import run_all
@@ -48,32 +49,35 @@ def stats_of(tensors: list[Tensor], progress: Progress | None = None
     bytes of each tensor done. Small numeric tensors go in batches (`batch_stats`): a file of
     100,000 variables costs per element, not per variable."""
     jobs: list[tuple[list[Tensor]]] = []
-    batch: list[Tensor] = []
-    elements = 0
-    small = []
+    whole: dict[np.dtype, bool] = {}  # dtype -> summarised alone when small (strings)
+    small: list[Tensor] = []
+    places: list[tuple[int, int]] = []
     for tensor in tensors:
-        if tensor.nbytes > SMALL_BYTES or is_string(tensor.dtype):
+        dtype = tensor.dtype
+        alone = whole.get(dtype)
+        if alone is None:
+            alone = whole[dtype] = is_string(dtype)
+        if alone or tensor.size * dtype.itemsize > SMALL_BYTES:
             jobs.append(([tensor],))
         else:
             small.append(tensor)
-    small.sort(key=_place)  # neighbours in their file batched together (`batch_stats`)
-    for tensor in small:
-        batch.append(tensor)
+            get = tensor._get
+            places.append((id(get.source), get.offset) if isinstance(get, Extent) else (0, -1))
+    if any(map(operator.gt, places, places[1:])):  # neighbours in their file batched together
+        order = sorted(range(len(small)), key=places.__getitem__)  # (`batch_stats`)
+        small = [small[i] for i in order]
+    start = elements = 0
+    for end, tensor in enumerate(small, 1):
         elements += tensor.size
         if elements >= BATCH_ELEMENTS:
-            jobs.append((batch,))
-            batch, elements = [], 0
-    if batch:
-        jobs.append((batch,))
+            jobs.append((small[start:end],))
+            start, elements = end, 0
+    if start < len(small):
+        jobs.append((small[start:],))
     done = run_all(_stats_job, jobs, [sum(t.nbytes for t in job[0]) for job in jobs],
                    progress=progress)
     by_tensor = {id(t): s for job, results in zip(jobs, done) for t, s in zip(job[0], results)}
     return [by_tensor[id(t)] for t in tensors]
-
-
-def _place(tensor: Tensor) -> tuple[int, int]:
-    extent = tensor.extent
-    return (0, -1) if extent is None else (id(extent.source), extent.offset)
 
 
 def _stats_job(tensors: list[Tensor], progress: Progress | None
@@ -104,13 +108,19 @@ def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
 
 
 def _values(tensors: list[Tensor]) -> np.ndarray:
-    """The tensors' elements (complex ones: magnitudes) one after another, as float64: cut
-    from one read when they lie close together in a file in one dtype (`raw_parts`), else
-    from an array per tensor (`read_many`)."""
+    """The tensors' elements (complex ones: magnitudes) one after another, as float64: one
+    read when they lie back to back in a file in one dtype (`joined_bytes`), cut from one read
+    per run when they lie close together (`raw_parts`), else an array per tensor
+    (`read_many`)."""
     dtype = tensors[0].dtype
-    parts = raw_parts(tensors) if all(t.dtype == dtype for t in tensors) else None
-    if parts is not None:
-        arrays = [np.frombuffer(b"".join(parts), dtype)]
+    data = None
+    if all(t.dtype == dtype for t in tensors):
+        data = joined_bytes(tensors)
+        if data is None:
+            parts = raw_parts(tensors)
+            data = None if parts is None else b"".join(parts)
+    if data is not None:
+        arrays = [np.frombuffer(data, dtype)]
     else:
         arrays = [a.reshape(-1) for a in read_many(tensors)]
     arrays = [np.abs(a) if a.dtype.kind == "c" else a for a in arrays]
@@ -279,20 +289,26 @@ def show_document(store: Store, names: Sequence[str], stats: Sequence[TensorStat
 
 def _row(name: str, tensor: Tensor, stats: TensorStats | None,
          dtype_names: dict[np.dtype, str]) -> dict:
-    dtype, meta = tensor.dtype, tensor.meta
+    dtype, meta, size = tensor.dtype, tensor.meta, tensor.size
     dtype_name = dtype_names.get(dtype)
     if dtype_name is None:
         dtype_name = dtype_names[dtype] = tensor.dtype_name
+    extra = {k: v for k, v in meta.items() if k not in ("key", "role")} if meta else None
+    if stats is not None and not extra:  # one literal: a row per variable, 100,000 of them
+        return {"name": name, "shape": list(tensor.shape), "dtype": dtype_name,
+                "parameters": size, "bytes": size * dtype.itemsize,
+                "role": meta.get("role", "weight"), "key": meta.get("key", name),
+                "min": stats.min, "max": stats.max, "mean": stats.mean, "std": stats.std,
+                "zero_fraction": stats.zeros / size if size else None,
+                "nan": stats.nan, "inf": stats.inf}
     row = {"name": name, "shape": list(tensor.shape), "dtype": dtype_name,
-           "parameters": tensor.size, "bytes": tensor.size * dtype.itemsize,
+           "parameters": size, "bytes": size * dtype.itemsize,
            "role": meta.get("role", "weight"), "key": meta.get("key", name)}
-    if meta:
-        extra = {k: v for k, v in meta.items() if k not in ("key", "role")}
-        if extra:
-            row["meta"] = extra  # format facts: quantization, layout, shared buffers, ...
+    if extra:
+        row["meta"] = extra  # format facts: quantization, layout, shared buffers, ...
     if stats is not None:
         row.update(min=stats.min, max=stats.max, mean=stats.mean, std=stats.std,
-                   zero_fraction=stats.zeros / stats.size if stats.size else None,
+                   zero_fraction=stats.zeros / size if size else None,
                    nan=stats.nan, inf=stats.inf)
     return row
 
