@@ -244,7 +244,7 @@ def parse_json(text: str | bytes, path: str, what: str) -> Any:
     its parse equals the input only if no key was repeated (a repeated key's first value would
     be missing) and nothing was read loosely; any other text takes the strict `json` parse,
     which gives the messages below."""
-    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     try:
         with gc_paused():
             doc = orjson.loads(data)
