@@ -8,11 +8,12 @@ keeps exact names but is written with every non-ASCII and control character esca
 """
 from __future__ import annotations
 
+import functools
 import json
 import json.encoder
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -321,37 +322,74 @@ def to_json(result: DiffResult, file_a: dict, file_b: dict, view: View | None = 
 
 
 def dump_json(doc: Any, stream: TextIO) -> None:
-    """`doc` as indented JSON with every non-ASCII character escaped and no `::` in its text.
-    Each object of a top-level list of objects takes one line (`_rows_json`)."""
+    """`doc` as indented JSON with every non-ASCII character escaped and no `::` in its text
+    (`:\\u003a` instead). Each object of a top-level list of objects takes one line
+    (`_rows_json`). A part of `doc` holding non-finite floats or numpy numbers is written as
+    `jsonable` says. Written piece by piece: the 100,000 rows of a `show --json` in pieces of
+    `ROWS_PER_PIECE`, never the whole text in memory (it was four copies of 20 MB, 0.1 s)."""
+    for piece in _pieces(doc):
+        while "::" in piece:  # (no piece begins or ends with ':', so none spans two)
+            piece = piece.replace("::", ":\\u003a")
+        stream.write(piece)
+    stream.write("\n")
+
+
+ROWS_PER_PIECE = 4096
+
+
+def _pieces(doc: Any) -> Iterator[str]:
+    if not isinstance(doc, dict):
+        yield _indented(doc, "\n")
+        return
+    yield "{"
+    for n, (key, value) in enumerate(doc.items()):
+        yield f"{',' if n else ''}\n {json.dumps(key, ensure_ascii=True)}: "
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            yield "[\n  "
+            for start in range(0, len(value), ROWS_PER_PIECE):
+                yield (",\n  " if start else "") + _rows_json(value[start:start + ROWS_PER_PIECE])
+            yield "\n ]"
+        else:
+            yield _indented(value, "\n ")
+    yield "\n}"
+
+
+def _indented(value: Any, newline: str) -> str:
+    """`value` indented by one space a level, its lines joined by `newline`."""
     try:
-        text = _dumps(doc)
-    except (TypeError, ValueError):  # non-finite floats (and numpy numbers): as jsonable says
-        text = _dumps(jsonable(doc))
-    while "::" in text:
-        text = text.replace("::", ":\\u003a")
-    print(text, file=stream)
+        text = json.dumps(value, indent=1, ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError):  # non-finite floats (and numpy numbers)
+        text = json.dumps(jsonable(value), indent=1, ensure_ascii=True, allow_nan=False)
+    return text if newline == "\n" else text.replace("\n", newline)
 
 
 def _rows_json(rows: list[dict]) -> str:
     """The rows' JSON, one object per line (joined by ",\\n  "), each written without spaces
     as `json.dumps(row, ensure_ascii=True, allow_nan=False, separators=(",", ":"))` writes it
-    (numbers may be spelled otherwise: 1e-07 as 1e-7). orjson writes them: the C encoder of
+    (numbers may be spelled otherwise: 1e-07 as 1e-7), or as it writes `jsonable(row)` when
+    the row holds non-finite floats or numpy numbers. orjson writes them: the C encoder of
     `json` takes 0.57 s for the 100,000 rows of a `show --json`, orjson 0.08 s. orjson writes
     NaN and Inf as null and UTF-8 as it is, so a row whose text has a non-ASCII byte, or a
-    null that is not one of its None values (`_nones`), is written again by `json` (which
-    raises on non-finite numbers, as `dump_json` expects), as are all rows when orjson
-    refuses one (numpy numbers, ints past 64 bits, keys that are not strings)."""
+    null that is not one of its None values (`_nones`), is written by `json`, as is one that
+    orjson refuses (numpy numbers, ints past 64 bits, keys that are not strings)."""
     import orjson
-    slow = _strict_row_encoder()
     dumps = orjson.dumps
     try:  # (decoded at once: holding orjson's bytes objects took 0.5 s for 100,000 rows)
         parts = [dumps(row).decode("utf-8") for row in rows]
     except orjson.JSONEncodeError:
-        return ",\n  ".join(map(slow, rows))
+        parts = [_row_json(row) for row in rows]
     for i, text in enumerate(parts):
         if not text.isascii() or "null" in text and text.count("null") != _nones(rows[i]):
-            parts[i] = slow(rows[i])
+            parts[i] = _strict_row(rows[i])
     return ",\n  ".join(parts)
+
+
+def _row_json(row: dict) -> str:
+    import orjson
+    try:
+        return orjson.dumps(row).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return _strict_row(row)
 
 
 def _nones(row: dict) -> int:
@@ -361,9 +399,18 @@ def _nones(row: dict) -> int:
     return [*row.values()].count(None)
 
 
-def _strict_row_encoder() -> Callable[[Any], str]:
-    """obj -> its JSON on one line by the C encoder of `json`, made once (`json.dumps` makes
-    one per call: half a row's time)."""
+def _strict_row(row: dict) -> str:
+    """The row on one line by the C encoder of `json` (made once: `json.dumps` makes one per
+    call, half a row's time); as `jsonable` says when it holds what JSON cannot."""
+    encode = _strict_encoder()
+    try:
+        return encode(row)
+    except (TypeError, ValueError):
+        return encode(jsonable(row))
+
+
+@functools.cache
+def _strict_encoder() -> Callable[[Any], str]:
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
@@ -374,20 +421,6 @@ def _strict_row_encoder() -> Callable[[Any], str]:
 
 def _unencodable(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-def _dumps(doc: Any) -> str:
-    if not isinstance(doc, dict):
-        return json.dumps(doc, indent=1, ensure_ascii=True, allow_nan=False)
-    parts = []
-    for key, value in doc.items():
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            text = "[\n  " + _rows_json(value) + "\n ]"
-        else:
-            text = json.dumps(value, indent=1, ensure_ascii=True,
-                              allow_nan=False).replace("\n", "\n ")
-        parts.append(f" {json.dumps(key, ensure_ascii=True)}: {text}")
-    return "{\n" + ",\n".join(parts) + "\n}"
 
 
 def render_json(result: DiffResult, target: Target, file_a: dict, file_b: dict) -> None:
