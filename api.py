@@ -86,11 +86,10 @@ def stats(source: Any, *, include: Sequence[str] = (), exclude: Sequence[str] = 
         if dequantize:
             store = dequantized(store)
         names = select(store, include, exclude, roles_option(no_optimizer, weights_only))
-        tensors = [store[n] for n in names]
+        tensors = store.tensors(names)
         values = stats_of(tensors) if statistics else [None] * len(names)
-        doc = show_document(store, names, values, label)
-        show_rows(doc, names, [t.size for t in tensors], [t.nbytes for t in tensors], values,
-                  by, sort, top)
+        doc = show_document(store, names, values, label, tensors)
+        show_rows(doc, names, values, by, sort, top)
         return doc
 
 

@@ -92,14 +92,13 @@ def run(args: argparse.Namespace) -> int:
             return show_values(store, args)
         names = select(store, args.include, args.no_optimizer, args.exclude, args.weights_only)
         stats: list[TensorStats | None] = [None] * len(names)
-        tensors = [store[name] for name in names]
+        tensors = store.tensors(names)
         if not args.no_stats or gate_list or args.output == "html":
             with Progress("show", sum(t.nbytes for t in tensors), enabled=not args.quiet) as bar:
                 stats = stats_of(tensors, bar.advance)
-        doc = show_document(store, names, stats, args.file)
-        rows, shown = show_rows(doc, names, [t.size for t in tensors],
-                                [t.nbytes for t in tensors], stats, args.by, args.sort, args.top)
-        tripped = evaluate(gate_list, [(r["name"], r) for r in rows])
+        doc = show_document(store, names, stats, args.file, tensors)
+        rows, shown = show_rows(doc, names, stats, args.by, args.sort, args.top)
+        tripped = evaluate(gate_list, [(r["name"], r) for r in rows]) if gate_list else []
         if gate_list:
             doc["gates"] = [t.as_dict() for t in tripped]
         if not args.quiet:

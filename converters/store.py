@@ -421,6 +421,13 @@ class Store(Mapping[str, Tensor]):
             raise KeyError(f"no variable named {name!r}; {suggestion(name, list(self))}")
         return self._tensors[found]
 
+    def tensors(self, names: Sequence[str]) -> list[Tensor]:
+        """`[store[name] for name in names]`, without a call per canonical name."""
+        try:
+            return list(map(self._tensors.__getitem__, names))
+        except KeyError:
+            return [self[name] for name in names]
+
     def __contains__(self, name: object) -> bool:
         return name in self._tensors
 

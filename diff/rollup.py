@@ -195,14 +195,14 @@ def _magnitude(value: Any) -> float:
     return -math.inf if math.isnan(value) else value
 
 
-def show_rows(doc: dict[str, Any], names: Sequence[str], sizes: Sequence[int],
-              nbytes: Sequence[int], stats: Sequence[TensorStats | None], by: str,
-              sort: str | None, top: int | None) -> tuple[list[dict], list[dict]]:
+def show_rows(doc: dict[str, Any], names: Sequence[str], stats: Sequence[TensorStats | None],
+              by: str, sort: str | None, top: int | None) -> tuple[list[dict], list[dict]]:
     """A `show` document's view: rolls its variables up `by` layer or module (adding
     `groups`), records the view, and lists the rows sorted by `sort` and cut to `top`. Returns
-    (every row, what gates test; the rows listed). `sizes`, `nbytes`, `stats`: per name."""
+    (every row, what gates test; the rows listed). `names`, `stats`: per variable row."""
     rows: list[dict] = doc["variables"]
     if by != "variable":
+        sizes, nbytes = [r["parameters"] for r in rows], [r["bytes"] for r in rows]
         doc["groups"] = [g.as_dict() for g in rollup_stats(names, sizes, nbytes, stats, by)]
         rows = doc["groups"]
     shown = order(rows, sort, top, get=lambda r, k: r.get(k))

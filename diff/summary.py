@@ -48,36 +48,46 @@ def stats_of(tensors: list[Tensor], progress: Progress | None = None
     """`tensor_stats` of each tensor, on every core (see `workers.py`); `progress` gets the
     bytes of each tensor done. Small numeric tensors go in batches (`batch_stats`): a file of
     100,000 variables costs per element, not per variable."""
+    out: list[TensorStats | None] = [None] * len(tensors)
     jobs: list[tuple[list[Tensor]]] = []
+    where: list[list[int]] = []  # the indices of each job's tensors
+    sizes: list[int] = []  # each job's bytes
     whole: dict[np.dtype, bool] = {}  # dtype -> summarised alone when small (strings)
-    small: list[Tensor] = []
+    small: list[int] = []
     places: list[tuple[int, int]] = []
-    for tensor in tensors:
+    for i, tensor in enumerate(tensors):
         dtype = tensor.dtype
         alone = whole.get(dtype)
         if alone is None:
             alone = whole[dtype] = is_string(dtype)
-        if alone or tensor.size * dtype.itemsize > SMALL_BYTES:
+        nbytes = tensor.size * dtype.itemsize
+        if alone or nbytes > SMALL_BYTES:
             jobs.append(([tensor],))
+            where.append([i])
+            sizes.append(nbytes)
+        elif not nbytes:
+            out[i] = TensorStats(tensor.size)
         else:
-            small.append(tensor)
+            small.append(i)
             get = tensor._get
             places.append((id(get.source), get.offset) if isinstance(get, Extent) else (0, -1))
     if any(map(operator.gt, places, places[1:])):  # neighbours in their file batched together
-        order = sorted(range(len(small)), key=places.__getitem__)  # (`batch_stats`)
-        small = [small[i] for i in order]
-    start = elements = 0
-    for end, tensor in enumerate(small, 1):
+        small = [small[k] for k in sorted(range(len(small)), key=places.__getitem__)]
+    start = elements = nbytes = 0
+    for end, i in enumerate(small, 1):
+        tensor = tensors[i]
         elements += tensor.size
-        if elements >= BATCH_ELEMENTS:
-            jobs.append((small[start:end],))
-            start, elements = end, 0
-    if start < len(small):
-        jobs.append((small[start:],))
-    done = run_all(_stats_job, jobs, [sum(t.nbytes for t in job[0]) for job in jobs],
-                   progress=progress)
-    by_tensor = {id(t): s for job, results in zip(jobs, done) for t, s in zip(job[0], results)}
-    return [by_tensor[id(t)] for t in tensors]
+        nbytes += tensor.size * tensor.dtype.itemsize
+        if elements >= BATCH_ELEMENTS or end == len(small):
+            where.append(small[start:end])
+            jobs.append(([tensors[k] for k in where[-1]],))
+            sizes.append(nbytes)
+            start = elements = nbytes = 0
+    done = run_all(_stats_job, jobs, sizes, progress=progress)
+    for indices, results in zip(where, done):
+        for i, stats in zip(indices, results):
+            out[i] = stats
+    return out  # type: ignore[return-value]
 
 
 def _stats_job(tensors: list[Tensor], progress: Progress | None
@@ -96,6 +106,9 @@ def batch_stats(tensors: list[Tensor]) -> list[TensorStats]:
     into one float64 array, and every statistic taken per tensor by segment reductions
     (`ufunc.reduceat`), with the same definitions as `tensor_stats`."""
     sizes = [t.size for t in tensors]
+    if 0 not in sizes:  # (stats_of sends none empty)
+        with gc_paused():  # 100,000 objects (see gc_paused)
+            return _segment_stats(_values(tensors), np.array(sizes, np.int64))
     which = [i for i, size in enumerate(sizes) if size]
     out: list[TensorStats | None] = [None] * len(tensors)
     if which:
@@ -277,12 +290,14 @@ SHOW_SCHEMA_VERSION = 1
 
 
 def show_document(store: Store, names: Sequence[str], stats: Sequence[TensorStats | None],
-             path: str) -> dict[str, Any]:
+                  path: str, tensors: Sequence[Tensor] | None = None) -> dict[str, Any]:
     """The JSON document of `weightkit show --format json` and `weightkit.stats` (see
-    `diff/schema-show.json`)."""
+    `diff/schema-show.json`); `tensors`: the store's of `names`, when looked up already."""
     dtype_names: dict[np.dtype, str] = {}
+    tensors = store.tensors(names) if tensors is None else tensors
     with gc_paused():  # a row per variable: 100,000 dicts (see gc_paused)
-        rows = [_row(name, store[name], s, dtype_names) for name, s in zip(names, stats)]
+        rows = [_row(name, tensor, s, dtype_names)
+                for name, tensor, s in zip(names, tensors, stats)]
     return {"schema_version": SHOW_SCHEMA_VERSION, "file": path, "format": store.format,
             "variables": rows, "totals": _totals(rows)}
 
