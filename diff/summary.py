@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from ..converters.dtypes import is_string
-from ..converters.store import (CHUNK_BYTES, Extent, Progress, Store, Tensor, gc_paused, joined_bytes,
-                                raw_parts, read_many)
+from ..converters.store import (CHUNK_BYTES, Extent, Progress, Store, Tensor, gc_paused,
+                                joined_bytes, raw_parts, read_many)
 from . import numeric
 from .numeric import dot
 from .workers import run_all
@@ -97,7 +97,7 @@ def _stats_job(tensors: list[Tensor], progress: Progress | None
     else:
         stats = batch_stats(tensors)
     if progress is not None:
-        progress(sum(t.nbytes for t in tensors))
+        progress(sum(t.size * t.dtype.itemsize for t in tensors))
     return stats
 
 
@@ -170,11 +170,13 @@ def _segment_stats(w: np.ndarray, lengths: np.ndarray) -> list[TensorStats]:
         m2 = np.add.reduceat(deviation * deviation, starts)
         std = np.ldexp(np.sqrt(m2 / counts), exp)
         mean, m2 = np.ldexp(mean, exp), np.ldexp(m2, 2 * exp)  # m2 may overflow to inf
-    columns = (lengths, lo, hi, mean, std, zeros, nan, inf, counts, m2)
+    columns = [c.tolist() for c in (lengths, lo, hi, mean, std, zeros, nan, inf, counts, m2)]
+    if counts.all():  # every segment has a finite value (the common batch): made in C's loop
+        return list(map(TensorStats, *columns))
     return [TensorStats(n, lo_, hi_, mean_, std_, z, nan_, inf_, c, m2_) if c else
             TensorStats(n, zeros=z, nan=nan_, inf=inf_)
             for n, lo_, hi_, mean_, std_, z, nan_, inf_, c, m2_
-            in zip(*(column.tolist() for column in columns))]
+            in zip(*columns)]
 
 
 def tensor_stats(tensor: Tensor, max_bytes: int = CHUNK_BYTES) -> TensorStats:
@@ -308,8 +310,15 @@ def _row(name: str, tensor: Tensor, stats: TensorStats | None,
     dtype_name = dtype_names.get(dtype)
     if dtype_name is None:
         dtype_name = dtype_names[dtype] = tensor.dtype_name
+    if not meta and stats is not None:  # one literal: a row per variable, 100,000 of them
+        return {"name": name, "shape": list(tensor.shape), "dtype": dtype_name,
+                "parameters": size, "bytes": size * dtype.itemsize, "role": "weight",
+                "key": name,
+                "min": stats.min, "max": stats.max, "mean": stats.mean, "std": stats.std,
+                "zero_fraction": stats.zeros / size if size else None,
+                "nan": stats.nan, "inf": stats.inf}
     extra = {k: v for k, v in meta.items() if k not in ("key", "role")} if meta else None
-    if stats is not None and not extra:  # one literal: a row per variable, 100,000 of them
+    if stats is not None and not extra:
         return {"name": name, "shape": list(tensor.shape), "dtype": dtype_name,
                 "parameters": size, "bytes": size * dtype.itemsize,
                 "role": meta.get("role", "weight"), "key": meta.get("key", name),
@@ -329,5 +338,6 @@ def _row(name: str, tensor: Tensor, stats: TensorStats | None,
 
 
 def _totals(rows: list[dict]) -> dict:
-    return {"variables": len(rows), "parameters": sum(r["parameters"] for r in rows),
-            "bytes": sum(r["bytes"] for r in rows)}
+    column = operator.itemgetter
+    return {"variables": len(rows), "parameters": sum(map(column("parameters"), rows)),
+            "bytes": sum(map(column("bytes"), rows))}
