@@ -17,7 +17,9 @@ the registry; third-party formats register an object of this type (or a module d
 
 Writing is planned once: `plan(store, like)` returns a `WritePlan` holding what the write would
 lose, what it refuses outright, and the format's own layout; `losses`, `--dry-run`, `check` and
-`save` all use that plan, and `write(plan, path)` carries it out atomically.
+`save` all use that plan, and `write(plan, path)` carries it out atomically. A plan made by
+`WritePlan.of` lays the file out when its refusal or layout is first asked for: asking only what
+a write would lose (`verify` choosing its formats) costs no layout.
 
 **Templates (`like`).** One precedence rule in every writer: with a template, the file structure
 written (layout, keys, object graph, model config, every attribute) is the template's, and the
@@ -32,39 +34,71 @@ writer nothing: the registry refuses it before the writer sees it (`registry.tem
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import WeightsError
 from .store import Store
 
 
-@dataclass
 class WritePlan:
     """What writing `store` in one format would do, computed once.
 
     `losses`: one phrase per thing the file cannot hold (a dtype, another format's structure,
     names); the write is refused unless the caller allows losses. `refusal`: an error the write
     raises whatever the caller allows (the format cannot express the store at all). `detail`:
-    the format's own plan, for its `write`.
+    the format's own plan, for its `write`. Made by `of`, the detail (and with it the refusal)
+    is computed when either is first read.
     """
-    store: Store
-    like: Store | None = None
-    losses: list[str] = field(default_factory=list)
-    refusal: WeightsError | None = None
-    detail: Any = None
+
+    def __init__(self, store: Store, like: Store | None = None, losses: list[str] | None = None,
+                 refusal: WeightsError | None = None, detail: Any = None):
+        self.store, self.like = store, like
+        self.losses: list[str] = list(losses or [])
+        self._refusal, self._detail = refusal, detail
+        self._make: tuple[Callable[[], Any], tuple[type[Exception], ...]] | None = None
 
     @classmethod
     def of(cls, store: Store, like: Store | None, losses: list[str],
-           detail: Callable[[], Any]) -> "WritePlan":
-        """A plan with `losses` whose detail is `detail()`; a `WeightsError` that raises is the
-        plan's refusal."""
-        plan = cls(store, like, list(losses))
-        try:
-            plan.detail = detail()
-        except WeightsError as exc:
-            plan.refusal = exc
+           detail: Callable[[], Any],
+           refused: tuple[type[Exception], ...] = (WeightsError,)) -> "WritePlan":
+        """A plan with `losses` whose detail is `detail()`, called when the detail or the
+        refusal is first read; an error of `refused` that it raises is the plan's refusal."""
+        plan = cls(store, like, losses)
+        plan._make = (detail, refused)
         return plan
+
+    def _made(self) -> None:
+        if self._make is not None:
+            (make, refused), self._make = self._make, None
+            try:
+                self._detail = make()
+            except refused as exc:
+                self._refusal = exc  # type: ignore[assignment]
+
+    @property
+    def refusal(self) -> WeightsError | None:
+        self._made()
+        return self._refusal
+
+    @refusal.setter
+    def refusal(self, exc: WeightsError | None) -> None:
+        self._made()
+        self._refusal = exc
+
+    @property
+    def detail(self) -> Any:
+        self._made()
+        return self._detail
+
+    @detail.setter
+    def detail(self, value: Any) -> None:
+        self._make = None
+        self._detail = value
+
+    def __repr__(self) -> str:
+        return (f"WritePlan(store={self.store!r}, losses={self.losses!r}, "
+                f"refusal={self._refusal!r}, made={self._make is None})")
 
 
 @dataclass(frozen=True)
