@@ -14,6 +14,7 @@ crcs, string and variant layouts), `tensorflow/core/protobuf/tensor_bundle.proto
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -605,6 +606,12 @@ class Bundle(Index):
         self.files.clear()
 
 
+@functools.cache
+def _dtype_of(enum: int) -> np.dtype:
+    """The numpy dtype of a TensorFlow dtype enum the index checked (`DTYPES`)."""
+    return dtype_from_name(DTYPES[enum])
+
+
 class _EntryExtent(Extent):
     """The bytes of an entry that is not partitioned, in its data shard, crc verified: reads go
     through `Bundle.get`; bytes `read_many` read are checked against the entry's crc32c."""
@@ -634,13 +641,14 @@ class BundleTensor(Tensor):
     __slots__ = ("_bundle", "_entry")
 
     def __init__(self, bundle: Bundle, entry: Entry, meta: dict):
-        dtype = np.dtype(np.uint8) if entry.dtype == DT_VARIANT else \
-            dtype_from_name(DTYPES[entry.dtype])
+        dtype = np.dtype(np.uint8) if entry.dtype == DT_VARIANT else _dtype_of(entry.dtype)
         shape = (entry.size,) if entry.dtype == DT_VARIANT else entry.shape
         if entry.slices or entry.dtype in (DT_STRING, DT_VARIANT):
             super().__init__(shape, dtype, lambda index: bundle.get(entry, index), meta)
         else:  # its bytes lie raw in a shard: `read_many` may read it with its neighbours
-            super().__init__(shape, dtype, _EntryExtent(bundle, entry, dtype), meta)
+            extent = _EntryExtent(bundle, entry, dtype)  # (the shape the index checked)
+            self.shape, self.size, self.dtype, self._get = extent.shape, extent.size, dtype, extent
+            self.meta = dict(meta) if meta else {}
         self._bundle = bundle
         self._entry = entry
 

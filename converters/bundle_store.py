@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, NamedTuple
@@ -72,7 +73,12 @@ def _read_bundle(prefix: str, root: str | None, format: str, path: str | None,
         def position(item: tuple[str, list[Entry]]) -> tuple:
             rank = min(graph.rank.get(e.key, end) for e in item[1])
             return rank, natural_key(item[1][0].key) if rank == end else ()
-        order = sorted(zip(names, variables), key=position)
+        if graph.rank:
+            order = sorted(zip(names, variables), key=position)
+        else:  # no object graph (a name-based checkpoint): in the natural order of keys
+            keys = [natural_key(entries[0].key) for entries in variables]
+            order = [(names[i], variables[i]) for i in sorted(range(len(keys)),
+                                                              key=keys.__getitem__)]
         bundle.expect([e.key for _, entries in order for e in entries])  # a URL's plan
         tensors: dict[str, Tensor] = {}
         aliases: dict[str, str] = {}
@@ -134,7 +140,7 @@ def _graph(bundle: Bundle) -> og.Graph:
 def _variables(bundle: Bundle, graph: og.Graph) -> list[list[Entry]]:
     """The entries of each variable, in key order: one entry each, except the copies of one
     variable Keras 3's export keeps in parallel top-level lists (see the module docstring)."""
-    entries = [e for key, e in sorted(bundle.entries.items(), key=lambda item: key_bytes(item[0]))
+    entries = [e for key, e in bundle.entries.items()  # in key order (`read_table` checks it)
                if key != og.GRAPH_KEY or graph.data is None]
     by_name: dict[str, list[Entry]] = {}
     for e in entries:
@@ -167,6 +173,8 @@ def distinct_names(keys: list[str], full_names: Mapping[str, str],
     key. CorruptFileError if whole keys still collide with other names."""
     paths = paths or {}
     key_names = [paths.get(key) or og.key_name(key) for key in keys]
+    if not full_names and len(set(key_names)) == len(keys) and "" not in key_names:
+        return key_names  # (a name-based checkpoint: its keys, each once)
     fulls = Counter(full_names.get(key, "") for key in keys)
     others = Counter(key_names)
     names = []
@@ -195,7 +203,7 @@ def _data_order(bundle: Bundle) -> list[list[Any]]:
     placed += [(e.shard, e.offset, e.size, refs[k]) for k, e in bundle.slice_entries.items()
                if k in refs]
     shards: list[list[Any]] = [[] for _ in range(bundle.num_shards)]
-    for shard, _, _, ref in sorted(placed, key=lambda p: p[:3]):
+    for shard, _, _, ref in sorted(placed, key=operator.itemgetter(0, 1, 2)):
         shards[shard].append(ref)
     return shards
 
@@ -257,12 +265,9 @@ def plan_bundle(store: Store, like: Store | None, carried: tuple[str, ...],
                 allow_cast: bool = True) -> WritePlan:
     """The write plan of `store` as a TensorBundle (`carried`: the metadata namespaces the
     format keeps). Dtypes TensorFlow lacks are a loss; the plan writes them as float32."""
-    plan = WritePlan(store, like, losses=bundle_losses(store, carried, like))
-    try:
-        plan.detail = _plan(cast_unsupported(store) if allow_cast else store, like)
-    except (UsageError, CorruptFileError) as exc:
-        plan.refusal = exc
-    return plan
+    return WritePlan.of(store, like, bundle_losses(store, carried, like),
+                        lambda: _plan(cast_unsupported(store) if allow_cast else store, like),
+                        refused=(UsageError, CorruptFileError))
 
 
 def _keys_of(name: str, tensor: Tensor) -> list[str]:

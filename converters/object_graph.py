@@ -31,6 +31,7 @@ _COUNTERS = frozenset({"save_counter", "iter", "iteration", "iterations", "_iter
                        "global_step"})
 _TF1_SLOTS = re.compile(r"(^|/)(beta1_power|beta2_power)$|/(Adam|Adam_1|Momentum|RMSProp|RMSProp_1|"
                         r"Adagrad|Adadelta|Adadelta_1|Ftrl|Ftrl_1|Nadam|Nadam_1|Adamax|Adamax_1)$")
+_TF1_SLOT_NAMES = frozenset(re.findall(r"\w+", _TF1_SLOTS.pattern))  # (the search only for these)
 # Keras metric state: tf_keras SavedModels keep it under `keras_api/metrics/N/`.
 _METRICS = re.compile(r"(^|/)keras_api/metrics/\d+/")
 
@@ -47,13 +48,14 @@ def role(key: str, full_name: str, slot: bool, in_optimizer: bool = False) -> st
     global_step), `metric` (Keras metric state), else `weight`."""
     name = key_name(key)
     parts = name.split("/")
-    if slot or "/.OPTIMIZER_SLOT/" in key or _TF1_SLOTS.search(name):
+    if slot or "/.OPTIMIZER_SLOT/" in key or (
+            parts[-1] in _TF1_SLOT_NAMES and _TF1_SLOTS.search(name)):
         return "optimizer"
-    if parts[-1] in _COUNTERS or full_name.split("/")[-1] in _COUNTERS:
+    if parts[-1] in _COUNTERS or full_name.rpartition("/")[2] in _COUNTERS:
         return "counter"
     if in_optimizer or (parts[0] == "optimizer" and parts[1:2] != ["_trainable_variables"]):
         return "optimizer"
-    if _METRICS.search(name):
+    if "keras_api/metrics/" in name and _METRICS.search(name):
         return "metric"
     return "weight"
 
