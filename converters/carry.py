@@ -60,8 +60,11 @@ def json_losses(store: Store) -> list[str]:
         json.dumps(store.meta, allow_nan=False)
     except (TypeError, ValueError) as exc:
         lost.append(f"store metadata that is not JSON ({exc})")
+    metas = [tensor.meta for tensor in store.values()]
+    if _orjson(metas) is not None:
+        return lost
     try:  # one call for every tensor (100,000 calls took seconds); each only on failure
-        json.dumps([tensor.meta for tensor in store.values()], allow_nan=False)
+        json.dumps(metas, allow_nan=False)
     except (TypeError, ValueError):
         for name, tensor in store.items():
             try:
@@ -73,6 +76,8 @@ def json_losses(store: Store) -> list[str]:
 
 def _jsonable(value: Any) -> Any:
     """`value` if JSON can hold it, else None (dropped: only reached with allow_lossy)."""
+    if _orjson(value) is not None:
+        return value
     try:
         json.dumps(value, allow_nan=False)
         return value
@@ -129,8 +134,33 @@ def current(store: Store, namespace: str, record: Any) -> Any:
 
 def dumps(doc: dict, ascii: bool = True) -> str:
     """Compact JSON; ASCII by default, so that any Python string (even a lone surrogate)
-    survives a trip through a UTF-8 container exactly."""
+    survives a trip through a UTF-8 container exactly. Non-finite floats raise ValueError.
+
+    orjson writes it when its text can be taken as it is (0.04 s for the header of 100,000
+    safetensors entries, `json` 0.36 s): not when it holds `null` (orjson's NaN), or a
+    non-ASCII byte where ASCII is asked for; `json` writes those, and what orjson refuses
+    (ints past 64 bits, lone surrogates). Floats may be spelled otherwise (1e-7, not 1e-07)."""
+    data = _orjson(doc)
+    if data is not None and (not ascii or data.isascii()):
+        return data.decode("utf-8")
     return json.dumps(doc, ensure_ascii=ascii, separators=(",", ":"), allow_nan=False)
+
+
+# orjson refuses dataclasses and datetimes with these, as `json` does, and subclasses of str,
+# int, float, dict and list (numpy's float64), which `json` writes as their base: it decides
+_STRICT = (orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+           | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def _orjson(value: Any) -> bytes | None:
+    """The compact JSON of `value` by orjson (UTF-8, not escaped), when it is what `json`
+    writes with allow_nan=False up to the spelling of floats; None when `json` must decide:
+    orjson refuses the value, or its text holds `null` (orjson's NaN and Inf)."""
+    try:
+        data = orjson.dumps(value, option=_STRICT)
+    except orjson.JSONEncodeError:
+        return None
+    return None if b"null" in data else data
 
 
 def plan_tensors(store: Store, plan: Callable[[str, Tensor], tuple[Any, dict | None]]

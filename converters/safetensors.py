@@ -39,6 +39,7 @@ from typing import Any
 
 import ml_dtypes
 import numpy as np
+import orjson
 
 from . import carry
 from . import source as seam
@@ -395,11 +396,14 @@ def _header_bytes(store: Store, planned: list[_Planned], doc: dict | None) -> by
         header[plan.name] = {"dtype": plan.code, "shape": list(plan.shape),
                              "data_offsets": [offset, offset + plan.nbytes]}
         offset += plan.nbytes
-    try:
-        text = carry.dumps(header, ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise UsageError("safetensors metadata must be valid Unicode (it holds a lone "
-                         "surrogate)") from None
+    try:  # strings and ints only (no float to be NaN): orjson's text is json's
+        text = orjson.dumps(header)
+    except orjson.JSONEncodeError:  # a lone surrogate: json writes it, UTF-8 cannot hold it
+        try:
+            text = carry.dumps(header, ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError("safetensors metadata must be valid Unicode (it holds a lone "
+                             "surrogate)") from None
     return text + b" " * (-len(text) % 8)
 
 
