@@ -397,7 +397,8 @@ class Index:
     def _open(self, root: str) -> None:
         index_path = self.index_path
         self.items = self._read_index(index_path)
-        header_bytes = dict(self.items).get(b"")
+        # the empty key sorts first, and read_table refuses keys out of order or repeated
+        header_bytes = self.items[0][1] if self.items and self.items[0][0] == b"" else None
         if header_bytes is None:
             raise CorruptFileError("expected a bundle header under the empty key; none found",
                                    index_path)
@@ -412,12 +413,13 @@ class Index:
         self.entries: dict[str, Entry] = {}
         self.slice_entries: dict[bytes, Entry] = {}
         known: dict[bytes, tuple[int, tuple[int, ...]]] = {}
+        entries, slice_entries = self.entries, self.slice_entries
         for key, value in self.items[1:]:
-            entry = _parse_entry(key_text(key), value, known)
-            if key.startswith(b"\x00"):
-                self.slice_entries[key] = entry
-            else:
-                self.entries[entry.key] = entry
+            entry = _parse_entry(key.decode("utf-8", "surrogateescape"), value, known)
+            if key[0]:
+                entries[entry.key] = entry
+            else:  # a slice of a partitioned tensor: keys start with a zero byte
+                slice_entries[key] = entry
         for entry in [*self.entries.values(), *self.slice_entries.values()]:
             self._check(entry)
         for entry in self.entries.values():
@@ -445,7 +447,7 @@ class Index:
         if e.dtype == DT_STRING or e.dtype == DT_VARIANT:
             _element_count(e.size, e.shape)
             return
-        expected = math.prod(e.shape) * dtype_from_name(DTYPES[e.dtype]).itemsize
+        expected = math.prod(e.shape) * _dtype_of(e.dtype).itemsize
         if e.size != expected:
             raise CorruptFileError(f"tensor {e.key!r}: shape {list(e.shape)} of "
                                    f"{DTYPES[e.dtype]} needs {expected} bytes, entry has {e.size}",
