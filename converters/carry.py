@@ -155,12 +155,15 @@ _STRICT = (orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 def _orjson(value: Any) -> bytes | None:
     """The compact JSON of `value` by orjson (UTF-8, not escaped), when it is what `json`
     writes with allow_nan=False up to the spelling of floats; None when `json` must decide:
-    orjson refuses the value, or its text holds `null` (orjson's NaN and Inf)."""
+    orjson refuses the value, its text holds `null` (orjson's NaN and Inf), or it does not read
+    back equal to `value` (orjson writes enums, UUIDs and tuples, which read back otherwise)."""
     try:
         data = orjson.dumps(value, option=_STRICT)
-    except orjson.JSONEncodeError:
+        if b"null" in data or orjson.loads(data) != value:
+            return None
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError):
         return None
-    return None if b"null" in data else data
+    return data
 
 
 def plan_tensors(store: Store, plan: Callable[[str, Tensor], tuple[Any, dict | None]]
@@ -273,16 +276,22 @@ def parse_json(text: str | bytes, path: str, what: str) -> Any:
     entries where `json` with a hook per object takes 0.22 s. The text orjson writes back from
     its parse equals the input only if no key was repeated (a repeated key's first value would
     be missing) and nothing was read loosely; any other text takes the strict `json` parse,
-    which gives the messages below."""
+    which gives the messages below. Bytes must be UTF-8 (`json` would guess UTF-16 or 32)."""
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     try:
         with gc_paused():
             doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass
-    else:
         if orjson.dumps(doc) == data.rstrip(b" \t\r\n"):
             return doc
+    except orjson.JSONDecodeError:  # (the strict parse says what is wrong)
+        pass
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels)
+        pass
+    if not isinstance(text, str):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptFileError(f"{what} is not UTF-8", path) from None
     return _strict_json(text, path, what)
 
 

@@ -124,13 +124,13 @@ def _header(file: Source, path: str) -> tuple[int, dict]:
     raw = file.pread(8, n)
     if len(raw) != n:
         raise CorruptFileError("the file became shorter while it was read", path)
-    if not raw.startswith(b"{"):
-        raise CorruptFileError("header does not start with '{'", path)
-    if not raw.isascii():  # (orjson checks UTF-8 itself; a name may be any Unicode)
+    if not raw.isascii():  # (a name may be any Unicode, in UTF-8)
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             raise CorruptFileError("header is not UTF-8", path) from None
+    if not raw.startswith(b"{"):
+        raise CorruptFileError("header does not start with '{'", path)
     header = carry.parse_json(raw, path, "header")
     if not isinstance(header, dict):
         raise CorruptFileError("header is not a JSON object", path)

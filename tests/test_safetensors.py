@@ -216,6 +216,15 @@ BAD_HEADERS = {
                              "strings to strings"),
     "deep nesting": ("{\"a\":" + "[" * 100_000 + "]" * 100_000 + "}", b"", None,
                      CorruptFileError, "JSON"),
+    # orjson reads 1,024 levels but writes 254: its parse of this cannot be checked by writing
+    "nesting orjson reads": ("{\"a\":" + "[" * 300 + "]" * 300 + "}", b"", None,
+                             CorruptFileError, "expected an object"),
+    "UTF-16 header": (('{"a":{%s}}' % F32x2).encode("utf-16-le"),
+                      b"\0" * 8, None, CorruptFileError, "not valid JSON"),
+    "UTF-32 header": (('{"a":{%s}}' % F32x2).encode("utf-32-le"),
+                      b"\0" * 8, None, CorruptFileError, "not valid JSON"),
+    "repeated key, later one valid": ('{"a":{"dtype":"F32"},"a":{%s}}' % F32x2, b"\0" * 8,
+                                      None, CorruptFileError, "twice"),
     "carry not json": ('{"__metadata__":{"weightkit":"{"}}', b"", None, CorruptFileError,
                        "weightkit metadata"),
     "carry order wrong": ('{"__metadata__":{"weightkit":"{\\"order\\":[\\"b\\"]}"},"a":{%s}}'
@@ -336,3 +345,24 @@ def test_header_over_the_cap_is_refused_before_it_is_read(tmp_path):
         f.truncate(8 + MAX_HEADER + 1)
     with pytest.raises(UnsafeFileError, match="at most"):
         weightkit.load(path)
+
+
+class _Kind(__import__("enum").Enum):
+    DENSE = 1
+
+
+@pytest.mark.parametrize("value", [_Kind.DENSE, __import__("uuid").UUID(int=7), float("nan"),
+                                   np.float32(0.5)])
+def test_metadata_json_cannot_hold_is_a_loss_not_a_quiet_conversion(tmp_path: Path,
+                                                                     value) -> None:
+    """Tensor metadata that JSON cannot hold as it is (orjson would write an enum as its value,
+    a UUID as a string) is reported lost, as json.dumps decides, and written only when allowed
+    (then left out)."""
+    from weightkit.converters.errors import LossyConversionError
+    tensor = Store.from_arrays({"w": np.zeros(2, np.float32)})["w"].with_meta(note=value)
+    store = Store({"w": tensor})
+    with pytest.raises(LossyConversionError, match="not JSON"):
+        weightkit.save(store, tmp_path / "m.safetensors")
+    weightkit.save(store, tmp_path / "m.safetensors", allow_lossy=True)
+    with weightkit.load(tmp_path / "m.safetensors") as back:
+        assert "note" not in back["w"].meta
