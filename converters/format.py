@@ -70,11 +70,12 @@ class WritePlan:
 
     def _made(self) -> None:
         if self._make is not None:
-            (make, refused), self._make = self._make, None
+            make, refused = self._make
             try:
                 self._detail = make()
             except refused as exc:
                 self._refusal = exc  # type: ignore[assignment]
+            self._make = None  # (made, or refused: any other error is raised again next time)
 
     @property
     def refusal(self) -> WeightsError | None:

@@ -373,3 +373,25 @@ def test_read_many_reads_far_extents_one_by_one(tmp_path, monkeypatch) -> None:
     assert len(read_many(tensors)) == 2_000
     assert reads == [16] * 2_000
     file.close()
+
+
+def test_a_write_plan_lays_out_when_first_asked_and_again_after_an_unrefused_error() -> None:
+    """WritePlan.of computes the detail when the detail or refusal is first read (losses need
+    no layout); an error of `refused` is the refusal, any other is raised, and raised again
+    on the next read rather than leaving a plan that looks made."""
+    from weightkit.converters.errors import UsageError
+    from weightkit.converters.format import WritePlan
+    calls = []
+
+    def layout():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk gone")
+        raise UsageError("cannot hold it")
+    plan = WritePlan.of(Store(), None, ["a loss"], layout)
+    assert plan.losses == ["a loss"] and calls == []
+    with pytest.raises(OSError):
+        plan.refusal
+    assert isinstance(plan.refusal, UsageError) and plan.detail is None and len(calls) == 2
+    plan.refusal  # made once: not laid out again
+    assert len(calls) == 2
