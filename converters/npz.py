@@ -381,8 +381,21 @@ def check_tensor_name(name: str, path: str) -> None:
             raise UnsafeFileError("empty", path)
         check_member_name(name + NPY, path)
     except UnsafeFileError:
-        raise UsageError(f"the name {name!r} cannot be an npz member (empty, absolute, "
-                         "backslash, empty, '.' or '..' parts)", path) from None
+        raise UsageError(f"the name {name!r} cannot be an npz member: {_unfit(name)}",
+                         path) from None
+
+
+def _unfit(name: str) -> str:
+    """Why `name` + .npy is no safe member name (`check_member_name`'s rules, in words)."""
+    if not name or name.endswith("/"):
+        return "it is empty or ends with '/'"
+    if "\x00" in name:
+        return "it holds a NUL character"
+    if "\\" in name:
+        return "it holds a backslash"
+    if name.startswith("/") or (len(name) > 1 and name[0].isalpha() and name[1] == ":"):
+        return "it is an absolute path or starts with a drive letter"
+    return "it has an empty, '.' or '..' path component"
 
 
 @dataclass
