@@ -164,7 +164,7 @@ def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
                                         and not all(type(d) is int for d in shape)):
             raise CorruptFileError(f"tensor {name!r}: bad shape {shown(shape)}", path)
         known = checked.get((code, *shape)) if type(code) is str else None
-        if known is None:
+        if known is None:  # (a code that is not a string: _checked_shape refuses it)
             known = checked[(code, *shape)] = _checked_shape(name, code, shape, path)
         if not (type(offsets) is list and len(offsets) == 2):
             raise CorruptFileError(f"tensor {name!r}: bad data_offsets {shown(offsets)}", path)
@@ -203,10 +203,10 @@ def _span(entry: _Entry) -> tuple[int, int]:
 
 def _checked_shape(name: str, code: Any, shape: list, path: str) -> tuple[tuple[int, ...], int]:
     """A tensor's dtype code and shape checked once: (the shape as a tuple, its bytes)."""
-    if code in _UNREADABLE:
+    if type(code) is str and code in _UNREADABLE:
         raise UnknownFormatError(f"tensor {name!r} has dtype {code} ({_UNREADABLE[code]}); "
                                  "weightkit does not read it", path)
-    if code not in _TYPES:
+    if type(code) is not str or code not in _TYPES:
         raise CorruptFileError(f"tensor {name!r}: unknown dtype {shown(code)}; expected one "
                                f"of {', '.join(c for c in _RANK if c in _TYPES)}", path)
     if not carry.valid_shape(shape):

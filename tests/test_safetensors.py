@@ -196,6 +196,8 @@ BAD_HEADERS = {
                      CorruptFileError, "NaN"),
     "unknown dtype": ('{"a":{"dtype":"F128","shape":[2],"data_offsets":[0,32]}}', b"\0" * 32,
                       None, CorruptFileError, "unknown dtype"),
+    "dtype not a string": ('{"a":{"dtype":["F32"],"shape":[2],"data_offsets":[0,8]}}',
+                           b"\0" * 8, None, CorruptFileError, "unknown dtype"),
     "shape times itemsize": ('{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', b"\0" * 8,
                              None, CorruptFileError, "needs 12 bytes"),
     "negative dim": ('{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', b"\0" * 8, None,
