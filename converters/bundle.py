@@ -415,7 +415,7 @@ class Index:
         known: dict[bytes, tuple[int, tuple[int, ...]]] = {}
         entries, slice_entries = self.entries, self.slice_entries
         for key, value in self.items[1:]:
-            entry = _parse_entry(key.decode("utf-8", "surrogateescape"), value, known)
+            entry = _parse_entry(key_text(key), value, known)
             if key[0]:
                 entries[entry.key] = entry
             else:  # a slice of a partitioned tensor: keys start with a zero byte

@@ -398,12 +398,9 @@ def _header_bytes(store: Store, planned: list[_Planned], doc: dict | None) -> by
         offset += plan.nbytes
     try:  # strings and ints only (no float to be NaN): orjson's text is json's
         text = orjson.dumps(header)
-    except orjson.JSONEncodeError:  # a lone surrogate: json writes it, UTF-8 cannot hold it
-        try:
-            text = carry.dumps(header, ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise UsageError("safetensors metadata must be valid Unicode (it holds a lone "
-                             "surrogate)") from None
+    except orjson.JSONEncodeError:  # (what else it refuses, ints past 64 bits, none holds)
+        raise UsageError("safetensors metadata must be valid Unicode (it holds a lone "
+                         "surrogate)") from None
     return text + b" " * (-len(text) % 8)
 
 

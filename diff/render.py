@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import orjson
+
 from ..cli.text import colour, md_escape, paint, safe, table  # noqa: F401 (colour: re-exported)
 from .engine import DiffResult, Entry
 from .gates import Gate, Tripped
@@ -372,7 +374,6 @@ def _rows_json(rows: list[dict]) -> str:
     NaN and Inf as null and UTF-8 as it is, so a row whose text has a non-ASCII byte, or a
     null that is not one of its None values (`_nones`), is written by `json`, as is one that
     orjson refuses (numpy numbers, ints past 64 bits, keys that are not strings)."""
-    import orjson
     dumps = orjson.dumps
     try:  # (decoded at once: holding orjson's bytes objects took 0.5 s for 100,000 rows)
         parts = [dumps(row).decode("utf-8") for row in rows]
@@ -385,7 +386,6 @@ def _rows_json(rows: list[dict]) -> str:
 
 
 def _row_json(row: dict) -> str:
-    import orjson
     try:
         return orjson.dumps(row).decode("utf-8")
     except orjson.JSONEncodeError:
