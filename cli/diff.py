@@ -57,8 +57,9 @@ def add_diff_options(parser: argparse.ArgumentParser, formats: Sequence[str] = R
                         help="pair variables by name, by structure (order and shape), or auto: "
                              "names, normalized names, equal values, then structure (default)")
     parser.add_argument("--index-only", action="store_true",
-                        help="TF checkpoints: compare the dtypes, shapes and checksums their "
-                             ".index files record, without reading the data files")
+                        help="TF checkpoints (an .index, a prefix or a directory): compare "
+                             "the dtypes, shapes and checksums their .index files record, "
+                             "without reading the data files")
     parser.add_argument("--nan-unequal", action="store_true",
                         help="count NaN as different from NaN (default: NaN equals NaN)")
     parser.add_argument("--all", action="store_true", help="list every variable, not only changes")
@@ -117,7 +118,9 @@ def report(result: DiffResult, args: argparse.Namespace, label_a: str, label_b: 
 def read_index(path: str) -> Store:
     """What the index file `path` records (dtypes, shapes, checksums), without its data files:
     for formats with index-only reading (a TF checkpoint's `.index`)."""
-    record = index_format(path)
+    record = index_format(path) or next(
+        (f for f in FORMATS.values() if f.index is not None and f.index.index_of is not None
+         and f.index.index_of(path) is not None), None)
     if record is None:
         with_index = [f.name for f in FORMATS.values() if f.index is not None]
         raise UsageError(f"--index-only reads index files of {', '.join(with_index)}; this is "

@@ -238,6 +238,15 @@ def is_index(path: str) -> bool:
     return path.endswith(".index") and seam.isfile(path) and sniff(path, b"")
 
 
+def index_of(path: str) -> str | None:
+    """The `.index` file of the checkpoint `path` names (a prefix, a directory, the file)."""
+    try:
+        prefix, _ = resolve_prefix(path)
+    except WeightsError:
+        return None
+    return prefix + ".index" if is_index(prefix + ".index") else None
+
+
 def index_without_data(path: str) -> bool:
     """Whether `path` is a readable checkpoint `.index` whose data files are not all beside it
     (as git hands one to a diff driver)."""
@@ -316,7 +325,8 @@ FORMAT = Format(
     sniff=sniff, read=read, plan=plan, write=write,
     suffixes=(".index", ".ckpt"), aliases=("checkpoint", "ckpt"), git_patterns=("*.index",),
     namespace=META, structure="the tf-checkpoint object graph and its keys",
-    index=IndexReading(is_index=is_index, lacks_data=index_without_data, read=read_index),
+    index=IndexReading(is_index=is_index, lacks_data=index_without_data, read=read_index,
+                       index_of=index_of),
     templates=("tf-checkpoint", "saved-model"),
     run=lambda path: run_prefixes(path) if seam.isdir(path) and not seam.isfile(path)
     else [path],

@@ -112,10 +112,13 @@ class IndexReading:
     recorded checksum and whose values cannot be read (reading raises `UsageError`); its
     `meta["index_checksums"]` maps what else the index checksums (e.g. "object graph") to the
     checksum, and its `format` names the index-only reading (`tf-checkpoint-index`).
+    `index_of(path)`: the index file a path the user names stands for (a checkpoint prefix or
+    directory), or None: `wdiff --index-only` takes what the other commands take.
     """
     is_index: Callable[[str], bool]
     lacks_data: Callable[[str], bool]
     read: Callable[[str], Store]
+    index_of: Callable[[str], str | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -309,6 +309,10 @@ def test_index_diff_statuses_and_json(repo, tmp_path):
         cli = sh(CLI + ["diff", "--index-only", str(tmp_path / "old" / "m.ckpt.index"),
                         str(tmp_path / other / "m.ckpt.index")], tmp_path, env, ok=False)
         assert cli.returncode == status and "compared by the checksums" in cli.stdout
+    # a checkpoint named as every other command takes it: its prefix, its directory
+    cli = sh(CLI + ["diff", "--index-only", str(tmp_path / "old" / "m.ckpt"),
+                    str(tmp_path / "new")], tmp_path, env, ok=False)
+    assert cli.returncode == 1 and "compared by the checksums" in cli.stdout, cli.stderr
 
     added, removed = added_then_deleted(
         path, env, "m.ckpt.index",
