@@ -160,14 +160,15 @@ def rollup_stats(names: Sequence[str], sizes: Sequence[int], nbytes: Sequence[in
             moments = Moments()
             for s in present:
                 if s.finite:
-                    moments.merge(s.finite, s.mean, s.m2, s.min, s.max)  # type: ignore[arg-type]
+                    moments.merge(s.finite, s.mean, s.m2, s.min, s.max,  # type: ignore[arg-type]
+                                  s.std)
             group.zeros = sum(s.zeros for s in present)
             group.nan = sum(s.nan for s in present)
             group.inf = sum(s.inf for s in present)
             group.zero_fraction = group.zeros / group.parameters if group.parameters else None
             if moments.count:
                 group.min, group.max, group.mean = moments.lo, moments.hi, moments.mean
-                group.std = math.sqrt(moments.m2 / moments.count)
+                group.std = moments.std
         out.append(group)
     return out
 

@@ -255,12 +255,17 @@ class Moments:
         np.subtract(w, mean, out=w)
         self._merge(n, mean, dot(w, w), lo, hi)
 
-    def merge(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
-        """Merge the moments of `n` more values (Chan et al.'s pairwise update)."""
+    def merge(self, n: int, mean: float, m2: float, lo: float, hi: float,
+              std: float | None = None) -> None:
+        """Merge the moments of `n` more values (Chan et al.'s pairwise update). `std`: theirs,
+        when known; it stands for an `m2` that overflowed (values near the float64 limit)."""
         if not n:
             return
         self._units(lo, hi)
-        self._merge(n, _ldexp(mean, -self.exp), _ldexp(m2, -2 * self.exp), lo, hi)
+        scaled = _ldexp(m2, -2 * self.exp)
+        if math.isinf(scaled) and std is not None and math.isfinite(std):
+            scaled = _ldexp(std, -self.exp) ** 2 * n
+        self._merge(n, _ldexp(mean, -self.exp), scaled, lo, hi)
 
     def _units(self, lo: float, hi: float) -> None:
         peak = math.frexp(max(abs(lo), abs(hi)))[1]  # the binary exponent of the largest

@@ -168,3 +168,17 @@ def test_batched_statistics_of_a_file_from_one_read(tmp_path, monkeypatch):
                                              pytest.approx(getattr(want, key), rel=1e-12)), key
         every = list(store.values())
         assert summary.stats_of(every) == summary.batch_stats(every)  # mixed: read_many
+
+
+def test_a_rollup_of_values_near_the_float64_limit_keeps_a_finite_std() -> None:
+    """A variable whose squared deviations overflow float64 (its m2 is inf) has a finite std;
+    the group it rolls up into gets one too, merged in scaled units, not 'inf'."""
+    from weightkit.diffing.rollup import rollup_stats
+    values = np.array([1e308, -1e308, 1e308])
+    tensors = [Tensor.from_array(values), Tensor.from_array(np.array([1.0, 2.0]))]
+    stats = [tensor_stats(t) for t in tensors]
+    assert np.isinf(stats[0].m2) and np.isfinite(stats[0].std)
+    (group,) = rollup_stats(["m/w", "m/b"], [3, 2], [24, 16], stats, "module")
+    together = np.concatenate([values, [1.0, 2.0]])
+    assert group.std == pytest.approx((together / 1e300).std() * 1e300, rel=1e-9)
+    assert group.mean == pytest.approx((together / 1e300).mean() * 1e300, rel=1e-9)
