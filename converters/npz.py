@@ -179,7 +179,8 @@ def parse_npy_header(head: bytes, more: Callable[[int], bytes], data_size: int, 
         raise CorruptFileError(f"{where}: malformed .npy header {shown(header)}", path)
     try:
         dtype = np.lib.format.descr_to_dtype(header["descr"])
-    except (TypeError, ValueError, KeyError, IndexError):
+    except (TypeError, ValueError, KeyError, IndexError, SyntaxError):  # numpy's comma-string
+        # parser hands repeat counts to ast.literal_eval: ',f4' raises SyntaxError
         raise CorruptFileError(f"{where}: unknown dtype {shown(header['descr'])}", path) from None
     if dtype.hasobject:
         raise UnsafeFileError(f"{where} is an object array (it needs pickle; refused)", path)

@@ -221,6 +221,11 @@ def test_header_shape_must_match_data(tmp_path: Path) -> None:
                                     b"'x': __import__('os')}",
                                     b"{'descr': '<f4', 'fortran_order': 0, 'shape': (2,)}",
                                     b"{'descr': 'not a dtype', 'fortran_order': False, "
+                                    b"'shape': (2,)}",
+                                    # numpy parses a comma string's repeat counts with
+                                    # ast.literal_eval, which raises SyntaxError (fuzz finding)
+                                    b"{'descr': ',f4', 'fortran_order': False, 'shape': (2,)}",
+                                    b"{'descr': '(2,,)f4', 'fortran_order': False, "
                                     b"'shape': (2,)}"])
 def test_npy_headers_are_parsed_as_literals_only(tmp_path: Path, header: bytes) -> None:
     header += b" " * (-(len(header) + 11) % 64) + b"\n"
