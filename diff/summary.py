@@ -82,7 +82,7 @@ def stats_of(tensors: list[Tensor], progress: Progress | None = None
             where.append(small[start:end])
             jobs.append(([tensors[k] for k in where[-1]],))
             sizes.append(nbytes)
-            start = elements = nbytes = 0
+            start, elements, nbytes = end, 0, 0
     done = run_all(_stats_job, jobs, sizes, progress=progress)
     for indices, results in zip(where, done):
         for i, stats in zip(indices, results):
