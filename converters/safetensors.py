@@ -31,6 +31,7 @@ not define how two values share a byte.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -137,21 +138,13 @@ def _header(file: Source, path: str) -> tuple[int, dict]:
     return n, header
 
 
-@dataclass(slots=True)
-class _Entry:
-    name: str
-    code: str
-    shape: tuple[int, ...]
-    begin: int
-    end: int
-
-
+_Entry = tuple[str, str, tuple[int, ...], int, int]  # (name, dtype code, shape, begin, end)
 _FIELDS = frozenset(("dtype", "shape", "data_offsets"))
 
 
 def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
     """Validated entries in header order; their offsets tile [0, data_size) exactly."""
-    entries = []
+    entries: list[_Entry] = []
     append = entries.append
     checked: dict[tuple, tuple[tuple[int, ...], int]] = {}  # (code, shape) -> (shape, nbytes)
     position = 0  # where the next entry's data starts if they lie in header order
@@ -177,17 +170,17 @@ def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
         if known[1] != end - begin:
             raise CorruptFileError(f"tensor {name!r}: shape {shape} of {code} needs "
                                    f"{known[1]} bytes, data_offsets give {end - begin}", path)
-        append(_Entry(name, code, known[0], begin, end))
+        append((name, code, known[0], begin, end))
         position = end if begin == position else -1  # (once -1, always: begin >= 0)
     if position == data_size:  # in header order, one after another (the common file)
         return entries
     position = 0
-    for entry in sorted(entries, key=_span):
-        if entry.begin != position:
-            what = "overlaps another" if entry.begin < position else "leaves a hole before it"
-            raise CorruptFileError(f"tensor {entry.name!r}: data at {entry.begin} {what} "
+    for name, _, _, begin, end in sorted(entries, key=operator.itemgetter(3, 4)):
+        if begin != position:
+            what = "overlaps another" if begin < position else "leaves a hole before it"
+            raise CorruptFileError(f"tensor {name!r}: data at {begin} {what} "
                                    f"(expected offset {position})", path)
-        position = entry.end
+        position = end
     if position != data_size:
         raise CorruptFileError(f"tensors cover {position} bytes of data, the file has "
                                f"{data_size}", path)
@@ -195,10 +188,6 @@ def _entries(header: dict, data_size: int, path: str) -> list[_Entry]:
 
 
 _INTS = (int,) * MAX_RANK  # a valid shape's element types (a longer one: check_shape's error)
-
-
-def _span(entry: _Entry) -> tuple[int, int]:
-    return entry.begin, entry.end
 
 
 def _checked_shape(name: str, code: Any, shape: list, path: str) -> tuple[tuple[int, ...], int]:
@@ -216,28 +205,28 @@ def _checked_shape(name: str, code: Any, shape: list, path: str) -> tuple[tuple[
     return shape, math.prod(shape) * itemsize
 
 
-def _getter(file: Source, offset: int, entry: _Entry,
+def _getter(file: Source, offset: int, code: str, shape: tuple[int, ...],
             decode: Callable[[np.ndarray], np.ndarray] | None = None
             ) -> Callable[[Index], np.ndarray]:
     """get(index) mapping only the rows the index needs (the whole tensor otherwise)."""
-    dtype = _TYPES[entry.code]
-    row_bytes = dtype.itemsize * math.prod(entry.shape[1:])
+    dtype = _TYPES[code]
+    row_bytes = dtype.itemsize * math.prod(shape[1:])
 
     def get(index: Index) -> np.ndarray:
-        run = rows(index, entry.shape)
+        run = rows(index, shape)
         if run is None:
-            array = file.array(offset, dtype, entry.shape)
+            array = file.array(offset, dtype, shape)
         else:
             r0, r1, index = run
-            array = file.array(offset + r0 * row_bytes, dtype, (r1 - r0, *entry.shape[1:]))
+            array = file.array(offset + r0 * row_bytes, dtype, (r1 - r0, *shape[1:]))
         return (array if decode is None else decode(array))[index]
     return get
 
 
-def _string_getter(file: Source, offset: int, entry: _Entry, lengths: list[int],
+def _string_getter(file: Source, offset: int, size: int, lengths: list[int],
                    shape: tuple[int, ...]) -> Callable[[Index], np.ndarray]:
     def get(index: Index) -> np.ndarray:
-        data = file.array(offset, np.dtype(np.uint8), entry.shape)
+        data = file.array(offset, np.dtype(np.uint8), (size,))
         return carry.decode_strings(data, lengths, shape)[index]
     return get
 
@@ -261,47 +250,50 @@ def _read(file: Source, path: str) -> Store:
             isinstance(v, str) for v in metadata.values())):
         raise CorruptFileError("__metadata__ must map strings to strings", path)
     entries = _entries(header, file.size - 8 - n, path)
+    del header  # (its 100,000 dicts and lists freed: the tensors below reuse their memory)
     native = dict(metadata or {})
     doc = native.pop(CARRY_KEY, None)
-    names = [e.name for e in entries]
+    names = [e[0] for e in entries]
     carried = carry.Carry(None if doc is None else carry.parse_json(doc, path, "weightkit metadata"),
                           names, path)
     base = 8 + n
     if carried.order is not names:  # the store lists them in another order than the header
-        by_name = {e.name: e for e in entries}
+        by_name = {e[0]: e for e in entries}
         entries = [by_name[name] for name in carried.order]
-    file.plan((base + e.begin, e.end - e.begin) for e in entries)
+    file.plan((base + begin, end - begin) for _, _, _, begin, end in entries)
     if carried.tensors:
-        tensors = {e.name: _tensor(file, base + e.begin, e, carried, path) for e in entries}
+        tensors = {e[0]: _tensor(file, base, e, carried, path) for e in entries}
     else:  # nothing carried: every tensor is its bytes (the common file, made fast)
-        tensors = {e.name: Tensor.of_extent(Extent(file, base + e.begin, _TYPES[e.code], e.shape),
-                                            _NATIVE[e.code]) for e in entries}
+        tensors = {name: Tensor.of_extent(Extent(file, base + begin, _TYPES[code], shape),
+                                          _NATIVE[code])
+                   for name, code, shape, begin, _ in entries}
     namespace = ({NAME: {"metadata": native}}
                  if native or (metadata is not None and doc is None) else {})
     return Store(tensors, format=NAME, meta=carried.store_meta(namespace), path=path,
                  on_close=file.close)
 
 
-def _tensor(file: Source, offset: int, entry: _Entry, carried: carry.Carry,
+def _tensor(file: Source, base: int, entry: _Entry, carried: carry.Carry,
             path: str) -> Tensor:
-    meta = carried.tensor_meta(entry.name)
-    encoding = carried.encoding(entry.name, entry.shape)
+    """The tensor of an entry whose data begins at `base`, as the carried metadata says."""
+    name, code, stored, begin, end = entry
+    offset = base + begin
+    meta = carried.tensor_meta(name)
+    encoding = carried.encoding(name, stored)
     if encoding is None:
-        return Tensor(entry.shape, _NATIVE[entry.code],
-                      Extent(file, offset, _TYPES[entry.code], entry.shape), meta)
+        return Tensor(stored, _NATIVE[code], Extent(file, offset, _TYPES[code], stored), meta)
     dtype = encoding["dtype"]
-    what = f"weightkit metadata for {entry.name!r} does not match the stored tensor"
+    what = f"weightkit metadata for {name!r} does not match the stored tensor"
     if is_string(dtype):
-        if encoding["lengths"] is None or entry.code != "U8" \
-                or entry.shape != (sum(encoding["lengths"]),):
+        if encoding["lengths"] is None or code != "U8" or stored != (sum(encoding["lengths"]),):
             raise CorruptFileError(what, path)
         return Tensor(encoding["shape"], dtype, _string_getter(
-            file, offset, entry, encoding["lengths"], encoding["shape"]), meta)
+            file, offset, end - begin, encoding["lengths"], encoding["shape"]), meta)
     spec = _ENCODINGS.get(dtype_name(dtype))
     shape = encoding["shape"]
-    if spec is None or spec.code != entry.code or entry.shape != shape + spec.trailing:
+    if spec is None or spec.code != code or stored != shape + spec.trailing:
         raise CorruptFileError(what, path)
-    return Tensor(shape, dtype, _getter(file, offset, entry, spec.from_file), meta)
+    return Tensor(shape, dtype, _getter(file, offset, code, stored, spec.from_file), meta)
 
 
 # ---------------------------------------------------------------------------------------------
