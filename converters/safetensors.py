@@ -275,7 +275,7 @@ def _read(file: Source, path: str) -> Store:
 
 def _tensor(file: Source, base: int, entry: _Entry, carried: carry.Carry,
             path: str) -> Tensor:
-    """The tensor of an entry whose data begins at `base`, as the carried metadata says."""
+    """The tensor of an entry (its data at `base + begin`), as the carried metadata says."""
     name, code, stored, begin, end = entry
     offset = base + begin
     meta = carried.tensor_meta(name)
