@@ -15,6 +15,7 @@ import signal
 import sys
 import traceback
 import warnings
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any, NoReturn
 
@@ -50,6 +51,36 @@ class Parser(argparse.ArgumentParser):
         program = self.prog.split(" ", 1)[0]  # `weightkit`, not `weightkit show`: as every error
         self.exit(Exit.ERROR, f"{program}: {_error(argparse.Namespace(color=Parser.colour))}: "
                               f"{safe(message)}\n")
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # (argparse's own message, with the options meant where one is close)
+            self.error(f"unrecognized arguments: {' '.join(extras)}"
+                       f"{self._meant(parsed, extras)}")
+        return parsed
+
+    def _meant(self, parsed: argparse.Namespace, extras: list[str]) -> str:
+        """`; did you mean --include?` for unknown options close to one of the command's."""
+        import difflib
+        parser: argparse.ArgumentParser = self
+        for action in self._actions:  # the command's own parser, when there are commands
+            if isinstance(action, argparse._SubParsersAction):
+                parser = action.choices.get(getattr(parsed, "command", None), self)
+        options = {o[2:]: o for a in parser._actions for o in a.option_strings
+                   if o.startswith("--")}  # (compared without the dashes all of them share)
+        meant = {}
+        for extra in extras:
+            given = extra.split("=", 1)[0]
+            near = difflib.get_close_matches(given.lstrip("-"), options, n=1, cutoff=0.7) \
+                if given.startswith("-") else []
+            if near:
+                meant[given] = options[near[0]]
+        if not meant:
+            return ""
+        if len(meant) == 1:
+            return f"; did you mean {next(iter(meant.values()))}?"
+        return "; did you mean " + ", ".join(f"{o} (for {g})" for g, o in meant.items()) + "?"
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         # argparse's own message quotes every choice, and differently across Python versions

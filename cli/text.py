@@ -2,6 +2,7 @@
 before it reaches a terminal or a CI log, the colour policy, and the one call into tabulate."""
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import unicodedata
@@ -33,8 +34,12 @@ def safe(text: object) -> str:
 
 
 def not_one_of(choices: Iterable[object], value: object) -> str:
-    """The error for an option value that is none of `choices` (after the option's name)."""
-    return f"expected one of {', '.join(map(str, choices))}; received {value!r}"
+    """The error for an option value that is none of `choices` (after the option's name),
+    naming the closest choice when one is close (`shwo` -> show)."""
+    names = [str(c) for c in choices]
+    near = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6)
+    return (f"expected one of {', '.join(names)}; received {value!r}"
+            + (f"; did you mean {near[0]}?" if near else ""))
 
 
 BYTE_UNITS = (("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30))

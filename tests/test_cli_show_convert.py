@@ -323,6 +323,17 @@ USAGE_ERRORS = [  # (arguments after the file, the one line expected after "PROG
                                                  "received 'shape'"),
     (["show", "--top", "x"], "--top: expected a whole number, received 'x'"),
     (["show", "--bogus"], "unrecognized arguments: --bogus"),
+    (["show", "--by", "layr"], "--by: expected one of variable, layer, module; received 'layr'; "
+                               "did you mean layer?"),
+    (["show", "--inclde", "d1/*"], "unrecognized arguments: --inclde d1/*; did you mean "
+                                   "--include?"),
+    (["show", "--no-optimiser", "--exlcude=x"], "unrecognized arguments: --no-optimiser "
+                                                "--exlcude=x; did you mean --no-optimizer (for "
+                                                "--no-optimiser), --exclude (for --exlcude)?"),
+    (["diff", "other.h5", "--atoll", "1"], "unrecognized arguments: --atoll 1; did you mean "
+                                           "--atol?"),
+    (["convert", "out.npz", "--weight-only"], "unrecognized arguments: --weight-only; did you "
+                                              "mean --weights-only?"),
 ]
 
 
@@ -338,6 +349,15 @@ def test_a_usage_error_is_one_line_without_the_usage(capsys, args, message) -> N
     assert capsys.readouterr() == ("", f"weightkit: error: {message}\n")
 
 
+def test_wdiff_names_the_option_meant(capsys) -> None:
+    from weightkit.cli.main import wdiff
+    with pytest.raises(SystemExit) as exit_info:
+        wdiff(["a.h5", "b.h5", "--rtoll", "0.1", "--nothing-like-it"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("wdiff: error: unrecognized arguments: --rtoll 0.1 "
+                                       "--nothing-like-it; did you mean --rtol?\n")
+
+
 def test_an_unknown_command_is_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["shwo", "model.h5"], prog="weightkit")
@@ -345,7 +365,7 @@ def test_an_unknown_command_is_one_line(capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("weightkit: error: COMMAND: expected one of "
                                                    "show, convert, verify,")
-    assert err.endswith("; received 'shwo'\n")
+    assert err.endswith("; received 'shwo'; did you mean show?\n")
 
 
 @pytest.mark.parametrize("target", ["missing.safetensors", "."])
