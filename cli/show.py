@@ -32,6 +32,7 @@ HELP = "show the variables of a weights file: shapes, dtypes, statistics, values
 # per-variable numbers of the JSON document: what --sort and --fail-if accept
 NUMBERS = ("parameters", "bytes", "min", "max", "mean", "std", "zero_fraction", "nan", "inf")
 _SPEC = re.compile(r"(.*)\[([^\[\]]*)\]")
+_UNCLOSED = re.compile(r"(.*)\[([^\[\]]*)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -201,7 +202,14 @@ def _match(store: Store, spec: str) -> list[tuple[str, tuple | None, str]]:
         index = parse_index(text)
     if exact(target) is not None:
         return [(exact(target), index, text)]
-    return [(n, index, text) for n in match(store, target, "--values")]
+    try:
+        return [(n, index, text) for n in match(store, target, "--values")]
+    except UsageError:
+        unclosed = _UNCLOSED.fullmatch(spec)  # `w[0,:`: a name, then an index left open
+        if unclosed and (exact(unclosed.group(1)) is not None or globbed(unclosed.group(1))):
+            raise UsageError(f"--values {spec!r}: the index after {unclosed.group(1)!r} is not "
+                             "closed; expected NAME[INDEX]") from None
+        raise
 
 
 def parse_index(text: str) -> tuple:

@@ -329,4 +329,7 @@ def test_values_globs_exports_and_errors(kernel_file, tmp_path):
     assert done.returncode == 2 and "does not fit shape (3, 3, 4, 5)" in done.stderr
     done = run_cli("show", path, "--values", "conv1/kernel[__import__('os')]")
     assert done.returncode == 2 and "expected an index of integers" in done.stderr
+    done = run_cli("show", path, "--values", "conv*/kernel[0, :")  # not a typo of a name
+    assert done.returncode == 2 and done.stderr.endswith(
+        "the index after 'conv*/kernel' is not closed; expected NAME[INDEX]\n")
     assert run_cli("show", path, "--npz", tmp_path / "y.npz").returncode == 2
