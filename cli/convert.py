@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.src, args.dst, args.like or "")
     if args.match != "name" and not args.like:
         raise UsageError("--match structure pairs the weights with a template: give --like")
-    fmt = args.to or format_for_output(args.dst)
+    fmt = args.to or format_for_output(args.dst, args.src, args.src_format)
     if getattr(args, "scheduler", None):
         return _run_on_cluster(args, fmt)
     with load(args.src, args.src_format) as store, \

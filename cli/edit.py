@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--match structure pairs the weights with a template: give --like")
     npy = [value.partition("=")[2] for op, value in args.ops if op in ("set", "add")]
     check_output(args.src, args.dst, args.like or "", *npy)
-    fmt = args.to or format_for_output(args.dst)
+    fmt = args.to or format_for_output(args.dst, args.src, args.src_format)
     with load(args.src, args.src_format) as store, \
             Progress("edit", data_bytes(store), enabled=not args.quiet) as bar:
         edited = apply(tracked(store, bar), args.ops)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from types import ModuleType
@@ -233,16 +234,31 @@ def _format_by_suffix(path: str) -> str | None:
     return max(matches)[1] if matches else None
 
 
-def format_for_output(path: str | os.PathLike) -> str:
-    """The format a destination path asks for by its suffix."""
+def format_for_output(path: str | os.PathLike, source: str | os.PathLike | None = None,
+                      source_format: str | None = None) -> str:
+    """The format a destination path asks for by its suffix. A name without one, or ending
+    in `.ckpt-N`, is a TF checkpoint prefix (`ckpt/after`, `model.ckpt-100`: TensorFlow's own
+    names) when the input `source` is a TF checkpoint, as `source_format` names it or else
+    its content says; otherwise a UsageError asks for --to."""
     path = os.fspath(path)
     claimed = _format_by_suffix(path)
     if claimed is not None:
         return claimed
     if seam.isfile(seam.join(path, "saved_model.pb")):
         return "saved-model"
+    if source is not None and _PREFIX_SUFFIX.fullmatch(os.path.splitext(path)[1]) \
+            and not seam.isdir(path):
+        try:
+            given = get(source_format).name if source_format else detect(source)
+        except WeightsError:
+            given = None  # (reading the input says why)
+        if given == "tf-checkpoint":
+            return given
     raise UsageError("cannot tell the output format from the name; give --to FORMAT "
                      f"({', '.join(FORMATS)})", path)
+
+
+_PREFIX_SUFFIX = re.compile(r"(\.ckpt-\d+)?")  # what a checkpoint prefix may end in
 
 
 def load(path: str | os.PathLike, format: str | None = None) -> Store:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from fixtures_lib import FIXTURES
 
 import weightkit
 from weightkit.cli.text import safe
@@ -223,6 +224,27 @@ def test_output_format_of_a_saved_model_directory_and_of_nothing(tmp_path) -> No
         registry.format_for_output(tmp_path / "weights.bin")
     with pytest.raises(UsageError, match="unknown format 'onnx'"):
         registry.get("onnx")
+
+
+@pytest.mark.parametrize("name, fmt", [("ck/after", "tf-checkpoint"),
+                                       ("ck/model.ckpt-100", "tf-checkpoint"),
+                                       ("ck/after.bin", None), ("ck", None)])
+def test_a_name_without_a_suffix_is_a_checkpoint_prefix_for_a_checkpoint(tmp_path, name,
+                                                                        fmt) -> None:
+    """TensorFlow names checkpoints by a prefix without a suffix; converting one to such a
+    name writes a checkpoint. Other inputs, other suffixes and directories still need --to."""
+    prefix = str(FIXTURES / "mlp--keras3.ckpt")
+    (tmp_path / "ck").mkdir()
+    for source, source_format in ((prefix, None), (prefix, "ckpt"),
+                                  (FIXTURES / "mlp--keras3.weights.h5", None)):
+        is_ckpt = source == prefix
+        if fmt is not None and is_ckpt:
+            assert registry.format_for_output(tmp_path / name, source, source_format) == fmt
+        else:
+            with pytest.raises(UsageError, match="--to FORMAT"):
+                registry.format_for_output(tmp_path / name, source, source_format)
+    with pytest.raises(UsageError, match="--to FORMAT"):
+        registry.format_for_output(tmp_path / "ck" / "x", prefix, "safetensors")
 
 
 def test_load_with_a_format_checks_the_content(tmp_path) -> None:
