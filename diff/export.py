@@ -575,12 +575,19 @@ def diff_export(a: Store, b: Store, opts: Any) -> Any:
     src_store, exp_store = (b, a) if export_is_a else (a, b)
     chosen_a, chosen_b = select(a, b, opts)  # both sides at once (names.select)
     src_chosen, exp_chosen = (chosen_b, chosen_a) if export_is_a else (chosen_a, chosen_b)
-    src_names = [n for n in src_chosen if src_store[n].role == "weight"]
     skipped = [n for n in src_chosen if src_store[n].role != "weight"]
-    srcs = _sources(src_store, src_names)
-    exps, structural = _exports(exp_store, exp_chosen)
+    sides = (lambda x, y: (y, x)) if export_is_a else (lambda x, y: (x, y))  # (source, export)
+    src_all, exp_all = src_chosen, exp_chosen
+    if opts.include or opts.exclude:  # paired first, then selected: the sides' names differ
+        src_all, exp_all = sides(*select(a, b, replace(opts, include=(), exclude=())))
+        included = sides(*select(a, b, replace(opts, exclude=()))) if opts.include else None
+        kept = sides(*select(a, b, replace(opts, include=()))) if opts.exclude else None
+    srcs = _sources(src_store, [n for n in src_all if src_store[n].role == "weight"])
+    exps, structural = _exports(exp_store, exp_all)
     result = pair(srcs, exps)
     result.structural = structural + result.structural
+    if opts.include or opts.exclude:
+        result = _selected(result, included, kept)
 
     def entry(src: _Src | None, exp: _Exp | None, status: str, matched: str | None,
               transform: str | None) -> Any:
@@ -629,6 +636,34 @@ def diff_export(a: Store, b: Store, opts: Any) -> Any:
     entries += [entry(None, x, "removed" if export_is_a else "added", None, None)
                 for x in result.only_exp]
     return DiffResult(entries, _summary(entries, a, b, result, skipped, export_is_a), opts)
+
+
+def _selected(result: _Result, included: tuple[list[str], list[str]] | None,
+              kept: tuple[list[str], list[str]] | None) -> _Result:
+    """What of the pairing of every weight the selection asks for. `included`: the (source,
+    export) names --include matches, `kept`: those --exclude leaves (None: no such option). A
+    pair, or a folded variable, is selected when either side's name is included (`--include
+    'c1/*'` names the source's `c1/kernel`, not the export's `model/c1/convolution`) and
+    neither side's is excluded; an unpaired variable or a structural constant by its own."""
+    inc_src, inc_exp = (set(names) for names in included) if included else (None, None)
+    ok_src, ok_exp = (set(names) for names in kept) if kept else (None, None)
+
+    def has(names: set[str] | None, name: str | None) -> bool:
+        return names is None or name in names
+
+    def alone(src: str | None, exp: str | None) -> bool:  # (one side None)
+        return has(inc_src if exp is None else inc_exp, src if exp is None else exp) \
+            and has(ok_src if exp is None else ok_exp, src if exp is None else exp)
+
+    def paired(src: str, exp: str | None) -> bool:
+        if not exp:
+            return alone(src, None)
+        return (has(inc_src, src) or has(inc_exp, exp)) and has(ok_src, src) and has(ok_exp, exp)
+    return _Result([p for p in result.pairs if paired(p.src.name, p.exp.name)],
+                   [f for f in result.folded if paired(f[0].name, f[1])],
+                   [s for s in result.only_src if alone(s.name, None)],
+                   [x for x in result.only_exp if alone(None, x.name)],
+                   [n for n in result.structural if alone(None, n)])
 
 
 def compare_pairs_each(jobs: list, compare_pairs: Callable) -> list:

@@ -313,6 +313,32 @@ def test_selection():
     assert names(include=("opt",)) == ["adam/m"]  # the original key selects too
 
 
+def test_an_included_variable_is_paired_with_its_counterpart_of_another_name():
+    """--include selects by name on each side, and the two sides may name a variable
+    otherwise (another format's naming, a rename): the selection's leftovers are paired by
+    name, normalized name or values with what only --include left out of the other side, so
+    that a selection never reports a variable removed and its counterpart unseen."""
+    w, v = np.arange(6.0).reshape(2, 3), np.ones(4)
+    a = Store.from_arrays({"encoder/w": w, "encoder/b": v, "head/w": w * 2}, format="keras")
+    other = {"enc/w": w, "encoder/b": v, "head/w": w * 2, "encoder/gone_in_b": v}
+    entries = lambda a, b, **kw: [(e.status, e.name_a, e.name_b, e.matched_by)  # noqa: E731
+                                  for e in diff_stores(a, b, Options(**kw)).entries]
+    b = Store.from_arrays({k: x for k, x in other.items() if k != "encoder/gone_in_b"},
+                          format="safetensors")
+    assert entries(a, b, include=("encoder/*",)) == [("same", "encoder/w", "enc/w", "values"),
+                                                    ("same", "encoder/b", "encoder/b", "name")]
+    b = Store.from_arrays(other, format="keras")  # one format: a rename
+    assert entries(b, a, include=("enc/*", "encoder/b", "encoder/gone_in_b")) == [
+        ("renamed", "enc/w", "encoder/w", "values"), ("same", "encoder/b", "encoder/b", "name"),
+        ("removed", "encoder/gone_in_b", None, None)]
+    assert entries(a, b, include=("encoder/*",), exclude=("enc/*",)) == [  # the pair excluded
+        ("same", "encoder/b", "encoder/b", "name"), ("added", None, "encoder/gone_in_b", None)]
+    result = diff_stores(a, b, Options(include=("encoder/*",)))
+    assert result.summary["variables_a"] == 2 and result.summary["variables_b"] == 3
+    result = diff_stores(a, b, Options(include=("encoder/*",), exclude=("enc/*",)))
+    assert result.summary["variables_a"] == 1 and result.summary["variables_b"] == 2
+
+
 @pytest.mark.parametrize("kw, message", [
     ({"exclude": ("head/*", "adam/*")}, "leaves none of 3 variable(s)"),
     ({"exclude": ("*",)}, "leaves none of 3"),

@@ -545,6 +545,25 @@ def test_export_diff_either_way_round() -> None:
     assert changed == {"d1/kernel", "d2/kernel"}  # the two kernels of >= 1024 elements: int8
 
 
+def test_an_export_diff_selects_by_either_sides_names() -> None:
+    """The export names its weights otherwise (`tlconv_1/c1_1/convolution` for `c1/kernel`):
+    a selection picks a pair by either side's name, after pairing; a folded batch norm and
+    a structural constant come along only when selected themselves."""
+    source, export = fixture("tlconv--keras3.keras"), fixture("tlconv--keras3-f32.tflite")
+    code, report = _wdiff(source, export, "--include", "c1/*")
+    assert code == 0 and [(e["name_a"], e["status"]) for e in report["variables"]] == [
+        ("c1/kernel", "same"), ("c1/bias", "same")]
+    assert report["variables"][0]["name_b"] == "tlconv_1/c1_1/convolution"
+    assert report["summary"]["export"]["structural"] == []
+    code, report = _wdiff(export, source, "--include", "*/c1_1/*", "--include", "bn1/*")
+    assert code == 0 and {e["name_b"] for e in report["variables"]} == {
+        "c1/kernel", "c1/bias", "bn1/gamma", "bn1/beta", "bn1/moving_mean", "bn1/moving_variance"}
+    code, report = _wdiff(source, export, "--exclude", "*/convolution*")  # either side's name
+    assert code == 0 and {e["name_a"] for e in report["variables"]} == {
+        "dw/kernel", "dw/bias", "tc/kernel", "tc/bias", "fc/kernel", "fc/bias"}
+    assert len(report["summary"]["export"]["structural"]) == 2
+
+
 def test_pruned_export_differs_exactly_where_it_was_pruned() -> None:
     _, report = _wdiff(fixture("tldense--keras3.keras"), fixture("tldense--keras3-sparse.tflite"))
     with weightkit.load(fixture("tldense--keras3-sparse.tflite")) as lite, \
