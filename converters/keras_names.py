@@ -715,7 +715,8 @@ def relabel(tree: Mapping[str, Any], config: Any, wanted: Mapping[str, str]
 
     A Keras 3 weights file names a variable by the names of the layers that hold it and by its
     class and position (`d1/kernel`): only the layer names can change, a layer's everywhere.
-    The optimizer's slots follow their layers (`adam/fc_kernel_momentum`). With a config.json
+    The optimizer's slots follow their layers (`adam/fc_kernel_momentum`): a slot renamed as
+    its layer's rename implies is written, any other slot rename is not. With a config.json
     no layer may be renamed: Keras builds the layers the config names. Returns no renames and
     the problems when any rename cannot be written."""
     naming = name_tree(tree, config)
@@ -730,9 +731,7 @@ def relabel(tree: Mapping[str, Any], config: Any, wanted: Mapping[str, str]
         chain = naming.chains.get(path)
         old_parts, new_parts = old.split("/"), new.split("/")
         if role != "weight" or chain is None:
-            problems.append(f"{old!r} -> {new!r} (Keras 3 names the optimizer's variables after "
-                            "the layers'; rename layers instead)")
-            continue
+            continue  # a slot follows its layer: checked below, once the layers are renamed
         if len(new_parts) != len(old_parts) or new_parts[-1] != old_parts[-1] \
                 or len(chain) != len(old_parts) - 1:
             problems.append(f"{old!r} -> {new!r} (Keras 3 names a variable by its layers and "
@@ -750,11 +749,16 @@ def relabel(tree: Mapping[str, Any], config: Any, wanted: Mapping[str, str]
                         "under those names (rename them in the model, or write a .weights.h5)")
     if problems:
         return {}, problems
-    after = name_tree(with_layer_names(tree, proposals), config).names
-    wrong = [(wanted[p], after[p][0]) for p in wanted
-             if p in after and after[p][1] == "weight" and after[p][0] != wanted[p]]
+    after = name_tree(with_layer_names(tree, proposals), config).names if proposals \
+        else naming.names
+    wrong = [p for p in wanted if p in after and after[p][0] != wanted[p]
+             and not (naming.names[p][1] != "weight" and wanted[p] == naming.names[p][0])]
+    # (a slot the edit left alone follows its layer's new name, as Keras names it)
     if wrong:
-        return {}, [f"{want!r} would read back as {got!r}" for want, got in wrong[:3]]
+        return {}, [f"{naming.names[p][0]!r} -> {wanted[p]!r} (Keras 3 names the optimizer's "
+                    "variables after the layers'; rename layers instead)"
+                    if naming.names[p][1] != "weight" or naming.chains.get(p) is None
+                    else f"{wanted[p]!r} would read back as {after[p][0]!r}" for p in wrong[:3]]
     return proposals, []
 
 

@@ -307,6 +307,13 @@ def test_renames_into_keras_files_take_effect_or_are_refused(tmp_path, capsys) -
     with weightkit.load(tmp_path / "d.weights.h5") as store:
         assert list(store)[:2] == ["fc/kernel", "fc/bias"]
         assert "adam/fc_kernel_momentum" in store
+    # ... renamed with it, as the layer's rename implies (`d1=fc` matches the slots too)
+    assert edit("mlp--keras3.weights.h5", "d2.weights.h5", "--rename", "d1=fc")[0] == 0
+    with weightkit.load(tmp_path / "d2.weights.h5") as store:
+        assert "fc/kernel" in store and "adam/fc_kernel_momentum" in store
+    # ... and a slot renamed on its own cannot be written
+    code, err = edit("mlp--keras3.weights.h5", "d3.weights.h5", "--rename", "momentum$=m")
+    assert code == 2 and "names the optimizer's variables after the layers'" in err
     # ... but a variable is named by its place in the layer
     code, err = edit("mlp--keras3.weights.h5", "e.weights.h5", "--rename", "kernel$=w")
     assert code == 2 and "only a layer's name can change" in err
