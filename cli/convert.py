@@ -83,16 +83,24 @@ def like_names(store: Store, template: Store, match: str) -> Store:
 
 
 def check_output(src: str, dst: str, *others: str) -> None:
-    """Refuse an output that is one of the inputs (a URL: the same URL)."""
+    """Refuse an output that is one of the inputs (a URL: the same URL). A checkpoint's
+    prefix and its `.index` file name the same checkpoint."""
     for path in (src, *others):
         if not path:
             continue
         if is_url(path) or is_url(dst):
             same = display(path).rstrip("/") == display(dst).rstrip("/")
         else:
-            same = same_file(path, dst) or os.path.abspath(path) == os.path.abspath(dst)
+            same = same_file(path, dst) or bool(
+                {os.path.abspath(p) for p in _prefixes(path)}
+                & {os.path.abspath(p) for p in _prefixes(dst)})
         if same:
             raise UsageError(f"refusing to overwrite the input {safe(display(path))!r}", dst)
+
+
+def _prefixes(path: str) -> tuple[str, ...]:
+    """The path, and the checkpoint prefix it names when it is a checkpoint's `.index` file."""
+    return (path, path[:-len(".index")]) if path.endswith(".index") else (path,)
 
 
 def run(args: argparse.Namespace) -> int:

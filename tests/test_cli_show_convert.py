@@ -187,6 +187,21 @@ def test_convert_refuses_to_overwrite_its_input(capsys, model: Path) -> None:
     assert model.read_bytes() == before
 
 
+def test_a_checkpoint_prefix_and_its_index_are_one_input(capsys, tmp_path: Path) -> None:
+    """`convert ck/after.index ck/after` would rewrite the checkpoint it reads (a name without
+    a suffix is a checkpoint prefix when the input is a checkpoint): refused, either way."""
+    import shutil
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    for part in ("index", "data-00000-of-00001"):
+        shutil.copy(fixtures / f"mlp--keras3.ckpt.{part}", tmp_path / f"after.{part}")
+    before = (tmp_path / "after.index").read_bytes()
+    for command in ("convert", "edit"):
+        for src, dst in (("after.index", "after"), ("after", "after.index")):
+            code, _, err = cli(capsys, command, tmp_path / src, tmp_path / dst, "--drop", "d1/*")
+            assert code == 2 and "refusing to overwrite the input" in err, err
+    assert (tmp_path / "after.index").read_bytes() == before
+
+
 def test_convert_refuses_lossy_output_unless_allowed(capsys, monkeypatch, model: Path) -> None:
     monkeypatch.setattr(npz, "losses", lambda store, like=None: ["the colour of 'dense/kernel'"])
     out = model.parent / "lossy.npz"
