@@ -234,13 +234,20 @@ def select(stores: Sequence[Mapping[str, Any]] | Mapping[str, Any],
                and role_allows(getattr(tensor, "role", "weight"), roles)]
               for s, a in zip(group, known)]
     if every and not any(chosen):
-        asked = [f"{include_option} {p!r}" for p in include]
-        asked += [f"{exclude_option} {p!r}" for p in exclude]
-        if roles != "all":
-            asked.append("--weights-only" if roles == "weights" else "--no-optimizer")
-        raise UsageError(f"the selection ({', '.join(asked)}) leaves none of {len(every):,} "
-                         "variable(s)")
+        raise nothing_left(include, exclude, roles, len(every), include_option, exclude_option)
     return chosen[0] if single else chosen
+
+
+def nothing_left(include: Sequence[str], exclude: Sequence[str], roles: str, count: int,
+                 include_option: str = "--include", exclude_option: str = "--exclude"
+                 ) -> UsageError:
+    """The error for a selection that leaves none of `count` variables."""
+    asked = [f"{include_option} {p!r}" for p in include]
+    asked += [f"{exclude_option} {p!r}" for p in exclude]
+    if roles != "all":
+        asked.append("--weights-only" if roles == "weights" else "--no-optimizer")
+    return UsageError(f"the selection ({', '.join(asked)}) leaves none of {count:,} "
+                      "variable(s)")
 
 
 def lookup(store: Mapping[str, Any], name: str, what: str = "variable") -> str:

@@ -31,7 +31,7 @@ import ml_dtypes
 import numpy as np
 
 from ..converters.dtypes import is_string
-from ..converters.names import roles_option, select as select_names
+from ..converters.names import nothing_left, roles_option, select as select_names
 from ..converters.store import Progress, Store, Tensor
 from .match import Matching, Pair, Var, match
 from . import numeric
@@ -691,11 +691,14 @@ def diff_entries(a: Store, b: Store, opts: Options, content: Callable[[str, str]
     the pairing by equal values), an entry per pair that `settle` then compares in place, the
     variables only one side has; in A's order, B's additions last. Entries and summary."""
     names_a, names_b = select(a, b, opts)
-    vars_a = [_var(a, n) for n in names_a]
-    vars_b = [_var(b, n) for n in names_b]
-    matching = match(vars_a, vars_b, opts.match, content)
-    if opts.include and (matching.only_a or matching.only_b):
-        matching, vars_a, vars_b = _counterparts(a, b, opts, matching, vars_a, vars_b, content)
+    if opts.include or opts.exclude:  # paired first, then selected: the sides' names differ
+        matching, names_a, names_b = _selected(a, b, opts, content, names_a, names_b)
+        vars_a = [_var(a, n) for n in names_a]
+        vars_b = [_var(b, n) for n in names_b]
+    else:
+        vars_a = [_var(a, n) for n in names_a]
+        vars_b = [_var(b, n) for n in names_b]
+        matching = match(vars_a, vars_b, opts.match, content)
     entries = [_entry(p.a, p.b, a[p.a], b[p.b], p.matched_by) for p in matching.pairs]
     settle(entries)
     order = {n: i for i, n in enumerate(v.name for v in vars_a)}
@@ -748,43 +751,35 @@ def _compare_job(pairs: list[tuple[Tensor, Tensor]], opts: Options,
     return [compare_tensors(ta, tb, job) for ta, tb in pairs]
 
 
-def _counterparts(a: Store, b: Store, opts: Options, matching: Matching, vars_a: list[Var],
-                  vars_b: list[Var], content: Callable[[str, str], Hashable]
-                  ) -> tuple[Matching, list[Var], list[Var]]:
-    """The selection's unpaired variables paired, where they can be, with variables of the
-    other side that --include left out: `--include 'encoder/*'` selects a variable by its name
-    on one side, and its counterpart may be named otherwise on the other (another format's
-    naming, a rename). Paired by name, normalized name or equal values (never by structure: a
-    leftover would pair with any unselected variable of its shape). A counterpart joins the
-    selection, unless --exclude matches its name: then the pair is left out, as a pair is
-    when either name matches. What stays unpaired is added or removed as before."""
+def _selected(a: Store, b: Store, opts: Options, content: Callable[[str, str], Hashable],
+              chosen_a: list[str], chosen_b: list[str]) -> tuple[Matching, list[str], list[str]]:
+    """The pairing of a selection: every variable --no-optimizer and --weights-only leave is
+    paired, as a diff without --include/--exclude pairs them (`match`), then a pair is kept
+    when either side's name is included and neither side's is excluded, an unpaired variable
+    when its own name is selected (`chosen_a`/`chosen_b`). The two sides may name a variable
+    otherwise (a rename, another format's naming): `--include 'encoder/*'` still compares
+    `encoder/w` with its counterpart `enc/w`. Returns the matching and each side's names."""
     roles = roles_option(opts.no_optimizer, opts.weights_only)
-    pool_a, pool_b = select_names([a, b], (), (), roles)
-    kept_a, kept_b = (set(names) for names in select_names([a, b], (), opts.exclude, roles)) \
-        if opts.exclude else (set(pool_a), set(pool_b))
-    chosen_a, chosen_b = {v.name for v in vars_a}, {v.name for v in vars_b}
-    rest_a = [_var(a, n) for n in pool_a if n not in chosen_a]
-    rest_b = [_var(b, n) for n in pool_b if n not in chosen_b]
-    only_a, only_b = set(matching.only_a), set(matching.only_b)
-    found: list[Pair] = []
-    if only_a and rest_b:
-        found += match([v for v in vars_a if v.name in only_a], rest_b, "name", content).pairs
-    if only_b and rest_a:
-        found += match(rest_a, [v for v in vars_b if v.name in only_b], "name", content).pairs
-    if not found:
-        return matching, vars_a, vars_b
-    paired_a, paired_b = {p.a for p in found}, {p.b for p in found}
-    found = [p for p in found if p.a in kept_a and p.b in kept_b]
-    new_a = {p.a for p in found} - chosen_a
-    new_b = {p.b for p in found} - chosen_b
-    dropped_a = paired_a - {p.a for p in found}
-    dropped_b = paired_b - {p.b for p in found}
-    vars_a = [_var(a, n) for n in pool_a if (n in chosen_a or n in new_a) and n not in dropped_a]
-    vars_b = [_var(b, n) for n in pool_b if (n in chosen_b or n in new_b) and n not in dropped_b]
-    return (Matching(matching.pairs + found,
-                     [n for n in matching.only_a if n not in paired_a],
-                     [n for n in matching.only_b if n not in paired_b], matching.note),
-            vars_a, vars_b)
+    every_a, every_b = select_names([a, b], (), (), roles)
+    matching = match([_var(a, n) for n in every_a], [_var(b, n) for n in every_b], opts.match,
+                     content)
+    included = [set(names) for names in select_names([a, b], opts.include, (), roles)] \
+        if opts.include else None
+    kept = [set(names) for names in select_names([a, b], (), opts.exclude, roles)] \
+        if opts.exclude else None
+    pairs = [p for p in matching.pairs
+             if (included is None or p.a in included[0] or p.b in included[1])
+             and (kept is None or (p.a in kept[0] and p.b in kept[1]))]
+    alone_a, alone_b = set(chosen_a), set(chosen_b)
+    only_a = [n for n in matching.only_a if n in alone_a]
+    only_b = [n for n in matching.only_b if n in alone_b]
+    if not (pairs or only_a or only_b):  # (each side kept some, but not one pair of them)
+        raise nothing_left(opts.include, opts.exclude, roles,
+                           len(set(every_a).union(every_b)))
+    used_a = {p.a for p in pairs}.union(only_a)
+    used_b = {p.b for p in pairs}.union(only_b)
+    return (Matching(pairs, only_a, only_b, matching.note),
+            [n for n in every_a if n in used_a], [n for n in every_b if n in used_b])
 
 
 def _summary(entries: list[Entry], vars_a: list[Var], vars_b: list[Var], matching: Any) -> dict:

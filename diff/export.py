@@ -588,6 +588,11 @@ def diff_export(a: Store, b: Store, opts: Any) -> Any:
     result.structural = structural + result.structural
     if opts.include or opts.exclude:
         result = _selected(result, included, kept)
+        if not (result.pairs or result.folded or result.only_src or result.only_exp):
+            from ..converters.names import nothing_left, roles_option
+            raise nothing_left(opts.include, opts.exclude,
+                               roles_option(opts.no_optimizer, opts.weights_only),
+                               len(set(src_all).union(exp_all)))
 
     def entry(src: _Src | None, exp: _Exp | None, status: str, matched: str | None,
               transform: str | None) -> Any:

@@ -313,11 +313,11 @@ def test_selection():
     assert names(include=("opt",)) == ["adam/m"]  # the original key selects too
 
 
-def test_an_included_variable_is_paired_with_its_counterpart_of_another_name():
-    """--include selects by name on each side, and the two sides may name a variable
-    otherwise (another format's naming, a rename): the selection's leftovers are paired by
-    name, normalized name or values with what only --include left out of the other side, so
-    that a selection never reports a variable removed and its counterpart unseen."""
+def test_a_selection_is_made_of_the_pairs_the_whole_diff_makes():
+    """--include/--exclude select after pairing: the two sides may name a variable otherwise
+    (another format's naming, a rename), and a pair is kept when either side's name is
+    included and neither side's is excluded, so that a selection never reports a variable
+    removed whose counterpart it did not look at, nor pairs what the whole diff does not."""
     w, v = np.arange(6.0).reshape(2, 3), np.ones(4)
     a = Store.from_arrays({"encoder/w": w, "encoder/b": v, "head/w": w * 2}, format="keras")
     other = {"enc/w": w, "encoder/b": v, "head/w": w * 2, "encoder/gone_in_b": v}
@@ -333,10 +333,44 @@ def test_an_included_variable_is_paired_with_its_counterpart_of_another_name():
         ("removed", "encoder/gone_in_b", None, None)]
     assert entries(a, b, include=("encoder/*",), exclude=("enc/*",)) == [  # the pair excluded
         ("same", "encoder/b", "encoder/b", "name"), ("added", None, "encoder/gone_in_b", None)]
+    assert entries(a, b, exclude=("enc/w",)) == [  # --exclude alone: either side's name
+        ("same", "encoder/b", "encoder/b", "name"), ("same", "head/w", "head/w", "name"),
+        ("added", None, "encoder/gone_in_b", None)]
     result = diff_stores(a, b, Options(include=("encoder/*",)))
     assert result.summary["variables_a"] == 2 and result.summary["variables_b"] == 3
     result = diff_stores(a, b, Options(include=("encoder/*",), exclude=("enc/*",)))
     assert result.summary["variables_a"] == 1 and result.summary["variables_b"] == 2
+    with pytest.raises(UsageError, match="leaves none of 2"):  # each side keeps one, no pair
+        diff_stores(Store.from_arrays({"x": w}), Store.from_arrays({"y": w}),
+                    Options(exclude=("y",), include=("x", "y")))
+
+
+def test_a_selection_pairs_no_differently_than_the_whole_diff():
+    """A selection's pairs are the whole diff's: no scope stripped from the selected names
+    alone (`encoder/dense/kernel` is not `dense/kernel`), no unselected variable taken as a
+    counterpart that has its own (a zero bias equal to another's), structure pairs kept."""
+    rng = np.random.default_rng(0)
+    k1, b1, k2, b2 = (rng.normal(size=s) for s in ((3, 2), (2,), (3, 2), (2,)))
+    a = Store.from_arrays({"encoder/dense/kernel": k1, "encoder/dense/bias": b1,
+                           "dense/kernel": k2, "dense/bias": b2})
+    b = Store.from_arrays({"enc/dense/kernel": k1, "enc/dense/bias": b1,
+                           "dense/kernel": k2, "dense/bias": b2})
+    whole = {(e.name_a, e.name_b) for e in diff_stores(a, b).entries}
+    part = diff_stores(a, b, Options(include=("encoder/*",))).entries
+    assert {(e.name_a, e.name_b) for e in part} <= whole and len(part) == 2
+    zeros = np.zeros(4)
+    a = Store.from_arrays({"dense/kernel": k1, "dense/bias": zeros, "extra/kernel": k2,
+                           "extra/bias": zeros})
+    b = Store.from_arrays({"dense/kernel": k1, "dense/bias": zeros})
+    assert [(e.status, e.name_a, e.name_b) for e in
+            diff_stores(a, b, Options(include=("extra/*",))).entries] == [
+        ("removed", "extra/kernel", None), ("removed", "extra/bias", None)]
+    a = Store.from_arrays({"x": k1, "dense_3/kernel": k2, "y": b1})
+    b = Store.from_arrays({"x": k1, "dense_4/kernel": k2 * 1.5, "y": b1})
+    whole = [(e.status, e.name_a, e.name_b) for e in diff_stores(a, b).entries
+             if e.name_a == "dense_3/kernel"]
+    assert [(e.status, e.name_a, e.name_b) for e in
+            diff_stores(a, b, Options(include=("dense_3/*",))).entries] == whole
 
 
 @pytest.mark.parametrize("kw, message", [

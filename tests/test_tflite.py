@@ -562,6 +562,8 @@ def test_an_export_diff_selects_by_either_sides_names() -> None:
     assert code == 0 and {e["name_a"] for e in report["variables"]} == {
         "dw/kernel", "dw/bias", "tc/kernel", "tc/bias", "fc/kernel", "fc/bias"}
     assert len(report["summary"]["export"]["structural"]) == 2
+    refused = run_cli("diff", source, export, "--include", "c1/kernel", "--exclude", "*/c1_1/*")
+    assert refused.returncode == 2 and "leaves none of" in refused.stderr  # never "identical"
 
 
 def test_pruned_export_differs_exactly_where_it_was_pruned() -> None:
