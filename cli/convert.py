@@ -99,8 +99,11 @@ def check_output(src: str, dst: str, *others: str) -> None:
 
 
 def _prefixes(path: str) -> tuple[str, ...]:
-    """The path, and the checkpoint prefix it names when it is a checkpoint's `.index` file."""
-    return (path, path[:-len(".index")]) if path.endswith(".index") else (path,)
+    """The path, and the checkpoint prefix it names: by a checkpoint's `.index` or data file
+    name (an output need not exist yet), or as an input directory's newest checkpoint."""
+    from ..converters.checkpoint import index_of, named_prefix
+    found = index_of(path)
+    return (path, *(p for p in (named_prefix(path), found and named_prefix(found)) if p))
 
 
 def run(args: argparse.Namespace) -> int:

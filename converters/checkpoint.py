@@ -238,6 +238,15 @@ def is_index(path: str) -> bool:
     return path.endswith(".index") and seam.isfile(path) and sniff(path, b"")
 
 
+def named_prefix(path: str) -> str | None:
+    """The checkpoint prefix a file name names, `X` for `X.index` or `X.data-00000-of-00001`,
+    whether or not it exists (None for other names)."""
+    if path.endswith(".index"):
+        return path[:-len(".index")]
+    match = _DATA_NAME.fullmatch(path)
+    return match.group(1) if match else None
+
+
 def index_of(path: str) -> str | None:
     """The `.index` file of the checkpoint `path` names (a prefix, a directory, the file)."""
     try:

@@ -189,16 +189,20 @@ def test_convert_refuses_to_overwrite_its_input(capsys, model: Path) -> None:
 
 def test_a_checkpoint_prefix_and_its_index_are_one_input(capsys, tmp_path: Path) -> None:
     """`convert ck/after.index ck/after` would rewrite the checkpoint it reads (a name without
-    a suffix is a checkpoint prefix when the input is a checkpoint): refused, either way."""
+    a suffix is a checkpoint prefix when the input is a checkpoint): refused, whichever of
+    its files or its directory names it."""
     import shutil
     fixtures = Path(__file__).resolve().parent.parent / "fixtures"
     for part in ("index", "data-00000-of-00001"):
         shutil.copy(fixtures / f"mlp--keras3.ckpt.{part}", tmp_path / f"after.{part}")
     before = (tmp_path / "after.index").read_bytes()
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "after"\n')
+    data = "after.data-00000-of-00001"
     for command in ("convert", "edit"):
-        for src, dst in (("after.index", "after"), ("after", "after.index")):
+        for src, dst in (("after.index", "after"), ("after", "after.index"), (data, "after"),
+                         ("after", data), (".", "after")):  # (a directory: its newest)
             code, _, err = cli(capsys, command, tmp_path / src, tmp_path / dst, "--drop", "d1/*")
-            assert code == 2 and "refusing to overwrite the input" in err, err
+            assert code == 2 and "refusing to overwrite the input" in err, (src, dst, err)
     assert (tmp_path / "after.index").read_bytes() == before
 
 
