@@ -129,11 +129,11 @@ def run(args: argparse.Namespace) -> int:
                  planned=planned)
         if args.ops and not args.quiet:
             print_edits(store.edits, f"wrote {args.dst} ({fmt})")
-    _note_losses(args, planned.losses)  # (the progress line gone)
+    note_losses(args, planned.losses)  # (the progress line gone)
     return 0
 
 
-def _note_losses(args: argparse.Namespace, losses: list[str]) -> None:
+def note_losses(args: argparse.Namespace, losses: list[str]) -> None:
     """What --allow-lossy accepted, said once on stderr (not with --quiet)."""
     if losses and not args.quiet:
         warnings.warn(f"{display(args.dst)}: written without {'; '.join(losses)} "
@@ -163,7 +163,7 @@ def _run_on_cluster(args: argparse.Namespace, fmt: str) -> int:
             lost = convert_store(store, like, conversion, build, on_cluster, bar.advance)
         if ops and not args.quiet:
             print_edits(_edited(conversion, open_store).edits, f"wrote {args.dst} ({fmt})")
-    _note_losses(args, lost)
+    note_losses(args, lost)
     return 0
 
 

@@ -14,7 +14,7 @@ from ..converters.errors import UsageError, WeightsError
 from ..converters.paths import check_input
 from ..converters.registry import check, format_for_output, load, plan, save
 from ..converters.store import Store
-from .convert import add_output_arguments, check_output, like_names
+from .convert import add_output_arguments, check_output, like_names, note_losses
 from .progress import Progress, data_bytes, tracked
 from .text import colour, safe, table
 
@@ -159,14 +159,15 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             _print_dry_run(store, edited, args, fmt)
             return 0
-        if args.like:
-            with load(args.like) as template:
-                save(like_names(edited, template, args.match), args.dst, fmt,
-                     allow_lossy=args.allow_lossy, like=template)
-        else:
-            save(edited, args.dst, fmt, allow_lossy=args.allow_lossy)
+        with contextlib.ExitStack() as stack:
+            template = stack.enter_context(load(args.like)) if args.like else None
+            written = edited if template is None else like_names(edited, template, args.match)
+            planned = plan(written, fmt, template)
+            save(written, args.dst, fmt, allow_lossy=args.allow_lossy, like=template,
+                 planned=planned)
         if not args.quiet:
             print_edits(edited.edits, f"wrote {args.dst} ({fmt})")
+    note_losses(args, planned.losses)  # what --allow-lossy accepted (a rename not written)
     return 0
 
 
