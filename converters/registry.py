@@ -246,16 +246,28 @@ def format_for_output(path: str | os.PathLike, source: str | os.PathLike | None 
         return claimed
     if seam.isfile(seam.join(path, "saved_model.pb")):
         return "saved-model"
-    if source is not None and _PREFIX_SUFFIX.fullmatch(os.path.splitext(path)[1]) \
-            and not seam.isdir(path):
+    if source is not None and _PREFIX_SUFFIX.fullmatch(os.path.splitext(path)[1]):
         try:
             given = get(source_format).name if source_format else detect(source)
         except WeightsError:
             given = None  # (reading the input says why)
+        if given == "tf-checkpoint" and seam.isdir(path):
+            raise UsageError("a directory; a checkpoint is written to a prefix in one: give "
+                             f"{os.path.join(path, 'ckpt')} (or --to FORMAT for another format)",
+                             path)
         if given == "tf-checkpoint":
             return given
-    raise UsageError("cannot tell the output format from the name; give --to FORMAT "
-                     f"({', '.join(FORMATS)})", path)
+    raise UsageError(f"cannot tell the output format from the name{_meant_suffix(path)}; give "
+                     f"--to FORMAT ({', '.join(FORMATS)})", path)
+
+
+def _meant_suffix(path: str) -> str:
+    """` (did you mean .safetensors?)` for a name whose suffix is close to a format's."""
+    import difflib
+    suffix = os.path.splitext(path)[1].lower()
+    known = sorted({s for f in FORMATS.values() for s in f.suffixes if s.count(".") == 1})
+    near = difflib.get_close_matches(suffix, known, n=1, cutoff=0.75) if suffix else []
+    return f" (did you mean {near[0]}?)" if near else ""
 
 
 _PREFIX_SUFFIX = re.compile(r"(\.ckpt-\d+)?")  # what a checkpoint prefix may end in

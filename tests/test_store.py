@@ -220,8 +220,11 @@ def test_output_format_from_the_suffix(path: str, fmt: str) -> None:
 def test_output_format_of_a_saved_model_directory_and_of_nothing(tmp_path) -> None:
     (tmp_path / "saved_model.pb").write_bytes(b"")
     assert registry.format_for_output(tmp_path) == "saved-model"
-    with pytest.raises(UsageError, match="--to FORMAT"):
+    with pytest.raises(UsageError, match="--to FORMAT") as refused:
         registry.format_for_output(tmp_path / "weights.bin")
+    assert "did you mean" not in str(refused.value)
+    with pytest.raises(UsageError, match=r"from the name \(did you mean \.safetensors\?\)"):
+        registry.format_for_output(tmp_path / "weights.safetenors")
     with pytest.raises(UsageError, match="unknown format 'onnx'"):
         registry.get("onnx")
 
@@ -245,6 +248,8 @@ def test_a_name_without_a_suffix_is_a_checkpoint_prefix_for_a_checkpoint(tmp_pat
                 registry.format_for_output(tmp_path / name, source, source_format)
     with pytest.raises(UsageError, match="--to FORMAT"):
         registry.format_for_output(tmp_path / "ck" / "x", prefix, "safetensors")
+    with pytest.raises(UsageError, match="a checkpoint is written to a prefix in one: give "):
+        registry.format_for_output(tmp_path / "ck", prefix)  # a directory: says what to give
 
 
 def test_load_with_a_format_checks_the_content(tmp_path) -> None:
