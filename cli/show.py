@@ -244,6 +244,9 @@ def read_selection(tensor: Tensor, index: tuple | None) -> np.ndarray:
     probe = np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), tensor.shape,
                                             (0,) * len(tensor.shape))
     try:
+        huge = [i for i in index if isinstance(i, int) and not -2**63 <= i < 2**63]
+        if huge:  # (numpy's message for it lists what an index may be)
+            raise IndexError(f"index {huge[0]} is out of bounds")
         probe[index]  # validates the index against the shape without reading anything
     except (IndexError, TypeError, ValueError) as exc:
         raise UsageError(f"--values: index {_index_text(index)} does not fit shape "

@@ -327,6 +327,8 @@ def test_values_globs_exports_and_errors(kernel_file, tmp_path):
     assert done.returncode == 2 and "did you mean 'conv1/kernel'" in done.stderr
     done = run_cli("show", path, "--values", "conv1/kernel[0, 9]")
     assert done.returncode == 2 and "does not fit shape (3, 3, 4, 5)" in done.stderr
+    done = run_cli("show", path, "--values", f"conv1/kernel[{10**23}]")
+    assert done.returncode == 2 and f"index {10**23} is out of bounds" in done.stderr
     done = run_cli("show", path, "--values", "conv1/kernel[__import__('os')]")
     assert done.returncode == 2 and "expected an index of integers" in done.stderr
     done = run_cli("show", path, "--values", "conv*/kernel[0, :")  # not a typo of a name
