@@ -13,7 +13,7 @@ from ..converters.names import OPTIMIZER_ROLES
 from ..converters.quant import dequantize
 from ..converters.paths import same_file
 from ..converters.registry import format_for_output, load, plan, save
-from ..converters.source import display, is_url
+from ..converters.source import display, is_url, local_path
 from ..converters.store import Store
 from .progress import Progress, data_bytes, tracked
 from .text import safe
@@ -89,20 +89,22 @@ def check_output(src: str, dst: str, *others: str) -> None:
         if not path:
             continue
         if is_url(path) or is_url(dst):
-            same = display(path).rstrip("/") == display(dst).rstrip("/")
-        else:
-            same = same_file(path, dst) or bool(
-                {os.path.abspath(p) for p in _prefixes(path)}
-                & {os.path.abspath(p) for p in _prefixes(dst)})
+            same = bool({display(p).rstrip("/") for p in _prefixes(path, local=False)}
+                        & {display(p).rstrip("/") for p in _prefixes(dst, local=False)})
+        else:  # (file:// URLs as paths; symlinked directories resolved)
+            source, target = local_path(path), local_path(dst)
+            same = same_file(source, target) or bool(
+                {os.path.realpath(p) for p in _prefixes(source)}
+                & {os.path.realpath(p) for p in _prefixes(target)})
         if same:
             raise UsageError(f"refusing to overwrite the input {safe(display(path))!r}", dst)
 
 
-def _prefixes(path: str) -> tuple[str, ...]:
+def _prefixes(path: str, local: bool = True) -> tuple[str, ...]:
     """The path, and the checkpoint prefix it names: by a checkpoint's `.index` or data file
-    name (an output need not exist yet), or as an input directory's newest checkpoint."""
+    name (an output need not exist yet), or as a local input directory's newest checkpoint."""
     from ..converters.checkpoint import index_of, named_prefix
-    found = index_of(path)
+    found = index_of(path) if local else None
     return (path, *(p for p in (named_prefix(path), found and named_prefix(found)) if p))
 
 

@@ -262,12 +262,17 @@ def format_for_output(path: str | os.PathLike, source: str | os.PathLike | None 
 
 
 def _meant_suffix(path: str) -> str:
-    """` (did you mean .safetensors?)` for a name whose suffix is close to a format's."""
+    """` (did you mean .safetensors?)` for a name ending close to a format's suffix (each
+    compared with as many of the name's last characters as it has, so `.weights.h` is
+    `.weights.h5`, not `.h5`)."""
     import difflib
-    suffix = os.path.splitext(path)[1].lower()
-    known = sorted({s for f in FORMATS.values() for s in f.suffixes if s.count(".") == 1})
-    near = difflib.get_close_matches(suffix, known, n=1, cutoff=0.75) if suffix else []
-    return f" (did you mean {near[0]}?)" if near else ""
+    name = os.path.basename(path.rstrip("/")).lower()
+    if "." not in name:
+        return ""
+    scores = [(difflib.SequenceMatcher(None, name[-len(s) - 1:], s).ratio(), s)
+              for f in FORMATS.values() for s in f.suffixes if s.startswith(".")]
+    score, best = max(scores, default=(0.0, ""))
+    return f" (did you mean {best}?)" if score >= 0.8 else ""
 
 
 _PREFIX_SUFFIX = re.compile(r"(\.ckpt-\d+)?")  # what a checkpoint prefix may end in

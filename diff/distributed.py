@@ -50,10 +50,9 @@ from ..converters.dtypes import is_string
 from ..converters.errors import MissingDependencyError, UsageError, WeightsError
 from ..converters.store import Index, Store, Tensor, block_indices
 from . import engine, numeric
-from .engine import (Delta, DiffResult, Options, PairStats, _Accumulator, _fill, _var,
+from .engine import (Delta, DiffResult, Options, PairStats, _Accumulator, _fill,
                      compare_piece, compare_tensors, diff_entries, fingerprint, kernel_for,
-                     pair_kind, pieces, piece_squares, select)
-from .match import match
+                     pair_kind, pairing, pieces, piece_squares)
 from .trend import (READ_BUDGET, Series, SeriesRun, TrendOptions, TrendResult, _series_job,
                     new_series, trend_plan, trend_result)
 
@@ -336,10 +335,6 @@ def diff_stores(a: Store, b: Store, sources: tuple[Source, Source], opts: Option
     sources = tuple(replace(s, run=cluster.run_id) for s in sources)  # type: ignore[assignment]
     progress = opts.progress
     opts = replace(opts, progress=None, workers=1)
-    names_a, names_b = select(a, b, opts)
-    vars_a = [_var(a, n) for n in names_a]
-    vars_b = [_var(b, n) for n in names_b]
-
     # 1. The content hashes the pairing asks for (renames), computed by the workers: a first
     # pairing with stand-ins that never pair tells which (it asks for every candidate at once).
     asked: dict[tuple[str, str], None] = {}
@@ -347,15 +342,16 @@ def diff_stores(a: Store, b: Store, sources: tuple[Source, Source], opts: Option
     def record(side: str, name: str) -> tuple[str, str]:
         asked[side, name] = None
         return side, name
-    match(vars_a, vars_b, opts.match, record)
+    pairing(a, b, opts, record)
     hashes = dict(zip(asked, _hashes(list(asked), sources, (a, b), opts, cluster, progress)))
 
     def content(side: str, name: str) -> bytes:
         return hashes[side, name]
 
     # 2. Every compared pair, and every variable only one side has (read, so that a damaged
-    # one fails the diff as it fails `show`), in one set of tasks.
-    matching = match(vars_a, vars_b, opts.match, content)
+    # one fails the diff as it fails `show`), in one set of tasks: the pairing `diff_entries`
+    # makes again (with --include/--exclude, of the whole files; see `engine.pairing`).
+    matching, _, _ = pairing(a, b, opts, content)
     pairs = [(p.a, p.b) for p in matching.pairs if a[p.a].shape == b[p.b].shape]
     unread = [("a", n) for n in matching.only_a] + [("b", n) for n in matching.only_b]
     unread += [side for p in matching.pairs if a[p.a].shape != b[p.b].shape

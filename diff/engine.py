@@ -690,15 +690,9 @@ def diff_entries(a: Store, b: Store, opts: Options, content: Callable[[str, str]
     """What every diff shares: the variables `opts` selects, paired (`content(side, name)` keys
     the pairing by equal values), an entry per pair that `settle` then compares in place, the
     variables only one side has; in A's order, B's additions last. Entries and summary."""
-    names_a, names_b = select(a, b, opts)
-    if opts.include or opts.exclude:  # paired first, then selected: the sides' names differ
-        matching, names_a, names_b = _selected(a, b, opts, content, names_a, names_b)
-        vars_a = [_var(a, n) for n in names_a]
-        vars_b = [_var(b, n) for n in names_b]
-    else:
-        vars_a = [_var(a, n) for n in names_a]
-        vars_b = [_var(b, n) for n in names_b]
-        matching = match(vars_a, vars_b, opts.match, content)
+    matching, names_a, names_b = pairing(a, b, opts, content)
+    vars_a = [_var(a, n) for n in names_a]
+    vars_b = [_var(b, n) for n in names_b]
     entries = [_entry(p.a, p.b, a[p.a], b[p.b], p.matched_by) for p in matching.pairs]
     settle(entries)
     order = {n: i for i, n in enumerate(v.name for v in vars_a)}
@@ -751,34 +745,53 @@ def _compare_job(pairs: list[tuple[Tensor, Tensor]], opts: Options,
     return [compare_tensors(ta, tb, job) for ta, tb in pairs]
 
 
-def _selected(a: Store, b: Store, opts: Options, content: Callable[[str, str], Hashable],
-              chosen_a: list[str], chosen_b: list[str]) -> tuple[Matching, list[str], list[str]]:
-    """The pairing of a selection: every variable --no-optimizer and --weights-only leave is
-    paired, as a diff without --include/--exclude pairs them (`match`), then a pair is kept
-    when either side's name is included and neither side's is excluded, an unpaired variable
-    when its own name is selected (`chosen_a`/`chosen_b`). The two sides may name a variable
-    otherwise (a rename, another format's naming): `--include 'encoder/*'` still compares
-    `encoder/w` with its counterpart `enc/w`. Returns the matching and each side's names."""
+def pairing(a: Store, b: Store, opts: Options, content: Callable[[str, str], Hashable]
+            ) -> tuple[Matching, list[str], list[str]]:
+    """The variables `opts` selects, paired (`match`; `content(side, name)` keys pairing by
+    equal values), and each side's names in the diff, in store order.
+
+    With --include/--exclude every variable the role options leave is paired first, as a
+    diff without them pairs it, and the selection is made of the pairs: the two sides may
+    name a variable otherwise (a rename, another format's naming), and `--include 'encoder/*'`
+    still compares `encoder/w` with its counterpart `enc/w`. A pair is kept when either
+    side's name is included and neither side's is excluded. A pair of one variable under two
+    names (paired by name or normalized name: a Keras 3 checkpoint's weight whose key
+    `optimizer/_trainable_variables/0` an `--exclude 'optimizer/*'` matches) is left out
+    whole; of a pair by values or structure the other side stands alone when it is selected
+    itself (excluding a variable never hides one it merely paired with: two zero biases pair
+    by value). An unpaired variable is kept when its own name is selected. A selection
+    keeping none of them is a UsageError, never an empty "identical"."""
+    names_a, names_b = select(a, b, opts)
+    if not (opts.include or opts.exclude):
+        return (match([_var(a, n) for n in names_a], [_var(b, n) for n in names_b], opts.match,
+                      content), names_a, names_b)
     roles = roles_option(opts.no_optimizer, opts.weights_only)
     every_a, every_b = select_names([a, b], (), (), roles)
-    matching = match([_var(a, n) for n in every_a], [_var(b, n) for n in every_b], opts.match,
-                     content)
+    whole = match([_var(a, n) for n in every_a], [_var(b, n) for n in every_b], opts.match,
+                  content)
     included = [set(names) for names in select_names([a, b], opts.include, (), roles)] \
         if opts.include else None
     kept = [set(names) for names in select_names([a, b], (), opts.exclude, roles)] \
         if opts.exclude else None
-    pairs = [p for p in matching.pairs
-             if (included is None or p.a in included[0] or p.b in included[1])
-             and (kept is None or (p.a in kept[0] and p.b in kept[1]))]
-    alone_a, alone_b = set(chosen_a), set(chosen_b)
-    only_a = [n for n in matching.only_a if n in alone_a]
-    only_b = [n for n in matching.only_b if n in alone_b]
-    if not (pairs or only_a or only_b):  # (each side kept some, but not one pair of them)
+    chosen_a, chosen_b = set(names_a), set(names_b)
+    pairs: list[Pair] = []
+    alone_a = {n for n in whole.only_a if n in chosen_a}
+    alone_b = {n for n in whole.only_b if n in chosen_b}
+    for p in whole.pairs:
+        if included is not None and p.a not in included[0] and p.b not in included[1]:
+            continue
+        if kept is None or (p.a in kept[0] and p.b in kept[1]):
+            pairs.append(p)
+        elif p.matched_by not in ("name", "normalized"):  # paired by values or structure
+            alone_a.update([p.a] if p.a in chosen_a else [])
+            alone_b.update([p.b] if p.b in chosen_b else [])
+    if not (pairs or alone_a or alone_b):  # (each side kept some, but not one pair of them)
         raise nothing_left(opts.include, opts.exclude, roles,
                            len(set(every_a).union(every_b)))
-    used_a = {p.a for p in pairs}.union(only_a)
-    used_b = {p.b for p in pairs}.union(only_b)
-    return (Matching(pairs, only_a, only_b, matching.note),
+    used_a = {p.a for p in pairs} | alone_a
+    used_b = {p.b for p in pairs} | alone_b
+    return (Matching(pairs, [n for n in every_a if n in alone_a],
+                     [n for n in every_b if n in alone_b], whole.note),
             [n for n in every_a if n in used_a], [n for n in every_b if n in used_b])
 
 

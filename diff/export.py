@@ -649,26 +649,26 @@ def _selected(result: _Result, included: tuple[list[str], list[str]] | None,
     export) names --include matches, `kept`: those --exclude leaves (None: no such option). A
     pair, or a folded variable, is selected when either side's name is included (`--include
     'c1/*'` names the source's `c1/kernel`, not the export's `model/c1/convolution`) and
-    neither side's is excluded; an unpaired variable or a structural constant by its own."""
+    neither side's is excluded (a pair is one weight under two names); an unpaired variable or
+    a structural constant by its own name. The pair a selected folded variable was folded
+    into comes along: it is what checks the folded values."""
     inc_src, inc_exp = (set(names) for names in included) if included else (None, None)
     ok_src, ok_exp = (set(names) for names in kept) if kept else (None, None)
 
-    def has(names: set[str] | None, name: str | None) -> bool:
+    def has(names: set[str] | None, name: str) -> bool:
         return names is None or name in names
 
-    def alone(src: str | None, exp: str | None) -> bool:  # (one side None)
-        return has(inc_src if exp is None else inc_exp, src if exp is None else exp) \
-            and has(ok_src if exp is None else ok_exp, src if exp is None else exp)
-
-    def paired(src: str, exp: str | None) -> bool:
-        if not exp:
-            return alone(src, None)
-        return (has(inc_src, src) or has(inc_exp, exp)) and has(ok_src, src) and has(ok_exp, exp)
-    return _Result([p for p in result.pairs if paired(p.src.name, p.exp.name)],
-                   [f for f in result.folded if paired(f[0].name, f[1])],
-                   [s for s in result.only_src if alone(s.name, None)],
-                   [x for x in result.only_exp if alone(None, x.name)],
-                   [n for n in result.structural if alone(None, n)])
+    def selected(src: str | None, exp: str | None) -> bool:
+        return ((src is not None and has(inc_src, src)) or (exp is not None and has(inc_exp, exp))) \
+            and (src is None or has(ok_src, src)) and (exp is None or has(ok_exp, exp))
+    folded = [f for f in result.folded if selected(f[0].name, f[1] or None)]
+    into = {f[1] for f in folded if f[1]}
+    return _Result([p for p in result.pairs if selected(p.src.name, p.exp.name)
+                    or (p.exp.name in into and has(ok_src, p.src.name))],
+                   folded,
+                   [s for s in result.only_src if selected(s.name, None)],
+                   [x for x in result.only_exp if selected(None, x.name)],
+                   [n for n in result.structural if selected(None, n)])
 
 
 def compare_pairs_each(jobs: list, compare_pairs: Callable) -> list:

@@ -190,19 +190,24 @@ def test_convert_refuses_to_overwrite_its_input(capsys, model: Path) -> None:
 def test_a_checkpoint_prefix_and_its_index_are_one_input(capsys, tmp_path: Path) -> None:
     """`convert ck/after.index ck/after` would rewrite the checkpoint it reads (a name without
     a suffix is a checkpoint prefix when the input is a checkpoint): refused, whichever of
-    its files or its directory names it."""
+    its files or its directory names it, through a symlink or a file:// URL."""
     import shutil
     fixtures = Path(__file__).resolve().parent.parent / "fixtures"
     for part in ("index", "data-00000-of-00001"):
         shutil.copy(fixtures / f"mlp--keras3.ckpt.{part}", tmp_path / f"after.{part}")
     before = (tmp_path / "after.index").read_bytes()
     (tmp_path / "checkpoint").write_text('model_checkpoint_path: "after"\n')
+    (tmp_path / "link").symlink_to(tmp_path)
     data = "after.data-00000-of-00001"
     for command in ("convert", "edit"):
         for src, dst in (("after.index", "after"), ("after", "after.index"), (data, "after"),
-                         ("after", data), (".", "after")):  # (a directory: its newest)
+                         ("after", data), (".", "after"),  # (a directory: its newest)
+                         ("link/after.index", "after"), ("after", "link/after")):
             code, _, err = cli(capsys, command, tmp_path / src, tmp_path / dst, "--drop", "d1/*")
             assert code == 2 and "refusing to overwrite the input" in err, (src, dst, err)
+        code, _, err = cli(capsys, command, tmp_path / "after", f"file://{tmp_path}/after.index",
+                           "--drop", "d1/*")
+        assert code == 2 and "refusing to overwrite the input" in err, err
     assert (tmp_path / "after.index").read_bytes() == before
 
 

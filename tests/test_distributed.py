@@ -137,6 +137,18 @@ def test_renames_are_found_by_hashes_the_workers_compute(tmp_path, in_process):
     assert any(u[0] == "hash" for _, task in in_process.tasks for u in task[2])
 
 
+def test_a_selection_of_renamed_variables_on_the_cluster(tmp_path, in_process):
+    """--include/--exclude select from the whole files' pairs (`engine.pairing`): the hashes
+    and comparisons the workers make are those of pairs outside the selection's names too."""
+    rng = np.random.default_rng(4)
+    w, v = rng.standard_normal((40, 30)), np.zeros(30)
+    pa = save(tmp_path, "a.safetensors", {"encoder/w": w, "encoder/b": v, "aux/b": v})
+    pb = save(tmp_path, "b.safetensors", {"enc/w": w * 1.001, "encoder/b": v, "debug/b": v})
+    for opts in (Options(include=("encoder/*",)), Options(exclude=("debug/*",)),
+                 Options(include=("enc/*",), exclude=("aux/*",))):
+        same_diff(pa, pb, opts, in_process)
+
+
 def test_plan_and_reduce_give_the_local_trend_exactly(tmp_path, in_process, monkeypatch):
     monkeypatch.setattr(numeric, "PIECE", 16)
     monkeypatch.setattr(D, "TASK_BYTES", 3000)

@@ -225,6 +225,8 @@ def test_output_format_of_a_saved_model_directory_and_of_nothing(tmp_path) -> No
     assert "did you mean" not in str(refused.value)
     with pytest.raises(UsageError, match=r"from the name \(did you mean \.safetensors\?\)"):
         registry.format_for_output(tmp_path / "weights.safetenors")
+    with pytest.raises(UsageError, match=r"\(did you mean \.weights\.h5\?\)"):
+        registry.format_for_output(tmp_path / "model.weights.h")
     with pytest.raises(UsageError, match="unknown format 'onnx'"):
         registry.get("onnx")
 

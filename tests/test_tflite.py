@@ -545,7 +545,7 @@ def test_export_diff_either_way_round() -> None:
     assert changed == {"d1/kernel", "d2/kernel"}  # the two kernels of >= 1024 elements: int8
 
 
-def test_an_export_diff_selects_by_either_sides_names() -> None:
+def test_an_export_diff_selects_by_either_sides_names(tmp_path: Path) -> None:
     """The export names its weights otherwise (`tlconv_1/c1_1/convolution` for `c1/kernel`):
     a selection picks a pair by either side's name, after pairing; a folded batch norm and
     a structural constant come along only when selected themselves."""
@@ -564,6 +564,12 @@ def test_an_export_diff_selects_by_either_sides_names() -> None:
     assert len(report["summary"]["export"]["structural"]) == 2
     refused = run_cli("diff", source, export, "--include", "c1/kernel", "--exclude", "*/c1_1/*")
     assert refused.returncode == 2 and "leaves none of" in refused.stderr  # never "identical"
+    # a folded variable brings the pair it was folded into: that pair checks its values
+    edited = tmp_path / "x.keras"
+    assert run_cli("edit", source, edited, "--scale", "bn1/gamma=1.1").returncode == 0
+    code, report = _wdiff(edited, export, "--include", "bn1/*")
+    assert code == 1 and [(e["name_a"], e["status"]) for e in report["variables"]
+                          if e["status"] != "folded"] == [("c1/kernel", "changed")]
 
 
 def test_pruned_export_differs_exactly_where_it_was_pruned() -> None:
