@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from ..converters import source, store
 from ..converters.errors import WeightsError, WeightsNote
+from .report import check_report_output
 from .text import COLOR_CHOICES, colour, not_one_of, paint, safe
 
 # The cyclic collector's thresholds while a command runs. CPython's default collects the young
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None, prog: str | None = None,
         if getattr(args, "io_budget", None) is not None:
             source.set_io_budget(source.parse_size(args.io_budget))
         with source.session():
+            check_report_output(args)
             return int(args.run(args))
     except WeightsError as exc:
         if args.debug:

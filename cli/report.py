@@ -118,6 +118,18 @@ def check_html(args: argparse.Namespace) -> None:
     require("plotly")
 
 
+def check_report_output(args: argparse.Namespace) -> None:
+    """Refuse a `-o FILE` that is one of the command's inputs (before any work is done)."""
+    if not getattr(args, "output_file", None):
+        return
+    from .convert import check_output
+    inputs = [getattr(args, k, None) for k in ("file", "a", "b")] + \
+        list(getattr(args, "runs", None) or [])
+    for given in inputs:
+        if isinstance(given, str) and given:
+            check_output(given, args.output_file)
+
+
 @contextlib.contextmanager
 def destination(args: argparse.Namespace) -> Iterator[tuple[TextIO, bool]]:
     """(stream, colour) for the report: standard output, or a buffer written atomically to

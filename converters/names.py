@@ -234,20 +234,29 @@ def select(stores: Sequence[Mapping[str, Any]] | Mapping[str, Any],
                and role_allows(getattr(tensor, "role", "weight"), roles)]
               for s, a in zip(group, known)]
     if every and not any(chosen):
-        raise nothing_left(include, exclude, roles, len(every), include_option, exclude_option)
+        raise nothing_left(include, exclude, roles, len(every), include_option, exclude_option,
+                           group)
     return chosen[0] if single else chosen
 
 
 def nothing_left(include: Sequence[str], exclude: Sequence[str], roles: str, count: int,
-                 include_option: str = "--include", exclude_option: str = "--exclude"
-                 ) -> UsageError:
-    """The error for a selection that leaves none of `count` variables."""
+                 include_option: str = "--include", exclude_option: str = "--exclude",
+                 stores: Sequence[Mapping[str, Any]] = ()) -> UsageError:
+    """The error for a selection that leaves none of `count` variables; with the `stores`,
+    it says when an --exclude pattern took a variable by its original key rather than its
+    name (a Keras 3 checkpoint keys its model weights `optimizer/_trainable_variables/N`)."""
     asked = [f"{include_option} {p!r}" for p in include]
     asked += [f"{exclude_option} {p!r}" for p in exclude]
     if roles != "all":
         asked.append("--weights-only" if roles == "weights" else "--no-optimizer")
+    by_key = [(p, name, _key(t)) for s in stores for name, t in s.items() for p in exclude
+              if not fnmatch.fnmatchcase(name, p) and _key(t) is not None
+              and fnmatch.fnmatchcase(_key(t), p)]
+    note = "" if not by_key else (
+        f"; {exclude_option} {by_key[0][0]!r} matches {by_key[0][1]!r} by its key "
+        f"{by_key[0][2]!r}" + (f" (and {len(by_key) - 1:,} more)" if len(by_key) > 1 else ""))
     return UsageError(f"the selection ({', '.join(asked)}) leaves none of {count:,} "
-                      "variable(s)")
+                      f"variable(s){note}")
 
 
 def lookup(store: Mapping[str, Any], name: str, what: str = "variable") -> str:

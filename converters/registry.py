@@ -263,13 +263,11 @@ def format_for_output(path: str | os.PathLike, source: str | os.PathLike | None 
 
 def _meant_suffix(path: str) -> str:
     """` (did you mean .safetensors?)` for a name ending close to a format's suffix (each
-    compared with as many of the name's last characters as it has, so `.weights.h` is
-    `.weights.h5`, not `.h5`)."""
+    compared with every ending of the name from a dot: `.weights.h` is `.weights.h5`)."""
     import difflib
     name = os.path.basename(path.rstrip("/")).lower()
-    if "." not in name:
-        return ""
-    scores = [(difflib.SequenceMatcher(None, name[-len(s) - 1:], s).ratio(), s)
+    endings = [name[i:] for i, c in enumerate(name) if c == "."]
+    scores = [(difflib.SequenceMatcher(None, ending, s).ratio(), s) for ending in endings
               for f in FORMATS.values() for s in f.suffixes if s.startswith(".")]
     score, best = max(scores, default=(0.0, ""))
     return f" (did you mean {best}?)" if score >= 0.8 else ""

@@ -753,14 +753,11 @@ def pairing(a: Store, b: Store, opts: Options, content: Callable[[str, str], Has
     With --include/--exclude every variable the role options leave is paired first, as a
     diff without them pairs it, and the selection is made of the pairs: the two sides may
     name a variable otherwise (a rename, another format's naming), and `--include 'encoder/*'`
-    still compares `encoder/w` with its counterpart `enc/w`. A pair is kept when either
-    side's name is included and neither side's is excluded. A pair of one variable under two
-    names (paired by name or normalized name: a Keras 3 checkpoint's weight whose key
-    `optimizer/_trainable_variables/0` an `--exclude 'optimizer/*'` matches) is left out
-    whole; of a pair by values or structure the other side stands alone when it is selected
-    itself (excluding a variable never hides one it merely paired with: two zero biases pair
-    by value). An unpaired variable is kept when its own name is selected. A selection
-    keeping none of them is a UsageError, never an empty "identical"."""
+    still compares `encoder/w` with its counterpart `enc/w`. A pair is one variable under two
+    names, kept or left out whole: kept when either side's name is included and neither
+    side's is excluded (`--exclude 'adam/*'` leaves out tf_keras' `Adam/m/d1/kernel` with the
+    Keras 3 slot it pairs with). An unpaired variable is kept when its own name is selected.
+    A selection keeping none of them is a UsageError, never an empty "identical"."""
     names_a, names_b = select(a, b, opts)
     if not (opts.include or opts.exclude):
         return (match([_var(a, n) for n in names_a], [_var(b, n) for n in names_b], opts.match,
@@ -782,12 +779,9 @@ def pairing(a: Store, b: Store, opts: Options, content: Callable[[str, str], Has
             continue
         if kept is None or (p.a in kept[0] and p.b in kept[1]):
             pairs.append(p)
-        elif p.matched_by not in ("name", "normalized"):  # paired by values or structure
-            alone_a.update([p.a] if p.a in chosen_a else [])
-            alone_b.update([p.b] if p.b in chosen_b else [])
     if not (pairs or alone_a or alone_b):  # (each side kept some, but not one pair of them)
         raise nothing_left(opts.include, opts.exclude, roles,
-                           len(set(every_a).union(every_b)))
+                           len(set(every_a).union(every_b)), stores=(a, b))
     used_a = {p.a for p in pairs} | alone_a
     used_b = {p.b for p in pairs} | alone_b
     return (Matching(pairs, [n for n in every_a if n in alone_a],

@@ -647,25 +647,36 @@ def _selected(result: _Result, included: tuple[list[str], list[str]] | None,
               kept: tuple[list[str], list[str]] | None) -> _Result:
     """What of the pairing of every weight the selection asks for. `included`: the (source,
     export) names --include matches, `kept`: those --exclude leaves (None: no such option). A
-    pair, or a folded variable, is selected when either side's name is included (`--include
+    pair is one weight under two names: kept when either side's name is included (`--include
     'c1/*'` names the source's `c1/kernel`, not the export's `model/c1/convolution`) and
-    neither side's is excluded (a pair is one weight under two names); an unpaired variable or
-    a structural constant by its own name. The pair a selected folded variable was folded
-    into comes along: it is what checks the folded values."""
+    neither side's is excluded. A folded variable likewise, and with it the pairs of the layer
+    it was folded into, which are what check its values (a batch norm's gamma scales the
+    kernel, its beta and mean shift the bias); if one of those is excluded, so is it. An
+    unpaired variable or a structural constant is kept by its own name."""
     inc_src, inc_exp = (set(names) for names in included) if included else (None, None)
     ok_src, ok_exp = (set(names) for names in kept) if kept else (None, None)
 
-    def has(names: set[str] | None, name: str) -> bool:
-        return names is None or name in names
-
     def selected(src: str | None, exp: str | None) -> bool:
-        return ((src is not None and has(inc_src, src)) or (exp is not None and has(inc_exp, exp))) \
-            and (src is None or has(ok_src, src)) and (exp is None or has(ok_exp, exp))
-    folded = [f for f in result.folded if selected(f[0].name, f[1] or None)]
-    into = {f[1] for f in folded if f[1]}
-    return _Result([p for p in result.pairs if selected(p.src.name, p.exp.name)
-                    or (p.exp.name in into and has(ok_src, p.src.name))],
-                   folded,
+        return ((src is not None and (inc_src is None or src in inc_src))
+                or (exp is not None and (inc_exp is None or exp in inc_exp))) \
+            and not excluded(src, exp)
+
+    def excluded(src: str | None, exp: str | None) -> bool:
+        return (src is not None and ok_src is not None and src not in ok_src) \
+            or (exp is not None and ok_exp is not None and exp not in ok_exp)
+    layer_of = {p.exp.name: p.src.layer for p in result.pairs}
+    keep = {id(p) for p in result.pairs if selected(p.src.name, p.exp.name)}
+    folded = []
+    for f in result.folded:
+        source, into, _ = f
+        if not selected(source.name, into or None):
+            continue
+        hosts = [p for p in result.pairs if into and p.src.layer == layer_of.get(into)]
+        if any(excluded(p.src.name, p.exp.name) for p in hosts):
+            continue
+        folded.append(f)
+        keep.update(map(id, hosts))
+    return _Result([p for p in result.pairs if id(p) in keep], folded,
                    [s for s in result.only_src if selected(s.name, None)],
                    [x for x in result.only_exp if selected(None, x.name)],
                    [n for n in result.structural if selected(None, n)])

@@ -211,6 +211,19 @@ def test_a_checkpoint_prefix_and_its_index_are_one_input(capsys, tmp_path: Path)
     assert (tmp_path / "after.index").read_bytes() == before
 
 
+def test_a_report_is_never_written_over_an_input(capsys, tmp_path: Path, model: Path) -> None:
+    """`-o FILE` naming an input (directly, through a symlinked directory) is refused before
+    any work; the input is untouched."""
+    before = model.read_bytes()
+    (tmp_path / "link").symlink_to(model.parent)
+    for argv in (["show", model, "-o", model], ["diff", model, model, "-o", model],
+                 ["diff", model, model, "-o", tmp_path / "link" / model.name]):
+        code, _, err = cli(capsys, *argv)
+        assert code == 2 and "refusing to overwrite the input" in err, (argv, err)
+    assert model.read_bytes() == before
+    assert cli(capsys, "show", model, "-o", tmp_path / "report.txt", "-q")[0] == 0
+
+
 def test_convert_refuses_lossy_output_unless_allowed(capsys, monkeypatch, model: Path) -> None:
     monkeypatch.setattr(npz, "losses", lambda store, like=None: ["the colour of 'dense/kernel'"])
     out = model.parent / "lossy.npz"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 
 import numpy as np
@@ -225,8 +226,10 @@ def test_output_format_of_a_saved_model_directory_and_of_nothing(tmp_path) -> No
     assert "did you mean" not in str(refused.value)
     with pytest.raises(UsageError, match=r"from the name \(did you mean \.safetensors\?\)"):
         registry.format_for_output(tmp_path / "weights.safetenors")
-    with pytest.raises(UsageError, match=r"\(did you mean \.weights\.h5\?\)"):
-        registry.format_for_output(tmp_path / "model.weights.h")
+    for typo, meant in (("model.weights.h", ".weights.h5"), ("m.kera", ".keras"),
+                        ("m.kears", ".keras"), ("m.h", ".h5"), ("m.np", ".npz")):
+        with pytest.raises(UsageError, match=rf"\(did you mean {re.escape(meant)}\?\)"):
+            registry.format_for_output(tmp_path / typo)
     with pytest.raises(UsageError, match="unknown format 'onnx'"):
         registry.get("onnx")
 

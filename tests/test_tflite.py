@@ -564,12 +564,20 @@ def test_an_export_diff_selects_by_either_sides_names(tmp_path: Path) -> None:
     assert len(report["summary"]["export"]["structural"]) == 2
     refused = run_cli("diff", source, export, "--include", "c1/kernel", "--exclude", "*/c1_1/*")
     assert refused.returncode == 2 and "leaves none of" in refused.stderr  # never "identical"
-    # a folded variable brings the pair it was folded into: that pair checks its values
-    edited = tmp_path / "x.keras"
-    assert run_cli("edit", source, edited, "--scale", "bn1/gamma=1.1").returncode == 0
-    code, report = _wdiff(edited, export, "--include", "bn1/*")
-    assert code == 1 and [(e["name_a"], e["status"]) for e in report["variables"]
-                          if e["status"] != "folded"] == [("c1/kernel", "changed")]
+    # a folded variable brings the pairs of the layer it was folded into, which check its
+    # values (gamma scales the kernel and the bias, beta shifts the bias); excluding one of
+    # them leaves the folded variable out too
+    for change, changed in (("bn1/gamma=1.1", {"c1/kernel", "c1/bias"}),
+                            ("bn1/beta=3", {"c1/bias"})):
+        edited = tmp_path / "x.keras"
+        assert run_cli("edit", source, edited, "--scale", change).returncode == 0
+        code, report = _wdiff(edited, export, "--include", "bn1/*")
+        rows = {e["name_a"]: e["status"] for e in report["variables"]}
+        assert code == 1 and {n for n, s in rows.items() if s == "changed"} == changed
+        assert set(rows) == {"c1/kernel", "c1/bias", "bn1/gamma", "bn1/beta", "bn1/moving_mean",
+                             "bn1/moving_variance"}
+        code, report = _wdiff(edited, export, "--exclude", "c1/*")
+        assert code == 0 and not {e["name_a"] for e in report["variables"]} & set(rows)
 
 
 def test_pruned_export_differs_exactly_where_it_was_pruned() -> None:
