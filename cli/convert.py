@@ -8,11 +8,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..converters.errors import UsageError, WeightsNote
+from ..converters.errors import UsageError, WeightsError, WeightsNote
 from ..converters.names import OPTIMIZER_ROLES
 from ..converters.quant import dequantize
 from ..converters.paths import same_file
-from ..converters.registry import format_for_output, load, plan, save
+from ..converters.registry import detect, format_for_output, get, load, plan, save
 from ..converters.source import display, is_url, local_path
 from ..converters.store import Store
 from .progress import Progress, data_bytes, tracked
@@ -83,29 +83,29 @@ def like_names(store: Store, template: Store, match: str) -> Store:
 
 
 def check_output(src: str, dst: str, *others: str) -> None:
-    """Refuse an output that is one of the inputs (a URL: the same URL). A checkpoint's
-    prefix and its `.index` file name the same checkpoint."""
+    """Refuse an output that is one of the inputs (a URL: the same URL), under any name the
+    input's format gives it (`Format.stored_as`: a checkpoint's prefix, `.index`, data files
+    and directory name one checkpoint); local paths through symlinks and `file://`."""
     for path in (src, *others):
         if not path:
             continue
+        try:
+            stored_as = get(detect(path)).stored_as
+        except WeightsError:  # (not readable: loading it says why)
+            stored_as = None
+
+        def names(p: str) -> set[str]:
+            return {p, *(stored_as(p) if stored_as is not None else ())}
         if is_url(path) or is_url(dst):
-            same = bool({display(p).rstrip("/") for p in _prefixes(path, local=False)}
-                        & {display(p).rstrip("/") for p in _prefixes(dst, local=False)})
+            same = bool({display(p).rstrip("/") for p in names(path)}
+                        & {display(p).rstrip("/") for p in names(dst)})
         else:  # (file:// URLs as paths; symlinked directories resolved)
             source, target = local_path(path), local_path(dst)
             same = same_file(source, target) or bool(
-                {os.path.realpath(p) for p in _prefixes(source)}
-                & {os.path.realpath(p) for p in _prefixes(target)})
+                {os.path.realpath(p) for p in names(source)}
+                & {os.path.realpath(p) for p in names(target)})
         if same:
             raise UsageError(f"refusing to overwrite the input {safe(display(path))!r}", dst)
-
-
-def _prefixes(path: str, local: bool = True) -> tuple[str, ...]:
-    """The path, and the checkpoint prefix it names: by a checkpoint's `.index` or data file
-    name (an output need not exist yet), or as a local input directory's newest checkpoint."""
-    from ..converters.checkpoint import index_of, named_prefix
-    found = index_of(path) if local else None
-    return (path, *(p for p in (named_prefix(path), found and named_prefix(found)) if p))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -247,6 +247,14 @@ def named_prefix(path: str) -> str | None:
     return match.group(1) if match else None
 
 
+def stored_as(path: str) -> tuple[str, ...]:
+    """The checkpoint prefix `path` names: by the name of its `.index` or a data file (an
+    output need not exist yet), or as an existing prefix, file or directory (`index_of`)."""
+    found = index_of(path)
+    return tuple(p for p in dict.fromkeys((named_prefix(path), found and named_prefix(found)))
+                 if p)
+
+
 def index_of(path: str) -> str | None:
     """The `.index` file of the checkpoint `path` names (a prefix, a directory, the file)."""
     try:
@@ -336,6 +344,7 @@ FORMAT = Format(
     namespace=META, structure="the tf-checkpoint object graph and its keys",
     index=IndexReading(is_index=is_index, lacks_data=index_without_data, read=read_index,
                        index_of=index_of),
+    stored_as=stored_as,
     templates=("tf-checkpoint", "saved-model"),
     run=lambda path: run_prefixes(path) if seam.isdir(path) and not seam.isfile(path)
     else [path],

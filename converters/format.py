@@ -177,6 +177,9 @@ class Format:
       applied). Another format's writer carrying the namespace of an edited store
       (`carry.build`) carries this, so that the file it writes holds the same structure the
       edit made; a WeightsError (a store this writer would refuse) keeps the record as it is.
+    stored_as(path) -> tuple[str, ...]: optional; the other paths that name what `path` names,
+      whether or not it exists yet (a checkpoint's prefix for its `.index` or data file, a
+      directory's newest checkpoint): commands refuse an output that is an input so named.
     """
     name: str
     description: str
@@ -196,6 +199,7 @@ class Format:
     extract: Callable[[Store, str], Store] | None = None
     sharded: Callable[[WritePlan, str], ShardedWrite | None] | None = None
     current: Callable[[Store], Any] | None = None
+    stored_as: Callable[[str], tuple[str, ...]] | None = None
 
     @property
     def writable(self) -> bool:
