@@ -103,9 +103,20 @@ def check_output(src: str, dst: str, *others: str) -> None:
             source, target = local_path(path), local_path(dst)
             same = same_file(source, target) or bool(
                 {os.path.realpath(p) for p in names(source)}
-                & {os.path.realpath(p) for p in names(target)})
+                & {os.path.realpath(p) for p in names(target)}) or _inside(target, source)
         if same:
             raise UsageError(f"refusing to overwrite the input {safe(display(path))!r}", dst)
+
+
+def _inside(target: str, source: str) -> bool:
+    """Whether `target` would replace a file of the input directory `source` (its SavedModel
+    graph, TF.js manifest, checkpoint state file, a checkpoint's `.index` in it); a new file
+    in it (another checkpoint of a run) is fine."""
+    if not os.path.isdir(source):
+        return False
+    folder = os.path.realpath(source) + os.sep
+    return any(os.path.realpath(p).startswith(folder) and os.path.lexists(p)
+               for p in (target, target + ".index"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, BinaryIO
 
-from .mapped import FileChangedError, check_changed, shrunk
+from .mapped import FileChangedError, check_changed, opened, shrunk
 
 
 class AtomicOutput:
@@ -65,6 +65,10 @@ class AtomicOutput:
         return open_streaming(self.path(final))
 
     def _commit(self) -> None:
+        for _, final in self._pending:  # (a model's shard beside its manifest, say)
+            if not os.path.isdir(final) and opened(final) is not None:
+                from .errors import UsageError
+                raise UsageError(f"refusing to overwrite the input {opened(final)!r}", final)
         durable = _DURABLE.get()
         for temp, _ in self._pending:
             if durable:

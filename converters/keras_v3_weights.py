@@ -114,6 +114,14 @@ def _index_of_shard(path: str) -> str | None:
         return None
 
 
+def stored_as(path: str) -> tuple[str, ...]:
+    """The sharded model a shard's name names (`model.weights.json` for
+    `model_00001.weights.h5`), whether or not it exists."""
+    match = _SHARD.fullmatch(os.path.basename(path))
+    return (os.path.join(os.path.dirname(path), match.group(1) + ".weights.json"),) \
+        if match else ()
+
+
 def _shard_files(index: Any, path: str) -> list[str]:
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
@@ -355,5 +363,6 @@ FORMAT = Format(
     templates=("keras-weights-h5",),
     extract=extract,
     sharded=sharded,
+    stored_as=stored_as,
     current=current,
 )

@@ -90,6 +90,18 @@ def unwatch(key: tuple[int, int]) -> None:
                     _changed.remove(entry.path)
 
 
+def opened(path: str) -> str | None:
+    """The path of the open input file (a watched one) that `path` is, if it is one: a
+    writer about to replace `path` would replace a file it may still be reading."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    with _lock:
+        entry = _watched.get((stat.st_dev, stat.st_ino))
+    return None if entry is None else entry.path
+
+
 def check_changed() -> None:
     """Raise FileChangedError if the SIGBUS handler found a watched file shorter than its
     mappings (the error is raised once)."""

@@ -651,8 +651,9 @@ def _selected(result: _Result, included: tuple[list[str], list[str]] | None,
     'c1/*'` names the source's `c1/kernel`, not the export's `model/c1/convolution`) and
     neither side's is excluded. A folded variable likewise, and with it the pairs of the layer
     it was folded into, which are what check its values (a batch norm's gamma scales the
-    kernel, its beta and mean shift the bias); if one of those is excluded, so is it. An
-    unpaired variable or a structural constant is kept by its own name."""
+    kernel, its beta and mean shift the bias); one of those excluded is a UsageError, as the
+    folded variable could not be compared. An unpaired variable or a structural constant is
+    kept by its own name."""
     inc_src, inc_exp = (set(names) for names in included) if included else (None, None)
     ok_src, ok_exp = (set(names) for names in kept) if kept else (None, None)
 
@@ -672,8 +673,12 @@ def _selected(result: _Result, included: tuple[list[str], list[str]] | None,
         if not selected(source.name, into or None):
             continue
         hosts = [p for p in result.pairs if into and p.src.layer == layer_of.get(into)]
-        if any(excluded(p.src.name, p.exp.name) for p in hosts):
-            continue
+        left_out = [p.src.name for p in hosts if excluded(p.src.name, p.exp.name)]
+        if left_out:
+            from ..converters.errors import UsageError
+            raise UsageError(f"{source.name!r} is folded into {', '.join(map(repr, left_out))} "
+                             "in the export, which the selection leaves out: it is compared "
+                             "only through them (exclude it too, or keep them)")
         folded.append(f)
         keep.update(map(id, hosts))
     return _Result([p for p in result.pairs if id(p) in keep], folded,

@@ -224,6 +224,35 @@ def test_a_report_is_never_written_over_an_input(capsys, tmp_path: Path, model: 
     assert cli(capsys, "show", model, "-o", tmp_path / "report.txt", "-q")[0] == 0
 
 
+def test_no_output_replaces_a_file_of_an_input(capsys, tmp_path: Path) -> None:
+    """A file inside an input directory (a SavedModel's graph, a TF.js manifest or shard, a
+    checkpoint directory's state file) or a shard of a sharded `.weights.json` is part of the
+    input: no report, conversion or edit replaces it. A new file beside them is fine."""
+    import shutil
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    for name in ("mlp--tfkeras-savedmodel", "conv--tfjs-layers", "mlp--keras3-ckptdir"):
+        shutil.copytree(fixtures / name, tmp_path / name)
+    for part in ("", "_00000", "_00001", "_00002"):
+        suffix = ".weights.json" if not part else ".weights.h5"
+        shutil.copy(fixtures / f"mlp--keras3-sharded{part}{suffix}", tmp_path)
+    keras = fixtures / "mlp--keras3.keras"
+    sm, tj, ck = (tmp_path / n for n in ("mlp--tfkeras-savedmodel", "conv--tfjs-layers",
+                                         "mlp--keras3-ckptdir"))
+    sharded = tmp_path / "mlp--keras3-sharded.weights.json"
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for argv in (["diff", sm, keras, "-o", sm / "saved_model.pb"],
+                 ["diff", ck, keras, "-o", ck / "checkpoint"],
+                 ["diff", sharded, keras, "-o", tmp_path / "mlp--keras3-sharded_00001.weights.h5"],
+                 ["convert", tj, tj / "group1-shard1of3.bin", "--to", "npz"],
+                 ["convert", tj / "model.json", tj / "group1-shard2of3.bin", "--to", "npz"],
+                 ["edit", sm, sm / "variables" / "variables", "--to", "tf-checkpoint",
+                  "--allow-lossy", "--scale", "d1/bias=2"]):
+        code, _, err = cli(capsys, *argv)
+        assert code == 2 and "refusing to overwrite the input" in err, (argv, err)
+    assert {p: p.read_bytes() for p in before} == before
+    assert cli(capsys, "edit", ck, ck / "ckpt-2", "--scale", "d1/bias=2", "-q")[0] == 0
+
+
 def test_convert_refuses_lossy_output_unless_allowed(capsys, monkeypatch, model: Path) -> None:
     monkeypatch.setattr(npz, "losses", lambda store, like=None: ["the colour of 'dense/kernel'"])
     out = model.parent / "lossy.npz"

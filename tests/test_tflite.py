@@ -566,7 +566,7 @@ def test_an_export_diff_selects_by_either_sides_names(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "leaves none of" in refused.stderr  # never "identical"
     # a folded variable brings the pairs of the layer it was folded into, which check its
     # values (gamma scales the kernel and the bias, beta shifts the bias); excluding one of
-    # them leaves the folded variable out too
+    # them without it is an error: it could not be compared
     for change, changed in (("bn1/gamma=1.1", {"c1/kernel", "c1/bias"}),
                             ("bn1/beta=3", {"c1/bias"})):
         edited = tmp_path / "x.keras"
@@ -576,7 +576,10 @@ def test_an_export_diff_selects_by_either_sides_names(tmp_path: Path) -> None:
         assert code == 1 and {n for n, s in rows.items() if s == "changed"} == changed
         assert set(rows) == {"c1/kernel", "c1/bias", "bn1/gamma", "bn1/beta", "bn1/moving_mean",
                              "bn1/moving_variance"}
-        code, report = _wdiff(edited, export, "--exclude", "c1/*")
+        for exclude in ("c1/*", "*Relu*"):  # (the fused bias' export name)
+            refused = run_cli("diff", edited, export, "--exclude", exclude)
+            assert refused.returncode == 2 and "'bn1/gamma' is folded into" in refused.stderr
+        code, report = _wdiff(edited, export, "--exclude", "c1/*", "--exclude", "bn1/*")
         assert code == 0 and not {e["name_a"] for e in report["variables"]} & set(rows)
 
 
