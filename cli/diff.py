@@ -90,8 +90,8 @@ def gate_rows(result: DiffResult, by: str) -> list[tuple[str, dict]]:
 def report(result: DiffResult, args: argparse.Namespace, label_a: str, label_b: str,
            format_a: str, format_b: str, stream: TextIO | None = None,
            tripped: list[Tripped] | None = None, stores: tuple | None = None) -> None:
-    """Print `result` as asked by `args` (nothing with --quiet)."""
-    if args.quiet:
+    """Print `result` as asked by `args` (with --quiet: nothing printed; `-o FILE` written)."""
+    if args.quiet and not args.output_file:
         return
     tripped = tripped or []
     with contextlib.ExitStack() as stack:
@@ -111,7 +111,7 @@ def report(result: DiffResult, args: argparse.Namespace, label_a: str, label_b: 
             stream.write(diff_report(result, target, file_a, file_b, stores))
         else:
             render_table(result, target, f"{label_a} ({format_a})", f"{label_b} ({format_b})")
-    if tripped and (args.output != "text" or args.output_file):
+    if tripped and (args.output != "text" or args.output_file) and not args.quiet:
         print_gates(tripped, sys.stderr, colour(sys.stderr, getattr(args, "color", "auto")))
 
 

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         tripped = evaluate(gate_list, [(r["name"], r) for r in rows]) if gate_list else []
         if gate_list:
             doc["gates"] = [t.as_dict() for t in tripped]
-        if not args.quiet:
+        if not args.quiet or args.output_file:  # (--quiet prints nothing; -o FILE is written)
             _report(store, args, doc, shown, tripped)
     return Exit.DIFFERENT if failed(tripped) else Exit.OK
 
@@ -121,7 +121,7 @@ def _report(store: Store, args: argparse.Namespace, doc: dict, shown: list[dict]
         else:
             _print_table(doc, shown, args.by, out, colour_on)
             print_gates(tripped, out, colour_on)
-    if tripped and (args.output != "text" or args.output_file):
+    if tripped and (args.output != "text" or args.output_file) and not args.quiet:
         print_gates(tripped, sys.stderr, colour(sys.stderr, args.color))
 
 

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         v = view(args)
         rows = trend_rows(result, type(v)(by=v.by))
         tripped = evaluate(gate_list, [(r.name, r.as_dict()) for r in rows])
-        if not args.quiet:
+        if not args.quiet or args.output_file:  # (--quiet prints nothing; -o FILE is written)
             with destination(args) as (out, colour_on):
                 target = Target(out, colour=colour_on, view=v, gates=tripped)
                 gate_doc = [t.as_dict() for t in tripped] if gate_list else None
@@ -83,6 +83,6 @@ def run(args: argparse.Namespace) -> int:
                     out.write(trend_report(result, target))
                 else:
                     render_trend_text(result, target)
-            if tripped and (args.output != "text" or args.output_file):
+            if tripped and (args.output != "text" or args.output_file) and not args.quiet:
                 print_gates(tripped, sys.stderr, colour(sys.stderr, args.color))
     return Exit.DIFFERENT if failed(tripped) else Exit.OK

@@ -221,7 +221,10 @@ def test_a_report_is_never_written_over_an_input(capsys, tmp_path: Path, model: 
         code, _, err = cli(capsys, *argv)
         assert code == 2 and "refusing to overwrite the input" in err, (argv, err)
     assert model.read_bytes() == before
-    assert cli(capsys, "show", model, "-o", tmp_path / "report.txt", "-q")[0] == 0
+    assert cli(capsys, "show", model, "-o", tmp_path / "report.txt", "-q") == (0, "", "")
+    assert (tmp_path / "report.txt").read_text().startswith(f"{model}: ")  # -q prints nothing;
+    assert cli(capsys, "diff", model, model, "-q", "-o", tmp_path / "d.md",  # -o is written
+               "--format", "markdown") == (0, "", "") and (tmp_path / "d.md").stat().st_size
 
 
 def test_no_output_replaces_a_file_of_an_input(capsys, tmp_path: Path) -> None:
