@@ -8,9 +8,11 @@ Stages, each working only on what the previous ones left unmatched:
    whichever way pairs the most;
 3. `values`: a leftover in A and a leftover in B with the same shape, dtype and content hash
    (a rename; the engine verifies the values before calling it one);
-4. `structure`: with `auto`, first Keras 3 positional names against named ones of the same layer
-   (`bn/0` ↔ `bn/gamma`, by the creation order of `WEIGHT_ORDER`); then leftovers aligned by
-   order and (shape, dtype), longest common subsequence first.
+4. `structure`: with `auto`, first the leftovers of a layer another name of which was found by
+   values (`block_3/dense/bias` with `stage_9/dense/bias` once the kernels paired); Keras 3
+   positional names against named ones of the same layer (`bn/0` ↔ `bn/gamma`, by the
+   creation order of `WEIGHT_ORDER`); then leftovers aligned by order and (shape, dtype),
+   longest common subsequence first.
 
 `--match name` runs 1–3, `--match structure` runs 4 on everything (names ignored) then 3,
 `--match auto` runs 1–4, then judges the result: when the names left mostly shape changes and
@@ -111,6 +113,33 @@ def _pair_by_key(left_a: list[Var], left_b: list[Var], key_a: Callable[[Var], Ha
 def _parent(name: str) -> tuple[str, str]:
     parent, _, last = normalize(name).rpartition("/")
     return parent, last
+
+
+def _siblings(pairs: list[Pair], left_a: list[Var], left_b: list[Var]) -> list[Pair]:
+    """Leftovers of a layer whose other variables were paired with one layer of the other side
+    under another name (a renamed layer, found by values): paired with that layer's variable
+    of the same last name, shape and dtype (`block_3/dense/bias` with `stage_9/dense/bias`
+    once the kernels paired; equal zero biases are no evidence by values, and aligning them
+    by order would cross layers). Called `structure`, as they are paired by their place."""
+    targets: dict[str, set[str]] = {}
+    for p in pairs:
+        layer_a, layer_b = _parent(p.a)[0], _parent(p.b)[0]
+        if layer_a != layer_b:
+            targets.setdefault(layer_a, set()).add(layer_b)
+    if not targets:
+        return []
+    by_place = {_parent(v.name): v for v in left_b}
+    out, used = [], set()
+    for v in left_a:
+        layer, last = _parent(v.name)
+        found = targets.get(layer, set())
+        if len(found) != 1:  # (a layer split over several: no evidence which)
+            continue
+        w = by_place.get((next(iter(found)), last))
+        if w is not None and w.name not in used and w.signature == v.signature:
+            out.append(Pair(v.name, w.name, "structure"))
+            used.add(w.name)
+    return out
 
 
 def _positional(positional: list[Var], named: list[Var], swap: bool = False) -> list[Pair]:
@@ -226,6 +255,7 @@ def match(a: Sequence[Var], b: Sequence[Var], mode: str = "auto",
         take(max(candidates, key=len))
         take(by_values())
         if mode == "name-then-structure":
+            take(_siblings(pairs, left_a, left_b))
             take(_positional(left_a, left_b) + _positional(left_b, left_a, swap=True))
             take(_align(left_a, left_b))
     order_a = {v.name: i for i, v in enumerate(a)}

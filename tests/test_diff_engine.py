@@ -391,6 +391,29 @@ def test_a_selection_that_selects_nothing_is_an_error(kw, message):
     assert message in str(caught.value)
 
 
+def test_a_renamed_layers_other_variables_follow_its_kernel():
+    """Kernels found by values under new layer names take their layers' biases along: equal
+    zero biases are no evidence by values, and aligning them by order paired block_3's bias
+    with stage_1's (a change credited to the wrong layer; an identical one reported removed
+    and added when the names sort otherwise)."""
+    rng = np.random.default_rng(0)
+    k3, k4, zeros = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), np.zeros(3)
+    moved = zeros.copy()
+    moved[0] = 1e-3
+    a = Store.from_arrays({"block_3/dense/kernel": k3, "block_3/dense/bias": zeros,
+                           "block_4/dense/kernel": k4, "block_4/dense/bias": zeros})
+    b = Store.from_arrays({"stage_1/dense/kernel": k4, "stage_1/dense/bias": zeros,
+                           "stage_9/dense/kernel": k3, "stage_9/dense/bias": moved})
+    pairs = {(e.name_a, e.name_b): e.status for e in diff_stores(a, b).entries}
+    assert pairs == {("block_3/dense/kernel", "stage_9/dense/kernel"): "renamed",
+                     ("block_3/dense/bias", "stage_9/dense/bias"): "changed",
+                     ("block_4/dense/kernel", "stage_1/dense/kernel"): "renamed",
+                     ("block_4/dense/bias", "stage_1/dense/bias"): "same"}
+    result = diff_stores(a, b, Options(include=("block_3/*",)))
+    assert not result.identical and [e.name_b for e in result.entries] == [
+        "stage_9/dense/kernel", "stage_9/dense/bias"]
+
+
 def test_a_selection_emptied_through_original_keys_says_so():
     """A Keras 3 TF checkpoint keys its model weights `optimizer/_trainable_variables/N`:
     `--exclude 'optimizer/*'` takes them by key, and the error says that."""
