@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..converters.errors import UsageError, WeightsError, WeightsNote
+from ..converters.format import WritePlan
 from ..converters.names import OPTIMIZER_ROLES
 from ..converters.quant import dequantize
 from ..converters.paths import same_file
@@ -134,16 +135,23 @@ def run(args: argparse.Namespace) -> int:
         store = tracked(store, bar)
         if args.ops:
             store = apply(store, args.ops)
-        with contextlib.ExitStack() as stack:
-            template = stack.enter_context(load(args.like)) if args.like else None
-            written = store if template is None else like_names(store, template, args.match)
-            planned = plan(written, fmt, template)
-            save(written, args.dst, fmt, allow_lossy=args.allow_lossy, like=template,
-                 planned=planned)
+        planned = write(store, args, fmt)
         if args.ops and not args.quiet:
             print_edits(store.edits, f"wrote {args.dst} ({fmt})")
     note_losses(args, planned.losses)  # (the progress line gone)
     return 0
+
+
+def write(store: Store, args: argparse.Namespace, fmt: str) -> WritePlan:
+    """Write `store` to `args.dst` in `fmt` (into the structure of `--like`, paired as
+    `--match` says); returns the plan, whose losses `note_losses` reports."""
+    with contextlib.ExitStack() as stack:
+        template = stack.enter_context(load(args.like)) if args.like else None
+        written = store if template is None else like_names(store, template, args.match)
+        planned = plan(written, fmt, template)
+        save(written, args.dst, fmt, allow_lossy=args.allow_lossy, like=template,
+             planned=planned)
+    return planned
 
 
 def note_losses(args: argparse.Namespace, losses: list[str]) -> None:

@@ -12,9 +12,9 @@ import numpy as np
 from ..converters.edit import Edit, EditedStore, edit
 from ..converters.errors import UsageError, WeightsError
 from ..converters.paths import check_input
-from ..converters.registry import check, format_for_output, load, plan, save
+from ..converters.registry import check, format_for_output, load, plan
 from ..converters.store import Store
-from .convert import add_output_arguments, check_output, like_names, note_losses
+from .convert import add_output_arguments, check_output, like_names, note_losses, write
 from .progress import Progress, data_bytes, tracked
 from .text import colour, safe, table
 
@@ -159,12 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             _print_dry_run(store, edited, args, fmt)
             return 0
-        with contextlib.ExitStack() as stack:
-            template = stack.enter_context(load(args.like)) if args.like else None
-            written = edited if template is None else like_names(edited, template, args.match)
-            planned = plan(written, fmt, template)
-            save(written, args.dst, fmt, allow_lossy=args.allow_lossy, like=template,
-                 planned=planned)
+        planned = write(edited, args, fmt)
         if not args.quiet:
             print_edits(edited.edits, f"wrote {args.dst} ({fmt})")
     note_losses(args, planned.losses)  # what --allow-lossy accepted (a rename not written)
