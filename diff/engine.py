@@ -33,7 +33,7 @@ import numpy as np
 from ..converters.dtypes import is_string
 from ..converters.names import nothing_left, roles_option, select as select_names
 from ..converters.store import Progress, Store, Tensor
-from .match import Matching, Pair, Var, match
+from .match import Matching, Var, match
 from . import numeric
 from .numeric import dot
 from .workers import run_all
@@ -690,9 +690,7 @@ def diff_entries(a: Store, b: Store, opts: Options, content: Callable[[str, str]
     """What every diff shares: the variables `opts` selects, paired (`content(side, name)` keys
     the pairing by equal values), an entry per pair that `settle` then compares in place, the
     variables only one side has; in A's order, B's additions last. Entries and summary."""
-    matching, names_a, names_b = pairing(a, b, opts, content)
-    vars_a = [_var(a, n) for n in names_a]
-    vars_b = [_var(b, n) for n in names_b]
+    matching, vars_a, vars_b = pairing(a, b, opts, content)
     entries = [_entry(p.a, p.b, a[p.a], b[p.b], p.matched_by) for p in matching.pairs]
     settle(entries)
     order = {n: i for i, n in enumerate(v.name for v in vars_a)}
@@ -746,9 +744,9 @@ def _compare_job(pairs: list[tuple[Tensor, Tensor]], opts: Options,
 
 
 def pairing(a: Store, b: Store, opts: Options, content: Callable[[str, str], Hashable]
-            ) -> tuple[Matching, list[str], list[str]]:
+            ) -> tuple[Matching, list[Var], list[Var]]:
     """The variables `opts` selects, paired (`match`; `content(side, name)` keys pairing by
-    equal values), and each side's names in the diff, in store order.
+    equal values), and each side's variables in the diff, in store order.
 
     With --include/--exclude every variable the role options leave is paired first, as a
     diff without them pairs it, and the selection is made of the pairs: the two sides may
@@ -760,33 +758,29 @@ def pairing(a: Store, b: Store, opts: Options, content: Callable[[str, str], Has
     A selection keeping none of them is a UsageError, never an empty "identical"."""
     names_a, names_b = select(a, b, opts)
     if not (opts.include or opts.exclude):
-        return (match([_var(a, n) for n in names_a], [_var(b, n) for n in names_b], opts.match,
-                      content), names_a, names_b)
+        vars_a, vars_b = [_var(a, n) for n in names_a], [_var(b, n) for n in names_b]
+        return match(vars_a, vars_b, opts.match, content), vars_a, vars_b
     roles = roles_option(opts.no_optimizer, opts.weights_only)
     every_a, every_b = select_names([a, b], (), (), roles)
-    whole = match([_var(a, n) for n in every_a], [_var(b, n) for n in every_b], opts.match,
-                  content)
-    included = [set(names) for names in select_names([a, b], opts.include, (), roles)] \
-        if opts.include else None
-    kept = [set(names) for names in select_names([a, b], (), opts.exclude, roles)] \
-        if opts.exclude else None
+    all_a, all_b = [_var(a, n) for n in every_a], [_var(b, n) for n in every_b]
+    whole = match(all_a, all_b, opts.match, content)
+    inc_a, inc_b = (set(names) for names in select_names([a, b], opts.include, (), roles)) \
+        if opts.include else (None, None)
+    ok_a, ok_b = (set(names) for names in select_names([a, b], (), opts.exclude, roles)) \
+        if opts.exclude else (None, None)
+    pairs = [p for p in whole.pairs
+             if (inc_a is None or p.a in inc_a or p.b in inc_b)
+             and (ok_a is None or (p.a in ok_a and p.b in ok_b))]
     chosen_a, chosen_b = set(names_a), set(names_b)
-    pairs: list[Pair] = []
-    alone_a = {n for n in whole.only_a if n in chosen_a}
-    alone_b = {n for n in whole.only_b if n in chosen_b}
-    for p in whole.pairs:
-        if included is not None and p.a not in included[0] and p.b not in included[1]:
-            continue
-        if kept is None or (p.a in kept[0] and p.b in kept[1]):
-            pairs.append(p)
-    if not (pairs or alone_a or alone_b):  # (each side kept some, but not one pair of them)
+    only_a = [n for n in whole.only_a if n in chosen_a]
+    only_b = [n for n in whole.only_b if n in chosen_b]
+    if not (pairs or only_a or only_b):  # (each side kept some, but not one pair of them)
         raise nothing_left(opts.include, opts.exclude, roles,
                            len(set(every_a).union(every_b)), stores=(a, b))
-    used_a = {p.a for p in pairs} | alone_a
-    used_b = {p.b for p in pairs} | alone_b
-    return (Matching(pairs, [n for n in every_a if n in alone_a],
-                     [n for n in every_b if n in alone_b], whole.note),
-            [n for n in every_a if n in used_a], [n for n in every_b if n in used_b])
+    used_a = {p.a for p in pairs}.union(only_a)
+    used_b = {p.b for p in pairs}.union(only_b)
+    return (Matching(pairs, only_a, only_b, whole.note),
+            [v for v in all_a if v.name in used_a], [v for v in all_b if v.name in used_b])
 
 
 def _summary(entries: list[Entry], vars_a: list[Var], vars_b: list[Var], matching: Any) -> dict:

@@ -342,6 +342,9 @@ def test_a_selection_is_made_of_the_pairs_the_whole_diff_makes():
     assert result.summary["variables_a"] == 2 and result.summary["variables_b"] == 3
     result = diff_stores(a, b, Options(include=("encoder/*",), exclude=("enc/*",)))
     assert result.summary["variables_a"] == 1 and result.summary["variables_b"] == 2
+    with pytest.raises(UsageError, match="leaves none of 2"):  # x kept, but its pair is not
+        diff_stores(Store.from_arrays({"x": w}), Store.from_arrays({"y": w}),
+                    Options(include=("x",), exclude=("y",)))
 
 
 def test_a_selection_pairs_no_differently_than_the_whole_diff():
