@@ -66,9 +66,10 @@ class AtomicOutput:
 
     def _commit(self) -> None:
         for _, final in self._pending:  # (a model's shard beside its manifest, say)
-            if not os.path.isdir(final) and opened(final) is not None:
+            reading = None if os.path.isdir(final) else opened(final)
+            if reading is not None:
                 from .errors import UsageError
-                raise UsageError(f"refusing to overwrite the input {opened(final)!r}", final)
+                raise UsageError(f"refusing to overwrite the input {reading!r}", final)
         durable = _DURABLE.get()
         for temp, _ in self._pending:
             if durable:
