@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from ..converters import source, store
 from ..converters.errors import WeightsError, WeightsNote
-from .report import check_report_output
+from .report import check_report_output, report_format
 from .text import COLOR_CHOICES, colour, not_one_of, paint, safe
 
 # The cyclic collector's thresholds while a command runs. CPython's default collects the young
@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None, prog: str | None = None,
     parser = parser or build_parser(prog, only=_requested(argv))
     Parser.colour = _colour_option(argv)  # for a usage error, before the arguments are parsed
     args = parser.parse_args(argv)
+    report_format(args)  # (before a command reads args.output)
     store.FREEZE_AFTER_BULK = True  # a command's stores live until it ends (see gc_paused)
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
@@ -35,9 +36,12 @@ def add_report_arguments(parser: argparse.ArgumentParser, numbers: Sequence[str]
     --format` once took) parses as "input:NAME" for the command to turn into --from NAME with a
     warning."""
     group = parser.add_argument_group("report")
-    group.add_argument("--format", dest="output", default="text", metavar="{" + ",".join(formats) + "}",
+    group.add_argument("--format", dest="output", default=None,
+                       metavar="{" + ",".join(formats) + "}",
                        type=_format_choice(formats, legacy_input),
-                       help="report format (default: text; html needs -o and weightkit[report])")
+                       help="report format (default: as -o FILE's suffix says: .json, .md, "
+                            ".html; else text; html needs -o and weightkit[report])")
+    parser.set_defaults(report_formats=tuple(formats))
     group.add_argument("--json", dest="output", action="store_const", const="json",
                        help="the same as --format json")
     group.add_argument("-o", "--output", dest="output_file", metavar="FILE",
@@ -116,6 +120,20 @@ def check_html(args: argparse.Namespace) -> None:
         raise UsageError("--format html: expected -o FILE (the report is one self-contained "
                          "HTML file)")
     require("plotly")
+
+
+_SUFFIX_FORMATS = {".json": "json", ".md": "markdown", ".markdown": "markdown",
+                   ".html": "html", ".htm": "html"}
+
+
+def report_format(args: argparse.Namespace) -> None:
+    """Set the report format not given by --format/--json: as `-o FILE`'s suffix says (one
+    the command writes), else text."""
+    if getattr(args, "report_formats", None) is None or args.output is not None:
+        return
+    suffix = os.path.splitext(args.output_file or "")[1].lower()
+    chosen = _SUFFIX_FORMATS.get(suffix)
+    args.output = chosen if chosen in args.report_formats else "text"
 
 
 def check_report_output(args: argparse.Namespace) -> None:

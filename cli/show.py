@@ -309,28 +309,29 @@ def show_values(store: Store, args: argparse.Namespace) -> int:
     arrays = [read_selection(store[name], index) for name, index, _ in picked]
     if args.npy or args.npz:
         _export(args, labels, arrays)
-    if args.quiet:
+    if args.quiet and not args.output_file:
         return Exit.OK
-    if args.output == "json":
-        dump_json({"schema_version": SHOW_SCHEMA_VERSION, "file": args.file, "format": store.format,
-                   "values": [{"name": name, "index": _index_text(index) if index is not None
-                               else None, "shape": list(a.shape),
-                               "dtype": store[name].dtype_name, "values": _json_values(a)}
-                              for (name, index, _), a in zip(picked, arrays)]},
-                  sys.stdout)
+    if args.output != "json" and (args.npy or args.npz) and not args.output_file:
         return Exit.OK
-    if args.npy or args.npz:
-        return Exit.OK
-    options = {"threshold": sys.maxsize} if args.full else {}
-    with np.printoptions(**options):
-        for (name, index, _), array in zip(picked, arrays):
-            # the index is parsed numbers (`_index_text`): only the name needs escaping, and
-            # escaping the whole label showed `[::2]` as `[:\x3a2]`
-            label = safe(name) + (_index_text(index) if index is not None else "")
-            print(f"{label}: shape {tuple(array.shape)} {store[name].dtype_name}")
-            text = (np.array2string(array, separator=", ") if array.dtype != object
-                    else repr(array.tolist()))
-            print(safe(text).replace("\\x0a", "\n"))
+    with destination(args) as (out, _):
+        if args.output == "json":
+            dump_json({"schema_version": SHOW_SCHEMA_VERSION, "file": args.file,
+                       "format": store.format,
+                       "values": [{"name": name, "index": _index_text(index)
+                                   if index is not None else None, "shape": list(a.shape),
+                                   "dtype": store[name].dtype_name, "values": _json_values(a)}
+                                  for (name, index, _), a in zip(picked, arrays)]}, out)
+            return Exit.OK
+        options = {"threshold": sys.maxsize} if args.full else {}
+        with np.printoptions(**options):
+            for (name, index, _), array in zip(picked, arrays):
+                # the index is parsed numbers (`_index_text`): only the name needs escaping,
+                # and escaping the whole label showed `[::2]` as `[:\x3a2]`
+                label = safe(name) + (_index_text(index) if index is not None else "")
+                print(f"{label}: shape {tuple(array.shape)} {store[name].dtype_name}", file=out)
+                text = (np.array2string(array, separator=", ") if array.dtype != object
+                        else repr(array.tolist()))
+                print(safe(text).replace("\\x0a", "\n"), file=out)
     return Exit.OK
 
 

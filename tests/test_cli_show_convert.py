@@ -227,6 +227,20 @@ def test_a_report_is_never_written_over_an_input(capsys, tmp_path: Path, model: 
                "--format", "markdown") == (0, "", "") and (tmp_path / "d.md").stat().st_size
 
 
+def test_a_reports_format_follows_the_output_suffix(capsys, tmp_path: Path, model: Path) -> None:
+    """`-o r.json` writes JSON, `-o r.md` markdown (text elsewhere); --format decides when
+    given; `show --values` writes to -o too."""
+    assert cli(capsys, "show", model, "-o", tmp_path / "r.json")[0] == 0
+    assert json.loads((tmp_path / "r.json").read_text())["variables"]
+    assert cli(capsys, "diff", model, model, "-o", tmp_path / "r.md")[0] == 0
+    assert (tmp_path / "r.md").read_text().startswith("#### wdiff")
+    assert cli(capsys, "show", model, "-o", tmp_path / "t.json", "--format", "text")[0] == 0
+    assert (tmp_path / "t.json").read_text().startswith(f"{model}: ")
+    assert cli(capsys, "show", model, "--values", "dense/bias", "-o", tmp_path / "v.json") == \
+        (0, "", "")
+    assert json.loads((tmp_path / "v.json").read_text())["values"][0]["name"] == "dense/bias"
+
+
 def test_no_output_replaces_a_file_of_an_input(capsys, tmp_path: Path) -> None:
     """A file inside an input directory (a SavedModel's graph, a TF.js manifest or shard, a
     checkpoint directory's state file) or a shard of a sharded `.weights.json` is part of the
