@@ -151,6 +151,8 @@ def write(store: Store, args: argparse.Namespace, fmt: str) -> WritePlan:
         planned = plan(written, fmt, template)
         save(written, args.dst, fmt, allow_lossy=args.allow_lossy, like=template,
              planned=planned)
+    for note in planned.notes if not args.quiet else ():
+        warnings.warn(f"{display(args.dst)}: {note}", WeightsNote)
     return planned
 
 

@@ -48,13 +48,16 @@ class WritePlan:
     names); the write is refused unless the caller allows losses. `refusal`: an error the write
     raises whatever the caller allows (the format cannot express the store at all). `detail`:
     the format's own plan, for its `write`. Made by `of`, the detail (and with it the refusal)
-    is computed when either is first read.
+    is computed when either is first read. `notes`: what the user should know of the file the
+    write makes that is not a loss (a TFLite weights container computes nothing); the command
+    line says each on stderr.
     """
 
     def __init__(self, store: Store, like: Store | None = None, losses: list[str] | None = None,
                  refusal: WeightsError | None = None, detail: Any = None):
         self.store, self.like = store, like
         self.losses: list[str] = list(losses or [])
+        self.notes: list[str] = []
         self._refusal, self._detail = refusal, detail
         self._make: tuple[Callable[[], Any], tuple[type[Exception], ...]] | None = None
 

@@ -1381,6 +1381,9 @@ def plan(store: Store, like: Store | None = None) -> WritePlan:
         return result
     if detail.mode == "bare":  # the weightkit entry carries every metadata namespace
         result.losses = carry.json_losses(store)
+        result.notes.append("a weights container: a constant tensor per variable and no "
+                            "operators; the TFLite interpreter loads it, but it computes nothing "
+                            "(a runnable model comes from tf.lite.TFLiteConverter)")
     else:
         result.losses = structure_losses(store, (NAMESPACE, *detail.kept), like)
     result.detail = detail

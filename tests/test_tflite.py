@@ -545,6 +545,19 @@ def test_export_diff_either_way_round() -> None:
     assert changed == {"d1/kernel", "d2/kernel"}  # the two kernels of >= 1024 elements: int8
 
 
+def test_a_weights_container_says_it_computes_nothing(tmp_path: Path) -> None:
+    """A store from another format becomes a weights container: convert says so (a user
+    expects a runnable model from a .tflite), not with --quiet, and not for a TFLite model
+    written back into itself."""
+    done = run_cli("convert", fixture("tldense--keras3.keras"), tmp_path / "c.tflite")
+    assert done.returncode == 0 and done.stderr.count("\n") == 1
+    assert "note: " in done.stderr and "a weights container" in done.stderr
+    assert run_cli("convert", fixture("tldense--keras3.keras"), tmp_path / "q.tflite",
+                   "-q").stderr == ""
+    done = run_cli("convert", fixture("tldense--keras3-f32.tflite"), tmp_path / "m.tflite")
+    assert done.returncode == 0 and done.stderr == ""
+
+
 def test_an_export_diff_selects_by_either_sides_names(tmp_path: Path) -> None:
     """The export names its weights otherwise (`tlconv_1/c1_1/convolution` for `c1/kernel`):
     a selection picks a pair by either side's name, after pairing; a folded batch norm and
