@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from ..converters.errors import WeightsError
 from ..converters.store import Store, Tensor
 from .match import normalize
 
@@ -333,7 +334,7 @@ def _fold(pair: _Pair, bias_pair: _Pair | None, bias_exp: _Exp | None, bn: dict[
     channels = _per_channel(kernel, axis).shape[0]
     if bn["gamma"].tensor.shape != (channels,):
         return None
-    exported = np.asarray(pair.exp.view.read(), np.float64)
+    exported = np.asarray(_real_view(pair.exp).read(), np.float64)
     s, eps = _fold_scale(bn, kernel, exported, axis)
     folded = _scale_kernel(kernel, s, axis)
     if not _rel(folded, exported) < _rel(kernel, exported):  # (NaN: not a better fit)
@@ -353,6 +354,20 @@ def _fold(pair: _Pair, bias_pair: _Pair | None, bias_exp: _Exp | None, bn: dict[
         new_bias = _Pair(owner, bias_exp, _cached(value.shape, dtype, lambda: value), note,
                          folded=True)
     return kernel_pair, new_bias
+
+
+def _real_view(exp: _Exp) -> Tensor:
+    """The export weight's real values in the source's layout: its view, dequantized when it
+    is stored quantized (an int8 kernel folded with a batch norm is recognised by its real
+    values even when the diff compares the stored integers)."""
+    if "quantization" not in exp.tensor.meta:
+        return exp.view
+    from ..converters.quant import dequantize_tensor
+    try:
+        real = dequantize_tensor(exp.tensor, exp.name)
+    except WeightsError:
+        return exp.view
+    return _view(real, exp.layout.get("to_source") if exp.layout else None)
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:

@@ -545,6 +545,17 @@ def test_export_diff_either_way_round() -> None:
     assert changed == {"d1/kernel", "d2/kernel"}  # the two kernels of >= 1024 elements: int8
 
 
+def test_a_batch_norm_folded_into_an_int8_kernel_is_folded_without_dequantize() -> None:
+    """The fold is recognised by the kernel's real values, also when the diff compares the
+    stored integers: the batch norm reads `folded`, never `removed` (the export did not lose
+    it)."""
+    code, report = _wdiff(fixture("tlconv--keras3.keras"), fixture("tlconv--keras3-int8.tflite"))
+    by_a = {e["name_a"]: e for e in report["variables"]}
+    assert {by_a[f"bn1/{v}"]["status"] for v in ("gamma", "beta", "moving_mean",
+                                                  "moving_variance")} == {"folded"}
+    assert report["summary"]["counts"]["removed"] == 0
+
+
 def test_a_weights_container_says_it_computes_nothing(tmp_path: Path) -> None:
     """A store from another format becomes a weights container: convert says so (a user
     expects a runnable model from a .tflite), not with --quiet, and not for a TFLite model
@@ -560,8 +571,8 @@ def test_a_weights_container_says_it_computes_nothing(tmp_path: Path) -> None:
 
 def test_an_export_diff_selects_by_either_sides_names(tmp_path: Path) -> None:
     """The export names its weights otherwise (`tlconv_1/c1_1/convolution` for `c1/kernel`):
-    a selection picks a pair by either side's name, after pairing; a folded batch norm and
-    a structural constant come along only when selected themselves."""
+    a selection picks a pair by either side's name, after pairing; a structural constant by
+    its own; a folded batch norm with the pairs that check it."""
     source, export = fixture("tlconv--keras3.keras"), fixture("tlconv--keras3-f32.tflite")
     code, report = _wdiff(source, export, "--include", "c1/*")
     assert code == 0 and [(e["name_a"], e["status"]) for e in report["variables"]] == [
