@@ -12,6 +12,7 @@ import sys
 import tempfile
 import warnings
 from contextlib import ExitStack
+from typing import TextIO
 
 from ..converters.edit import edit
 from ..converters.errors import UsageError, WeightsNote
@@ -22,7 +23,8 @@ from ..diffing.verify import (LARGE_STORE, Trip, check_readable, default_vias, d
                               framework_check, verify)
 from .main import Exit
 from .progress import Progress, data_bytes, tracked
-from .text import colour, paint, safe, table
+from .report import destination
+from .text import paint, safe, table
 
 HELP = "round-trip a weights file through other formats and back, and compare bit for bit"
 EXIT = {"ok": Exit.OK, "different": Exit.DIFFERENT, "error": Exit.ERROR}
@@ -52,10 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load", action="store_true",
                         help="also load the original and the round-tripped file with the "
                              "framework (needs the tensorflow extra)")
-    parser.add_argument("--format", dest="output", choices=("text", "json"), default="text",
-                        help="report format (default: text)")
+    parser.add_argument("--format", dest="output", choices=("text", "json"), default=None,
+                        help="report format (default: as -o FILE's suffix says, else text)")
     parser.add_argument("--json", dest="output", action="store_const", const="json",
                         help="the same as --format json")
+    parser.add_argument("-o", "--output", dest="output_file", metavar="FILE",
+                        help="write the report to FILE (atomically) instead of standard output")
+    parser.set_defaults(report_formats=("text", "json"))
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="print nothing; report only through the exit status")
 
@@ -95,13 +100,13 @@ def run(args: argparse.Namespace) -> int:
                            workers=min(4, os.cpu_count() or 1), progress=bar.advance,
                            like=like)
         doc = document(args.file, store, trips, note)
-        if args.quiet:
-            pass
-        elif args.output == "json":
-            json.dump(doc, sys.stdout, indent=1)
-            print()
-        else:
-            _print_table(args.file, store, trips, colour(sys.stdout, args.color))
+        if not args.quiet or args.output_file:  # (--quiet prints nothing; -o FILE is written)
+            with destination(args) as (out, colour_on):
+                if args.output == "json":
+                    json.dump(doc, out, indent=1)
+                    print(file=out)
+                else:
+                    _print_table(args.file, store, trips, colour_on, out)
     if note and not args.quiet:  # on stderr, as convert's notes are
         warnings.warn(note, WeightsNote)
     return EXIT[doc["status"]]
@@ -134,7 +139,8 @@ def _detail(trip: Trip) -> str:
     return "; ".join(shown)
 
 
-def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = False) -> None:
+def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = False,
+                 out: TextIO = sys.stdout) -> None:
     with_load = any(t.load for t in trips)
     headers = ["via", "round trip", "details"] + (["framework load"] if with_load else [])
     rows = []
@@ -146,5 +152,6 @@ def _print_table(path: str, store: Store, trips: list[Trip], colour_on: bool = F
             row.append(safe(f"{t.load['status']}: {t.load['detail']}".splitlines()[0])
                        if t.load else "")
         rows.append(row)
-    print(f"{safe(path)}: {store.format}, {len(store):,} variable{'s' * (len(store) != 1)}")
-    print(table(rows, headers, wrap={2: 60, 3: 50}))
+    print(f"{safe(path)}: {store.format}, {len(store):,} variable{'s' * (len(store) != 1)}",
+          file=out)
+    print(table(rows, headers, wrap={2: 60, 3: 50}), file=out)

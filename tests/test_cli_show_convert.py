@@ -236,6 +236,9 @@ def test_a_reports_format_follows_the_output_suffix(capsys, tmp_path: Path, mode
     assert (tmp_path / "r.md").read_text().startswith("#### wdiff")
     assert cli(capsys, "show", model, "-o", tmp_path / "t.json", "--format", "text")[0] == 0
     assert (tmp_path / "t.json").read_text().startswith(f"{model}: ")
+    assert cli(capsys, "verify", model, "--via", "npz", "-o", tmp_path / "verify.json",
+               *fmt_args(model)) == (0, "", "")
+    assert json.loads((tmp_path / "verify.json").read_text())["status"] == "ok"
     assert cli(capsys, "show", model, "--values", "dense/bias", "-o", tmp_path / "v.json") == \
         (0, "", "")
     assert json.loads((tmp_path / "v.json").read_text())["values"][0]["name"] == "dense/bias"
