@@ -18,7 +18,7 @@ from ..converters.quant import dequantize
 from ..converters.registry import load
 from ..converters.store import Store, Tensor
 from ..diffing.gates import evaluate, failed
-from ..diffing.render import (dump_json, fold, markdown_gates, md_code, num, print_gates,
+from ..diffing.render import (cut_line, dump_json, fold, markdown_gates, md_code, num, print_gates,
                               shape_text)
 from ..diffing.rollup import show_rows
 from ..diffing.summary import SHOW_SCHEMA_VERSION, TensorStats, show_document, stats_of
@@ -103,12 +103,12 @@ def run(args: argparse.Namespace) -> int:
         if gate_list:
             doc["gates"] = [t.as_dict() for t in tripped]
         if not args.quiet or args.output_file:  # (--quiet prints nothing; -o FILE is written)
-            _report(store, args, doc, shown, tripped)
+            _report(store, args, doc, shown, tripped, len(rows))
     return Exit.DIFFERENT if failed(tripped) else Exit.OK
 
 
 def _report(store: Store, args: argparse.Namespace, doc: dict, shown: list[dict],
-            tripped: list) -> None:
+            tripped: list, total: int) -> None:
     with destination(args) as (out, colour_on):
         if args.output == "json":
             dump_json(doc, out)
@@ -117,9 +117,15 @@ def _report(store: Store, args: argparse.Namespace, doc: dict, shown: list[dict]
             out.write(show_report(store, doc, shown, args.by))
         elif args.output == "markdown":
             _print_markdown(doc, shown, args.by, out)
+            cut = cut_line(len(shown), total, args.top)
+            if cut:
+                print(f"\n{cut}", file=out)
             markdown_gates(tripped, out)
         else:
             _print_table(doc, shown, args.by, out, colour_on)
+            cut = cut_line(len(shown), total, args.top)
+            if cut:
+                print(cut, file=out)
             print_gates(tripped, out, colour_on)
     if tripped and (args.output != "text" or args.output_file) and not args.quiet:
         print_gates(tripped, sys.stderr, colour(sys.stderr, args.color))

@@ -14,7 +14,7 @@ import json.encoder
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 import orjson
@@ -147,6 +147,20 @@ def diff_rows(result: DiffResult, view: View) -> list[Entry] | list[DiffGroup]:
     return order(rows, view.sort, view.top)
 
 
+def cut_line(shown: int, total: int, top: int | None, what: str = "rows") -> str | None:
+    """`3 of 21 rows shown (--top 3)` when --top left rows out, else None."""
+    if top is None or shown >= total:
+        return None
+    return f"{shown:,} of {total:,} {what} shown (--top {top})"
+
+
+def _diff_cut(result: DiffResult, view: View) -> str | None:
+    if view.top is None:
+        return None
+    total = len(diff_rows(result, replace(view, top=None)))
+    return cut_line(min(view.top, total), total, view.top)
+
+
 def summary_line(result: DiffResult) -> str:
     """One line: verdict, counts by status, and the largest difference."""
     s = result.summary
@@ -210,6 +224,9 @@ def render_table(result: DiffResult, target: Target, label_a: str | None = None,
     text = _diff_table(result, target.view, target.colour, markdown=False)  # type: ignore[arg-type]
     if text:
         print(text, file=target.stream)
+    cut = _diff_cut(result, target.view)  # type: ignore[arg-type]
+    if cut:
+        print(cut, file=target.stream)
     print(summary_line(result), file=target.stream)
     for note in result.summary.get("notes", []):
         print(f"note: {safe(note)}", file=target.stream)
@@ -253,6 +270,9 @@ def render_markdown(result: DiffResult, target: Target, label_a: str, label_b: s
         n = len(text.splitlines()) - 2
         what = "variables" if target.view.by == "variable" else f"{target.view.by}s"  # type: ignore[union-attr]
         print(fold(text, n, what), file=out)
+    cut = _diff_cut(result, target.view)  # type: ignore[arg-type]
+    if cut:
+        print(f"\n{cut}", file=out)
     markdown_gates(target.gates, out)
 
 

@@ -227,6 +227,13 @@ def test_a_report_is_never_written_over_an_input(capsys, tmp_path: Path, model: 
                "--format", "markdown") == (0, "", "") and (tmp_path / "d.md").stat().st_size
 
 
+def test_top_says_how_many_rows_it_left_out(capsys, model: Path) -> None:
+    out = cli(capsys, "show", model, "--top", "2", *fmt_args(model))[1].splitlines()
+    assert out[-1] == "2 of 5 rows shown (--top 2)"
+    out = cli(capsys, "show", model, "--top", "9", *fmt_args(model))[1]
+    assert "rows shown" not in out  # nothing left out: nothing said
+
+
 def test_a_reports_format_follows_the_output_suffix(capsys, tmp_path: Path, model: Path) -> None:
     """`-o r.json` writes JSON, `-o r.md` markdown (text elsewhere); --format decides when
     given; `show --values` writes to -o too."""

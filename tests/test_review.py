@@ -184,7 +184,8 @@ def test_sort_top_and_json_views():
     assert len(rel) == 3 and rel == sorted(rel, reverse=True)
     assert doc["summary"]["variables_a"] > 3  # the summary is about everything
     text = run_cli("diff", BEFORE, AFTER, "--sort", "rel_l2", "--top", "3").stdout.splitlines()
-    assert len(text) == 2 + 2 + 3 + 1  # ---/+++, header and rule, three rows, summary
+    assert len(text) == 2 + 2 + 3 + 1 + 1  # ---/+++, header and rule, 3 rows, cut, summary
+    assert text[-2].startswith("3 of ") and text[-2].endswith(" rows shown (--top 3)")
 
 
 def test_markdown_folds_long_tables(tmp_path):
