@@ -164,7 +164,7 @@ def _diff_cut(result: DiffResult, view: View) -> str | None:
 def summary_line(result: DiffResult) -> str:
     """One line: verdict, counts by status, and the largest difference."""
     s = result.summary
-    counts = ", ".join(f"{n} {status.replace('_', ' ')}"
+    counts = ", ".join(f"{n:,} {status.replace('_', ' ')}"
                        for status, n in s["counts"].items() if n)
     verdict = "identical" if s["identical"] else "different"
     peak = "" if s["max_abs_diff"] is None else f"; max abs diff {num(s['max_abs_diff'])}"

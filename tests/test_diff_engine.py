@@ -633,3 +633,9 @@ def test_small_pairs_are_compared_many_to_a_job(monkeypatch):
     result = diff_stores(Store.from_arrays(arrays), Store.from_arrays(other), Options())
     assert calls and len(calls[0]) < 40 and 1 in calls[0] and sum(calls[0]) == 40
     assert [e.status for e in result.entries] == ["same", "changed"] * 20
+
+
+def test_the_summary_line_groups_digits_as_show_does():
+    from weightkit.diffing.render import summary_line
+    a = Store.from_arrays({f"v{i}": np.zeros(1) for i in range(1200)})
+    assert summary_line(diff_stores(a, a)).startswith("identical: 1,200 same; 0 of 1,200 ")
